@@ -1,0 +1,46 @@
+# Everything starts from nothing: `make test` and `make figures` create the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-slow lint typecheck figures baselines benchmark clean
+
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first, from the one pin in constraints.txt, so that nothing after it pulls another build.
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy irl_bilevel
+
+# The default suite: lint, types, then every test not marked slow.
+test: lint typecheck
+	$(VENV)/bin/pytest
+
+test-slow: install
+	$(VENV)/bin/pytest -m slow
+
+# Reproduces the paper's figures at quick scale into figures/.
+figures: install
+	$(VENV)/bin/irlb reproduce --scale quick
+
+# Benchmark-only install of the baseline libraries (imitation cannot share a resolver run with our stack).
+baselines: install
+	$(PIP) install --quiet -c constraints.txt -e '.[baselines]'
+	$(PIP) install --quiet --no-deps imitation==1.0.1 seals==0.2.1 huggingface-sb3==3.0
+
+benchmark: baselines
+	$(PY) benchmarks/mce_irl_vs_imitation.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,42 @@
+"""Reward learning through bilevel optimization: the core (reward models, feedback, objectives, inner
+solvers, hypergradients, the bilevel solver, metrics). Imports neither gymnasium nor transformers."""
+
+from irl_bilevel.feedback import Demonstrations, Preferences, Rankings, Ratings, Trajectories, UnpairedLabels
+from irl_bilevel.hypergradients import (
+    BilevelProblem,
+    FiniteDifferenceHypergradient,
+    Hypergradient,
+    HypergradientMethod,
+    ImplicitHypergradient,
+    MaxEntHypergradient,
+    UnrolledHypergradient,
+    ZeroOrderHypergradient,
+    make_hypergradient,
+)
+from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver, SoftValueIterationSolver
+from irl_bilevel.objectives import MaxEntDemonstrationLoss
+from irl_bilevel.rewards import (
+    FixedWeights,
+    Gated,
+    Lexicographic,
+    LinearReward,
+    MLPReward,
+    PotentialShaping,
+    RewardModel,
+    RewardOutput,
+    SimplexWeights,
+    SoftMin,
+    TabularReward,
+    Transitions,
+)
+from irl_bilevel.solver import BilevelResult, BilevelSolver, OuterConfig
+from irl_bilevel.tabular import (
+    TabularMDP,
+    feature_expectations,
+    soft_value_iteration,
+    state_action_occupancy,
+)
+from irl_bilevel.validation import ValidationError
+
+__version__ = "0.1.0"
+__all__ = [name for name in dir() if not name.startswith("_")]

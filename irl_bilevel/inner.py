@@ -1,0 +1,145 @@
+"""Inner solvers: given a reward model, (re)train a policy on it.
+
+Every inner solver implements ``InnerSolver``: ``solve(reward_model)`` trains (warm-started from the last
+call) and ``learner_reward_expectation(reward_model)`` returns the learner's expected reward
+``E_{d_π}[r_θ]``, differentiable in ``θ`` with ``d_π`` held fixed, which is what the sample-based MaxEnt
+hypergradient needs. ``FixedPointInnerSolver`` adds what implicit and unrolled differentiation need: the
+inner solution as the fixed point ``x* = T_θ(x*)`` of a differentiable map.
+
+``SoftValueIterationSolver`` is the exact, differentiable backend on tabular MDPs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from irl_bilevel.rewards import RewardModel
+from irl_bilevel.sampling import empirical_occupancy, sample_trajectories
+from irl_bilevel.tabular import (
+    SoftQSolution,
+    TabularMDP,
+    soft_bellman_operator,
+    soft_state_values,
+    soft_value_iteration,
+    state_action_occupancy,
+)
+
+
+@runtime_checkable
+class InnerSolver(Protocol):
+    """Trains a policy on the current reward; warm-started across outer steps."""
+
+    def solve(self, reward_model: RewardModel) -> None: ...
+
+    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None) -> torch.Tensor:
+        """``E_{d_π}[r_θ]`` of the current policy, differentiable in ``θ`` (exact if ``num_samples`` is None)."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+@runtime_checkable
+class FixedPointInnerSolver(InnerSolver, Protocol):
+    """An inner solver whose solution is the fixed point of a differentiable map ``x ↦ T(x, r)``."""
+
+    def reward(self, reward_model: RewardModel) -> torch.Tensor:
+        """The reward the inner problem sees, differentiable in the model's parameters."""
+        ...
+
+    def fixed_point(self, reward: torch.Tensor) -> torch.Tensor:
+        """The (detached) solution ``x*`` for ``reward``, warm-started."""
+        ...
+
+    def operator(self, x: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        """``T(x, r)``; differentiable in both."""
+        ...
+
+    def log_policy(self, x: torch.Tensor) -> torch.Tensor:
+        """The policy's log-probabilities given the inner variable ``x``."""
+        ...
+
+
+class SoftValueIterationSolver:
+    """Exact soft value iteration on a tabular MDP (the inner variable is the soft Q-table).
+
+    ``x = Q`` of shape ``[S, A]`` (discounted) or ``[H, S, A]`` (finite horizon); ``T`` is the soft Bellman
+    operator; the policy is ``π = softmax(Q / τ)``. Warm-starts from the previous solution, which makes each
+    outer step cost a few sweeps once the reward changes slowly.
+    """
+
+    def __init__(self, mdp: TabularMDP, temperature: float = 1.0, tol: float = 1e-12,
+                 max_iterations: int = 100_000) -> None:
+        self.mdp = mdp
+        self.temperature = temperature
+        self.tol = tol
+        self.max_iterations = max_iterations
+        self.solution: SoftQSolution | None = None
+        self.total_sweeps = 0
+
+    # ---- the inner problem
+    def reward(self, reward_model: RewardModel) -> torch.Tensor:
+        table = reward_model.reward_table(self.mdp.features, self.mdp.num_actions, self.mdp.expected_next)
+        return self.mdp.broadcast_reward(table)
+
+    def fixed_point(self, reward: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            initial = None if self.solution is None or self.mdp.is_finite_horizon else self.solution.q
+            self.solution = soft_value_iteration(
+                self.mdp, reward.detach(), self.temperature, self.tol, self.max_iterations, initial
+            )
+        self.total_sweeps += self.solution.iterations
+        return self.solution.q
+
+    def operator(self, x: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        return soft_bellman_operator(self.mdp, reward, x, self.temperature)
+
+    def log_policy(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - soft_state_values(x, self.temperature).unsqueeze(-1)) / self.temperature
+
+    # ---- InnerSolver
+    def solve(self, reward_model: RewardModel) -> None:
+        with torch.no_grad():
+            self.fixed_point(self.reward(reward_model))
+
+    @property
+    def current_log_policy(self) -> torch.Tensor:
+        if self.solution is None:
+            raise RuntimeError("solve() must be called before the policy is read")
+        return self.solution.log_policy
+
+    def occupancy(self) -> torch.Tensor:
+        """Normalized occupancy of the current policy (``[S, A]`` or ``[H, S, A]``)."""
+        return state_action_occupancy(self.mdp, self.current_log_policy)
+
+    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None,
+                                   generator: torch.Generator | None = None) -> torch.Tensor:
+        if num_samples is None:
+            occupancy = self.occupancy()
+        else:
+            length = self.mdp.horizon or _effective_horizon(self.mdp.discount)
+            samples = sample_trajectories(self.mdp, self.current_log_policy, num_samples, length, generator)
+            occupancy = empirical_occupancy(self.mdp, samples)
+        if occupancy.dim() == 3:
+            occupancy = occupancy.sum(0)
+        return (occupancy.detach() * self.reward(reward_model)).sum()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.solution is None else {"q": self.solution.q.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "q" in state:
+            q = state["q"]
+            values = soft_state_values(q, self.temperature)
+            log_policy = (q - values.unsqueeze(-1)) / self.temperature
+            self.solution = SoftQSolution(q, values, log_policy, 0, 0.0)
+
+
+def _effective_horizon(discount: float, tail: float = 1e-3) -> int:
+    """Rollout length after which ``γ^T`` drops below ``tail``."""
+    import math
+
+    return max(1, math.ceil(math.log(tail) / math.log(discount))) if discount > 0 else 1

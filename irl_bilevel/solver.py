@@ -1,0 +1,215 @@
+"""The bilevel solver: the outer loop over reward parameters, with logging, checkpoints and resume.
+
+Each outer step asks the hypergradient method for ``(L, dL/dθ)`` — which (re)solves the warm-started inner
+problem — and takes an optimizer step on ``θ``. Adam and SGD take one hypergradient per step; L-BFGS
+(strong-Wolfe line search) may take several, and suits the concave MaxEnt likelihood of a linear reward,
+where it needs far fewer outer steps than first-order methods.
+
+With an ``output_dir``, the run writes ``metrics.jsonl`` (one row per step), ``checkpoint.pt`` every
+``checkpoint_every`` steps and ``summary.json`` at the end; ``run()`` on the same folder resumes from the
+checkpoint (reward parameters, optimizer state, warm inner solution, random generators) and finishes with
+the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from irl_bilevel.hypergradients import BilevelProblem, HypergradientMethod
+from irl_bilevel.runs import load_checkpoint, read_metrics, save_checkpoint, write_json, write_metrics
+from irl_bilevel.validation import ValidationError
+
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
+
+
+@dataclass
+class OuterConfig:
+    """Outer-loop settings.
+
+    ``grad_tol``: stop once ``‖dL/dθ‖_∞`` falls below it; ``stop_when``: an optional metric predicate
+    checked after every step (e.g. occupancy error below a target).
+    """
+
+    steps: int = 200
+    optimizer: str = "lbfgs"
+    lr: float = 1.0
+    grad_tol: float = 0.0
+    checkpoint_every: int = 10
+    lbfgs_history: int = 20
+    lbfgs_max_evals_per_step: int = 25
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValidationError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.steps < 0:
+            raise ValidationError(f"steps: expected a non-negative number, got {self.steps}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValidationError(f"lr: expected a positive number, got {self.lr}")
+        if self.checkpoint_every < 1:
+            raise ValidationError(f"checkpoint_every: expected at least 1, got {self.checkpoint_every}")
+
+
+@dataclass
+class BilevelResult:
+    steps: int
+    loss: float
+    gradient_norm: float
+    converged: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class BilevelSolver:
+    """Outer loop: ``θ ← θ − step(dL/dθ)`` with ``dL/dθ`` from ``method`` on ``problem``.
+
+    ``metrics``: called after each step, returns extra numbers to log (e.g. reward-quality metrics).
+    """
+
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        method: HypergradientMethod,
+        config: OuterConfig | None = None,
+        output_dir: str | Path | None = None,
+        metrics: Callable[[], dict[str, float]] | None = None,
+        stop_when: Callable[[dict[str, Any]], bool] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.problem = problem
+        self.method = method
+        self.config = config or OuterConfig()
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.metrics = metrics
+        self.stop_when = stop_when
+        self.progress = progress
+        self.optimizer = self._make_optimizer()
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.converged = False
+        self.hypergradient_evaluations = 0
+        # The loss whose gradients sit in ``.grad`` for the current parameters (the last logged evaluation):
+        # the next optimizer step starts from it instead of evaluating the same point again.
+        self._cached_loss: float | None = None
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        parameters, c = self.problem.parameters, self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=c.lr)
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(parameters, lr=c.lr)
+        return torch.optim.LBFGS(parameters, lr=c.lr, history_size=c.lbfgs_history,
+                                 max_iter=c.lbfgs_max_evals_per_step, line_search_fn="strong_wolfe",
+                                 tolerance_grad=max(c.grad_tol, 1e-12), tolerance_change=1e-14)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.output_dir is None else self.output_dir / "checkpoint.pt"
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {name: value for name, value in vars(self.method).items() if isinstance(value, torch.Generator)}
+
+    def save(self) -> None:
+        if self.output_dir is None or self.checkpoint_path is None:
+            return
+        state = {
+            "step": self.step,
+            "converged": self.converged,
+            "reward_model": self.problem.reward_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "inner": self.problem.inner.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "hypergradient_evaluations": self.hypergradient_evaluations,
+            "cached_loss": self._cached_loss,
+            "cached_gradients": [p.grad for p in self.problem.parameters],
+            "generators": {name: g.get_state() for name, g in self._generators().items()},
+        }
+        write_metrics(self.output_dir / "metrics.jsonl", self.history)
+        save_checkpoint(self.checkpoint_path, state)
+
+    def try_resume(self) -> bool:
+        """Load the run folder's checkpoint, if any; returns whether it did."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = load_checkpoint(path)
+        self.problem.reward_model.load_state_dict(state["reward_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.problem.inner.load_state_dict(state["inner"])
+        torch.set_rng_state(state["torch_rng"])
+        for name, generator in self._generators().items():
+            if name in state["generators"]:
+                generator.set_state(state["generators"][name])
+        self.hypergradient_evaluations = int(state["hypergradient_evaluations"])
+        self._cached_loss = state["cached_loss"]
+        for parameter, gradient in zip(self.problem.parameters, state["cached_gradients"]):
+            parameter.grad = gradient
+        self.step = int(state["step"])
+        self.converged = bool(state["converged"])
+        assert self.output_dir is not None
+        self.history = [row for row in read_metrics(self.output_dir / "metrics.jsonl") if row["step"] <= self.step]
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def _evaluate(self) -> float:
+        """One hypergradient: writes ``.grad`` of every reward parameter, returns the outer loss."""
+        if self._cached_loss is not None:
+            loss, self._cached_loss = self._cached_loss, None
+            return loss
+        self.hypergradient_evaluations += 1
+        result = self.method.compute(self.problem)
+        for parameter, gradient in zip(self.problem.parameters, result.gradients):
+            parameter.grad = gradient.detach().clone()
+        return result.loss
+
+    def _gradient_norm(self) -> float:
+        norms = [float(p.grad.abs().max()) for p in self.problem.parameters if p.grad is not None]
+        return max(norms, default=0.0)
+
+    def run(self, resume: bool = True) -> BilevelResult:
+        started = time.perf_counter()
+        if resume:
+            self.try_resume()
+        bar = tqdm(total=self.config.steps, initial=self.step, desc=f"outer ({self.method.name})",
+                   disable=not self.progress, leave=False)
+        loss, gradient_norm = math.nan, math.nan
+        while self.step < self.config.steps and not self.converged:
+            if isinstance(self.optimizer, torch.optim.LBFGS):
+                self.optimizer.step(self._evaluate)
+            else:
+                self._evaluate()
+                self.optimizer.step()
+            # Log the loss and gradient at the new parameters; the next step reuses them.
+            loss = self._evaluate()
+            self._cached_loss = loss
+            gradient_norm = self._gradient_norm()
+            self.step += 1
+            row: dict[str, Any] = {"step": self.step, "loss": loss, "gradient_norm": gradient_norm,
+                                   "hypergradient_evaluations": self.hypergradient_evaluations}
+            if self.metrics is not None:
+                row.update(self.metrics())
+            self.history.append(row)
+            self.converged = gradient_norm <= self.config.grad_tol or bool(self.stop_when and self.stop_when(row))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}", grad=f"{gradient_norm:.2e}")
+            if self.step % self.config.checkpoint_every == 0 or self.converged:
+                self.save()
+        bar.close()
+        if self.history:
+            loss, gradient_norm = self.history[-1]["loss"], self.history[-1]["gradient_norm"]
+        self.save()
+        result = BilevelResult(self.step, loss, gradient_norm, self.converged, self.history,
+                               time.perf_counter() - started)
+        if self.output_dir is not None:
+            summary = {k: v for k, v in asdict(result).items() if k != "history"}
+            summary["final_metrics"] = self.history[-1] if self.history else {}
+            write_json(self.output_dir / "summary.json", summary)
+        return result
