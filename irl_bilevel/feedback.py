@@ -55,8 +55,10 @@ class Trajectories:
         if self.actions.shape[:2] != (n, t):
             raise ValidationError(f"actions: expected shape [{n}, {t}, ...], got {list(self.actions.shape)}")
         if int(self.lengths.min()) < 1 or int(self.lengths.max()) > t:
-            raise ValidationError(f"lengths: expected values in [1, {t}], got [{int(self.lengths.min())}, "
-                                  f"{int(self.lengths.max())}]")
+            raise ValidationError(
+                f"lengths: expected values in [1, {t}], got [{int(self.lengths.min())}, "
+                f"{int(self.lengths.max())}]"
+            )
         valid = self.mask
         check_finite(self.observations[valid], "observations")
         check_finite(self.actions[valid], "actions")
@@ -106,7 +108,11 @@ class Trajectories:
     def subset(self, indices: torch.Tensor | Sequence[int]):
         index = torch.as_tensor(indices, dtype=torch.long)
         return type(self)(
-            self.observations[index], self.actions[index], self.lengths[index], self.num_states, self.num_actions
+            self.observations[index],
+            self.actions[index],
+            self.lengths[index],
+            self.num_states,
+            self.num_actions,
         )
 
 

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import higher
 import torch
@@ -141,7 +141,9 @@ class ImplicitHypergradient(HypergradientMethod):
 
     name = "implicit"
 
-    def __init__(self, linear_solver: str = "normal_cg", tol: float = 1e-12, maxiter: int | None = None) -> None:
+    def __init__(
+        self, linear_solver: str = "normal_cg", tol: float = 1e-12, maxiter: int | None = None
+    ) -> None:
         if linear_solver not in LINEAR_SOLVERS:
             raise ValidationError(f"linear_solver: expected one of {LINEAR_SOLVERS}, got {linear_solver!r}")
         self.linear_solver = linear_solver
@@ -152,7 +154,9 @@ class ImplicitHypergradient(HypergradientMethod):
         # torchopt's default CG maxiter is the system size, which is right; set it explicitly because
         # torchopt derives it from the *first* argument's size (0 for a scalar; an upstream bug).
         if self.linear_solver == "normal_cg":
-            return torchopt.linear_solve.solve_normal_cg(rtol=self.tol, atol=0.0, maxiter=self.maxiter or 10 * size)
+            return torchopt.linear_solve.solve_normal_cg(
+                rtol=self.tol, atol=0.0, maxiter=self.maxiter or 10 * size
+            )
         if self.linear_solver == "neumann":
             return torchopt.linear_solve.solve_inv(ns=True, maxiter=self.maxiter or 2000)
         return torchopt.linear_solve.solve_inv(ns=False)
@@ -169,7 +173,9 @@ class ImplicitHypergradient(HypergradientMethod):
         def root(x: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
             return solution
 
-        loss = problem.objective.loss(inner.log_policy(root(solution, reward)))
+        differentiable_solution = root(solution, reward)
+        assert isinstance(differentiable_solution, torch.Tensor)
+        loss = problem.objective.loss(inner.log_policy(differentiable_solution))
         return Hypergradient(float(loss.detach()), _gradients(loss, problem.parameters))
 
 
@@ -184,13 +190,25 @@ class UnrolledHypergradient(HypergradientMethod):
 
     name = "unrolled"
 
-    def __init__(self, steps: int, backend: str = "torchopt", lr: float = 1.0, momentum: float = 0.0,
-                 warm_start: bool = True) -> None:
+    def __init__(
+        self,
+        steps: int,
+        backend: str = "torchopt",
+        lr: float = 1.0,
+        momentum: float = 0.0,
+        warm_start: bool = True,
+    ) -> None:
         if steps < 1:
             raise ValidationError(f"steps: expected at least 1 unrolled step, got {steps}")
         if backend not in ("torchopt", "higher"):
             raise ValidationError(f"backend: expected 'torchopt' or 'higher', got {backend!r}")
-        self.steps, self.backend, self.lr, self.momentum, self.warm_start = steps, backend, lr, momentum, warm_start
+        self.steps, self.backend, self.lr, self.momentum, self.warm_start = (
+            steps,
+            backend,
+            lr,
+            momentum,
+            warm_start,
+        )
         self.name = f"unrolled_{backend}"
 
     def compute(self, problem: BilevelProblem) -> Hypergradient:
@@ -211,14 +229,17 @@ class UnrolledHypergradient(HypergradientMethod):
                 # A fresh alias of x: the target T(x_k) depends on x_k but not on the alias, so the
                 # gradient of the regression loss is x_k − T(x_k) while both stay on the tape.
                 alias = x.view_as(x)
-                (grad,) = torch.autograd.grad(regression_loss(alias, inner.operator(x, reward)), alias,
-                                              create_graph=True)
+                (grad,) = torch.autograd.grad(
+                    regression_loss(alias, inner.operator(x, reward)), alias, create_graph=True
+                )
                 updates, state = optimizer.update(grad, state, inplace=False)
                 x = torchopt.apply_updates(alias, updates, inplace=False)
         else:
             holder = torch.zeros_like(start, requires_grad=True)
             diffopt = higher.get_diff_optim(
-                torch.optim.SGD([holder], lr=self.lr, momentum=self.momentum), [holder], track_higher_grads=True
+                torch.optim.SGD([holder], lr=self.lr, momentum=self.momentum),
+                [holder],
+                track_higher_grads=True,
             )
             for _ in range(self.steps):
                 alias = x.view_as(x)
@@ -294,7 +315,13 @@ class ZeroOrderHypergradient(HypergradientMethod):
 
     name = "zeroth_order"
 
-    def __init__(self, num_samples: int = 64, sigma: float = 1e-3, method: str = "antithetic", seed: int = 0):
+    def __init__(
+        self,
+        num_samples: int = 64,
+        sigma: float = 1e-3,
+        method: Literal["naive", "forward", "antithetic"] = "antithetic",
+        seed: int = 0,
+    ) -> None:
         self.num_samples, self.sigma, self.method = num_samples, sigma, method
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -309,8 +336,11 @@ class ZeroOrderHypergradient(HypergradientMethod):
             return torch.randn(sample_shape, generator=self.generator, dtype=dtype)
 
         @torchopt.diff.zero_order.zero_order(
-            sample, method=self.method, argnums=tuple(range(len(parameters))),  # type: ignore[arg-type]
-            num_samples=self.num_samples, sigma=self.sigma,
+            sample,
+            method=self.method,
+            argnums=tuple(range(len(parameters))),
+            num_samples=self.num_samples,
+            sigma=self.sigma,
         )
         def loss_of(*values: torch.Tensor) -> torch.Tensor:
             return black_box(list(values))
@@ -327,8 +357,8 @@ def make_hypergradient(name: str, **options: object) -> HypergradientMethod:
     builders: dict[str, Callable[..., HypergradientMethod]] = {
         "maxent": MaxEntHypergradient,
         "implicit": ImplicitHypergradient,
-        "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),  # type: ignore[arg-type]
-        "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),  # type: ignore[arg-type]
+        "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
+        "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
         "zeroth_order": ZeroOrderHypergradient,
         "finite_differences": FiniteDifferenceHypergradient,
     }

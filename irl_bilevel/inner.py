@@ -33,7 +33,9 @@ class InnerSolver(Protocol):
 
     def solve(self, reward_model: RewardModel) -> None: ...
 
-    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None) -> torch.Tensor:
+    def learner_reward_expectation(
+        self, reward_model: RewardModel, num_samples: int | None = None
+    ) -> torch.Tensor:
         """``E_{d_π}[r_θ]`` of the current policy, differentiable in ``θ`` (exact if ``num_samples`` is None)."""
         ...
 
@@ -71,8 +73,9 @@ class SoftValueIterationSolver:
     outer step cost a few sweeps once the reward changes slowly.
     """
 
-    def __init__(self, mdp: TabularMDP, temperature: float = 1.0, tol: float = 1e-12,
-                 max_iterations: int = 100_000) -> None:
+    def __init__(
+        self, mdp: TabularMDP, temperature: float = 1.0, tol: float = 1e-12, max_iterations: int = 100_000
+    ) -> None:
         self.mdp = mdp
         self.temperature = temperature
         self.tol = tol
@@ -115,8 +118,12 @@ class SoftValueIterationSolver:
         """Normalized occupancy of the current policy (``[S, A]`` or ``[H, S, A]``)."""
         return state_action_occupancy(self.mdp, self.current_log_policy)
 
-    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None,
-                                   generator: torch.Generator | None = None) -> torch.Tensor:
+    def learner_reward_expectation(
+        self,
+        reward_model: RewardModel,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         if num_samples is None:
             occupancy = self.occupancy()
         else:
@@ -138,7 +145,7 @@ class SoftValueIterationSolver:
             self.solution = SoftQSolution(q, values, log_policy, 0, 0.0)
 
 
-def _effective_horizon(discount: float, tail: float = 1e-3) -> int:
+def _effective_horizon(discount: float, tail: float = 1e-8) -> int:
     """Rollout length after which ``γ^T`` drops below ``tail``."""
     import math
 

@@ -16,11 +16,15 @@ def _as_transition_reward(reward: torch.Tensor, num_states: int, num_actions: in
         return reward[:, :, None].expand(num_states, num_actions, num_states)
     if reward.shape == (num_states, num_actions, num_states):
         return reward
-    raise ValidationError(f"reward: expected [S], [S, A] or [S, A, S] with S={num_states}, A={num_actions}, "
-                          f"got {list(reward.shape)}")
+    raise ValidationError(
+        f"reward: expected [S], [S, A] or [S, A, S] with S={num_states}, A={num_actions}, "
+        f"got {list(reward.shape)}"
+    )
 
 
-def canonicalize_reward(reward: torch.Tensor, num_states: int, num_actions: int, discount: float) -> torch.Tensor:
+def canonicalize_reward(
+    reward: torch.Tensor, num_states: int, num_actions: int, discount: float
+) -> torch.Tensor:
     """EPIC canonical form under uniform state and action distributions (Gleave et al. 2021, eq. 1):
 
     ``C(R)(s, a, s') = R(s, a, s') + E[γ R(s', A, S') − R(s, A, S') − γ R(S, A, S')]``,
@@ -32,8 +36,9 @@ def canonicalize_reward(reward: torch.Tensor, num_states: int, num_actions: int,
     return r + discount * mean_from[None, None, :] - mean_from[:, None, None] - discount * mean_all
 
 
-def epic_distance(reward_a: torch.Tensor, reward_b: torch.Tensor, num_states: int, num_actions: int,
-                  discount: float) -> float:
+def epic_distance(
+    reward_a: torch.Tensor, reward_b: torch.Tensor, num_states: int, num_actions: int, discount: float
+) -> float:
     """``D_EPIC = sqrt((1 − ρ) / 2)``, ``ρ`` the Pearson correlation of the canonicalized rewards over
     uniformly drawn transitions; 0 for rewards equal up to shaping and positive scaling, at most 1."""
     a = canonicalize_reward(reward_a.detach(), num_states, num_actions, discount).reshape(-1)
@@ -52,8 +57,9 @@ def occupancy_l1(occupancy_a: torch.Tensor, occupancy_b: torch.Tensor) -> float:
     return float((occupancy_a.detach() - occupancy_b.detach()).abs().sum())
 
 
-def normalized_return(mdp: TabularMDP, learned_reward: torch.Tensor, expert_log_policy: torch.Tensor,
-                      temperature: float = 1.0) -> float:
+def normalized_return(
+    mdp: TabularMDP, learned_reward: torch.Tensor, expert_log_policy: torch.Tensor, temperature: float = 1.0
+) -> float:
     """``(J(π_learned) − J(π_uniform)) / (J(π_expert) − J(π_uniform))`` under ``mdp.true_reward``.
 
     ``π_learned`` is the soft-optimal policy of the learned reward; ``π_expert`` the demonstrator.
@@ -61,11 +67,21 @@ def normalized_return(mdp: TabularMDP, learned_reward: torch.Tensor, expert_log_
     if mdp.true_reward is None:
         raise ValidationError("true_reward: the MDP has no ground-truth reward to score against")
     learned = soft_value_iteration(mdp, learned_reward.detach(), temperature).log_policy
-    uniform = torch.full((mdp.num_states, mdp.num_actions), -float(torch.log(torch.tensor(float(mdp.num_actions)))),
-                         dtype=mdp.start.dtype)
-    j_learned, j_expert, j_uniform = (float(expected_return(mdp, p, mdp.true_reward))
-                                      for p in (learned, expert_log_policy, uniform))
+    uniform = torch.full(
+        (mdp.num_states, mdp.num_actions),
+        -float(torch.log(torch.tensor(float(mdp.num_actions)))),
+        dtype=mdp.start.dtype,
+    )
+    j_learned, j_expert, j_uniform = (
+        float(expected_return(mdp, p, mdp.true_reward)) for p in (learned, expert_log_policy, uniform)
+    )
     return (j_learned - j_uniform) / (j_expert - j_uniform)
 
 
-__all__ = ["canonicalize_reward", "epic_distance", "normalized_return", "occupancy_l1", "state_action_occupancy"]
+__all__ = [
+    "canonicalize_reward",
+    "epic_distance",
+    "normalized_return",
+    "occupancy_l1",
+    "state_action_occupancy",
+]

@@ -24,8 +24,11 @@ class MaxEntDemonstrationLoss:
     """
 
     def __init__(self, mdp: TabularMDP, expert_occupancy: torch.Tensor) -> None:
-        expected = [mdp.num_states, mdp.num_actions] if mdp.horizon is None else [mdp.horizon, mdp.num_states,
-                                                                                  mdp.num_actions]
+        expected = (
+            [mdp.num_states, mdp.num_actions]
+            if mdp.horizon is None
+            else [mdp.horizon, mdp.num_states, mdp.num_actions]
+        )
         check_shape(expert_occupancy, "expert_occupancy", expected)
         check_distribution(expert_occupancy.reshape(-1), "expert_occupancy", atol=1e-6)
         self.mdp = mdp
@@ -50,5 +53,7 @@ class MaxEntDemonstrationLoss:
     def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
         if not isinstance(inner, SoftValueIterationSolver):
             raise ValidationError("inner: the tabular MaxEnt loss needs a SoftValueIterationSolver")
-        occupancy = self.expert_occupancy.sum(0) if self.expert_occupancy.dim() == 3 else self.expert_occupancy
+        occupancy = (
+            self.expert_occupancy.sum(0) if self.expert_occupancy.dim() == 3 else self.expert_occupancy
+        )
         return (occupancy * inner.reward(reward_model)).sum()

@@ -63,6 +63,8 @@ class Aggregator(nn.Module):
 
 
 class FixedWeights(Aggregator):
+    weights: torch.Tensor
+
     def __init__(self, weights: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.get_default_dtype()))
@@ -96,10 +98,14 @@ class SoftMin(Aggregator):
 
 
 class Lexicographic(Aggregator):
+    weights: torch.Tensor
+
     def __init__(self, priority: Sequence[int], epsilon: float = 1e-3) -> None:
         super().__init__()
         if sorted(priority) != list(range(len(priority))):
-            raise ValidationError(f"priority: expected a permutation of 0..{len(priority) - 1}, got {list(priority)}")
+            raise ValidationError(
+                f"priority: expected a permutation of 0..{len(priority) - 1}, got {list(priority)}"
+            )
         if not 0 < epsilon < 1:
             raise ValidationError(f"epsilon: expected 0 < epsilon < 1, got {epsilon}")
         weights = torch.zeros(len(priority))
@@ -150,7 +156,9 @@ class RewardModel(nn.Module):
     aspect_names: tuple[str, ...]
     uses_actions: bool
 
-    def __init__(self, aspect_names: Sequence[str], aggregator: Aggregator | None, uses_actions: bool) -> None:
+    def __init__(
+        self, aspect_names: Sequence[str], aggregator: Aggregator | None, uses_actions: bool
+    ) -> None:
         super().__init__()
         if len(aspect_names) == 0:
             raise ValidationError("aspect_names: expected at least one aspect")

@@ -20,8 +20,18 @@ from typing import Any
 
 import torch
 
-_PACKAGES = ("torch", "torchopt", "higher", "numpy", "scipy", "gymnasium", "stable-baselines3", "transformers",
-             "peft", "irl-bilevel")
+_PACKAGES = (
+    "torch",
+    "torchopt",
+    "higher",
+    "numpy",
+    "scipy",
+    "gymnasium",
+    "stable-baselines3",
+    "transformers",
+    "peft",
+    "irl-bilevel",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -38,10 +48,16 @@ def git_commit(path: Path | None = None) -> str | None:
     """The commit of the source tree (with ``-dirty`` if it has uncommitted changes), or None outside git."""
     where = Path(path or Path(__file__).resolve().parent)
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("-dirty" if dirty else "")
@@ -52,8 +68,12 @@ def provenance(seed: int | None) -> dict[str, Any]:
         "seed": seed,
         "versions": package_versions(),
         "git_commit": git_commit(),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -104,4 +124,6 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_atomic(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows).encode())
+    write_atomic(
+        path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows).encode()
+    )

@@ -42,8 +42,13 @@ def sample_trajectories(
             pick = torch.multinomial(mdp.successor_probabilities[state, action], 1, generator=generator)
             state = mdp.successors[state, action].gather(-1, pick).squeeze(-1)
     lengths = torch.full((num_trajectories,), length)
-    return Demonstrations(torch.stack(states, 1), torch.stack(actions, 1), lengths,
-                          num_states=mdp.num_states, num_actions=mdp.num_actions)
+    return Demonstrations(
+        torch.stack(states, 1),
+        torch.stack(actions, 1),
+        lengths,
+        num_states=mdp.num_states,
+        num_actions=mdp.num_actions,
+    )
 
 
 def empirical_occupancy(mdp: TabularMDP, trajectories: Trajectories) -> torch.Tensor:
@@ -52,8 +57,15 @@ def empirical_occupancy(mdp: TabularMDP, trajectories: Trajectories) -> torch.Te
     Each visit at step ``t`` weighs ``γ^t``; discounted: scaled by ``(1 − γ) / N`` (``[S, A]``); finite
     horizon: ``[H, S, A]`` scaled by ``1 / (N Σ_t γ^t)``.
     """
-    observations, actions, mask = trajectories.observations.long(), trajectories.actions.long(), trajectories.mask
-    if trajectories.num_states not in (None, mdp.num_states) or trajectories.num_actions not in (None, mdp.num_actions):
+    observations, actions, mask = (
+        trajectories.observations.long(),
+        trajectories.actions.long(),
+        trajectories.mask,
+    )
+    if trajectories.num_states not in (None, mdp.num_states) or trajectories.num_actions not in (
+        None,
+        mdp.num_actions,
+    ):
         raise ValidationError("trajectories: their num_states/num_actions do not match the MDP's")
     n, length = observations.shape
     steps = torch.arange(length)

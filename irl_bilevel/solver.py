@@ -105,9 +105,15 @@ class BilevelSolver:
             return torch.optim.Adam(parameters, lr=c.lr)
         if c.optimizer == "sgd":
             return torch.optim.SGD(parameters, lr=c.lr)
-        return torch.optim.LBFGS(parameters, lr=c.lr, history_size=c.lbfgs_history,
-                                 max_iter=c.lbfgs_max_evals_per_step, line_search_fn="strong_wolfe",
-                                 tolerance_grad=max(c.grad_tol, 1e-12), tolerance_change=1e-14)
+        return torch.optim.LBFGS(
+            parameters,
+            lr=c.lr,
+            history_size=c.lbfgs_history,
+            max_iter=c.lbfgs_max_evals_per_step,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=max(c.grad_tol, 1e-12),
+            tolerance_change=1e-14,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -115,7 +121,9 @@ class BilevelSolver:
         return None if self.output_dir is None else self.output_dir / "checkpoint.pt"
 
     def _generators(self) -> dict[str, torch.Generator]:
-        return {name: value for name, value in vars(self.method).items() if isinstance(value, torch.Generator)}
+        return {
+            name: value for name, value in vars(self.method).items() if isinstance(value, torch.Generator)
+        }
 
     def save(self) -> None:
         if self.output_dir is None or self.checkpoint_path is None:
@@ -155,7 +163,9 @@ class BilevelSolver:
         self.step = int(state["step"])
         self.converged = bool(state["converged"])
         assert self.output_dir is not None
-        self.history = [row for row in read_metrics(self.output_dir / "metrics.jsonl") if row["step"] <= self.step]
+        self.history = [
+            row for row in read_metrics(self.output_dir / "metrics.jsonl") if row["step"] <= self.step
+        ]
         return True
 
     # ------------------------------------------------------------------ the loop
@@ -178,8 +188,13 @@ class BilevelSolver:
         started = time.perf_counter()
         if resume:
             self.try_resume()
-        bar = tqdm(total=self.config.steps, initial=self.step, desc=f"outer ({self.method.name})",
-                   disable=not self.progress, leave=False)
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            desc=f"outer ({self.method.name})",
+            disable=not self.progress,
+            leave=False,
+        )
         loss, gradient_norm = math.nan, math.nan
         while self.step < self.config.steps and not self.converged:
             if isinstance(self.optimizer, torch.optim.LBFGS):
@@ -192,12 +207,18 @@ class BilevelSolver:
             self._cached_loss = loss
             gradient_norm = self._gradient_norm()
             self.step += 1
-            row: dict[str, Any] = {"step": self.step, "loss": loss, "gradient_norm": gradient_norm,
-                                   "hypergradient_evaluations": self.hypergradient_evaluations}
+            row: dict[str, Any] = {
+                "step": self.step,
+                "loss": loss,
+                "gradient_norm": gradient_norm,
+                "hypergradient_evaluations": self.hypergradient_evaluations,
+            }
             if self.metrics is not None:
                 row.update(self.metrics())
             self.history.append(row)
-            self.converged = gradient_norm <= self.config.grad_tol or bool(self.stop_when and self.stop_when(row))
+            self.converged = gradient_norm <= self.config.grad_tol or bool(
+                self.stop_when and self.stop_when(row)
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}", grad=f"{gradient_norm:.2e}")
             if self.step % self.config.checkpoint_every == 0 or self.converged:
@@ -206,8 +227,9 @@ class BilevelSolver:
         if self.history:
             loss, gradient_norm = self.history[-1]["loss"], self.history[-1]["gradient_norm"]
         self.save()
-        result = BilevelResult(self.step, loss, gradient_norm, self.converged, self.history,
-                               time.perf_counter() - started)
+        result = BilevelResult(
+            self.step, loss, gradient_norm, self.converged, self.history, time.perf_counter() - started
+        )
         if self.output_dir is not None:
             summary = {k: v for k, v in asdict(result).items() if k != "history"}
             summary["final_metrics"] = self.history[-1] if self.history else {}

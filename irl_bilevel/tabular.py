@@ -60,6 +60,7 @@ class TabularMDP:
     name: str = "mdp"
     num_states: int = field(init=False)
     num_actions: int = field(init=False)
+    _one_hot: torch.Tensor | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         dense = self.transitions is not None
@@ -80,13 +81,17 @@ class TabularMDP:
             check_distribution(self.transitions, "transitions", dim=-1)
         else:
             if self.successors is None or self.successor_probabilities is None:
-                raise ValidationError("successors: the sparse form needs both successors and successor_probabilities")
+                raise ValidationError(
+                    "successors: the sparse form needs both successors and successor_probabilities"
+                )
             self.successors = as_tensor(self.successors, "successors").long()
             self.successor_probabilities = as_tensor(
                 self.successor_probabilities, "successor_probabilities", torch.get_default_dtype()
             )
             if self.successors.dim() != 3:
-                raise ValidationError(f"successors: expected shape [S, A, k], got {list(self.successors.shape)}")
+                raise ValidationError(
+                    f"successors: expected shape [S, A, k], got {list(self.successors.shape)}"
+                )
             check_shape(self.successor_probabilities, "successor_probabilities", list(self.successors.shape))
             self.num_states, self.num_actions = self.successors.shape[:2]
             check_integer_range(self.successors, "successors", 0, self.num_states)
@@ -97,13 +102,17 @@ class TabularMDP:
         check_distribution(self.start, "start")
         if self.horizon is None:
             if not 0.0 <= self.discount < 1.0:
-                raise ValidationError(f"discount: expected 0 <= discount < 1 without a horizon, got {self.discount}")
+                raise ValidationError(
+                    f"discount: expected 0 <= discount < 1 without a horizon, got {self.discount}"
+                )
         else:
             if int(self.horizon) != self.horizon or self.horizon < 1:
                 raise ValidationError(f"horizon: expected a positive integer, got {self.horizon}")
             self.horizon = int(self.horizon)
             if not 0.0 < self.discount <= 1.0:
-                raise ValidationError(f"discount: expected 0 < discount <= 1 with a horizon, got {self.discount}")
+                raise ValidationError(
+                    f"discount: expected 0 < discount <= 1 with a horizon, got {self.discount}"
+                )
         if self.state_features is not None:
             self.state_features = as_tensor(self.state_features, "state_features", dtype)
             check_shape(self.state_features, "state_features", [self.num_states, None])
@@ -133,17 +142,19 @@ class TabularMDP:
         """State features ``[S, F]``; one-hot states when none were given."""
         if self.state_features is not None:
             return self.state_features
-        return torch.eye(self.num_states, dtype=self.start.dtype)
+        if self._one_hot is None or self._one_hot.dtype != self.start.dtype:
+            self._one_hot = torch.eye(self.num_states, dtype=self.start.dtype)
+        return self._one_hot
 
     def to(self, dtype: torch.dtype) -> TabularMDP:
         """A copy with every floating tensor cast to ``dtype``."""
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else (t.to(dtype) if t.is_floating_point() else t)
+            return None if t is None else t.to(dtype)
 
         return replace(
             self,
-            start=cast(self.start),
+            start=self.start.to(dtype),
             transitions=cast(self.transitions),
             successors=self.successors,
             successor_probabilities=cast(self.successor_probabilities),
@@ -173,7 +184,9 @@ class TabularMDP:
             return torch.einsum("ij,ijk->k", state_action_mass, self.transitions)
         assert self.successors is not None and self.successor_probabilities is not None
         flow = (state_action_mass.unsqueeze(-1) * self.successor_probabilities).reshape(-1)
-        return torch.zeros(self.num_states, dtype=flow.dtype).scatter_add(0, self.successors.reshape(-1), flow)
+        return torch.zeros(self.num_states, dtype=flow.dtype).scatter_add(
+            0, self.successors.reshape(-1), flow
+        )
 
     def broadcast_reward(self, reward: torch.Tensor) -> torch.Tensor:
         """A state reward ``[S]`` or state-action reward ``[S, A]`` as ``[S, A]``."""
@@ -251,7 +264,7 @@ def soft_value_iteration(
     iterations = 0
     while iterations < max_iterations:
         new_q = soft_bellman_operator(mdp, reward, q, temperature)
-        residual = float((new_q - q).abs().max())
+        residual = float((new_q - q).detach().abs().max())
         q = new_q
         iterations += 1
         if residual <= tol:
@@ -295,7 +308,7 @@ def state_action_occupancy(mdp: TabularMDP, log_policy: torch.Tensor, normalize:
         tol = 1e-12 * (1.0 / (1.0 - gamma))
         for _ in range(100_000):
             new_state = mdp.start + gamma * mdp.push_forward(state.unsqueeze(-1) * policy)
-            if float((new_state - state).abs().max()) <= tol:
+            if float((new_state - state).detach().abs().max()) <= tol:
                 state = new_state
                 break
             state = new_state

@@ -17,7 +17,9 @@ def as_tensor(value: Any, field: str, dtype: torch.dtype | None = None) -> torch
     try:
         tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise ValidationError(f"{field}: expected an array-like of numbers, got {type(value).__name__}") from error
+        raise ValidationError(
+            f"{field}: expected an array-like of numbers, got {type(value).__name__}"
+        ) from error
     if dtype is not None:
         tensor = tensor.to(dtype)
     return tensor
@@ -57,6 +59,7 @@ def check_integer_range(tensor: torch.Tensor, field: str, low: int, high: int) -
 
 def check_distribution(tensor: torch.Tensor, field: str, dim: int = -1, atol: float = 1e-6) -> None:
     """Check non-negative entries summing to one along ``dim``."""
+    tensor = tensor.detach()
     check_finite(tensor, field)
     if bool((tensor < -atol).any()):
         raise ValidationError(f"{field}: probabilities must be non-negative, found {float(tensor.min()):.3g}")

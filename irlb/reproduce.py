@@ -1,0 +1,35 @@
+"""`irlb reproduce`: every experiment behind the paper, then every figure, with a final table."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+from irl_bilevel.validation import ValidationError
+
+# (experiment module, figure module); both named after the figure they produce.
+EXPERIMENTS = {
+    "reward_recovery": ("classic_rl.experiments.reward_recovery", "figures.reward_recovery"),
+    "hypergradient_accuracy": ("classic_rl.experiments.hypergradient_accuracy", "figures.hypergradient_accuracy"),
+}
+
+
+def reproduce(scale: str, results_dir: Path, figures_dir: Path, only: list[str] | None = None,
+              seed: int = 0) -> list[tuple[str, float, list[Path]]]:
+    selected = list(EXPERIMENTS) if not only else only
+    unknown = sorted(set(selected) - set(EXPERIMENTS))
+    if unknown:
+        raise ValidationError(f"--only: unknown experiment(s) {unknown}; expected some of {sorted(EXPERIMENTS)}")
+    produced = []
+    for index, name in enumerate(selected, 1):
+        experiment_module, figure_module = EXPERIMENTS[name]
+        print(f"[{index}/{len(selected)}] {name} ({scale})", flush=True)
+        started = time.perf_counter()
+        importlib.import_module(experiment_module).run(scale, results_dir, seed=seed)
+        files = importlib.import_module(figure_module).plot(results_dir, figures_dir)
+        produced.append((name, time.perf_counter() - started, files))
+    print("\nexperiment                 seconds  files")
+    for name, seconds, files in produced:
+        print(f"{name:26s} {seconds:7.1f}  {', '.join(str(f) for f in files)}")
+    return produced
