@@ -28,6 +28,33 @@ from irl_bilevel.tabular import (
 
 
 @runtime_checkable
+class Policy(Protocol):
+    """What an inner solver exposes of its policy: log-probabilities of actions, and sampling."""
+
+    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π(a | s)`` for a batch: ``states [B, ...]``, ``actions [B, ...]`` → ``[B]``."""
+        ...
+
+    def act(self, states: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample one action per state."""
+        ...
+
+
+class TabularPolicy:
+    """A stationary tabular policy given by its log-probabilities ``[S, A]`` (states are indices)."""
+
+    def __init__(self, log_policy: torch.Tensor) -> None:
+        self.log_policy = log_policy
+
+    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_policy[states.long(), actions.long()]
+
+    def act(self, states: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        probabilities = self.log_policy[states.long()].exp()
+        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+
+
+@runtime_checkable
 class InnerSolver(Protocol):
     """Trains a policy on the current reward; warm-started across outer steps."""
 
@@ -107,6 +134,12 @@ class SoftValueIterationSolver:
     def solve(self, reward_model: RewardModel) -> None:
         with torch.no_grad():
             self.fixed_point(self.reward(reward_model))
+
+    @property
+    def policy(self) -> TabularPolicy:
+        """The current policy (for finite horizons, its first time step)."""
+        log_policy = self.current_log_policy
+        return TabularPolicy(log_policy[0] if log_policy.dim() == 3 else log_policy)
 
     @property
     def current_log_policy(self) -> torch.Tensor:

@@ -90,3 +90,19 @@ def test_reward_of_wrong_shape_is_rejected():
     mdp = random_mdp()
     with pytest.raises(ValidationError, match="reward"):
         soft_value_iteration(mdp, torch.zeros(7))
+
+
+def test_tabular_policy_from_the_inner_solver():
+    from irl_bilevel.inner import Policy, SoftValueIterationSolver
+    from irl_bilevel.rewards import TabularReward
+
+    mdp = random_mdp()
+    solver = SoftValueIterationSolver(mdp)
+    solver.solve(TabularReward(mdp.num_states))
+    policy = solver.policy
+    assert isinstance(policy, Policy)
+    states = torch.tensor([0, 1, 2])
+    actions = policy.act(states, torch.Generator().manual_seed(0))
+    assert actions.shape == (3,)
+    # A zero reward gives the uniform policy.
+    assert torch.allclose(policy.log_prob(states, actions), torch.full((3,), -torch.log(torch.tensor(3.0))))
