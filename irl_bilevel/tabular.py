@@ -72,7 +72,7 @@ class TabularMDP:
             )
         if dense:
             assert self.transitions is not None
-            self.transitions = as_tensor(self.transitions, "transitions", torch.get_default_dtype())
+            self.transitions = _floating(as_tensor(self.transitions, "transitions"))
             if self.transitions.dim() != 3 or self.transitions.shape[0] != self.transitions.shape[2]:
                 raise ValidationError(
                     f"transitions: expected shape [S, A, S], got {list(self.transitions.shape)}"
@@ -85,8 +85,8 @@ class TabularMDP:
                     "successors: the sparse form needs both successors and successor_probabilities"
                 )
             self.successors = as_tensor(self.successors, "successors").long()
-            self.successor_probabilities = as_tensor(
-                self.successor_probabilities, "successor_probabilities", torch.get_default_dtype()
+            self.successor_probabilities = _floating(
+                as_tensor(self.successor_probabilities, "successor_probabilities")
             )
             if self.successors.dim() != 3:
                 raise ValidationError(
@@ -96,7 +96,10 @@ class TabularMDP:
             self.num_states, self.num_actions = self.successors.shape[:2]
             check_integer_range(self.successors, "successors", 0, self.num_states)
             check_distribution(self.successor_probabilities, "successor_probabilities", dim=-1)
-        dtype = torch.get_default_dtype() if self.transitions is None else self.transitions.dtype
+        # Every floating tensor takes the transitions' dtype (float64 inputs stay float64 whatever torch's default).
+        probabilities = self.transitions if self.transitions is not None else self.successor_probabilities
+        assert probabilities is not None
+        dtype = probabilities.dtype
         self.start = as_tensor(self.start, "start", dtype)
         check_shape(self.start, "start", [self.num_states])
         check_distribution(self.start, "start")
@@ -198,6 +201,10 @@ class TabularMDP:
             f"reward: expected shape [{self.num_states}] or [{self.num_states}, {self.num_actions}], "
             f"got {list(reward.shape)}"
         )
+
+
+def _floating(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
 
 
 # ---------------------------------------------------------------------- soft dynamic programming
@@ -305,10 +312,10 @@ def state_action_occupancy(mdp: TabularMDP, log_policy: torch.Tensor, normalize:
         state = torch.linalg.solve(system.T, mdp.start)
     else:
         state = mdp.start
-        tol = 1e-12 * (1.0 / (1.0 - gamma))
         for _ in range(100_000):
             new_state = mdp.start + gamma * mdp.push_forward(state.unsqueeze(-1) * policy)
-            if float((new_state - state).detach().abs().max()) <= tol:
+            # P_π is non-expansive in L1, so the remaining error is at most γ/(1 − γ) times the last change.
+            if gamma * float((new_state - state).detach().abs().sum()) <= 1e-13:
                 state = new_state
                 break
             state = new_state

@@ -30,6 +30,7 @@ class TabularIRLConfig:
     mdp_file: str | None = None
     demonstrations_file: str | None = None
     algorithm: str = "maxent"  # maxent | lp
+    lp_l1_penalty: float = 1.05  # λ of Ng & Russell (2000); on their 5×5 gridworld λ ∈ [3.25, 5.75] is exact
     hypergradient: str = "maxent"
     hypergradient_options: dict[str, Any] = field(default_factory=dict)
     reward_model: str = "linear"  # linear | mlp | tabular
@@ -98,7 +99,7 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
         if config.algorithm == "lp":
             if mdp.true_reward is None:
                 raise ValidationError("algorithm: LP-IRL needs the expert's optimal policy, i.e. a true_reward")
-            reward = lp_irl(mdp, optimal_policy(mdp))
+            reward = lp_irl(mdp, optimal_policy(mdp), l1_penalty=config.lp_l1_penalty)
             metrics: dict[str, Any] = {"algorithm": "lp"}
             metrics["epic"] = epic_distance(reward, mdp.true_reward, mdp.num_states, mdp.num_actions, mdp.discount)
             if expert_log_policy is not None:

@@ -33,7 +33,7 @@ def test_bad_demonstrations_name_the_field(observations, actions, field):
 
 
 def test_nan_observations_are_rejected():
-    with pytest.raises(ValidationError, match="observations.*NaN"):
+    with pytest.raises(ValidationError, match=r"observations.*NaN"):
         Trajectories(torch.tensor([[[float("nan")]]]), torch.zeros(1, 1), torch.ones(1))
 
 
@@ -59,7 +59,7 @@ def test_rankings_ratings_and_unpaired_labels_validate():
     Ratings(segments(), torch.tensor([[1.0, 5.0], [3.0, 2.0], [4.0, 4.0]]), ("a", "b"))
     with pytest.raises(ValidationError, match="scores"):
         Ratings(segments(), torch.tensor([[1.0, 6.0], [3.0, 2.0], [4.0, 4.0]]), ("a", "b"))
-    with pytest.raises(ValidationError, match="scores.*NaN"):
+    with pytest.raises(ValidationError, match=r"scores.*NaN"):
         Ratings(segments(), torch.tensor([[1.0, float("nan")], [3.0, 2.0], [4.0, 4.0]]), ("a", "b"))
     with pytest.raises(ValidationError, match="desirable"):
         UnpairedLabels(segments(), torch.tensor([1, 0]))

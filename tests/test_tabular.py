@@ -45,7 +45,8 @@ def test_occupancy_matches_rollouts_and_return(horizon):
     # The return is the occupancy-weighted reward.
     unnormalized = state_action_occupancy(mdp, log_policy, normalize=False)
     reward = mdp.broadcast_reward(mdp.true_reward)
-    assert float(expected_return(mdp, log_policy, mdp.true_reward)) == pytest.approx(float((unnormalized * reward).sum()))
+    expected = float((unnormalized * reward).sum())
+    assert float(expected_return(mdp, log_policy, mdp.true_reward)) == pytest.approx(expected)
 
 
 def test_maxent_gradient_identity_is_occupancy_difference():
