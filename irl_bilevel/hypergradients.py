@@ -108,7 +108,14 @@ def _gradients(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list
 
 
 class MaxEntHypergradient(HypergradientMethod):
-    """Learner minus expert expectation of ``∇_θ r_θ`` (exact occupancies, or ``num_samples`` rollouts)."""
+    """Learner minus expert expectation of ``∇_θ r_θ`` (exact occupancies, or ``num_samples`` rollouts).
+
+    This is the exact gradient of the maximum-causal-entropy dual ``L(θ) = log Z_θ − E_{d_E}[r_θ]`` with
+    ``log Z_θ = (1 − γ) ρ0ᵀ V_θ`` (Ziebart 2010), which the method reports as the loss where the inner solver
+    knows ``log Z`` (``InnerSolver.log_partition``). For an expert occupancy that obeys the flow constraint
+    (an exact one) the dual equals the negative log-likelihood that the other methods differentiate; for
+    occupancies estimated from demonstrations the two objectives differ slightly.
+    """
 
     name = "maxent"
 
@@ -120,13 +127,16 @@ class MaxEntHypergradient(HypergradientMethod):
         model, inner = problem.reward_model, problem.inner
         with torch.no_grad():
             inner.solve(model)
-            loss = float(problem.objective.evaluate(inner))
-        if self.num_samples is None:
-            learner = inner.learner_reward_expectation(model)
+        expert = problem.objective.expert_reward_expectation(inner, model)
+        log_partition = inner.log_partition()
+        if log_partition is not None:
+            loss = log_partition - float(expert.detach())
         else:
-            learner = inner.learner_reward_expectation(model, self.num_samples, generator=self.generator)  # type: ignore[call-arg]
-        surrogate = learner - problem.objective.expert_reward_expectation(inner, model)
-        return Hypergradient(loss, _gradients(surrogate, problem.parameters))
+            with torch.no_grad():
+                loss = float(problem.objective.evaluate(inner))
+        samples = self.num_samples
+        learner = inner.learner_reward_expectation(model, samples, self.generator if samples else None)
+        return Hypergradient(loss, _gradients(learner - expert, problem.parameters))
 
 
 LINEAR_SOLVERS = ("normal_cg", "neumann", "direct")

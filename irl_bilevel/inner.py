@@ -61,9 +61,16 @@ class InnerSolver(Protocol):
     def solve(self, reward_model: RewardModel) -> None: ...
 
     def learner_reward_expectation(
-        self, reward_model: RewardModel, num_samples: int | None = None
+        self,
+        reward_model: RewardModel,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """``E_{d_π}[r_θ]`` of the current policy, differentiable in ``θ`` (exact if ``num_samples`` is None)."""
+        ...
+
+    def log_partition(self) -> float | None:
+        """``log Z`` of the current soft-optimal policy, normalized like the occupancies, where known."""
         ...
 
     def state_dict(self) -> dict[str, torch.Tensor]: ...
@@ -166,6 +173,17 @@ class SoftValueIterationSolver:
         if occupancy.dim() == 3:
             occupancy = occupancy.sum(0)
         return (occupancy.detach() * self.reward(reward_model)).sum()
+
+    def log_partition(self) -> float | None:
+        """``(1 − γ) ρ0ᵀ V`` (discounted) or ``ρ0ᵀ V_0 / Σ_t γ^t`` (finite horizon)."""
+        if self.solution is None:
+            return None
+        mdp = self.mdp
+        if mdp.is_finite_horizon:
+            assert mdp.horizon is not None
+            normalizer = sum(mdp.discount**t for t in range(mdp.horizon))
+            return float(mdp.start @ self.solution.values[0]) / normalizer
+        return float(mdp.start @ self.solution.values) * (1.0 - mdp.discount)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {} if self.solution is None else {"q": self.solution.q.detach().clone()}

@@ -250,7 +250,11 @@ class MLPReward(RewardModel):
 
 
 class TabularReward(RewardModel):
-    """One free parameter per state (or state-action pair): ``r(s) = θ_s``, reading one-hot state inputs."""
+    """One free parameter per state (or state-action pair): ``r(s) = θ_s``.
+
+    On a tabular MDP the table is the reward (whatever the MDP's features); as a module on a batch it
+    reads one-hot state (and action) inputs.
+    """
 
     def __init__(self, num_states: int, num_actions: int | None = None) -> None:
         super().__init__(("reward",), None, uses_actions=num_actions is not None)
@@ -263,6 +267,18 @@ class TabularReward(RewardModel):
             return self.table[state_index].unsqueeze(-1)
         assert batch.actions is not None
         return self.table[state_index, batch.actions.argmax(-1)].unsqueeze(-1)
+
+    def reward_table(
+        self,
+        state_inputs: torch.Tensor,
+        num_actions: int,
+        expected_next: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        if self.table.shape[0] != state_inputs.shape[0]:
+            raise ValidationError(
+                f"table: the reward has {self.table.shape[0]} states, the MDP {state_inputs.shape[0]}"
+            )
+        return self.table
 
 
 class PotentialShaping(RewardModel):

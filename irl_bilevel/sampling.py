@@ -6,7 +6,7 @@ import torch
 
 from irl_bilevel.feedback import Demonstrations, Trajectories
 from irl_bilevel.tabular import TabularMDP
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, check_integer_range
 
 
 def sample_trajectories(
@@ -54,30 +54,29 @@ def sample_trajectories(
 def empirical_occupancy(mdp: TabularMDP, trajectories: Trajectories) -> torch.Tensor:
     """The normalized occupancy that ``state_action_occupancy`` computes exactly, estimated from samples.
 
-    Each visit at step ``t`` weighs ``γ^t``; discounted: scaled by ``(1 − γ) / N`` (``[S, A]``); finite
-    horizon: ``[H, S, A]`` scaled by ``1 / (N Σ_t γ^t)``.
+    Each visit at step ``t`` weighs ``γ^t``, and the weights are normalized to sum to one over the data set,
+    so that trajectories truncated before the discount has decayed (or before the horizon) still give a
+    distribution. Returns ``[S, A]`` (discounted) or ``[H, S, A]`` (finite horizon).
     """
-    observations, actions, mask = (
-        trajectories.observations.long(),
-        trajectories.actions.long(),
-        trajectories.mask,
-    )
+    observations, actions, mask = trajectories.observations.long(), trajectories.actions.long(), trajectories.mask
     if trajectories.num_states not in (None, mdp.num_states) or trajectories.num_actions not in (
         None,
         mdp.num_actions,
     ):
         raise ValidationError("trajectories: their num_states/num_actions do not match the MDP's")
+    check_integer_range(observations[mask], "observations", 0, mdp.num_states)
+    check_integer_range(actions[mask], "actions", 0, mdp.num_actions)
     n, length = observations.shape
     steps = torch.arange(length)
     weights = (mdp.discount ** steps.to(mdp.start.dtype)).expand(n, length) * mask
+    weights = weights / weights.sum()
     if mdp.is_finite_horizon:
         assert mdp.horizon is not None
         if length > mdp.horizon:
             raise ValidationError(f"trajectories: longer ({length}) than the MDP's horizon ({mdp.horizon})")
         occupancy = torch.zeros(mdp.horizon, mdp.num_states, mdp.num_actions, dtype=mdp.start.dtype)
         index = (steps.expand(n, length) * mdp.num_states + observations) * mdp.num_actions + actions
-        occupancy.view(-1).index_add_(0, index[mask], weights[mask])
-        return occupancy / (n * sum(mdp.discount**t for t in range(mdp.horizon)))
+        return occupancy.view(-1).index_add_(0, index[mask], weights[mask]).view_as(occupancy)
     occupancy = torch.zeros(mdp.num_states, mdp.num_actions, dtype=mdp.start.dtype)
-    occupancy.view(-1).index_add_(0, (observations * mdp.num_actions + actions)[mask], weights[mask])
-    return occupancy * (1.0 - mdp.discount) / n
+    index = observations * mdp.num_actions + actions
+    return occupancy.view(-1).index_add_(0, index[mask], weights[mask]).view_as(occupancy)
