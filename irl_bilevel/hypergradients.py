@@ -93,6 +93,21 @@ class HypergradientMethod(ABC):
     def compute(self, problem: BilevelProblem) -> Hypergradient: ...
 
 
+class TapeHypergradientMethod(HypergradientMethod):
+    """A method that builds an autograd tape from ``θ`` to a scalar whose gradient is the hypergradient.
+
+    ``differentiable_loss`` returns ``(reported loss, tape output)``; ``compute`` backpropagates the output.
+    Split this way, the tape can be inspected (e.g. its memory measured) apart from the backward pass.
+    """
+
+    @abstractmethod
+    def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]: ...
+
+    def compute(self, problem: BilevelProblem) -> Hypergradient:
+        loss, output = self.differentiable_loss(problem)
+        return Hypergradient(loss, _gradients(output, problem.parameters))
+
+
 def _fixed_point_inner(problem: BilevelProblem, method: str) -> FixedPointInnerSolver:
     if not isinstance(problem.inner, FixedPointInnerSolver):
         raise ValidationError(
@@ -107,7 +122,7 @@ def _gradients(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list
     return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
 
 
-class MaxEntHypergradient(HypergradientMethod):
+class MaxEntHypergradient(TapeHypergradientMethod):
     """Learner minus expert expectation of ``∇_θ r_θ`` (exact occupancies, or ``num_samples`` rollouts).
 
     This is the exact gradient of the maximum-causal-entropy dual ``L(θ) = log Z_θ − E_{d_E}[r_θ]`` with
@@ -123,7 +138,7 @@ class MaxEntHypergradient(HypergradientMethod):
         self.num_samples = num_samples
         self.generator = torch.Generator().manual_seed(seed)
 
-    def compute(self, problem: BilevelProblem) -> Hypergradient:
+    def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
         model, inner = problem.reward_model, problem.inner
         with torch.no_grad():
             inner.solve(model)
@@ -136,13 +151,13 @@ class MaxEntHypergradient(HypergradientMethod):
                 loss = float(problem.objective.evaluate(inner))
         samples = self.num_samples
         learner = inner.learner_reward_expectation(model, samples, self.generator if samples else None)
-        return Hypergradient(loss, _gradients(learner - expert, problem.parameters))
+        return loss, learner - expert
 
 
 LINEAR_SOLVERS = ("normal_cg", "neumann", "direct")
 
 
-class ImplicitHypergradient(HypergradientMethod):
+class ImplicitHypergradient(TapeHypergradientMethod):
     """Implicit differentiation of ``x* = T(x*, r_θ)`` with ``torchopt.diff.implicit.custom_root``.
 
     ``linear_solver``: ``normal_cg`` (CG on ``AᵀA``), ``neumann`` (``Σ_k (∂_x T)^k``, ``maxiter`` terms) or
@@ -171,7 +186,7 @@ class ImplicitHypergradient(HypergradientMethod):
             return torchopt.linear_solve.solve_inv(ns=True, maxiter=self.maxiter or 2000)
         return torchopt.linear_solve.solve_inv(ns=False)
 
-    def compute(self, problem: BilevelProblem) -> Hypergradient:
+    def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
         inner = _fixed_point_inner(problem, self.name)
         reward = inner.reward(problem.reward_model)
         solution = inner.fixed_point(reward).detach()
@@ -186,10 +201,10 @@ class ImplicitHypergradient(HypergradientMethod):
         differentiable_solution = root(solution, reward)
         assert isinstance(differentiable_solution, torch.Tensor)
         loss = problem.objective.loss(inner.log_policy(differentiable_solution))
-        return Hypergradient(float(loss.detach()), _gradients(loss, problem.parameters))
+        return float(loss.detach()), loss
 
 
-class UnrolledHypergradient(HypergradientMethod):
+class UnrolledHypergradient(TapeHypergradientMethod):
     """Backpropagation through ``steps`` inner updates taken by a differentiable optimizer.
 
     ``backend``: ``torchopt`` (functional ``torchopt.sgd``) or ``higher`` (``higher.get_diff_optim``).
@@ -221,7 +236,7 @@ class UnrolledHypergradient(HypergradientMethod):
         )
         self.name = f"unrolled_{backend}"
 
-    def compute(self, problem: BilevelProblem) -> Hypergradient:
+    def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
         inner = _fixed_point_inner(problem, self.name)
         reward = inner.reward(problem.reward_model)
         start = inner.fixed_point(reward).detach()
@@ -255,7 +270,7 @@ class UnrolledHypergradient(HypergradientMethod):
                 alias = x.view_as(x)
                 (x,) = diffopt.step(regression_loss(alias, inner.operator(x, reward)), params=[alias])
         loss = problem.objective.loss(inner.log_policy(x))
-        return Hypergradient(float(loss.detach()), _gradients(loss, problem.parameters))
+        return float(loss.detach()), loss
 
 
 @contextmanager

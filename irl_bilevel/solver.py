@@ -34,14 +34,15 @@ OPTIMIZERS = ("adam", "sgd", "lbfgs")
 class OuterConfig:
     """Outer-loop settings.
 
-    ``grad_tol``: stop once ``‖dL/dθ‖_∞`` falls below it; ``stop_when``: an optional metric predicate
-    checked after every step (e.g. occupancy error below a target).
+    ``grad_tol``: stop once ``‖dL/dθ‖_∞`` falls below it. ``l2``: adds ``(l2 / 2) ‖θ‖²`` to the outer loss
+    (and ``l2 · θ`` to its gradient), which pins down reward directions the feedback does not determine.
     """
 
     steps: int = 200
     optimizer: str = "lbfgs"
     lr: float = 1.0
     grad_tol: float = 0.0
+    l2: float = 0.0
     checkpoint_every: int = 10
     lbfgs_history: int = 20
     lbfgs_max_evals_per_step: int = 25
@@ -53,6 +54,8 @@ class OuterConfig:
             raise ValidationError(f"steps: expected a non-negative number, got {self.steps}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValidationError(f"lr: expected a positive number, got {self.lr}")
+        if self.l2 < 0 or not math.isfinite(self.l2):
+            raise ValidationError(f"l2: expected a non-negative number, got {self.l2}")
         if self.checkpoint_every < 1:
             raise ValidationError(f"checkpoint_every: expected at least 1, got {self.checkpoint_every}")
 
@@ -176,9 +179,13 @@ class BilevelSolver:
             return loss
         self.hypergradient_evaluations += 1
         result = self.method.compute(self.problem)
+        loss, l2 = result.loss, self.config.l2
         for parameter, gradient in zip(self.problem.parameters, result.gradients):
             parameter.grad = gradient.detach().clone()
-        return result.loss
+            if l2:
+                parameter.grad.add_(parameter.detach(), alpha=l2)
+                loss += 0.5 * l2 * float(parameter.detach().pow(2).sum())
+        return loss
 
     def _gradient_norm(self) -> float:
         norms = [float(p.grad.abs().max()) for p in self.problem.parameters if p.grad is not None]

@@ -89,3 +89,19 @@ def test_outer_config_rejects_bad_values():
         OuterConfig(optimizer="newton")
     with pytest.raises(ValidationError, match="lr"):
         OuterConfig(lr=-1.0)
+
+
+def test_l2_regularization_enters_loss_and_gradient():
+    mdp = random_mdp(num_states=8, num_actions=3, num_features=4, seed=5)
+    expert = state_action_occupancy(mdp, soft_value_iteration(mdp, mdp.true_reward).log_policy)
+    model = make_reward_model("linear", mdp)
+    problem = BilevelProblem(model, SoftValueIterationSolver(mdp), MaxEntDemonstrationLoss(mdp, expert))
+    result = BilevelSolver(problem, MaxEntHypergradient(), OuterConfig(50, "lbfgs", l2=0.5, grad_tol=1e-7),
+                           progress=False).run()
+    assert result.converged
+    weights = model.linear.weight.detach()
+    unregularized = MaxEntHypergradient().compute(problem)
+    # Stationarity of L(θ) + ½ λ‖θ‖²: ∇L(θ) = −λθ, with θ ≠ 0.
+    assert torch.allclose(unregularized.gradients[0], -0.5 * weights, atol=1e-6)
+    assert float(weights.abs().max()) > 1e-3
+    assert result.loss == pytest.approx(unregularized.loss + 0.25 * float(weights.pow(2).sum()))
