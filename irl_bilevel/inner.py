@@ -167,7 +167,7 @@ class SoftValueIterationSolver:
         if num_samples is None:
             occupancy = self.occupancy()
         else:
-            length = self.mdp.horizon or _effective_horizon(self.mdp.discount)
+            length = self.mdp.horizon or effective_horizon(self.mdp.discount)
             samples = sample_trajectories(self.mdp, self.current_log_policy, num_samples, length, generator)
             occupancy = empirical_occupancy(self.mdp, samples)
         if occupancy.dim() == 3:
@@ -196,7 +196,7 @@ class SoftValueIterationSolver:
             self.solution = SoftQSolution(q, values, log_policy, 0, 0.0)
 
 
-def _effective_horizon(discount: float, tail: float = 1e-8) -> int:
+def effective_horizon(discount: float, tail: float = 1e-8) -> int:
     """Rollout length after which ``γ^T`` drops below ``tail``."""
     import math
 
