@@ -34,13 +34,19 @@ test-slow: install
 figures: install
 	$(VENV)/bin/irlb reproduce --scale quick
 
-# Benchmark-only install of the baseline libraries (imitation cannot share a resolver run with our stack).
+# Benchmark-only install of the baseline libraries (imitation cannot share a resolver run with our stack):
+# imitation 1.0.1 pins gymnasium~=0.29 / stable-baselines3~=2.2.1, so it goes in with --no-deps on top of the
+# `baselines` extra; `pip check` then reports those pins and imitation's unused extras (benchmarks/README.md).
 baselines: install
 	$(PIP) install --quiet -c constraints.txt -e '.[baselines]'
 	$(PIP) install --quiet --no-deps imitation==1.0.1 seals==0.2.1 huggingface-sb3==3.0
+	$(PY) -c "import imitation.algorithms.mce_irl, imitation.rewards.reward_nets, seals.diagnostics.cliff_world, seals.diagnostics.random_trans"
 
+# Our MCE IRL against imitation's, side by side, into benchmarks/results/ (about ten minutes;
+# `make benchmark BENCHMARK_ARGS=--quick` for a smoke run).
+BENCHMARK_ARGS ?=
 benchmark: baselines
-	$(PY) benchmarks/mce_irl_vs_imitation.py
+	$(PY) benchmarks/mce_irl_vs_imitation.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

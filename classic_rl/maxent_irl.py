@@ -24,6 +24,10 @@ from irl_bilevel.tabular import TabularMDP
 from irl_bilevel.validation import ValidationError
 
 REWARD_MODELS = ("linear", "mlp", "tabular")
+# ``occupancy_l1``: ``‖d_E − d_π‖₁`` of the normalized state-action occupancies (per time step for finite
+# horizons). ``state_visitation_linf``: ``max_s |D_E(s) − D_π(s)|`` of the expected state-visit counts
+# ``state_visitation`` — the quantity imitation's ``MCEIRL.train`` stops on (its ``linf_eps``).
+STOP_METRICS = ("occupancy_l1", "state_visitation_linf")
 
 
 def make_reward_model(
@@ -38,6 +42,21 @@ def make_reward_model(
     if kind == "tabular":
         return TabularReward(mdp.num_states, mdp.num_actions if state_action else None)
     raise ValidationError(f"reward_model: unknown kind {kind!r}; expected one of {REWARD_MODELS}")
+
+
+def state_visitation(mdp: TabularMDP, occupancy: torch.Tensor) -> torch.Tensor:
+    """Expected discounted visits of every state, ``D(s) = Σ_t γ^t Pr(s_t = s)``, from a normalized occupancy.
+
+    Finite horizon (``occupancy [H, S, A]``): over ``t = 0..H``, *including* the state reached after the last
+    action, as imitation's ``mce_occupancy_measures`` counts them (its ``Dcum``); sums to ``Σ_{t≤H} γ^t``
+    (``H + 1`` undiscounted). Discounted (``occupancy [S, A]``): ``Σ_{t≥0} γ^t Pr(s_t = s)``, summing to
+    ``1 / (1 − γ)``.
+    """
+    if not mdp.is_finite_horizon:
+        return occupancy.sum(-1) / (1.0 - mdp.discount)
+    assert mdp.horizon is not None
+    per_step = occupancy * sum(mdp.discount**t for t in range(mdp.horizon))  # γ^t Pr(s_t = s, a_t = a)
+    return per_step.sum(dim=(0, 2)) + mdp.discount * mdp.push_forward(per_step[-1])
 
 
 @dataclass
@@ -59,21 +78,31 @@ def maxent_irl(
     occupancy_target: float | None = None,
     temperature: float = 1.0,
     progress: bool = True,
+    stop_metric: str = "occupancy_l1",
+    log_epic: bool = True,
 ) -> IRLOutcome:
     """Learn ``reward_model`` so that the soft-optimal policy reproduces the expert.
 
     ``expert``: the expert's normalized occupancy (``[S, A]`` / ``[H, S, A]``) or demonstrations.
-    ``occupancy_target``: stop once ``‖d_E − d_π‖₁`` falls below it. ``expert_log_policy`` (the
-    demonstrator) enables the normalized-return metric when ``mdp.true_reward`` is known.
+    ``occupancy_target``: stop once ``stop_metric`` falls to it or below: ``occupancy_l1`` (``‖d_E − d_π‖₁``)
+    or ``state_visitation_linf`` (``max_s |D_E(s) − D_π(s)|`` of the state-visit counts, imitation's
+    ``MCEIRL`` stop rule); both are logged every step. ``expert_log_policy`` (the demonstrator) enables the
+    normalized-return metric when ``mdp.true_reward`` is known. ``log_epic``: log the EPIC distance to
+    ``mdp.true_reward`` every step (``O(S·A)``; off for timing runs that should not pay for metrics).
     """
+    if stop_metric not in STOP_METRICS:
+        raise ValidationError(f"stop_metric: expected one of {STOP_METRICS}, got {stop_metric!r}")
     expert_occupancy = expert if isinstance(expert, torch.Tensor) else empirical_occupancy(mdp, expert)
     objective = MaxEntDemonstrationLoss(mdp, expert_occupancy)
+    expert_visits = state_visitation(mdp, objective.expert_occupancy)
     inner = SoftValueIterationSolver(mdp, temperature=temperature)
     problem = BilevelProblem(reward_model, inner, objective)
 
     def metrics() -> dict[str, float]:
-        row = {"occupancy_l1": occupancy_l1(inner.occupancy(), expert_occupancy)}
-        if mdp.true_reward is not None:
+        occupancy = inner.occupancy()
+        row = {"occupancy_l1": occupancy_l1(occupancy, expert_occupancy),
+               "state_visitation_linf": float((state_visitation(mdp, occupancy) - expert_visits).abs().max())}
+        if log_epic and mdp.true_reward is not None:
             with torch.no_grad():
                 learned = inner.reward(reward_model)
             row["epic"] = epic_distance(
@@ -86,7 +115,7 @@ def maxent_irl(
         return row
 
     def stop_when(row: dict[str, Any]) -> bool:
-        return occupancy_target is not None and row["occupancy_l1"] <= occupancy_target
+        return occupancy_target is not None and row[stop_metric] <= occupancy_target
 
     solver = BilevelSolver(
         problem, method or MaxEntHypergradient(), config, output_dir, metrics, stop_when, progress

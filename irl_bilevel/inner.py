@@ -116,6 +116,8 @@ class SoftValueIterationSolver:
         self.max_iterations = max_iterations
         self.solution: SoftQSolution | None = None
         self.total_sweeps = 0
+        # The current policy's occupancy, computed once per solution: hypergradients and metrics both read it.
+        self._occupancy: tuple[SoftQSolution, torch.Tensor] | None = None
 
     # ---- the inner problem
     def reward(self, reward_model: RewardModel) -> torch.Tensor:
@@ -156,7 +158,10 @@ class SoftValueIterationSolver:
 
     def occupancy(self) -> torch.Tensor:
         """Normalized occupancy of the current policy (``[S, A]`` or ``[H, S, A]``)."""
-        return state_action_occupancy(self.mdp, self.current_log_policy)
+        if self._occupancy is None or self._occupancy[0] is not self.solution:
+            assert self.solution is not None
+            self._occupancy = (self.solution, state_action_occupancy(self.mdp, self.current_log_policy))
+        return self._occupancy[1]
 
     def learner_reward_expectation(
         self,

@@ -40,16 +40,40 @@ def epic_distance(
     reward_a: torch.Tensor, reward_b: torch.Tensor, num_states: int, num_actions: int, discount: float
 ) -> float:
     """``D_EPIC = sqrt((1 − ρ) / 2)``, ``ρ`` the Pearson correlation of the canonicalized rewards over
-    uniformly drawn transitions; 0 for rewards equal up to shaping and positive scaling, at most 1."""
-    a = canonicalize_reward(reward_a.detach(), num_states, num_actions, discount).reshape(-1)
-    b = canonicalize_reward(reward_b.detach(), num_states, num_actions, discount).reshape(-1)
-    a, b = a - a.mean(), b - b.mean()
-    denominator = a.norm() * b.norm()
-    if float(denominator) == 0.0:
+    uniformly drawn transitions; 0 for rewards equal up to shaping and positive scaling, at most 1.
+
+    Rewards ``[S]`` or ``[S, A]`` (no dependence on ``s'``) canonicalize to ``u(s, a) + v(s')`` with
+    ``u = r − m(s) + const`` and ``v = γ m(s')``, ``m(s) = mean_a r(s, a)``; as ``(s, a)`` and ``s'`` are drawn
+    independently, covariances split into an ``(s, a)`` part and an ``s'`` part, and nothing of size
+    ``S·A·S`` is built. ``[S, A, S]`` rewards are canonicalized explicitly.
+    """
+    if reward_a.dim() <= 2 and reward_b.dim() <= 2:
+        parts = [_split_canonical(r.detach(), num_states, num_actions, discount) for r in (reward_a, reward_b)]
+
+        def covariance(i: int, j: int) -> torch.Tensor:
+            (u_i, v_i), (u_j, v_j) = parts[i], parts[j]
+            return (u_i * u_j).mean() + (v_i * v_j).mean()
+
+        cross, var_a, var_b = covariance(0, 1), covariance(0, 0), covariance(1, 1)
+    else:
+        a = canonicalize_reward(reward_a.detach(), num_states, num_actions, discount).reshape(-1)
+        b = canonicalize_reward(reward_b.detach(), num_states, num_actions, discount).reshape(-1)
+        a, b = a - a.mean(), b - b.mean()
+        cross, var_a, var_b = (a * b).mean(), (a * a).mean(), (b * b).mean()
+    if float(var_a) == 0.0 or float(var_b) == 0.0:
         # A constant reward carries no preference: maximally uninformative relative to any other.
-        return 0.0 if float(a.norm()) == float(b.norm()) == 0.0 else float(torch.sqrt(torch.tensor(0.5)))
-    rho = float((a @ b) / denominator)
+        return 0.0 if float(var_a) == float(var_b) == 0.0 else float(torch.sqrt(torch.tensor(0.5)))
+    rho = float(cross / (var_a * var_b).sqrt())
     return float(max(0.0, (1.0 - rho) / 2.0) ** 0.5)
+
+
+def _split_canonical(
+    reward: torch.Tensor, num_states: int, num_actions: int, discount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centred ``(s, a)`` part ``[S, A]`` and ``s'`` part ``[S]`` of a canonicalized ``[S]``/``[S, A]`` reward."""
+    r = _as_transition_reward(reward, num_states, num_actions)[:, :, 0]
+    state_mean = r.mean(dim=1)
+    return r - state_mean[:, None], discount * (state_mean - state_mean.mean())
 
 
 def occupancy_l1(occupancy_a: torch.Tensor, occupancy_b: torch.Tensor) -> float:

@@ -45,7 +45,7 @@ class OuterConfig:
     l2: float = 0.0
     checkpoint_every: int = 10
     lbfgs_history: int = 20
-    lbfgs_max_evals_per_step: int = 25
+    lbfgs_iterations_per_step: int = 25
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -56,6 +56,10 @@ class OuterConfig:
             raise ValidationError(f"lr: expected a positive number, got {self.lr}")
         if self.l2 < 0 or not math.isfinite(self.l2):
             raise ValidationError(f"l2: expected a non-negative number, got {self.l2}")
+        if self.lbfgs_iterations_per_step < 1:
+            raise ValidationError(
+                f"lbfgs_iterations_per_step: expected at least 1, got {self.lbfgs_iterations_per_step}"
+            )
         if self.checkpoint_every < 1:
             raise ValidationError(f"checkpoint_every: expected at least 1, got {self.checkpoint_every}")
 
@@ -98,9 +102,10 @@ class BilevelSolver:
         self.history: list[dict[str, Any]] = []
         self.converged = False
         self.hypergradient_evaluations = 0
-        # The loss whose gradients sit in ``.grad`` for the current parameters (the last logged evaluation):
-        # the next optimizer step starts from it instead of evaluating the same point again.
-        self._cached_loss: float | None = None
+        # The last evaluation (parameters, loss, gradients): the logging evaluation after a step and the first
+        # evaluation of the next step usually fall on the same parameters, and L-BFGS's line search often ends
+        # where the logging evaluation starts.
+        self._last_evaluation: tuple[torch.Tensor, float, list[torch.Tensor]] | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         parameters, c = self.problem.parameters, self.config
@@ -112,7 +117,10 @@ class BilevelSolver:
             parameters,
             lr=c.lr,
             history_size=c.lbfgs_history,
-            max_iter=c.lbfgs_max_evals_per_step,
+            max_iter=c.lbfgs_iterations_per_step,
+            # torch's default (max_iter · 5/4) leaves a one-iteration step no line-search retries: a failed unit
+            # step would then return a zero step and freeze the run.
+            max_eval=c.lbfgs_iterations_per_step + 25,
             line_search_fn="strong_wolfe",
             tolerance_grad=max(c.grad_tol, 1e-12),
             tolerance_change=1e-14,
@@ -139,8 +147,11 @@ class BilevelSolver:
             "inner": self.problem.inner.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "hypergradient_evaluations": self.hypergradient_evaluations,
-            "cached_loss": self._cached_loss,
-            "cached_gradients": [p.grad for p in self.problem.parameters],
+            "last_evaluation": None if self._last_evaluation is None else {
+                "parameters": self._last_evaluation[0],
+                "loss": self._last_evaluation[1],
+                "gradients": self._last_evaluation[2],
+            },
             "generators": {name: g.get_state() for name, g in self._generators().items()},
         }
         write_metrics(self.output_dir / "metrics.jsonl", self.history)
@@ -160,9 +171,8 @@ class BilevelSolver:
             if name in state["generators"]:
                 generator.set_state(state["generators"][name])
         self.hypergradient_evaluations = int(state["hypergradient_evaluations"])
-        self._cached_loss = state["cached_loss"]
-        for parameter, gradient in zip(self.problem.parameters, state["cached_gradients"]):
-            parameter.grad = gradient
+        last = state["last_evaluation"]
+        self._last_evaluation = None if last is None else (last["parameters"], last["loss"], last["gradients"])
         self.step = int(state["step"])
         self.converged = bool(state["converged"])
         assert self.output_dir is not None
@@ -172,16 +182,22 @@ class BilevelSolver:
         return True
 
     # ------------------------------------------------------------------ the loop
+    def _flat_parameters(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.problem.parameters])
+
     def _evaluate(self) -> float:
         """One hypergradient: writes ``.grad`` of every reward parameter, returns the outer loss."""
-        if self._cached_loss is not None:
-            loss, self._cached_loss = self._cached_loss, None
-            return loss
-        self.hypergradient_evaluations += 1
-        result = self.method.compute(self.problem)
-        loss, l2 = result.loss, self.config.l2
-        for parameter, gradient in zip(self.problem.parameters, result.gradients):
-            parameter.grad = gradient.detach().clone()
+        flat = self._flat_parameters()
+        if self._last_evaluation is not None and torch.equal(self._last_evaluation[0], flat):
+            _, loss, gradients = self._last_evaluation
+        else:
+            self.hypergradient_evaluations += 1
+            result = self.method.compute(self.problem)
+            loss, gradients = result.loss, [g.detach().clone() for g in result.gradients]
+            self._last_evaluation = (flat.clone(), loss, gradients)
+        l2 = self.config.l2
+        for parameter, gradient in zip(self.problem.parameters, gradients):
+            parameter.grad = gradient.clone()
             if l2:
                 parameter.grad.add_(parameter.detach(), alpha=l2)
                 loss += 0.5 * l2 * float(parameter.detach().pow(2).sum())
@@ -204,14 +220,18 @@ class BilevelSolver:
         )
         loss, gradient_norm = math.nan, math.nan
         while self.step < self.config.steps and not self.converged:
+            before = self._flat_parameters()
             if isinstance(self.optimizer, torch.optim.LBFGS):
                 self.optimizer.step(self._evaluate)
+                if torch.equal(before, self._flat_parameters()):
+                    # A failed line search leaves θ and L-BFGS's memory as they were, so every later step
+                    # would fail the same way: restart from steepest descent.
+                    self.optimizer.state.clear()
             else:
                 self._evaluate()
                 self.optimizer.step()
-            # Log the loss and gradient at the new parameters; the next step reuses them.
+            # Log the loss and gradient at the new parameters (the next step starts from this evaluation).
             loss = self._evaluate()
-            self._cached_loss = loss
             gradient_norm = self._gradient_norm()
             self.step += 1
             row: dict[str, Any] = {
