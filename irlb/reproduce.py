@@ -12,6 +12,7 @@ from irl_bilevel.validation import ValidationError
 EXPERIMENTS = {
     "reward_recovery": ("classic_rl.experiments.reward_recovery", "figures.reward_recovery"),
     "hypergradient_accuracy": ("classic_rl.experiments.hypergradient_accuracy", "figures.hypergradient_accuracy"),
+    "loss_gradient_weights": ("irlb.experiments.loss_gradient_weights", "figures.loss_gradient_weights"),
 }
 
 
