@@ -42,11 +42,12 @@ baselines: install
 	$(PIP) install --quiet --no-deps imitation==1.0.1 seals==0.2.1 huggingface-sb3==3.0
 	$(PY) -c "import imitation.algorithms.mce_irl, imitation.rewards.reward_nets, seals.diagnostics.cliff_world, seals.diagnostics.random_trans"
 
-# Our MCE IRL against imitation's, side by side, into benchmarks/results/ (about ten minutes;
-# `make benchmark BENCHMARK_ARGS=--quick` for a smoke run).
+# Our MCE IRL against imitation's and our losses against TRL's, side by side, into benchmarks/results/
+# (about ten minutes; `make benchmark BENCHMARK_ARGS=--quick` for a smoke run of the MCE IRL part).
 BENCHMARK_ARGS ?=
 benchmark: baselines
 	$(PY) benchmarks/mce_irl_vs_imitation.py $(BENCHMARK_ARGS)
+	$(PY) benchmarks/trl_loss_parity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

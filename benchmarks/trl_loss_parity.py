@@ -18,8 +18,8 @@ stand-in reward model), and the standalone ``CPOTrainer.cpo_loss`` (``simpo``; `
 its NLL term, which TRL computes from logits) and ``ORPOTrainer.odds_ratio_loss`` (``orpo`` without its NLL term;
 TRL casts to float32 there, so that row's difference is float32 round-off).
 
-Run with a Python environment that has TRL (never the project's .venv):
-    /work/trlvenv/bin/python benchmarks/trl_loss_parity.py [--out benchmarks/results/trl_loss_parity.json]
+Run after ``make baselines`` (which installs trl==1.16.0 into .venv):
+    .venv/bin/python benchmarks/trl_loss_parity.py [--out benchmarks/results/trl_loss_parity.json]
 """
 
 from __future__ import annotations
