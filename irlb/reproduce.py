@@ -13,6 +13,7 @@ EXPERIMENTS = {
     "reward_recovery": ("classic_rl.experiments.reward_recovery", "figures.reward_recovery"),
     "hypergradient_accuracy": ("classic_rl.experiments.hypergradient_accuracy", "figures.hypergradient_accuracy"),
     "loss_gradient_weights": ("irlb.experiments.loss_gradient_weights", "figures.loss_gradient_weights"),
+    "loss_sweep": ("classic_rl.experiments.loss_sweep", "figures.loss_sweep"),
 }
 
 

@@ -1,0 +1,229 @@
+"""Loss sweep on CartPole-v1: every pairwise catalog loss trains a policy directly from segment preferences
+(contrastive preference learning), against reward-model-then-PPO from the same preferences.
+
+Per seed: behaviour data from a cached PPO expert with ε-random actions (ε graded), segments of ``L`` steps that may
+run into the absorbing state after a termination, oracle labels (higher true return wins, ties dropped), train /
+held-out pairs from disjoint segment pools. Each loss trains a fresh SB3 ``ActorCriticPolicy`` (the frozen reference
+is its initialization); the baseline trains a Bradley-Terry reward model with a learned absorbing reward and PPO
+from scratch on ``r − r_abs``; a control trains the same PPO (budget, seed) on the true reward, to tell PPO's own
+spread at this budget from the reward model's error. Every policy is scored on the true reward over seeded episodes,
+stochastic (sampled actions; the headline) and deterministic (argmax), as the expert-normalized return
+``(R − R_random) / (R_expert − R_random)``, with the random policy's and the deterministic expert's returns
+measured in the same run on the same episode seeds. Held-out pairs give the catalog's reward accuracy and mean
+margin (for the baseline: of the reward model's segment returns under Bradley-Terry). Summaries: IQM over seeds
+with a percentile-bootstrap 95% CI (with 3 seeds the IQM is the mean and the CI is wide; read it as a spread).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from classic_rl.contrastive_preference import (
+    CPLConfig,
+    LearnedRewardWrapper,
+    evaluate_pairs,
+    evaluate_reward_model,
+    make_policy,
+    pairwise_losses,
+    train_cpl,
+    train_reward_model,
+)
+from classic_rl.experiments import default_dtype, scale_config
+from classic_rl.segment_preferences import (
+    behaviour_segments,
+    discrete_task,
+    episode_returns,
+    expert_policy,
+    label_pairs,
+    policy_actor,
+    train_ppo,
+)
+from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.validation import ValidationError
+
+NAME = "loss_sweep"
+
+_COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "segment_length": 25, "held_out_fraction": 0.2,
+                           "epsilons": [0.0, 0.25, 0.5, 0.75, 1.0], "learning_rate": 1e-3, "batch_size": 64,
+                           "reward_model_epochs": 10}
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {**_COMMON, "losses": ["sigmoid", "ipo", "simpo"], "seeds": 1, "expert_steps": 2_048,
+             "episodes_per_policy": 2, "segments_per_policy": 30, "pairs": 60, "epochs": 1, "eval_episodes": 2,
+             "baseline_steps": 1_024, "reward_model_epochs": 1, "epsilons": [0.0, 1.0]},
+    "quick": {**_COMMON, "losses": "all", "seeds": 3, "expert_steps": 25_000, "episodes_per_policy": 10,
+              "segments_per_policy": 300, "pairs": 1_250, "epochs": 10, "eval_episodes": 20,
+              "baseline_steps": 50_000},
+    "full": {**_COMMON, "losses": "all", "seeds": 10, "expert_steps": 25_000, "episodes_per_policy": 20,
+             "segments_per_policy": 1_000, "pairs": 4_000, "epochs": 10, "eval_episodes": 30,
+             "baseline_steps": 100_000},
+}
+EVAL_SEED = 10_000  # evaluation episodes use env seeds EVAL_SEED + i, shared by every policy
+
+
+def iqm_with_ci(values: list[float] | np.ndarray, confidence: float = 0.95, resamples: int = 2_000,
+                seed: int = 0) -> dict[str, float]:
+    """Interquartile mean (``scipy.stats.trim_mean(·, 0.25)``; the plain mean below 4 values) with a
+    percentile-bootstrap CI over the values (Agarwal et al. 2021). NaNs are dropped; all-NaN gives NaNs."""
+    from scipy.stats import trim_mean
+
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return {"iqm": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    boot = trim_mean(x[rng.integers(len(x), size=(resamples, len(x)))], 0.25, axis=1)
+    tail = (1 - confidence) / 2
+    return {"iqm": float(trim_mean(x, 0.25)), "low": float(np.quantile(boot, tail)),
+            "high": float(np.quantile(boot, 1 - tail)), "n": len(x)}
+
+
+def _normalized(value: float, random: float, expert: float) -> float:
+    span = expert - random
+    return (value - random) / span if abs(span) > 1e-9 else float("nan")
+
+
+def _policy_returns(env_id: str, policy, episodes: int) -> dict[str, float]:
+    return {mode: float(episode_returns(env_id, policy_actor(policy, mode == "deterministic"), episodes,
+                                        EVAL_SEED).mean())
+            for mode in ("stochastic", "deterministic")}
+
+
+def _scores(returns: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+    out = {f"return_{mode}": value for mode, value in returns.items()}
+    out.update({f"normalized_return_{mode}": _normalized(value, reference["random"], reference["expert"])
+                for mode, value in returns.items()})
+    return out
+
+
+def _data(config: dict[str, Any], expert, seed: int):
+    """Train and held-out labelled pairs of one seed, from disjoint segment pools."""
+    segments = behaviour_segments(config["env_id"], expert, config["epsilons"], config["episodes_per_policy"],
+                                  config["segments_per_policy"], config["segment_length"], seed)
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(segments))
+    cut = round(len(segments) * config["held_out_fraction"])
+    held_out_pairs = max(1, round(config["pairs"] * config["held_out_fraction"]))
+    train = label_pairs(segments.subset(order[cut:]), config["pairs"] - held_out_pairs, rng)
+    held_out = label_pairs(segments.subset(order[:cut]), held_out_pairs, rng)
+    stats = {"segments": len(segments), "terminated_fraction": float(segments.terminated.double().mean()),
+             "mean_segment_return": float(segments.returns.mean()), "train_pairs": len(train),
+             "held_out_pairs": len(held_out), "ties_dropped": train.ties_dropped + held_out.ties_dropped}
+    return train, held_out, stats
+
+
+def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int,
+              reference: dict[str, float]) -> dict[str, Any]:
+    started = time.perf_counter()
+    obs_dim, num_actions = discrete_task(config["env_id"])
+    model = train_reward_model(train.preferences, obs_dim, num_actions,
+                               CPLConfig(config["reward_model_epochs"], cpl.batch_size, cpl.learning_rate), seed)
+    agent = train_ppo(config["env_id"], config["baseline_steps"], seed,
+                      wrapper=lambda env: LearnedRewardWrapper(env, model))
+    returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+    chosen = train.preferences.first
+    with torch.no_grad():
+        shifted = model(chosen.observations[chosen.mask].float(), chosen.actions[chosen.mask]) - model.absorbing
+    return {"method": "reward_model_ppo", "loss": "bradley_terry", "seed": seed, **_scores(returns, reference),
+            "held_out": evaluate_reward_model(model, held_out.preferences),
+            "absorbing_reward": float(model.absorbing.detach()),
+            "mean_shifted_step_reward_on_chosen": float(shifted.mean()), "seconds": time.perf_counter() - started}
+
+
+def _true_reward_control(config: dict[str, Any], seed: int, reference: dict[str, float]) -> dict[str, Any]:
+    """PPO on the true reward with the baseline's budget and seed: separates PPO's own seed-to-seed spread at
+    this budget from the reward model's error."""
+    started = time.perf_counter()
+    agent = train_ppo(config["env_id"], config["baseline_steps"], seed)
+    returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+    nan = float("nan")
+    return {"method": "ppo_true_reward", "loss": None, "seed": seed, **_scores(returns, reference),
+            "held_out": {"reward_accuracy": nan, "mean_margin": nan}, "seconds": time.perf_counter() - started}
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cache: Path | str | None = None) -> Path:
+    """Run the loss sweep at ``scale``; writes and returns ``results_dir/loss_sweep.json``.
+
+    ``cache``: folder for the PPO expert (default ``$IRL_BILEVEL_CACHE`` or ``~/.cache/irl_bilevel``).
+    """
+    config = scale_config(SCALES, scale, NAME)
+    losses = pairwise_losses() if config["losses"] == "all" else list(config["losses"])
+    unknown = sorted(set(losses) - set(pairwise_losses()))
+    if unknown:
+        raise ValidationError(f"losses: {unknown} are not pairwise segment losses; expected some of "
+                              f"{pairwise_losses()}")
+    results_dir = Path(results_dir)
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "losses": losses,
+                              "provenance": provenance(seed)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    try:
+        with default_dtype(torch.float32):
+            env_id, episodes = config["env_id"], config["eval_episodes"]
+            expert = expert_policy(env_id, config["expert_steps"], seed=seed, cache=cache)
+            num_actions = discrete_task(env_id)[1]
+            rng = np.random.default_rng(0)
+            reference = {
+                "random": float(episode_returns(env_id, lambda o: rng.integers(num_actions, size=len(o)), episodes,
+                                                EVAL_SEED).mean()),
+                "expert": float(episode_returns(env_id, policy_actor(expert, True), episodes, EVAL_SEED).mean()),
+            }
+            record["reference_returns"] = reference
+            record["times"] = {"expert_and_reference": time.perf_counter() - started}
+            cpl = CPLConfig(config["epochs"], config["batch_size"], config["learning_rate"])
+            runs, data = [], {}
+            jobs = [(s, loss) for s in range(seed, seed + config["seeds"]) for loss in [*losses, None, "control"]]
+            current, train, held_out = None, None, None
+            for run_seed, loss in tqdm(jobs, desc=NAME, disable=not progress):
+                if run_seed != current:
+                    current = run_seed
+                    train, held_out, data[run_seed] = _data(config, expert, run_seed)
+                assert train is not None and held_out is not None
+                if loss is None:
+                    runs.append(_baseline(config, train, held_out, cpl, run_seed, reference))
+                    continue
+                if loss == "control":
+                    runs.append(_true_reward_control(config, run_seed, reference))
+                    continue
+                begun = time.perf_counter()
+                policy = make_policy(env_id, run_seed)
+                trained = train_cpl(policy, train.preferences, loss, cpl, seed=run_seed)
+                runs.append({"method": "cpl", "loss": loss, "seed": run_seed,
+                             **_scores(_policy_returns(env_id, policy, episodes), reference),
+                             "held_out": evaluate_pairs(policy, trained["reference"], held_out.preferences, loss,
+                                                        cpl),
+                             "train_loss": trained["train_loss"], "seconds": time.perf_counter() - begun})
+    finally:
+        torch.set_num_threads(threads)
+    record["data"] = {str(k): v for k, v in data.items()}
+    record["runs"] = runs
+    record["summary"] = _summary(runs)
+    record["budgets"] = {"expert_env_steps": config["expert_steps"], "baseline_ppo_env_steps": config["baseline_steps"],
+                         "cpl_gradient_steps": config["epochs"] * -(-data[seed]["train_pairs"] // cpl.batch_size),
+                         "cpl_env_steps": 0, "behaviour_episodes_per_seed": config["episodes_per_policy"]
+                         * len(config["epsilons"])}
+    record["times"]["total"] = time.perf_counter() - started
+    record["times"]["cpl_mean_run"] = float(np.mean([r["seconds"] for r in runs if r["method"] == "cpl"]))
+    for method in ("reward_model_ppo", "ppo_true_reward"):
+        record["times"][f"{method}_mean_run"] = float(np.mean([r["seconds"] for r in runs if r["method"] == method]))
+    path = results_dir / f"{NAME}.json"
+    write_json(path, record)
+    return path
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method (loss name, or ``reward_model_ppo``): IQM and bootstrap CI of each final metric over seeds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(r["loss"] if r["method"] == "cpl" else r["method"] for r in runs):
+        group = [r for r in runs if (r["loss"] if r["method"] == "cpl" else r["method"]) == key]
+        summary[key] = {metric: iqm_with_ci([r[metric] for r in group])
+                        for metric in ("normalized_return_stochastic", "normalized_return_deterministic")}
+        for metric in ("reward_accuracy", "mean_margin"):
+            summary[key][metric] = iqm_with_ci([r["held_out"][metric] for r in group])
+    return summary
