@@ -80,8 +80,7 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
     try:
         mdp = load_mdp_npz(config.mdp_file) if config.mdp_file else make_testbed(config.testbed,
                                                                                  **config.testbed_options)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(output_dir / "config.json", {"config": asdict(config), **provenance(config.seed)})
+        _start_or_resume(output_dir, config)
         expert_log_policy = None
         if mdp.true_reward is not None:
             expert_log_policy = soft_value_iteration(mdp, mdp.true_reward).log_policy
@@ -121,6 +120,21 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
         return metrics
     finally:
         torch.set_default_dtype(previous_dtype)
+
+
+def _start_or_resume(output_dir: Path, config: TabularIRLConfig) -> None:
+    """Write the run's config and provenance, or check that an existing run folder holds the same config."""
+    config_path = output_dir / "config.json"
+    if config_path.exists():
+        recorded = json.loads(config_path.read_text()).get("config")
+        if recorded != json.loads(json.dumps(asdict(config))):
+            raise ValidationError(
+                f"out: {output_dir} holds a run with a different config; resume it with the same settings "
+                f"or choose a new folder"
+            )
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, {"config": asdict(config), **provenance(config.seed)})
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

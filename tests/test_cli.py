@@ -52,3 +52,18 @@ def test_unknown_config_keys_are_errors(tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
     assert main(["tabular-irl", "--out", str(tmp_path / "y"), "--testbed", "mazeworld"]) == 2
     assert "mazeworld" in capsys.readouterr().err
+
+
+def test_rerunning_a_folder_resumes_and_a_changed_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    arguments = ["tabular-irl", "--testbed", "gridworld", "--reward-model", "tabular", "--optimizer", "adam",
+                 "--lr", "0.5", "--steps", "6", "--set", "checkpoint_every=2", "--set", "occupancy_target=null",
+                 "--out", str(out), "--quiet"]
+    assert main(arguments) == 0
+    first = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(first) == 6
+    assert main(arguments) == 0  # already finished: resumes at step 6 and stops
+    assert (out / "metrics.jsonl").read_text().splitlines() == first
+    changed = [a if a != "0.5" else "0.25" for a in arguments]
+    assert main(changed) == 2
+    assert "different config" in capsys.readouterr().err
