@@ -14,6 +14,7 @@ EXPERIMENTS = {
     "hypergradient_accuracy": ("classic_rl.experiments.hypergradient_accuracy", "figures.hypergradient_accuracy"),
     "loss_gradient_weights": ("irlb.experiments.loss_gradient_weights", "figures.loss_gradient_weights"),
     "loss_sweep": ("classic_rl.experiments.loss_sweep", "figures.loss_sweep"),
+    "feedback_consistency": ("classic_rl.experiments.feedback_consistency", "figures.feedback_consistency"),
 }
 
 

@@ -29,7 +29,9 @@ TRL_NAMES = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_p
 REFERENCE_FREE = ["simpo", "cpo", "orpo", "slic"]
 STRUCTURED = ["modpo", "aspect_dpo", "lexicographic_dpo"]
 PAIRED = TRL_NAMES + REFERENCE_FREE + STRUCTURED
-ALL_NAMES = [*PAIRED, "kto", "bradley_terry", "plackett_luce"]
+PREFERENCE_MODELS = ["rao_kupper", "davidson", "robust_bradley_terry", "smoothed_bradley_terry",
+                     "aspect_bradley_terry"]
+ALL_NAMES = [*PAIRED, "kto", "bradley_terry", "plackett_luce", *PREFERENCE_MODELS]
 EXTREME = 1e4
 FAST = settings(max_examples=15, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -726,7 +728,7 @@ def test_loss_gradient_weights_experiment_and_figure(tmp_path):
     z = np.asarray(results["scaled_margins"])
     curves = {c["label"]: c for c in results["curves"]}
     drawn = {c["loss_name"] for c in results["curves"]}
-    assert drawn == set(PREFERENCE_LOSSES) - {"plackett_luce"}
+    assert drawn == set(PREFERENCE_LOSSES) - {"plackett_luce", "aspect_bradley_terry"}
     dpo = curves["sigmoid (DPO)"]
     np.testing.assert_allclose(dpo["loss"], -logsig(z), rtol=1e-12)
     np.testing.assert_allclose(dpo["gradient_weight_per_scaled_margin"], sig(-z), rtol=1e-12)

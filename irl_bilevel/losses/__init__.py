@@ -2,11 +2,19 @@
 
 ``preference_loss(name, batch, beta=None, **params) -> LossOutput`` evaluates any loss in
 :data:`PREFERENCE_LOSSES` (TRL's ``DPOTrainer`` names where TRL has the loss, with TRL's values; plus SimPO,
-CPO, ORPO, SLiC, KTO, MODPO, Bradley-Terry, Plackett-Luce and the project's aspect-weighted and lexicographic
+CPO, ORPO, SLiC, KTO, MODPO, Bradley-Terry, Plackett-Luce, the tie models of Rao-Kupper and Davidson,
+noise-robust and per-aspect Bradley-Terry, and the project's aspect-weighted and lexicographic
 DPO). Formulas, sources and derivations: ``docs/losses.md``.
 """
 
-from irl_bilevel.losses import dpo_family, multi_objective, reference_free, reward_models, unpaired
+from irl_bilevel.losses import (
+    dpo_family,
+    multi_objective,
+    preference_models,
+    reference_free,
+    reward_models,
+    unpaired,
+)
 from irl_bilevel.losses.batches import (
     GradientWeights,
     LossOutput,
@@ -16,11 +24,13 @@ from irl_bilevel.losses.batches import (
 )
 from irl_bilevel.losses.metrics import loss_metrics
 from irl_bilevel.losses.multi_objective import aspect_dissent_rate
+from irl_bilevel.losses.preference_models import AspectPairBatch
 from irl_bilevel.losses.reference_free import log_odds
 from irl_bilevel.losses.registry import PREFERENCE_LOSSES, PreferenceLoss, preference_loss, register
 
 __all__ = [
     "PREFERENCE_LOSSES",
+    "AspectPairBatch",
     "GradientWeights",
     "LossOutput",
     "PreferenceBatch",
@@ -33,6 +43,7 @@ __all__ = [
     "loss_metrics",
     "multi_objective",
     "preference_loss",
+    "preference_models",
     "reference_free",
     "register",
     "reward_models",

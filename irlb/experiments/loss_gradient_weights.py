@@ -10,10 +10,11 @@ two-candidate case is ``bradley_terry``) and a grid of ``z`` in ``[−10, 10]``,
   ORPO has no β, its ``z`` is ``d`` itself;
 * ``kto``: one desirable example at ``s = d/2`` and one undesirable at ``s = −d/2``, ``z0 = 0``; the loss is
   their sum;
-* ``bradley_terry``: scores ``±d/2``; ``modpo``: weights ``(½, ½)`` and the other objective also preferring the
-  chosen sequence by ``other_reward_gap``; ``aspect_dpo``: three equally weighted aspects, one dissenting
-  (``ε = 1/3``); ``lexicographic_dpo``: three aspects, tied on the first and decided by the second
-  (margin ``margin_step``).
+* ``bradley_terry``, ``rao_kupper``, ``davidson``, ``robust_bradley_terry``, ``smoothed_bradley_terry``: scores
+  ``±d/2``, the first preferred (``aspect_bradley_terry`` takes per-aspect rewards and is left out);
+  ``modpo``: weights ``(½, ½)`` and the other objective also preferring the chosen sequence by
+  ``other_reward_gap``; ``aspect_dpo``: three equally weighted aspects, one dissenting (``ε = 1/3``);
+  ``lexicographic_dpo``: three aspects, tied on the first and decided by the second (margin ``margin_step``).
 
 Recorded per grid point: the loss, the derivatives ``∂ℓ/∂s_w`` and ``∂ℓ/∂s_l``, the gradient weight
 ``−½ (∂ℓ/∂s_w − ∂ℓ/∂s_l)`` (``= −ℓ'(d)`` for losses of ``d`` alone: see ``docs/losses.md``) and the same per
@@ -55,6 +56,10 @@ CURVES: list[tuple[str, str, dict[str, Any], str]] = [
     ("aot_unpaired", "aot_unpaired", {}, "logistic"),
     ("sigmoid_norm", "sigmoid_norm", {}, "logistic"),
     ("bradley_terry", "bradley_terry", {}, "logistic"),
+    ("rao_kupper, θ = 1.5", "rao_kupper", {}, "logistic"),
+    ("davidson, ν = 0.5", "davidson", {}, "logistic"),
+    ("robust_bradley_terry, ε = 0.1", "robust_bradley_terry", {}, "logistic"),
+    ("smoothed_bradley_terry, ε = 0.1", "smoothed_bradley_terry", {"label_smoothing": 0.1}, "logistic"),
     ("hinge", "hinge", {}, "margin"),
     ("ipo", "ipo", {}, "margin"),
     ("sppo_hard", "sppo_hard", {}, "margin"),
@@ -124,7 +129,7 @@ def evaluate_curve(name: str, params: dict[str, Any], scaled_margins: torch.Tens
         weights = output.gradient_weights
         assert weights is not None
         losses, chosen, rejected = output.losses[:size] + output.losses[size:], weights.chosen, weights.rejected
-    elif name == "bradley_terry":
+    elif loss.batch_type is RankingBatch:  # bradley_terry and the labelled pair models (labels: first preferred)
         output = preference_loss(name, RankingBatch.from_pairs(d / 2, -d / 2), gradient_weights=True, **arguments)
         assert output.gradient_weights is not None
         losses, chosen, rejected = output.losses, output.gradient_weights.chosen, output.gradient_weights.rejected
