@@ -17,9 +17,6 @@ losses of the catalog take hard labels. :func:`label_pairs` reports how many it 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +26,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from classic_rl.experts import CACHE_ENV, cache_dir, cached_model  # noqa: F401  (re-exported)
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.validation import ValidationError
 
-CACHE_ENV = "IRL_BILEVEL_CACHE"
 Act = Callable[[np.ndarray], np.ndarray]
 
 # rl-zoo's CartPole-v1 PPO settings (n_envs 8; learning rate and clip range linear in the original).
@@ -53,13 +50,6 @@ def discrete_task(env_id: str) -> tuple[int, int]:
     return int(observation_space.shape[0]), int(action_space.n)
 
 
-def cache_dir(path: Path | str | None = None) -> Path:
-    """``path``, else ``$IRL_BILEVEL_CACHE``, else ``~/.cache/irl_bilevel``."""
-    if path is not None:
-        return Path(path)
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "irl_bilevel")
-
-
 def train_ppo(env_id: str, steps: int, seed: int, wrapper: Callable[[gym.Env], gym.Env] | None = None):
     """SB3 PPO with rl-zoo's CartPole settings on ``EXPERT_ENVS`` envs (optionally each wrapped)."""
     from stable_baselines3 import PPO
@@ -76,23 +66,17 @@ def train_ppo(env_id: str, steps: int, seed: int, wrapper: Callable[[gym.Env], g
 def expert_policy(env_id: str, steps: int, seed: int = 0, cache: Path | str | None = None):
     """An SB3 PPO expert, trained once and cached as ``<cache>/experts/<env>-ppo-<hash>.zip``.
 
-    The hash covers everything that determines the model (env, steps, seed, PPO settings, SB3 version), so a
-    changed setting trains a new expert instead of reusing a stale one. Returns the ``ActorCriticPolicy``.
+    Cached by :func:`classic_rl.experts.cached_model` (atomic write). The hash covers everything that
+    determines the model (env, steps, seed, PPO settings, SB3 version), so a changed setting trains a new expert
+    instead of reusing a stale one. Returns the ``ActorCriticPolicy``.
     """
     import stable_baselines3
     from stable_baselines3 import PPO
 
-    key = json.dumps({"env": env_id, "steps": steps, "seed": seed, "ppo": EXPERT_PPO, "n_envs": EXPERT_ENVS,
-                      "sb3": stable_baselines3.__version__}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir(cache) / "experts" / f"{env_id}-ppo-{digest}.zip"
-    if path.exists():
-        return PPO.load(path, device="cpu").policy
-    model = train_ppo(env_id, steps, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.zip")
-    model.save(partial)
-    partial.replace(path)
+    key = {"env": env_id, "steps": steps, "seed": seed, "ppo": EXPERT_PPO, "n_envs": EXPERT_ENVS,
+           "sb3": stable_baselines3.__version__}
+    model = cached_model(f"{env_id}-ppo", key, lambda path: PPO.load(path, device="cpu"),
+                         lambda: train_ppo(env_id, steps, seed), cache)
     return model.policy
 
 

@@ -6,7 +6,7 @@ import torch
 
 from irl_bilevel.feedback import Trajectories
 from irl_bilevel.inner import SoftValueIterationSolver
-from irl_bilevel.rewards import RewardModel
+from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.sampling import empirical_occupancy
 from irl_bilevel.tabular import TabularMDP
 from irl_bilevel.validation import ValidationError, check_distribution, check_shape
@@ -57,3 +57,149 @@ class MaxEntDemonstrationLoss:
             self.expert_occupancy.sum(0) if self.expert_occupancy.dim() == 3 else self.expert_occupancy
         )
         return (occupancy * inner.reward(reward_model)).sum()
+
+
+def absorbing_transitions(final_states: torch.Tensor, action_dim: int | None) -> Transitions:
+    """The absorbing state after a termination, as reward-model input (one row per terminated episode).
+
+    The absorbing state is the terminal observation with an all-zero action vector (for one-hot discrete actions
+    a vector no real action has, so a state-action reward can tell it apart) and itself as next state, not done:
+    it loops forever. Potential shaping then telescopes through it (``γΦ(s_f) − Φ(s_f)`` per step), so shaped
+    and unshaped rewards keep the same optimal policies on tasks that terminate.
+    """
+    actions = None if action_dim is None else final_states.new_zeros(final_states.shape[0], action_dim)
+    dones = torch.zeros(final_states.shape[0], dtype=torch.bool)
+    return Transitions(final_states, actions, final_states, dones)
+
+
+def concatenate_transitions(parts: list[Transitions]) -> Transitions:
+    """Stack batches row-wise; a field is kept only when every part has it."""
+
+    def cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
+        if any(v is None for v in values):
+            return None
+        return torch.cat([v for v in values if v is not None])
+
+    states = cat([p.states for p in parts])
+    assert states is not None
+    return Transitions(states, cat([p.actions for p in parts]), cat([p.next_states for p in parts]),
+                       cat([p.dones for p in parts]))
+
+
+def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_i w_i r_θ(x_i) / Σ_i w_i``, differentiable in ``θ``; inputs cast to the model's dtype."""
+    dtype = next(iter(reward_model.parameters()), torch.empty(0)).dtype
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+
+    def cast(value: torch.Tensor | None) -> torch.Tensor | None:
+        return None if value is None else value.to(dtype)
+
+    batch = Transitions(batch.states.to(dtype), cast(batch.actions), cast(batch.next_states), batch.dones)
+    total = reward_model(batch).total
+    weights = weights.to(total.dtype)
+    return (weights * total).sum() / weights.sum()
+
+
+class SampleMaxEntObjective:
+    """Sample-based MaxEnt / ML-IRL objective from demonstrations of a continuous-state task.
+
+    The gradient of the ML-IRL objective (Zeng et al. 2022; Ziebart 2010) is ``E_{d_π}[∇r_θ] − E_{d_E}[∇r_θ]``;
+    ``MaxEntHypergradient`` takes the learner term from the inner solver and the expert term from
+    :meth:`expert_reward_expectation`: the discount-weighted mean of ``r_θ`` over the demonstrations'
+    transitions, weight ``γ^t`` at step ``t`` (the normalized discounted occupancy, estimated).
+
+    Inputs: states are the observations (flattened to ``[*, obs_dim]``); actions are one-hot for discrete
+    spaces (``num_actions`` given, or taken from the demonstrations) and the raw vectors otherwise. Next states
+    come from the next observation, and for the last step from ``final_observations`` (``[N, obs_dim]``) where
+    given (``classic_rl.experts.RolloutDemonstrations`` carries them); without them ``next_states`` is None.
+
+    Termination (``shared/design.md``, "Episode semantics"): with ``absorbing=True`` a terminated episode
+    (``terminated [N]``) continues in an absorbing state (see :func:`absorbing_transitions`) of weight
+    ``γ^T / (1 − γ)``, exactly as the inner solver's learner samples do, so a reward's constant offset changes
+    neither side's optimal behaviour and the absorbing state's reward is learned like any other. Truncated
+    episodes (time limit) are just cut off. With ``absorbing=False`` terminal transitions carry ``done = 1`` and
+    nothing follows them (the termination-biased convention).
+
+    :meth:`evaluate` returns the negative discount-weighted log-likelihood of the demonstrated actions under the
+    inner solver's current policy (``inner.policy.log_prob``), the quantity ML-IRL maximizes; NaN if the inner
+    solver exposes no policy. :meth:`loss` has no closed form here and raises.
+    """
+
+    def __init__(
+        self,
+        demonstrations: Trajectories,
+        discount: float,
+        num_actions: int | None = None,
+        terminated: torch.Tensor | None = None,
+        final_observations: torch.Tensor | None = None,
+        absorbing: bool = True,
+    ) -> None:
+        if not 0.0 <= discount < 1.0:
+            raise ValidationError(f"discount: expected 0 <= discount < 1, got {discount}")
+        demos = demonstrations
+        if demos.observations.dim() < 3 or not demos.observations.is_floating_point():
+            raise ValidationError(
+                f"observations: expected float observations [N, T, obs_dim], got dtype {demos.observations.dtype} "
+                f"and shape {list(demos.observations.shape)}"
+            )
+        n, t = demos.observations.shape[:2]
+        num_actions = num_actions if num_actions is not None else demos.num_actions
+        terminated = terminated if terminated is not None else getattr(demos, "terminated", None)
+        final = final_observations if final_observations is not None else getattr(demos, "final_observations", None)
+        terminated = torch.zeros(n, dtype=torch.bool) if terminated is None else torch.as_tensor(terminated).bool()
+        check_shape(terminated, "terminated", [n])
+        if final is not None:
+            final = torch.as_tensor(final)
+            check_shape(final, "final_observations", [n, *demos.observations.shape[2:]])
+        if absorbing and bool(terminated.any()) and final is None:
+            raise ValidationError("final_observations: needed for the absorbing state of terminated episodes")
+        self.discount, self.absorbing, self.num_actions = discount, absorbing, num_actions
+        self.demonstrations = demos
+
+        mask = demos.mask
+        observations = demos.observations.reshape(n, t, -1)
+        steps = torch.arange(t).unsqueeze(0).expand(n, t)
+        if num_actions is not None:
+            actions = torch.nn.functional.one_hot(demos.actions.long().reshape(n, t), num_actions)
+            self.action_dim: int | None = num_actions
+        else:
+            actions = demos.actions.reshape(n, t, -1)
+            self.action_dim = int(actions.shape[-1])
+        self.raw_actions = demos.actions[mask]
+        last = steps == (demos.lengths - 1).unsqueeze(1)
+        next_states = None
+        if final is not None:
+            flat_final = final.reshape(n, 1, -1).to(observations.dtype)
+            shifted = torch.cat([observations[:, 1:], flat_final], dim=1)
+            following = torch.where(last.unsqueeze(-1), flat_final.expand_as(observations), shifted)
+            next_states = following[mask]
+        dones = (last & terminated.unsqueeze(1) & (not absorbing))[mask]
+        parts = [Transitions(observations[mask], actions[mask].to(observations.dtype), next_states, dones)]
+        weights = [discount ** steps[mask].to(torch.float64)]
+        self.num_steps = int(mask.sum())
+        if absorbing and bool(terminated.any()):
+            assert final is not None
+            ended = final.reshape(n, -1)[terminated].to(observations.dtype)
+            parts.append(absorbing_transitions(ended, self.action_dim))
+            weights.append(discount ** demos.lengths[terminated].to(torch.float64) / (1.0 - discount))
+        self.transitions = concatenate_transitions(parts) if len(parts) > 1 else parts[0]
+        self.weights = torch.cat(weights)
+
+    def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
+        return weighted_reward_mean(reward_model, self.transitions, self.weights)
+
+    def evaluate(self, inner: object) -> torch.Tensor:
+        policy = getattr(inner, "policy", None)
+        if policy is None or not hasattr(policy, "log_prob"):
+            return torch.tensor(float("nan"))
+        with torch.no_grad():
+            log_prob = policy.log_prob(self.transitions.states[: self.num_steps], self.raw_actions)
+            weights = self.weights[: self.num_steps].to(log_prob.dtype)
+            return -(weights * log_prob).sum() / weights.sum()
+
+    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
+        raise ValidationError(
+            "objective: the sample-based MaxEnt objective has no closed-form loss of a log-policy table; use the "
+            "'maxent' (or 'zeroth_order') hypergradient, not implicit or unrolled differentiation"
+        )
