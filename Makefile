@@ -51,3 +51,14 @@ benchmark: baselines
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Builds paper/main.pdf: `irlb paper` writes the macros and tables from results/ and benchmarks/results/, LaTeX is
+# installed from the distribution's packages if latexmk is missing, latexmk builds into paper/build/.
+.PHONY: paper
+paper: install
+	$(VENV)/bin/irlb paper --results results --benchmarks benchmarks/results --out paper/generated
+	command -v latexmk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && \
+		$$SUDO apt-get install -y --no-install-recommends latexmk texlive-latex-recommended texlive-latex-extra \
+		texlive-fonts-recommended; }
+	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -outdir=build main.tex
+	cp paper/build/main.pdf paper/main.pdf

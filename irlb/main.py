@@ -32,6 +32,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paper(args: argparse.Namespace) -> int:
+    from irlb.paper import generate
+
+    report = generate(Path(args.results), Path(args.benchmarks), Path(args.out))
+    print(f"{report['macros']} macros; wrote {', '.join(str(path) for path in report['written'])}")
+    if report["skipped"]:
+        print(f"missing (their macros are undefined): {', '.join(report['skipped'])}", file=sys.stderr)
+    return 0
+
+
 def _testbeds(args: argparse.Namespace) -> int:
     from classic_rl.testbeds import TESTBEDS
 
@@ -83,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--only", action="append", help="run only these experiments (repeatable)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.set_defaults(handler=_reproduce)
+
+    paper = commands.add_parser(
+        "paper",
+        help="write the paper's number macros and tables from the result files",
+        description="Read results/<experiment>.json (every experiment of `irlb reproduce`) and the benchmark "
+        "results, and write numbers.tex (one \\newcommand per number) and the generated LaTeX tables into --out. "
+        "A missing result file is skipped with a warning: its macros stay undefined, so the paper does not build.",
+    )
+    paper.add_argument("--results", default="results", help="folder of the experiments' result files")
+    paper.add_argument("--benchmarks", default="benchmarks/results", help="folder of the benchmark result files")
+    paper.add_argument("--out", default="paper/generated", help="folder for numbers.tex and the tables")
+    paper.set_defaults(handler=_paper)
 
     testbeds = commands.add_parser("testbeds", help="list the tabular testbeds",
                                    description="List the tabular testbeds that tabular-irl accepts.")

@@ -8,7 +8,7 @@ import pytest
 from irlb.main import main
 
 
-@pytest.mark.parametrize("command", [[], ["tabular-irl"], ["reproduce"], ["testbeds"]])
+@pytest.mark.parametrize("command", [[], ["tabular-irl"], ["reproduce"], ["paper"], ["testbeds"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

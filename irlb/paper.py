@@ -1,0 +1,554 @@
+"""`irlb paper`: the paper's numbers and tables, written as LaTeX from the result files.
+
+Every number the paper prints is a macro in ``numbers.tex`` or a cell of a generated table, and every one of
+them is read from a result file here; nothing is typed by hand. A result file that is missing is skipped with
+a warning, so its macros stay undefined and the paper fails to build instead of showing stale numbers.
+
+Sources: one result file per experiment in ``irlb.reproduce.EXPERIMENTS`` (``results/<name>.json``, read from
+the registry at run time; experiments without a dedicated section below still get their scale, seed and
+run-time macros) and the benchmark files under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+_DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
+
+
+def macro_name(*parts: Any) -> str:
+    """Letters-only CamelCase macro name from keys.
+
+    ``("mce", "speedup_dense", "S1024")`` → ``MceSpeedupDenseSOneZeroTwoFour``. Words are split at anything
+    that is not a letter or digit and at lower-to-upper changes; digits are spelled out one by one (LaTeX
+    control words are letters only)."""
+    words: list[str] = []
+    for part in parts:
+        text = str(part)
+        text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
+        text = re.sub(r"(\d)", r" \1 ", text)
+        for word in re.split(r"[^A-Za-z0-9]+", text):
+            if not word:
+                continue
+            if word.isdigit():
+                words.extend(_DIGITS[int(d)] for d in word)
+            else:
+                words.append(word[0].upper() + word[1:])
+    name = "".join(words)
+    if not name or not name.isalpha() or not name[0].isupper():
+        raise ValueError(f"cannot make a LaTeX macro name from {parts!r}")
+    return name
+
+
+def format_number(value: float | int | None, digits: int = 2, scientific_below: float = 1e-2,
+                  scientific_above: float = 1e5) -> str:
+    """A number as LaTeX: integers as they are, others to ``digits`` significant digits (3 from 100 up),
+    small or large ones as ``4.7\\times10^{-7}``; always safe in text and in math (``\\ensuremath``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise ValueError("no value")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", "{,}") if abs(value) >= 10000 else str(value)
+    if math.isinf(value):
+        return r"\ensuremath{\infty}" if value > 0 else r"\ensuremath{-\infty}"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude < scientific_below or magnitude >= scientific_above:
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        return rf"\ensuremath{{{mantissa}\times10^{{{int(exponent)}}}}}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    decimals = max(digits - 1 - math.floor(math.log10(magnitude)), 0)
+    text = f"{value:.{decimals}f}"
+    return rf"\ensuremath{{{text}}}" if text.startswith("-") else text
+
+
+def format_fixed(value: float, decimals: int = 2) -> str:
+    """Fixed decimals (for quantities in [0, 1] such as accuracies, κ, normalized returns)."""
+    if value is None or math.isnan(value):
+        return "--"
+    text = f"{value:.{decimals}f}"
+    return rf"\ensuremath{{{text}}}" if text.startswith("-") else text
+
+
+_UNICODE = {"–": "--", "—": "---", "−": r"\ensuremath{-}", "½": r"\ensuremath{\tfrac12}", "≤": r"\ensuremath{\le}",
+            "≥": r"\ensuremath{\ge}", "×": r"\ensuremath{\times}", "β": r"\ensuremath{\beta}",
+            "ε": r"\ensuremath{\varepsilon}", "λ": r"\ensuremath{\lambda}", "’": "'", "“": "``", "”": "''"}
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def escape(text: str) -> str:
+    """Plain text as LaTeX (special characters escaped, common Unicode symbols mapped)."""
+    out = []
+    for char in str(text):
+        if char in _SPECIAL:
+            out.append(_SPECIAL[char])
+        elif char in _UNICODE:
+            out.append(_UNICODE[char])
+        elif ord(char) < 128:
+            out.append(char)
+        else:
+            out.append(unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode() or "?")
+    return "".join(out)
+
+
+def _tt(name: str) -> str:
+    return rf"\texttt{{{escape(name)}}}"
+
+
+class Macros:
+    """Collects ``name → LaTeX`` with the file each came from; a name defined twice is an error."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.sources: dict[str, str] = {}
+        self.source = ""
+
+    def add(self, name: str, value: str) -> None:
+        if name in self.values:
+            raise ValueError(f"macro \\{name} defined twice ({self.sources[name]} and {self.source})")
+        self.values[name] = value
+        self.sources[name] = self.source
+
+    def number(self, parts: Iterable[Any], value: Any, **options: Any) -> None:
+        self.add(macro_name(*parts), format_number(value, **options))
+
+    def fixed(self, parts: Iterable[Any], value: float, decimals: int = 2) -> None:
+        self.add(macro_name(*parts), format_fixed(value, decimals))
+
+    def text(self, parts: Iterable[Any], value: str) -> None:
+        self.add(macro_name(*parts), escape(value))
+
+    def render(self) -> str:
+        lines = ["% Generated by `irlb paper` from the result files named below; do not edit.", ""]
+        current = None
+        for name, value in self.values.items():
+            if self.sources[name] != current:
+                current = self.sources[name]
+                lines.append(f"% from {current}")
+            lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
+        return "\n".join(lines) + "\n"
+
+
+def _table(column_spec: str, header: list[str], rows: list[list[str]], source: str,
+           groups: list[int] | None = None) -> str:
+    """A booktabs tabular (no float: the paper wraps it), with the file it came from in a comment."""
+    lines = [f"% Generated by `irlb paper` from {source}; do not edit.", rf"\begin{{tabular}}{{{column_spec}}}",
+             r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
+    for index, row in enumerate(rows):
+        if groups and index in groups and index:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generic macros every experiment in the registry gets: scale, seed(s), wall-clock seconds.
+
+
+def _generic(name: str, data: dict[str, Any], macros: Macros) -> None:
+    prefix = macro_name(name)
+    if "scale" in data:
+        macros.text([prefix, "scale"], str(data["scale"]))
+    seed = (data.get("provenance") or {}).get("seed")
+    if seed is not None:
+        macros.number([prefix, "seed"], int(seed))
+    config = data.get("config") or {}
+    seeds = config.get("seeds")
+    if isinstance(seeds, int):
+        macros.number([prefix, "num seeds"], seeds)
+    if isinstance(data.get("seconds"), (int, float)):
+        macros.number([prefix, "seconds"], float(data["seconds"]))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/reward_recovery.json
+
+
+def _run_label(run: dict[str, Any]) -> tuple[str, str]:
+    if run["algorithm"] == "lp_irl":
+        return "LP-IRL", "optimal policy"
+    data = {"exact_occupancy": "exact occupancy", "demonstrations": f"{run['num_demos']} demonstrations"}
+    return f"MaxEnt, {run['reward_model']}", data.get(run["data"], run["data"])
+
+
+def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    testbeds = data["testbeds"]
+    rows: list[list[str]] = []
+    groups: list[int] = []
+    grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in data["runs"]:
+        key = (run["testbed"], run["algorithm"], run["reward_model"], run["data"], run["num_demos"])
+        grouped.setdefault(key, []).append(run)
+    previous = None
+    for (testbed, algorithm, model, kind, demos), runs in grouped.items():
+        if testbed != previous:
+            groups.append(len(rows))
+            previous = testbed
+            size = testbeds[testbed].get("grid_size")
+            macros.number(["rr", testbed, "size"], int(size))
+            macros.number(["rr", testbed, "states"], int(testbeds[testbed]["num_states"]))
+        metrics = {m: sum(r["metrics"][m] for r in runs) / len(runs)
+                   for m in ("occupancy_l1", "epic", "normalized_return")}
+        parts = ["rr", testbed, "lp" if algorithm == "lp_irl" else model,
+                 {"exact_occupancy": "exact", "demonstrations": "demos", "optimal_policy": ""}.get(kind, kind),
+                 demos or ""]
+        macros.number([*parts, "occupancy L one"], metrics["occupancy_l1"])
+        macros.number([*parts, "epic"], metrics["epic"])
+        macros.fixed([*parts, "return"], metrics["normalized_return"], 3)
+        method, setting = _run_label(runs[0])
+        size = testbeds[testbed].get("grid_size")
+        rows.append([escape(testbed) + (rf" ${size}\times{size}$" if size else ""),
+                     escape(method), escape(setting), format_number(metrics["occupancy_l1"]),
+                     format_number(metrics["epic"]), format_fixed(metrics["normalized_return"], 3)])
+    # Scale-independent names for the demonstration count the figure highlights (closest to highlight_demos).
+    for testbed, info in testbeds.items():
+        counts = sorted({r["num_demos"] for r in data["runs"] if r["testbed"] == testbed and r["num_demos"]})
+        if not counts:
+            continue
+        wanted = info.get("highlight_demos", counts[0])
+        highlight = min(counts, key=lambda n: abs(math.log(n) - math.log(wanted)))
+        macros.number(["rr", testbed, "highlight demos"], int(highlight))
+        for (bed, _algorithm, model, kind, demos), runs in grouped.items():
+            if bed == testbed and kind == "demonstrations" and demos == highlight:
+                for metric in ("epic", "occupancy_l1"):
+                    value = sum(r["metrics"][metric] for r in runs) / len(runs)
+                    macros.number(["rr", testbed, model, "highlight", metric], value)
+    macros.number(["rr", "demo repeats"], int(data["config"].get("demo_repeats", 1)))
+    macros.number(["rr", "max steps"], int(data["config"]["max_steps"]))
+    header = ["testbed", "method", "data", r"occ.\ $L_1$", "EPIC", "norm.\\ return"]
+    return {"reward_recovery": _table("lllrrr", header, rows, source, groups)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/hypergradient_accuracy.json
+
+_EXACT_METHODS = ("maxent_exact", "implicit_direct", "implicit_normal_cg")
+
+
+def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    config = data["config"]
+    macros.number(["hg", "states"], int(config["num_states"]))
+    macros.number(["hg", "actions"], int(config["num_actions"]))
+    macros.number(["hg", "features"], int(config["num_features"]))
+    macros.number(["hg", "discount"], float(config["discount"]))
+    macros.number(["hg", "num mdps"], int(config["num_mdps"]))
+    macros.number(["hg", "horizon"], int(config["finite_horizon"]["horizon"]))
+    macros.number(["hg", "horizon states"], int(config["finite_horizon"]["num_states"]))
+    macros.number(["hg", "fd epsilon"], float(config["fd_epsilon"]))
+    labels = data["methods"]
+    by_case: dict[str, dict[str, Any]] = {}
+    for case in data["cases"]:
+        key = "horizon" if case["case"] == "finite_horizon" else case["reward_model"]
+        by_case[key] = case
+    fd_max: dict[str, float] = {}
+    exact_vs_exact: dict[str, float] = {}
+    for key, case in by_case.items():
+        mdps = case["mdps"]
+        fd_max[key] = max(m["methods"][name]["rel_error_fd"] for m in mdps for name in _EXACT_METHODS)
+        exact_vs_exact[key] = max(m["methods"][name]["rel_error_exact"] for m in mdps for name in _EXACT_METHODS)
+        macros.number(["hg", key, "max rel error fd"], fd_max[key])
+        macros.number(["hg", key, "max rel error exact"], exact_vs_exact[key])
+        macros.number(["hg", key, "parameters"], int(mdps[0]["num_parameters"]))
+    macros.number(["hg max rel error exact"], max(exact_vs_exact.values()))
+    linear = by_case["linear"]["mdps"]
+    ks = linear[0]["methods"]["unrolled_torchopt_cold"]["ks"]
+    for k in (1, 8, 16):
+        worst = max(m["methods"]["unrolled_torchopt_cold"]["rel_error_exact"][ks.index(k)] for m in linear)
+        macros.number(["hg unrolled error K", k], worst)
+    first = [m["methods"]["unrolled_torchopt_cold"]["first_k_at_round_off"] for m in linear]
+    if all(f is not None for f in first):
+        macros.number(["hg unrolled round off K"], int(max(first)))
+    rates = [m["methods"]["unrolled_torchopt_cold"]["fitted_rate"] for m in linear]
+    macros.number(["hg unrolled rate"], sum(rates) / len(rates))
+    same = max(abs(a - b) for m in linear for a, b in zip(m["methods"]["unrolled_torchopt_cold"]["rel_error_exact"],
+                                                           m["methods"]["unrolled_higher_cold"]["rel_error_exact"]))
+    macros.number(["hg torchopt higher difference"], same)
+    # Table: per method, the worst relative error against finite differences per case (K-methods at K max).
+    rows = []
+    for name, label in labels.items():
+        cells = [escape(label)]
+        for key in ("linear", "mlp", "horizon"):
+            case = by_case.get(key)
+            if case is None:
+                cells.append("--")
+                continue
+            values = []
+            for m in case["mdps"]:
+                method = m["methods"][name]
+                error = method["rel_error_exact"]
+                values.append(error if not isinstance(error, list) else error[-1])
+            cells.append(format_number(max(values)))
+        rounds = [m["methods"][name].get("first_k_at_round_off") for m in linear]
+        cells.append(str(max(rounds)) if labels and all(isinstance(r, int) for r in rounds) else "--")
+        rows.append(cells)
+    header = ["method", "linear", "MLP", "finite horizon", r"$K$ at round-off"]
+    return {"hypergradient_accuracy": _table("lrrrr", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/loss_sweep.json
+
+
+def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    config, summary = data["config"], data["summary"]
+    macros.text(["ls env"], config["env_id"])
+    macros.number(["ls seeds"], int(config["seeds"]))
+    macros.number(["ls pairs"], int(next(iter(data["data"].values()))["train_pairs"]))
+    macros.number(["ls held out pairs"], int(next(iter(data["data"].values()))["held_out_pairs"]))
+    macros.number(["ls segment length"], int(config["segment_length"]))
+    macros.number(["ls ppo steps"], int(data["budgets"]["baseline_ppo_env_steps"]))
+    macros.number(["ls expert steps"], int(data["budgets"]["expert_env_steps"]))
+    macros.number(["ls gradient steps"], int(data["budgets"]["cpl_gradient_steps"]))
+    macros.number(["ls num losses"], len(data["losses"]))
+    # The headline is the sampled (stochastic) policy, as in the README and the figure; the greedy policy's
+    # return is the second column.
+    metric = "normalized_return_stochastic"
+    rows = []
+    names = list(data["losses"]) + [n for n in ("reward_model_ppo", "ppo_true_reward") if n in summary]
+    for name in names:
+        entry = summary[name]
+        value = entry[metric]
+        macros.fixed(["ls", name, "iqm"], value["iqm"])
+        macros.fixed(["ls", name, "low"], value["low"])
+        macros.fixed(["ls", name, "high"], value["high"])
+        accuracy = entry["reward_accuracy"]
+        label = {"reward_model_ppo": "BT reward model + PPO", "ppo_true_reward": "PPO on the true reward"}.get(name)
+        rows.append([escape(label) if label else _tt(name),
+                     f"{format_fixed(value['iqm'])} [{format_fixed(value['low'])}, {format_fixed(value['high'])}]",
+                     format_fixed(entry["normalized_return_deterministic"]["iqm"]),
+                     format_fixed(accuracy["iqm"]) if accuracy["n"] else "--"])
+    # Scale-independent summaries: the best losses, those within the reward-model baseline, those that fail.
+    ranked = sorted(data["losses"], key=lambda name: -summary[name][metric]["iqm"])
+    best = summary[ranked[0]][metric]["iqm"]
+    top = [name for name in ranked if summary[name][metric]["iqm"] >= best - 0.005]
+    macros.text(["ls best losses"], ", ".join(top))
+    macros.fixed(["ls best iqm"], best)
+    macros.number(["ls num best"], len(top))
+    if "reward_model_ppo" in summary:
+        baseline = summary["reward_model_ppo"][metric]["iqm"]
+        macros.number(["ls num at least baseline"],
+                      sum(1 for name in data["losses"] if summary[name][metric]["iqm"] >= baseline))
+    failing = [name for name in ranked if summary[name][metric]["iqm"] < 0.5]
+    macros.text(["ls failing losses"], ", ".join(failing) if failing else "none")
+    macros.number(["ls num failing"], len(failing))
+    header = ["method", "return, IQM [95\\% CI]", "greedy", "held-out acc."]
+    return {"loss_sweep": _table("lccc", header, rows, source, [len(data["losses"])])}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/feedback_consistency.json
+
+
+def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    setting, table = data["setting"], data["table"]
+    macros.number(["fc queries"], int(setting["num_queries"]))
+    macros.number(["fc grid size"], int(data["config"]["grid_size"]))
+    macros.number(["fc annotators"], int(data["config"]["num_annotators"]))
+    macros.number(["fc ai members"], int(setting["ai_evaluator"]["members"]))
+    macros.number(["fc ai train queries"], int(setting["ai_evaluator"]["train_queries"]))
+    for teacher in ("mistake", "skip", "equal"):
+        macros.number(["fc", teacher, "rate"], float(setting["teachers"][teacher][teacher]))
+    macros.number(["fc myopic gamma"], float(setting["teachers"]["myopic"]["gamma"]))
+    macros.number(["fc stochastic beta"], float(setting["teachers"]["stochastic"]["beta"]))
+    for name, row in table.items():
+        macros.fixed(["fc", name, "flip"], row["flip_rate"], 3)
+        macros.fixed(["fc", name, "accuracy"], row["accuracy"])
+        macros.fixed(["fc", name, "intransitive"], row["intransitive_rate"], 3)
+        macros.fixed(["fc", name, "kappa"], row["cohen_kappa_strict_truth"])
+        macros.fixed(["fc", name, "tau"], row["kendall_tau"])
+    for group, values in data["group_agreement"].items():
+        macros.fixed(["fc", group, "fleiss"], values["fleiss_kappa"])
+        macros.fixed(["fc", group, "alpha"], values["krippendorff_alpha_nominal"])
+        macros.number(["fc", group, "raters"], len(values["raters"]))
+    intransitive = [name for name, row in table.items() if row["intransitive_rate"] > 0]
+    macros.text(["fc intransitive labellers"], " and ".join(intransitive) if intransitive else "none")
+    macros.number(["fc num intransitive labellers"], len(intransitive))
+    ordered: list[str] = []
+    groups: list[int] = []
+    order = sorted(data["groups"], key=lambda group: ["teachers", "population", "ai", group].index(group))
+    for members in (data["groups"][group] for group in order):
+        present = [name for name in members if name in table and name not in ordered]
+        if present:
+            groups.append(len(ordered))
+            ordered += present
+    if len(ordered) < len(table):
+        groups.append(len(ordered))
+        ordered += [name for name in table if name not in ordered]
+    rows = []
+    for name in ordered:
+        row = table[name]
+        rows.append([escape(name.replace("_", " ")), format_fixed(row["accuracy"]),
+                     format_fixed(row["cohen_kappa_strict_truth"]), format_fixed(row["kendall_tau"]),
+                     format_fixed(row["flip_rate"], 3), format_fixed(row["intransitive_rate"], 3),
+                     format_fixed(row["tie_rate"]), format_fixed(row["answered_rate"])])
+    header = ["labeller", "accuracy", r"$\kappa$ (truth)", r"Kendall $\tau$", "flip", "intrans.", "ties",
+              "answered"]
+    return {"feedback_consistency": _table("lrrrrrrr", header, rows, source, groups)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/mce_irl_vs_imitation.json
+
+
+def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    macros.text(["mce imitation version"], data["versions"]["imitation"])
+    macros.number(["mce cpus"], int(data["machine"]["cpu_count"]))
+    first = data["problems"][0]
+    macros.number(["mce actions"], int(first["num_actions"]))
+    macros.number(["mce branching"], int(first["max_successors"]))
+    macros.number(["mce horizon"], int(first["horizon"]))
+    stop = data["protocol"]["stop_rule"]
+    match = re.search(r"<=\s*([0-9.eE-]+)", stop)
+    if match:
+        macros.number(["mce stop tolerance"], float(match.group(1)))
+    rows = []
+    evaluations_ours, evaluations_theirs = [], []
+    for problem in data["problems"]:
+        is_random = problem["spec"]["kind"] == "random"
+        key = f"S{problem['num_states']}" if is_random else problem["name"]
+        imitation, dense, sparse = problem["imitation"], problem["ours_dense"], problem["ours_sparse"]
+        bound = bool(problem.get("imitation_time_is_lower_bound"))
+        ratio = problem["time_ratio_imitation_over"]
+        ge = r"\ensuremath{\ge}\," if bound else ""
+        macros.number(["mce imitation seconds", key], imitation["seconds"], digits=3)
+        macros.number(["mce dense seconds", key], dense["seconds"])
+        macros.number(["mce sparse seconds", key], sparse["seconds"])
+        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])))
+        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])))
+        macros.number(["mce linf imitation", key], imitation["error"]["state_visitation_linf"])
+        macros.number(["mce linf dense", key], dense["error"]["state_visitation_linf"])
+        macros.number(["mce linf sparse", key], sparse["error"]["state_visitation_linf"])
+        macros.number(["mce imitation evaluations", key], int(imitation["hypergradient_evaluations"]))
+        macros.number(["mce evaluations", key], int(dense["hypergradient_evaluations"]))
+        if not bound and problem["name"] != "cliffworld_xy":
+            evaluations_ours.append(int(dense["hypergradient_evaluations"]))
+            evaluations_theirs.append(int(imitation["hypergradient_evaluations"]))
+        label = f"random, $S={problem['num_states']}$" if is_random else escape(problem["name"].replace("_", " "))
+        if not is_random:
+            label += f" ($S={problem['num_states']}$)"
+        rows.append([label, ge + format_number(imitation["seconds"], digits=3) + " s",
+                     format_number(dense["seconds"]) + " s", format_number(sparse["seconds"]) + " s",
+                     ge + format_number(float(ratio["ours_dense"])) + r"\,/\," + ge
+                     + format_number(float(ratio["ours_sparse"])),
+                     format_number(imitation["error"]["state_visitation_linf"]) + r"\,/\,"
+                     + format_number(sparse["error"]["state_visitation_linf"])])
+        if bound:
+            macros.number(["mce imitation cap seconds", key], float(imitation["caps"]["wall_s"]))
+    macros.number(["mce evaluations min"], min(evaluations_ours))
+    macros.number(["mce evaluations max"], max(evaluations_ours))
+    macros.number(["mce imitation evaluations min"], min(evaluations_theirs))
+    macros.number(["mce imitation evaluations max"], max(evaluations_theirs))
+    header = ["problem", "imitation", "ours, dense", "ours, sparse", r"speed-up (d\,/\,s)",
+              r"final $L_\infty$ (imit.\,/\,ours)"]
+    return {"mce_benchmark": _table("lrrrrr", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/trl_loss_parity.json
+
+
+def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    macros.text(["trl version"], data["trl_version"])
+    macros.number(["trl dpo trainer losses"], len(data["dpo_trainer_names"]))
+    macros.number(["trl other losses"], len(data["other_trainers"]))
+    macros.number(["trl max diff dpo trainer"], float(data["max_abs_diff_dpo_trainer"]))
+    macros.number(["trl max diff orpo"], float(data["max_abs_diff_orpo_float32_in_trl"]))
+    macros.number(["trl goal"], float(data["goal_max_abs_diff"]))
+    others = [r for r in data["results"] if r["loss"] in data["other_trainers"] and r["loss"] != "orpo"]
+    if others:
+        macros.number(["trl max diff other"], max(float(r["max_abs_diff"]) for r in others))
+    macros.number(["trl comparisons"], len(data["results"]))
+    macros.number(["trl batches"], len(data["batches"]))
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loss catalog, from the code itself (no result file).
+
+
+def loss_catalog(macros: Macros) -> dict[str, str]:
+    from irl_bilevel.losses import PREFERENCE_LOSSES
+
+    macros.source = "irl_bilevel.losses.PREFERENCE_LOSSES"
+    macros.number(["num losses"], len(PREFERENCE_LOSSES))
+    macros.number(["num trl losses"], sum(1 for loss in PREFERENCE_LOSSES.values() if loss.trl_name))
+    rows = []
+    for name, loss in PREFERENCE_LOSSES.items():
+        rows.append([_tt(name), escape(loss.source), _tt(loss.trl_name) if loss.trl_name else "--",
+                     "yes" if loss.needs_reference else "no",
+                     format_number(loss.default_beta) if loss.default_beta is not None else "--"])
+    header = ["name", "source", "TRL", "ref.", r"$\beta$"]
+    table = _table(r"l>{\raggedright\arraybackslash}p{0.42\linewidth}lcc", header, rows,
+                   "irl_bilevel.losses.PREFERENCE_LOSSES")
+    return {"loss_catalog": table}
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
+RESULT_HANDLERS: dict[str, Handler] = {
+    "reward_recovery": reward_recovery,
+    "hypergradient_accuracy": hypergradient_accuracy,
+    "loss_sweep": loss_sweep,
+    "feedback_consistency": feedback_consistency,
+}
+BENCHMARK_HANDLERS: dict[str, Handler] = {
+    "mce_irl_vs_imitation": mce_irl_vs_imitation,
+    "trl_loss_parity": trl_loss_parity,
+}
+
+
+def _warn(message: str) -> None:
+    print(f"irlb paper: warning: {message}", file=sys.stderr)
+
+
+def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
+             experiments: Iterable[str] | None = None) -> dict[str, Any]:
+    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``; returns what was written and
+    what was skipped (missing files). ``experiments`` defaults to the names in ``irlb.reproduce.EXPERIMENTS``."""
+    if experiments is None:
+        from irlb.reproduce import EXPERIMENTS
+
+        experiments = list(EXPERIMENTS)
+    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
+    macros = Macros()
+    tables: dict[str, str] = {}
+    skipped: list[str] = []
+    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name)) for name in names]
+    sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
+    for path, name, handler in sources:
+        if not path.exists():
+            _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
+            skipped.append(str(path))
+            continue
+        data = json.loads(path.read_text())
+        macros.source = str(path)
+        _generic(name, data, macros)
+        if handler is not None:
+            tables.update(handler(data, macros, str(path)))
+    tables.update(loss_catalog(macros))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    numbers = out_dir / "numbers.tex"
+    numbers.write_text(macros.render())
+    written.append(numbers)
+    for stale in out_dir.glob("*.tex"):
+        if stale.name != "numbers.tex" and stale.stem not in tables:
+            stale.unlink()
+    for name, text in tables.items():
+        path = out_dir / f"{name}.tex"
+        path.write_text(text)
+        written.append(path)
+    return {"written": written, "skipped": skipped, "macros": len(macros.values)}

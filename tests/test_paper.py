@@ -1,0 +1,187 @@
+"""The paper's macros and figures: every macro the paper uses is generated, every figure it includes exists and
+belongs to an experiment of `irlb reproduce`, and a missing result file leaves its macros undefined."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from irlb.paper import BENCHMARK_HANDLERS, RESULT_HANDLERS, format_number, generate, macro_name
+from irlb.reproduce import EXPERIMENTS
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "paper"
+RESULTS = ROOT / "results"
+BENCHMARKS = ROOT / "benchmarks" / "results"
+FIGURES = ROOT / "figures" / "output"
+
+# Commands starting with an uppercase letter that LaTeX, amsmath or the packages the paper loads define.
+LATEX_OWN = {
+    "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "Big", "Bigl",
+    "Bigr", "Bigg", "Biggl", "Biggr", "Huge", "LARGE", "Large", "LaTeX", "TeX", "Re", "Im", "Leftarrow",
+    "Rightarrow", "Leftrightarrow", "Longrightarrow", "S", "P", "L", "O", "AA", "AE", "OE", "FloatBarrier",
+}
+COMMAND = re.compile(r"\\([A-Z][A-Za-z]*)")
+DEFINED = re.compile(r"\\(?:newcommand|renewcommand|providecommand|DeclareMathOperator)\*?\{?\\([A-Za-z]+)")
+
+
+def _paper_sources() -> list[Path]:
+    return sorted(PAPER.glob("*.tex")) + sorted((PAPER / "sections").glob("*.tex"))
+
+
+def _without_comments(text: str) -> str:
+    return re.sub(r"(?<!\\)%.*", "", text)
+
+
+def _used_macros() -> set[str]:
+    used: set[str] = set()
+    for path in _paper_sources():
+        used |= set(COMMAND.findall(_without_comments(path.read_text())))
+    return used - LATEX_OWN
+
+
+def _defined(folder: Path) -> set[str]:
+    defined: set[str] = set()
+    for path in folder.glob("*.tex"):
+        defined |= set(DEFINED.findall(path.read_text()))
+    return defined
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("generated")
+    report = generate(RESULTS, BENCHMARKS, out)
+    # The files the paper's sections read must be committed; an experiment newly added to the registry may
+    # not have its result file yet (then it is only warned about, and the paper does not use it).
+    needed = {str(RESULTS / f"{name}.json") for name in RESULT_HANDLERS}
+    needed |= {str(BENCHMARKS / f"{name}.json") for name in BENCHMARK_HANDLERS}
+    assert not needed & set(report["skipped"]), f"committed result files missing: {report['skipped']}"
+    return out
+
+
+def test_macro_names_are_letters_only() -> None:
+    assert macro_name("mce", "speedup_dense", "S1024") == "MceSpeedupDenseSOneZeroTwoFour"
+    assert macro_name("ls", "apo_zero", "iqm") == "LsApoZeroIqm"
+    assert macro_name("rr", "objectWorld", 100, "epic") == "RrObjectWorldOneZeroZeroEpic"
+    with pytest.raises(ValueError):
+        macro_name("_", "")
+
+
+def test_number_formatting() -> None:
+    assert format_number(4.658e-7) == r"\ensuremath{4.7\times10^{-7}}"
+    assert format_number(0.0704) == "0.070"
+    assert format_number(2.5825) == "2.6"
+    assert format_number(2911.55) == "2912"
+    assert format_number(50000) == "50{,}000"
+    assert format_number(-0.03) == r"\ensuremath{-0.030}"
+    with pytest.raises(ValueError):
+        format_number(float("nan"))
+
+
+def test_paper_exists_and_inputs_generated_files() -> None:
+    main = (PAPER / "main.tex").read_text()
+    assert r"\input{generated/numbers.tex}" in main
+    for table in re.findall(r"\\input\{generated/([a-z_]+)\.tex\}", main):
+        assert table  # checked against the generated folder below
+
+
+def test_every_macro_the_paper_uses_is_generated(generated: Path) -> None:
+    used = _used_macros()
+    defined = _defined(generated)
+    missing = sorted(used - defined)
+    assert not missing, f"macros used by the paper but not generated: {missing}"
+    main = (PAPER / "main.tex").read_text()
+    for table in re.findall(r"\\input\{generated/([a-z_]+)\.tex\}", _without_comments(main)):
+        assert (generated / f"{table}.tex").exists(), f"table {table} not generated"
+
+
+def test_generated_tables_are_complete(generated: Path) -> None:
+    from irl_bilevel.losses import PREFERENCE_LOSSES
+
+    catalog = (generated / "loss_catalog.tex").read_text()
+    for name in PREFERENCE_LOSSES:
+        assert rf"\texttt{{{name.replace('_', chr(92) + '_')}}}" in catalog
+    benchmark = (generated / "mce_benchmark.tex").read_text()
+    assert "$S=1024$" in benchmark and r"\toprule" in benchmark
+    numbers = (generated / "numbers.tex").read_text()
+    assert r"\newcommand{\MceSpeedupDenseSOneZeroTwoFour}" in numbers
+    # Each macro is defined once and its value has no unescaped underscore.
+    names = re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", numbers)
+    assert len(names) == len(set(names))
+    for value in re.findall(r"\\newcommand\{\\[A-Za-z]+\}\{(.*)\}$", numbers, flags=re.M):
+        assert not re.search(r"(?<!\\)_", value.replace(r"\ensuremath", "")), value
+
+
+def test_every_included_figure_exists_and_is_an_experiment() -> None:
+    included = []
+    for path in _paper_sources():
+        included += re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}", _without_comments(path.read_text()))
+    assert included, "the paper includes no figure"
+    for reference in included:
+        figure = (PAPER / reference).resolve()
+        assert figure.parent == FIGURES.resolve(), f"{reference}: figures come from figures/output/"
+        assert figure.stem in EXPERIMENTS, f"{reference}: no experiment in irlb.reproduce.EXPERIMENTS draws it"
+        for suffix in (".pdf", ".png"):
+            assert figure.with_suffix(suffix).exists(), f"{figure.with_suffix(suffix)} was not written"
+
+
+def test_a_missing_result_file_leaves_its_macros_undefined(tmp_path: Path, generated: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "loss_sweep.json").unlink()
+    out = tmp_path / "generated"
+    report = generate(results, BENCHMARKS, out)
+    assert str(results / "loss_sweep.json") in report["skipped"]
+    defined = _defined(out)
+    assert "LsSigmoidIqm" not in defined and "LossSweepScale" not in defined
+    assert not (out / "loss_sweep.tex").exists()
+    assert "RewardRecoveryScale" in defined
+    # So the paper, which uses them, has undefined macros and does not build.
+    assert "LsSigmoidIqm" in _used_macros() - defined
+    # Regenerating over a folder with the table from an earlier run removes the stale table.
+    shutil.copy(generated / "loss_sweep.tex", out / "loss_sweep.tex")
+    generate(results, BENCHMARKS, out)
+    assert not (out / "loss_sweep.tex").exists()
+
+
+def test_a_missing_benchmark_file_leaves_its_macros_undefined(tmp_path: Path) -> None:
+    benchmarks = tmp_path / "benchmarks"
+    benchmarks.mkdir()
+    shutil.copy(BENCHMARKS / "trl_loss_parity.json", benchmarks)
+    out = tmp_path / "generated"
+    report = generate(RESULTS, benchmarks, out)
+    assert any(path.endswith("mce_irl_vs_imitation.json") for path in report["skipped"])
+    defined = _defined(out)
+    assert not any(name.startswith("Mce") for name in defined)
+    assert not (out / "mce_benchmark.tex").exists()
+    assert "TrlVersion" in defined
+
+
+def test_cli_writes_the_macros(tmp_path: Path) -> None:
+    from irlb.main import main
+
+    assert main(["paper", "--results", str(RESULTS), "--benchmarks", str(BENCHMARKS), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "numbers.tex").read_text().count(r"\newcommand") > 100
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_defines_every_macro_and_writes_every_figure(tmp_path: Path) -> None:
+    """The acceptance check: `irlb reproduce --scale tiny` end to end, then `irlb paper` on what it wrote."""
+    from irlb.reproduce import reproduce
+
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    reproduce("tiny", results, figures, seed=0)
+    out = tmp_path / "generated"
+    report = generate(results, BENCHMARKS, out)
+    assert not [path for path in report["skipped"] if path.startswith(str(results))], report["skipped"]
+    missing = sorted(_used_macros() - _defined(out))
+    assert not missing, f"macros used by the paper but not generated at scale tiny: {missing}"
+    for path in _paper_sources():
+        for reference in re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}",
+                                    _without_comments(path.read_text())):
+            name = Path(reference).stem
+            for suffix in (".pdf", ".png"):
+                assert (figures / f"{name}{suffix}").exists(), f"reproduce did not write {name}{suffix}"
