@@ -345,6 +345,56 @@ def cliffworld(width: int = 7, height: int = 4, horizon: int = 8, use_xy_obs: bo
     )
 
 
+# ---------------------------------------------------------------------- sparse-goal gridworld (shaping)
+def sparse_gridworld(size: int = 8, slip: float = 0.1, discount: float = 0.95, step_cost: float = 0.01) -> TabularMDP:
+    """A sparse-reward gridworld for learned shaping: one distant goal, an absorbing end state, a step cost.
+
+    ``size × size`` cells (row-major, row 0 at the top, ``s = row * size + col``) plus one absorbing end state
+    ``S − 1 = size²``. Every episode starts in the bottom-left cell; the goal is the top-right cell
+    ``size − 1``. Actions: 0 = up, 1 = down, 2 = left, 3 = right, each making its move with probability
+    ``1 − slip`` and a uniformly random one of the four with probability ``slip`` (off-grid moves stay put).
+    From the goal every action leads to the end state, which loops on itself. State reward ``[S]``: +1 at the
+    goal (collected once), 0 in the end state, ``−step_cost`` in every other cell. One-hot state features.
+    """
+    size = _check_int(size, "size", 2)
+    slip = _check_probability(slip, "slip")
+    discount = _check_discount(discount)
+    ok = not isinstance(step_cost, bool) and isinstance(step_cost, (int, float, np.floating))
+    if not ok or not math.isfinite(step_cost) or step_cost < 0:
+        raise ValidationError(f"step_cost: expected a non-negative number, got {step_cost!r}")
+    cells = size * size
+    num_states = cells + 1
+    end, goal = cells, size - 1
+    grid_successors, grid_probabilities = _grid_successors(size, GRID_MOVES[:4], slip)
+    k = grid_successors.shape[-1]
+    successors = np.zeros((num_states, 4, k), dtype=np.int64)
+    probabilities = np.zeros((num_states, 4, k))
+    successors[:cells], probabilities[:cells] = grid_successors, grid_probabilities
+    for state in (goal, end):
+        successors[state] = [end, *[i for i in range(num_states) if i != end][: k - 1]]
+        probabilities[state] = 0.0
+        probabilities[state, :, 0] = 1.0
+    reward = np.full(num_states, -float(step_cost))
+    reward[goal], reward[end] = 1.0, 0.0
+    start = np.zeros(num_states)
+    start[(size - 1) * size] = 1.0
+    return TabularMDP(
+        start=torch.from_numpy(start),
+        discount=discount,
+        successors=torch.from_numpy(successors),
+        successor_probabilities=torch.from_numpy(probabilities),
+        state_features=torch.eye(num_states),
+        true_reward=torch.from_numpy(reward),
+        name=f"sparse_gridworld{size}x{size}",
+    )
+
+
+def grid_distance_to(size: int, row: int, col: int) -> np.ndarray:
+    """Manhattan distances ``[size²]`` from every cell of a ``size × size`` grid (row-major) to ``(row, col)``."""
+    rows, cols = np.divmod(np.arange(size * size), size)
+    return (np.abs(rows - row) + np.abs(cols - col)).astype(np.float64)
+
+
 # ---------------------------------------------------------------------- optimal policies
 def _numpy_model(mdp: TabularMDP):
     """A float64 ``expected_next(values [S]) -> [S, A]`` for ``mdp``."""
@@ -411,6 +461,7 @@ TESTBEDS: dict[str, Callable[..., TabularMDP]] = {
     "objectworld": objectworld,
     "garnet": garnet,
     "cliffworld": cliffworld,
+    "sparse_gridworld": sparse_gridworld,
 }
 
 

@@ -256,8 +256,10 @@ class TabularReward(RewardModel):
     reads one-hot state (and action) inputs.
     """
 
-    def __init__(self, num_states: int, num_actions: int | None = None) -> None:
-        super().__init__(("reward",), None, uses_actions=num_actions is not None)
+    table: torch.Tensor
+
+    def __init__(self, num_states: int, num_actions: int | None = None, name: str = "reward") -> None:
+        super().__init__((name,), None, uses_actions=num_actions is not None)
         shape = (num_states,) if num_actions is None else (num_states, num_actions)
         self.table = nn.Parameter(torch.zeros(shape))
 
@@ -278,7 +280,7 @@ class TabularReward(RewardModel):
             raise ValidationError(
                 f"table: the reward has {self.table.shape[0]} states, the MDP {state_inputs.shape[0]}"
             )
-        return self.table
+        return self.table.to(state_inputs.dtype)
 
 
 class PotentialShaping(RewardModel):

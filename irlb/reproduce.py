@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "loss_gradient_weights": ("irlb.experiments.loss_gradient_weights", "figures.loss_gradient_weights"),
     "loss_sweep": ("classic_rl.experiments.loss_sweep", "figures.loss_sweep"),
     "feedback_consistency": ("classic_rl.experiments.feedback_consistency", "figures.feedback_consistency"),
+    "learned_shaping": ("classic_rl.experiments.learned_shaping", "figures.learned_shaping"),
 }
 
 

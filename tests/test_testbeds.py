@@ -29,6 +29,7 @@ SMALL = {
     "objectworld": {"size": 6, "num_objects": 8},
     "garnet": {"num_states": 30},
     "cliffworld": {},
+    "sparse_gridworld": {"size": 4},
 }
 
 
