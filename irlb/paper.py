@@ -399,6 +399,69 @@ def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> d
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/learned_shaping.json
+
+_SHAPING_LABELS = {"none": "no shaping", "hand_potential": "hand-designed potential",
+                   "fixed_candidates": "candidate signals, equal weights",
+                   "learned_weights": "learned candidate weights", "learned_potential": "learned potential",
+                   "free_bonus": "free per-(s, a) bonus"}
+
+
+def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    config, mdp = data["config"], data["mdp"]
+    macros.number(["sh grid size"], int(config["size"]))
+    macros.number(["sh states"], int(mdp["num_states"]))
+    macros.number(["sh actions"], int(mdp["num_actions"]))
+    macros.number(["sh discount"], float(mdp["discount"]))
+    macros.number(["sh budget"], int(config["budget"]))
+    macros.number(["sh temperature"], float(config["temperature"]), digits=1)
+    macros.number(["sh slip"], float(config["slip"]), digits=1)
+    macros.number(["sh step cost"], float(config["step_cost"]), digits=1)
+    macros.number(["sh outer steps"], int(config["outer_steps"]))
+    macros.number(["sh curve sweeps"], int(config["curve_sweeps"]))
+    macros.fixed(["sh optimal return"], float(mdp["optimal_return"]), 3)
+    rows = []
+    for method in data["methods"]:
+        name = method["method"]
+        macros.fixed(["sh", name, "return"], float(method["return_at_budget"]), 3)
+        macros.text(["sh", name, "preserved"], "yes" if method["optimal_policy_preserved"] else "no")
+        macros.number(["sh", name, "actions changed"], int(method["optimal_actions_changed"]))
+        macros.fixed(["sh", name, "greedy return"], float(method["greedy_true_return"]), 3)
+        rows.append([escape(_SHAPING_LABELS.get(name, name.replace("_", " "))).replace("(s, a)", "$(s,a)$"),
+                     "yes" if method["learned"] else "no", format_fixed(float(method["return_at_budget"]), 3),
+                     str(int(method["optimal_actions_changed"])),
+                     format_fixed(float(method["greedy_true_return"]), 3)])
+    preserved = [m for m in data["methods"] if m["optimal_policy_preserved"]]
+    macros.number(["sh num preserved"], len(preserved))
+    macros.number(["sh num methods"], len(data["methods"]))
+    best = max(preserved, key=lambda m: m["return_at_budget"])
+    macros.text(["sh best preserving method"], _SHAPING_LABELS.get(best["method"], best["method"].replace("_", " ")))
+    # The learned candidate weights at the end of the outer loop, one macro per candidate.
+    candidates = data["candidates"]
+    macros.number(["sh num candidates"], len(candidates))
+    for method in data["methods"]:
+        if method["method"] == "learned_weights":
+            for candidate, weight in zip(candidates, method["weights"]):
+                macros.fixed(["sh weight", candidate], float(weight), 3)
+    # Sampled (policy-gradient) vs exact hypergradient: at the largest sample size and at the one closest to 10^4.
+    accuracy = data["hypergradient_accuracy"]
+    summary = sorted(accuracy["summary"], key=lambda row: row["num_trajectories"])
+    largest = summary[-1]
+    middle = min(summary, key=lambda row: abs(math.log10(row["num_trajectories"]) - 4.0))
+    macros.number(["sh pg largest rollouts"], int(largest["num_trajectories"]))
+    macros.number(["sh pg largest error"], float(largest["mean_relative_error"]))
+    macros.number(["sh pg middle rollouts"], int(middle["num_trajectories"]))
+    macros.number(["sh pg middle error"], float(middle["mean_relative_error"]))
+    macros.number(["sh pg smallest rollouts"], int(summary[0]["num_trajectories"]))
+    macros.number(["sh pg smallest error"], float(summary[0]["mean_relative_error"]))
+    macros.number(["sh pg repeats"], int(config["sample_repeats"]))
+    macros.number(["sh fd error"], float(accuracy["finite_difference_relative_error"]))
+    macros.number(["sh exact weights error"], float(accuracy["exact_weights_relative_error"]))
+    header = ["shaping", "learned", r"return at $K$", "actions changed", "greedy return"]
+    return {"learned_shaping": _table("lcrrr", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/mce_irl_vs_imitation.json
 
 
@@ -503,6 +566,7 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "hypergradient_accuracy": hypergradient_accuracy,
     "loss_sweep": loss_sweep,
     "feedback_consistency": feedback_consistency,
+    "learned_shaping": learned_shaping,
 }
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
