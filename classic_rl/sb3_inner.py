@@ -15,6 +15,13 @@ Termination (``shared/design.md``, "Episode semantics"), ``termination=``:
   ``r_θ`` and is learned through the MaxEnt gradient like any other state (the learner samples and
   ``SampleMaxEntObjective`` both weight it by ``γ^{T}/(1 − γ)``). Transitions are passed with ``done = 0``
   (the episode continues in the absorbing state), so potential shaping telescopes through it.
+  ``absorbing_indicator=True`` makes the absorbing state DAC's separate state ``[0, …, 0, 1]`` (reward inputs
+  get one trailing indicator feature, 0 on real states; ``irl_bilevel.objectives.absorbing_transitions``) instead
+  of the terminal observation. Use it for state-only rewards: without it a state-only reward's absorbing value is
+  ``r_θ(s_f)``, its extrapolation to the edge of the state space, so each ML-IRL step lowers the reward on the side
+  the learner just fell to and (a nearly linear ``r_θ``) raises it on the other, and the learner chases it
+  (CartPole-v1: it falls as fast as possible). With the indicator, the absorbing reward is one learned value that
+  every learner termination lowers.
 * ``"none"``: the env's termination as is (``done = 1`` on terminal transitions, nothing after): biased; for
   comparison only.
 
@@ -46,7 +53,13 @@ import torch
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from classic_rl.experts import algorithm_class, float32_default
-from irl_bilevel.objectives import absorbing_transitions, concatenate_transitions, weighted_reward_mean
+from irl_bilevel.objectives import (
+    absorbing_transitions,
+    absorbing_vector,
+    concatenate_transitions,
+    weighted_reward_mean,
+    with_absorbing_indicator,
+)
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
 
@@ -116,7 +129,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
     """
 
     def __init__(self, venv, discount: float, termination: str = "absorbing", normalize: bool = False,
-                 record_steps: int = 0) -> None:
+                 record_steps: int = 0, absorbing_indicator: bool = False) -> None:
         super().__init__(venv)
         if termination not in TERMINATION_MODES:
             raise ValidationError(f"termination: expected one of {TERMINATION_MODES}, got {termination!r}")
@@ -124,7 +137,10 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             raise ValidationError(f"discount: expected 0 <= discount < 1, got {discount}")
         if not isinstance(self.observation_space, gym.spaces.Box):
             raise ValidationError(f"observation_space: expected a Box, got {self.observation_space}")
+        if absorbing_indicator and termination != "absorbing":
+            raise ValidationError("absorbing_indicator: needs termination='absorbing'")
         self.discount, self.termination, self.normalize = discount, termination, normalize
+        self.absorbing_indicator = absorbing_indicator
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.obs_dim = int(np.prod(self.observation_space.shape))
         self.action_dim = _action_dim(self.action_space)
@@ -138,7 +154,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self._time = np.zeros(self.num_envs, dtype=np.int64)
 
     def set_reward_model(self, reward_model: RewardModel) -> None:
-        check_reward_model(reward_model, self.obs_dim, self.action_dim)
+        check_reward_model(reward_model, self.obs_dim + int(self.absorbing_indicator), self.action_dim)
         self.reward_model = reward_model
 
     def encode_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -161,10 +177,12 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             s_next = torch.as_tensor(next_states.reshape(len(states), -1), dtype=dtype)
             a = torch.as_tensor(self.encode_actions(actions), dtype=dtype)
             dones = torch.as_tensor(terminated & (not absorbing))
-            rewards = model(Transitions(s, a, s_next, dones)).total.double().numpy().copy()
+            ended = torch.as_tensor(terminated)
+            model_s, model_s_next = self.reward_inputs(s, s_next, ended)
+            rewards = model(Transitions(model_s, a, model_s_next, dones)).total.double().numpy().copy()
             if absorbing and terminated.any():
-                ended = torch.as_tensor(terminated)
-                value = model(absorbing_transitions(s_next[ended], self.action_dim)).total.double().numpy()
+                value = model(absorbing_transitions(s_next[ended], self.action_dim, self.absorbing_indicator)
+                              ).total.double().numpy()
                 bonus = np.zeros_like(rewards)
                 bonus[terminated] = self.discount / (1.0 - self.discount) * value
             else:
@@ -177,6 +195,16 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             scale = self.statistics.scale
             return ((rewards + bonus) / scale).astype(np.float32)
         return (rewards + bonus).astype(np.float32)
+
+    def reward_inputs(self, states: torch.Tensor, next_states: torch.Tensor,
+                      terminated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States and next states as the reward model reads them: unchanged, or (``absorbing_indicator``) with
+        the indicator feature appended and terminal transitions leading into the absorbing state."""
+        if not self.absorbing_indicator:
+            return states, next_states
+        next_states = with_absorbing_indicator(next_states)
+        next_states[terminated] = absorbing_vector(int(terminated.sum()), self.obs_dim, next_states.dtype)
+        return with_absorbing_indicator(states), next_states
 
     def reset(self):
         observations = self.venv.reset()
@@ -301,6 +329,7 @@ class SB3InnerSolver:
         termination: str = "absorbing",
         normalize_reward: bool = False,
         learner_steps: int | None = None,
+        absorbing_indicator: bool = False,
     ) -> None:
         from stable_baselines3.common.env_util import make_vec_env
 
@@ -332,7 +361,12 @@ class SB3InnerSolver:
             raise ValidationError(f"learner_steps: expected at least 1, got {record}")
         with float32_default():
             venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-            self.env = LearnedRewardVecEnv(venv, discount, termination, normalize_reward, record)
+            try:
+                self.env = LearnedRewardVecEnv(venv, discount, termination, normalize_reward, record,
+                                               absorbing_indicator)
+            except ValidationError:
+                venv.close()
+                raise
             try:
                 self.model = cls("MlpPolicy", self.env, seed=seed, device="cpu", verbose=0, **hyperparameters)
             except AssertionError as error:  # SB3 asserts the action space it supports
@@ -405,11 +439,13 @@ class SB3InnerSolver:
         next_states = torch.from_numpy(data["next_states"][rows])
         terminated = torch.from_numpy(data["terminated"][rows])
         time = torch.from_numpy(data["time"][rows]).to(torch.float64)
-        parts = [Transitions(states, torch.from_numpy(data["actions"][rows]).to(torch.float64), next_states,
-                             terminated & (not absorbing))]
+        model_states, model_next_states = self.env.reward_inputs(states, next_states, terminated)
+        parts = [Transitions(model_states, torch.from_numpy(data["actions"][rows]).to(torch.float64),
+                             model_next_states, terminated & (not absorbing))]
         weights = [self.discount**time]
         if absorbing and bool(terminated.any()):
-            parts.append(absorbing_transitions(next_states[terminated], self.env.action_dim))
+            parts.append(absorbing_transitions(next_states[terminated], self.env.action_dim,
+                                               self.env.absorbing_indicator))
             weights.append(self.discount ** (time[terminated] + 1) / (1.0 - self.discount))
         batch = concatenate_transitions(parts) if len(parts) > 1 else parts[0]
         return batch, torch.cat(weights)

@@ -59,17 +59,40 @@ class MaxEntDemonstrationLoss:
         return (occupancy * inner.reward(reward_model)).sum()
 
 
-def absorbing_transitions(final_states: torch.Tensor, action_dim: int | None) -> Transitions:
+def absorbing_transitions(final_states: torch.Tensor, action_dim: int | None, indicator: bool = False) -> Transitions:
     """The absorbing state after a termination, as reward-model input (one row per terminated episode).
 
-    The absorbing state is the terminal observation with an all-zero action vector (for one-hot discrete actions
-    a vector no real action has, so a state-action reward can tell it apart) and itself as next state, not done:
-    it loops forever. Potential shaping then telescopes through it (``γΦ(s_f) − Φ(s_f)`` per step), so shaped
-    and unshaped rewards keep the same optimal policies on tasks that terminate.
+    Without ``indicator``, the absorbing state is the terminal observation with an all-zero action vector (for
+    one-hot discrete actions a vector no real action has, so a state-action reward can tell it apart) and itself
+    as next state, not done: it loops forever. Potential shaping then telescopes through it (``γΦ(s_f) − Φ(s_f)``
+    per step), so shaped and unshaped rewards keep the same optimal policies on tasks that terminate. Caveat: a
+    *state-only* reward then gives the absorbing state the reward of the terminal observation, an ordinary state
+    at the edge of the state space, so the (heavily weighted) absorbing reward is an extrapolation of ``r_θ``
+    tied to where the agent happened to fall, not a quantity of its own.
+
+    With ``indicator`` (Kostrikov et al. 2019, DAC), reward inputs carry one extra trailing state feature, 0 on
+    real states (:func:`with_absorbing_indicator`) and 1 on the absorbing state, which is one fixed vector
+    ``[0, …, 0, 1]`` (``final_states`` are real observations without the feature; only their count is used): its
+    reward is then one learned value, whatever the terminal observation. Terminal transitions lead into it
+    (:func:`absorbing_vector` as their next state), so potential shaping still telescopes.
     """
-    actions = None if action_dim is None else final_states.new_zeros(final_states.shape[0], action_dim)
-    dones = torch.zeros(final_states.shape[0], dtype=torch.bool)
-    return Transitions(final_states, actions, final_states, dones)
+    count = final_states.shape[0]
+    states = absorbing_vector(count, final_states.shape[-1], final_states.dtype) if indicator else final_states
+    actions = None if action_dim is None else final_states.new_zeros(count, action_dim)
+    dones = torch.zeros(count, dtype=torch.bool)
+    return Transitions(states, actions, states, dones)
+
+
+def absorbing_vector(count: int, obs_dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """``count`` copies of the indicator-mode absorbing state ``[0, …, 0, 1]`` (``obs_dim + 1`` features)."""
+    vector = torch.zeros(count, obs_dim + 1, dtype=dtype)
+    vector[:, -1] = 1.0
+    return vector
+
+
+def with_absorbing_indicator(states: torch.Tensor) -> torch.Tensor:
+    """Real states ``[B, obs_dim]`` with the absorbing-indicator feature (0) appended: ``[B, obs_dim + 1]``."""
+    return torch.cat([states, states.new_zeros(states.shape[0], 1)], dim=-1)
 
 
 def concatenate_transitions(parts: list[Transitions]) -> Transitions:
@@ -117,7 +140,10 @@ class SampleMaxEntObjective:
     Termination (``shared/design.md``, "Episode semantics"): with ``absorbing=True`` a terminated episode
     (``terminated [N]``) continues in an absorbing state (see :func:`absorbing_transitions`) of weight
     ``γ^T / (1 − γ)``, exactly as the inner solver's learner samples do, so a reward's constant offset changes
-    neither side's optimal behaviour and the absorbing state's reward is learned like any other. Truncated
+    neither side's optimal behaviour and the absorbing state's reward is learned like any other. With
+    ``absorbing_indicator=True`` the absorbing state is DAC's separate state instead of the terminal
+    observation (see :func:`absorbing_transitions`; reward inputs then have ``obs_dim + 1`` state features and the
+    inner solver must use the same convention): use it with state-only rewards on tasks that terminate. Truncated
     episodes (time limit) are just cut off. With ``absorbing=False`` terminal transitions carry ``done = 1`` and
     nothing follows them (the termination-biased convention).
 
@@ -134,6 +160,7 @@ class SampleMaxEntObjective:
         terminated: torch.Tensor | None = None,
         final_observations: torch.Tensor | None = None,
         absorbing: bool = True,
+        absorbing_indicator: bool = False,
     ) -> None:
         if not 0.0 <= discount < 1.0:
             raise ValidationError(f"discount: expected 0 <= discount < 1, got {discount}")
@@ -154,7 +181,10 @@ class SampleMaxEntObjective:
             check_shape(final, "final_observations", [n, *demos.observations.shape[2:]])
         if absorbing and bool(terminated.any()) and final is None:
             raise ValidationError("final_observations: needed for the absorbing state of terminated episodes")
+        if absorbing_indicator and not absorbing:
+            raise ValidationError("absorbing_indicator: needs absorbing=True")
         self.discount, self.absorbing, self.num_actions = discount, absorbing, num_actions
+        self.absorbing_indicator = absorbing_indicator
         self.demonstrations = demos
 
         mask = demos.mask
@@ -175,13 +205,21 @@ class SampleMaxEntObjective:
             following = torch.where(last.unsqueeze(-1), flat_final.expand_as(observations), shifted)
             next_states = following[mask]
         dones = (last & terminated.unsqueeze(1) & (not absorbing))[mask]
-        parts = [Transitions(observations[mask], actions[mask].to(observations.dtype), next_states, dones)]
+        states = observations[mask]
+        if absorbing_indicator:
+            states = with_absorbing_indicator(states)
+            if next_states is not None:
+                next_states = with_absorbing_indicator(next_states)
+                into_absorbing = (last & terminated.unsqueeze(1))[mask]
+                next_states[into_absorbing] = absorbing_vector(int(into_absorbing.sum()), observations.shape[-1],
+                                                               next_states.dtype)
+        parts = [Transitions(states, actions[mask].to(observations.dtype), next_states, dones)]
         weights = [discount ** steps[mask].to(torch.float64)]
         self.num_steps = int(mask.sum())
         if absorbing and bool(terminated.any()):
             assert final is not None
             ended = final.reshape(n, -1)[terminated].to(observations.dtype)
-            parts.append(absorbing_transitions(ended, self.action_dim))
+            parts.append(absorbing_transitions(ended, self.action_dim, absorbing_indicator))
             weights.append(discount ** demos.lengths[terminated].to(torch.float64) / (1.0 - discount))
         self.transitions = concatenate_transitions(parts) if len(parts) > 1 else parts[0]
         self.weights = torch.cat(weights)
@@ -194,7 +232,10 @@ class SampleMaxEntObjective:
         if policy is None or not hasattr(policy, "log_prob"):
             return torch.tensor(float("nan"))
         with torch.no_grad():
-            log_prob = policy.log_prob(self.transitions.states[: self.num_steps], self.raw_actions)
+            states = self.transitions.states[: self.num_steps]
+            if self.absorbing_indicator:
+                states = states[:, :-1]
+            log_prob = policy.log_prob(states, self.raw_actions)
             weights = self.weights[: self.num_steps].to(log_prob.dtype)
             return -(weights * log_prob).sum() / weights.sum()
 

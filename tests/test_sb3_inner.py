@@ -14,7 +14,7 @@ from classic_rl.experts import rollout_demonstrations
 from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
 from irl_bilevel.hypergradients import BilevelProblem, MaxEntHypergradient
 from irl_bilevel.inner import InnerSolver, Policy
-from irl_bilevel.objectives import SampleMaxEntObjective
+from irl_bilevel.objectives import SampleMaxEntObjective, absorbing_transitions
 from irl_bilevel.rewards import LinearReward, MLPReward, RewardModel, Transitions
 from irl_bilevel.runs import load_checkpoint
 from irl_bilevel.solver import BilevelSolver, OuterConfig
@@ -304,3 +304,82 @@ def test_normalization_is_a_positive_scaling():
     rewards, _ = _episode(env, action=1)
     assert rewards[:-1] == pytest.approx(-1.0) and rewards[-1] == pytest.approx(-1.0 / (1 - GAMMA))
     env.close()
+
+
+def test_the_absorbing_indicator_makes_the_absorbing_state_a_state_of_its_own():
+    venv = DummyVecEnv([lambda: Monitor(gym.make("CartPole-v1"))])
+    venv.seed(3)
+    env = LearnedRewardVecEnv(venv, GAMMA, "absorbing", record_steps=1000, absorbing_indicator=True)
+    indicator = LinearReward(5)  # reads only the indicator feature
+    with torch.no_grad():
+        indicator.linear.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 0.0, -2.0]]))
+    env.set_reward_model(indicator)
+    rewards, _ = _episode(env, action=0)
+    assert rewards[:-1] == pytest.approx(0.0)
+    assert rewards[-1] == pytest.approx(-2.0 * GAMMA / (1 - GAMMA), rel=1e-6)
+    with pytest.raises(ValidationError, match="reward_model"):
+        env.set_reward_model(LinearReward(4))  # the indicator feature is missing
+    env.close()
+    with pytest.raises(ValidationError, match="absorbing_indicator"):
+        LearnedRewardVecEnv(DummyVecEnv([lambda: gym.make("CartPole-v1")]), GAMMA, "none", absorbing_indicator=True)
+
+    # The demonstrations use the same convention, with the same weights as without the indicator.
+    demos = rollout_demonstrations(lambda observation: 0, "CartPole-v1", 2, seed=0)
+    plain = SampleMaxEntObjective(demos, GAMMA)
+    objective = SampleMaxEntObjective(demos, GAMMA, absorbing_indicator=True)
+    steps = int(demos.lengths.sum())
+    states, next_states = objective.transitions.states, objective.transitions.next_states
+    assert states.shape == (steps + 2, 5) and not bool(states[:steps, -1].any())
+    absorbing = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0])
+    assert torch.equal(states[steps:], absorbing.expand(2, 5)) and torch.equal(next_states[steps:], states[steps:])
+    ends = (demos.lengths.cumsum(0) - 1).tolist()  # terminal transitions lead into the absorbing state
+    assert torch.equal(next_states[ends], absorbing.expand(2, 5))
+    assert torch.equal(objective.weights, plain.weights)
+    expected = float((-2.0 * plain.weights[steps:]).sum() / plain.weights.sum())
+    assert float(objective.expert_reward_expectation(None, indicator).detach()) == pytest.approx(expected)
+    with pytest.raises(ValidationError, match="absorbing_indicator"):
+        SampleMaxEntObjective(demos, GAMMA, absorbing=False, absorbing_indicator=True)
+
+
+@pytest.mark.parametrize("absorbing_indicator", [False, True])
+def test_a_maxent_step_lowers_the_absorbing_reward_on_either_side_only_with_the_indicator(absorbing_indicator):
+    # The ML-IRL failure on CartPole-v1: with a state-only reward and the terminal observation as the absorbing
+    # state, a step lowers the absorbing reward where the learner fell and raises it on the mirrored side.
+    demos = rollout_demonstrations(lambda observation: int(observation[2] > 0), "CartPole-v1", 3, seed=0)
+    torch.manual_seed(0)
+    inner = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0,
+                           absorbing_indicator=absorbing_indicator)
+    objective = SampleMaxEntObjective(demos, GAMMA, absorbing_indicator=absorbing_indicator)
+    model = LinearReward(4 + int(absorbing_indicator))
+    problem = BilevelProblem(model, inner, objective)
+    gradient = MaxEntHypergradient().compute(problem).gradients
+    data = inner.env.recorded()
+    final = torch.from_numpy(data["next_states"][data["terminated"]])
+    assert len(final) > 0
+
+    def absorbing_reward(side: float) -> torch.Tensor:
+        with torch.no_grad():
+            return model(absorbing_transitions(side * final, 2, absorbing_indicator)).total
+
+    before = {side: absorbing_reward(side) for side in (1.0, -1.0)}
+    with torch.no_grad():
+        for parameter, g in zip(problem.parameters, gradient):
+            parameter.sub_(0.1 * g)
+    # A linear r(s_f) changes by ±Δw·s_f on mirrored terminal observations: without the indicator one side rises.
+    lowered_everywhere = all(bool((absorbing_reward(side) < before[side]).all()) for side in (1.0, -1.0))
+    assert lowered_everywhere == absorbing_indicator
+    inner.close()
+
+
+def test_ml_irl_cartpole_example_runs_at_tiny_scale(tmp_path):
+    import json
+
+    from classic_rl.experiments import ml_irl_cartpole
+
+    path = ml_irl_cartpole.run("tiny", tmp_path, progress=False)
+    record = json.loads(path.read_text())
+    (run,) = record["runs"]
+    assert [row["step"] for row in run["history"]] == [1, 2]
+    assert all(np.isfinite(row["true_return"]) and row["env_steps"] > 0 for row in run["history"])
+    assert np.isfinite(record["final_normalized_return"]["mean"])
+    assert np.isfinite(record["transfer_normalized_return"]["mean"])
