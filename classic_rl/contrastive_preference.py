@@ -31,6 +31,7 @@ from torch import nn
 from classic_rl.experiments import default_dtype
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, loss_metrics, preference_loss
+from irl_bilevel.rewards import MLPReward, Transitions
 from irl_bilevel.validation import ValidationError
 
 # Losses needing inputs that segment pairs do not have (other objectives' rewards, per-aspect labels) or another
@@ -152,23 +153,24 @@ def evaluate_pairs(policy, reference, preferences: Preferences, loss: str, confi
 # --- baseline: Bradley-Terry reward model, then RL on it ---------------------------------------------------------
 
 
-class SegmentRewardModel(nn.Module):
-    """``r(s, a)``: an MLP on (observation, one-hot action), plus a learned absorbing-state reward ``r_abs``."""
+class SegmentRewardModel(MLPReward):
+    """``r(s, a)``: the shared :class:`~irl_bilevel.rewards.MLPReward` on (observation, one-hot action), plus a
+    learned absorbing-state reward ``r_abs``."""
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: int = 64) -> None:
-        super().__init__()
+        super().__init__(obs_dim + num_actions, (hidden, hidden), uses_actions=True, activation=nn.ReLU)
         self.num_actions = num_actions
-        self.net = nn.Sequential(nn.Linear(obs_dim + num_actions, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 1))
         self.absorbing = nn.Parameter(torch.zeros(()))
 
-    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def step_rewards(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``r(s, a)`` for observations ``[..., obs_dim]`` and integer actions ``[...]``; returns ``[...]``."""
         one_hot = nn.functional.one_hot(actions.long(), self.num_actions).to(observations.dtype)
-        return self.net(torch.cat([observations, one_hot], dim=-1)).squeeze(-1)
+        batch = Transitions(observations.reshape(-1, observations.shape[-1]), one_hot.reshape(-1, self.num_actions))
+        return self(batch).total.reshape(actions.shape)
 
     def segment_returns(self, segments: Trajectories) -> torch.Tensor:
         """``[N]``: the valid steps' rewards plus ``r_abs`` for each absorbed step (all segments span ``L``)."""
-        rewards = self(segments.observations.float(), segments.actions)
+        rewards = self.step_rewards(segments.observations.float(), segments.actions)
         mask = segments.mask
         absorbed = (segments.observations.shape[1] - segments.lengths).to(rewards.dtype)
         return (rewards * mask).sum(1) + absorbed * self.absorbing
@@ -226,7 +228,7 @@ class LearnedRewardWrapper(gym.Wrapper):
         assert self._observation is not None, "step before reset"
         with torch.no_grad():
             obs = torch.as_tensor(self._observation, dtype=torch.float32).unsqueeze(0)
-            learned = float(self.model(obs, torch.as_tensor([int(action)])) - self.model.absorbing)
+            learned = float(self.model.step_rewards(obs, torch.as_tensor([int(action)])) - self.model.absorbing)
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._observation = observation
         return observation, learned, terminated, truncated, {**info, "true_reward": reward}

@@ -134,7 +134,7 @@ def test_learned_reward_wrapper_pays_reward_minus_absorbing_and_keeps_terminatio
     steps = 0
     while not (terminated or truncated):
         with torch.no_grad():
-            expected = float(model(torch.as_tensor(observation).unsqueeze(0), torch.tensor([0]))) - 0.7
+            expected = float(model.step_rewards(torch.as_tensor(observation).unsqueeze(0), torch.tensor([0]))) - 0.7
         observation, reward, terminated, truncated, info = env.step(0)
         assert reward == pytest.approx(expected, abs=1e-6)
         assert info["true_reward"] == 1.0

@@ -128,7 +128,8 @@ def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int
     returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
     chosen = train.preferences.first
     with torch.no_grad():
-        shifted = model(chosen.observations[chosen.mask].float(), chosen.actions[chosen.mask]) - model.absorbing
+        shifted = model.step_rewards(chosen.observations[chosen.mask].float(), chosen.actions[chosen.mask])
+        shifted = shifted - model.absorbing
     return {"method": "reward_model_ppo", "loss": "bradley_terry", "seed": seed, **_scores(returns, reference),
             "held_out": evaluate_reward_model(model, held_out.preferences),
             "absorbing_reward": float(model.absorbing.detach()),
