@@ -310,12 +310,15 @@ class SB3InnerSolver:
     ``learner_reward_expectation`` reads the recorded learner transitions (module docstring);
     ``log_partition`` is None (unknown for a sampled policy).
 
-    ``state_dict`` holds the policy's (and value network's) parameters, the step count and the reward
-    normalizer's statistics, all tensors (checkpoints load with ``weights_only=True``). Not restored: SB3's
-    optimizer moments (Adam restarts), the environments' state and RNG (episodes restart), the global RNG
-    state SB3 samples actions from (the bilevel solver's checkpoint restores torch's), and the recorded
-    learner transitions (the next ``solve`` records new ones), and, off-policy, the replay buffer (the target
-    networks of SAC and DQN are part of the policy's state and are restored).
+    ``state_dict`` holds the policy's (and value network's) parameters, its optimizer's moments, the step and
+    solve counts, the reward normalizer's statistics and numpy's global generator (SB3 shuffles minibatches with
+    it), as tensors and plain containers (checkpoints load with ``weights_only=True``); the bilevel solver's
+    checkpoint restores torch's generator, which SB3 samples actions from. Not in it: the running episodes, the
+    recorded learner transitions (the next ``solve`` records new ones) and, off-policy, the replay buffer (SAC's
+    and DQN's target networks are part of the policy's state and are restored). ``restart_episodes=True`` starts
+    every ``solve`` with fresh episodes seeded by the solve count (the unfinished ones are cut, as at a time
+    limit), so that nothing outside ``state_dict`` carries over and an on-policy run resumed from a checkpoint
+    continues exactly as the uninterrupted run.
     """
 
     def __init__(
@@ -330,6 +333,7 @@ class SB3InnerSolver:
         normalize_reward: bool = False,
         learner_steps: int | None = None,
         absorbing_indicator: bool = False,
+        restart_episodes: bool = False,
     ) -> None:
         from stable_baselines3.common.env_util import make_vec_env
 
@@ -377,6 +381,7 @@ class SB3InnerSolver:
                 raise ValidationError(f"hyperparameters: {algorithm} rejects {sorted(hyperparameters)}: "
                                       f"{error}") from error
         self.discount = discount
+        self.restart_episodes = restart_episodes
         self.solves = 0
 
     # ---- InnerSolver
@@ -395,6 +400,12 @@ class SB3InnerSolver:
         self.env.clear_records()
         if self.algorithm in OFF_POLICY:
             self.relabel_replay_buffer()
+        if self.restart_episodes:
+            # Fresh episodes from seeds fixed by the solve count: the state between solves is then only the
+            # model, its optimizer and the random generators, all in state_dict(), so a resumed run is exact.
+            self.env.seed(self.seed + 10_007 * (self.solves + 1))
+            self.model._last_obs = self.env.reset()  # type: ignore[assignment]
+            self.model._last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
         with float32_default(), torch.enable_grad():
             self.model.learn(total_timesteps=self.env_steps_per_outer_step, reset_num_timesteps=False)
         self.solves += 1
@@ -467,22 +478,38 @@ class SB3InnerSolver:
         buffer = self.model.ep_info_buffer
         return float(np.mean([info["r"] for info in buffer])) if buffer else math.nan
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {f"policy.{k}": v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers only (``torch.load(..., weights_only=True)`` reads them): the policy, its
+        optimizer, the step and solve counts, the reward normalizer and numpy's global generator (SB3 shuffles
+        minibatches with it)."""
+        state: dict[str, Any] = {f"policy.{k}": v.detach().clone() for k, v in self.model.policy.state_dict().items()}
         stats = self.env.statistics
         state["num_timesteps"] = torch.tensor(int(self.model.num_timesteps))
+        state["solves"] = torch.tensor(self.solves)
         state["reward_statistics"] = torch.tensor([stats.count, stats.mean, stats.m2], dtype=torch.float64)
+        state["optimizer"] = self.model.policy.optimizer.state_dict()
+        _, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (SB3 uses the global one)
+        state["numpy_rng"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                              "position": int(position), "has_gauss": int(has_gauss), "cached": float(cached)}
         return state
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         policy = {k[len("policy."):]: v for k, v in state.items() if k.startswith("policy.")}
         if policy:
             self.model.policy.load_state_dict(policy)
         if "num_timesteps" in state:
             self.model.num_timesteps = int(state["num_timesteps"])
+        if "solves" in state:
+            self.solves = int(state["solves"])
         if "reward_statistics" in state:
             count, mean, m2 = (float(x) for x in state["reward_statistics"])
             self.env.statistics.count, self.env.statistics.mean, self.env.statistics.m2 = count, mean, m2
+        if "optimizer" in state:
+            self.model.policy.optimizer.load_state_dict(state["optimizer"])
+        if "numpy_rng" in state:
+            rng = state["numpy_rng"]
+            np.random.set_state(("MT19937", rng["keys"].numpy().astype(np.uint32), rng["position"],  # noqa: NPY002
+                                 rng["has_gauss"], rng["cached"]))
 
     def close(self) -> None:
         self.env.close()

@@ -164,13 +164,20 @@ def test_inner_solver_warm_starts_and_gives_a_differentiable_learner_expectation
     log_prob = inner.policy.log_prob(batch.states[:5], batch.actions[:5])
     assert log_prob.shape == (5,) and bool((log_prob <= 0).all())
 
-    state = inner.state_dict()
-    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(inner.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # tensors and plain containers only
     fresh = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=128, hyperparameters=TINY_PPO, seed=1)
     fresh.load_state_dict(state)
     for key, value in inner.model.policy.state_dict().items():
         assert torch.equal(value, fresh.model.policy.state_dict()[key])
-    assert fresh.model.num_timesteps == 256
+    assert fresh.model.num_timesteps == 256 and fresh.solves == inner.solves
+    optimizer_state = fresh.model.policy.optimizer.state_dict()["state"]
+    for key, moments in inner.model.policy.optimizer.state_dict()["state"].items():
+        assert torch.equal(moments["exp_avg"], optimizer_state[key]["exp_avg"])
     inner.close()
     fresh.close()
 

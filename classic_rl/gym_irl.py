@@ -1,0 +1,284 @@
+"""`irlb gym-irl`: sample-based bilevel IRL on a gymnasium testbed with an SB3 inner loop, from one config.
+
+The run (ML-IRL, Zeng et al. 2022): demonstrations of the cached SB3 expert (:mod:`classic_rl.experts`) or of a
+user's ``.npz`` file; a reward model built from a :class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect
+with learned simplex weights, or potential-shaped); :class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started
+across outer steps; :class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name
+(``maxent``: learner minus expert expectation of ``∇θ r``; ``zeroth_order``: the black-box baseline); all through
+:class:`~irl_bilevel.solver.BilevelSolver` — the tabular runs differ only in the inner solver and the estimator.
+
+The output folder receives ``config.json`` (config + seed, versions, git commit), ``metrics.jsonl`` (one row per
+outer step: loss, true return, expert-normalized return, env steps), ``checkpoint.pt`` (resumed by re-running on
+the folder), ``policy.zip`` (``PPO.load``-able, or the algorithm's), ``reward.safetensors`` + ``reward.json``
+(:func:`irl_bilevel.reward_io.load_reward_model` rebuilds it), ``tensorboard/`` (outer metrics and SB3's own
+logs) and ``summary.json``. Final files are written only when the run ends; a killed run leaves its config,
+metrics and last checkpoint, and resumes from them (SB3's optimizer moments and the running episodes restart,
+see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from classic_rl.experts import (
+    RolloutDemonstrations,
+    evaluate_policy_return,
+    normalized_return,
+    random_policy_return,
+    rollout_demonstrations,
+    train_expert,
+)
+from classic_rl.sb3_inner import SB3InnerSolver
+from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
+from irl_bilevel.objectives import SampleMaxEntObjective
+from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
+from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.solver import BilevelSolver, OuterConfig
+from irl_bilevel.validation import ValidationError, reject_unknown_keys
+
+REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
+HYPERGRADIENTS = ("maxent", "zeroth_order")
+
+
+@dataclass
+class GymIRLConfig:
+    """Everything a gymnasium IRL run depends on; a JSON file and ``--set key=value`` overrides fill it."""
+
+    env_id: str = "CartPole-v1"
+    algorithm: str = "ppo"  # the inner SB3 algorithm: ppo | a2c | sac | dqn
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # SB3 constructor overrides
+    n_envs: int = 1
+    hypergradient: str = "maxent"  # maxent | zeroth_order
+    hypergradient_options: dict[str, Any] = field(default_factory=dict)
+    reward_structure: str = "scalar"  # scalar | multi_aspect | shaped
+    num_aspects: int = 3  # multi_aspect: heads aggregated by learned simplex weights
+    state_action_reward: bool = False
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    num_demonstrations: int = 10
+    demonstrations_file: str | None = None  # .npz (see load_demonstrations); default: roll out the cached expert
+    outer_steps: int = 30
+    env_steps_per_outer_step: int = 2048
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    l2: float = 0.0
+    discount: float = 0.99
+    normalize_reward: bool = True
+    absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
+    eval_episodes: int = 10
+    transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps
+    target_normalized_return: float | None = None  # stop once the policy's normalized return reaches this
+    checkpoint_every: int = 1
+    seed: int = 0
+    demonstration_seed: int = 1000
+    eval_seed: int = 10_000
+
+    def __post_init__(self) -> None:
+        try:
+            gym.spec(self.env_id)
+        except gym.error.Error as error:
+            raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
+        for name in ("outer_steps", "env_steps_per_outer_step", "num_demonstrations", "eval_episodes",
+                     "n_envs", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        if self.transfer_steps < 0:
+            raise ValidationError(f"transfer_steps: expected 0 (no transfer) or a positive budget, got "
+                                  f"{self.transfer_steps}")
+        if self.reward_structure not in REWARD_STRUCTURES:
+            raise ValidationError(f"reward_structure: expected one of {REWARD_STRUCTURES}, got "
+                                  f"{self.reward_structure!r}")
+        if self.hypergradient not in HYPERGRADIENTS:
+            raise ValidationError(f"hypergradient: expected one of {HYPERGRADIENTS} for a sampled inner loop, got "
+                                  f"{self.hypergradient!r}")
+        if self.reward_structure == "multi_aspect" and self.num_aspects < 2:
+            raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
+        if not 0.0 <= self.discount < 1.0:
+            raise ValidationError(f"discount: expected 0 <= discount < 1, got {self.discount}")
+
+    @classmethod
+    def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            path = Path(config_file)
+            if not path.exists():
+                raise ValidationError(f"config: {path} does not exist")
+            values.update(json.loads(path.read_text()))
+        for override in overrides or []:
+            if "=" not in override:
+                raise ValidationError(f"--set: expected key=value, got {override!r}")
+            key, raw = override.split("=", 1)
+            try:
+                values[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                values[key] = raw
+        reject_unknown_keys(values, [f.name for f in fields(cls)], "config")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------- demonstrations
+def load_demonstrations(path: str | Path) -> RolloutDemonstrations:
+    """Demonstrations from an ``.npz`` of ``observations [N, T, obs_dim]``, ``actions [N, T]`` (discrete) or
+    ``[N, T, act_dim]``, ``lengths [N]`` and optionally ``terminated [N]``, ``final_observations [N, obs_dim]``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"demonstrations_file: {path} does not exist")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    allowed = ["observations", "actions", "lengths", "terminated", "final_observations", "returns"]
+    reject_unknown_keys(arrays, allowed, f"demonstrations_file {path}")
+    for key in ("observations", "actions", "lengths"):
+        if key not in arrays:
+            raise ValidationError(f"demonstrations_file: {path} has no {key!r} array")
+    discrete = np.issubdtype(arrays["actions"].dtype, np.integer)
+    num_actions = int(arrays["actions"].max()) + 1 if discrete else None
+    return RolloutDemonstrations(
+        torch.as_tensor(arrays["observations"], dtype=torch.float32), torch.as_tensor(arrays["actions"]),
+        torch.as_tensor(arrays["lengths"]), None, num_actions,
+        None if "terminated" not in arrays else torch.as_tensor(arrays["terminated"]),
+        None if "final_observations" not in arrays else torch.as_tensor(arrays["final_observations"]),
+        None if "returns" not in arrays else torch.as_tensor(arrays["returns"]))
+
+
+def check_demonstrations_match(demonstrations: RolloutDemonstrations, env_id: str) -> None:
+    """The demonstrations' observations and actions must fit the env's spaces (a clear error otherwise)."""
+    env = gym.make(env_id)
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    obs_shape = tuple(demonstrations.observations.shape[2:])
+    if obs_shape != tuple(observation_space.shape or ()):
+        raise ValidationError(f"demonstrations: observations have shape {list(obs_shape)} per step, but {env_id} "
+                              f"observes {list(observation_space.shape or ())}")
+    actions = demonstrations.actions
+    if isinstance(action_space, gym.spaces.Discrete):
+        if actions.is_floating_point() or actions.dim() != 2:
+            raise ValidationError(f"demonstrations: {env_id} has {action_space.n} discrete actions; expected integer "
+                                  f"actions [N, T], got {actions.dtype} {list(actions.shape)}")
+        valid = torch.arange(actions.shape[1]).unsqueeze(0) < demonstrations.lengths.unsqueeze(1)
+        used = actions[valid]
+        if used.numel() and (int(used.min()) < 0 or int(used.max()) >= int(action_space.n)):
+            raise ValidationError(f"demonstrations: actions must lie in [0, {int(action_space.n)}) for {env_id}, "
+                                  f"got [{int(used.min())}, {int(used.max())}]")
+    else:
+        act_shape = tuple(actions.shape[2:])
+        if not actions.is_floating_point() or act_shape != tuple(action_space.shape or ()):
+            raise ValidationError(f"demonstrations: {env_id} expects continuous actions of shape "
+                                  f"{list(action_space.shape or ())}, got {actions.dtype} {list(act_shape)} per step")
+
+
+# ---------------------------------------------------------------------- reward model
+def reward_spec(config: GymIRLConfig, obs_dim: int, action_dim: int) -> RewardSpec:
+    """The reward architecture the config asks for, over ``obs_dim`` (+1 absorbing indicator) state inputs."""
+    state_dim = obs_dim + (1 if config.absorbing_indicator else 0)
+    input_dim = state_dim + (action_dim if config.state_action_reward else 0)
+    common: dict[str, Any] = {"input_dim": input_dim, "hidden_sizes": list(config.hidden_sizes),
+                              "uses_actions": config.state_action_reward, "discount": config.discount}
+    if config.reward_structure == "multi_aspect":
+        names = [f"aspect_{k}" for k in range(config.num_aspects)]
+        return RewardSpec(aspect_names=names, aggregator="simplex", **common)
+    if config.reward_structure == "shaped":
+        return RewardSpec(shaping_hidden_sizes=list(config.hidden_sizes), shaping_input_dim=state_dim, **common)
+    return RewardSpec(**common)
+
+
+# ---------------------------------------------------------------------- the run
+def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
+    """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
+    path = output_dir / "config.json"
+    if path.exists():
+        recorded = json.loads(path.read_text()).get("config")
+        if recorded != json.loads(json.dumps(asdict(config))):
+            raise ValidationError(f"out: {output_dir} holds a run with a different config; resume it with the same "
+                                  f"settings or choose a new folder")
+        return True
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"config": asdict(config), **provenance(config.seed)})
+    return False
+
+
+def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    output_dir = Path(output_dir)
+    torch.set_num_threads(1)
+    torch.manual_seed(config.seed)
+    if config.demonstrations_file:
+        demonstrations = load_demonstrations(config.demonstrations_file)
+        check_demonstrations_match(demonstrations, config.env_id)
+        expert_model = None
+    else:
+        expert_model = train_expert(config.env_id)
+        demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
+                                                seed=config.demonstration_seed)
+    resumed = _start_or_resume(output_dir, config)
+
+    def make_inner(budget: int, seed: int, tensorboard: Path | None) -> SB3InnerSolver:
+        hyperparameters = {**config.hyperparameters, "gamma": config.discount}
+        if tensorboard is not None:
+            hyperparameters["tensorboard_log"] = str(tensorboard)
+        return SB3InnerSolver(config.env_id, config.algorithm, budget, n_envs=config.n_envs,
+                              hyperparameters=hyperparameters, seed=seed, termination="absorbing",
+                              normalize_reward=config.normalize_reward,
+                              absorbing_indicator=config.absorbing_indicator, restart_episodes=True)
+
+    inner = make_inner(config.env_steps_per_outer_step, config.seed, output_dir / "tensorboard")
+    spec = reward_spec(config, inner.env.obs_dim, inner.env.action_dim)
+    reward = build_reward_model(spec)
+    objective = SampleMaxEntObjective(demonstrations, config.discount, num_actions=demonstrations.num_actions,
+                                      absorbing=True, absorbing_indicator=config.absorbing_indicator)
+    method = make_hypergradient(config.hypergradient, **config.hypergradient_options)
+    problem = BilevelProblem(reward, inner, objective)
+    random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
+    expert_return = (float(demonstrations.returns.mean()) if demonstrations.returns is not None
+                     else evaluate_policy_return(expert_model, config.env_id, config.eval_episodes,
+                                                 config.eval_seed)[0])
+    writer = SummaryWriter(str(output_dir / "tensorboard" / "outer"))
+
+    def metrics() -> dict[str, float]:
+        value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
+        # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step.
+        row = {"true_return": value, "normalized_return": normalized_return(value, random, expert_return),
+               "env_steps": int(inner.model.num_timesteps)}
+        for key, number in row.items():
+            writer.add_scalar(f"outer/{key}", number, int(row["env_steps"]))
+        return row
+
+    started = time.perf_counter()
+    outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
+                        checkpoint_every=config.checkpoint_every)
+    target = config.target_normalized_return
+    solver = BilevelSolver(problem, method, outer, output_dir=output_dir, metrics=metrics, progress=progress,
+                           stop_when=None if target is None else lambda row: row["normalized_return"] >= target)
+    result = solver.run(resume=True)
+    writer.close()
+    inner.model.save(output_dir / "policy.zip")
+    save_reward_model(reward, spec, output_dir)
+    inner.close()
+
+    history = result.history
+    reached = [row["env_steps"] for row in history if row.get("normalized_return", -np.inf) >= 0.9]
+    summary: dict[str, Any] = {
+        "env_id": config.env_id, "resumed": resumed, "outer_steps": result.steps,
+        "final_true_return": history[-1]["true_return"], "final_normalized_return": history[-1]["normalized_return"],
+        "env_steps": history[-1]["env_steps"], "env_steps_to_0.9": reached[0] if reached else None,
+        "expert_return": expert_return, "random_return": random, "wall_s": time.perf_counter() - started,
+    }
+    if config.transfer_steps:
+        reward.requires_grad_(False)
+        transfer = make_inner(config.transfer_steps, config.seed + 100, None)
+        transfer.solve(reward)
+        value = evaluate_policy_return(transfer.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
+        transfer.close()
+        summary.update(transfer_true_return=value,
+                       transfer_normalized_return=normalized_return(value, random, expert_return),
+                       transfer_env_steps=config.transfer_steps)
+    write_json(output_dir / "summary.json", summary)
+    return summary

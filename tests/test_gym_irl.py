@@ -1,0 +1,125 @@
+"""`irlb gym-irl`: ML-IRL on CartPole-v1 through the shared bilevel solver with the SB3 inner loop; its output
+folder (policy, reward, config, metrics, summary) round-trips; a killed run resumes exactly; bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import classic_rl.gym_irl as gym_irl
+from classic_rl.experts import rollout_demonstrations
+from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
+from irl_bilevel.reward_io import load_reward_model
+from irl_bilevel.rewards import Transitions
+from irl_bilevel.validation import ValidationError
+
+TINY = {"outer_steps": 3, "env_steps_per_outer_step": 128, "hidden_sizes": [16], "eval_episodes": 2,
+        "hyperparameters": {"n_steps": 128, "batch_size": 64, "n_epochs": 2}}
+
+
+def balance(observation: np.ndarray) -> int:
+    """A linear controller that balances CartPole-v1 for all 500 steps: the demonstrator."""
+    return int(observation[2] + 0.5 * observation[3] + 0.1 * observation[1] + 0.05 * observation[0] > 0)
+
+
+@pytest.fixture(scope="module")
+def demonstrations_file(tmp_path_factory):
+    demos = rollout_demonstrations(balance, "CartPole-v1", 10, seed=1000)
+    path = tmp_path_factory.mktemp("demos") / "cartpole.npz"
+    np.savez(path, observations=demos.observations.numpy(), actions=demos.actions.numpy(),
+             lengths=demos.lengths.numpy(), terminated=demos.terminated.numpy(),
+             final_observations=demos.final_observations.numpy(), returns=demos.returns.numpy())
+    return str(path)
+
+
+def test_outputs_round_trip(tmp_path, demonstrations_file):
+    from stable_baselines3 import PPO
+
+    config = GymIRLConfig(demonstrations_file=demonstrations_file, transfer_steps=128, **TINY)
+    summary = run_gym_irl(config, tmp_path, progress=False)
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "policy.zip", "reward.safetensors", "reward.json",
+                 "summary.json"):
+        assert (tmp_path / name).exists(), name
+    assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["outer_steps"] == 3 and "transfer_normalized_return" in summary
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    assert recorded["config"]["env_id"] == "CartPole-v1" and "git_commit" in json.dumps(recorded)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3] and all("normalized_return" in row for row in rows)
+
+    policy = PPO.load(tmp_path / "policy.zip", device="cpu")
+    again = PPO.load(tmp_path / "policy.zip", device="cpu")
+    for key, value in policy.policy.state_dict().items():
+        assert torch.equal(value, again.policy.state_dict()[key])
+    reward, spec = load_reward_model(tmp_path)
+    assert spec.input_dim == 4 + 1  # CartPole's observation + the absorbing indicator
+    batch = Transitions(torch.randn(6, 5))
+    reloaded, _ = load_reward_model(tmp_path)
+    assert torch.equal(reward(batch).total, reloaded(batch).total)
+
+
+def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, demonstrations_file, monkeypatch):
+    config = GymIRLConfig(demonstrations_file=demonstrations_file, **TINY)
+    run_gym_irl(config, tmp_path / "whole", progress=False)
+
+    original, calls = gym_irl.evaluate_policy_return, {"count": 0}
+
+    def killed_at_the_third_evaluation(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gym_irl, "evaluate_policy_return", killed_at_the_third_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        run_gym_irl(config, tmp_path / "killed", progress=False)
+    assert not (tmp_path / "killed" / "summary.json").exists() and not (tmp_path / "killed" / "policy.zip").exists()
+    monkeypatch.setattr(gym_irl, "evaluate_policy_return", original)
+    summary = run_gym_irl(config, tmp_path / "killed", progress=False)
+    assert summary["resumed"]
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_text()
+    assert (tmp_path / "killed" / "metrics.jsonl").read_text() == whole
+    assert (tmp_path / "killed" / "reward.safetensors").read_bytes() == (
+        tmp_path / "whole" / "reward.safetensors").read_bytes()
+
+
+def test_reaches_ninety_percent_of_the_expert_from_ten_demonstrations(tmp_path, demonstrations_file):
+    # Budget stated: at most 40 outer steps of 2048 env steps (about 82k steps); the run stops at 0.9.
+    config = GymIRLConfig(demonstrations_file=demonstrations_file, outer_steps=40, env_steps_per_outer_step=2048,
+                          target_normalized_return=0.9, checkpoint_every=10)
+    summary = run_gym_irl(config, tmp_path, progress=False)
+    assert summary["final_normalized_return"] >= 0.9, summary
+
+
+def test_bad_inputs_are_named(tmp_path, demonstrations_file):
+    with pytest.raises(ValidationError, match="env_id"):
+        GymIRLConfig(env_id="NoSuchEnv-v0")
+    with pytest.raises(ValidationError, match="env_steps_per_outer_step"):
+        GymIRLConfig(env_steps_per_outer_step=0)
+    with pytest.raises(ValidationError, match="outer_steps"):
+        GymIRLConfig(outer_steps=0)
+    with pytest.raises(ValidationError, match="unknown key"):
+        GymIRLConfig.from_sources(None, ["learning_rate=0.1"])
+    # CartPole's demonstrations do not fit Pendulum-v1 (3 observations, continuous actions): nothing is written.
+    config = GymIRLConfig(env_id="Pendulum-v1", algorithm="sac", demonstrations_file=demonstrations_file)
+    with pytest.raises(ValidationError, match="observations have shape"):
+        run_gym_irl(config, tmp_path / "pendulum", progress=False)
+    assert not (tmp_path / "pendulum").exists()
+    actions_out_of_range = tmp_path / "bad.npz"
+    with np.load(demonstrations_file) as archive:
+        arrays = dict(archive)
+    arrays["actions"] = arrays["actions"] + 5
+    np.savez(actions_out_of_range, **arrays)
+    with pytest.raises(ValidationError, match="actions must lie"):
+        run_gym_irl(GymIRLConfig(demonstrations_file=str(actions_out_of_range)), tmp_path / "bad", progress=False)
+    with pytest.raises(ValidationError, match="does not exist"):
+        run_gym_irl(GymIRLConfig(demonstrations_file=str(tmp_path / "missing.npz")), tmp_path / "m", progress=False)
+    first = GymIRLConfig(demonstrations_file=demonstrations_file, **TINY)
+    run_gym_irl(first, tmp_path / "run", progress=False)
+    with pytest.raises(ValidationError, match="different config"):
+        run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, **{**TINY, "lr": 0.5}), tmp_path / "run",
+                    progress=False)
