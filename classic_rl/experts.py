@@ -96,20 +96,25 @@ EXPERT_CONFIGS: dict[str, ExpertConfig] = {
 }
 
 
-def _box2d_available() -> bool:
-    try:
-        import Box2D  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
-if _box2d_available():  # pragma: no cover - box2d is an optional extra
+# Optional testbeds: each needs an extra (`pip install -e '.[box2d]'` / `'.[mujoco]'`); listed only when installed.
+if _importable("Box2D"):  # pragma: no cover
     EXPERT_CONFIGS["LunarLander-v3"] = ExpertConfig(
         "ppo",
         {"n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999, "n_epochs": 4, "ent_coef": 0.01},
         n_envs=16, default_timesteps=1_000_000, notes="rl-zoo's LunarLander-v2 entry",
     )
+if _importable("mujoco"):  # pragma: no cover - heavy configurations
+    for _env_id in ("Hopper-v5", "HalfCheetah-v5"):
+        EXPERT_CONFIGS[_env_id] = ExpertConfig(
+            "sac", {"learning_starts": 10_000}, default_timesteps=1_000_000,
+            notes="rl-zoo's SAC MuJoCo entry (defaults otherwise); hours on a CPU",
+        )
 
 
 def algorithm_class(name: str):
