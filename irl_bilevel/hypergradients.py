@@ -17,6 +17,10 @@ Each method below is one strategy behind ``HypergradientMethod.compute(problem)`
   functional optimizer or by higher's differentiable optimizer, then backpropagation through all ``K``.
   Memory grows with ``K``; the bias falls at least as fast as ``γ^K`` (the soft-Bellman map contracts
   at rate γ; measured rates are faster, ``results/hypergradient_accuracy.json``).
+* ``PenaltyHypergradient`` (Shen, Yang, Chen, ICML 2024): the lower level becomes the value-gap penalty
+  ``λ g(θ, π)``, ``g = max_π' V_θ(π') − V_θ(π) ≥ 0``, and an upper policy ``π`` is optimized jointly with ``θ``.
+  Its ``θ``-gradient is first order (Danskin): ``λ (E_{d_π*}[∇r_θ] − E_{d_π}[∇r_θ])``; no Hessian, no
+  differentiation through the inner solver.
 * ``ZeroOrderHypergradient``: Gaussian-smoothing estimates of the gradient of the black-box map
   ``θ ↦ L`` (``torchopt.diff.zero_order``), for inner loops that are not differentiable.
 * ``FiniteDifferenceHypergradient``: central differences, the reference the others are tested against.
@@ -34,8 +38,9 @@ import higher
 import torch
 import torchopt
 
-from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver
+from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver, SoftValueIterationSolver
 from irl_bilevel.rewards import RewardModel
+from irl_bilevel.tabular import state_action_occupancy
 from irl_bilevel.validation import ValidationError
 
 
@@ -375,15 +380,131 @@ class ZeroOrderHypergradient(HypergradientMethod):
         return Hypergradient(black_box.restore(), gradients)
 
 
+class PenaltyHypergradient(HypergradientMethod):
+    """Penalty-based first-order bilevel gradient (Shen, Yang, Chen, ICML 2024, "Principled penalty-based
+    methods for bilevel reinforcement learning and RLHF").
+
+    The bilevel problem ``min_θ f(π*(θ))`` is relaxed to ``min_{θ, π} f(π) + λ g(θ, π)`` with the value gap
+    ``g(θ, π) = V*_θ − V_θ(π)`` of the entropy-regularized MDP: ``V_θ(π) = E_{d_π}[r_θ(s, a) − log π(a|s)]``
+    (normalized occupancy ``d_π``) and ``V*_θ = max_π' V_θ(π') = log Z_θ``, attained by the inner solver's
+    soft-optimal ``π*``. ``g = 0`` exactly when ``π = π*``, so as ``λ`` grows the penalized minimizers approach the
+    bilevel ones. Each :meth:`compute`:
+
+    1. solves the inner problem (``π*`` for the current ``θ``);
+    2. takes ``upper_steps`` Adam steps (lr ``upper_lr``) on the upper policy's logits ``[S, A]`` (``[H, S, A]``
+       for finite horizons), minimizing ``f(π) − λ V_θ(π)`` at fixed ``θ``; warm-started across calls from where
+       it stopped (initialized at ``π*``);
+    3. returns ``f(π) + λ g(θ, π)`` and its ``θ``-gradient ``λ (E_{d_π*}[∇θ r_θ] − E_{d_π}[∇θ r_θ])`` (Danskin's
+       theorem for ``∇θ V*_θ``; ``f`` does not depend on ``θ`` directly).
+
+    For ``λ → 0`` the upper policy tends to the expert's (behaviour cloning on ``f``) and the gradient to
+    ``λ`` times the MaxEnt one. Needs a tabular inner solver (exact occupancies of both policies). The upper
+    policy is not part of the solver's checkpoint: a resumed run re-initializes it at ``π*``.
+    """
+
+    name = "penalty"
+
+    def __init__(self, penalty: float = 1.0, upper_steps: int = 50, upper_lr: float = 0.1) -> None:
+        if penalty <= 0:
+            raise ValidationError(f"penalty: expected λ > 0, got {penalty}")
+        if upper_steps < 1:
+            raise ValidationError(f"upper_steps: expected at least 1, got {upper_steps}")
+        self.penalty, self.upper_steps, self.upper_lr = float(penalty), int(upper_steps), float(upper_lr)
+        self.upper_logits: torch.Tensor | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def upper_log_policy(self) -> torch.Tensor:
+        if self.upper_logits is None:
+            raise RuntimeError("compute() must be called before the upper policy is read")
+        return torch.log_softmax(self.upper_logits.detach(), dim=-1)
+
+    def compute(self, problem: BilevelProblem) -> Hypergradient:
+        inner = problem.inner
+        if not isinstance(inner, SoftValueIterationSolver):
+            raise ValidationError(f"hypergradient: penalty needs a tabular SoftValueIterationSolver (exact "
+                                  f"occupancies of both policies), got {type(inner).__name__}")
+        model, mdp = problem.reward_model, inner.mdp
+        with torch.no_grad():
+            inner.solve(model)
+        optimal_log_policy = inner.current_log_policy.detach()
+        if self.upper_logits is None or self.upper_logits.shape != optimal_log_policy.shape:
+            self.upper_logits = optimal_log_policy.clone().requires_grad_(True)
+            self._optimizer = torch.optim.Adam([self.upper_logits], lr=self.upper_lr)
+        assert self._optimizer is not None
+        fixed_reward = inner.reward(model).detach()
+
+        def soft_value(log_policy: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+            occupancy = state_action_occupancy(mdp, log_policy)
+            return (occupancy * (reward - log_policy)).sum()
+
+        with torch.enable_grad():
+            for _ in range(self.upper_steps):
+                self._optimizer.zero_grad()
+                log_policy = torch.log_softmax(self.upper_logits, dim=-1)
+                upper_loss = problem.objective.loss(log_policy) - self.penalty * soft_value(log_policy, fixed_reward)
+                upper_loss.backward()
+                self._optimizer.step()
+        log_policy = self.upper_log_policy()
+        with torch.no_grad():
+            log_partition = inner.log_partition()
+            assert log_partition is not None
+            gap = log_partition - float(soft_value(log_policy, fixed_reward))
+            loss = float(problem.objective.loss(log_policy)) + self.penalty * gap
+        reward = inner.reward(model)
+        upper_occupancy = state_action_occupancy(mdp, log_policy).detach()
+        if upper_occupancy.dim() == 3:
+            upper_occupancy = upper_occupancy.sum(0)
+        output = self.penalty * (inner.learner_reward_expectation(model) - (upper_occupancy * reward).sum())
+        return Hypergradient(loss, _gradients(output, problem.parameters))
+
+
+class DirectHypergradient(TapeHypergradientMethod):
+    """The direct gradient ``∇_θ L(θ; D)`` of an outer loss that depends on ``θ`` only through ``r_θ`` on fixed data.
+
+    For preference learning (Christiano et al. 2017) the outer loss is the preference likelihood of the labelled
+    segment pairs ``D``: ``L(θ) = Σ_q ℓ(R_θ(σ_q^1) − R_θ(σ_q^2); y_q)`` with ``R_θ(σ) = Σ_t r_θ(s_t, a_t)``. The
+    policy does not appear in ``L``, so ``dL/dθ = ∂L/∂θ`` and no differentiation through the inner solver is
+    needed; the inner solver still matters through *which* data exist: its policy generates the segments that
+    are queried next. Each :meth:`compute`:
+
+    1. solves the inner problem for the current reward (warm start, without gradients);
+    2. calls ``objective.refresh(inner, reward_model)`` when the objective has one (e.g. cut segments from the
+       learner's new transitions, select queries, have a teacher label them, add them to ``D``);
+    3. returns ``objective.reward_loss(reward_model)`` and its autograd gradient in ``θ``.
+
+    The objective must provide ``reward_loss(reward_model) -> scalar tensor``, differentiable in ``θ``
+    (:class:`irl_bilevel.preference_likelihood.PreferenceLikelihood`).
+    """
+
+    name = "direct"
+
+    def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
+        reward_loss = getattr(problem.objective, "reward_loss", None)
+        if reward_loss is None:
+            raise ValidationError(
+                f"objective: the direct hypergradient needs an objective with reward_loss(reward_model) (a loss "
+                f"that depends on θ only through r_θ), got {type(problem.objective).__name__}"
+            )
+        with torch.no_grad():
+            problem.inner.solve(problem.reward_model)
+        refresh = getattr(problem.objective, "refresh", None)
+        if refresh is not None:
+            refresh(problem.inner, problem.reward_model)
+        loss = reward_loss(problem.reward_model)
+        return float(loss.detach()), loss
+
+
 def make_hypergradient(name: str, **options: object) -> HypergradientMethod:
     """Build a method by name: ``maxent``, ``implicit``, ``unrolled_torchopt``, ``unrolled_higher``,
-    ``zeroth_order``, ``finite_differences``."""
+    ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data, e.g. preferences)."""
     builders: dict[str, Callable[..., HypergradientMethod]] = {
         "maxent": MaxEntHypergradient,
         "implicit": ImplicitHypergradient,
         "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
         "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
         "zeroth_order": ZeroOrderHypergradient,
+        "penalty": PenaltyHypergradient,
+        "direct": DirectHypergradient,
         "finite_differences": FiniteDifferenceHypergradient,
     }
     if name not in builders:

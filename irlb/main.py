@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     tabular.add_argument("--mdp-file", dest="mdp_file", help=".npz MDP (instead of a testbed)")
     tabular.add_argument("--demonstrations-file", dest="demonstrations_file", help=".npz demonstrations")
     tabular.add_argument("--algorithm", choices=["maxent", "lp"])
-    tabular.add_argument("--hypergradient", help="maxent | implicit | unrolled_torchopt | unrolled_higher | "
+    tabular.add_argument("--hypergradient", help="maxent | implicit | unrolled_torchopt | unrolled_higher | penalty | "
                          "zeroth_order | finite_differences")
     tabular.add_argument("--reward-model", dest="reward_model", choices=["linear", "mlp", "tabular"])
     tabular.add_argument("--optimizer", choices=["lbfgs", "adam", "sgd"])
