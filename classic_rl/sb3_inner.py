@@ -22,8 +22,15 @@ Termination (``shared/design.md``, "Episode semantics"), ``termination=``:
   the learner just fell to and (a nearly linear ``r_θ``) raises it on the other, and the learner chases it
   (CartPole-v1: it falls as fast as possible). With the indicator, the absorbing reward is one learned value that
   every learner termination lowers.
-* ``"none"``: the env's termination as is (``done = 1`` on terminal transitions, nothing after): biased; for
-  comparison only.
+* ``"none"``: the env's termination as is (``done = 1`` on terminal transitions, nothing after): biased for a
+  learned *replacement* reward; for comparison only. With ``add_env_reward`` it is the natural choice: potential
+  shaping then uses ``Φ(terminal) = 0`` (``PotentialShaping`` multiplies ``γΦ(s')`` by ``1 − done``), the
+  episodic form of Ng et al. (1999) that keeps optimal policies. (For a potential, ``"absorbing"`` gives the same
+  terminal reward: ``γΦ(s_f) − Φ(s) + γ/(1 − γ) · (γ − 1)Φ(s_f) = −Φ(s)``.)
+
+Shaping (``add_env_reward=True``): the agent's reward is the environment's own reward plus the model's total,
+``r_env + F_θ`` (the model is then a shaping term, e.g. ``PotentialShaping`` around a zero base); ``normalize``
+scales only the model's part. On-policy only (relabelling a replay buffer would drop the env reward).
 
 Truncation (time limit) is not termination: no absorbing state; SB3's on-policy algorithms bootstrap the value
 of the truncated state themselves.
@@ -45,6 +52,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -129,7 +137,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
     """
 
     def __init__(self, venv, discount: float, termination: str = "absorbing", normalize: bool = False,
-                 record_steps: int = 0, absorbing_indicator: bool = False) -> None:
+                 record_steps: int = 0, absorbing_indicator: bool = False, add_env_reward: bool = False) -> None:
         super().__init__(venv)
         if termination not in TERMINATION_MODES:
             raise ValidationError(f"termination: expected one of {TERMINATION_MODES}, got {termination!r}")
@@ -141,6 +149,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             raise ValidationError("absorbing_indicator: needs termination='absorbing'")
         self.discount, self.termination, self.normalize = discount, termination, normalize
         self.absorbing_indicator = absorbing_indicator
+        self.add_env_reward = bool(add_env_reward)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.obs_dim = int(np.prod(self.observation_space.shape))
         self.action_dim = _action_dim(self.action_space)
@@ -226,13 +235,17 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             truncated[i] = bool(infos[i].get("TimeLimit.truncated", False))
         terminated = np.asarray(dones, dtype=bool) & ~truncated
         rewards = self.learned_rewards(self._observations, self._actions, next_states, terminated)
+        if self.add_env_reward:  # shaping: r_env + F_θ
+            rewards = (rewards + np.asarray(true_rewards, dtype=np.float64)).astype(np.float32)
         for i, info in enumerate(infos):
             info["true_reward"] = float(true_rewards[i])
         if self.record:
             self.records.append({"states": self._observations.reshape(self.num_envs, -1).astype(np.float64),
                                  "actions": self.encode_actions(self._actions),
                                  "next_states": next_states.reshape(self.num_envs, -1),
-                                 "time": self._time.copy(), "terminated": terminated})
+                                 "time": self._time.copy(), "terminated": terminated,
+                                 "ended": np.asarray(dones, dtype=bool).copy(),
+                                 "true_rewards": np.asarray(true_rewards, dtype=np.float64).reshape(self.num_envs)})
         self.real_env_steps += self.num_envs
         self._observations = np.asarray(observations).copy()
         self._time += 1
@@ -243,8 +256,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.records.clear()
 
     def recorded(self) -> dict[str, np.ndarray]:
-        """The recorded transitions, concatenated: ``states``, ``actions``, ``next_states``, ``time``,
-        ``terminated``."""
+        """The recorded transitions, concatenated step-major (row ``k · n_envs + i`` is env ``i``'s ``k``-th
+        recorded step): ``states``, ``actions``, ``next_states``, ``time``, ``terminated``, ``ended`` (terminated or
+        truncated: the episode's last step) and ``true_rewards`` (the environment's own reward of each step)."""
         if not self.records:
             raise RuntimeError("no learner transitions recorded yet: call solve() first")
         return {key: np.concatenate([r[key] for r in self.records]) for key in self.records[0]}
@@ -318,7 +332,9 @@ class SB3InnerSolver:
     and DQN's target networks are part of the policy's state and are restored). ``restart_episodes=True`` starts
     every ``solve`` with fresh episodes seeded by the solve count (the unfinished ones are cut, as at a time
     limit), so that nothing outside ``state_dict`` carries over and an on-policy run resumed from a checkpoint
-    continues exactly as the uninterrupted run.
+    continues exactly as the uninterrupted run. ``add_env_reward=True`` trains on ``r_env + r_θ`` (shaping; the
+    module docstring). ``wrapper_class`` wraps every env (e.g. a fixed observation rescaling); the reward model then
+    reads the wrapped observations.
     """
 
     def __init__(
@@ -334,6 +350,8 @@ class SB3InnerSolver:
         learner_steps: int | None = None,
         absorbing_indicator: bool = False,
         restart_episodes: bool = False,
+        add_env_reward: bool = False,
+        wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
     ) -> None:
         from stable_baselines3.common.env_util import make_vec_env
 
@@ -344,6 +362,8 @@ class SB3InnerSolver:
                                   f"{env_steps_per_outer_step}")
         if n_envs < 1:
             raise ValidationError(f"n_envs: expected at least 1, got {n_envs}")
+        if add_env_reward and algorithm not in ON_POLICY:
+            raise ValidationError(f"add_env_reward: supported for on-policy algorithms {ON_POLICY}, got {algorithm!r}")
         try:
             gym.spec(env_id)
         except gym.error.Error as error:
@@ -364,10 +384,10 @@ class SB3InnerSolver:
         if record < 1:
             raise ValidationError(f"learner_steps: expected at least 1, got {record}")
         with float32_default():
-            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper_class)
             try:
                 self.env = LearnedRewardVecEnv(venv, discount, termination, normalize_reward, record,
-                                               absorbing_indicator)
+                                               absorbing_indicator, add_env_reward)
             except ValidationError:
                 venv.close()
                 raise
@@ -487,11 +507,27 @@ class SB3InnerSolver:
         state["num_timesteps"] = torch.tensor(int(self.model.num_timesteps))
         state["solves"] = torch.tensor(self.solves)
         state["reward_statistics"] = torch.tensor([stats.count, stats.mean, stats.m2], dtype=torch.float64)
-        state["optimizer"] = self.model.policy.optimizer.state_dict()
+        state["optimizers"] = {name: self._attribute(name).state_dict() for name in self._optimizer_names()}
+        for name in self._tensor_names():  # e.g. SAC's learned log entropy coefficient
+            state[f"tensor.{name}"] = self._attribute(name).detach().clone()
         _, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (SB3 uses the global one)
         state["numpy_rng"] = {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                               "position": int(position), "has_gauss": int(has_gauss), "cached": float(cached)}
         return state
+
+    def _optimizer_names(self) -> list[str]:
+        """The optimizers SB3 itself saves (``policy.optimizer``; SAC's ``actor.optimizer``, ...)."""
+        names, _ = self.model._get_torch_save_params()
+        return [name for name in names if name != "policy" and self._attribute(name) is not None]
+
+    def _tensor_names(self) -> list[str]:
+        return list(self.model._get_torch_save_params()[1] or [])
+
+    def _attribute(self, dotted: str) -> Any:
+        value: Any = self.model
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         policy = {k[len("policy."):]: v for k, v in state.items() if k.startswith("policy.")}
@@ -504,8 +540,12 @@ class SB3InnerSolver:
         if "reward_statistics" in state:
             count, mean, m2 = (float(x) for x in state["reward_statistics"])
             self.env.statistics.count, self.env.statistics.mean, self.env.statistics.m2 = count, mean, m2
-        if "optimizer" in state:
-            self.model.policy.optimizer.load_state_dict(state["optimizer"])
+        for name, optimizer_state in state.get("optimizers", {}).items():
+            self._attribute(name).load_state_dict(optimizer_state)
+        for name in self._tensor_names():
+            if f"tensor.{name}" in state:
+                with torch.no_grad():
+                    self._attribute(name).copy_(state[f"tensor.{name}"])
         if "numpy_rng" in state:
             rng = state["numpy_rng"]
             np.random.set_state(("MT19937", rng["keys"].numpy().astype(np.uint32), rng["position"],  # noqa: NPY002

@@ -176,6 +176,7 @@ def test_inner_solver_warm_starts_and_gives_a_differentiable_learner_expectation
         assert torch.equal(value, fresh.model.policy.state_dict()[key])
     assert fresh.model.num_timesteps == 256 and fresh.solves == inner.solves
     optimizer_state = fresh.model.policy.optimizer.state_dict()["state"]
+    assert list(state["optimizers"]) == ["policy.optimizer"]
     for key, moments in inner.model.policy.optimizer.state_dict()["state"].items():
         assert torch.equal(moments["exp_avg"], optimizer_state[key]["exp_avg"])
     inner.close()
