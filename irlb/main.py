@@ -43,8 +43,41 @@ def _gym_irl(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from irlb.reproduce import reproduce
 
-    reproduce(args.scale, Path(args.results), Path(args.figures), only=args.only, seed=args.seed)
+    reproduce(args.scale, Path(args.results), Path(args.figures), only=args.only, seed=args.seed,
+              config_file=args.config, overrides=args.set)
     return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from irlb.config import experiment_config
+
+    config = experiment_config(args.experiment, args.scale, args.config, args.set or [])
+    if args.types:
+        for key, kind in type(config).describe():
+            print(f"{key:28s} {kind}")
+    else:
+        print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from irl_bilevel.config import parse_overrides
+    from irlb.sweep import load_spec, parse_grid, run_sweep
+
+    seeds = None
+    if args.seeds is not None:
+        text = args.seeds.strip()
+        try:
+            seeds = json.loads(text) if text.startswith("[") else [int(s) for s in text.split(",") if s.strip()]
+        except ValueError as error:
+            raise ValidationError(f"--seeds: expected 0,1,2 or a JSON list of integers, got {args.seeds!r}") from error
+    spec = load_spec(args.spec, experiment=args.experiment, scale=args.scale, seeds=seeds, metric=args.metric,
+                     grid=parse_grid(args.grid) if args.grid else None,
+                     overrides=parse_overrides(args.set) if args.set else None)
+    summary = run_sweep(spec, Path(args.out), address=args.address, num_cpus=args.num_cpus,
+                        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
+                        max_failures=args.max_failures)
+    return 0 if summary["complete"] else 1
 
 
 def _paper(args: argparse.Namespace) -> int:
@@ -132,7 +165,49 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--figures", default="figures/output", help="folder for the figures")
     reproduce.add_argument("--only", action="append", help="run only these experiments (repeatable)")
     reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--config", help="JSON file {experiment: {setting: value}} changing the scale's settings")
+    reproduce.add_argument("--set", action="append", metavar="EXPERIMENT.KEY=VALUE",
+                           help="change one setting, e.g. loss_sweep.seeds=5 (JSON value; repeatable)")
     reproduce.set_defaults(handler=_reproduce)
+
+    config = commands.add_parser(
+        "config",
+        help="print an experiment's config at a scale",
+        description="Print the typed config of an experiment at --scale, after --config and --set, as JSON "
+        "(or its keys and types with --types). Unknown keys and wrong types are errors.",
+    )
+    config.add_argument("experiment", help="an experiment of `irlb reproduce`")
+    config.add_argument("--scale", choices=["tiny", "quick", "full"], default="quick")
+    config.add_argument("--config", help="JSON file of settings to change")
+    config.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one setting (JSON value)")
+    config.add_argument("--types", action="store_true", help="list every setting with its type")
+    config.set_defaults(handler=_config)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run an experiment over a grid of settings x seeds on Ray Tune (resumable)",
+        description="Run every (grid point, seed) trial of an experiment into <out>/<trial_id>/ on Ray Tune: "
+        "locally on this machine's cores, or on a cluster with --address. Re-running the same sweep into the "
+        "same --out runs only the trials without a done.json. Writes <out>/sweep.json (per trial and, per grid "
+        "point, the IQM and 95% bootstrap CI of the metric over seeds). Options override --spec's keys.",
+    )
+    sweep.add_argument("--out", required=True, help="sweep folder (one sub-folder per trial)")
+    sweep.add_argument("--spec", help="JSON file: experiment, scale, grid, seeds, overrides, metric")
+    sweep.add_argument("--experiment", help="an experiment of `irlb reproduce`")
+    sweep.add_argument("--scale", choices=["tiny", "quick", "full"], help="base settings (default quick)")
+    sweep.add_argument("--grid", action="append", metavar="KEY=[V1,V2]", help="a grid axis (repeatable)")
+    sweep.add_argument("--seeds", help="seeds: 0,1,2 or [0,1,2]")
+    sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="a fixed setting for every trial")
+    sweep.add_argument("--metric", help="dotted path of the number to aggregate in the result file")
+    sweep.add_argument("--address", help="an existing Ray cluster (e.g. auto, or ray://host:10001); default: "
+                       "start Ray here")
+    sweep.add_argument("--num-cpus", dest="num_cpus", type=int, help="cores for the local Ray (default: all)")
+    sweep.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=int, default=1)
+    sweep.add_argument("--max-concurrent", dest="max_concurrent", type=int, help="trials at once (default: "
+                       "as many as the cores allow)")
+    sweep.add_argument("--max-failures", dest="max_failures", type=int, default=1,
+                       help="retries of a failed trial (default 1)")
+    sweep.set_defaults(handler=_sweep)
 
     paper = commands.add_parser(
         "paper",

@@ -20,17 +20,24 @@ EXPERIMENTS = {
 
 
 def reproduce(scale: str, results_dir: Path, figures_dir: Path, only: list[str] | None = None,
-              seed: int = 0) -> list[tuple[str, float, list[Path]]]:
+              seed: int = 0, config_file: str | Path | None = None,
+              overrides: list[str] | None = None) -> list[tuple[str, float, list[Path]]]:
+    """``config_file`` (``{experiment: {settings}}``) and ``overrides`` (``experiment.key=value``) change the
+    scale's settings; every config is checked before the first experiment starts."""
+    from irlb.config import reproduce_configs
+
     selected = list(EXPERIMENTS) if not only else only
     unknown = sorted(set(selected) - set(EXPERIMENTS))
     if unknown:
         raise ValidationError(f"--only: unknown experiment(s) {unknown}; expected some of {sorted(EXPERIMENTS)}")
+    configs = reproduce_configs(selected, scale, config_file, overrides or [])
     produced = []
     for index, name in enumerate(selected, 1):
         experiment_module, figure_module = EXPERIMENTS[name]
         print(f"[{index}/{len(selected)}] {name} ({scale})", flush=True)
         started = time.perf_counter()
-        importlib.import_module(experiment_module).run(scale, results_dir, seed=seed)
+        typed = {} if configs[name] is None else {"config": configs[name]}
+        importlib.import_module(experiment_module).run(scale, results_dir, seed=seed, **typed)
         files = importlib.import_module(figure_module).plot(results_dir, figures_dir)
         produced.append((name, time.perf_counter() - started, files))
     print("\nexperiment                 seconds  files")

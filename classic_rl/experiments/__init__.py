@@ -1,9 +1,11 @@
 """Experiments behind the paper's tabular figures.
 
 Each module exposes ``SCALES`` (``tiny``: seconds, for tests; ``quick``: a few minutes on a laptop;
-``full``: the paper's scale) and ``run(scale, results_dir, seed=0, progress=True) -> Path``, which writes
-``results_dir/<name>.json`` with the configuration, provenance (seed, versions, commit, machine) and every
-number the matching ``figures/<name>.py`` draws.
+``full``: the paper's scale), ``CONFIG`` (the typed, frozen settings dataclass each ``SCALES`` entry validates
+into; see ``irl_bilevel.config``) and ``run(scale, results_dir, seed=0, progress=True, config=None) -> Path``
+(``config``, if given, replaces the scale's settings), which writes ``results_dir/<name>.json`` with the
+configuration, provenance (seed, versions, commit, machine) and every number the matching ``figures/<name>.py``
+draws.
 """
 
 from __future__ import annotations

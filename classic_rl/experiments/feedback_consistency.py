@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, scale_config
+from classic_rl.experiments import default_dtype
 from classic_rl.testbeds import objectworld
 from irl_bilevel import agreement
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import RankingBatch, preference_loss
 from irl_bilevel.reward_ensemble import RewardEnsemble
@@ -58,6 +60,28 @@ from irl_bilevel.teachers import (
 
 NAME = "feedback_consistency"
 
+
+@dataclass(frozen=True)
+class FeedbackConsistencyConfig(ExperimentConfig):
+    """Settings of the feedback-consistency experiment on ObjectWorld."""
+
+    grid_size: int  # ObjectWorld side
+    num_objects: int  # objects placed at random (seeded)
+    num_colours: int  # object colours
+    episode_length: int  # steps per behaviour episode
+    segment_length: int  # steps per segment (item)
+    temperatures: tuple[float, ...]  # soft-optimal behaviour policies (plus the uniform policy)
+    concentration: float  # Dirichlet concentration of the annotators' aspect weights
+    learning_rate: float  # Adam step size of the AI evaluator's reward models
+    ai_train_steps: int  # full-batch steps per ensemble member
+    ensemble_members: int  # reward models in the AI evaluator's ensemble
+    episodes_per_policy: int  # behaviour episodes per policy
+    num_items: int  # segments labelled (every pair is a query)
+    num_annotators: int  # oracles of the disagreeing population
+    train_items: int  # segments of the AI evaluator's separate training pool
+    train_queries: int  # oracle-labelled training pairs of the AI evaluator
+
+
 _COMMON: dict[str, Any] = {"grid_size": 8, "num_objects": 10, "num_colours": 2, "episode_length": 30,
                            "segment_length": 10, "temperatures": [0.05, 0.3, 1.0, 3.0], "concentration": 2.0,
                            "learning_rate": 0.05, "ai_train_steps": 300, "ensemble_members": 3}
@@ -69,6 +93,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "full": {**_COMMON, "episodes_per_policy": 100, "num_items": 80, "num_annotators": 8, "train_items": 300,
              "train_queries": 3000},
 }
+CONFIG = FeedbackConsistencyConfig  # the typed settings; every SCALES entry validates into it (tests check)
 ASPECTS = ("task", "near_colour_0", "near_colour_1")
 
 
@@ -155,9 +180,10 @@ def _group_agreement(ratings: dict[str, np.ndarray]) -> dict[str, Any]:
             "raters": list(ratings), "complete_items": int((~np.isnan(matrix)).all(axis=0).sum())}
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: FeedbackConsistencyConfig | None = None) -> Path:
     """Label one query set with every labeller at ``scale``; writes ``results_dir/feedback_consistency.json``."""
-    config = scale_config(SCALES, scale, NAME)
+    config = scale_settings(FeedbackConsistencyConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     with default_dtype(torch.float64):

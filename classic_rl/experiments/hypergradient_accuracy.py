@@ -36,15 +36,17 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error, scale_config
+from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.maxent_irl import make_reward_model
 from classic_rl.testbeds import garnet
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.hypergradients import (
     BilevelProblem,
     FiniteDifferenceHypergradient,
@@ -61,6 +63,37 @@ from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.tabular import TabularMDP, soft_value_iteration, state_action_occupancy
 
 NAME = "hypergradient_accuracy"
+
+
+@dataclass(frozen=True)
+class FiniteHorizonCase(ExperimentConfig):
+    """The finite-horizon Garnet case (a linear reward unless named otherwise)."""
+
+    num_states: int  # Garnet states
+    horizon: int  # H
+    reward_models: tuple[str, ...]  # linear | mlp
+
+
+@dataclass(frozen=True)
+class HypergradientAccuracyConfig(ExperimentConfig):
+    """Settings of the hypergradient accuracy / time / memory experiment on random Garnet MDPs."""
+
+    num_states: int  # Garnet states (discounted case)
+    num_actions: int  # actions per state
+    branching: int  # successor states per (s, a)
+    num_features: int  # state features of the linear true reward
+    discount: float  # γ of the discounted case
+    reward_models: tuple[str, ...]  # linear | mlp
+    hidden_sizes: tuple[int, ...]  # MLP reward widths
+    num_mdps: int  # random MDPs per case
+    ks: tuple[int, ...]  # inner horizons K of the unrolled / truncated methods
+    repeats: int  # timed calls per method (median reported)
+    fd_epsilon: float  # step of central finite differences
+    inner_tol: float  # convergence tolerance of the reference inner solve
+    sample_sizes: tuple[int, ...]  # learner rollouts of the sample-based MaxEnt gradient
+    sample_repeats: int  # sampling seeds per rollout count
+    finite_horizon: FiniteHorizonCase | None  # None: skip the finite-horizon case
+
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -85,6 +118,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "finite_horizon": {"num_states": 30, "horizon": 15, "reward_models": ["linear", "mlp"]},
     },
 }
+CONFIG = HypergradientAccuracyConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
 # Methods indexed by K: name -> (label, factory).
 K_METHODS: dict[str, tuple[str, Callable[[int], HypergradientMethod]]] = {
@@ -248,9 +282,10 @@ def _problem(mdp: TabularMDP, kind: str, hidden_sizes: tuple[int, ...], seed: in
     return BilevelProblem(model, SoftValueIterationSolver(mdp, tol=inner_tol), MaxEntDemonstrationLoss(mdp, expert))
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: HypergradientAccuracyConfig | None = None) -> Path:
     """Run the hypergradient-accuracy experiment at ``scale``; writes ``results_dir/hypergradient_accuracy.json``."""
-    config = scale_config(SCALES, scale, NAME)
+    config = scale_settings(HypergradientAccuracyConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed),
                               "methods": {name: label for name, (label, _) in {**FIXED_METHODS,

@@ -30,6 +30,7 @@ several sampling seeds; finite differences as a reference of the exact one.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error, scale_config
+from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.testbeds import grid_distance_to, optimal_policy, sparse_gridworld
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.hypergradients import BilevelProblem, FiniteDifferenceHypergradient, UnrolledHypergradient
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights, TabularReward
 from irl_bilevel.runs import provenance, write_json
@@ -59,6 +61,29 @@ from irl_bilevel.tabular import TabularMDP, expected_return
 
 NAME = "learned_shaping"
 
+
+@dataclass(frozen=True)
+class LearnedShapingConfig(ExperimentConfig):
+    """Settings of the decision-aware shaping experiment on the sparse gridworld."""
+
+    slip: float  # probability that the move goes in a random direction
+    discount: float  # γ
+    step_cost: float  # reward per step before the goal
+    temperature: float  # τ of the inner soft value-iteration sweeps
+    hand_potential_scale: float  # c of the hand potential Φ(s) = −c · distance to the goal
+    candidate_scale: float  # scale of the candidate potential signals
+    bonus_l2: float  # L2 penalty weight of the free bonus
+    size: int  # grid side
+    budget: int  # inner sweep budget K
+    curve_sweeps: int  # sweeps of the learning curves
+    outer_steps: int  # Adam steps of the outer loop
+    lr_potential: float  # outer step size of the learned potential
+    lr_weights: float  # outer step size of the learned candidate weights
+    lr_bonus: float  # outer step size of the free bonus
+    sample_sizes: tuple[int, ...]  # rollouts of the policy-gradient hypergradient
+    sample_repeats: int  # sampling seeds per rollout count
+
+
 _COMMON: dict[str, Any] = {
     "slip": 0.1, "discount": 0.95, "step_cost": 0.01, "temperature": 0.05,
     "hand_potential_scale": 0.1, "candidate_scale": 1.5, "bonus_l2": 1e-2,
@@ -74,6 +99,7 @@ SCALES: dict[str, dict[str, Any]] = {
              "lr_potential": 0.05, "lr_weights": 0.1, "lr_bonus": 0.05,
              "sample_sizes": [100, 300, 1000, 3000, 10000, 30000, 100000], "sample_repeats": 5},
 }
+CONFIG = LearnedShapingConfig  # the typed settings; every SCALES entry validates into it (tests check)
 CANDIDATES = ("goal_distance", "wrong_goal_distance", "column")
 
 
@@ -157,9 +183,10 @@ def _hypergradient_accuracy(mdp: TabularMDP, config: dict[str, Any], hand: torch
             "rows": rows, "summary": summary}
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: LearnedShapingConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/learned_shaping.json``."""
-    config = scale_config(SCALES, scale, NAME)
+    config = scale_settings(LearnedShapingConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed),
                               "candidates": list(CANDIDATES)}

@@ -17,8 +17,9 @@ with a percentile-bootstrap 95% CI (with 3 seeds the IQM is the mean and the CI 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from classic_rl.contrastive_preference import (
     train_cpl,
     train_reward_model,
 )
-from classic_rl.experiments import default_dtype, scale_config
+from classic_rl.experiments import default_dtype
 from classic_rl.segment_preferences import (
     behaviour_segments,
     discrete_task,
@@ -44,10 +45,35 @@ from classic_rl.segment_preferences import (
     policy_actor,
     train_ppo,
 )
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.statistics import iqm_with_ci  # re-exported: loss_sweep.iqm_with_ci stays valid
 from irl_bilevel.validation import ValidationError
 
 NAME = "loss_sweep"
+
+
+@dataclass(frozen=True)
+class LossSweepConfig(ExperimentConfig):
+    """Settings of the CartPole loss sweep (see the module docstring for the protocol)."""
+
+    env_id: str  # gymnasium task with discrete actions
+    segment_length: int  # steps per preference segment (L)
+    held_out_fraction: float  # share of segments (and pairs) kept for held-out reward accuracy
+    epsilons: tuple[float, ...]  # ε of the ε-random behaviour policies around the PPO expert
+    learning_rate: float  # Adam step size of CPL training and of the baseline's reward model
+    batch_size: int  # preference pairs per gradient step
+    reward_model_epochs: int  # epochs of the baseline's Bradley-Terry reward model
+    losses: Literal["all"] | tuple[str, ...]  # pairwise catalog losses to train, or "all"
+    seeds: int  # number of seeds, run as seed, seed + 1, ...
+    expert_steps: int  # PPO env steps of the (cached) expert
+    episodes_per_policy: int  # behaviour episodes per ε
+    segments_per_policy: int  # segments cut from each ε's episodes
+    pairs: int  # labelled pairs per seed (train + held out)
+    epochs: int  # CPL epochs over the training pairs
+    eval_episodes: int  # true-reward evaluation episodes per policy
+    baseline_steps: int  # PPO env steps of the reward-model baseline and of the true-reward control
+
 
 _COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "segment_length": 25, "held_out_fraction": 0.2,
                            "epsilons": [0.0, 0.25, 0.5, 0.75, 1.0], "learning_rate": 1e-3, "batch_size": 64,
@@ -63,24 +89,8 @@ SCALES: dict[str, dict[str, Any]] = {
              "segments_per_policy": 1_000, "pairs": 4_000, "epochs": 10, "eval_episodes": 30,
              "baseline_steps": 100_000},
 }
+CONFIG = LossSweepConfig  # the typed settings; every SCALES entry validates into it (tests check)
 EVAL_SEED = 10_000  # evaluation episodes use env seeds EVAL_SEED + i, shared by every policy
-
-
-def iqm_with_ci(values: list[float] | np.ndarray, confidence: float = 0.95, resamples: int = 2_000,
-                seed: int = 0) -> dict[str, float]:
-    """Interquartile mean (``scipy.stats.trim_mean(·, 0.25)``; the plain mean below 4 values) with a
-    percentile-bootstrap CI over the values (Agarwal et al. 2021). NaNs are dropped; all-NaN gives NaNs."""
-    from scipy.stats import trim_mean
-
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return {"iqm": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
-    rng = np.random.default_rng(seed)
-    boot = trim_mean(x[rng.integers(len(x), size=(resamples, len(x)))], 0.25, axis=1)
-    tail = (1 - confidence) / 2
-    return {"iqm": float(trim_mean(x, 0.25)), "low": float(np.quantile(boot, tail)),
-            "high": float(np.quantile(boot, 1 - tail)), "n": len(x)}
 
 
 def _normalized(value: float, random: float, expert: float) -> float:
@@ -147,12 +157,13 @@ def _true_reward_control(config: dict[str, Any], seed: int, reference: dict[str,
             "held_out": {"reward_accuracy": nan, "mean_margin": nan}, "seconds": time.perf_counter() - started}
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cache: Path | str | None = None) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cache: Path | str | None = None,
+        config: LossSweepConfig | None = None) -> Path:
     """Run the loss sweep at ``scale``; writes and returns ``results_dir/loss_sweep.json``.
 
     ``cache``: folder for the PPO expert (default ``$IRL_BILEVEL_CACHE`` or ``~/.cache/irl_bilevel``).
     """
-    config = scale_config(SCALES, scale, NAME)
+    config = scale_settings(LossSweepConfig, SCALES, scale, NAME, config)
     losses = pairwise_losses() if config["losses"] == "all" else list(config["losses"])
     unknown = sorted(set(losses) - set(pairwise_losses()))
     if unknown:

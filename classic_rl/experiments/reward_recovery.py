@@ -25,16 +25,18 @@ weights there to thousands (occupancy still fine, EPIC poor); runs on samples th
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt, scale_config
+from classic_rl.experiments import default_dtype, quiet_torchopt
 from classic_rl.lp_irl import lp_irl
 from classic_rl.maxent_irl import make_reward_model, maxent_irl
 from classic_rl.testbeds import gridworld, objectworld, optimal_policy
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
@@ -48,6 +50,50 @@ from irl_bilevel.tabular import TabularMDP, soft_value_iteration, state_action_o
 from irl_bilevel.validation import ValidationError
 
 NAME = "reward_recovery"
+
+
+@dataclass(frozen=True)
+class GridworldRecovery(ExperimentConfig):
+    """The 5×5 gridworld of Ng & Russell (2000)."""
+
+    size: int  # grid side
+    slip: float  # probability that the move goes in a random direction
+    discount: float  # γ
+    reward_models: tuple[str, ...]  # MaxEnt reward models (linear | mlp | tabular)
+    num_demos: tuple[int, ...]  # sampled demonstration counts (beside the exact occupancy)
+    demo_length: int  # steps per demonstration
+    highlight_demos: int  # demonstration count the figure highlights
+
+
+@dataclass(frozen=True)
+class ObjectworldRecovery(ExperimentConfig):
+    """ObjectWorld of Levine et al. (2011) with binary distance features."""
+
+    size: int  # grid side
+    num_colours: int  # object colours
+    num_objects: int  # objects placed at random (seeded)
+    slip: float  # probability that the move goes in a random direction
+    discount: float  # γ
+    reward_models: tuple[str, ...]  # MaxEnt reward models (linear | mlp | tabular)
+    hidden_sizes: tuple[int, ...]  # MLP reward widths
+    num_demos: tuple[int, ...]  # sampled demonstration counts (beside the exact occupancy)
+    demo_length: int  # steps per demonstration
+    highlight_demos: int  # demonstration count the figure highlights
+
+
+@dataclass(frozen=True)
+class RewardRecoveryConfig(ExperimentConfig):
+    """Settings of the reward-recovery experiment (LP-IRL and MaxEnt IRL on two testbeds)."""
+
+    gridworld: GridworldRecovery
+    objectworld: ObjectworldRecovery
+    max_steps: int  # L-BFGS outer steps at most
+    grad_tol: float  # stop when the gradient norm falls below this
+    demo_repeats: int  # demonstration samples (seeds) per demonstration count
+    demo_hypergradient: str  # hypergradient on sampled demonstrations (implicit_direct | maxent | ...)
+    demo_l2: float  # L2 penalty weight of runs on sampled demonstrations
+    temperature: float  # soft-optimality temperature of the expert
+
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -78,6 +124,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "demo_l2": 1e-2, "temperature": 1.0,
     },
 }
+CONFIG = RewardRecoveryConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
 DEMO_HYPERGRADIENTS = ("implicit_direct", "maxent")
 
@@ -166,9 +213,10 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
             "converged": bool(outcome.result.converged), "seconds": seconds, **data}
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: RewardRecoveryConfig | None = None) -> Path:
     """Run the reward-recovery experiment at ``scale``; writes and returns ``results_dir/reward_recovery.json``."""
-    config = scale_config(SCALES, scale, NAME)
+    config = scale_settings(RewardRecoveryConfig, SCALES, scale, NAME, config)
     _demo_method(config["demo_hypergradient"])  # validate before any work
     results_dir = Path(results_dir)
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed)}

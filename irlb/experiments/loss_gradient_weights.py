@@ -25,23 +25,34 @@ over the batch: evaluated one pair at a time, it coincides with ``sigmoid``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, UnpairedBatch, preference_loss
 from irl_bilevel.runs import provenance, write_json
-from irl_bilevel.validation import ValidationError
 
 NAME = "loss_gradient_weights"
+
+
+@dataclass(frozen=True)
+class LossGradientWeightsConfig(ExperimentConfig):
+    """Settings of the loss / gradient-weight tabulation (deterministic: no seed-dependent setting)."""
+
+    num_margins: int  # grid points of the scaled margin z = β d
+    scaled_margin_limit: float  # the grid spans z ∈ [−limit, limit]
+
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"num_margins": 41, "scaled_margin_limit": 10.0},
     "quick": {"num_margins": 401, "scaled_margin_limit": 10.0},
     "full": {"num_margins": 2001, "scaled_margin_limit": 10.0},
 }
+CONFIG = LossGradientWeightsConfig  # the typed settings; every SCALES entry validates into it (tests check)
 ANCHOR = 1.0  # per-token log-prob of the better sequence for the reference-free losses
 OTHER_REWARD_GAP = 1.0  # modpo: r₋(y_w) − r₋(y_l)
 
@@ -84,12 +95,6 @@ GROUPS: list[tuple[str, str]] = [
     ("reference_free", "reference-free"),
     ("structured", "multi-objective / multi-aspect"),
 ]
-
-
-def _config(scale: str) -> dict[str, Any]:
-    if scale not in SCALES:
-        raise ValidationError(f"scale: unknown scale {scale!r} for {NAME}; expected one of {list(SCALES)}")
-    return SCALES[scale]
 
 
 def _pair_batch(name: str, d: torch.Tensor) -> PreferenceBatch:
@@ -148,12 +153,13 @@ def evaluate_curve(name: str, params: dict[str, Any], scaled_margins: torch.Tens
             "gradient_weight": weight, "gradient_weight_per_scaled_margin": weight / scale}
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True) -> Path:
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: LossGradientWeightsConfig | None = None) -> Path:
     """Tabulate every pairwise loss at ``scale``; writes ``results_dir/loss_gradient_weights.json``.
 
     Deterministic (no sampling): ``seed`` is recorded for the shared result format only.
     """
-    config = _config(scale)
+    config = scale_settings(LossGradientWeightsConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     limit = config["scaled_margin_limit"]
     curves = []

@@ -1,0 +1,223 @@
+"""Sweeps on Ray Tune (irlb.sweep): a grid × seeds runs locally, failed trials are retried, and a re-run
+finishes only the trials that have no completion marker. One in-process Ray for the whole module."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from irl_bilevel.validation import ValidationError
+from irlb.main import main
+from irlb.sweep import expand, load_spec, parse_grid, run_sweep, start_ray
+
+# An experiment registered only here: it counts its runs in its trial folder; the trial of value 2 fails its first
+# attempt (a flaky failure: the retry succeeds), the trial of value 3 every attempt while a block file exists (a
+# trial that dies until the cause is fixed, like a sweep killed half-way).
+FLAKY_MODULE = '''
+from dataclasses import dataclass
+from pathlib import Path
+
+from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.runs import write_json
+
+NAME = "flaky"
+
+
+@dataclass(frozen=True)
+class FlakyConfig(ExperimentConfig):
+    value: float
+    block_file: str
+
+
+SCALES = {"tiny": {"value": 0.0, "block_file": BLOCK_FILE}}
+CONFIG = FlakyConfig
+
+
+def run(scale, results_dir, seed=0, progress=True, config=None):
+    config = scale_settings(FlakyConfig, SCALES, scale, NAME, config)
+    counter = Path(results_dir) / "runs.txt"
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    if config["value"] == 2.0 and runs == 1:
+        raise RuntimeError("flaky: first attempt fails")
+    if config["value"] == 3.0 and Path(config["block_file"]).exists():
+        raise RuntimeError("blocked")
+    if config["value"] == 4.0 and Path(config["block_file"]).exists():
+        import time
+
+        time.sleep(120)  # a long trial, killed with its sweep in test_killed_sweep_...
+    path = Path(results_dir) / "flaky.json"
+    write_json(path, {"score": 10 * config["value"] + seed})
+    return path
+'''
+
+
+@pytest.fixture(scope="module")
+def flaky_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flaky_module")
+    block = folder / "block"
+    (folder / "sweep_flaky_experiment.py").write_text(
+        textwrap.dedent(FLAKY_MODULE).replace("BLOCK_FILE", repr(str(block))))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ray_session(flaky_dir):
+    """Ray started once, in this process, with 2 CPUs; its workers import the test-only experiment module."""
+    import ray
+
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: ray's socket paths are length-limited
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", ray_tmp)
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(flaky_dir), os.environ.get("PYTHONPATH", "")]))
+        patch.syspath_prepend(str(flaky_dir))
+        assert start_ray(num_cpus=2)
+        try:
+            assert not start_ray(num_cpus=2)  # already running: reused, not restarted
+            yield
+        finally:
+            ray.shutdown()
+            sys.modules.pop("sweep_flaky_experiment", None)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _result_mtimes(sweep_dir: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in sweep_dir.glob("*/loss_gradient_weights.json")}
+
+
+def test_sweep_runs_grid_times_seeds_then_only_missing_trials(ray_session, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    spec = load_spec(experiment="loss_gradient_weights", scale="tiny", grid={"num_margins": [11, 21]},
+                     seeds=[0, 1], overrides={"scaled_margin_limit": 5.0})
+    trials = expand(spec)
+    assert len(trials) == 4 and len({t.trial_id for t in trials}) == 4
+    assert [t.trial_id for t in expand(spec)] == [t.trial_id for t in trials]  # stable ids
+
+    summary = run_sweep(spec, sweep_dir, max_concurrent=2, verbose=False)
+    assert [r["status"] for r in summary["trials"]] == ["done"] * 4 and summary["complete"]
+    for trial in trials:
+        folder = sweep_dir / trial.trial_id
+        record = json.loads((folder / "trial.json").read_text())
+        assert record["seed"] == trial.seed and record["config"]["num_margins"] == trial.point["num_margins"]
+        assert record["config"]["scaled_margin_limit"] == 5.0 and "versions" in record["provenance"]
+        result = json.loads((folder / "loss_gradient_weights.json").read_text())
+        assert len(result["scaled_margins"]) == trial.point["num_margins"]
+        assert result["provenance"]["seed"] == trial.seed
+        assert json.loads((folder / "done.json").read_text())["metric"] == pytest.approx(result["seconds"])
+    aggregate = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [p["point"] for p in aggregate["grid_points"]] == [{"num_margins": 11}, {"num_margins": 21}]
+    for point in aggregate["grid_points"]:
+        assert point["n"] == 2 and point["seeds"] == [0, 1]
+        assert point["low"] <= point["iqm"] <= point["high"] and point["iqm"] == pytest.approx(sum(point["values"]) / 2)
+
+    # A trial interrupted before its marker was written: the re-run (through the CLI) runs only that one.
+    before = _result_mtimes(sweep_dir)
+    (sweep_dir / trials[1].trial_id / "done.json").unlink()
+    assert main(["sweep", "--experiment", "loss_gradient_weights", "--scale", "tiny", "--grid", "num_margins=[11,21]",
+                 "--seeds", "0,1", "--set", "scaled_margin_limit=5.0", "--out", str(sweep_dir),
+                 "--max-concurrent", "2"]) == 0
+    rerun = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [r["status"] for r in rerun["trials"]] == ["skipped", "done", "skipped", "skipped"]
+    after = _result_mtimes(sweep_dir)
+    assert {k for k in before if before[k] != after[k]} == {trials[1].trial_id}
+    assert json.loads((sweep_dir / trials[1].trial_id / "trial.json").read_text())["attempt"] == 2
+
+    # Nothing missing: no trial runs (and Ray is not needed).
+    again = run_sweep(spec, sweep_dir, verbose=False)
+    assert [r["status"] for r in again["trials"]] == ["skipped"] * 4 and _result_mtimes(sweep_dir) == after
+
+
+def test_failed_trials_are_retried_and_a_rerun_finishes_only_them(ray_session, flaky_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    (flaky_dir / "block").write_text("")
+    spec = load_spec(experiment="flaky", module="sweep_flaky_experiment", scale="tiny",
+                     grid={"value": [1.0, 2.0, 3.0]}, seeds=[5], metric="score")
+    trials = expand(spec)
+
+    def runs() -> list[int]:
+        return [int((sweep_dir / t.trial_id / "runs.txt").read_text()) for t in trials]
+
+    first = run_sweep(spec, sweep_dir, max_failures=1, verbose=False)
+    assert [r["status"] for r in first["trials"]] == ["done", "done", "failed"]
+    assert runs() == [1, 2, 2]  # the flaky trial succeeded on its retry; the blocked one failed twice
+    assert first["trials"][2]["error"] == "RuntimeError('blocked')" and not first["complete"]
+    assert [p["values"] for p in first["grid_points"]] == [[15.0], [25.0], []]
+    assert first["grid_points"][2]["n"] == 0
+
+    (flaky_dir / "block").unlink()
+    second = run_sweep(spec, sweep_dir, max_failures=0, verbose=False)
+    assert [r["status"] for r in second["trials"]] == ["skipped", "skipped", "done"]
+    assert runs() == [1, 2, 3] and second["complete"]  # only the missing trial ran
+    assert not (sweep_dir / trials[2].trial_id / "error.json").exists()
+    assert second["grid_points"][2] == {"point": {"value": 3.0}, "seeds": [5], "values": [35.0], "iqm": 35.0,
+                                        "low": 35.0, "high": 35.0, "n": 1}
+
+
+def test_bad_sweeps_fail_before_anything_runs(tmp_path):
+    with pytest.raises(ValidationError, match=r"loss_gradient_weights\.num_margins: expected int"):
+        expand(load_spec(experiment="loss_gradient_weights", scale="tiny", grid={"num_margins": [11, "many"]}))
+    with pytest.raises(ValidationError, match=r"sweep: unknown key\(s\) \['seed'\]"):
+        load_spec(experiment="loss_gradient_weights", seed=[1])
+    with pytest.raises(ValidationError, match="unknown experiment"):
+        expand(load_spec(experiment="nope"))
+    with pytest.raises(ValidationError, match="JSON list"):
+        parse_grid(["num_margins=11"])
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({"experiment": "loss_gradient_weights", "grid": {"num_margins": [3]},
+                                     "seeds": [0, 1, 2]}))
+    spec = load_spec(spec_file, scale="tiny")
+    assert spec.scale == "tiny" and len(expand(spec)) == 3
+    assert main(["sweep", "--spec", str(spec_file), "--out", str(tmp_path / "s"), "--max-failures", "-1"]) == 2
+
+
+@pytest.mark.slow  # ~15-20 s: a second Ray in a subprocess; the default tests simulate the kill instead
+def test_killed_sweep_resumes_with_only_the_missing_trials(ray_session, flaky_dir, tmp_path):
+    """`irlb sweep` killed (SIGKILL, with its Ray) while one trial runs; the re-run runs only that trial."""
+    sweep_dir, block = tmp_path / "sweep", flaky_dir / "block"
+    block.write_text("")
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({"experiment": "flaky", "module": "sweep_flaky_experiment", "scale": "tiny",
+                                     "grid": {"value": [1.0, 4.0]}, "seeds": [0], "metric": "score"}))
+    fast, slow = expand(load_spec(spec_file))
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    command = [str(Path(sys.executable).parent / "irlb"), "sweep", "--spec", str(spec_file), "--out", str(sweep_dir),
+               "--num-cpus", "2", "--max-failures", "0"]
+    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((sweep_dir / fast.trial_id / "done.json").exists() and
+                   (sweep_dir / slow.trial_id / "runs.txt").exists()):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the sweep's process group: its driver and its Ray
+        process.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not (sweep_dir / slow.trial_id / "done.json").exists()
+
+    block.unlink()
+    summary = run_sweep(load_spec(spec_file), sweep_dir, verbose=False)
+    assert [r["status"] for r in summary["trials"]] == ["skipped", "done"]
+    runs = [int((sweep_dir / t.trial_id / "runs.txt").read_text()) for t in (fast, slow)]
+    assert runs == [1, 2] and summary["complete"]
+
+
+def test_a_deep_ray_temp_dir_is_replaced_by_a_short_one(monkeypatch, tmp_path):
+    from irlb.sweep import _short_temp_dir
+
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/x")
+    assert _short_temp_dir() is None  # short enough: ray uses it as is
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / ("deep" * 20)))
+    short = _short_temp_dir()
+    assert short is not None and len(short) <= 40 and Path(short).is_dir()
+    Path(short).rmdir()
