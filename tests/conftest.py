@@ -46,3 +46,11 @@ def random_mdp(num_states=6, num_actions=3, num_features=4, horizon=None, seed=0
                           **common)
     transitions = torch.rand(num_states, num_actions, num_states, generator=g) ** 3
     return TabularMDP(transitions=transitions / transitions.sum(-1, keepdim=True), **common)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory):
+    """The built-in language model's tiny recipe, built once per session into a private cache (not ~/.cache)."""
+    from llm.builtin_model import BuiltinRecipe, build_builtin_model
+
+    return build_builtin_model(BuiltinRecipe.tiny(), cache_dir=tmp_path_factory.mktemp("lm_cache"), progress=False)

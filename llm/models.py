@@ -1,0 +1,530 @@
+"""Causal language models for the language-model side: loading, LoRA, reference model, log-probabilities, sampling.
+
+* :func:`load_causal_lm` loads any Hugging Face causal LM and its tokenizer (a local folder, or a hub model id
+  named explicitly), on the device and dtype of :func:`select_device` / :func:`select_dtype`.
+* :func:`with_lora` wraps a model with a peft LoRA adapter (:class:`LoraSettings`). The *reference model*
+  ``π_ref`` is the same module with the adapter disabled (:func:`reference_mode`), so there is no second copy.
+* :func:`collate_completions` builds ``prompt + completion`` batches from token lists, and
+  :func:`sequence_logprobs` gives ``log π(y_t | x, y_<t)`` per completion token and summed per sequence, with
+  the prompt and the padding masked out. :func:`preference_batch` turns chosen/rejected completions into the
+  core's :class:`irl_bilevel.losses.batches.PreferenceBatch`.
+* :func:`generate_completions` samples completions (token ids and text) with a seed.
+* :func:`save_adapter` / :func:`load_adapter` store adapters in peft's format (loadable with
+  ``PeftModel.from_pretrained``) plus a JSON file with the LoRA settings and the caller's metadata.
+
+Transformers and peft are imported inside the functions that need them, so that importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from irl_bilevel.losses.batches import PreferenceBatch
+from irl_bilevel.validation import ValidationError
+
+ADAPTER_INFO_FILE = "irl_bilevel_adapter.json"
+
+
+# ---------------------------------------------------------------------- device and dtype
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValidationError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}") \
+                from error
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def select_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
+    """``dtype`` if given (a ``torch.dtype`` or its name, e.g. ``"bfloat16"``); else bfloat16 on a CUDA device
+    that supports it, float32 otherwise (CPU kernels are fastest and exact in float32)."""
+    if dtype is not None:
+        if isinstance(dtype, str):
+            resolved = getattr(torch, dtype, None)
+            if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+                raise ValidationError(f"dtype: expected a floating dtype name such as 'float32' or 'bfloat16', "
+                                      f"got {dtype!r}")
+            return resolved
+        return dtype
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+# ---------------------------------------------------------------------- loading
+def _looks_local(name_or_path: str) -> bool:
+    """A path rather than a hub id ``name`` / ``org/name``: absolute, ``./``, ``../``, ``~``, or several ``/``."""
+    return (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+            or "\\" in name_or_path)
+
+
+def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None = None,
+                   dtype: torch.dtype | str | None = None, *, allow_download: bool | None = None):
+    """``(model, tokenizer)``: a causal LM (``AutoModelForCausalLM``) in eval mode on ``device`` in ``dtype``.
+
+    ``name_or_path``: an existing local folder (loaded with ``local_files_only=True``, never touching the hub),
+    or a hub model id such as ``"gpt2"`` or ``"Qwen/Qwen2.5-0.5B"`` (downloaded into the Hugging Face cache
+    unless ``HF_HUB_OFFLINE=1`` or ``allow_download=False``). Something that looks like a path (absolute,
+    ``./``, ``~``, several ``/``) but does not exist is a :class:`ValidationError`, not a hub query.
+
+    The tokenizer gets a pad token (its EOS token when it has none, as GPT-2 needs) and left padding (what batched
+    generation needs). A tokenizer with more tokens than the model's embedding table is a
+    :class:`ValidationError` (mismatched model and tokenizer). Device and dtype: :func:`select_device`,
+    :func:`select_dtype`.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = str(name_or_path)
+    if not text:
+        raise ValidationError("name_or_path: expected a local model folder or a hub model id, got ''")
+    local_path = Path(text).expanduser()
+    if local_path.exists():
+        if not (local_path / "config.json").is_file():
+            raise ValidationError(f"name_or_path: {local_path} has no config.json; expected a folder written by "
+                                  f"save_pretrained (or build_builtin_model)")
+        source, local_only = str(local_path), True
+    elif isinstance(name_or_path, Path) or _looks_local(text):
+        raise ValidationError(f"name_or_path: no model folder at {local_path} (the path does not exist); build the "
+                              f"built-in model with llm.builtin_model.build_builtin_model or give a hub model id")
+    else:
+        source, local_only = text, allow_download is False
+    device = select_device(device)
+    dtype = select_dtype(device, dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
+    except OSError as error:
+        raise ValidationError(f"name_or_path: could not load {text!r} ({error}); check the name, or set "
+                              f"allow_download / HF_HUB_OFFLINE as intended") from error
+    model.to(device)
+    model.eval()
+    prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer, model) -> None:
+    """Check that ``tokenizer`` fits ``model``; give it a pad token (EOS if missing) and left padding."""
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings:
+        raise ValidationError(f"tokenizer: has {len(tokenizer)} tokens but the model's embedding table has "
+                              f"{embeddings} rows; the tokenizer does not belong to this model")
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValidationError("tokenizer: has neither a pad nor an EOS token; set tokenizer.pad_token first")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+# ---------------------------------------------------------------------- LoRA and the reference model
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA (Hu et al. 2022): ``W x + (alpha / r) B A x`` with rank ``r``; ``B`` starts at zero, so a fresh
+    adapter leaves the model unchanged. ``target_modules``: module names to adapt (``None``: peft's default for
+    the architecture, e.g. ``c_attn`` for GPT-2, ``q_proj``/``v_proj`` for Llama and Qwen)."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.r, int) or self.r < 1:
+            raise ValidationError(f"r: expected a positive integer rank, got {self.r!r}")
+        if not self.alpha > 0:
+            raise ValidationError(f"alpha: expected a positive scaling, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValidationError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            modules = tuple(self.target_modules)
+            if not modules or not all(isinstance(m, str) and m for m in modules):
+                raise ValidationError(f"target_modules: expected module names, got {self.target_modules!r}")
+            object.__setattr__(self, "target_modules", modules)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def with_lora(model, settings: LoraSettings | None = None, seed: int | None = None):
+    """``model`` wrapped (in place) in a peft ``PeftModel`` with a fresh LoRA adapter; only the adapter trains.
+
+    The adapter's ``A`` matrices are drawn from the global torch RNG, forked and seeded with ``seed`` when given.
+    Adapter weights are float32 (peft keeps them so on bf16/fp16 base models too), whatever torch's default dtype.
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    settings = settings or LoraSettings()
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(settings.target_modules) if settings.target_modules else None,
+                        task_type="CAUSAL_LM")
+    config = _with_fan_in_fan_out(model, config, Conv1D)
+    with warnings.catch_warnings(), _default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
+        # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` property (a FutureWarning).
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Modules created inside get ``dtype`` parameters (peft builds LoRA layers with the default dtype)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _with_fan_in_fan_out(model, config, conv1d_type):
+    """GPT-2 stores its projections as ``Conv1D`` (weights transposed): tell peft, instead of letting it warn."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    targets = config.target_modules
+    if targets is None:
+        targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model.config.model_type, ())
+    targets = set(targets)
+    adapted = [m for name, m in model.named_modules() if name.split(".")[-1] in targets]
+    if adapted and all(isinstance(m, conv1d_type) for m in adapted):
+        config.fan_in_fan_out = True
+    return config
+
+
+def is_peft_model(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+@contextlib.contextmanager
+def reference_mode(model) -> Iterator[Any]:
+    """Within the block, ``model`` is the reference ``π_ref``: its LoRA adapter is disabled (``disable_adapter``).
+
+    A model without an adapter is its own reference. Gradients still flow unless the caller uses ``no_grad``
+    (:func:`reference_logprobs` does).
+    """
+    if is_peft_model(model):
+        with model.disable_adapter():
+            yield model
+    else:
+        yield model
+
+
+# ---------------------------------------------------------------------- batches of prompt + completion
+@dataclass(frozen=True)
+class CompletionBatch:
+    """``B`` sequences ``prompt + completion`` right-padded to length ``T``.
+
+    ``input_ids [B, T]`` (long), ``attention_mask [B, T]`` (1 on real tokens), ``completion_mask [B, T]`` (1 on
+    the completion's tokens only: not the prompt, not the padding), ``prompt_lengths [B]``,
+    ``completion_lengths [B]``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    completion_mask: torch.Tensor
+    prompt_lengths: torch.Tensor
+    completion_lengths: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> CompletionBatch:
+        return CompletionBatch(*(t.to(device) for t in dataclasses.astuple(self)))
+
+
+def _token_lists(value: Sequence[Sequence[int]], field: str) -> list[list[int]]:
+    try:
+        lists = [[int(token) for token in tokens] for tokens in value]
+    except (TypeError, ValueError) as error:
+        raise ValidationError(f"{field}: expected a list of token-id lists") from error
+    if not lists:
+        raise ValidationError(f"{field}: is empty; expected at least one sequence")
+    return lists
+
+
+def collate_completions(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                        pad_token_id: int, max_length: int | None = None) -> CompletionBatch:
+    """Concatenate each prompt with its completion and right-pad to the longest sequence.
+
+    Every completion needs at least one token (a generated completion that stops at once holds the EOS token).
+    ``max_length`` (e.g. the model's context): longer sequences are a :class:`ValidationError`, not silently cut.
+    """
+    prompts = _token_lists(prompt_ids, "prompt_ids")
+    completions = _token_lists(completion_ids, "completion_ids")
+    if len(prompts) != len(completions):
+        raise ValidationError(f"completion_ids: expected one completion per prompt ({len(prompts)}), got "
+                              f"{len(completions)}")
+    for row, completion in enumerate(completions):
+        if not completion:
+            raise ValidationError(f"completion_ids: completion {row} is empty; expected at least one token")
+    for row, prompt in enumerate(prompts):
+        if not prompt:
+            raise ValidationError(f"prompt_ids: prompt {row} is empty; a causal LM needs at least one token (e.g. "
+                                  f"BOS) to predict the first completion token from")
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    width = max(lengths)
+    if max_length is not None and width > max_length:
+        raise ValidationError(f"completion_ids: a prompt + completion has {width} tokens, more than max_length "
+                              f"{max_length}")
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros(len(prompts), width, dtype=torch.long)
+    completion_mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        input_ids[row, :lengths[row]] = torch.tensor(prompt + completion, dtype=torch.long)
+        attention[row, :lengths[row]] = 1
+        completion_mask[row, len(prompt):lengths[row]] = 1
+    return CompletionBatch(input_ids, attention, completion_mask,
+                           torch.tensor([len(p) for p in prompts]), torch.tensor([len(c) for c in completions]))
+
+
+def encode_texts(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> tuple[list[list[int]],
+                                                                                        list[list[int]]]:
+    """Token lists of text prompts (with the tokenizer's special tokens, e.g. BOS) and completions (without).
+
+    Tokenizing prompt and completion separately may split a word at their boundary differently than the joint
+    text would; keep the token ids that :func:`generate_completions` returns where exactness matters.
+    """
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    return prompt_ids, completion_ids
+
+
+# ---------------------------------------------------------------------- log-probabilities
+def _module_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T−1]``: ``log π(x_{t+1} | x_≤t)`` for ``t = 0..T−2``, in float32.
+
+    The shift: the logits at position ``t`` predict token ``t + 1``, so column ``t`` of the result scores token
+    ``input_ids[:, t + 1]``. Position ids count real tokens only (``cumsum(attention_mask) − 1``), so padding on
+    either side does not change the result.
+    """
+    position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    logits = logits[:, :-1].float()
+    targets = input_ids[:, 1:].unsqueeze(-1)
+    return (logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+
+
+def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Completion log-probabilities ``(per_token [B, T−1], summed [B], num_tokens [B])``.
+
+    ``per_token[:, t] = log π(x_{t+1} | x_≤t) · completion_mask[:, t+1]`` (zero on prompt and padding, see
+    :func:`token_logprobs` for the shift); ``summed = Σ_t per_token = log π(y | x)``; ``num_tokens = |y|``.
+    Gradients flow to the model's trainable parameters.
+    """
+    if input_ids.shape != attention_mask.shape or input_ids.shape != completion_mask.shape:
+        raise ValidationError(f"completion_mask: expected input_ids, attention_mask and completion_mask of one shape, "
+                              f"got {list(input_ids.shape)}, {list(attention_mask.shape)}, "
+                              f"{list(completion_mask.shape)}")
+    if input_ids.dim() != 2 or input_ids.shape[1] < 2:
+        raise ValidationError(f"input_ids: expected shape [B, T] with T >= 2, got {list(input_ids.shape)}")
+    if bool((completion_mask.bool() & ~attention_mask.bool()).any()):
+        raise ValidationError("completion_mask: marks padding tokens (attention_mask 0) as completion tokens")
+    if bool(completion_mask[:, 0].bool().any()):
+        raise ValidationError("completion_mask: the first token cannot be a completion token (nothing predicts it)")
+    device = _module_device(model)
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    mask = completion_mask.to(device)[:, 1:].float()
+    per_token = token_logprobs(model, input_ids, attention_mask) * mask
+    return per_token, per_token.sum(dim=1), mask.sum(dim=1)
+
+
+def batch_logprobs(model, batch: CompletionBatch, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(summed [B], num_tokens [B])`` of a :class:`CompletionBatch`, in chunks of ``chunk_size`` sequences."""
+    size = chunk_size or batch.batch_size
+    sums, counts = [], []
+    for start in range(0, batch.batch_size, size):
+        part = slice(start, start + size)
+        _, summed, count = sequence_logprobs(model, batch.input_ids[part], batch.attention_mask[part],
+                                             batch.completion_mask[part])
+        sums.append(summed)
+        counts.append(count)
+    return torch.cat(sums), torch.cat(counts)
+
+
+def reference_logprobs(model, batch: CompletionBatch, chunk_size: int | None = None) -> tuple[torch.Tensor,
+                                                                                           torch.Tensor]:
+    """:func:`batch_logprobs` under the reference (adapter disabled), without gradients."""
+    with torch.no_grad(), reference_mode(model):
+        return batch_logprobs(model, batch, chunk_size)
+
+
+def preference_batch(model, prompt_ids: Sequence[Sequence[int]], chosen_ids: Sequence[Sequence[int]],
+                     rejected_ids: Sequence[Sequence[int]], pad_token_id: int, *, with_reference: bool = True,
+                     reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> PreferenceBatch:
+    """The core's :class:`PreferenceBatch` for ``B`` pairs ``(x, y_w, y_l)`` given as token lists.
+
+    Policy log-probs ``log πθ(y|x)`` come from one forward pass over chosen and rejected together (with
+    gradients); reference log-probs from the adapter-disabled model without gradients, unless precomputed ones
+    are passed as ``reference = (chosen [B], rejected [B])`` (they do not change during training: compute them
+    once). ``with_reference=False`` gives a reference-free batch (SimPO, ORPO, ...). Lengths are token counts.
+    """
+    prompts = list(prompt_ids)
+    pairs = len(prompts)
+    batch = collate_completions(prompts + prompts, list(chosen_ids) + list(rejected_ids), pad_token_id)
+    summed, counts = batch_logprobs(model, batch)
+    reference_chosen = reference_rejected = None
+    if reference is not None:
+        reference_chosen, reference_rejected = (r.to(summed.device, summed.dtype) for r in reference)
+    elif with_reference:
+        reference_summed, _ = reference_logprobs(model, batch)
+        reference_chosen, reference_rejected = reference_summed[:pairs], reference_summed[pairs:]
+    return PreferenceBatch(summed[:pairs], summed[pairs:], reference_chosen, reference_rejected,
+                           counts[:pairs], counts[pairs:])
+
+
+# ---------------------------------------------------------------------- sampling
+@dataclass(frozen=True)
+class Completions:
+    """Sampled completions: for each of ``N`` samples the prompt text, its token ids, the completion's token ids
+    (up to and including the EOS token when the model stopped) and the completion's decoded text (special
+    tokens removed). ``prompt_index[i]`` is the index of sample ``i``'s prompt in the input list."""
+
+    prompts: list[str]
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    texts: list[str]
+    prompt_index: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def batch(self, pad_token_id: int) -> CompletionBatch:
+        return collate_completions(self.prompt_ids, self.completion_ids, pad_token_id)
+
+
+def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24, *,
+                         temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
+                         seed: int = 0, batch_size: int = 64) -> Completions:
+    """Sample ``num_samples`` completions per prompt (prompt-major order).
+
+    Defaults sample from the model's distribution itself (temperature 1, no top-k / top-p truncation), which
+    KL estimates against the reference assume; ``temperature = 0`` decodes greedily. The global torch RNG is
+    forked and seeded with ``seed``, so the result depends only on the seed (and the device) and the caller's RNG
+    state is left as it was. Prompts are tokenized with special tokens (BOS for the built-in model) and left
+    padded.
+    """
+    from transformers import GenerationConfig
+
+    if max_new_tokens < 1:
+        raise ValidationError(f"max_new_tokens: expected a positive integer, got {max_new_tokens}")
+    if num_samples < 1 or batch_size < 1:
+        raise ValidationError(f"num_samples, batch_size: expected positive integers, got {num_samples}, {batch_size}")
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValidationError(f"temperature, top_k, top_p: expected temperature >= 0, top_k >= 0, 0 < top_p <= 1; "
+                              f"got {temperature}, {top_k}, {top_p}")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValidationError("prompts: is empty; expected at least one prompt")
+    sampling = temperature > 0
+    eos = tokenizer.eos_token_id
+    # transformers 5 fills every field left unset (None) here from the checkpoint's generation_config (which may
+    # set top_k=50 or a repetition penalty): set the processors that change the distribution to their no-ops.
+    config = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=sampling,
+                              pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
+                              bos_token_id=tokenizer.bos_token_id, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                              encoder_repetition_penalty=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+                              temperature=temperature if sampling else 1.0, top_k=top_k if sampling else 0,
+                              top_p=top_p if sampling else 1.0)
+    order = [i for i in range(len(prompts)) for _ in range(num_samples)]
+    device = _module_device(model)
+    prompt_ids: list[list[int]] = []
+    completion_ids: list[list[int]] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(order), batch_size):
+                texts = [prompts[i] for i in order[start:start + batch_size]]
+                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+                ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+                output = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                for row in range(ids.shape[0]):
+                    prompt_ids.append(ids[row][mask[row].bool()].tolist())
+                    new = output[row, ids.shape[1]:].tolist()
+                    if eos is not None and eos in new:
+                        new = new[:new.index(eos) + 1]
+                    completion_ids.append(new)
+    finally:
+        tokenizer.padding_side = side
+    texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    return Completions([prompts[i] for i in order], prompt_ids, completion_ids, [t.strip() for t in texts], order)
+
+
+# ---------------------------------------------------------------------- adapters on disk
+def save_adapter(model, folder: Path | str, metadata: dict[str, Any] | None = None) -> Path:
+    """Save ``model``'s LoRA adapter in peft's format into ``folder`` (written atomically: built in a temporary
+    sibling folder, then renamed over any old one), with ``irl_bilevel_adapter.json`` holding the base model's
+    name or path, the adapter's LoRA settings and ``metadata`` (JSON-serializable)."""
+    if not is_peft_model(model):
+        raise ValidationError("model: expected a peft model with a LoRA adapter (see with_lora)")
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    config = model.peft_config[model.active_adapter]
+    info = {
+        "base_model": getattr(config, "base_model_name_or_path", None),
+        "lora": {"r": config.r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+                 "target_modules": sorted(config.target_modules) if config.target_modules else None},
+        "metadata": metadata or {},
+    }
+    try:
+        text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    except TypeError as error:
+        raise ValidationError(f"metadata: expected JSON-serializable values ({error})") from error
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        model.save_pretrained(temporary)
+        (temporary / ADAPTER_INFO_FILE).write_text(text)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+            os.rename(folder, old / "adapter")
+            os.rename(temporary, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return folder
+
+
+def load_adapter(base_model, folder: Path | str, trainable: bool = False):
+    """A ``PeftModel`` of ``base_model`` with the adapter saved in ``folder`` (``PeftModel.from_pretrained``)."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise ValidationError(f"folder: no adapter_config.json in {folder}; expected a folder written by save_adapter")
+    with warnings.catch_warnings(), _default_dtype(torch.float32):
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model
+
+
+def read_adapter_info(folder: Path | str) -> dict[str, Any]:
+    """The JSON written next to an adapter by :func:`save_adapter`."""
+    return json.loads((Path(folder) / ADAPTER_INFO_FILE).read_text())
