@@ -1,0 +1,66 @@
+"""Multi-step text environments (Tower of Hanoi, graph navigation, typed tool use) for agentic reward learning.
+
+Pure Python (numpy; torch only for the tabular export): no transformers. See ``docs/agentic.md``.
+"""
+
+from llm.agentic.base import (
+    ASPECT_NAMES,
+    DEFAULT_WEIGHTS,
+    SPARSE_WEIGHTS,
+    FiniteTextEnv,
+    Parsed,
+    TextEnv,
+    check_aspect_names,
+)
+from llm.agentic.export import (
+    TabularExport,
+    build_tabular_mdp,
+    demonstrations_from_plans,
+    optimal_demonstrations,
+    solver_plans,
+    text_demonstrations,
+)
+from llm.agentic.graph_nav import GraphNavEnv
+from llm.agentic.hanoi import HanoiEnv
+from llm.agentic.metrics import (
+    EpisodeRecord,
+    invalid_action_rate,
+    malformed_rate,
+    plan_length_ratio,
+    run_episode,
+    success_rate,
+    success_stability,
+    summarize,
+)
+from llm.agentic.search import SearchResult, reward_guided_search, text_step_reward
+from llm.agentic.tool_use import ToolUseEnv
+
+__all__ = [
+    "ASPECT_NAMES",
+    "DEFAULT_WEIGHTS",
+    "SPARSE_WEIGHTS",
+    "EpisodeRecord",
+    "FiniteTextEnv",
+    "GraphNavEnv",
+    "HanoiEnv",
+    "Parsed",
+    "SearchResult",
+    "TabularExport",
+    "TextEnv",
+    "ToolUseEnv",
+    "build_tabular_mdp",
+    "check_aspect_names",
+    "demonstrations_from_plans",
+    "invalid_action_rate",
+    "malformed_rate",
+    "optimal_demonstrations",
+    "plan_length_ratio",
+    "reward_guided_search",
+    "run_episode",
+    "solver_plans",
+    "success_rate",
+    "success_stability",
+    "summarize",
+    "text_demonstrations",
+    "text_step_reward",
+]
