@@ -1,0 +1,126 @@
+"""Figure: our bilevel ML-IRL against imitation's AIRL, GAIL and BC on gymnasium testbeds.
+
+Reads ``benchmarks/results/irl_vs_imitation.json`` (``benchmarks/irl_vs_imitation.py``). Top row, one panel per
+testbed: expert-normalized true return against env steps of the inner / generator RL loop, the interquartile
+mean (IQM) over seeds with a 95% bootstrap confidence band (``irl_bilevel.statistics.iqm_with_ci``), BC (no env
+steps) as a horizontal line, the budget's half marked (the goal compares ours there with theirs at the budget).
+Bottom: reward transfer — the normalized return of a fresh PPO trained from scratch on each method's frozen
+learned reward, IQM over seeds with the CI as error bars and the seeds as dots.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from figures import style
+from irl_bilevel.statistics import iqm_with_ci
+
+NAME = "irl_vs_imitation"
+LABELS = {"ours": "ours (bilevel ML-IRL)", "airl": "AIRL (imitation)", "gail": "GAIL (imitation)",
+          "bc": "BC (imitation)"}
+COLOURS = {"ours": "C0", "airl": "C3", "gail": "C2", "bc": "C7"}
+CURVE_METHODS = ("ours", "airl", "gail")
+
+
+def _runs(results: dict[str, Any], testbed: str, method: str) -> list[dict[str, Any]]:
+    cells = results.get("cells", {})
+    return [cells[key] for seed in results["protocol"]["seeds"]
+            if (key := f"{testbed}/{method}/{seed}") in cells]
+
+
+def curve_statistics(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, iqm, low, high)`` over the runs' normalized curves at every evaluated env-step count."""
+    steps = sorted({int(s) for run in runs for s in run["env_steps"]})
+    rows = []
+    for step in steps:
+        values = [run["normalized_return"][run["env_steps"].index(step)] for run in runs if step in run["env_steps"]]
+        statistics = iqm_with_ci(values)
+        rows.append((statistics["iqm"], statistics["low"], statistics["high"]))
+    table = np.asarray(rows, dtype=float).reshape(-1, 3)
+    return np.asarray(steps, dtype=float), table[:, 0], table[:, 1], table[:, 2]
+
+
+def _curves(ax: plt.Axes, results: dict[str, Any], testbed: str) -> None:
+    budget = results["protocol"]["testbeds"][testbed]["budget"]
+    for method in CURVE_METHODS:
+        runs = _runs(results, testbed, method)
+        if not runs:
+            continue
+        steps, centre, low, high = curve_statistics(runs)
+        ax.plot(steps, centre, color=COLOURS[method], label=f"{LABELS[method]} (n={len(runs)})", marker=".")
+        ax.fill_between(steps, low, high, color=COLOURS[method], alpha=0.2, linewidth=0)
+    bc = _runs(results, testbed, "bc")
+    if bc:
+        level = iqm_with_ci([run["final_normalized_return"] for run in bc])["iqm"]
+        ax.axhline(level, color=COLOURS["bc"], linestyle="--", label=LABELS["bc"])
+    ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
+    ax.axvline(budget / 2, color="k", linewidth=0.6, linestyle=":")
+    ax.set_title(testbed)
+    ax.set_xlabel("env steps (inner / generator RL)")
+    ax.set_xlim(0, budget * 1.03)
+
+
+def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
+    width = 0.8 / len(CURVE_METHODS)
+    for i, method in enumerate(CURVE_METHODS):
+        for j, testbed in enumerate(testbeds):
+            values = [run["transfer_normalized_return"] for run in _runs(results, testbed, method)
+                      if run.get("transfer_normalized_return") is not None]
+            if not values:
+                continue
+            statistics = iqm_with_ci(values)
+            x = j + (i - (len(CURVE_METHODS) - 1) / 2) * width
+            error = [[statistics["iqm"] - statistics["low"]], [statistics["high"] - statistics["iqm"]]]
+            ax.bar(x, statistics["iqm"], width, color=COLOURS[method], yerr=error, capsize=3,
+                   label=LABELS[method] if j == 0 else None)
+            ax.scatter(np.full(len(values), x), values, color="k", s=8, zorder=3)
+    ax.axhline(0.0, color="k", linewidth=0.6)
+    ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
+    budgets = [results["protocol"]["testbeds"][t]["transfer_budget"] for t in testbeds]
+    ax.set_xticks(range(len(testbeds)), [f"{t}\n({b // 1000}k steps)" for t, b in zip(testbeds, budgets,
+                                                                                     strict=True)])
+    ax.set_ylabel("normalized return")
+    ax.set_title("reward transfer: fresh PPO on the frozen learned reward (IQM, 95% CI, seeds)")
+    ax.legend(loc="best")
+
+
+def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
+    style.apply()
+    results = style.read_results(results_dir, NAME)
+    testbeds = list(results["protocol"]["testbeds"])
+    columns = len(testbeds)
+    fig = plt.figure(figsize=(max(4.0 * columns, 6.0), 7.0))
+    grid = fig.add_gridspec(2, columns, height_ratios=[1.0, 0.9])
+    for j, testbed in enumerate(testbeds):
+        ax = fig.add_subplot(grid[0, j])
+        _curves(ax, results, testbed)
+        if j == 0:
+            ax.set_ylabel("normalized true return (IQM, 95% CI)")
+            ax.legend(loc="best", fontsize=7)
+    _transfer(fig.add_subplot(grid[1, :]), results, testbeds)
+    commit = (results.get("git", {}).get("commit") or "unknown")[:12]
+    seeds = len(results["protocol"]["seeds"])
+    demonstrations = results["protocol"]["demonstrations"]
+    fig.suptitle(f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}, scale "
+                 f"{results.get('scale', '?')}, commit {commit}", fontsize=10)
+    fig.tight_layout()
+    return style.save(fig, figures_dir, NAME)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"),
+                        help="folder holding irl_vs_imitation.json")
+    parser.add_argument("--out", type=Path, default=Path("figures/output"), help="folder for the PNG and PDF")
+    args = parser.parse_args()
+    for path in plot(args.results, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
