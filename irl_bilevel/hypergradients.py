@@ -91,9 +91,15 @@ class Hypergradient:
 
 
 class HypergradientMethod(ABC):
-    """One way of computing ``dL/dθ``; leaves the inner solver warm for the next outer step."""
+    """One way of computing ``dL/dθ``; leaves the inner solver warm for the next outer step.
+
+    ``fresh_each_step``: every ``compute`` advances a stochastic inner learner (e.g. trains an RL agent for a
+    budget), so the bilevel solver must compute once per outer step even when ``θ`` did not move, rather than
+    reuse the evaluation it holds for equal parameters.
+    """
 
     name: str = "base"
+    fresh_each_step: bool = False
 
     @abstractmethod
     def compute(self, problem: BilevelProblem) -> Hypergradient: ...
@@ -465,18 +471,42 @@ class DirectHypergradient(TapeHypergradientMethod):
     segment pairs ``D``: ``L(θ) = Σ_q ℓ(R_θ(σ_q^1) − R_θ(σ_q^2); y_q)`` with ``R_θ(σ) = Σ_t r_θ(s_t, a_t)``. The
     policy does not appear in ``L``, so ``dL/dθ = ∂L/∂θ`` and no differentiation through the inner solver is
     needed; the inner solver still matters through *which* data exist: its policy generates the segments that
-    are queried next. Each :meth:`compute`:
+    are queried next. A refresh:
 
     1. solves the inner problem for the current reward (warm start, without gradients);
     2. calls ``objective.refresh(inner, reward_model)`` when the objective has one (e.g. cut segments from the
-       learner's new transitions, select queries, have a teacher label them, add them to ``D``);
-    3. returns ``objective.reward_loss(reward_model)`` and its autograd gradient in ``θ``.
+       learner's new transitions, select queries, have a teacher label them, add them to ``D``).
+
+    :meth:`compute` returns ``objective.reward_loss(reward_model)`` and its autograd gradient in ``θ``.
+    ``refresh="every_evaluation"``: each :meth:`compute` refreshes first (one refresh per outer step with Adam or
+    SGD, plus one before the first step). ``refresh="every_step"``: the bilevel solver calls
+    :meth:`begin_outer_step` once at the start of every outer step, and :meth:`compute` is a pure function of ``θ``
+    on fixed data, so L-BFGS (line search, several iterations per outer step) fits the reward to the current data
+    between two inner solves — as reward learning from preferences trains its predictor for several epochs.
 
     The objective must provide ``reward_loss(reward_model) -> scalar tensor``, differentiable in ``θ``
     (:class:`irl_bilevel.preference_likelihood.PreferenceLikelihood`).
     """
 
     name = "direct"
+
+    def __init__(self, refresh: Literal["every_evaluation", "every_step"] = "every_evaluation") -> None:
+        if refresh not in ("every_evaluation", "every_step"):
+            raise ValidationError(f"refresh: expected 'every_evaluation' or 'every_step', got {refresh!r}")
+        self.refresh = refresh
+
+    @staticmethod
+    def _refresh(problem: BilevelProblem) -> None:
+        with torch.no_grad():
+            problem.inner.solve(problem.reward_model)
+        refresh = getattr(problem.objective, "refresh", None)
+        if refresh is not None:
+            refresh(problem.inner, problem.reward_model)
+
+    def begin_outer_step(self, problem: BilevelProblem) -> None:
+        """Called by :class:`~irl_bilevel.solver.BilevelSolver` before each outer step."""
+        if self.refresh == "every_step":
+            self._refresh(problem)
 
     def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
         reward_loss = getattr(problem.objective, "reward_loss", None)
@@ -485,11 +515,8 @@ class DirectHypergradient(TapeHypergradientMethod):
                 f"objective: the direct hypergradient needs an objective with reward_loss(reward_model) (a loss "
                 f"that depends on θ only through r_θ), got {type(problem.objective).__name__}"
             )
-        with torch.no_grad():
-            problem.inner.solve(problem.reward_model)
-        refresh = getattr(problem.objective, "refresh", None)
-        if refresh is not None:
-            refresh(problem.inner, problem.reward_model)
+        if self.refresh == "every_evaluation":
+            self._refresh(problem)
         loss = reward_loss(problem.reward_model)
         return float(loss.detach()), loss
 

@@ -185,10 +185,11 @@ class BilevelSolver:
     def _flat_parameters(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.problem.parameters])
 
-    def _evaluate(self) -> float:
-        """One hypergradient: writes ``.grad`` of every reward parameter, returns the outer loss."""
+    def _evaluate(self, fresh: bool = False) -> float:
+        """One hypergradient: writes ``.grad`` of every reward parameter, returns the outer loss. ``fresh``: compute
+        even if the last evaluation was at the same parameters."""
         flat = self._flat_parameters()
-        if self._last_evaluation is not None and torch.equal(self._last_evaluation[0], flat):
+        if not fresh and self._last_evaluation is not None and torch.equal(self._last_evaluation[0], flat):
             _, loss, gradients = self._last_evaluation
         else:
             self.hypergradient_evaluations += 1
@@ -220,6 +221,12 @@ class BilevelSolver:
         )
         loss, gradient_norm = math.nan, math.nan
         while self.step < self.config.steps and not self.converged:
+            begin = getattr(self.method, "begin_outer_step", None)
+            if begin is not None:
+                # The method re-solves the inner problem and refreshes the data its loss is defined on once per
+                # outer step (DirectHypergradient): evaluations cached before it are stale.
+                begin(self.problem)
+                self._last_evaluation = None
             before = self._flat_parameters()
             if isinstance(self.optimizer, torch.optim.LBFGS):
                 self.optimizer.step(self._evaluate)
@@ -230,8 +237,9 @@ class BilevelSolver:
             else:
                 self._evaluate()
                 self.optimizer.step()
-            # Log the loss and gradient at the new parameters (the next step starts from this evaluation).
-            loss = self._evaluate()
+            # Log the loss and gradient at the new parameters (the next step starts from this evaluation; a
+            # method whose inner learner advances with every call computes it afresh even if θ did not move).
+            loss = self._evaluate(fresh=self.method.fresh_each_step)
             gradient_norm = self._gradient_norm()
             self.step += 1
             row: dict[str, Any] = {

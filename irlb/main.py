@@ -154,6 +154,44 @@ def build_parser() -> argparse.ArgumentParser:
     gym_irl.add_argument("--quiet", action="store_true", help="no progress bar")
     gym_irl.set_defaults(handler=_gym_irl)
 
+    # ---- preference-rl (RL from preferences, Christiano et al. 2017; classic_rl.preference_rl)
+    def _preference_rl(args: argparse.Namespace) -> int:
+        from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
+
+        overrides = list(args.set or [])
+        for key in ("env_id", "algorithm", "query_budget", "total_env_steps", "selection", "teacher", "loss", "seed"):
+            value = getattr(args, key)
+            if value is not None:
+                overrides.append(f"{key}={json.dumps(value)}")
+        config = PreferenceRLConfig.from_sources(args.config, overrides)
+        summary = run_preference_rl(config, Path(args.out), progress=not args.quiet)
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+
+    preference_rl = commands.add_parser(
+        "preference-rl",
+        help="RL from preferences (Christiano et al. 2017): a B-Pref teacher labels the learner's segments",
+        description="Learn a reward from preference queries on segments of the learner's own transitions, labelled "
+        "by a simulated B-Pref teacher from the true reward, through the bilevel solver (outer: the preference "
+        "likelihood, any pairwise catalog loss; inner: SB3 PPO/SAC on the learned reward), and write config.json, "
+        "metrics.jsonl, policy.zip, reward safetensors + JSON and summary.json into --out. Settings come from "
+        "--config (JSON) and --set key=value; unknown keys are errors; a finished folder is not rerun.",
+    )
+    preference_rl.add_argument("--out", required=True, help="output folder")
+    preference_rl.add_argument("--config", help="JSON file of PreferenceRLConfig fields")
+    preference_rl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
+    preference_rl.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1, Pendulum-v1")
+    preference_rl.add_argument("--algorithm", choices=["ppo", "a2c", "sac", "dqn"], help="inner SB3 algorithm")
+    preference_rl.add_argument("--query-budget", dest="query_budget", type=int, help="oracle queries in total")
+    preference_rl.add_argument("--total-env-steps", dest="total_env_steps", type=int)
+    preference_rl.add_argument("--selection", choices=["uniform", "disagreement", "entropy", "diversity"])
+    preference_rl.add_argument("--teacher", choices=["oracle", "stochastic", "mistake", "skip", "equal", "myopic"])
+    preference_rl.add_argument("--loss", help="pairwise loss: bradley_terry (default), robust_bradley_terry, "
+                               "smoothed_bradley_terry, rao_kupper, davidson, plackett_luce")
+    preference_rl.add_argument("--seed", type=int)
+    preference_rl.add_argument("--quiet", action="store_true", help="no progress bar")
+    preference_rl.set_defaults(handler=_preference_rl)
+
     reproduce = commands.add_parser(
         "reproduce",
         help="run the paper's experiments and draw every figure",

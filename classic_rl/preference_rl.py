@@ -1,0 +1,599 @@
+"""`irlb preference-rl`: deep RL from preferences (Christiano et al. 2017) through the bilevel solver.
+
+Upper level: the preference likelihood of every query labelled so far
+(:class:`~irl_bilevel.preference_likelihood.PreferenceLikelihood`, any pairwise loss of the catalog by name:
+``bradley_terry`` by default, ``robust_bradley_terry`` / ``smoothed_bradley_terry`` against label noise, the tie
+models ``rao_kupper`` / ``davidson``). Lower level: :class:`~classic_rl.sb3_inner.SB3InnerSolver` (PPO by default,
+SAC for continuous control) trained on the learned reward, warm-started. Hypergradient: the direct gradient
+(:class:`~irl_bilevel.hypergradients.DirectHypergradient`): the loss depends on θ only through ``r_θ`` on fixed
+segments (``refresh="every_step"``). Each outer step:
+
+1. the inner solver trains for its budget on the current reward;
+2. :meth:`PreferenceRLObjective.refresh` appends the learner's new transitions (with their true rewards) to a
+   rolling window, and in a feedback session (:func:`~irl_bilevel.query_selection.query_schedule` over the first
+   ``query_fraction`` of the run) cuts segments from it, draws candidate pairs, selects ``k`` of them (uniform,
+   ensemble disagreement, entropy, or k-center + disagreement), has a B-Pref teacher label them and adds them;
+3. the outer optimizer fits the reward to all labelled data: ``reward_iterations`` L-BFGS iterations (strong-Wolfe
+   line search; default) or one Adam step, on the direct gradient of the likelihood (plus ``l2/2 ‖θ‖²``).
+
+Episode semantics (``shared/design.md``): segments have a fixed length ``L``. A segment that reaches a
+*termination* after ``n < L`` real steps is padded with ``L − n`` absorbing steps: true reward 0 (what the teacher
+sums), reward-model input the absorbing state (DAC's separate state with ``absorbing_indicator``; its learned value
+is the same one the inner solver uses after terminations, ``classic_rl.sb3_inner``). On CartPole-v1 this is what
+gives segments a signal at all: equal-length segments without a termination all return ``L``. A segment never
+crosses a *truncation* (time limit) or a restart: starts whose episode runs out of recorded steps before ``L``
+without terminating are not used. The inner solver trains on :class:`AbsorbingAnchoredReward`, ``r_θ − r_θ(absorbing)``:
+a constant shift, invisible to the preference likelihood (equal-length segments) and to the absorbing-state inner
+problem, that spares the agent a ``γ/(1 − γ) · r_abs`` spike on every terminal transition (on CartPole-v1 it made
+the difference between 0.27 and 1.00 normalized return in one 30k-step run).
+
+The output folder receives the same files as ``irlb gym-irl``: ``config.json`` (config, seed, versions, commit),
+``metrics.jsonl`` (per outer step: loss, queries used, labelled pairs, true and normalized return every
+``eval_every`` steps and at the end, env steps), ``policy.zip``, ``reward.safetensors`` + ``reward.json`` (member
+``m`` of an ensemble as ``reward_member_<m>``), ``summary.json``. A finished folder is not rerun (its summary is
+returned); an unfinished one is started over (the labelled dataset is not checkpointed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
+from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
+from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
+from irl_bilevel.objectives import absorbing_transitions
+from irl_bilevel.preference_likelihood import PAIRWISE_SCORE_LOSSES, PreferenceLikelihood
+from irl_bilevel.query_selection import (
+    query_schedule,
+    select_disagreement,
+    select_entropy,
+    select_k_center_disagreement,
+    select_uniform,
+)
+from irl_bilevel.reward_ensemble import RewardEnsemble
+from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
+from irl_bilevel.rewards import RewardModel, RewardOutput, Transitions
+from irl_bilevel.runs import provenance, write_json, write_metrics
+from irl_bilevel.solver import BilevelSolver, OuterConfig
+from irl_bilevel.teachers import Teacher, bpref_teachers
+from irl_bilevel.validation import ValidationError, reject_unknown_keys
+
+SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
+TEACHERS = tuple(t.name for t in bpref_teachers())
+
+# Inner-loop defaults per env (SB3 constructor arguments): rl-zoo's settings with constant learning rates (a
+# linear schedule would restart at every warm-started learn() call).
+INNER_DEFAULTS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "CartPole-v1": ("ppo", 8, {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
+                               "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2}),
+    "Pendulum-v1": ("sac", 1, {"learning_rate": 1e-3, "gamma": 0.99}),
+}
+
+
+@dataclass
+class PreferenceRLConfig:
+    """Everything a preference-RL run depends on; a JSON file and ``--set key=value`` overrides fill it.
+
+    ``algorithm``/``n_envs``/``hyperparameters``: ``None`` takes :data:`INNER_DEFAULTS` for the env (PPO otherwise).
+    ``query_budget``: oracle queries in total, asked in ``query_sessions`` sessions spread over the first
+    ``query_fraction`` of the outer steps (``query_schedule_kind``: ``constant`` or ``linear_decay``), each picking
+    from ``candidate_factor × k`` random candidate pairs. ``ensemble_size`` members (> 1 for disagreement-based
+    selection). ``teacher``: one of B-Pref's six (``oracle``, ``stochastic``, ``mistake``, ``skip``, ``equal``,
+    ``myopic``).
+    """
+
+    env_id: str = "CartPole-v1"
+    algorithm: str | None = None
+    n_envs: int | None = None
+    hyperparameters: dict[str, Any] | None = None
+    total_env_steps: int = 50_000
+    env_steps_per_outer_step: int = 512
+    segment_length: int = 50
+    segment_window: int = 4096  # recorded learner steps (all envs) that segments are cut from
+    query_budget: int = 200
+    query_sessions: int = 10
+    query_fraction: float = 0.5
+    query_schedule_kind: str = "linear_decay"
+    candidate_factor: int = 10
+    selection: str = "disagreement"
+    ensemble_size: int = 3
+    teacher: str = "oracle"
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    loss: str = "bradley_terry"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    state_action_reward: bool = False  # r(s); True: r(s, a) (one-hot discrete actions)
+    absorbing_indicator: bool = True
+    normalize_reward: bool = True
+    optimizer: str = "lbfgs"  # lbfgs: reward_iterations L-BFGS iterations per outer step; adam: one Adam step
+    reward_iterations: int = 10
+    lr: float = 1.0  # 1 for L-BFGS (line search); e.g. 3e-3 for Adam
+    l2: float = 1e-4
+    eval_every: int = 10
+    eval_episodes: int = 10
+    seed: int = 0
+    eval_seed: int = 10_000
+
+    def __post_init__(self) -> None:
+        try:
+            gym.spec(self.env_id)
+        except gym.error.Error as error:
+            raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
+        for name in ("total_env_steps", "env_steps_per_outer_step", "segment_length", "segment_window",
+                     "query_sessions", "candidate_factor", "ensemble_size", "eval_every", "eval_episodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        if self.query_budget < 1:
+            raise ValidationError(f"query_budget: expected at least 1 oracle query (with none, the preference "
+                                  f"likelihood is undefined), got {self.query_budget}")
+        if self.total_env_steps < self.env_steps_per_outer_step:
+            raise ValidationError(f"total_env_steps: expected at least env_steps_per_outer_step "
+                                  f"({self.env_steps_per_outer_step}), got {self.total_env_steps}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ValidationError(f"optimizer: expected 'lbfgs' or 'adam', got {self.optimizer!r}")
+        if self.reward_iterations < 1:
+            raise ValidationError(f"reward_iterations: expected at least 1, got {self.reward_iterations}")
+        if not 0.0 < self.query_fraction <= 1.0:
+            raise ValidationError(f"query_fraction: expected a fraction in (0, 1], got {self.query_fraction}")
+        if self.query_schedule_kind not in ("constant", "linear_decay"):
+            raise ValidationError(f"query_schedule_kind: expected 'constant' or 'linear_decay', got "
+                                  f"{self.query_schedule_kind!r}")
+        if self.selection not in SELECTIONS:
+            raise ValidationError(f"selection: expected one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection in ("disagreement", "diversity") and self.ensemble_size < 2:
+            raise ValidationError(f"ensemble_size: {self.selection} selection needs an ensemble of at least 2 "
+                                  f"reward models, got {self.ensemble_size}")
+        if self.teacher not in TEACHERS:
+            raise ValidationError(f"teacher: expected one of {TEACHERS}, got {self.teacher!r}")
+        if self.loss not in PAIRWISE_SCORE_LOSSES:
+            raise ValidationError(f"loss: expected one of {PAIRWISE_SCORE_LOSSES}, got {self.loss!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValidationError(f"lr: expected a positive number, got {self.lr}")
+
+    @property
+    def outer_steps(self) -> int:
+        """Outer steps, one inner solve each: the inner loop takes ``total_env_steps`` in all (rounded down to whole
+        ``env_steps_per_outer_step``)."""
+        return self.total_env_steps // self.env_steps_per_outer_step
+
+    def inner_settings(self) -> tuple[str, int, dict[str, Any]]:
+        algorithm, n_envs, hyperparameters = INNER_DEFAULTS.get(self.env_id, ("ppo", 1, {}))
+        if self.algorithm is not None and self.algorithm != algorithm:
+            hyperparameters = {}
+        return (self.algorithm or algorithm, self.n_envs or n_envs,
+                dict(self.hyperparameters if self.hyperparameters is not None else hyperparameters))
+
+    @classmethod
+    def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> PreferenceRLConfig:
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            path = Path(config_file)
+            if not path.exists():
+                raise ValidationError(f"config: {path} does not exist")
+            values.update(json.loads(path.read_text()))
+        for override in overrides or []:
+            if "=" not in override:
+                raise ValidationError(f"--set: expected key=value, got {override!r}")
+            key, raw = override.split("=", 1)
+            try:
+                values[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                values[key] = raw
+        reject_unknown_keys(values, [f.name for f in fields(cls)], "config")
+        return cls(**values)
+
+
+def make_teacher(name: str, **options: Any) -> Teacher:
+    """One of B-Pref's six teachers by name (``options`` override its parameters, e.g. ``mistake=0.2``)."""
+    builders = {"oracle": Teacher.oracle, "stochastic": Teacher.stochastic, "mistake": Teacher.mistaken,
+                "skip": Teacher.skipping, "equal": Teacher.equal_teacher, "myopic": Teacher.myopic}
+    if name not in builders:
+        raise ValidationError(f"teacher: expected one of {sorted(builders)}, got {name!r}")
+    try:
+        return builders[name](**options)
+    except TypeError as error:
+        raise ValidationError(f"teacher_options: {sorted(options)} rejected by {name}: {error}") from error
+
+
+# ---------------------------------------------------------------------- segments from learner transitions
+@dataclass
+class LearnerSegments:
+    """``N`` segments of ``L`` steps: reward-model ``inputs`` (``N·L`` rows, segment-major, absorbing rows after a
+    termination), ``true_rewards [N, L]`` (0 on absorbing steps), ``real_steps [N]``, ``terminated [N]`` and
+    ``features [N, obs_dim]`` (the mean real observation, a segment embedding for diversity-aware selection)."""
+
+    inputs: Transitions
+    true_rewards: torch.Tensor
+    real_steps: torch.Tensor
+    terminated: torch.Tensor
+    features: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.true_rewards.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.true_rewards.shape[1])
+
+    @property
+    def true_returns(self) -> torch.Tensor:
+        return self.true_rewards.sum(dim=1)
+
+    def rows(self, index: torch.Tensor) -> Transitions:
+        """The inputs of segments ``index`` (``len(index)·L`` rows, segment-major)."""
+        steps = (index.long()[:, None] * self.length + torch.arange(self.length)[None, :]).reshape(-1)
+
+        def pick(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value[steps]
+
+        return Transitions(self.inputs.states[steps], pick(self.inputs.actions), pick(self.inputs.next_states),
+                           pick(self.inputs.dones))
+
+
+class TransitionWindow:
+    """The last ``capacity // n_envs`` recorded steps of each env, kept across solves (episodes continue across
+    warm-started solves, so each env's rows form one stream; a restart shows as a break in the time index)."""
+
+    KEYS = ("states", "actions", "next_states", "time", "terminated", "true_rewards")
+
+    def __init__(self, n_envs: int, capacity: int) -> None:
+        self.n_envs = n_envs
+        self.per_env = max(1, capacity // n_envs)
+        self.streams: list[dict[str, np.ndarray] | None] = [None] * n_envs
+
+    def extend(self, recorded: dict[str, np.ndarray]) -> None:
+        """Append rows of :meth:`LearnedRewardVecEnv.recorded` (step-major over ``n_envs``)."""
+        missing = [key for key in self.KEYS if key not in recorded]
+        if missing:
+            raise ValidationError(f"recorded: missing {missing}; the wrapper records true rewards since this "
+                                  f"module was added")
+        for i in range(self.n_envs):
+            part = {key: np.asarray(recorded[key])[i::self.n_envs] for key in self.KEYS}
+            current = self.streams[i]
+            merged = part if current is None else {k: np.concatenate([current[k], part[k]]) for k in self.KEYS}
+            self.streams[i] = {k: v[-self.per_env:] for k, v in merged.items()}
+
+    @property
+    def size(self) -> int:
+        return sum(0 if s is None else len(s["time"]) for s in self.streams)
+
+
+def segment_starts(time_index: np.ndarray, terminated: np.ndarray, length: int) -> list[tuple[int, int, bool]]:
+    """Admissible segment starts in one env's stream: ``(start, real_steps, terminated)``.
+
+    A start is admissible when the next ``length`` rows continue its episode (time index ``+1`` each row), or when
+    the episode terminates within them (the rest is absorbing). Starts whose episode leaves the window, is
+    truncated or restarted before ``length`` steps are not.
+    """
+    n = len(time_index)
+    run = np.zeros(n, dtype=np.int64)  # contiguous steps from k to the end of k's episode inside the window
+    ends_terminated = np.zeros(n, dtype=bool)
+    for k in range(n - 1, -1, -1):
+        continues = k + 1 < n and not terminated[k] and time_index[k + 1] == time_index[k] + 1
+        run[k] = run[k + 1] + 1 if continues else 1
+        ends_terminated[k] = ends_terminated[k + 1] if continues else bool(terminated[k])
+    starts = []
+    for k in range(n):
+        if run[k] >= length:
+            starts.append((k, length, False))
+        elif ends_terminated[k]:
+            starts.append((k, int(run[k]), True))
+    return starts
+
+
+def cut_learner_segments(window: TransitionWindow, env: LearnedRewardVecEnv, length: int, count: int,
+                         generator: torch.Generator) -> LearnerSegments:
+    """Up to ``count`` distinct segments of ``length`` steps drawn uniformly from the window's admissible starts
+    (see the module docstring for the absorbing padding)."""
+    candidates = []
+    for i, stream in enumerate(window.streams):
+        if stream is None:
+            continue
+        candidates += [(i, *start) for start in segment_starts(stream["time"], stream["terminated"], length)]
+    if not candidates:
+        raise ValidationError(f"segment_length: no admissible segment of {length} steps in the {window.size} recorded "
+                              f"learner steps (raise segment_window or lower segment_length)")
+    picks = torch.randperm(len(candidates), generator=generator)[:count].tolist()
+    states, actions, next_states, rewards, real, ended, features = [], [], [], [], [], [], []
+    for pick in picks:
+        i, start, steps, terminated = candidates[pick]
+        stream = window.streams[i]
+        assert stream is not None
+        stop = start + steps
+        s = torch.from_numpy(stream["states"][start:stop]).double()
+        s_next = torch.from_numpy(stream["next_states"][start:stop]).double()
+        a = torch.from_numpy(stream["actions"][start:stop]).double()
+        model_s, model_next = env.reward_inputs(s, s_next, torch.from_numpy(stream["terminated"][start:stop]))
+        r = np.zeros(length)
+        r[:steps] = stream["true_rewards"][start:stop]
+        if terminated and steps < length:
+            pad = absorbing_transitions(s_next[-1:].expand(length - steps, -1), env.action_dim,
+                                        env.absorbing_indicator)
+            model_s = torch.cat([model_s, pad.states])
+            model_next = torch.cat([model_next, pad.next_states])
+            assert pad.actions is not None
+            a = torch.cat([a, pad.actions])
+        states.append(model_s)
+        next_states.append(model_next)
+        actions.append(a)
+        rewards.append(torch.from_numpy(r))
+        real.append(steps)
+        ended.append(terminated and steps < length)
+        features.append(s.mean(dim=0))
+    inputs = Transitions(torch.cat(states), torch.cat(actions), torch.cat(next_states),
+                         torch.zeros(len(picks) * length, dtype=torch.bool))
+    return LearnerSegments(inputs, torch.stack(rewards), torch.tensor(real), torch.tensor(ended),
+                           torch.stack(features))
+
+
+def member_segment_returns(model: RewardModel | RewardEnsemble, segments: LearnerSegments,
+                           index: torch.Tensor) -> torch.Tensor:
+    """``[M, len(index)]`` learned returns of segments ``index`` per ensemble member (``M = 1`` for one model)."""
+    members = list(model.members) if isinstance(model, RewardEnsemble) else [model]
+    batch = segments.rows(index)
+    with torch.no_grad():
+        out = []
+        for member in members:
+            dtype = next(iter(member.parameters())).dtype
+            cast = Transitions(batch.states.to(dtype), None if batch.actions is None else batch.actions.to(dtype),
+                               None if batch.next_states is None else batch.next_states.to(dtype), batch.dones)
+            out.append(member(cast).total.reshape(len(index), segments.length).sum(dim=1).double())
+    return torch.stack(out)
+
+
+def select_queries(selection: str, model: RewardModel | RewardEnsemble, segments: LearnerSegments,
+                   first: torch.Tensor, second: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of the ``k`` candidate pairs ``(first[c], second[c])`` to ask about."""
+    if selection == "uniform":
+        return select_uniform(len(first), k, generator)
+    r1, r2 = member_segment_returns(model, segments, first), member_segment_returns(model, segments, second)
+    if selection == "disagreement":
+        return select_disagreement(r1, r2, k)
+    if selection == "entropy":
+        return select_entropy(r1, r2, k)
+    embeddings = torch.cat([segments.features[first], segments.features[second]], dim=1)
+    return select_k_center_disagreement(r1, r2, embeddings, k)
+
+
+class AbsorbingAnchoredReward(RewardModel):
+    """``r_θ(x) − r_θ(x_abs)``: the reward model shifted so that DAC's absorbing state (``[0, …, 0, 1]`` with a zero
+    action) pays exactly 0; what the inner solver trains on.
+
+    With absorbing termination every episode is infinitely long, so subtracting a constant from every reward (the
+    absorbing one included) shifts every policy's discounted return by the same ``c / (1 − γ)``: the inner problem
+    is unchanged. The preference likelihood is unchanged too (both segments of a query have ``L`` steps: the shift
+    cancels). What changes is the scale the agent sees: no ``γ/(1 − γ) · r_abs`` spike on terminal transitions, a
+    termination simply ends the reward stream, as in the true CartPole-v1 (where ``r_abs = 0``).
+    """
+
+    def __init__(self, base: RewardModel | RewardEnsemble, absorbing: Transitions) -> None:
+        super().__init__(base.aspect_names, None, bool(getattr(base, "uses_actions", True)))
+        self.base = base
+        self.absorbing = absorbing
+
+    def forward(self, batch: Transitions) -> RewardOutput:
+        output = self.base(batch)
+        dtype = output.total.dtype
+        reference = Transitions(self.absorbing.states.to(dtype), None if self.absorbing.actions is None else
+                                self.absorbing.actions.to(dtype), self.absorbing.next_states.to(dtype) if
+                                self.absorbing.next_states is not None else None, self.absorbing.dones)
+        anchor = self.base(reference)
+        return RewardOutput(output.aspects - anchor.aspects, output.total - anchor.total, output.aspect_names)
+
+
+# ---------------------------------------------------------------------- the outer objective
+class PreferenceRLObjective(PreferenceLikelihood):
+    """The preference likelihood plus the query loop that grows its dataset (``refresh``, called by
+    :class:`~irl_bilevel.hypergradients.DirectHypergradient` after every inner solve).
+
+    ``schedule[c]``: queries to ask at the ``c``-th refresh (sums to the budget). A session whose window holds
+    too few distinct candidate pairs asks what it can; the rest carries over to the next refresh, so exactly
+    ``query_budget`` queries are asked once the window allows it.
+    """
+
+    def __init__(self, reward_model: RewardModel | RewardEnsemble, config: PreferenceRLConfig, n_envs: int,
+                 schedule: list[int]) -> None:
+        super().__init__(reward_model, config.segment_length, config.loss, config.loss_options)
+        self.config = config
+        self.window = TransitionWindow(n_envs, config.segment_window)
+        self.schedule = schedule
+        self.teacher = make_teacher(config.teacher, **config.teacher_options)
+        self.generator = torch.Generator().manual_seed(config.seed + 7)
+        self.refreshes = 0
+        self.owed = 0
+        self.queries_used = 0
+        self.answered = 0
+        self.ties = 0
+        self.skipped = 0
+        self.label_agreement: list[float] = []
+
+    @property
+    def query_budget(self) -> int:
+        return int(sum(self.schedule))
+
+    def refresh(self, inner: SB3InnerSolver, reward_model: RewardModel | RewardEnsemble) -> None:
+        if isinstance(reward_model, AbsorbingAnchoredReward):
+            reward_model = reward_model.base  # selection reads the members
+        self.window.extend(inner.env.recorded())
+        due = self.schedule[self.refreshes] if self.refreshes < len(self.schedule) else 0
+        self.refreshes += 1
+        self.owed += due
+        if self.owed > 0:
+            self.ask(inner.env, reward_model, self.owed)
+
+    def ask(self, env: LearnedRewardVecEnv, reward_model: RewardModel | RewardEnsemble, k: int) -> int:
+        """Select, label and add up to ``k`` queries; returns how many were asked."""
+        config = self.config
+        pool = cut_learner_segments(self.window, env, config.segment_length,
+                                    max(2, 2 * config.candidate_factor * k), self.generator)
+        if len(pool) < 2:
+            return 0
+        pairs = min(config.candidate_factor * k, len(pool) * (len(pool) - 1) // 2)
+        first = torch.randint(len(pool), (pairs,), generator=self.generator)
+        second = (first + torch.randint(1, len(pool), (pairs,), generator=self.generator)) % len(pool)
+        k = min(k, pairs)
+        chosen = select_queries(config.selection, reward_model, pool, first, second, k, self.generator)
+        first, second = first[chosen], second[chosen]
+        margin = None
+        if self.teacher.needs_margin:
+            # B-Pref's margin (mean episode return × L / episode length) = mean true reward per real step × L.
+            real = torch.arange(pool.length)[None, :] < pool.real_steps[:, None]
+            margin = float(pool.true_rewards[real].mean()) * pool.length
+        labels = self.teacher.label(pool.true_rewards[first], pool.true_rewards[second], margin=margin,
+                                    generator=self.generator)
+        self.queries_used += k
+        self.owed -= k
+        skipped = labels.skipped if labels.skipped is not None else torch.zeros(k, dtype=torch.bool)
+        self.skipped += int(skipped.sum())
+        self.ties += int(((labels.labels == 0.5) & ~skipped).sum())
+        decided = (labels.labels != 0.5) & ~skipped
+        returns1, returns2 = pool.true_returns[first], pool.true_returns[second]
+        truth = returns1 > returns2
+        if bool((decided & (returns1 != returns2)).any()):
+            agree = (labels.labels == 1) == truth
+            self.label_agreement.append(float(agree[decided & (returns1 != returns2)].double().mean()))
+        self.answered += self.add(pool.rows(first), pool.rows(second), labels.labels, skipped)
+        return k
+
+    def reward_loss(self, reward_model: RewardModel | RewardEnsemble) -> torch.Tensor:
+        if isinstance(reward_model, AbsorbingAnchoredReward):
+            reward_model = reward_model.base  # the shift cancels in every query (segments of equal length)
+        if len(self) == 0:
+            # No usable label yet (every one tied or skipped): a zero loss that still reaches every parameter.
+            return sum((p.sum() * 0.0 for p in reward_model.parameters()), torch.zeros(()))
+        return super().reward_loss(reward_model)
+
+    def stats(self) -> dict[str, float]:
+        return {"queries_used": self.queries_used, "labelled_pairs": len(self), "ties": self.ties,
+                "skipped": self.skipped,
+                "label_agreement": float(np.mean(self.label_agreement)) if self.label_agreement else math.nan}
+
+
+def session_schedule(config: PreferenceRLConfig) -> list[int]:
+    """Queries per refresh (one at the start of every outer step): the budget split into ``query_sessions``
+    sessions, evenly spaced over the first ``query_fraction`` of the outer steps."""
+    evaluations = config.outer_steps
+    sessions = max(1, min(config.query_sessions, evaluations))
+    span = max(1, int(config.query_fraction * evaluations))
+    interval = max(1, span // sessions)
+    counts = query_schedule(config.query_budget, sessions, config.query_schedule_kind)  # type: ignore[arg-type]
+    schedule = [0] * max(evaluations, (sessions - 1) * interval + 1)
+    for s, count in enumerate(counts):
+        schedule[s * interval] += count
+    return schedule
+
+
+# ---------------------------------------------------------------------- the run
+def reward_spec(config: PreferenceRLConfig, obs_dim: int, action_dim: int, discount: float) -> RewardSpec:
+    state_dim = obs_dim + (1 if config.absorbing_indicator else 0)
+    input_dim = state_dim + (action_dim if config.state_action_reward else 0)
+    return RewardSpec(input_dim=input_dim, hidden_sizes=list(config.hidden_sizes),
+                      uses_actions=config.state_action_reward, discount=discount)
+
+
+def _prepare_folder(output_dir: Path, config: PreferenceRLConfig) -> dict[str, Any] | None:
+    """The finished run's summary if ``output_dir`` holds one with this config; otherwise a fresh folder."""
+    path = output_dir / "config.json"
+    if path.exists():
+        recorded = json.loads(path.read_text()).get("config")
+        if recorded != json.loads(json.dumps(asdict(config))):
+            raise ValidationError(f"out: {output_dir} holds a run with a different config; choose a new folder")
+        if (output_dir / "summary.json").exists() and (output_dir / "policy.zip").exists():
+            return json.loads((output_dir / "summary.json").read_text())
+        for stale in ("metrics.jsonl", "checkpoint.pt", "summary.json"):
+            (output_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(output_dir / "tensorboard", ignore_errors=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"config": asdict(config), **provenance(config.seed)})
+    return None
+
+
+def reference_returns(env_id: str, eval_episodes: int, eval_seed: int) -> tuple[float, float]:
+    """``(random, expert)`` true returns for normalization: the uniform policy over 100 episodes and the cached SB3
+    expert (:func:`classic_rl.experts.train_expert`) over ``eval_episodes``, with the same seeds as the policy."""
+    random = random_policy_return(env_id, 100, seed=eval_seed)[0]
+    expert = evaluate_policy_return(train_expert(env_id), env_id, eval_episodes, eval_seed)[0]
+    return random, expert
+
+
+def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progress: bool = True,
+                      references: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Run the preference-RL run of ``config`` in ``output_dir``; returns the summary it writes.
+
+    ``references``: ``(random, expert)`` returns for the normalized return (default: :func:`reference_returns`).
+    """
+    output_dir = Path(output_dir)
+    finished = _prepare_folder(output_dir, config)
+    if finished is not None:
+        return finished
+    torch.set_num_threads(1)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)  # noqa: NPY002  (SB3 shuffles minibatches with numpy's global generator)
+    random, expert = references if references is not None else reference_returns(
+        config.env_id, config.eval_episodes, config.eval_seed)
+    algorithm, n_envs, hyperparameters = config.inner_settings()
+    inner = SB3InnerSolver(config.env_id, algorithm, config.env_steps_per_outer_step, n_envs=n_envs,
+                           hyperparameters=hyperparameters, seed=config.seed, termination="absorbing",
+                           normalize_reward=config.normalize_reward, learner_steps=config.env_steps_per_outer_step,
+                           absorbing_indicator=config.absorbing_indicator)
+    spec = reward_spec(config, inner.env.obs_dim, inner.env.action_dim, inner.discount)
+    members = [build_reward_model(spec) for _ in range(config.ensemble_size)]
+    reward: RewardModel | RewardEnsemble = RewardEnsemble(members) if len(members) > 1 else members[0]
+    objective = PreferenceRLObjective(reward, config, n_envs, session_schedule(config))
+    trained: RewardModel | RewardEnsemble = reward
+    if config.absorbing_indicator:
+        absorbing = absorbing_transitions(torch.zeros(1, inner.env.obs_dim), inner.env.action_dim, True)
+        trained = AbsorbingAnchoredReward(reward, absorbing)
+    problem = BilevelProblem(trained, inner, objective)  # type: ignore[arg-type]
+    steps_done = 0
+
+    def metrics() -> dict[str, float]:
+        nonlocal steps_done
+        steps_done += 1
+        row: dict[str, float] = {**objective.stats(), "env_steps": int(inner.model.num_timesteps),
+                                 "train_true_return": inner.recent_true_return()}
+        if steps_done % config.eval_every == 0 or steps_done == config.outer_steps:
+            value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
+            row.update(true_return=value, normalized_return=normalized_return(value, random, expert))
+        return row
+
+    started = time.perf_counter()
+    outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
+                        checkpoint_every=max(1, config.outer_steps),
+                        lbfgs_iterations_per_step=config.reward_iterations)
+    # No output_dir for the solver: its checkpoint would not hold the labelled dataset or the transition window,
+    # so resuming would not be exact; the run writes its metrics itself and a killed run starts over.
+    solver = BilevelSolver(problem, DirectHypergradient(refresh="every_step"), outer, metrics=metrics,
+                           progress=progress)
+    result = solver.run(resume=False)
+    write_metrics(output_dir / "metrics.jsonl", result.history)
+    inner.model.save(output_dir / "policy.zip")
+    if isinstance(reward, RewardEnsemble):
+        for m, member in enumerate(reward.members):
+            save_reward_model(member, spec, output_dir, stem=f"reward_member_{m}")
+    else:
+        save_reward_model(reward, spec, output_dir)
+    inner.close()
+    final = result.history[-1]
+    evaluated = [row for row in result.history if "normalized_return" in row]
+    summary: dict[str, Any] = {
+        "env_id": config.env_id, "algorithm": algorithm, "outer_steps": result.steps,
+        "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
+        "best_normalized_return": max(row["normalized_return"] for row in evaluated),
+        "env_steps": final["env_steps"], "queries_used": objective.queries_used, "query_budget": config.query_budget,
+        "labelled_pairs": len(objective), "ties": objective.ties, "skipped": objective.skipped,
+        "label_agreement": final["label_agreement"], "expert_return": expert, "random_return": random,
+        "final_loss": result.loss, "wall_s": time.perf_counter() - started,
+    }
+    write_json(output_dir / "summary.json", summary)
+    return summary
