@@ -22,7 +22,7 @@ Protocol (see benchmarks/README.md, "IRL on gymnasium testbeds"):
   of its documentation (``IMITATION_SETTINGS``: RunningNorm reward nets, demo batch, replay capacity,
   discriminator updates per round), with ``allow_variable_horizon=True`` (required on these variable-horizon
   tasks) and ``demo_batch_size`` capped at the number of demonstration transitions (imitation requires it).
-* **Same evaluation schedule.** After every rollout (``E = n_steps · n_envs`` env steps) the current policy is
+* **Same evaluation schedule.** Every ``eval_every`` env steps (a whole number of rollouts) the current policy is
   evaluated on the true reward over ``K`` episodes reset with seeds ``10000 + i`` (the same for every method and
   seed), acting *deterministically* (the mode of the policy) for every method; the curve is recorded. From it:
   the normalized return at the budget and the env steps at which it first reaches 0.9 (None if never).
@@ -82,33 +82,35 @@ TRANSFER_SEED_OFFSET = 100
 BC_EPOCHS = 20
 
 # One PPO dict per testbed, shared by our inner solver, AIRL's and GAIL's generators and every transfer run.
-# CartPole, Acrobot, MountainCar: SB3's PPO defaults (n_steps 2048, batch 64, 10 epochs, lr 3e-4) with γ 0.99 —
-# the setting our ML-IRL runs use (README: 0.9 after 22–35k steps on CartPole). Pendulum: rl-zoo's PPO entry
-# (gSDE, γ 0.9, 4 envs × 1024 steps), because SB3's defaults do not learn Pendulum at these budgets; SAC would
-# fit Pendulum better but AIRL needs an actor-critic policy (imitation computes log π(a|s) through
-# evaluate_actions) and SAC costs about 10 ms per step on one core here (shared/stack.md), too slow for --quick.
+# CartPole, Acrobot, MountainCar: SB3's PPO defaults (batch 64, 10 epochs, lr 3e-4) with γ 0.99 and rollouts of
+# 512 steps (SB3's default is 2048): one rollout is one outer step of ours and one round of AIRL/GAIL, so shorter
+# rollouts mean more reward updates per env step for every method alike (ML-IRL's single-loop regime).
+# Pendulum: rl-zoo's PPO entry (gSDE, γ 0.9, 4 envs × 1024 steps), because SB3's defaults do not learn Pendulum at
+# these budgets; SAC would fit Pendulum better but AIRL needs an actor-critic policy (imitation computes log π(a|s)
+# through evaluate_actions) and SAC costs about 10 ms per step on one core here (shared/stack.md), too slow for
+# --quick.
 # Budgets (env steps) per scale; transfer budgets likewise. "full" follows shared/benchmarks.md (CartPole 100k,
 # Pendulum 200k) and uses 200k for Acrobot and MountainCar.
 TESTBEDS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
-        "ppo": {"gamma": 0.99}, "n_envs": 1,
+        "ppo": {"gamma": 0.99, "n_steps": 512}, "n_envs": 1, "eval_every": 2048,
         "budget": {"smoke": 4096, "quick": 40_960, "full": 102_400},
         "transfer": {"smoke": 2048, "quick": 24_576, "full": 102_400},
     },
     "Acrobot-v1": {
-        "ppo": {"gamma": 0.99}, "n_envs": 1,
+        "ppo": {"gamma": 0.99, "n_steps": 512}, "n_envs": 1, "eval_every": 2048,
         "budget": {"smoke": 4096, "quick": 32_768, "full": 200_704},
         "transfer": {"smoke": 2048, "quick": 16_384, "full": 200_704},
     },
     "Pendulum-v1": {  # quick: reduced; PPO needs ~100k+ steps on Pendulum even on the true reward
         "ppo": {"n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
                 "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4},
-        "n_envs": 4,
+        "n_envs": 4, "eval_every": 4096,
         "budget": {"smoke": 8192, "quick": 24_576, "full": 200_704},
         "transfer": {"smoke": 4096, "quick": 16_384, "full": 200_704},
     },
     "MountainCar-v0": {  # quick: reduced; PPO rarely reaches the goal of MountainCar-v0 in a few 10k steps
-        "ppo": {"gamma": 0.99}, "n_envs": 1,
+        "ppo": {"gamma": 0.99, "n_steps": 512}, "n_envs": 1, "eval_every": 2048,
         "budget": {"smoke": 4096, "quick": 16_384, "full": 200_704},
         "transfer": {"smoke": 2048, "quick": 16_384, "full": 200_704},
     },
@@ -134,9 +136,17 @@ OURS_SETTINGS: dict[str, Any] = {"hypergradient": "maxent", "reward_structure": 
 
 # ---------------------------------------------------------------------- protocol and helpers
 def rollout_steps(testbed: str) -> int:
-    """Env steps of one PPO rollout (= one outer step of ours = one round of AIRL/GAIL = the eval interval)."""
+    """Env steps of one PPO rollout (= one outer step of ours = one round of AIRL/GAIL)."""
     spec = TESTBEDS[testbed]
     return int(spec["ppo"].get("n_steps", 2048)) * int(spec["n_envs"])
+
+
+def eval_every(testbed: str) -> int:
+    """The evaluation interval in env steps, a whole number of rollouts."""
+    every, rollout = int(TESTBEDS[testbed]["eval_every"]), rollout_steps(testbed)
+    if every % rollout:
+        raise ValueError(f"{testbed}: eval_every {every} is not a multiple of the rollout {rollout}")
+    return every
 
 
 def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -> dict[str, Any]:
@@ -150,7 +160,8 @@ def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -
         "testbeds": {name: {"ppo": TESTBEDS[name]["ppo"], "n_envs": TESTBEDS[name]["n_envs"],
                             "budget": TESTBEDS[name]["budget"][scale],
                             "transfer_budget": TESTBEDS[name]["transfer"][scale],
-                            "eval_every": rollout_steps(name)} for name in testbeds},
+                            "rollout": rollout_steps(name), "eval_every": eval_every(name)}
+                      for name in testbeds},
         "versions": {k: v for k, v in _versions().items() if k != "irl-bilevel"},
     }
 
@@ -261,23 +272,25 @@ def worker_prepare(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
-    """ML-IRL through ``run_gym_irl`` (BilevelSolver + SB3InnerSolver), one outer step per PPO rollout.
+    """ML-IRL through ``run_gym_irl`` (BilevelSolver + SB3InnerSolver), one outer step per PPO rollout of ``R``
+    env steps, evaluated every ``eval_every / R`` outer steps.
 
     ``BilevelSolver`` solves the inner problem once before its first outer step (to take the first
-    hypergradient) and once after each, so ``budget / E − 1`` outer steps spend exactly the budget; its first
-    evaluation is therefore at ``2E`` env steps (imitation's at ``E``).
+    hypergradient) and once after each, so ``budget / R − 1`` outer steps spend exactly the budget; its
+    evaluations therefore fall one rollout after imitation's (at ``k · eval_every + R`` env steps).
     """
     import classic_rl.gym_irl as gym_irl
 
     _torch_setup(task["seed"])
     spec = task["spec"]
-    every = spec["eval_every"]
+    every, rollout = spec["eval_every"], spec["rollout"]
     hyperparameters = {k: v for k, v in spec["ppo"].items() if k != "gamma"}
     config = gym_irl.GymIRLConfig(
         env_id=task["testbed"], algorithm="ppo", hyperparameters=hyperparameters, n_envs=spec["n_envs"],
         discount=float(spec["ppo"].get("gamma", 0.99)), num_demonstrations=task["demonstrations"],
-        demonstrations_file=task["demonstrations_file"], outer_steps=max(1, spec["budget"] // every - 1),
-        env_steps_per_outer_step=every, eval_episodes=task["eval_episodes"], transfer_steps=spec["transfer_budget"],
+        demonstrations_file=task["demonstrations_file"], outer_steps=max(1, spec["budget"] // rollout - 1),
+        env_steps_per_outer_step=rollout, eval_every=every // rollout, eval_episodes=task["eval_episodes"],
+        transfer_steps=spec["transfer_budget"],
         seed=task["seed"], demonstration_seed=DEMONSTRATION_SEED, eval_seed=EVAL_SEED, checkpoint_every=10**6,
         **OURS_SETTINGS)
     # run_gym_irl evaluates through gym_irl.evaluate_policy_return (deterministic, eval_seed, eval_episodes) and
@@ -304,9 +317,10 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="irl-bench-ours-") as folder:
             summary = gym_irl.run_gym_irl(config, Path(folder), progress=False)
             rows = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+            rows = [row for row in rows if "true_return" in row]  # the evaluated outer steps
     finally:
         gym_irl.evaluate_policy_return, gym_irl.SB3InnerSolver = original_evaluate, original_solver
-    eval_s = sum(evaluations[:len(rows)])  # one per outer step; the last call evaluates the transfer policy
+    eval_s = sum(evaluations[:len(rows)])  # one per evaluated outer step; the last call evaluates the transfer
     return {"env_steps": [int(r["env_steps"]) for r in rows], "true_return": [float(r["true_return"]) for r in rows],
             "train_s": summary["wall_s"] - eval_s, "eval_s": eval_s, "train_with_eval_s": summary["wall_s"],
             "transfer_true_return": summary["transfer_true_return"], "transfer_env_steps": spec["transfer_budget"],
@@ -356,8 +370,9 @@ def worker_adversarial(task: dict[str, Any], method: str) -> dict[str, Any]:
         returns: list[float] = []
 
         def after_round(_round: int) -> None:
-            steps.append(int(learner.num_timesteps))
-            returns.append(evaluator(learner))
+            if learner.num_timesteps % spec["eval_every"] == 0:
+                steps.append(int(learner.num_timesteps))
+                returns.append(evaluator(learner))
 
         start = time.perf_counter()
         trainer.train(total_timesteps=spec["budget"], callback=after_round)

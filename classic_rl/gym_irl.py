@@ -19,6 +19,7 @@ see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -73,6 +74,7 @@ class GymIRLConfig:
     normalize_reward: bool = True
     absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
     eval_episodes: int = 10
+    eval_every: int = 1  # evaluate the policy on the true reward every this many outer steps (and at the last)
     transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps
     target_normalized_return: float | None = None  # stop once the policy's normalized return reaches this
     checkpoint_every: int = 1
@@ -86,7 +88,7 @@ class GymIRLConfig:
         except gym.error.Error as error:
             raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
         for name in ("outer_steps", "env_steps_per_outer_step", "num_demonstrations", "eval_episodes",
-                     "n_envs", "checkpoint_every"):
+                     "eval_every", "n_envs", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
         if self.transfer_steps < 0:
@@ -242,11 +244,15 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
                                                  config.eval_seed)[0])
     writer = SummaryWriter(str(output_dir / "tensorboard" / "outer"))
 
-    def metrics() -> dict[str, float]:
+    def evaluate() -> dict[str, float]:
         value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
+        return {"true_return": value, "normalized_return": normalized_return(value, random, expert_return)}
+
+    def metrics() -> dict[str, float]:
         # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step.
-        row = {"true_return": value, "normalized_return": normalized_return(value, random, expert_return),
-               "env_steps": int(inner.model.num_timesteps)}
+        row: dict[str, float] = {"env_steps": int(inner.model.num_timesteps)}
+        if solver.step % config.eval_every == 0 or solver.step == config.outer_steps:
+            row.update(evaluate())
         for key, number in row.items():
             writer.add_scalar(f"outer/{key}", number, int(row["env_steps"]))
         return row
@@ -256,7 +262,8 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
                         checkpoint_every=config.checkpoint_every)
     target = config.target_normalized_return
     solver = BilevelSolver(problem, method, outer, output_dir=output_dir, metrics=metrics, progress=progress,
-                           stop_when=None if target is None else lambda row: row["normalized_return"] >= target)
+                           stop_when=None if target is None
+                           else lambda row: row.get("normalized_return", -math.inf) >= target)
     result = solver.run(resume=True)
     writer.close()
     inner.model.save(output_dir / "policy.zip")
@@ -265,9 +272,10 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
 
     history = result.history
     reached = [row["env_steps"] for row in history if row.get("normalized_return", -np.inf) >= 0.9]
+    final = history[-1] if "true_return" in history[-1] else {**history[-1], **evaluate()}
     summary: dict[str, Any] = {
         "env_id": config.env_id, "resumed": resumed, "outer_steps": result.steps,
-        "final_true_return": history[-1]["true_return"], "final_normalized_return": history[-1]["normalized_return"],
+        "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
         "env_steps": history[-1]["env_steps"], "env_steps_to_0.9": reached[0] if reached else None,
         "expert_return": expert_return, "random_return": random, "wall_s": time.perf_counter() - started,
     }

@@ -123,3 +123,11 @@ def test_bad_inputs_are_named(tmp_path, demonstrations_file):
     with pytest.raises(ValidationError, match="different config"):
         run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, **{**TINY, "lr": 0.5}), tmp_path / "run",
                     progress=False)
+
+
+def test_evaluations_every_k_outer_steps_and_at_the_last(tmp_path, demonstrations_file):
+    config = GymIRLConfig(demonstrations_file=demonstrations_file, eval_every=2, **TINY)
+    summary = run_gym_irl(config, tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert ["true_return" in row for row in rows] == [False, True, True]
+    assert summary["final_true_return"] == rows[-1]["true_return"]
