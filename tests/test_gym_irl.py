@@ -131,3 +131,18 @@ def test_evaluations_every_k_outer_steps_and_at_the_last(tmp_path, demonstration
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert ["true_return" in row for row in rows] == [False, True, True]
     assert summary["final_true_return"] == rows[-1]["true_return"]
+
+
+def test_the_ablation_cell_runs_through_the_sweep_machinery_config(tmp_path, demonstrations_file):
+    from classic_rl.experiments import irl_ablation
+    from irlb.sweep import expand, load_spec
+
+    spec = load_spec("sweeps/irl_ablation.json")
+    trials = expand(spec)  # every grid point's config validates before anything runs
+    assert len(trials) == 3 * 2 * 2 * len(spec.seeds)
+    config = irl_ablation.CONFIG.from_dict({**irl_ablation.SCALES["tiny"], "reward_structure": "multi_aspect",
+                                            "demonstrations_file": demonstrations_file})
+    path = irl_ablation.run("tiny", tmp_path, seed=0, progress=False, config=config)
+    record = json.loads(path.read_text())
+    assert record["config"]["reward_structure"] == "multi_aspect" and len(record["curve"]) == 3
+    assert (tmp_path / "run" / "reward.safetensors").exists()

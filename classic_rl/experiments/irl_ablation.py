@@ -1,0 +1,92 @@
+"""One cell of the classical-RL IRL ablation: ML-IRL (:mod:`classic_rl.gym_irl`) on one testbed with one
+hypergradient method, reward structure, inner budget per outer step and demonstration count, for one seed.
+
+The ablation itself is a sweep over these settings × seeds (``irlb sweep``, locally or on a Ray cluster);
+``sweeps/irl_ablation.json`` declares the grid:
+
+    irlb sweep --spec sweeps/irl_ablation.json --out sweeps/irl_ablation            # local, every core
+    irlb sweep --spec sweeps/irl_ablation.json --out /shared/irl_ablation --address auto  # a Ray cluster
+
+Each trial writes ``irl_ablation.json`` (the run's summary: final and best normalized return, env steps to
+0.9, reward-transfer score, wall time) next to the run folder of :func:`classic_rl.gym_irl.run_gym_irl`
+(config, per-step metrics, policy, reward, TensorBoard); ``sweep.json`` aggregates the IQM and bootstrap CI over
+seeds per grid point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.runs import provenance, write_json
+
+NAME = "irl_ablation"
+
+
+@dataclass(frozen=True)
+class IRLAblationConfig(ExperimentConfig):
+    """One ablation cell (see :class:`classic_rl.gym_irl.GymIRLConfig` for the meaning of each setting)."""
+
+    env_id: str  # gymnasium testbed
+    hypergradient: Literal["maxent", "zeroth_order"]  # the outer gradient estimator
+    hypergradient_options: dict[str, Any]  # e.g. zeroth_order's num_samples and sigma
+    reward_structure: Literal["scalar", "multi_aspect", "shaped"]
+    env_steps_per_outer_step: int  # inner PPO budget per outer step (= PPO's rollout length here)
+    num_demonstrations: int
+    env_step_budget: int  # total inner env steps; outer steps = budget / inner steps − 1
+    hidden_sizes: tuple[int, ...]  # reward MLP
+    eval_episodes: int
+    eval_every: int  # outer steps between evaluations
+    transfer_steps: int  # fresh PPO on the frozen learned reward (0: skip)
+    demonstrations_file: str | None = None  # .npz demonstrations (default: roll out the cached SB3 expert)
+
+
+_COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "hypergradient": "maxent", "hypergradient_options": {},
+                           "reward_structure": "scalar", "hidden_sizes": [64, 64]}
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {**_COMMON, "env_steps_per_outer_step": 128, "num_demonstrations": 2, "env_step_budget": 512,
+             "hidden_sizes": [16], "eval_episodes": 1, "eval_every": 1, "transfer_steps": 0},
+    "quick": {**_COMMON, "env_steps_per_outer_step": 512, "num_demonstrations": 10, "env_step_budget": 20_480,
+              "eval_episodes": 5, "eval_every": 4, "transfer_steps": 20_480},
+    "full": {**_COMMON, "env_steps_per_outer_step": 512, "num_demonstrations": 10, "env_step_budget": 102_400,
+             "eval_episodes": 10, "eval_every": 4, "transfer_steps": 102_400},
+}
+CONFIG = IRLAblationConfig
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: IRLAblationConfig | None = None) -> Path:
+    """Run the cell; writes and returns ``results_dir/irl_ablation.json`` (the run folder is ``results_dir/run``)."""
+    from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
+
+    settings = scale_settings(IRLAblationConfig, SCALES, scale, NAME, config)
+    steps = settings["env_steps_per_outer_step"]
+    run_config = GymIRLConfig(
+        env_id=settings["env_id"], hypergradient=settings["hypergradient"],
+        hypergradient_options=dict(settings["hypergradient_options"]),
+        reward_structure=settings["reward_structure"], hyperparameters={"n_steps": steps},
+        env_steps_per_outer_step=steps, num_demonstrations=settings["num_demonstrations"],
+        outer_steps=max(1, settings["env_step_budget"] // steps - 1), hidden_sizes=list(settings["hidden_sizes"]),
+        eval_episodes=settings["eval_episodes"], eval_every=settings["eval_every"],
+        transfer_steps=settings["transfer_steps"], demonstrations_file=settings["demonstrations_file"],
+        checkpoint_every=10, seed=seed)
+    results_dir = Path(results_dir)
+    summary = run_gym_irl(run_config, results_dir / "run", progress=progress)
+    evaluated = [row for row in _metrics(results_dir / "run") if "normalized_return" in row]
+    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed), "summary": summary,
+              "final_normalized_return": summary["final_normalized_return"],
+              "best_normalized_return": max(row["normalized_return"] for row in evaluated),
+              "env_steps_to_0.9": summary["env_steps_to_0.9"],
+              "transfer_normalized_return": summary.get("transfer_normalized_return"),
+              "curve": [[row["env_steps"], row["normalized_return"]] for row in evaluated]}
+    path = results_dir / f"{NAME}.json"
+    write_json(path, record)
+    return path
+
+
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from irl_bilevel.runs import read_metrics
+
+    return read_metrics(run_dir / "metrics.jsonl")
