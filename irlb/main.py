@@ -40,6 +40,12 @@ def _gym_irl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rewardbench(args: argparse.Namespace) -> int:
+    from llm.evaluation import rewardbench_command
+
+    return rewardbench_command(args)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from irlb.reproduce import reproduce
 
@@ -191,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     preference_rl.add_argument("--seed", type=int)
     preference_rl.add_argument("--quiet", action="store_true", help="no progress bar")
     preference_rl.set_defaults(handler=_preference_rl)
+
+    rewardbench = commands.add_parser(
+        "rewardbench", help="RewardBench-style accuracy of a text reward model or a DPO adapter on a pairs file",
+        description="Score every pair of --file (RewardBench's format: .jsonl/.json with prompt, chosen, rejected, "
+        "subset) with --model; print per-subset accuracy, RewardBench v1's weighted section means and the overall "
+        "mean of the sections present (Chat, Chat Hard, Safety, Reasoning).")
+    rewardbench.add_argument("--model", required=True,
+                             help="folder from save_text_reward_model, or a DPO adapter folder")
+    rewardbench.add_argument("--file", required=True, help="pairs in RewardBench's format (.jsonl or .json)")
+    rewardbench.add_argument("--stem", default="reward", help="file stem of the saved reward model")
+    rewardbench.add_argument("--backbone", help="load the backbone (or the DPO base model) from this folder instead")
+    rewardbench.add_argument("--beta", type=float, default=0.1, help="β of a DPO adapter's implicit reward")
+    rewardbench.add_argument("--no-reference", dest="reference", action="store_false",
+                             help="DPO adapter: score β log πθ(y|x) without the reference")
+    rewardbench.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    rewardbench.add_argument("--out", help="write the result and per-pair scores to this JSON file")
+    rewardbench.set_defaults(handler=_rewardbench)
 
     reproduce = commands.add_parser(
         "reproduce",
