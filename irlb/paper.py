@@ -462,6 +462,109 @@ def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/shaping_classic_control.json
+
+# A task gradient below this norm is round-off: the task return was the same constant (time limit, no goal) on
+# every episode of the solve, so the policy-gradient estimate of the hypergradient is zero.
+_ZERO_GRADIENT = 1e-8
+
+
+def _testbed_key(env_id: str) -> str:
+    """``MountainCar-v0`` → ``MountainCar`` (macro names without the version)."""
+    return env_id.split("-")[0]
+
+
+def _censored_steps(entry: dict[str, Any]) -> str:
+    """Env steps to the goal threshold, IQM over seeds; ``--`` if no seed reaches it, ``≥`` if some do not
+    (those count as budget + one outer step, so the IQM is a lower bound)."""
+    reached, seeds = int(entry["reached_threshold"]), len(entry["seeds"])
+    if reached == 0:
+        return "--"
+    value = format_number(round(entry["steps_to_threshold_censored"]["iqm"]))
+    return (r"\ensuremath{\ge}\," if reached < seeds else "") + value
+
+
+def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per task and shaping method: seeds reaching the goal-rate threshold, env steps to it (IQM, censored),
+    final goal rate (IQM [CI]); the learned weights' fate; the table ``shaping_classic_control``."""
+    config = data["config"]
+    macros.fixed(["scc threshold"], float(config["goal_threshold"]))
+    percent = round(100 * float(config["goal_threshold"]))
+    macros.number(["scc threshold percent"], percent)
+    macros.number(["scc eval episodes"], int(config["eval_episodes"]))
+    macros.number(["scc num methods"], len(config["methods"]))
+    settings = {bed["env_id"]: bed for bed in config["testbeds"]}
+    rows: list[list[str]] = []
+    groups: list[int] = []
+    for testbed in data["testbeds"]:
+        env_id, summary = testbed["env_id"], testbed["summary"]
+        key, setting = _testbed_key(env_id), settings[env_id]
+        macros.text(["scc", key, "env"], env_id)
+        macros.number(["scc", key, "budget"], int(setting["total_steps"]))
+        macros.number(["scc", key, "steps per outer step"], int(setting["steps_per_outer_step"]))
+        macros.number(["scc", key, "outer steps"], int(setting["total_steps"]) // int(setting["steps_per_outer_step"]))
+        macros.number(["scc", key, "censor steps"], int(setting["total_steps"]) + int(setting["steps_per_outer_step"]))
+        macros.number(["scc", key, "shaping scale"], float(setting["shaping_scale"]))
+        macros.number(["scc", key, "envs"], int(setting["n_envs"]))
+        macros.text(["scc", key, "hand potential"], str(setting["hand_potential"]).replace("_", " "))
+        macros.number(["scc", key, "num candidates"], len(testbed["candidates"]))
+        groups.append(len(rows))
+        methods = [m for m in config["methods"] if m in summary] + [m for m in summary if m not in config["methods"]]
+        for method in methods:
+            entry = summary[method]
+            seeds = len(entry["seeds"])
+            goal = entry["final_goal_rate"]
+            macros.number(["scc", key, method, "reached"], int(entry["reached_threshold"]))
+            macros.number(["scc", key, method, "steps iqm"],
+                          round(entry["steps_to_threshold_censored"]["iqm"]))
+            macros.fixed(["scc", key, method, "goal iqm"], float(goal["iqm"]))
+            macros.fixed(["scc", key, method, "goal low"], float(goal["low"]))
+            macros.fixed(["scc", key, method, "goal high"], float(goal["high"]))
+            macros.fixed(["scc", key, method, "goal best"],
+                         max(float(run["final_goal_rate"]) for run in testbed["runs"] if run["method"] == method))
+            label = escape(_SHAPING_LABELS.get(method, method.replace("_", " ")))
+            first = len(rows) == groups[-1]
+            rows.append([escape(env_id) if first else "", label, f"{int(entry['reached_threshold'])}/{seeds}",
+                         _censored_steps(entry),
+                         f"{format_fixed(goal['iqm'])} [{format_fixed(goal['low'])}, {format_fixed(goal['high'])}]"])
+        # Runs (method × seed) that reach the threshold at some evaluation but end below it: reaching is not staying.
+        reached_runs = [run for run in testbed["runs"] if run["steps_to_threshold"] is not None]
+        macros.number(["scc", key, "reached runs"], len(reached_runs))
+        macros.number(["scc", key, "dropped runs"],
+                      sum(1 for run in reached_runs if run["final_goal_rate"] < float(config["goal_threshold"])))
+        # The learned candidate weights: the seeds on which the task gradient was zero at every outer step (no
+        # training episode reached the goal, so the weights never moved), and on the others the harmful
+        # candidate's final weight and the candidate that wins.
+        candidates, harmful = testbed["candidates"], testbed["harmful_candidate"]
+        index = candidates.index(harmful)
+        runs = [run for run in testbed["runs"] if run["method"] == "learned_weights"]
+        moved = [run for run in runs
+                 if any(step["task_gradient_norm"] > _ZERO_GRADIENT for step in run["outer_history"])]
+        for method in ("learned_weights", "learned_potential"):
+            mine = [run for run in testbed["runs"] if run["method"] == method]
+            frozen = sum(1 for run in mine
+                         if all(step["task_gradient_norm"] <= _ZERO_GRADIENT for step in run["outer_history"]))
+            macros.number(["scc", key, method, "frozen seeds"], frozen)
+            macros.number(["scc", key, method, "active seeds"], len(mine) - frozen)
+        macros.text(["scc", key, "harmful candidate"], harmful)
+        potentials = [name for name in candidates if name != harmful]
+        macros.text(["scc", key, "potential candidates"], " and ".join(potentials))
+        macros.fixed(["scc", key, "initial weight"], 1.0 / len(candidates), 3)
+        if moved:
+            finals = [run["parameters"][-1]["weights"] for run in moved]
+            macros.number(["scc", key, "harmful weight min"], min(float(w[index]) for w in finals))
+            macros.number(["scc", key, "harmful weight max"], max(float(w[index]) for w in finals))
+            mean = [sum(float(w[i]) for w in finals) / len(finals) for i in range(len(candidates))]
+            top = max(range(len(candidates)), key=lambda i: mean[i])
+            macros.text(["scc", key, "top candidate"], candidates[top])
+            peak = max(float(step["weights"][index]) for run in moved for step in run["parameters"])
+            macros.fixed(["scc", key, "harmful weight peak"], peak, 2)
+            macros.fixed(["scc", key, "top weight min"], min(float(w[top]) for w in finals), 2)
+    header = ["task", "shaping", rf"seeds $\ge${percent}\%", rf"steps to {percent}\%", "final goal rate"]
+    return {"shaping_classic_control": _table("llcrc", header, rows, source, groups)}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/mce_irl_vs_imitation.json
 
 
@@ -538,6 +641,64 @@ def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 
 
 # --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/dpo_vs_trl.json
+
+# Short macro keys for the benchmark's models (the file's keys have digits, which macro names spell out).
+_DPO_MODELS = {"builtin": "builtin", "gpt2_v2000": "wide vocab"}
+_DPO_SIDES = ("ours", "ours_models_py", "trl", "trl_precompute")
+
+
+def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    protocol = data["protocol"]
+    macros.text(["dpo trl version"], data["trl_version"])
+    macros.number(["dpo repeats"], int(protocol["repeats"]))
+    macros.number(["dpo timed steps"], int(protocol["timed_steps"]))
+    macros.number(["dpo warmup steps"], int(protocol["warmup_steps"]))
+    macros.number(["dpo parity steps"], int(protocol["parity_steps"]))
+    threads = [int(t) for t in protocol["threads"]]
+    macros.number(["dpo threads"], threads[0])
+    macros.number(["dpo cpus"], int(data["provenance"]["machine"]["cpus"]))
+    match = re.search(r">=\s*([0-9.]+)", data.get("goal", ""))
+    if match:
+        macros.number(["dpo goal ratio"], float(match.group(1)))
+    loads = [max(float(row["load_1min_before"]), float(row["load_1min_after"])) for row in data["load_average"]]
+    macros.number(["dpo max load"], max(loads))
+    ratios: dict[str, list[float]] = {}
+    diffs: list[float] = []
+    identical = True
+    for model, key in _DPO_MODELS.items():
+        if model not in data["results"]:
+            continue
+        setup = data["setup"][model]
+        result = data["results"][model][f"threads_{threads[0]}"]
+        macros.number(["dpo", key, "vocab"], int(setup["embedding_rows"]))
+        macros.number(["dpo", key, "trainable"], int(setup["trainable_parameters"]))
+        for side in _DPO_SIDES:
+            macros.number(["dpo", key, side, "steps per second"], float(result[side]["steps_per_second_median"]))
+            identical = identical and bool(result[side]["runs_identical_losses"])
+            if side != "trl":
+                diffs.append(float(result[side]["max_abs_loss_diff_vs_trl"]))
+        for pair, ratio in result["ratios"].items():
+            ours, theirs = pair.split("/")
+            macros.number(["dpo", key, ours, "over", theirs], float(ratio))
+            ratios.setdefault(pair, []).append(float(ratio))
+        if "builtin_build" in setup:
+            macros.number(["dpo builtin parameters"], int(setup["builtin_build"]["num_parameters"]))
+    first = data["setup"][next(iter(data["setup"]))]
+    macros.number(["dpo pairs"], int(first["pairs"]))
+    macros.number(["dpo beta"], float(first["beta"]))
+    macros.number(["dpo lora rank"], int(first["lora"]["r"]))
+    macros.number(["dpo learning rate"], float(first["learning_rate"]))
+    for pair, values in ratios.items():
+        ours, theirs = pair.split("/")
+        macros.number(["dpo", ours, "over", theirs, "min"], min(values))
+        macros.number(["dpo", ours, "over", theirs, "max"], max(values))
+    macros.number(["dpo max loss diff"], max(diffs))
+    macros.text(["dpo runs identical"], "yes" if identical else "no")
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The loss catalog, from the code itself (no result file).
 
 
@@ -567,10 +728,12 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "loss_sweep": loss_sweep,
     "feedback_consistency": feedback_consistency,
     "learned_shaping": learned_shaping,
+    "shaping_classic_control": shaping_classic_control,
 }
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
     "trl_loss_parity": trl_loss_parity,
+    "dpo_vs_trl": dpo_vs_trl,
 }
 
 
