@@ -1,0 +1,599 @@
+"""Training loops for LoRA-tuned causal LMs: offline preference training, online RL (RLOO / REINFORCE), best-of-n.
+
+* :func:`train_preferences` trains the policy's LoRA adapter with **any** policy loss of the core's catalog
+  (:data:`irl_bilevel.losses.PREFERENCE_LOSSES`), by name: paired losses on the core's
+  :class:`~irl_bilevel.losses.batches.PreferenceBatch` (DPO ``sigmoid``, IPO, hinge, robust, SimPO, ORPO, CPO,
+  aspect-weighted DPO, ...) and unpaired ones (KTO) on :class:`~irl_bilevel.losses.batches.UnpairedBatch` (each
+  pair then gives a desirable and an undesirable example, as TRL's ``KTOTrainer`` converts paired data). The
+  reference log-probs ``log π_ref(y|x)`` (``π_ref`` = the same model with its adapter disabled) are computed
+  **once** per dataset before the first step, and not at all for reference-free losses. Minibatches are drawn
+  from a seeded permutation (epochs), the optimizer is AdamW on the adapter's parameters, the gradient norm is
+  clipped, and an evaluation callback runs at step 0, every ``eval_every`` steps and after the last step.
+* :func:`train_rl` is online RL against any reward function ``(prompts, completions) -> rewards [N]`` (a gold
+  reward, a learned text reward model, an aggregate of aspects): RLOO (Ahmadian et al. 2024) or REINFORCE with a
+  moving-average baseline, both with a KL penalty to the reference (formulas in :func:`rloo_advantages` and
+  :func:`train_rl`).
+* :func:`best_of_n` samples ``n`` completions per prompt and keeps the one the reward function scores highest.
+* :func:`save_trained_adapter` stores the adapter in peft's format (:func:`llm.models.save_adapter`) with the
+  loop's config and metrics in its JSON.
+
+The model is kept in eval mode while it trains (no dropout in the built-in model; LoRA dropout, if set, is then
+off too), so the log-probs that the loss sees are those that evaluation and the reference see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
+from irl_bilevel.validation import ValidationError
+from llm.models import (
+    Completions,
+    batch_logprobs,
+    collate_completions,
+    generate_completions,
+    reference_logprobs,
+    save_adapter,
+)
+
+RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
+"""``reward(prompts, completions) -> rewards [N]``: one finite score per (prompt, completion text) pair."""
+
+EvaluationCallback = Callable[[Any, int], dict[str, Any]]
+"""``evaluate(policy, step) -> metrics``: called at step 0, every ``eval_every`` steps and after the last step."""
+
+
+# ---------------------------------------------------------------------- datasets
+def _token_lists(values: Sequence[Sequence[int]], field_name: str) -> list[list[int]]:
+    try:
+        lists = [[int(t) for t in tokens] for tokens in values]
+    except (TypeError, ValueError) as error:
+        raise ValidationError(f"{field_name}: expected a list of token-id lists") from error
+    for row, tokens in enumerate(lists):
+        if not tokens:
+            raise ValidationError(f"{field_name}: sequence {row} is empty; expected at least one token")
+    return lists
+
+
+@dataclass(frozen=True)
+class PreferenceDataset:
+    """``P`` pairs ``(x, y_w, y_l)`` as token lists, for :func:`train_preferences`.
+
+    ``extras``: per-pair tensors ``[P, ...]`` passed to the loss as keyword parameters, sliced with each
+    minibatch (e.g. ``aspect_labels [P, K]`` for ``aspect_dpo``, ``other_chosen_rewards [P, K−1]`` for ``modpo``).
+    :meth:`from_pairs` takes anything with ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` lists, such as
+    :class:`llm.sentiment.PreferencePairs`.
+    """
+
+    prompt_ids: list[list[int]]
+    chosen_ids: list[list[int]]
+    rejected_ids: list[list[int]]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        prompts = _token_lists(self.prompt_ids, "prompt_ids")
+        chosen = _token_lists(self.chosen_ids, "chosen_ids")
+        rejected = _token_lists(self.rejected_ids, "rejected_ids")
+        if not prompts:
+            raise ValidationError("prompt_ids: the preference dataset is empty; expected at least one pair")
+        if not len(prompts) == len(chosen) == len(rejected):
+            raise ValidationError(f"chosen_ids: expected as many prompts, chosen and rejected completions, got "
+                                  f"{len(prompts)}, {len(chosen)}, {len(rejected)}")
+        extras = {}
+        for name, value in dict(self.extras).items():
+            tensor = torch.as_tensor(value)
+            if tensor.dim() == 0 or tensor.shape[0] != len(prompts):
+                raise ValidationError(f"extras.{name}: expected a tensor with one row per pair ({len(prompts)}), "
+                                      f"got shape {list(tensor.shape)}")
+            extras[name] = tensor
+        object.__setattr__(self, "prompt_ids", prompts)
+        object.__setattr__(self, "chosen_ids", chosen)
+        object.__setattr__(self, "rejected_ids", rejected)
+        object.__setattr__(self, "extras", extras)
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    @classmethod
+    def from_pairs(cls, pairs: Any, extras: dict[str, torch.Tensor] | None = None) -> PreferenceDataset:
+        for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
+            if not hasattr(pairs, name):
+                raise ValidationError(f"pairs: expected an object with prompt_ids, chosen_ids and rejected_ids "
+                                      f"(e.g. llm.sentiment.PreferencePairs), got {type(pairs).__name__}")
+        return cls(pairs.prompt_ids, pairs.chosen_ids, pairs.rejected_ids, dict(extras or {}))
+
+    def unpaired(self) -> UnpairedDataset:
+        """Each pair as two single examples: ``(x, y_w)`` desirable, ``(x, y_l)`` undesirable (pair-major)."""
+        prompts = [p for p in self.prompt_ids for _ in range(2)]
+        completions = [c for pair in zip(self.chosen_ids, self.rejected_ids) for c in pair]
+        return UnpairedDataset(prompts, completions, [i % 2 == 0 for i in range(len(completions))])
+
+
+@dataclass(frozen=True)
+class UnpairedDataset:
+    """``N`` single completions ``(x, y)`` labelled desirable or not, for unpaired losses (KTO).
+
+    KTO's KL baseline ``z0`` needs mismatched pairs: example ``i``'s prompt with example ``kl_partner(i)``'s
+    completion, the next example whose prompt differs (fixed per dataset, so their reference log-probs are
+    computed once as well).
+    """
+
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    desirable: list[bool]
+
+    def __post_init__(self) -> None:
+        prompts = _token_lists(self.prompt_ids, "prompt_ids")
+        completions = _token_lists(self.completion_ids, "completion_ids")
+        if not prompts:
+            raise ValidationError("prompt_ids: the unpaired dataset is empty; expected at least one example")
+        if not len(prompts) == len(completions) == len(self.desirable):
+            raise ValidationError(f"desirable: expected as many prompts, completions and labels, got {len(prompts)}, "
+                                  f"{len(completions)}, {len(self.desirable)}")
+        object.__setattr__(self, "prompt_ids", prompts)
+        object.__setattr__(self, "completion_ids", completions)
+        object.__setattr__(self, "desirable", [bool(d) for d in self.desirable])
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def kl_partners(self) -> list[int]:
+        """For each example, the index of the next example (cyclically) whose prompt differs (itself if none)."""
+        size = len(self)
+        partners = []
+        for i in range(size):
+            partner = i
+            for shift in range(1, size):
+                j = (i + shift) % size
+                if self.prompt_ids[j] != self.prompt_ids[i]:
+                    partner = j
+                    break
+            partners.append(partner)
+        return partners
+
+
+# ---------------------------------------------------------------------- configs and results
+def _check_positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValidationError(f"{name}: expected a finite number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PreferenceTrainingConfig:
+    """Settings of :func:`train_preferences`.
+
+    ``loss``: a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` taking a ``PreferenceBatch`` or an
+    ``UnpairedBatch``; ``beta``: its temperature (``None``: the loss's default; must stay ``None`` for ORPO);
+    ``loss_params``: its other parameters (e.g. ``{"gamma": 0.5}`` for SimPO). ``steps`` optimizer steps on
+    minibatches of ``batch_size`` pairs (unpaired losses: ``batch_size`` examples), AdamW with
+    ``learning_rate`` and ``weight_decay``, gradient norm clipped at ``max_grad_norm`` (``None``: no clipping).
+    ``eval_every``: steps between evaluation callbacks (0: only at the start and the end).
+    """
+
+    loss: str = "sigmoid"
+    beta: float | None = None
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    steps: int = 100
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 0
+    seed: int = 0
+    chunk_size: int = 64  # sequences per forward pass when precomputing reference log-probs
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in PREFERENCE_LOSSES:
+            raise ValidationError(f"loss: unknown preference loss {self.loss!r}; expected one of "
+                                  f"{sorted(PREFERENCE_LOSSES)}")
+        entry = PREFERENCE_LOSSES[self.loss]
+        if entry.batch_type not in (PreferenceBatch, UnpairedBatch):
+            raise ValidationError(f"loss: {self.loss} is a reward-model loss on {entry.batch_type.__name__}, not a "
+                                  f"policy loss; policy training takes losses on PreferenceBatch or UnpairedBatch")
+        if self.beta is not None:
+            _check_positive(self.beta, "beta")
+        unknown = sorted(set(self.loss_params) - set(entry.defaults))
+        if unknown:
+            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
+                                  f"{sorted(entry.defaults)}")
+        for name in ("steps", "batch_size", "chunk_size"):
+            _check_positive_int(getattr(self, name), name)
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        if self.max_grad_norm is not None:
+            _check_positive(self.max_grad_norm, "max_grad_norm")
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Settings of :func:`train_rl`.
+
+    Each step samples ``samples_per_prompt`` (``k``) completions for each of ``prompts_per_step`` prompts (cycling
+    through a seeded permutation of the prompts) with ``max_new_tokens`` and ``temperature`` (1: the policy's own
+    distribution, which the KL penalty assumes). ``kl_coef`` is β of the penalty. ``algorithm``: ``"rloo"``
+    (needs ``k >= 2``) or ``"reinforce"`` (baseline: an exponential moving average of the penalized reward with
+    decay ``baseline_decay``).
+    """
+
+    algorithm: Literal["rloo", "reinforce"] = "rloo"
+    steps: int = 100
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 4
+    kl_coef: float = 0.05
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    baseline_decay: float = 0.9
+    eval_every: int = 0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("rloo", "reinforce"):
+            raise ValidationError(f"algorithm: expected 'rloo' or 'reinforce', got {self.algorithm!r}")
+        for name in ("steps", "prompts_per_step", "samples_per_prompt", "max_new_tokens"):
+            _check_positive_int(getattr(self, name), name)
+        if self.algorithm == "rloo" and self.samples_per_prompt < 2:
+            raise ValidationError(f"samples_per_prompt: RLOO's leave-one-out baseline needs k >= 2 samples per "
+                                  f"prompt, got {self.samples_per_prompt}")
+        _check_positive(self.kl_coef, "kl_coef", allow_zero=True)
+        _check_positive(self.learning_rate, "learning_rate")
+        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        _check_positive(self.temperature, "temperature")
+        if self.max_grad_norm is not None:
+            _check_positive(self.max_grad_norm, "max_grad_norm")
+        if not 0 <= self.baseline_decay < 1:
+            raise ValidationError(f"baseline_decay: expected a value in [0, 1), got {self.baseline_decay!r}")
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    """What a loop returns: per-step metrics, the evaluations ``{"step": s, **metrics}``, the wall time."""
+
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    evaluations: list[dict[str, Any]]
+    seconds: float
+    reference_forward_passes: int = 0  # chunks of reference log-probs computed (once per dataset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------- shared pieces
+def trainable_parameters(policy) -> list[torch.nn.Parameter]:
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValidationError("policy: has no trainable parameters; wrap it with llm.models.with_lora first")
+    return parameters
+
+
+def _optimizer(parameters: list[torch.nn.Parameter], learning_rate: float, weight_decay: float):
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+
+
+def _step(loss: torch.Tensor, optimizer, parameters: list[torch.nn.Parameter], max_grad_norm: float | None,
+          what: str) -> float:
+    """One optimizer step; returns the gradient norm (before clipping). A non-finite loss stops training."""
+    if not torch.isfinite(loss.detach()):
+        raise FloatingPointError(f"{what}: the loss became non-finite ({loss.item()}); lower the learning rate "
+                                 f"or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm is not None else math.inf)
+    optimizer.step()
+    return float(norm)
+
+
+def _should_evaluate(step: int, steps: int, every: int) -> bool:
+    return step == 0 or step == steps or (every > 0 and step % every == 0)
+
+
+def _evaluate(evaluate: EvaluationCallback | None, policy, step: int, evaluations: list[dict[str, Any]]) -> None:
+    if evaluate is None:
+        return
+    with torch.no_grad():
+        metrics = evaluate(policy, step)
+    evaluations.append({"step": step, **metrics})
+
+
+def _batches(size: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` minibatches of row indices: consecutive slices of fresh permutations (one per epoch)."""
+    batch_size = min(batch_size, size)
+    rows: list[torch.Tensor] = []
+    order = torch.randperm(size, generator=generator)
+    position = 0
+    for _ in range(steps):
+        if position + batch_size > size:
+            order = torch.randperm(size, generator=generator)
+            position = 0
+        rows.append(order[position:position + batch_size])
+        position += batch_size
+    return rows
+
+
+# ---------------------------------------------------------------------- offline preference training
+def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Any, pad_token_id: int,
+                      config: PreferenceTrainingConfig | None = None,
+                      evaluate: EvaluationCallback | None = None) -> TrainingResult:
+    """Train ``policy``'s adapter on preference data with the catalog loss ``config.loss``.
+
+    ``data``: a :class:`PreferenceDataset`, anything :meth:`PreferenceDataset.from_pairs` takes, or (unpaired
+    losses only) an :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
+    with gradients; the reference log-probs are looked up from those precomputed before the first step.
+    ``history[s]`` holds the loss's metrics (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy,
+    margin, ...) and the gradient norm.
+    """
+    config = config or PreferenceTrainingConfig()
+    entry = PREFERENCE_LOSSES[config.loss]
+    if isinstance(data, (PreferenceDataset, UnpairedDataset)):
+        dataset = data
+    else:
+        dataset = PreferenceDataset.from_pairs(data)
+    unpaired = entry.batch_type is UnpairedBatch
+    if unpaired and isinstance(dataset, PreferenceDataset):
+        if dataset.extras:
+            raise ValidationError(f"extras: {config.loss} is unpaired; per-pair extras cannot follow the examples")
+        dataset = dataset.unpaired()
+    if not unpaired and isinstance(dataset, UnpairedDataset):
+        raise ValidationError(f"data: {config.loss} is a paired loss; it needs pairs (PreferenceDataset), got "
+                              f"an UnpairedDataset")
+    parameters = trainable_parameters(policy)
+    optimizer = _optimizer(parameters, config.learning_rate, config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    started = time.perf_counter()
+    if unpaired:
+        assert isinstance(dataset, UnpairedDataset)
+        step_fn, reference_passes = _unpaired_steps(policy, dataset, pad_token_id, config)
+    else:
+        assert isinstance(dataset, PreferenceDataset)
+        step_fn, reference_passes = _paired_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
+    history: list[dict[str, Any]] = []
+    evaluations: list[dict[str, Any]] = []
+    _evaluate(evaluate, policy, 0, evaluations)
+    minibatches = _batches(len(dataset), config.batch_size, config.steps, generator)
+    bar = tqdm(minibatches, desc=f"{config.loss} β={config.beta}", disable=not config.progress, leave=False)
+    for step, rows in enumerate(bar, 1):
+        output = step_fn(rows)
+        norm = _step(output.loss, optimizer, parameters, config.max_grad_norm, f"loss {config.loss}")
+        metrics = {"step": step, **loss_metrics(output), "grad_norm": norm}
+        history.append(metrics)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['reward_accuracy']:.2f}")
+        if _should_evaluate(step, config.steps, config.eval_every):
+            _evaluate(evaluate, policy, step, evaluations)
+    bar.close()
+    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started, reference_passes)
+
+
+def _reference_chunks(policy, batch, chunk_size: int) -> tuple[torch.Tensor, int]:
+    summed, _ = reference_logprobs(policy, batch, chunk_size)
+    return summed.detach(), math.ceil(batch.batch_size / chunk_size)
+
+
+def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
+                  needs_reference: bool):
+    """The per-step function ``rows -> LossOutput`` of a paired loss, with reference log-probs precomputed."""
+    size = len(dataset)
+    passes = 0
+    reference: torch.Tensor | None = None  # [2P]: chosen then rejected
+    if needs_reference:
+        full = collate_completions(dataset.prompt_ids + dataset.prompt_ids, dataset.chosen_ids + dataset.rejected_ids,
+                                   pad_token_id)
+        reference, passes = _reference_chunks(policy, full, config.chunk_size)
+
+    def step(rows: torch.Tensor):
+        index = rows.tolist()
+        prompts = [dataset.prompt_ids[i] for i in index]
+        completions = [dataset.chosen_ids[i] for i in index] + [dataset.rejected_ids[i] for i in index]
+        batch = collate_completions(prompts + prompts, completions, pad_token_id)
+        summed, counts = batch_logprobs(policy, batch)
+        pairs = len(index)
+        ref_chosen = ref_rejected = None
+        if reference is not None:
+            ref_chosen = reference[rows].to(summed.device)
+            ref_rejected = reference[rows + size].to(summed.device)
+        preference = PreferenceBatch(summed[:pairs], summed[pairs:], ref_chosen, ref_rejected, counts[:pairs],
+                                     counts[pairs:])
+        extras = {name: tensor[rows].to(summed.device) for name, tensor in dataset.extras.items()}
+        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **extras)
+
+    return step, passes
+
+
+def _unpaired_steps(policy, dataset: UnpairedDataset, pad_token_id: int, config: PreferenceTrainingConfig):
+    """The per-step function of an unpaired loss (KTO): examples plus their mismatched pairs for ``z0``."""
+    partners = dataset.kl_partners()
+    mismatched = [dataset.completion_ids[j] for j in partners]
+    full = collate_completions(dataset.prompt_ids + dataset.prompt_ids, dataset.completion_ids + mismatched,
+                               pad_token_id)
+    reference, passes = _reference_chunks(policy, full, config.chunk_size)
+    size = len(dataset)
+    desirable = torch.tensor(dataset.desirable)
+
+    def step(rows: torch.Tensor):
+        index = rows.tolist()
+        prompts = [dataset.prompt_ids[i] for i in index]
+        batch = collate_completions(prompts, [dataset.completion_ids[i] for i in index], pad_token_id)
+        summed, _ = batch_logprobs(policy, batch)
+        with torch.no_grad():  # z0 is detached in KTO: no gradient through the mismatched pairs
+            kl_batch = collate_completions(prompts, [mismatched[i] for i in index], pad_token_id)
+            kl_summed, _ = batch_logprobs(policy, kl_batch)
+        device = summed.device
+        unpaired = UnpairedBatch(summed, reference[rows].to(device), desirable[rows].to(device),
+                                 kl_policy_logps=kl_summed, kl_reference_logps=reference[rows + size].to(device))
+        return PREFERENCE_LOSSES[config.loss](unpaired, config.beta, **config.loss_params)
+
+    return step, passes
+
+
+# ---------------------------------------------------------------------- online RL
+def rloo_advantages(rewards: torch.Tensor, samples_per_prompt: int) -> torch.Tensor:
+    """RLOO's leave-one-out advantages ``[N]`` of rewards ``[N]`` listed prompt-major (``k`` per prompt).
+
+    ``A_i = R_i − (1/(k−1)) Σ_{j≠i} R_j = k/(k−1) · (R_i − mean_j R_j)`` over the ``k`` samples of the same prompt
+    (Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
+    Feedback in LLMs", Eq. 6; Kool et al. 2019). They sum to zero per prompt.
+    """
+    k = samples_per_prompt
+    if k < 2:
+        raise ValidationError(f"samples_per_prompt: the leave-one-out baseline needs k >= 2, got {k}")
+    if rewards.dim() != 1 or rewards.shape[0] % k:
+        raise ValidationError(f"rewards: expected shape [N] with N a multiple of k = {k}, got {list(rewards.shape)}")
+    grouped = rewards.reshape(-1, k)
+    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)
+    return (grouped - baseline).reshape(-1)
+
+
+def _checked_rewards(values: Any, count: int, what: str = "reward_fn") -> torch.Tensor:
+    try:
+        rewards = torch.as_tensor(values).detach()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValidationError(f"{what}: expected a tensor of {count} rewards, got {type(values).__name__}") from error
+    if rewards.dim() != 1 or rewards.shape[0] != count:
+        raise ValidationError(f"{what}: expected rewards of shape [{count}] (one per completion), got "
+                              f"{list(rewards.shape)}")
+    if not rewards.is_floating_point():
+        rewards = rewards.to(torch.get_default_dtype())
+    if not bool(torch.isfinite(rewards).all()):
+        bad = int((~torch.isfinite(rewards)).sum())
+        raise ValidationError(f"{what}: returned {bad} non-finite reward(s) (NaN or inf); expected finite scores")
+    return rewards
+
+
+def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunction, config: RLConfig | None = None,
+             evaluate: EvaluationCallback | None = None) -> TrainingResult:
+    """Online RL of ``policy``'s adapter against ``reward_fn`` with a KL penalty to the reference.
+
+    For completions ``y_1..y_k ~ π_θ(·|x)`` of each prompt, the penalized reward is
+    ``R_i = r(x, y_i) − β (log π_θ(y_i|x) − log π_ref(y_i|x))`` (a sequence-level log-ratio, summed over the
+    completion's tokens, detached; ``π_ref`` = the adapter-disabled model), and the loss is the REINFORCE
+    surrogate ``−(1/N) Σ_i A_i log π_θ(y_i|x)`` whose gradient estimates ``−∇ E_π[r − β log π/π_ref]``:
+
+    * ``rloo``: ``A_i = R_i − mean_{j≠i} R_j`` (:func:`rloo_advantages`; Ahmadian et al. 2024, "Back to Basics:
+      Revisiting REINFORCE Style Optimization for Learning from Human Feedback in LLMs");
+    * ``reinforce``: ``A_i = R_i − b`` with ``b`` an exponential moving average of past mean ``R`` (Williams 1992;
+      the "REINFORCE with baseline" of the same paper).
+
+    ``history[s]``: mean reward, mean KL sample ``log π − log π_ref``, mean penalized reward, loss, gradient norm,
+    mean completion length. Samples are seeded with ``config.seed`` and the step.
+    """
+    config = config or RLConfig()
+    prompts = list(prompts)
+    if not prompts:
+        raise ValidationError("prompts: is empty; expected at least one prompt for RL")
+    parameters = trainable_parameters(policy)
+    optimizer = _optimizer(parameters, config.learning_rate, config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    pad = tokenizer.pad_token_id
+    k = config.samples_per_prompt
+    baseline: float | None = None
+    history: list[dict[str, Any]] = []
+    evaluations: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    _evaluate(evaluate, policy, 0, evaluations)
+    prompt_batches = _batches(len(prompts), config.prompts_per_step, config.steps, generator)
+    bar = tqdm(prompt_batches, desc=f"{config.algorithm} β={config.kl_coef}", disable=not config.progress,
+               leave=False)
+    for step, rows in enumerate(bar, 1):
+        chosen_prompts = [prompts[i] for i in rows.tolist()]
+        samples = generate_completions(policy, tokenizer, chosen_prompts, config.max_new_tokens,
+                                       temperature=config.temperature, num_samples=k,
+                                       seed=config.seed * 1_000_003 + step)
+        rewards = _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples))
+        batch = samples.batch(pad)
+        summed, counts = batch_logprobs(policy, batch)
+        reference, _ = reference_logprobs(policy, batch)
+        logratio = (summed.detach() - reference).double().cpu()
+        penalized = rewards.double().cpu() - config.kl_coef * logratio
+        if config.algorithm == "rloo":
+            advantages = rloo_advantages(penalized, k)
+        else:
+            mean = float(penalized.mean())
+            baseline = mean if baseline is None else config.baseline_decay * baseline + \
+                (1 - config.baseline_decay) * mean
+            advantages = penalized - baseline
+        loss = -(advantages.to(summed.device, summed.dtype) * summed).mean()
+        norm = _step(loss, optimizer, parameters, config.max_grad_norm, f"RL ({config.algorithm})")
+        metrics = {"step": step, "reward": float(rewards.mean()), "kl": float(logratio.mean()),
+                   "penalized_reward": float(penalized.mean()), "loss": float(loss.detach()), "grad_norm": norm,
+                   "completion_tokens": float(counts.mean())}
+        history.append(metrics)
+        bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.2f}")
+        if _should_evaluate(step, config.steps, config.eval_every):
+            _evaluate(evaluate, policy, step, evaluations)
+    bar.close()
+    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------- best-of-n
+@dataclass(frozen=True)
+class BestOfN:
+    """For each prompt, the best of ``n`` samples: ``texts [P]``, ``rewards [P]``, ``index [P]`` (which sample
+    in ``samples``, prompt-major), all samples' rewards ``all_rewards [P, n]`` and the samples themselves."""
+
+    texts: list[str]
+    rewards: torch.Tensor
+    index: list[int]
+    all_rewards: torch.Tensor
+    samples: Completions
+
+    @staticmethod
+    def kl_bound(n: int) -> float:
+        """``log n − (n−1)/n``: the analytic KL of best-of-n to the sampling policy (an upper bound; Stiennon et
+        al. 2020, Beirami et al. 2024 "Theoretical guarantees on the best-of-n alignment policy")."""
+        return math.log(n) - (n - 1) / n
+
+
+def best_of_n(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunction, n: int, *,
+              max_new_tokens: int = 24, temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> BestOfN:
+    """Sample ``n`` completions per prompt from ``policy`` (adapter as it is; wrap in
+    :func:`llm.models.reference_mode` to sample the reference), score them with ``reward_fn`` and keep the best."""
+    _check_positive_int(n, "n")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValidationError("prompts: is empty; expected at least one prompt")
+    samples = generate_completions(policy, tokenizer, prompts, max_new_tokens, temperature=temperature,
+                                   num_samples=n, seed=seed, batch_size=batch_size)
+    rewards = _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples)).reshape(len(prompts), n)
+    best = rewards.argmax(dim=1)
+    index = [p * n + int(b) for p, b in enumerate(best)]
+    return BestOfN([samples.texts[i] for i in index], rewards.gather(1, best[:, None]).squeeze(1), index, rewards,
+                   samples)
+
+
+# ---------------------------------------------------------------------- saving
+def save_trained_adapter(policy, folder: Path | str, result: TrainingResult,
+                         extra: dict[str, Any] | None = None) -> Path:
+    """Save the adapter in peft's format with ``irl_bilevel_adapter.json`` holding the loop's config, per-step
+    history, evaluations and wall time (and ``extra``); ``PeftModel.from_pretrained`` loads the folder."""
+    metadata = {"training": result.as_dict(), **(extra or {})}
+    return save_adapter(policy, folder, metadata)
