@@ -19,6 +19,16 @@ seeded by the recipe (the caller's global RNG is forked and restored), and the m
 the ambient default dtype, so two builds of the same recipe give identical weights (on the same torch version,
 CPU and thread count; the build always runs on the CPU).
 
+Agentic text (``agentic_envs``): the review tokenizer cannot encode the agentic environments' prompts
+(``"A=[0, 1, 2]"``, ``"Move:"``, room lists) — they would all be ``[UNK]``. A recipe that names agentic
+environments (:data:`AGENTIC_ENVS`, e.g. ``("hanoi-3", "steppath")``) adds to the corpus one document per
+(reachable non-terminal state, legal action) pair of each environment, ``render_state(s) + " " +
+format_action(a)`` (``agentic_repeats`` copies of each), so the tokenizer covers every prompt and action those
+environments can render and the model learns the prompt and action *format* and which moves are legal, but not
+which move is good (the legal actions are weighted uniformly): a base policy that RL on an environment reward can
+still improve. A recipe without agentic environments keeps its hash (the two fields are left out of
+:meth:`BuiltinRecipe.as_dict`), so the cached review models stay valid.
+
 Tokens: ``[PAD]`` (0), ``[UNK]`` (1), ``[BOS]`` (2), ``[EOS]`` (3). The tokenizer prepends ``[BOS]`` to every
 encoded text (``add_special_tokens=True``); training documents end with ``[EOS]``. Words and punctuation are
 separate tokens, and decoding joins tokens with single spaces (``"the film was great ."``), so decoded text
@@ -167,6 +177,21 @@ class ReviewGrammar:
         return sorted(words)
 
 
+def _hanoi3():
+    from llm.agentic.hanoi import HanoiEnv
+
+    return HanoiEnv(3)
+
+
+def _steppath():
+    from llm.agentic.graph_nav import GraphNavEnv
+
+    return GraphNavEnv(kinds=("steppath",))
+
+
+AGENTIC_ENVS = {"hanoi-3": _hanoi3, "steppath": _steppath}
+"""Agentic environments whose text a recipe can add to the corpus (name → constructor of a ``FiniteTextEnv``)."""
+
 HELD_OUT_SEED_OFFSET = 1_000_003
 """Held-out text (evaluation, prompts) comes from ``random.Random(seed + HELD_OUT_SEED_OFFSET)``."""
 
@@ -196,8 +221,17 @@ class BuiltinRecipe:
     weight_decay: float = 0.01
     seed: int = 0
     grammar: ReviewGrammar = dataclasses.field(default_factory=ReviewGrammar)
+    agentic_envs: tuple[str, ...] = ()
+    agentic_repeats: int = 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "agentic_envs", tuple(self.agentic_envs))
+        unknown = [name for name in self.agentic_envs if name not in AGENTIC_ENVS]
+        if unknown:
+            raise ValidationError(f"agentic_envs: unknown environment(s) {unknown}; expected names from "
+                                  f"{sorted(AGENTIC_ENVS)}")
+        if not isinstance(self.agentic_repeats, int) or self.agentic_repeats < 1:
+            raise ValidationError(f"agentic_repeats: expected a positive integer, got {self.agentic_repeats!r}")
         for name in ("n_layer", "n_embd", "n_head", "n_positions", "corpus_size", "eval_size", "train_steps",
                      "batch_size"):
             value = getattr(self, name)
@@ -220,13 +254,31 @@ class BuiltinRecipe:
         return cls(**settings)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.agentic_envs:  # review-only recipes keep the hash they had before agentic text existed
+            del values["agentic_envs"], values["agentic_repeats"]
+        else:
+            values["agentic_envs"] = list(self.agentic_envs)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BuiltinRecipe:
         values = dict(values)
         grammar = ReviewGrammar(**values.pop("grammar", {}))
+        values["agentic_envs"] = tuple(values.get("agentic_envs", ()))
         return cls(grammar=grammar, **values)
+
+    def agentic_documents(self) -> list[str]:
+        """The agentic environments' (prompt + legal action) documents, in a fixed order (module docstring)."""
+        documents = []
+        for name in self.agentic_envs:
+            env = AGENTIC_ENVS[name]()
+            for state in env.reachable_states():
+                if env.is_terminal(state):
+                    continue
+                prompt = env.render_state(state).rstrip()
+                documents += [f"{prompt} {env.format_action(action)}" for action in env.legal_actions(state)]
+        return documents * self.agentic_repeats
 
     def key(self) -> str:
         """``sha256`` (16 hex digits) of the recipe and the build format."""
@@ -348,6 +400,7 @@ def _build_into(recipe: BuiltinRecipe, folder: Path, progress: bool) -> None:
 
     started = time.perf_counter()
     corpus = [text for text, _ in recipe.grammar.reviews(recipe.corpus_size, recipe.seed)]
+    corpus += recipe.agentic_documents()
     held_out = [text for text, _ in recipe.held_out_reviews(recipe.eval_size)]
     tokenizer = train_tokenizer(recipe, corpus)
     documents = _encode_documents(tokenizer, corpus, recipe.n_positions)
