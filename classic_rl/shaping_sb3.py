@@ -316,7 +316,8 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         episodes = complete_episodes(data, inner.env.num_envs)
         parameters = problem.parameters
         if not episodes:
-            self.last = {"episodes": 0}
+            # No finished episode in the window: no estimate, so a zero task gradient (recorded as such).
+            self.last = {"episodes": 0, "train_return": None, "task_gradient_norm": 0.0}
             return Hypergradient(-inner.recent_true_return(), [torch.zeros_like(p) for p in parameters])
         rows = np.concatenate(episodes)
         dtype = torch.float64

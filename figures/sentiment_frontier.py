@@ -1,10 +1,11 @@
 """Figure: the reward-vs-KL frontier of controlled sentiment generation (the DPO paper's Fig. 2, scaled down).
 
 Reads ``results/sentiment_frontier.json`` (``llm.experiments.sentiment_frontier``). One point per evaluation of
-every method (DPO at each β, the other catalog losses, RLOO with the gold reward, best-of-n at its analytic KL
-bound), x = sequence-level KL to the reference (nats, estimated from the policy's samples), y = mean gold reward
-of those samples: (a) the gold sentiment, (b) the gold aggregate of all aspects. One colour per method, one marker
-per reward variant (which gold reward labelled the training pairs or drove RL); the reference is the star at KL 0.
+every method (DPO at each β, the other catalog losses, RLOO with the gold reward, RLOO with a text reward model
+trained on the same pairs ("RM + RLOO"), best-of-n at its analytic KL bound), x = sequence-level KL to the
+reference (nats, estimated from the policy's samples), y = mean gold reward of those samples: (a) the gold
+sentiment, (b) the gold aggregate of all aspects. One colour per method, one marker per reward variant (which
+gold reward labelled the training pairs or drove RL); the reference is the star at KL 0.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ NAME = "sentiment_frontier"
 MARKERS = {"scalar": "o", "multi_aspect": "^"}
 VARIANT_LABELS = {"scalar": "pairs / RL reward: sentiment only", "multi_aspect": "pairs / RL reward: all aspects"}
 PANELS = (("reward/sentiment", "(a) gold sentiment (VADER)"), ("reward/total", "(b) gold aggregate of all aspects"))
-OTHER_COLOURS = ("C1", "C2", "C4", "C5", "C6", "C8", "C9", "C7")
+OTHER_COLOURS = ("C1", "C4", "C5", "C6", "C8", "C9", "C7")  # no C2: green is RM + RLOO
 
 
 def method_label(entry: dict[str, Any]) -> str:
     if entry["method"] == "dpo":
         return f"DPO β={entry['beta']:g}"
+    if entry["method"] == "rm_rloo":
+        return f"RM + RLOO β_KL={entry['beta']:g}"
     if entry["method"] == "rloo":
         return f"RLOO ({entry.get('reward_source', 'gold')} reward) β_KL={entry['beta']:g}"
     beta = "" if entry["beta"] is None else f" β={entry['beta']:g}"
@@ -35,7 +38,8 @@ def method_label(entry: dict[str, Any]) -> str:
 
 
 def _colours(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """DPO betas on a blue ramp, RL KL coefficients on a red ramp, the other losses in the remaining cycle colours."""
+    """DPO betas on a blue ramp, gold-reward RL on a red ramp, RM + RLOO on a green ramp, the other losses in the
+    remaining cycle colours."""
     labels = list(dict.fromkeys(method_label(r) for r in runs))
     dpo = [label for label in labels if label.startswith("DPO")]
     ramp = plt.get_cmap("Blues")
@@ -43,6 +47,10 @@ def _colours(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rl = [label for label in labels if label.startswith("RLOO")]
     reds = plt.get_cmap("Reds")
     colours.update({label: reds(0.55 + 0.45 * i / max(1, len(rl) - 1)) for i, label in enumerate(rl)})
+    reward_model = [label for label in labels if label.startswith("RM + RLOO")]
+    greens = plt.get_cmap("Greens")
+    colours.update({label: greens(0.55 + 0.45 * i / max(1, len(reward_model) - 1))
+                    for i, label in enumerate(reward_model)})
     cycle = iter(OTHER_COLOURS)
     for label in labels:
         if label not in colours:

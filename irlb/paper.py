@@ -565,6 +565,99 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/sentiment_frontier.json
+
+# Method groups of the frontier: DPO at every β, the other offline catalog losses, RLOO with the gold reward, RLOO
+# with a text reward model trained on the same pairs.
+_SF_GROUPS = {"dpo": lambda m: m == "dpo", "offline": lambda m: m not in ("dpo", "rloo", "rm_rloo"),
+              "rloo": lambda m: m == "rloo", "rm rloo": lambda m: m == "rm_rloo"}
+
+
+_SF_LOSS_NAMES = {"ipo": "IPO", "hinge": "hinge (SLiC)", "robust": "robust DPO", "simpo": "SimPO", "kto": "KTO",
+                  "orpo": "ORPO", "sigmoid_norm": "length-normalized DPO"}
+
+
+def _sf_target(variant: str) -> str:
+    """The gold reward a variant optimizes: the sentiment alone (scalar) or the aggregate (multi-aspect)."""
+    return "reward/sentiment" if variant == "scalar" else "reward/total"
+
+
+def _listing(values: Iterable[Any]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per reward variant and method group: the best gold reward (the variant's target) over every evaluation and
+    its KL, the best within the KL budget of the largest best-of-n, best-of-n itself, and the reward models'
+    held-out accuracies; plus the protocol's settings. Macro names do not depend on the scale's values."""
+    config, reference = data["config"], data["reference"]
+    if "num_parameters" in data.get("model", {}):
+        macros.number(["sf model parameters"], int(data["model"]["num_parameters"]))
+    for key in ("train_prompts", "test_prompts", "pair_samples", "max_new_tokens", "eval_samples", "steps",
+                "batch_size", "rl_steps", "rl_prompts_per_step", "rl_samples_per_prompt", "lora_r", "rm_steps",
+                "rm_batch_size", "rm_lora_r", "target_words", "eval_every", "rl_eval_every"):
+        macros.number(["sf", key], int(config[key]))
+    macros.number(["sf learning rate"], float(config["learning_rate"]))
+    macros.number(["sf rl learning rate"], float(config["rl_learning_rate"]))
+    macros.number(["sf rm learning rate"], float(config["rm_learning_rate"]))
+    macros.text(["sf dpo betas"], _listing(config["dpo_betas"]))
+    macros.number(["sf num dpo betas"], len(config["dpo_betas"]))
+    macros.text(["sf kl coefs"], _listing(config["rl_kl_coefs"]))
+    macros.text(["sf best of n"], _listing(int(n) for n in config["best_of_n"]))
+    macros.text(["sf other losses"], ", ".join(_SF_LOSS_NAMES.get(n, n) for n in config["other_losses"]))
+    macros.number(["sf wall minutes"], float(data["wall_seconds"]) / 60)
+    macros.number(["sf cpu minutes"], float(data["cpu_seconds"]) / 60)
+    if "same_pair_fraction" in data["data"]:
+        macros.fixed(["sf same pair fraction"], float(data["data"]["same_pair_fraction"]), 2)
+    for name in ("sentiment", "total"):
+        macros.fixed(["sf reference", name], float(reference[f"reward/{name}"]), 2)
+        macros.fixed(["sf reference", name, "se"], float(reference[f"reward/{name}_se"]), 2)
+    rows = data["acceptance"]["dpo_scalar"]
+    if rows:
+        macros.number(["sf dpo gain in se min"], min(float(r["gain_in_se"]) for r in rows.values()))
+    runs = data["runs"]
+    largest = max(int(n) for n in config["best_of_n"])
+    macros.number(["sf bon largest n"], largest)
+    for variant in config["variants"]:
+        target = _sf_target(variant)
+        label = variant.replace("_", " ")
+        summary = data["data"][variant]
+        macros.number(["sf", label, "pairs"], int(summary["pairs"]))
+        macros.fixed(["sf", label, "chosen sentiment"], float(summary["chosen_sentiment"]), 2)
+        macros.fixed(["sf", label, "rejected sentiment"], float(summary["rejected_sentiment"]), 2)
+        bon = next(p for p in data["best_of_n"] if p["variant"] == variant and int(p["n"]) == largest)
+        budget = float(bon["kl"])
+        macros.fixed(["sf", label, "bon"], float(bon[target]), 2)
+        macros.fixed(["sf", label, "bon sentiment"], float(bon["reward/sentiment"]), 2)
+        macros.number(["sf", label, "bon kl"], budget)
+        for group, member in _SF_GROUPS.items():
+            entries = [e for e in runs if e["variant"] == variant and member(e["method"])]
+            points = [(p, e) for e in entries for p in e["points"] if p["step"] > 0]
+            if not points:
+                continue
+            best, entry = max(points, key=lambda item: item[0][target])
+            macros.fixed(["sf", label, group, "best"], float(best[target]), 2)
+            macros.fixed(["sf", label, group, "best se"], float(best[f"{target}_se"]), 2)
+            macros.number(["sf", label, group, "best kl"], float(best["kl"]))
+            if entry["beta"] is not None:
+                macros.number(["sf", label, group, "best beta"], float(entry["beta"]))
+            within = [p for p, _ in points if p["kl"] <= budget]
+            macros.fixed(["sf", label, group, "within budget"], max((float(p[target]) for p in within),
+                                                                   default=math.nan), 2)
+            largest_kl = max(points, key=lambda item: item[0]["kl"])[0]
+            macros.number(["sf", label, group, "max kl"], float(largest_kl["kl"]))
+        report = data.get("reward_models", {}).get(variant)
+        if report is not None:
+            macros.fixed(["sf", label, "rm held out accuracy"], float(report["held_out_accuracy"]), 2)
+            macros.fixed(["sf", label, "rm train accuracy"], float(report["train_accuracy"]), 2)
+            macros.number(["sf", label, "rm held out pairs"], int(report["held_out_pairs"]))
+            macros.number(["sf", label, "rm score std"], float(report["held_out_score_std"]))
+            macros.number(["sf", label, "rm seconds"], float(report["seconds"]))
+            for aspect, accuracy in (report.get("held_out_aspect_accuracy") or {}).items():
+                macros.fixed(["sf", label, "rm", aspect, "accuracy"], math.nan if accuracy is None else accuracy, 2)
+    return {}
+
+# --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/mce_irl_vs_imitation.json
 
 
@@ -729,6 +822,7 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "feedback_consistency": feedback_consistency,
     "learned_shaping": learned_shaping,
     "shaping_classic_control": shaping_classic_control,
+    "sentiment_frontier": sentiment_frontier,
 }
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,

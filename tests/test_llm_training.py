@@ -195,12 +195,25 @@ def test_the_tiny_frontier_runs_end_to_end_and_its_figure_writes(tiny_lm_path, t
     results = json.loads(path.read_text())
     settings = sentiment_frontier.SCALES["tiny"]
     methods = {(r["method"], r["variant"]) for r in results["runs"]}
-    assert methods == {(m, v) for v in ("scalar", "multi_aspect") for m in ("dpo", "ipo", "kto", "rloo")}
+    assert methods == {(m, v) for v in ("scalar", "multi_aspect") for m in ("dpo", "ipo", "kto", "rloo", "rm_rloo")}
     for entry in results["runs"]:
-        every = settings["rl_eval_every"] if entry["method"] == "rloo" else settings["eval_every"]
-        last = settings["rl_steps"] if entry["method"] == "rloo" else settings["steps"]
+        rl = entry["method"] in ("rloo", "rm_rloo")
+        every = settings["rl_eval_every"] if rl else settings["eval_every"]
+        last = settings["rl_steps"] if rl else settings["steps"]
         assert [p["step"] for p in entry["points"]] == sorted({0, last, *range(every, last + 1, every)})
         assert entry["points"][0]["kl"] == 0.0
+    # RM + RLOO: a reward model per variant (one head / the gold aspects as heads), its held-out accuracy reported,
+    # and RL against it at every KL coefficient of the gold-reward RL, with its own frontier points.
+    reward_models = results["reward_models"]
+    assert set(reward_models) == {"scalar", "multi_aspect"}
+    assert reward_models["scalar"]["heads"] == ["reward"] and reward_models["scalar"]["loss"] == "bradley_terry"
+    assert reward_models["multi_aspect"]["heads"] == ["sentiment", "fluency", "conciseness", "diversity"]
+    for report in reward_models.values():
+        assert 0.0 <= report["held_out_accuracy"] <= 1.0 and report["held_out_pairs"] > 0
+    rm_runs = [r for r in results["runs"] if r["method"] == "rm_rloo"]
+    assert sorted((r["variant"], r["beta"]) for r in rm_runs) == sorted(
+        (v, kl) for v in ("scalar", "multi_aspect") for kl in settings["rl_kl_coefs"])
+    assert all(r["reward_source"] == "reward_model" and len(r["points"]) > 1 for r in rm_runs)
     assert len(results["best_of_n"]) == 2 and results["wall_seconds"] > 0
     files = plot(tmp_path / "results", tmp_path / "figures")
     assert [f.suffix for f in files] == [".png", ".pdf"] and all(f.stat().st_size > 1000 for f in files)

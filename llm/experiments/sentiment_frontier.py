@@ -13,8 +13,19 @@ Protocol, per reward *variant*:
   ``sigmoid``) at each of ``dpo_betas``, and each loss of ``other_losses`` (catalog name -> ``{"beta": β}`` plus
   the loss's other parameters; β ``None`` = the loss's default). Reference log-probs are computed once per dataset.
 * RL: RLOO with a KL penalty (:func:`llm.training.train_rl`) at each of ``rl_kl_coefs``, against the reward named
-  by ``rl_reward`` (``"gold"``: RL with the ground-truth reward of the variant, which the DPO paper also plots;
-  :data:`REWARD_SOURCES` is the hook where a learned text reward model trained on the same pairs plugs in).
+  by ``rl_reward`` (``"gold"``: RL with the ground-truth reward of the variant, which the DPO paper also plots).
+* RM + RLOO (when ``rm_steps > 0``): the two-stage RLHF pipeline the DPO paper compares against. A text reward
+  model (:class:`llm.reward_models.BackboneRewardModel`: linear heads on the reference LM's last-token hidden
+  state, the backbone frozen or tuned through a LoRA adapter of rank ``rm_lora_r``) is trained on the variant's
+  *same* preference pairs by :func:`llm.reward_models.train_reward_model`: ``scalar``: one head,
+  ``bradley_terry`` on its score; ``multi_aspect``: one head per gold aspect, ``aspect_bradley_terry`` on
+  per-aspect labels (which of the pair's two completions has the higher gold aspect,
+  :func:`llm.reward_models.aspect_labels_from_rewards`), aggregated with the gold aggregator's fixed weights.
+  Its pair accuracy is measured on held-out pairs (best vs worst of ``pair_samples`` reference samples per *test*
+  prompt, labelled like the training pairs). Then RLOO with the same KL coefficients and settings as above,
+  against ``rm.score(x, y).total`` (reward source ``"reward_model"`` of :data:`REWARD_SOURCES`). The reward
+  model's scores are on its own (Bradley–Terry logit) scale, not the gold reward's, so the same β_KL is not the
+  same reward/KL trade-off; the frontier compares the points, not the β's.
 * Best-of-n with the variant's gold reward on reference samples, at the analytic KL ``log n − (n−1)/n``.
 
 Every ``eval_every`` steps (``rl_eval_every`` for RL) a policy gives one frontier point
@@ -28,7 +39,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,8 +51,16 @@ from irl_bilevel.rewards import RewardOutput
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
+from llm.evaluation import accuracy_from_scores
 from llm.frontier import evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
+from llm.reward_models import (
+    BackboneRewardModel,
+    TextPairs,
+    aspect_labels_from_rewards,
+    backbone_reward_model,
+    train_reward_model,
+)
 from llm.sentiment import GoldReward, PreferencePairs, label_pairs, sentiment_prompts
 from llm.training import (
     BestOfN,
@@ -57,6 +76,7 @@ from llm.training import (
 
 NAME = "sentiment_frontier"
 VARIANTS = ("scalar", "multi_aspect")
+RL_METHODS = ("rloo", "rm_rloo")  # RLOO against the rl_reward source, and against a text reward model
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,10 @@ class SentimentFrontierConfig(ExperimentConfig):
     rl_learning_rate: float
     rl_eval_every: int
     best_of_n: tuple[int, ...]
+    rm_steps: int  # reward-model optimizer steps (0: no RM + RLOO runs)
+    rm_batch_size: int  # pairs per reward-model step
+    rm_learning_rate: float
+    rm_lora_r: int  # LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)
     save_adapters: bool  # write each trained adapter to results_dir/sentiment_frontier_adapters/
 
 
@@ -105,20 +129,23 @@ SCALES: dict[str, dict[str, Any]] = {
              "other_losses": {"ipo": {"beta": 0.5}, "kto": {"beta": 0.1}},
              "steps": 3, "batch_size": 4, "learning_rate": 1e-3, "eval_every": 2, "eval_samples": 1,
              "rl_kl_coefs": [0.05], "rl_steps": 2, "rl_prompts_per_step": 2, "rl_samples_per_prompt": 2,
-             "rl_learning_rate": 1e-3, "rl_eval_every": 1, "best_of_n": [2]},
+             "rl_learning_rate": 1e-3, "rl_eval_every": 1, "best_of_n": [2],
+             "rm_steps": 4, "rm_batch_size": 8, "rm_learning_rate": 1e-2, "rm_lora_r": 0},
     "quick": {**_COMMON, "model": "builtin", "train_prompts": 1024, "test_prompts": 128, "pair_samples": 4,
               "max_new_tokens": 24, "dpo_betas": [0.05, 0.1, 0.5, 1.0],
               "other_losses": _OTHER_LOSSES,
               "steps": 150, "batch_size": 16, "learning_rate": 5e-4, "eval_every": 25, "eval_samples": 2,
               "rl_kl_coefs": [0.05, 0.2], "rl_steps": 150, "rl_prompts_per_step": 8, "rl_samples_per_prompt": 4,
-              "rl_learning_rate": 1e-3, "rl_eval_every": 25, "best_of_n": [2, 4, 8, 16]},
+              "rl_learning_rate": 1e-3, "rl_eval_every": 25, "best_of_n": [2, 4, 8, 16],
+              "rm_steps": 150, "rm_batch_size": 32, "rm_learning_rate": 1e-3, "rm_lora_r": 8},
     "full": {**_COMMON, "model": "builtin", "train_prompts": 4096, "test_prompts": 512, "pair_samples": 4,
              "max_new_tokens": 24, "dpo_betas": [0.05, 0.1, 0.5, 1.0, 5.0],
              "other_losses": {**_OTHER_LOSSES, "orpo": {"beta": None}, "sigmoid_norm": {"beta": 0.5}},
              "steps": 1000, "batch_size": 32, "learning_rate": 5e-4, "eval_every": 100, "eval_samples": 2,
              "rl_kl_coefs": [0.02, 0.05, 0.2], "rl_steps": 1000, "rl_prompts_per_step": 16,
              "rl_samples_per_prompt": 4, "rl_learning_rate": 1e-3, "rl_eval_every": 100,
-             "best_of_n": [2, 4, 8, 16, 64]},
+             "best_of_n": [2, 4, 8, 16, 64],
+             "rm_steps": 600, "rm_batch_size": 32, "rm_learning_rate": 1e-3, "rm_lora_r": 8},
 }
 CONFIG = SentimentFrontierConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
@@ -134,6 +161,10 @@ class FrontierContext:
     pairs: dict[str, PreferencePairs]
     train_prompts: list[str]
     config: dict[str, Any]
+    held_out_pairs: dict[str, PreferencePairs] = field(default_factory=dict)  # per variant, from the test prompts
+    model_path: Path | str | None = None  # where the base model came from (a reward model's backbone loads it)
+    reward_models: dict[str, Any] = field(default_factory=dict)  # per variant: trained once, shared by the KL runs
+    reward_model_reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # per variant: accuracy, time
 
 
 def _gold_source(context: FrontierContext, variant: str) -> RewardFunction:
@@ -141,9 +172,82 @@ def _gold_source(context: FrontierContext, variant: str) -> RewardFunction:
     return gold_text_reward(context.gold, "sentiment" if variant == "scalar" else None)
 
 
-REWARD_SOURCES: dict[str, Callable[[FrontierContext, str], RewardFunction]] = {"gold": _gold_source}
-"""``rl_reward`` name -> ``source(context, variant) -> reward_fn``. Hook for a learned text reward model: register
-a source that trains it on ``context.pairs[variant]`` and returns its ``(prompts, completions) -> [N]`` scores."""
+def _reward_model_source(context: FrontierContext, variant: str) -> RewardFunction:
+    """RL with a text reward model trained on the variant's preference pairs (trained on first use, then cached in
+    the context); its report (held-out accuracy, training fit, time) goes to ``context.reward_model_reports``."""
+    if variant not in context.reward_models:
+        model, report = train_frontier_reward_model(context, variant)
+        context.reward_models[variant] = model
+        context.reward_model_reports[variant] = report
+    model = context.reward_models[variant]
+
+    def reward(prompts: list[str], completions: list[str]) -> torch.Tensor:
+        return model.score(prompts, completions).total
+
+    return reward
+
+
+REWARD_SOURCES: dict[str, Callable[[FrontierContext, str], RewardFunction]] = {
+    "gold": _gold_source, "reward_model": _reward_model_source}
+"""``rl_reward`` name -> ``source(context, variant) -> reward_fn`` (``(prompts, completions) -> [N]`` scores):
+``gold`` (the variant's gold reward) or ``reward_model`` (a text reward model trained on ``context.pairs[variant]``,
+:func:`train_frontier_reward_model`)."""
+
+
+def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple[BackboneRewardModel,
+                                                                                   dict[str, Any]]:
+    """Train the variant's text reward model on its preference pairs and measure it on the held-out pairs.
+
+    ``scalar``: one head ``reward``, ``bradley_terry``; ``multi_aspect``: one head per gold aspect,
+    ``aspect_bradley_terry`` with per-aspect labels from the pair's gold aspects, total = the gold aggregator's
+    fixed weights. Report: ``held_out_accuracy`` (fraction of held-out pairs whose chosen completion gets the higher
+    total; a tie is wrong, as in RewardBench), ``train_accuracy`` (the same on the training pairs), for the
+    multi-aspect model the held-out accuracy of each head on its own aspect's labels (tied aspects left out),
+    and the training time.
+    """
+    settings = context.config
+    started = time.perf_counter()
+    multi = variant == "multi_aspect"
+    pairs = context.pairs[variant]
+    names = tuple(pairs.aspect_names) if multi else ("reward",)
+    options = {"weights": [context.gold.weights[name] for name in names]} if multi else None
+    lora = (LoraSettings(r=settings["rm_lora_r"], alpha=2.0 * settings["rm_lora_r"])
+            if settings["rm_lora_r"] > 0 else None)
+    seed = int(settings.get("seed", 0))
+    model = backbone_reward_model(context.model_path, names, "fixed" if multi else None, options, lora=lora,
+                                  seed=seed)
+    per_pair = ({"aspect_labels": aspect_labels_from_rewards(pairs.chosen_aspects, pairs.rejected_aspects)}
+                if multi else None)
+    fit = train_reward_model(model, TextPairs.from_preference_pairs(pairs, variant),
+                             "aspect_bradley_terry" if multi else "bradley_terry", steps=settings["rm_steps"],
+                             batch_size=settings["rm_batch_size"], learning_rate=settings["rm_learning_rate"],
+                             per_pair=per_pair, seed=seed)
+    train_texts = TextPairs.from_preference_pairs(pairs, variant)
+    train_accuracy = accuracy_from_scores(model.score(train_texts.prompts, train_texts.chosen).total.double(),
+                                          model.score(train_texts.prompts, train_texts.rejected).total.double(),
+                                          train_texts.subsets)
+    held_out = context.held_out_pairs[variant]
+    texts = TextPairs.from_preference_pairs(held_out, variant)
+    chosen = model.score(texts.prompts, texts.chosen)
+    rejected = model.score(texts.prompts, texts.rejected)
+    accuracy = accuracy_from_scores(chosen.total.double(), rejected.total.double(), texts.subsets)
+    report: dict[str, Any] = {
+        "loss": "aspect_bradley_terry" if multi else "bradley_terry", "heads": list(names),
+        "aggregator_weights": options["weights"] if options else None, "backbone_lora_r": settings["rm_lora_r"],
+        "train_pairs": len(pairs), "held_out_pairs": len(held_out), "held_out_accuracy": accuracy.pair_accuracy,
+        "train_accuracy": train_accuracy.pair_accuracy, "train_loss": fit.final_loss,
+        "train_loss_accuracy": fit.final_accuracy,  # the loss's own accuracy (per aspect for aspect_bradley_terry)
+        "held_out_score_std": float(torch.cat([chosen.total, rejected.total]).std()),
+    }
+    if multi:
+        labels = aspect_labels_from_rewards(held_out.chosen_aspects, held_out.rejected_aspects)
+        margins = (chosen.aspects - rejected.aspects).double()
+        report["held_out_aspect_accuracy"] = {
+            name: float(((margins[:, k] > 0) == (labels[:, k] == 1))[labels[:, k] != 0.5].double().mean())
+            if bool((labels[:, k] != 0.5).any()) else None
+            for k, name in enumerate(names)}
+    report["seconds"] = time.perf_counter() - started
+    return model, report
 
 
 def _model_path(name: str) -> Path | str:
@@ -186,6 +290,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         if source not in REWARD_SOURCES:
             raise ValidationError(f"rl_reward: unknown reward source {source!r}; expected one of "
                                   f"{sorted(REWARD_SOURCES)}")
+    if settings["rm_steps"] < 0 or (settings["rl_reward"] == "reward_model" and settings["rm_steps"] < 1):
+        raise ValidationError(f"rm_steps: expected >= 1 when a reward model is trained (rl_reward "
+                              f"{settings['rl_reward']!r}), >= 0 otherwise; got {settings['rm_steps']}")
     if not settings["variants"]:
         raise ValidationError("variants: expected at least one of 'scalar', 'multi_aspect'")
     results_dir = Path(results_dir)
@@ -238,7 +345,20 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                     for i, c, r in zip(multi.prompt_index, multi.chosen_ids, multi.rejected_ids))
         record["data"]["same_pair_fraction"] = agree / max(1, len(multi))
     record["times"]["pairs"] = time.perf_counter() - phase
-    context = FrontierContext(base, tokenizer, gold, pairs, train_prompts, settings)
+    context = FrontierContext(base, tokenizer, gold, pairs, train_prompts, {**settings, "seed": seed},
+                              model_path=model_path)
+    if settings["rm_steps"] > 0 and settings["rl_kl_coefs"]:
+        # Held-out pairs for the reward models' accuracy: the same protocol on the test prompts (other samples).
+        phase = time.perf_counter()
+        held_samples = generate_completions(base, tokenizer, test_prompts, tokens,
+                                            num_samples=settings["pair_samples"], seed=seed + 2)
+        held_rewards = gold(held_samples)
+        context.held_out_pairs = {v: label_pairs(held_samples, _variant_rewards(held_rewards, v)) for v in pairs}
+        for variant, labelled in context.held_out_pairs.items():
+            if len(labelled) == 0:
+                raise ValidationError(f"test_prompts: the {variant} labeller found no held-out pair with distinct "
+                                      f"rewards")
+        record["times"]["held_out_pairs"] = time.perf_counter() - phase
 
     plan: list[dict[str, Any]] = []
     for variant in settings["variants"]:
@@ -248,8 +368,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                   "loss_params": {k: v for k, v in params.items() if k != "beta"}}
                  for loss, params in settings["other_losses"].items()]
         plan += [{"method": "rloo", "loss": None, "beta": kl, "variant": variant} for kl in settings["rl_kl_coefs"]]
+        if settings["rm_steps"] > 0:
+            plan += [{"method": "rm_rloo", "loss": None, "beta": kl, "variant": variant}
+                     for kl in settings["rl_kl_coefs"]]
     for entry in plan:  # check every loss and its parameters before the first run spends time
-        if entry["method"] != "rloo":
+        if entry["method"] not in RL_METHODS:
             entry["training"] = PreferenceTrainingConfig(
                 loss=entry["loss"], beta=entry["beta"], loss_params=entry.get("loss_params", {}),
                 steps=settings["steps"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
@@ -259,15 +382,16 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     for entry in tqdm(plan, desc=NAME, disable=not progress):
         model, _ = load_causal_lm(model_path)
         policy = with_lora(model, lora, seed=seed)
-        if entry["method"] == "rloo":
-            reward_fn = REWARD_SOURCES[settings["rl_reward"]](context, entry["variant"])
+        if entry["method"] in RL_METHODS:
+            source = settings["rl_reward"] if entry["method"] == "rloo" else "reward_model"
+            reward_fn = REWARD_SOURCES[source](context, entry["variant"])
             rl = RLConfig(algorithm="rloo", steps=settings["rl_steps"],
                           prompts_per_step=settings["rl_prompts_per_step"],
                           samples_per_prompt=settings["rl_samples_per_prompt"], kl_coef=entry["beta"],
                           learning_rate=settings["rl_learning_rate"], max_new_tokens=tokens,
                           eval_every=settings["rl_eval_every"], seed=seed, progress=progress)
             result: TrainingResult = train_rl(policy, tokenizer, train_prompts, reward_fn, rl, callback)
-            entry["reward_source"] = settings["rl_reward"]
+            entry["reward_source"] = source
             last = result.history[-1]
             entry["train_final"] = {k: last[k] for k in ("reward", "kl", "penalized_reward")}
         else:
@@ -284,6 +408,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             save_trained_adapter(policy, folder, result, {"experiment": NAME, "entry": entry["method"]})
         runs.append(entry)
     record["runs"] = runs
+    record["reward_models"] = context.reward_model_reports
 
     # Best-of-n on reference samples of the test prompts, at the analytic KL bound.
     phase = time.perf_counter()
