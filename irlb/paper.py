@@ -550,6 +550,8 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
         potentials = [name for name in candidates if name != harmful]
         macros.text(["scc", key, "potential candidates"], " and ".join(potentials))
         macros.fixed(["scc", key, "initial weight"], 1.0 / len(candidates), 3)
+        # With no seed whose weights moved (e.g. at tiny scale), the same macros describe the unmoved weights.
+        moved = moved or runs
         if moved:
             finals = [run["parameters"][-1]["weights"] for run in moved]
             macros.number(["scc", key, "harmful weight min"], min(float(w[index]) for w in finals))

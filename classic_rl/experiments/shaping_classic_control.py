@@ -127,7 +127,9 @@ _COMMON: dict[str, Any] = {"methods": list(METHODS), "lr_weights": 0.3, "lr_pote
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "seeds": 1, "eval_episodes": 2, "testbeds": [
         {**_MOUNTAIN_CAR, "total_steps": 1536, "steps_per_outer_step": 512, "record_steps": 512, "n_envs": 2,
-         "ppo": {**_MOUNTAIN_CAR_PPO, "n_steps": 128}}]},
+         "ppo": {**_MOUNTAIN_CAR_PPO, "n_steps": 128}},
+        {**_ACROBOT, "total_steps": 1536, "steps_per_outer_step": 512, "record_steps": 512, "n_envs": 2,
+         "ppo": {**_ACROBOT_PPO, "n_steps": 128}}]},
     "quick": {**_COMMON, "seeds": 3, "eval_episodes": 20, "testbeds": [
         {**_MOUNTAIN_CAR, "total_steps": 90_112}, {**_ACROBOT, "total_steps": 98_304}]},
     "full": {**_COMMON, "seeds": 10, "eval_episodes": 50, "testbeds": [
