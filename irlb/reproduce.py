@@ -16,6 +16,7 @@ EXPERIMENTS = {
     "loss_sweep": ("classic_rl.experiments.loss_sweep", "figures.loss_sweep"),
     "feedback_consistency": ("classic_rl.experiments.feedback_consistency", "figures.feedback_consistency"),
     "learned_shaping": ("classic_rl.experiments.learned_shaping", "figures.learned_shaping"),
+    "preference_noise": ("classic_rl.experiments.preference_noise", "figures.preference_noise"),
     "sentiment_frontier": ("llm.experiments.sentiment_frontier", "figures.sentiment_frontier"),
     "shaping_classic_control": ("classic_rl.experiments.shaping_classic_control", "figures.shaping_classic_control"),
 }

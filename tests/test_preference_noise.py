@@ -1,0 +1,27 @@
+"""The label-noise study runs end to end at scale tiny, its losses get the flip rate, and its figure draws."""
+
+from __future__ import annotations
+
+import json
+
+from classic_rl.experiments import preference_noise
+
+
+def test_robust_losses_are_told_the_flip_rate():
+    assert preference_noise._loss_options("bradley_terry", 0.2) == {}
+    assert preference_noise._loss_options("robust_bradley_terry", 0.2) == {"flip_rate": 0.2}
+    assert preference_noise._loss_options("smoothed_bradley_terry", 0.1) == {"label_smoothing": 0.1}
+    assert preference_noise._loss_options("robust_bradley_terry", 0.0) == {}  # ε = 0 is Bradley-Terry
+
+
+def test_tiny_study_and_figure(tmp_path):
+    from figures.preference_noise import plot
+
+    path = preference_noise.run("tiny", tmp_path, seed=0, progress=False)
+    record = json.loads(path.read_text())
+    config = record["config"]
+    assert len(record["runs"]) == len(config["losses"]) * len(config["mistake_rates"]) * config["seeds"]
+    for loss in config["losses"]:
+        assert set(record["summary"][loss]) == {str(rate) for rate in config["mistake_rates"]}
+    files = plot(tmp_path, tmp_path / "figures")
+    assert all(file.exists() for file in files)
