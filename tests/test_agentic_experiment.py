@@ -1,0 +1,58 @@
+"""The agentic reward-learning experiment at scale 'tiny' (seconds) and its figure, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from figures import agentic_reward_learning as figure
+from irl_bilevel.validation import ValidationError
+from llm.builtin_model import CACHE_ENV
+from llm.experiments import agentic_reward_learning as experiment
+
+
+def test_every_scale_validates_into_the_typed_config():
+    assert set(experiment.SCALES) == {"tiny", "quick", "full"}
+    for values in experiment.SCALES.values():
+        config = experiment.CONFIG.from_dict(values)
+        assert config.seeds >= 1 and set(config.envs) <= set(experiment.ENVS)
+    assert experiment.SCALES["quick"]["seeds"] >= 3 and set(experiment.SCALES["quick"]["envs"]) == set(experiment.ENVS)
+    with pytest.raises(ValidationError, match="transfer_updates"):
+        experiment.run("tiny", ".", config=experiment.CONFIG.from_dict({**experiment.SCALES["tiny"],
+                                                                          "transfer_updates": 0}))
+
+
+def test_the_tiny_run_writes_every_condition_per_seed_and_its_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # the tiny agentic model, built privately in seconds
+    path = experiment.run("tiny", tmp_path, seed=3, progress=False)
+    results = json.loads(path.read_text())  # strict JSON: no NaN reaches the file
+    assert results["scale"] == "tiny" and results["provenance"]["seed"] == 3
+    settings = experiment.SCALES["tiny"]
+    for env_name in settings["envs"]:
+        entry = results["envs"][env_name]
+        assert [row["seed"] for row in entry["seeds"]] == [3, 4]
+        starts = entry["num_starts"]
+        for row in entry["seeds"]:
+            assert set(row["conditions"]) == {"untrained", "irl_inner", "learned", "sparse"}
+            for name, result in row["conditions"].items():
+                assert result["episodes"] == starts * settings["eval_episodes_per_start"]
+                assert 0.0 <= result["success_rate"] <= 1.0 and 0.0 <= result["malformed_rate"] <= 1.0
+                assert len(result["success_per_start"]) == starts
+                if name in ("learned", "sparse"):  # fresh adapters, the same budget on a frozen reward
+                    assert len(result["training"]) == settings["transfer_updates"]
+            irl = row["conditions"]["irl_inner"]
+            assert len(irl["outer_history"]) == settings["outer_steps"]
+            assert irl["inner_updates"] == (settings["outer_steps"] + 1) * settings["irl_updates_per_solve"]
+            # MaxEnt IRL moved the scales away from their start (all zero) and they are what the transfer used.
+            assert row["learned_scales"] != settings["initial_scales"]
+            assert row["learned_scales"] == irl["outer_history"][-1]["scales"]
+        summary = entry["summary"]
+        success = summary["learned"]["success_per_seed"]
+        assert math.isclose(summary["learned"]["success_mean"], sum(success) / len(success))
+        assert summary["learned"]["success_variance"] >= 0.0
+        assert set(summary["comparisons"]) >= {"learned_minus_untrained_mean", "learned_beats_sparse_in_mean"}
+    assert results["acceptance"].keys() == set(settings["envs"])
+    paths = figure.plot(tmp_path, tmp_path / "figures")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
