@@ -794,6 +794,208 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
 
 
 # --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/irl_vs_imitation.json
+
+_IVI_METHODS = {"ours": "ML-IRL (ours)", "airl": "AIRL", "gail": "GAIL", "bc": "BC"}
+_IVI_ORDER = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0")  # table order, as in the paper's text
+
+
+def _iqm_ci(stats: dict[str, Any]) -> str:
+    """``IQM [low, high]`` of an ``iqm_with_ci`` dict; ``--`` where no seed has a value."""
+    if not stats["n"] or math.isnan(float(stats["iqm"])):
+        return "--"
+    iqm, low, high = (format_fixed(float(stats[bound])) for bound in ("iqm", "low", "high"))
+    return f"{iqm} [{low}, {high}]"
+
+
+def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per gymnasium testbed and method (ours, AIRL, GAIL, BC): final normalized return (IQM [CI]), env steps to the
+    target among the seeds that reach it, reward transfer (IQM [CI]), and the issue's goal checks; the table
+    ``irl_vs_imitation``. Macro names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
+    protocol, summary = data["protocol"], data["summary"]
+    macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
+    macros.number(["ivi seeds"], len(protocol["seeds"]))
+    macros.number(["ivi demonstrations"], int(protocol["demonstrations"]))
+    macros.number(["ivi eval episodes"], int(protocol["eval_episodes"]))
+    macros.number(["ivi bc epochs"], int(protocol["bc_epochs"]))
+    macros.fixed(["ivi target"], float(protocol["target"]), 1)
+    macros.number(["ivi cpus"], int(data["machine"]["cpu_count"]))
+    macros.text(["ivi goal met"], "yes" if summary["goal_met"] else "no")
+    match = re.search(r"\+\s*([0-9.]+)", summary.get("goal", ""))
+    if match:
+        macros.number(["ivi transfer margin"], float(match.group(1)))
+    macros.number(["ivi wall minutes"], float(data["wall_seconds"]) / 60)
+    rows: list[list[str]] = []
+    groups: list[int] = []
+    order = {env_id: index for index, env_id in enumerate(_IVI_ORDER)}
+    for env_id, spec in sorted(protocol["testbeds"].items(), key=lambda item: order.get(item[0], len(order))):
+        entry = summary[env_id]
+        key = _testbed_key(env_id)
+        macros.text(["ivi", key, "env"], env_id)
+        macros.number(["ivi", key, "budget"], int(spec["budget"]))
+        macros.number(["ivi", key, "half budget"], int(spec["budget"]) // 2)
+        macros.number(["ivi", key, "transfer budget"], int(spec["transfer_budget"]))
+        macros.number(["ivi", key, "rollout"], int(spec["rollout"]))
+        reference = data["references"][env_id]
+        macros.number(["ivi", key, "expert return"], float(reference["expert_return"]))
+        macros.number(["ivi", key, "random return"], float(reference["random_return"]))
+        macros.text(["ivi", key, "expert algorithm"], reference["expert_algorithm"])
+        for name, verdict in entry["goal"].items():
+            macros.text(["ivi", key, name.replace("return_at_", ""), "met"], "yes" if verdict["met"] else "no")
+        groups.append(len(rows))
+        for method, label in _IVI_METHODS.items():
+            stats = entry["methods"].get(method)
+            if stats is None:
+                continue
+            seeds = int(stats["seeds"])
+            reached = int(stats["seeds_reaching_target"])
+            for metric, short in (("final_normalized_return", "final"), ("half_budget_normalized_return", "half"),
+                                  ("transfer_normalized_return", "transfer")):
+                for bound in ("iqm", "low", "high"):
+                    macros.fixed(["ivi", key, method, short, bound], float(stats[metric][bound]))
+            macros.number(["ivi", key, method, "reached"], reached)
+            transfers = [cell.get("transfer_normalized_return") for cell in data["cells"].values()
+                         if cell["testbed"] == env_id and cell["method"] == method]
+            macros.number(["ivi", key, method, "transfer reached"],
+                          sum(1 for value in transfers if value is not None and value >= float(protocol["target"])))
+            steps = stats["env_steps_to_target"]
+            steps_text = "--" if not reached else format_number(round(float(steps["iqm"])))
+            macros.add(macro_name("ivi", key, method, "steps iqm"), steps_text)
+            steps_cell = f"{steps_text} ({reached}/{seeds})"
+            first = len(rows) == groups[-1]
+            rows.append([escape(env_id) if first else "", escape(label), _iqm_ci(stats["final_normalized_return"]),
+                         steps_cell, _iqm_ci(stats["transfer_normalized_return"])])
+        for baseline, ratio in entry["ratios"].items():
+            value = ratio["env_steps_to_target"]
+            if value is not None:
+                macros.number(["ivi", key, "steps", baseline.replace("_", " ")], float(value))
+    header = ["testbed", "method", "final return", f"steps to {format_fixed(float(protocol['target']), 1)} (seeds)",
+              "reward transfer"]
+    return {"irl_vs_imitation": _table("llccc", header, rows, source, groups)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/preferences_vs_imitation.json
+
+
+def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per testbed and query budget: ours and imitation's ``PreferenceComparisons`` (oracle teacher), normalized
+    return IQM [CI] over seeds, and the goal checks; the table ``preferences_vs_imitation``."""
+    settings, summary = data["settings"], data["summary"]
+    macros.text(["pvi imitation version"], data["versions"]["imitation"])
+    macros.number(["pvi seeds"], len(data["seeds"]))
+    macros.number(["pvi eval episodes"], int(data["eval"]["episodes"]))
+    macros.number(["pvi cpus"], int(data["machine"]["cpus"]))
+    macros.number(["pvi wall minutes"], float(data["wall_s_this_invocation"]) / 60)
+    rows: list[list[str]] = []
+    groups: list[int] = []
+    all_met = True
+    seen_goal: set[str] = set()
+    for env_id, spec in settings["envs"].items():
+        key = _testbed_key(env_id)
+        budgets = [int(b) for b in spec["budgets"]]
+        macros.text(["pvi", key, "env"], env_id)
+        macros.number(["pvi", key, "fragment length"], int(spec["fragment_length"]))
+        listed = [str(b) for b in budgets]
+        macros.text(["pvi", key, "budgets"], " and ".join([", ".join(listed[:-1]), listed[-1]] if len(listed) > 1
+                                                          else listed))
+        macros.number(["pvi", key, "max budget"], max(budgets))
+        macros.number(["pvi", key, "min budget"], min(budgets))
+        for method in ("ours", "imitation"):
+            steps = {int(c["env_steps"]) for c in data["cells"] if c["env_id"] == env_id and c["method"] == method}
+            macros.number(["pvi", key, method, "env steps"], max(steps))
+        goals = data["goals"][env_id]
+        all_met = all_met and all(bool(met) for met in goals.values())
+        reaches_key, reaches = next((k, v) for k, v in goals.items() if k.startswith("ours_reaches"))
+        match = re.fullmatch(r"ours_reaches_([0-9.]+)_with_<=(\d+)_queries", reaches_key)
+        if match and "pvi goal return" not in seen_goal:
+            macros.fixed(["pvi goal return"], float(match.group(1)), 1)
+            macros.number(["pvi goal queries"], int(match.group(2)))
+            seen_goal.add("pvi goal return")
+        above = next(v for k, v in goals.items() if k.startswith("ours_>="))
+        macros.text(["pvi", key, "reaches goal"], "yes" if reaches else "no")
+        macros.text(["pvi", key, "above imitation"], "yes" if above else "no")
+        ours_summary = next(v for k, v in summary[env_id].items() if k.startswith("ours/"))
+        theirs_summary = next(v for k, v in summary[env_id].items() if k.startswith("imitation/"))
+        ranks = {min(budgets): "min", max(budgets): "max"}
+        groups.append(len(rows))
+        differences = []
+        for budget in budgets:
+            ours, theirs = ours_summary[str(budget)], theirs_summary[str(budget)]
+            difference = float(ours["iqm"]) - float(theirs["iqm"])
+            differences.append(difference)
+            if budget in ranks:
+                for side, stats in (("ours", ours), ("imitation", theirs)):
+                    for bound in ("iqm", "low", "high"):
+                        macros.fixed(["pvi", key, side, ranks[budget], "budget", bound], float(stats[bound]))
+            first = len(rows) == groups[-1]
+            rows.append([escape(env_id) if first else "", str(budget), _iqm_ci(ours), _iqm_ci(theirs),
+                         format_fixed(difference)])
+        macros.fixed(["pvi", key, "min difference"], min(differences))
+        worst = min(budgets, key=lambda b: float(ours_summary[str(b)]["iqm"]))
+        macros.fixed(["pvi", key, "ours min iqm"], float(ours_summary[str(worst)]["iqm"]))
+        macros.number(["pvi", key, "ours worst budget"], worst)
+    macros.text(["pvi goals met"], "yes" if all_met else "no")
+    header = ["testbed", "queries", r"ours, IQM [95\% CI]", r"imitation, IQM [95\% CI]", "difference"]
+    return {"preferences_vs_imitation": _table("lcccr", header, rows, source, groups)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/preference_noise.json
+
+_PN_LOSSES = {"bradley_terry": "Bradley--Terry", "robust_bradley_terry": "robust BT",
+              "smoothed_bradley_terry": "smoothed BT"}
+_PN_HIGHLIGHT = 0.2  # the issue's acceptance rate of mistakes: robust BT loses at most 10% there
+_PN_ACCEPTED_DEGRADATION = 0.1
+
+
+def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per loss and mistake rate ε: normalized return IQM [CI] over seeds and the degradation 1 − IQM(ε)/IQM(0);
+    the table ``preference_noise``. Macro names do not depend on the scale's rates: the clean rate (``Clean``), the
+    rate closest to 0.2 (``Highlight``) and the largest (``Max``)."""
+    config, summary = data["config"], data["summary"]
+    macros.text(["pn env"], config["env_id"])
+    macros.number(["pn queries"], int(config["query_budget"]))
+    macros.number(["pn env steps"], int(config["total_env_steps"]))
+    macros.number(["pn segment length"], int(config["segment_length"]))
+    macros.number(["pn eval episodes"], int(config["eval_episodes"]))
+    macros.number(["pn num losses"], len(config["losses"]))
+    rates = [float(rate) for rate in config["mistake_rates"]]
+    named = {"clean": rates[0], "highlight": min(rates, key=lambda r: abs(r - _PN_HIGHLIGHT)), "max": max(rates)}
+    for label, rate in named.items():
+        macros.number(["pn", label, "rate percent"], round(100 * rate))
+    macros.text(["pn rates"], ", ".join(f"{rate:g}" for rate in rates))
+    macros.number(["pn accepted degradation percent"], round(100 * _PN_ACCEPTED_DEGRADATION))
+    rows = []
+    degradation: dict[str, float] = {}
+    for loss in config["losses"]:
+        per_rate = summary[loss]
+        cells = [escape(_PN_LOSSES.get(loss, loss.replace("_", " ")))]
+        for rate in rates:
+            cells.append(_iqm_ci(per_rate[str(rate)]))
+        for label, rate in named.items():
+            stats = per_rate[str(rate)]
+            for bound in ("iqm", "low", "high"):
+                macros.fixed(["pn", loss, label, bound], float(stats[bound]))
+            value = stats.get("degradation")
+            degradation_value = math.nan if value is None else float(value)
+            macros.fixed(["pn", loss, label, "degradation"], degradation_value)
+            percent = "--" if math.isnan(degradation_value) else format_fixed(float(round(100 * degradation_value)), 0)
+            macros.add(macro_name("pn", loss, label, "degradation percent"), percent)
+            if label == "highlight":
+                degradation[loss] = degradation_value
+        value = per_rate[str(named["highlight"])].get("degradation")
+        cells.append(format_fixed(math.nan if value is None else float(value)))
+        rows.append(cells)
+    robust, plain = degradation.get("robust_bradley_terry", math.nan), degradation.get("bradley_terry", math.nan)
+    macros.text(["pn robust within accepted"], "yes" if robust <= _PN_ACCEPTED_DEGRADATION else "no")
+    macros.text(["pn plain loses more"], "yes" if plain > robust else "no")
+    header = ["loss", *[rf"$\varepsilon={rate:g}$" for rate in rates],
+              rf"degr.\ at $\varepsilon={named['highlight']:g}$"]
+    return {"preference_noise": _table("l" + "c" * len(rates) + "r", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The loss catalog, from the code itself (no result file).
 
 
@@ -825,11 +1027,14 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "learned_shaping": learned_shaping,
     "shaping_classic_control": shaping_classic_control,
     "sentiment_frontier": sentiment_frontier,
+    "preference_noise": preference_noise,
 }
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
     "trl_loss_parity": trl_loss_parity,
     "dpo_vs_trl": dpo_vs_trl,
+    "irl_vs_imitation": irl_vs_imitation,
+    "preferences_vs_imitation": preferences_vs_imitation,
 }
 
 
