@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from classic_rl.experts import (
     train_expert,
 )
 from classic_rl.sb3_inner import SB3InnerSolver
+from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
@@ -107,22 +108,7 @@ class GymIRLConfig:
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
-        values: dict[str, Any] = {}
-        if config_file is not None:
-            path = Path(config_file)
-            if not path.exists():
-                raise ValidationError(f"config: {path} does not exist")
-            values.update(json.loads(path.read_text()))
-        for override in overrides or []:
-            if "=" not in override:
-                raise ValidationError(f"--set: expected key=value, got {override!r}")
-            key, raw = override.split("=", 1)
-            try:
-                values[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                values[key] = raw
-        reject_unknown_keys(values, [f.name for f in fields(cls)], "config")
-        return cls(**values)
+        return dataclass_from_sources(cls, config_file, overrides)
 
 
 # ---------------------------------------------------------------------- demonstrations

@@ -40,7 +40,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ import torch
 
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
 from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
+from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
 from irl_bilevel.objectives import absorbing_transitions
 from irl_bilevel.preference_likelihood import PAIRWISE_SCORE_LOSSES, PreferenceLikelihood
@@ -66,7 +67,7 @@ from irl_bilevel.rewards import RewardModel, RewardOutput, Transitions
 from irl_bilevel.runs import provenance, write_json, write_metrics
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
 TEACHERS = tuple(t.name for t in bpref_teachers())
@@ -175,22 +176,7 @@ class PreferenceRLConfig:
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> PreferenceRLConfig:
-        values: dict[str, Any] = {}
-        if config_file is not None:
-            path = Path(config_file)
-            if not path.exists():
-                raise ValidationError(f"config: {path} does not exist")
-            values.update(json.loads(path.read_text()))
-        for override in overrides or []:
-            if "=" not in override:
-                raise ValidationError(f"--set: expected key=value, got {override!r}")
-            key, raw = override.split("=", 1)
-            try:
-                values[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                values[key] = raw
-        reject_unknown_keys(values, [f.name for f in fields(cls)], "config")
-        return cls(**values)
+        return dataclass_from_sources(cls, config_file, overrides)
 
 
 def make_teacher(name: str, **options: Any) -> Teacher:

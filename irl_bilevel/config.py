@@ -26,6 +26,7 @@ from typing import Any, TypeVar, Union
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
 C = TypeVar("C", bound="ExperimentConfig")
+D = TypeVar("D")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,17 @@ def load_json_object(path: str | Path, where: str = "--config") -> dict[str, Any
     if not isinstance(values, dict):
         raise ValidationError(f"{where}: {str(path)!r} must hold a JSON object, got {type(values).__name__}")
     return values
+
+
+def dataclass_from_sources(cls: type[D], config_file: str | Path | None = None,
+                           overrides: Iterable[str] | None = None) -> D:
+    """A plain (run-level) dataclass config from a JSON file of its fields, then ``key=value`` overrides
+    (:func:`parse_overrides`); a key that is not a field is a :class:`ValidationError`. Type and range checks are
+    the dataclass's own (``__post_init__``)."""
+    values: dict[str, Any] = {} if config_file is None else load_json_object(config_file)
+    values.update(parse_overrides(overrides or []))
+    reject_unknown_keys(values, [f.name for f in dataclasses.fields(cls)], "config")  # type: ignore[arg-type]
+    return cls(**values)
 
 
 def scale_settings(config_class: type[C], scales: Mapping[str, Mapping[str, Any]], scale: str, experiment: str,

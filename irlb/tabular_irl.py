@@ -8,17 +8,18 @@ Writes into the output folder: ``config.json`` (the resolved config with seed, v
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import make_hypergradient
 from irl_bilevel.runs import provenance, write_atomic, write_json
 from irl_bilevel.solver import OuterConfig
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError
 
 
 @dataclass
@@ -47,19 +48,7 @@ class TabularIRLConfig:
 
     @classmethod
     def from_sources(cls, config_file: str | None, overrides: list[str]) -> TabularIRLConfig:
-        values: dict[str, Any] = {}
-        if config_file is not None:
-            values.update(json.loads(Path(config_file).read_text()))
-        for override in overrides:
-            if "=" not in override:
-                raise ValidationError(f"--set: expected key=value, got {override!r}")
-            key, raw = override.split("=", 1)
-            try:
-                values[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                values[key] = raw
-        reject_unknown_keys(values, [f.name for f in fields(cls)], "config")
-        config = cls(**values)
+        config = dataclass_from_sources(cls, config_file, overrides)
         if config.algorithm not in ("maxent", "lp"):
             raise ValidationError(f"algorithm: expected 'maxent' or 'lp', got {config.algorithm!r}")
         return config
