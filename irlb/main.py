@@ -6,20 +6,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from irl_bilevel.validation import ValidationError
+
+
+def _config_from_args(args: argparse.Namespace, config_class: Any, keys: tuple[str, ...]) -> Any:
+    """A run config from ``--config``, then ``--set key=value``, then the command's own options in ``keys``."""
+    overrides = list(args.set or [])
+    overrides += [f"{key}={json.dumps(getattr(args, key))}" for key in keys if getattr(args, key) is not None]
+    return config_class.from_sources(args.config, overrides)
 
 
 def _tabular_irl(args: argparse.Namespace) -> int:
     from irlb.tabular_irl import TabularIRLConfig, run_tabular_irl
 
-    overrides = list(args.set or [])
-    for key in ("testbed", "mdp_file", "demonstrations_file", "algorithm", "hypergradient", "reward_model",
-                "optimizer", "steps", "lr", "num_demonstrations", "seed"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config = TabularIRLConfig.from_sources(args.config, overrides)
+    config = _config_from_args(args, TabularIRLConfig, (
+        "testbed", "mdp_file", "demonstrations_file", "algorithm", "hypergradient", "reward_model", "optimizer",
+        "steps", "lr", "num_demonstrations", "seed"))
     metrics = run_tabular_irl(config, Path(args.out), progress=not args.quiet)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
@@ -28,14 +32,20 @@ def _tabular_irl(args: argparse.Namespace) -> int:
 def _gym_irl(args: argparse.Namespace) -> int:
     from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
 
-    overrides = list(args.set or [])
-    for key in ("env_id", "algorithm", "hypergradient", "reward_structure", "num_demonstrations", "outer_steps",
-                "env_steps_per_outer_step", "transfer_steps", "seed"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config = GymIRLConfig.from_sources(args.config, overrides)
+    config = _config_from_args(args, GymIRLConfig, (
+        "env_id", "algorithm", "hypergradient", "reward_structure", "num_demonstrations", "outer_steps",
+        "env_steps_per_outer_step", "transfer_steps", "seed"))
     summary = run_gym_irl(config, Path(args.out), progress=not args.quiet)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _preference_rl(args: argparse.Namespace) -> int:
+    from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
+
+    config = _config_from_args(args, PreferenceRLConfig, (
+        "env_id", "algorithm", "query_budget", "total_env_steps", "selection", "teacher", "loss", "seed"))
+    summary = run_preference_rl(config, Path(args.out), progress=not args.quiet)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -161,19 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     gym_irl.set_defaults(handler=_gym_irl)
 
     # ---- preference-rl (RL from preferences, Christiano et al. 2017; classic_rl.preference_rl)
-    def _preference_rl(args: argparse.Namespace) -> int:
-        from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
-
-        overrides = list(args.set or [])
-        for key in ("env_id", "algorithm", "query_budget", "total_env_steps", "selection", "teacher", "loss", "seed"):
-            value = getattr(args, key)
-            if value is not None:
-                overrides.append(f"{key}={json.dumps(value)}")
-        config = PreferenceRLConfig.from_sources(args.config, overrides)
-        summary = run_preference_rl(config, Path(args.out), progress=not args.quiet)
-        print(json.dumps(summary, indent=2, sort_keys=True))
-        return 0
-
     preference_rl = commands.add_parser(
         "preference-rl",
         help="RL from preferences (Christiano et al. 2017): a B-Pref teacher labels the learner's segments",
