@@ -14,7 +14,7 @@ of objects: ``prompt``, ``chosen``, ``rejected`` (strings, required), ``subset``
 (``id``, ``chosen_model``, ``rejected_model``) ignored. Malformed files raise a :class:`ValidationError` naming
 the line (or item) and the field.
 
-CLI: :func:`add_rewardbench_arguments` / :func:`rewardbench_command` (``irlb rewardbench --model ... --file ...``).
+CLI: :func:`rewardbench_command` behind ``irlb rewardbench --model ... --file ...`` (arguments in ``irlb.main``).
 """
 
 from __future__ import annotations
@@ -206,21 +206,6 @@ def write_rewardbench_file(pairs: TextPairs, path: Path | str) -> Path:
 
 
 # ---------------------------------------------------------------------- command line
-def add_rewardbench_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``irlb rewardbench``."""
-    parser.add_argument("--model", required=True,
-                        help="a folder written by save_text_reward_model (holding <stem>.json), or a DPO policy's "
-                        "adapter folder (adapter_config.json; scored by its implicit reward)")
-    parser.add_argument("--file", required=True, help="pairs in RewardBench's format (.jsonl or .json)")
-    parser.add_argument("--stem", default="reward", help="file stem of the saved reward model (default: reward)")
-    parser.add_argument("--backbone", help="load the backbone (or the DPO base model) from this folder instead")
-    parser.add_argument("--beta", type=float, default=0.1, help="β of a DPO adapter's implicit reward (default 0.1)")
-    parser.add_argument("--no-reference", dest="reference", action="store_false",
-                        help="DPO adapter: score β log πθ(y|x) without the reference")
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=32)
-    parser.add_argument("--out", help="write the result (and per-pair scores) to this JSON file")
-
-
 def load_scorer(model: Path | str, stem: str = "reward", backbone: str | None = None, beta: float = 0.1,
                 with_reference: bool = True):
     """A saved text reward model, or the implicit reward of a DPO adapter folder."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import random
@@ -15,7 +14,6 @@ from irl_bilevel.validation import ValidationError
 from llm.evaluation import (
     EXAMPLE_COUNTS,
     accuracy_from_scores,
-    add_rewardbench_arguments,
     load_rewardbench_file,
     rewardbench_accuracy,
     rewardbench_command,
@@ -282,9 +280,10 @@ def test_rewardbench_command_scores_a_saved_model(tiny_lm_path, tmp_path, capsys
     test = TextPairs(*(getattr(sentiment_pairs(8, seed=6), f) for f in ("prompts", "chosen", "rejected")),
                      subsets=["alpacaeval-easy"] * 4 + ["donotanswer"] * 4)
     file = write_rewardbench_file(test, tmp_path / "test.jsonl")
-    parser = argparse.ArgumentParser()
-    add_rewardbench_arguments(parser)
-    args = parser.parse_args(["--model", str(tmp_path / "rm"), "--file", str(file), "--out",
+    from irlb.main import build_parser
+
+    parser = build_parser()  # the `irlb rewardbench` arguments, as the command line defines them
+    args = parser.parse_args(["rewardbench", "--model", str(tmp_path / "rm"), "--file", str(file), "--out",
                               str(tmp_path / "out.json")])
     assert rewardbench_command(args) == 0
     written = json.loads((tmp_path / "out.json").read_text())
@@ -292,7 +291,7 @@ def test_rewardbench_command_scores_a_saved_model(tiny_lm_path, tmp_path, capsys
     assert written["subset_accuracy"] == expected.subset_accuracy
     assert set(written["section_accuracy"]) == {"Chat", "Safety"}
     assert json.loads(capsys.readouterr().out)["num_pairs"] == 8
-    bad = parser.parse_args(["--model", str(tmp_path), "--file", str(file)])
+    bad = parser.parse_args(["rewardbench", "--model", str(tmp_path), "--file", str(file)])
     with pytest.raises(ValidationError, match="holds neither"):
         rewardbench_command(bad)
 
