@@ -324,6 +324,10 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         gamma = inner.discount
         true_returns = [_returns_to_go(torch.as_tensor(data["true_rewards"][e], dtype=dtype), gamma) for e in episodes]
         advantages = torch.cat(_time_baseline(true_returns))  # [N]
+        # When every episode has the same return (no success yet in a sparse task) the centred returns are rounding
+        # residues (~1e-16), and Adam's normalized step would turn them into full-size moves: make them exact zeros.
+        scale = max(float(torch.cat(true_returns).abs().max()), 1.0)
+        advantages = torch.where(advantages.abs() <= 1e-9 * scale, torch.zeros_like(advantages), advantages)
         # g = ∇_η J (REINFORCE), then c_t = ∇_η log π(a_t|s_t) · g by double backpropagation.
         policy = inner.model.policy
         actor = [p for p in policy.parameters() if p.requires_grad]

@@ -139,6 +139,26 @@ def test_outer_loop_drives_a_harmful_candidate_weight_down():
     assert inner.env_steps == 4 * 128  # one solve per outer step plus the first: no cached (skipped) solves
 
 
+def test_no_success_gives_an_exactly_zero_hypergradient():
+    """MountainCar's random policy never reaches the flag: every episode returns −200, the task gradient carries no
+    information, and Adam (which normalizes steps) must see exact zeros, not rounding residues, or it would move the
+    weights by a full step size on noise."""
+    potentials = StatePotentials("MountainCar-v0", offset=1.0)
+    model = PotentialSignals(potentials, GAMMA, scale=1.0)
+    inner = SB3InnerSolver("MountainCar-v0", "ppo", 1536, 3, {"n_steps": 256, "batch_size": 64, "n_epochs": 1,
+                           "gamma": GAMMA}, seed=0, termination="none", learner_steps=1536, add_env_reward=True)
+    hypergradient = OneStepPolicyGradientHypergradient()
+    start = model.aggregator.weights.detach().clone()
+    solver = BilevelSolver(BilevelProblem(model, inner, SB3TaskReturnObjective()),  # type: ignore[arg-type]
+                           hypergradient, OuterConfig(steps=2, optimizer="adam", lr=0.5, grad_tol=-1.0),
+                           progress=False)
+    solver.run(resume=False)
+    inner.close()
+    assert hypergradient.last["episodes"] > 0 and hypergradient.last["train_return"] == -200.0
+    assert hypergradient.last["task_gradient_norm"] == 0.0
+    assert torch.equal(model.aggregator.weights.detach(), start)
+
+
 def test_experiment_tiny_end_to_end(tmp_path):
     path = shaping_classic_control.run("tiny", tmp_path, progress=False)
     record = json.loads(path.read_text())
