@@ -19,10 +19,12 @@ that ends by termination or by the task's time limit; cut-off ones are dropped),
 the same time index over those episodes, and ``Â^F_t = G^F_t − b^F_t``. ``c_t`` (a directional derivative of
 ``log π`` along ``g``) is obtained exactly by double backpropagation; the surrogate ``−(1/N) Σ_t c_t Â^F_t(θ)`` is
 then differentiated in ``θ`` by autograd through the reward model, so any shaping family of the shared reward
-interface works. ``α`` is absorbed into the outer step size (Adam). The estimate reuses the inner loop's own
-transitions: it costs no extra environment steps. Known bias: the rollouts come from the policies of the whole
-solve (PPO updated in between), the estimate is first order in the inner step, and PPO's clipped, advantage-
-normalized update differs from the plain policy-gradient step the chain rule assumes. In sparse tasks ``g`` is
+interface works. The inner-solver-independent pieces (returns-to-go, time baseline, ``c_t``, the surrogate) are
+:mod:`irl_bilevel.shaping`'s; this module supplies the SB3 rollouts and log-probabilities. ``α`` is absorbed into
+the outer step size (Adam). The estimate reuses the inner loop's own transitions: it costs no extra environment
+steps. Known bias: the rollouts come from the policies of the whole solve (PPO updated in between), the estimate
+is first order in the inner step, and PPO's clipped, advantage-normalized update differs from the plain
+policy-gradient step the chain rule assumes. In sparse tasks ``g`` is
 zero until the learner first reaches the goal, so the outer loop can only learn from episodes that succeed.
 
 Shaping signals (:class:`PotentialSignals`): named state features ``ψ_k(s) ∈ [0, 1]`` per task, as the aspects of
@@ -53,6 +55,7 @@ from classic_rl.experts import float32_default
 from classic_rl.sb3_inner import SB3InnerSolver
 from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, _gradients
 from irl_bilevel.rewards import Aggregator, PotentialShaping, RewardModel, SimplexWeights, Transitions
+from irl_bilevel.shaping import one_step_shaping_surrogate, policy_gradient_directions, task_advantages
 from irl_bilevel.validation import ValidationError
 
 # ---------------------------------------------------------------------- state potentials per task
@@ -251,24 +254,6 @@ def complete_episodes(data: dict[str, np.ndarray], num_envs: int) -> list[np.nda
     return episodes
 
 
-def _returns_to_go(rewards: torch.Tensor, discount: float) -> torch.Tensor:
-    """``G_t = Σ_{t' ≥ t} γ^{t' − t} r_{t'}`` of one episode ``[T]`` (differentiable)."""
-    discounts = discount ** torch.arange(len(rewards), dtype=rewards.dtype)
-    return (rewards * discounts).flip(0).cumsum(0).flip(0) / discounts
-
-
-def _time_baseline(returns: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``G_t − mean over episodes of G_t at the same time index t`` (episodes of different lengths)."""
-    length = max(len(g) for g in returns)
-    sums = torch.zeros(length, dtype=returns[0].dtype)
-    counts = torch.zeros(length, dtype=returns[0].dtype)
-    for g in returns:
-        sums = sums + torch.nn.functional.pad(g, (0, length - len(g)))
-        counts[: len(g)] += 1
-    mean = sums / counts
-    return [g - mean[: len(g)] for g in returns]
-
-
 class OneStepPolicyGradientHypergradient(HypergradientMethod):
     """LIRPG/BiPaRS one-step chain rule for the task return through an SB3 learner (module docstring).
 
@@ -322,12 +307,9 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         rows = np.concatenate(episodes)
         dtype = torch.float64
         gamma = inner.discount
-        true_returns = [_returns_to_go(torch.as_tensor(data["true_rewards"][e], dtype=dtype), gamma) for e in episodes]
-        advantages = torch.cat(_time_baseline(true_returns))  # [N]
-        # When every episode has the same return (no success yet in a sparse task) the centred returns are rounding
-        # residues (~1e-16), and Adam's normalized step would turn them into full-size moves: make them exact zeros.
-        scale = max(float(torch.cat(true_returns).abs().max()), 1.0)
-        advantages = torch.where(advantages.abs() <= 1e-9 * scale, torch.zeros_like(advantages), advantages)
+        n = len(episodes)
+        advantages, _ = task_advantages([torch.as_tensor(data["true_rewards"][e], dtype=dtype) for e in episodes],
+                                        gamma)  # [N]
         # g = ∇_η J (REINFORCE), then c_t = ∇_η log π(a_t|s_t) · g by double backpropagation.
         policy = inner.model.policy
         actor = [p for p in policy.parameters() if p.requires_grad]
@@ -337,15 +319,7 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
             actions = (torch.as_tensor(data["actions"][rows].argmax(-1)) if inner.env.discrete
                        else torch.as_tensor(data["actions"][rows], dtype=torch.float32))
             log_prob = policy.get_distribution(observations).log_prob(actions)  # [N]
-            n = float(len(episodes))
-            g = torch.autograd.grad((log_prob * advantages.float()).sum() / n, actor, retain_graph=True,
-                                    allow_unused=True)
-            g = [torch.zeros_like(p) if x is None else x.detach() for p, x in zip(actor, g)]
-            v = torch.zeros_like(log_prob, requires_grad=True)
-            grads = torch.autograd.grad((v * log_prob).sum(), actor, create_graph=True, allow_unused=True)
-            directional = sum((x * y).sum() for x, y in zip(grads, g) if x is not None)
-            (c,) = torch.autograd.grad(directional, v)  # [N]
-        c = c.detach().to(dtype)
+            c, g = policy_gradient_directions(log_prob, actor, advantages.float(), n)
         # Â^F_t(θ): the shaping term's returns-to-go, differentiable in θ through the reward model.
         states = torch.as_tensor(data["states"][rows], dtype=dtype)
         next_states = torch.as_tensor(data["next_states"][rows], dtype=dtype)
@@ -353,8 +327,7 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         action_inputs = torch.as_tensor(data["actions"][rows], dtype=dtype)
         shaping = problem.reward_model(Transitions(states, action_inputs, next_states, dones)).total.to(dtype)
         pieces = torch.split(shaping, [len(e) for e in episodes])
-        shaping_advantages = torch.cat(_time_baseline([_returns_to_go(p, gamma) for p in pieces]))
-        surrogate = -(c * shaping_advantages).sum() / n
+        surrogate = one_step_shaping_surrogate(c.to(dtype), pieces, gamma, n)
         episode_returns = [float(data["true_rewards"][e].sum()) for e in episodes]
         self.last = {"episodes": len(episodes), "train_return": float(np.mean(episode_returns)),
                      "task_gradient_norm": float(torch.sqrt(sum((x.double() ** 2).sum() for x in g)))}

@@ -41,6 +41,12 @@ Learning speed. An exact inner solver reaches the same soft-optimal policy under
 this equals ``K`` unshaped sweeps started from ``Q_0(s, ·) = Φ(s)``, so a good potential is a good value
 initialization. Its exact hypergradient is ``UnrolledHypergradient(K, warm_start=False)``;
 :func:`learning_curve` gives the true return after each of ``0..K`` sweeps.
+
+One-step (LIRPG / BiPaRS) hypergradient for sampled inner learners (SB3, LoRA): :func:`task_advantages`,
+:func:`policy_gradient_directions` and :func:`one_step_shaping_surrogate` hold the math shared by
+``classic_rl.shaping_sb3.OneStepPolicyGradientHypergradient`` and ``llm.agentic_shaping``; each inner loop only
+supplies its episodes' task rewards, its policy's log-probabilities of the recorded actions and the shaping
+rewards of the same steps.
 """
 
 from __future__ import annotations
@@ -445,3 +451,104 @@ def tabular_potential(num_states: int) -> torch.nn.Linear:
     torch.nn.init.zeros_(potential.weight)
     return potential
 
+
+
+# ---------------------------------------------------------------------- one-step (LIRPG) hypergradient pieces
+# Inner-solver-independent math of the one-step policy-gradient shaping hypergradient (Zheng, Oh, Singh 2018,
+# LIRPG eq. 4–5; Hu et al. 2020, BiPaRS). Model the inner update as one policy-gradient step on the shaped reward,
+# ``η' = η + α Σ_t ∇_η log π_η(a_t|s_t) (Â^r_t + Â^F_t(θ))``; then
+#
+#     dJ(η')/dθ ≈ α Σ_t c_t ∂Â^F_t(θ)/∂θ,   c_t = ∇_η log π_η(a_t|s_t) · g,
+#     g = ∇_η J ≈ (1/N) Σ_t ∇_η log π_η(a_t|s_t) Â^r_t                       (REINFORCE, Williams 1992),
+#
+# with ``N`` the number of episodes, ``Â_t = G_t − b_t`` the discounted return-to-go inside an episode minus the
+# mean return-to-go at the same time index over the episodes. Each inner loop supplies the episodes' per-step task
+# rewards, its policy's ``log π(a_t|s_t)`` of the recorded actions (differentiable in η) and the shaping rewards
+# ``F_θ`` of the same steps (differentiable in θ); these functions do the rest.
+def returns_to_go(rewards: torch.Tensor, discount: float) -> torch.Tensor:
+    """``G_t = Σ_{t' ≥ t} γ^{t' − t} r_{t'}`` of one episode: ``[T] → [T]`` (differentiable in ``rewards``)."""
+    discounts = discount ** torch.arange(len(rewards), dtype=rewards.dtype)
+    return (rewards * discounts).flip(0).cumsum(0).flip(0) / discounts
+
+
+def time_baseline(returns: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``G_t − b_t`` per episode, ``b_t`` the mean over the episodes still running at time index ``t``.
+
+    ``returns``: one ``[T_i]`` tensor per episode (lengths may differ); returns the centred tensors, same shapes.
+    """
+    if len(returns) == 0:
+        raise ValidationError("returns: expected at least one episode")
+    length = max(len(g) for g in returns)
+    sums = torch.zeros(length, dtype=returns[0].dtype)
+    counts = torch.zeros(length, dtype=returns[0].dtype)
+    for g in returns:
+        sums = sums + torch.nn.functional.pad(g, (0, length - len(g)))
+        counts[: len(g)] += 1
+    mean = sums / counts
+    return [g - mean[: len(g)] for g in returns]
+
+
+def task_advantages(task_rewards: Sequence[torch.Tensor], discount: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(Â^r [N_steps], G^r per episode)``: the task reward's centred returns-to-go, episodes concatenated.
+
+    ``task_rewards``: one ``[T_i]`` tensor per episode. When every episode has the same return (no success yet in
+    a sparse task) the centred returns are rounding residues (~1e-16), and Adam's normalized outer step would turn
+    them into full-size moves: entries with ``|Â| ≤ 1e-9 · max(max |G|, 1)`` are set to exact zeros.
+    """
+    returns = [returns_to_go(r, discount) for r in task_rewards]
+    advantages = torch.cat(time_baseline(returns))
+    scale = max(float(torch.cat(returns).abs().max()), 1.0)
+    advantages = torch.where(advantages.abs() <= 1e-9 * scale, torch.zeros_like(advantages), advantages)
+    return advantages, returns
+
+
+def policy_gradient_directions(
+    log_prob: torch.Tensor, parameters: Sequence[torch.Tensor], advantages: torch.Tensor, num_episodes: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(c [N_steps], g)``: ``g = (1/N) Σ_t ∇_η log π(a_t|s_t) Â^r_t`` and ``c_t = ∇_η log π(a_t|s_t) · g``.
+
+    ``log_prob [N_steps]``: the policy's log-probabilities of the recorded actions, differentiable in the policy
+    parameters ``parameters`` (η); ``advantages [N_steps]``: :func:`task_advantages`. ``c`` is obtained exactly
+    by double backpropagation: with a dummy ``v [N_steps]``, ``c = ∂/∂v (∇_η (v · log π) · g)`` (one extra
+    backward pass instead of ``N_steps`` per-step gradients). Both are detached; ``c`` has ``log_prob``'s dtype.
+    """
+    if log_prob.dim() != 1 or advantages.shape != log_prob.shape:
+        raise ValidationError(f"advantages: expected shape {list(log_prob.shape)} (one per log-probability, "
+                              f"log_prob [N]), got {list(advantages.shape)}")
+    if num_episodes < 1:
+        raise ValidationError(f"num_episodes: expected a positive integer, got {num_episodes}")
+    parameters = list(parameters)
+    n = float(num_episodes)
+    raw = torch.autograd.grad((log_prob * advantages.to(log_prob.dtype)).sum() / n, parameters, retain_graph=True,
+                              allow_unused=True)
+    g = [torch.zeros_like(p) if x is None else x.detach() for p, x in zip(parameters, raw)]
+    v = torch.zeros_like(log_prob, requires_grad=True)
+    grads = torch.autograd.grad((v * log_prob).sum(), parameters, create_graph=True, allow_unused=True)
+    directional = sum((x * y).sum() for x, y in zip(grads, g) if x is not None)
+    if not isinstance(directional, torch.Tensor) or not directional.requires_grad:
+        return torch.zeros_like(log_prob).detach(), g  # log π does not depend on the parameters: c = 0
+    (c,) = torch.autograd.grad(directional, v)
+    return c.detach(), g
+
+
+def one_step_shaping_surrogate(
+    directions: torch.Tensor, shaping_rewards: Sequence[torch.Tensor], discount: float, num_episodes: int,
+    steps: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """``−(1/N) Σ_t c_t Â^F_t(θ)``: its θ-gradient is the one-step estimate of ``dL/dθ = −dJ/dθ``.
+
+    ``directions``: ``c [N_steps]`` (:func:`policy_gradient_directions`); ``shaping_rewards``: one ``[T_i']``
+    tensor per episode, differentiable in θ; ``steps``: the number ``T_i ≤ T_i'`` of its entries that are steps
+    with a recorded action (default all). Extra trailing entries (e.g. an absorbing tail ``γ^0 F_abs/(1 − γ)``
+    after a termination) enter the returns-to-go but carry no ``c``. ``Â^F`` is the time-baselined shaping
+    return-to-go of those steps.
+    """
+    steps = [len(r) for r in shaping_rewards] if steps is None else list(steps)
+    if len(steps) != len(shaping_rewards) or any(not 0 < s <= len(r) for s, r in zip(steps, shaping_rewards)):
+        raise ValidationError(f"steps: expected one count in [1, T_i] per episode, got {steps}")
+    if directions.shape != (sum(steps),):
+        raise ValidationError(f"directions: expected shape [{sum(steps)}] (one per step), got "
+                              f"{list(directions.shape)}")
+    returns = [returns_to_go(r, discount)[:s] for r, s in zip(shaping_rewards, steps)]
+    shaping_advantages = torch.cat(time_baseline(returns))
+    return -(directions.to(shaping_advantages.dtype) * shaping_advantages).sum() / float(num_episodes)

@@ -1,0 +1,308 @@
+"""Decision-aware reward shaping for a LoRA policy LM on agentic text tasks: learned weights over candidate shaping
+signals against the task's own (sparse) return, with the LoRA inner loop.
+
+Environments: Tower of Hanoi with 3 disks (26 starts, move cap 10) and, optionally, steppath graph navigation from
+:mod:`llm.agentic`. The policy is a LoRA adapter on the built-in GPT-2-shaped model whose corpus holds those
+environments' (prompt, legal move) text (``llm.experiments.agentic_reward_learning.agentic_recipe``): it knows the
+format and the legal moves, not which move is good.
+
+Task reward: the env's sparse ``success`` aspect (1 on the step that reaches the goal). The inner loop
+(:class:`llm.lora_inner.LoRAInnerSolver`, RLOO + KL, warm-started) trains on ``r + F`` with ``F`` the shaping
+term of each method (:mod:`llm.agentic_shaping`; candidates ``progress_potential`` = ``S(γΦ(s') − Φ(s))`` with
+the distance-to-goal potential ``Φ = −d/d_max``, the env's ``invalid`` and ``malformed`` penalties, and the
+deliberately harmful ``stall`` bonus ``b`` per step that does not end the episode):
+
+* ``none``: ``F = 0`` (RLOO on the sparse task reward alone);
+* ``hand_potential``: the distance-to-goal potential term alone, weight 1;
+* ``fixed_candidates``: all candidates with fixed equal weights ``1/K`` (the learned weights' starting point, so
+  this baseline isolates what the outer loop adds);
+* ``learned_weights``: the same candidates with ``SimplexWeights`` learned by the outer loop: Adam on the
+  simplex logits with :class:`llm.agentic_shaping.LoRAOneStepShapingHypergradient` (LIRPG / BiPaRS one-step
+  chain rule, the math shared with the SB3 inner loop in :mod:`irl_bilevel.shaping`), one hypergradient per
+  inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes).
+
+Every method gets the same RLOO update budget (``total_updates``, i.e. ``total_updates · starts_per_update ·
+episodes_per_start`` training episodes), the same start sequence (the inner config's seed) and the same fresh
+adapter per seed. Measured per run: the training goal rate of each solve's episodes (the sparse task return, free)
+and, every ``eval_every`` solves and at the start, the goal rate of ``eval_episodes_per_start`` sampled episodes
+from every start (sampling seed shared by all methods of a seed: common random numbers); the learned weights
+over outer steps. Across seeds: IQM with a bootstrap 95% CI (``irl_bilevel.statistics.iqm_with_ci``; with 3
+seeds read it as a spread) of the final evaluation goal rate, its mean over checkpoints and the mean training goal
+rate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.hypergradients import BilevelProblem
+from irl_bilevel.rewards import FixedWeights, SimplexWeights
+from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.solver import BilevelSolver, OuterConfig
+from irl_bilevel.statistics import iqm_with_ci
+from irl_bilevel.validation import ValidationError
+from llm.agentic import FiniteTextEnv, summarize
+from llm.agentic.export import build_tabular_mdp
+from llm.agentic_shaping import (
+    CANDIDATES,
+    HARMFUL,
+    LoRAOneStepShapingHypergradient,
+    LoRATaskReturnObjective,
+    ShapedTaskReward,
+    TextShapingSignals,
+    shaping_weights,
+)
+from llm.builtin_model import AGENTIC_ENVS, build_builtin_model, read_build_info
+from llm.experiments.agentic_reward_learning import agentic_recipe
+from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
+from llm.models import LoraSettings, load_causal_lm, with_lora
+
+NAME = "agentic_shaping"
+ENVS = ("hanoi-3", "steppath")
+METHODS = ("none", "hand_potential", "fixed_candidates", "learned_weights")
+Method = Literal["none", "hand_potential", "fixed_candidates", "learned_weights"]
+Candidate = Literal["progress_potential", "invalid", "malformed", "stall"]
+
+
+@dataclass(frozen=True)
+class AgenticShapingConfig(ExperimentConfig):
+    """Settings of the agentic shaping experiment (protocol: the module docstring)."""
+
+    model: Literal["builtin", "builtin-tiny"]  # the built-in recipe (or its tiny test version) with agentic text
+    agentic_repeats: int  # copies of each (prompt, legal move) document in the built-in model's corpus
+    envs: tuple[Literal["hanoi-3", "steppath"], ...]
+    methods: tuple[Method, ...]
+    seeds: int  # seeds seed, seed + 1, ...: LoRA init, start sequence, rollouts and evaluation sampling
+    lora_r: int
+    lora_alpha: float
+    starts_per_update: int
+    episodes_per_start: int  # k of RLOO
+    kl_coef: float
+    learning_rate: float  # of the LoRA adapter (AdamW)
+    max_new_tokens: int
+    temperature: float
+    discount: float  # γ of the inner returns and of the potential term
+    total_updates: int  # RLOO updates of every method (a multiple of updates_per_solve)
+    updates_per_solve: int  # RLOO updates per inner solve (= per outer step of learned_weights)
+    candidates: tuple[Candidate, ...]  # shaping candidates (fixed_candidates, learned_weights)
+    potential_scale: float  # S of the distance-to-goal potential term
+    stall_bonus: float  # b of the harmful stall bonus
+    outer_lr: float  # Adam step size on the simplex logits
+    eval_every: int  # solves between evaluations (plus one at the start and one at the end)
+    eval_episodes_per_start: int
+
+
+_COMMON: dict[str, Any] = {
+    "envs": ["hanoi-3"], "methods": list(METHODS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05,
+    "max_new_tokens": 4, "temperature": 1.0, "discount": 0.9, "candidates": list(CANDIDATES),
+    "potential_scale": 2.0, "stall_bonus": 1.0, "outer_lr": 0.2,
+}
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "seeds": 1, "lora_r": 2, "lora_alpha": 4.0,
+             "starts_per_update": 2, "episodes_per_start": 2, "learning_rate": 1e-2, "max_new_tokens": 3,
+             "total_updates": 2, "updates_per_solve": 1, "eval_every": 1, "eval_episodes_per_start": 1},
+    "quick": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 3, "starts_per_update": 4,
+              "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 60, "updates_per_solve": 4,
+              "eval_every": 5, "eval_episodes_per_start": 3},
+    "full": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "envs": list(ENVS), "seeds": 5,
+             "starts_per_update": 4, "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 200,
+             "updates_per_solve": 4, "eval_every": 5, "eval_episodes_per_start": 8},
+}
+CONFIG = AgenticShapingConfig  # the typed settings; every SCALES entry validates into it (tests check)
+
+
+def _check(settings: dict[str, Any]) -> None:
+    for name in ("seeds", "agentic_repeats", "total_updates", "updates_per_solve", "eval_every",
+                 "eval_episodes_per_start"):
+        if settings[name] < 1:
+            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
+    if settings["total_updates"] % settings["updates_per_solve"]:
+        raise ValidationError(f"total_updates: expected a multiple of updates_per_solve "
+                              f"({settings['updates_per_solve']}), got {settings['total_updates']}")
+    if not settings["envs"] or not settings["methods"]:
+        raise ValidationError("envs, methods: expected at least one environment and one method")
+    if settings["outer_lr"] <= 0:
+        raise ValidationError(f"outer_lr: expected a positive number, got {settings['outer_lr']}")
+
+
+# ---------------------------------------------------------------------- one environment
+class _Env:
+    """One environment: the env, its export, the model path and the settings; builds fresh solvers and rewards."""
+
+    def __init__(self, name: str, model_path: Path, settings: dict[str, Any]) -> None:
+        self.name, self.settings, self.model_path = name, settings, model_path
+        self.env: FiniteTextEnv = AGENTIC_ENVS[name]()
+        self.export = build_tabular_mdp(self.env, settings["discount"])
+        self.lora = LoraSettings(r=settings["lora_r"], alpha=settings["lora_alpha"])
+
+    def solver(self, seed: int) -> LoRAInnerSolver:
+        """A fresh adapter (``B = 0``: the base model) whose recorded episodes are one whole solve's."""
+        s = self.settings
+        config = LoRAInnerConfig(updates_per_solve=s["updates_per_solve"], starts_per_update=s["starts_per_update"],
+                                 episodes_per_start=s["episodes_per_start"], kl_coef=s["kl_coef"],
+                                 learning_rate=s["learning_rate"], max_new_tokens=s["max_new_tokens"],
+                                 temperature=s["temperature"], discount=s["discount"],
+                                 record_updates=s["updates_per_solve"], seed=seed)
+        model, tokenizer = load_causal_lm(self.model_path)
+        return LoRAInnerSolver(with_lora(model, self.lora, seed=seed), tokenizer, self.env, config,
+                               export=self.export)
+
+    def reward(self, method: str) -> ShapedTaskReward:
+        """``r + F`` of ``method`` (module docstring); ``r`` is the sparse success reward."""
+        s = self.settings
+        candidates = list(s["candidates"])
+        if method == "none":
+            shaping = None
+        elif method == "hand_potential":
+            shaping = TextShapingSignals(self.env, self.export, ["progress_potential"], s["discount"],
+                                         s["potential_scale"], s["stall_bonus"], FixedWeights([1.0]))
+        elif method in ("fixed_candidates", "learned_weights"):
+            k = len(candidates)
+            aggregator = FixedWeights([1.0 / k] * k) if method == "fixed_candidates" else SimplexWeights(k)
+            shaping = TextShapingSignals(self.env, self.export, candidates, s["discount"], s["potential_scale"],
+                                         s["stall_bonus"], aggregator)
+        else:
+            raise ValidationError(f"methods: unknown method {method!r}; expected one of {list(METHODS)}")
+        return ShapedTaskReward(self.env, self.export, shaping)
+
+    def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
+        """Goal rate (sparse task return) and success (no invalid / malformed move) over every start."""
+        k = self.settings["eval_episodes_per_start"]
+        starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
+        with torch.no_grad():
+            episodes = solver.rollout(starts, seed)
+        summary = summarize([e.record for e in episodes])
+        return {"updates": solver.updates, "goal_rate": summary["goal_rate"], "success_rate": summary["success_rate"],
+                "invalid_action_rate": summary["invalid_action_rate"], "malformed_rate": summary["malformed_rate"]}
+
+
+def _solve_row(solver: LoRAInnerSolver) -> dict[str, Any]:
+    """The training episodes of the latest solve: goal rate (the sparse task return) and success rate."""
+    episodes, config = solver.episodes, solver.config
+    return {"updates": solver.updates,
+            "episodes": solver.updates * config.starts_per_update * config.episodes_per_start,
+            "train_goal_rate": sum(e.record.reached_goal for e in episodes) / len(episodes),
+            "train_success_rate": sum(e.record.solved for e in episodes) / len(episodes)}
+
+
+def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: dict[str, Any]) -> dict[str, Any]:
+    """Train one method on one environment with one seed; returns its curves and learned weights."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    settings = env.settings
+    solver = env.solver(seed)
+    reward = env.reward(method)
+    solves = settings["total_updates"] // settings["updates_per_solve"]
+    curve: list[dict[str, Any]] = []
+    evaluations = [start_eval]
+
+    def after_solve() -> None:
+        curve.append(_solve_row(solver))
+        if len(curve) % settings["eval_every"] == 0 or len(curve) == solves:
+            evaluations.append(env.evaluate(solver, eval_seed))
+
+    weights = [{"outer_step": 0, "weights": shaping_weights(reward)}] if reward.shaping is not None else []
+    outer: list[dict[str, Any]] = []
+    if method == "learned_weights":
+        hypergradient = LoRAOneStepShapingHypergradient(after_solve=after_solve)
+        problem = BilevelProblem(reward, solver, LoRATaskReturnObjective())
+
+        def metrics() -> dict[str, Any]:
+            weights.append({"outer_step": len(weights), "weights": shaping_weights(reward)})
+            return {**hypergradient.last, "weights": weights[-1]["weights"]}
+
+        # grad_tol < 0: a zero estimate (no success in a solve yet) must not stop the run.
+        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=settings["outer_lr"], grad_tol=-1.0)
+        outer = BilevelSolver(problem, hypergradient, config, metrics=metrics, progress=False).run(resume=False).history
+    else:
+        for _ in range(solves):
+            solver.solve(reward)
+            after_solve()
+    if solver.updates != settings["total_updates"]:
+        raise RuntimeError(f"{method}: ran {solver.updates} RLOO updates, expected {settings['total_updates']}")
+    final = evaluations[-1]
+    return {"method": method, "seed": seed, "curve": curve, "evaluations": evaluations, "weights": weights,
+            "outer_history": outer, "final_goal_rate": final["goal_rate"], "final_success_rate": final["success_rate"],
+            "mean_eval_goal_rate": float(np.mean([e["goal_rate"] for e in evaluations])),
+            "mean_train_goal_rate": float(np.mean([row["train_goal_rate"] for row in curve])),
+            "seconds": time.perf_counter() - started}
+
+
+def summarize_runs(runs: list[dict[str, Any]], candidates: list[str]) -> dict[str, Any]:
+    """Per method: IQM + bootstrap CI over seeds of the final evaluation goal rate, the mean goal rate over
+    evaluations and over training solves, the curves' IQM at every point, and the learned weights."""
+    summary: dict[str, Any] = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        evaluations = [{"updates": row["updates"], "goal_rate": iqm_with_ci([r["evaluations"][i]["goal_rate"]
+                                                                              for r in mine])}
+                       for i, row in enumerate(mine[0]["evaluations"])]
+        train = [{"updates": row["updates"], "train_goal_rate": iqm_with_ci([r["curve"][i]["train_goal_rate"]
+                                                                              for r in mine])}
+                 for i, row in enumerate(mine[0]["curve"])]
+        entry: dict[str, Any] = {
+            "seeds": [r["seed"] for r in mine],
+            "final_goal_rate": iqm_with_ci([r["final_goal_rate"] for r in mine]),
+            "final_success_rate": iqm_with_ci([r["final_success_rate"] for r in mine]),
+            "mean_eval_goal_rate": iqm_with_ci([r["mean_eval_goal_rate"] for r in mine]),
+            "mean_train_goal_rate": iqm_with_ci([r["mean_train_goal_rate"] for r in mine]),
+            "final_goal_rate_per_seed": [r["final_goal_rate"] for r in mine],
+            "evaluation_curve": evaluations, "train_curve": train,
+            "seconds": float(sum(r["seconds"] for r in mine)),
+        }
+        if method == "learned_weights":
+            final = np.asarray([r["weights"][-1]["weights"] for r in mine])
+            entry["final_weights_mean"] = dict(zip(candidates, final.mean(0).tolist()))
+            entry["final_weights_per_seed"] = [dict(zip(candidates, row)) for row in final.tolist()]
+            if HARMFUL in candidates:
+                k = candidates.index(HARMFUL)
+                entry["harmful_weight_below_uniform_every_seed"] = bool((final[:, k] < 1.0 / len(candidates)).all())
+        summary[method] = entry
+    return summary
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: AgenticShapingConfig | None = None) -> Path:
+    """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_shaping.json``."""
+    settings = scale_settings(AgenticShapingConfig, SCALES, scale, NAME, config)
+    _check(settings)
+    results_dir = Path(results_dir)
+    started = time.perf_counter()
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+                              "torch_threads": torch.get_num_threads(), "candidates": list(settings["candidates"]),
+                              "harmful_candidate": HARMFUL, "task_reward": "success aspect (sparse)"}
+    model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_repeats"]), progress=False)
+    info = read_build_info(model_path)
+    record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
+                       "num_parameters": info["num_parameters"], "load_seconds": time.perf_counter() - started}
+    seeds = [seed + i for i in range(settings["seeds"])]
+    path = results_dir / f"{NAME}.json"
+    record["envs"] = {}
+    bar = tqdm(total=len(settings["envs"]) * len(seeds) * len(settings["methods"]), desc=NAME, disable=not progress)
+    for env_name in settings["envs"]:
+        env = _Env(env_name, model_path, settings)
+        runs: list[dict[str, Any]] = []
+        for run_seed in seeds:
+            eval_seed = run_seed * 1_000 + 17  # every method of a seed: the same evaluation sampling
+            start_eval = env.evaluate(env.solver(run_seed), eval_seed)  # the fresh adapter (B = 0) of this seed
+            for method in settings["methods"]:
+                runs.append(run_method(env, method, run_seed, eval_seed, start_eval))
+                bar.update(1)
+                bar.set_postfix(env=env_name, method=method, goal=f"{runs[-1]['final_goal_rate']:.2f}")
+            record["envs"][env_name] = {"num_starts": len(env.env.starts), "move_cap": env.env.max_steps,
+                                        "runs": runs, "summary": summarize_runs(runs, list(settings["candidates"]))}
+            # Written after every seed (``complete`` false until the end), so an interrupted run keeps its numbers.
+            write_json(path, {**record, "complete": False, "seconds": time.perf_counter() - started})
+    bar.close()
+    record["complete"] = True
+    record["seconds"] = time.perf_counter() - started
+    write_json(path, record)
+    return path
