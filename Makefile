@@ -34,6 +34,11 @@ test-slow: install
 figures: install
 	$(VENV)/bin/irlb reproduce --scale quick
 
+# The default set plus the long experiments (irlb.reproduce.EXTENDED: agentic text tasks, preference feedback).
+.PHONY: figures-extended
+figures-extended: install
+	$(VENV)/bin/irlb reproduce --scale quick --extended
+
 # Benchmark-only install of the baseline libraries (imitation cannot share a resolver run with our stack):
 # imitation 1.0.1 pins gymnasium~=0.29 / stable-baselines3~=2.2.1, so it goes in with --no-deps on top of the
 # `baselines` extra; `pip check` then reports those pins and imitation's unused extras (benchmarks/README.md).

@@ -60,7 +60,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from irlb.reproduce import reproduce
 
     reproduce(args.scale, Path(args.results), Path(args.figures), only=args.only, seed=args.seed,
-              config_file=args.config, overrides=args.set)
+              config_file=args.config, overrides=args.set, extended=args.extended)
     return 0
 
 
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--results", default="results", help="folder for result files")
     reproduce.add_argument("--figures", default="figures/output", help="folder for the figures")
     reproduce.add_argument("--only", action="append", help="run only these experiments (repeatable)")
+    reproduce.add_argument("--extended", action="store_true",
+                           help="also run the long experiments (agentic text tasks, preference feedback studies)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--config", help="JSON file {experiment: {setting: value}} changing the scale's settings")
     reproduce.add_argument("--set", action="append", metavar="EXPERIMENT.KEY=VALUE",

@@ -19,20 +19,34 @@ EXPERIMENTS = {
     "preference_noise": ("classic_rl.experiments.preference_noise", "figures.preference_noise"),
     "sentiment_frontier": ("llm.experiments.sentiment_frontier", "figures.sentiment_frontier"),
     "shaping_classic_control": ("classic_rl.experiments.shaping_classic_control", "figures.shaping_classic_control"),
+    "agentic_reward_learning": ("llm.experiments.agentic_reward_learning", "figures.agentic_reward_learning"),
+    "agentic_shaping": ("llm.experiments.agentic_shaping", "figures.agentic_shaping"),
 }
+# Run only with `extended=True` (`irlb reproduce --extended`, `make figures-extended`) or by name (`--only`): each
+# takes 10–35 minutes at quick scale on two cores, which would double the default reproduction.
+EXTENDED = ("agentic_reward_learning", "agentic_shaping")
+
+
+def selected_experiments(only: list[str] | None = None, extended: bool = False) -> list[str]:
+    """``only`` (checked against :data:`EXPERIMENTS`), else every experiment but :data:`EXTENDED` (all if
+    ``extended``)."""
+    if not only:
+        return [name for name in EXPERIMENTS if extended or name not in EXTENDED]
+    unknown = sorted(set(only) - set(EXPERIMENTS))
+    if unknown:
+        raise ValidationError(f"--only: unknown experiment(s) {unknown}; expected some of {sorted(EXPERIMENTS)}")
+    return list(only)
 
 
 def reproduce(scale: str, results_dir: Path, figures_dir: Path, only: list[str] | None = None,
               seed: int = 0, config_file: str | Path | None = None,
-              overrides: list[str] | None = None) -> list[tuple[str, float, list[Path]]]:
+              overrides: list[str] | None = None, extended: bool = False) -> list[tuple[str, float, list[Path]]]:
     """``config_file`` (``{experiment: {settings}}``) and ``overrides`` (``experiment.key=value``) change the
-    scale's settings; every config is checked before the first experiment starts."""
+    scale's settings; every config is checked before the first experiment starts. Without ``only``, every
+    experiment except those of :data:`EXTENDED` runs (all of them with ``extended``)."""
     from irlb.config import reproduce_configs
 
-    selected = list(EXPERIMENTS) if not only else only
-    unknown = sorted(set(selected) - set(EXPERIMENTS))
-    if unknown:
-        raise ValidationError(f"--only: unknown experiment(s) {unknown}; expected some of {sorted(EXPERIMENTS)}")
+    selected = selected_experiments(only, extended)
     configs = reproduce_configs(selected, scale, config_file, overrides or [])
     produced = []
     for index, name in enumerate(selected, 1):

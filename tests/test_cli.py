@@ -67,3 +67,16 @@ def test_rerunning_a_folder_resumes_and_a_changed_config_is_refused(tmp_path, ca
     changed = [a if a != "0.5" else "0.25" for a in arguments]
     assert main(changed) == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_reproduce_runs_the_extended_experiments_only_when_asked():
+    from irl_bilevel.validation import ValidationError
+    from irlb.reproduce import EXPERIMENTS, EXTENDED, selected_experiments
+
+    assert set(EXTENDED) <= set(EXPERIMENTS)
+    default = selected_experiments()
+    assert default and not set(default) & set(EXTENDED)
+    assert selected_experiments(extended=True) == list(EXPERIMENTS)
+    assert selected_experiments(["agentic_shaping"]) == ["agentic_shaping"]
+    with pytest.raises(ValidationError, match="--only: unknown experiment"):
+        selected_experiments(["no_such_experiment"])

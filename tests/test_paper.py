@@ -173,7 +173,7 @@ def test_tiny_reproduction_defines_every_macro_and_writes_every_figure(tmp_path:
     from irlb.reproduce import reproduce
 
     results, figures = tmp_path / "results", tmp_path / "figures"
-    reproduce("tiny", results, figures, seed=0)
+    reproduce("tiny", results, figures, seed=0, extended=True)
     out = tmp_path / "generated"
     report = generate(results, BENCHMARKS, out)
     assert not [path for path in report["skipped"] if path.startswith(str(results))], report["skipped"]
