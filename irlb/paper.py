@@ -492,6 +492,7 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
     percent = round(100 * float(config["goal_threshold"]))
     macros.number(["scc threshold percent"], percent)
     macros.number(["scc eval episodes"], int(config["eval_episodes"]))
+    macros.number(["scc sustain"], int(config.get("sustain_checkpoints", 1)))
     macros.number(["scc num methods"], len(config["methods"]))
     settings = {bed["env_id"]: bed for bed in config["testbeds"]}
     rows: list[list[str]] = []
@@ -506,6 +507,7 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
         macros.number(["scc", key, "censor steps"], int(setting["total_steps"]) + int(setting["steps_per_outer_step"]))
         macros.number(["scc", key, "shaping scale"], float(setting["shaping_scale"]))
         macros.number(["scc", key, "envs"], int(setting["n_envs"]))
+        macros.number(["scc", key, "n steps"], int(setting["ppo"]["n_steps"]))
         macros.text(["scc", key, "hand potential"], str(setting["hand_potential"]).replace("_", " "))
         macros.number(["scc", key, "num candidates"], len(testbed["candidates"]))
         groups.append(len(rows))
@@ -562,6 +564,10 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
             peak = max(float(step["weights"][index]) for run in moved for step in run["parameters"])
             macros.fixed(["scc", key, "harmful weight peak"], peak, 2)
             macros.fixed(["scc", key, "top weight min"], min(float(w[top]) for w in finals), 2)
+            macros.fixed(["scc", key, "top weight mean"], mean[top], 2)
+            # Seeds whose largest final weight is on the top candidate (the others favour another candidate).
+            macros.number(["scc", key, "top seeds"],
+                          sum(1 for w in finals if max(range(len(candidates)), key=lambda i: float(w[i])) == top))
     header = ["task", "shaping", rf"seeds $\ge${percent}\%", rf"steps to {percent}\%", "final goal rate"]
     return {"shaping_classic_control": _table("llcrc", header, rows, source, groups)}
 

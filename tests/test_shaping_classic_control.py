@@ -159,6 +159,15 @@ def test_no_success_gives_an_exactly_zero_hypergradient():
     assert torch.equal(model.aggregator.weights.detach(), start)
 
 
+def test_steps_to_threshold_needs_a_sustained_goal_rate():
+    curve = [{"env_steps": 100 * (i + 1), "goal_rate": rate} for i, rate in enumerate([0.0, 1.0, 0.0, 0.9, 0.9, 1.0])]
+    assert shaping_classic_control.steps_to_threshold(curve, 0.9) == 200  # one lucky evaluation
+    assert shaping_classic_control.steps_to_threshold(curve, 0.9, sustain=3) == 600  # mean of 0.9, 0.9, 1.0
+    assert shaping_classic_control.steps_to_threshold(curve[:5], 0.9, sustain=3) is None
+    with pytest.raises(ValidationError, match="sustain_checkpoints"):
+        shaping_classic_control.steps_to_threshold(curve, 0.9, sustain=0)
+
+
 def test_experiment_tiny_end_to_end(tmp_path):
     path = shaping_classic_control.run("tiny", tmp_path, progress=False)
     record = json.loads(path.read_text())
