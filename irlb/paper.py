@@ -1022,10 +1022,41 @@ def loss_catalog(macros: Macros) -> dict[str, str]:
     return {"loss_catalog": table}
 
 
+def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Shaping with the LoRA inner loop on Tower of Hanoi: per method the final goal rate (IQM [CI]); the learned
+    weights' fate (harmful candidate's range, the candidate with the largest mean weight)."""
+    config = data["config"]
+    macros.number(["as updates"], int(config["total_updates"]))
+    macros.number(["as updates per solve"], int(config["updates_per_solve"]))
+    macros.number(["as eval episodes per start"], int(config["eval_episodes_per_start"]))
+    macros.number(["as num candidates"], len(data["candidates"]))
+    macros.text(["as harmful candidate"], str(data["harmful_candidate"]))
+    env = data["envs"]["hanoi-3"]
+    macros.number(["as num starts"], int(env["num_starts"]))
+    for method, entry in env["summary"].items():
+        goal = entry["final_goal_rate"]
+        for part in ("iqm", "low", "high"):
+            macros.fixed(["as", method, "goal", part], float(goal[part]), 3)
+        macros.fixed(["as", method, "start goal"], float(entry["evaluation_curve"][0]["goal_rate"]["iqm"]), 3)
+    learned = env["summary"].get("learned_weights")
+    if learned is not None:
+        harmful = data["harmful_candidate"]
+        per_seed = [float(w[harmful]) for w in learned["final_weights_per_seed"]]
+        macros.fixed(["as harmful weight min"], min(per_seed), 3)
+        macros.fixed(["as harmful weight max"], max(per_seed), 3)
+        macros.fixed(["as initial weight"], 1.0 / len(data["candidates"]), 2)
+        mean = learned["final_weights_mean"]
+        top = max(mean, key=lambda name: float(mean[name]))
+        macros.text(["as top candidate"], top.replace("_", " "))
+        macros.fixed(["as top weight"], float(mean[top]), 2)
+    return {}
+
+
 # --------------------------------------------------------------------------------------------------------------
 
 Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
 RESULT_HANDLERS: dict[str, Handler] = {
+    "agentic_shaping": agentic_shaping,
     "reward_recovery": reward_recovery,
     "hypergradient_accuracy": hypergradient_accuracy,
     "loss_sweep": loss_sweep,
