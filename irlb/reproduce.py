@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "preference_noise": ("classic_rl.experiments.preference_noise", "figures.preference_noise"),
     "sentiment_frontier": ("llm.experiments.sentiment_frontier", "figures.sentiment_frontier"),
     "shaping_classic_control": ("classic_rl.experiments.shaping_classic_control", "figures.shaping_classic_control"),
+    "aspect_labels": ("classic_rl.experiments.aspect_labels", "figures.aspect_labels"),
     "agentic_reward_learning": ("llm.experiments.agentic_reward_learning", "figures.agentic_reward_learning"),
     "agentic_shaping": ("llm.experiments.agentic_shaping", "figures.agentic_shaping"),
 }
