@@ -1,0 +1,199 @@
+"""RL from preferences against the feedback it gets: B-Pref teachers, query selection and a harder testbed.
+
+Setup: :func:`classic_rl.preference_rl.run_preference_rl` (Christiano et al. 2017 through the bilevel solver; PPO
+inner loop; Bradley-Terry likelihood) in three parts, every run ending in the expert-normalized true return
+``(J(π) − J_random) / (J_expert − J_random)`` of its final deterministic policy on fixed evaluation seeds:
+
+1. ``teachers``: on ``env_id`` (CartPole-v1), each of B-Pref's six simulated teachers (Lee et al. 2021, with their
+   published parameters: ``oracle``; ``stochastic`` Bradley-Terry labels with rationality β = 1; ``mistake``
+   flipping a label with probability 0.1; ``skip`` skipping queries whose both segment returns are below 0.1 ·
+   margin; ``equal`` answering 0.5 when the returns differ by less than 0.1 · margin; ``myopic`` judging
+   ``Σ_t γ^{L−t} r_t`` with γ = 0.9) at every query budget of ``budgets``, selecting queries with
+   ``teacher_selection``;
+2. ``selections``: with the oracle teacher at ``selection_budget`` queries, each query selection method (uniform,
+   ensemble disagreement, the entropy of the ensemble-mean Bradley-Terry probability, and the diversity-aware
+   k-center + disagreement of PEBBLE, Lee et al. 2021b);
+3. ``harder``: the oracle teacher on a harder testbed (Acrobot-v1: the true reward is −1 per step until the goal
+   terminates the episode, so segments only differ when one reaches the goal) at ``harder.budgets``.
+
+A selection run identical to a teacher-sweep run (oracle, ``teacher_selection``, ``selection_budget`` among the
+budgets) is not run twice: its result is reused and marked ``reused``. Summary per cell: IQM and 95% bootstrap CI
+of the normalized return over seeds (:func:`irl_bilevel.statistics.iqm_with_ci`) and the mean label statistics
+(labelled pairs, ties, skipped queries, agreement of decided labels with the true returns). Writes
+``results_dir/preference_feedback.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.statistics import iqm_with_ci
+
+NAME = "preference_feedback"
+TeacherName = Literal["oracle", "stochastic", "mistake", "skip", "equal", "myopic"]
+SelectionName = Literal["uniform", "disagreement", "entropy", "diversity"]
+EVAL_SEED = 10_000  # PreferenceRLConfig's default evaluation seed: references and policies see the same episodes
+LABEL_STATS = ("queries_used", "labelled_pairs", "ties", "skipped", "label_agreement")
+
+
+@dataclass(frozen=True)
+class HarderTestbedConfig(ExperimentConfig):
+    """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env) and oracle budgets."""
+
+    env_id: str
+    total_env_steps: int
+    budgets: tuple[int, ...]
+    algorithm: str | None
+    n_envs: int | None
+    hyperparameters: dict[str, Any] | None
+    seeds: int
+
+
+@dataclass(frozen=True)
+class PreferenceFeedbackConfig(ExperimentConfig):
+    """Settings of the feedback study (teacher sweep, selection comparison, harder testbed)."""
+
+    env_id: str  # testbed of the teacher sweep and the selection comparison
+    total_env_steps: int  # inner PPO env steps per run
+    env_steps_per_outer_step: int
+    segment_length: int
+    ensemble_size: int  # reward models (disagreement-based selection needs >= 2)
+    teachers: tuple[TeacherName, ...]
+    budgets: tuple[int, ...]  # query budgets of the teacher sweep
+    teacher_selection: SelectionName  # selection method of the teacher sweep
+    selections: tuple[SelectionName, ...]
+    selection_budget: int
+    seeds: int  # seeds per cell, starting at the run's seed
+    eval_episodes: int
+    harder: HarderTestbedConfig
+
+    def __post_init__(self) -> None:
+        import gymnasium as gym
+
+        from irl_bilevel.validation import ValidationError
+
+        for name, env_id in (("env_id", self.env_id), ("harder.env_id", self.harder.env_id)):
+            try:
+                gym.spec(env_id)
+            except gym.error.Error as error:
+                raise ValidationError(f"{NAME}.{name}: unknown gymnasium environment {env_id!r}") from error
+        for name in ("total_env_steps", "env_steps_per_outer_step", "segment_length", "ensemble_size",
+                     "selection_budget", "seeds", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValidationError(f"{NAME}.{name}: expected a positive number, got {getattr(self, name)}")
+        for name, budgets in (("budgets", self.budgets), ("harder.budgets", self.harder.budgets)):
+            if not budgets or min(budgets) < 1:
+                raise ValidationError(f"{NAME}.{name}: expected one or more positive query budgets, got {budgets}")
+        if self.harder.seeds < 1 or self.harder.total_env_steps < self.env_steps_per_outer_step:
+            raise ValidationError(f"{NAME}.harder: expected seeds >= 1 and total_env_steps >= "
+                                  f"env_steps_per_outer_step, got {self.harder}")
+
+
+_HARDER: dict[str, Any] = {
+    # Acrobot-v1 is not in INNER_DEFAULTS: the PPO of the IRL benchmark (benchmarks/irl_vs_imitation.py: SB3's
+    # defaults with γ 0.99 and 512-step rollouts, one env), which learns Acrobot from a learned reward in ~16k steps.
+    "env_id": "Acrobot-v1", "algorithm": "ppo", "n_envs": 1, "hyperparameters": {"gamma": 0.99, "n_steps": 512},
+}
+_COMMON: dict[str, Any] = {
+    "env_id": "CartPole-v1", "env_steps_per_outer_step": 512, "segment_length": 50, "ensemble_size": 3,
+    "teachers": ["oracle", "stochastic", "mistake", "skip", "equal", "myopic"], "teacher_selection": "disagreement",
+    "selections": ["uniform", "disagreement", "entropy", "diversity"],
+}
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {**_COMMON, "total_env_steps": 1024, "budgets": [4, 8], "teachers": ["oracle", "skip"],
+             "selections": ["uniform", "disagreement"], "selection_budget": 4, "seeds": 1, "eval_episodes": 2,
+             "harder": {**_HARDER, "total_env_steps": 1024, "budgets": [4], "seeds": 1}},
+    # CartPole-v1 reaches 1.00 with 25 oracle queries in 30k steps (benchmarks/results/preferences_vs_imitation.json
+    # and a measured run), so the budgets double from 2 up: the curve lives at a handful of queries.
+    "quick": {**_COMMON, "total_env_steps": 30_720, "budgets": [2, 4, 8, 16, 32, 64], "selection_budget": 4,
+              "seeds": 3, "eval_episodes": 10,
+              "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 3}},
+    "full": {**_COMMON, "total_env_steps": 30_720, "budgets": [1, 2, 4, 8, 16, 32, 64, 128], "selection_budget": 4,
+             "seeds": 5, "eval_episodes": 10,
+             "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 5}},
+}
+CONFIG = PreferenceFeedbackConfig
+
+
+def _cell_summary(runs: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """IQM + 95% bootstrap CI of the normalized return over ``runs`` and the mean of each label statistic (finite
+    values only: ``label_agreement`` is NaN for a run whose decided labels were all between equal returns)."""
+    stats: dict[str, Any] = iqm_with_ci([r["normalized_return"] for r in runs], seed=seed)
+    for key in LABEL_STATS:
+        values = [float(r[key]) for r in runs if r.get(key) is not None and math.isfinite(float(r[key]))]
+        stats[key] = sum(values) / len(values) if values else None
+    return stats
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: PreferenceFeedbackConfig | None = None) -> Path:
+    """Every teacher/selection/harder-testbed run; writes and returns ``results_dir/preference_feedback.json``."""
+    from classic_rl.preference_rl import PreferenceRLConfig, reference_returns, run_preference_rl
+
+    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+    harder = settings["harder"]
+    started = time.perf_counter()
+    references = {env: reference_returns(env, settings["eval_episodes"], EVAL_SEED)
+                  for env in dict.fromkeys([settings["env_id"], harder["env_id"]])}
+    seeds = [seed + index for index in range(settings["seeds"])]
+    # (part, teacher, selection, budget, seed, env settings)
+    main_env = {"env_id": settings["env_id"], "total_env_steps": settings["total_env_steps"]}
+    hard_env = {key: harder[key] for key in ("env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters")}
+    cells = [("teachers", teacher, settings["teacher_selection"], budget, s, main_env)
+             for teacher in settings["teachers"] for budget in settings["budgets"] for s in seeds]
+    cells += [("selections", "oracle", selection, settings["selection_budget"], s, main_env)
+              for selection in settings["selections"] for s in seeds]
+    cells += [("harder", "oracle", settings["teacher_selection"], budget, seed + index, hard_env)
+              for budget in harder["budgets"] for index in range(harder["seeds"])]
+    runs: list[dict[str, Any]] = []
+    done: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for number, (part, teacher, selection, budget, run_seed, env) in enumerate(cells, 1):
+        key = (env["env_id"], env["total_env_steps"], teacher, selection, budget, run_seed)
+        if key in done:  # the same run already made for another part: deterministic, so reuse it
+            runs.append({**done[key], "part": part, "reused": True})
+            continue
+        run_config = PreferenceRLConfig(
+            **env, env_steps_per_outer_step=settings["env_steps_per_outer_step"],
+            segment_length=settings["segment_length"], query_budget=budget, selection=selection,
+            ensemble_size=settings["ensemble_size"], teacher=teacher, eval_episodes=settings["eval_episodes"],
+            eval_every=10**9, eval_seed=EVAL_SEED, seed=run_seed)
+        with tempfile.TemporaryDirectory(prefix="preference-feedback-") as folder:
+            summary = run_preference_rl(run_config, Path(folder), progress=False,
+                                        references=references[env["env_id"]])
+        record = {"part": part, "env_id": env["env_id"], "teacher": teacher, "selection": selection,
+                  "budget": budget, "seed": run_seed, "normalized_return": summary["final_normalized_return"],
+                  "true_return": summary["final_true_return"],
+                  "best_normalized_return": summary["best_normalized_return"],
+                  **{k: summary.get(k) for k in LABEL_STATS}, "wall_s": summary["wall_s"], "reused": False}
+        done[key] = record
+        runs.append(record)
+        if progress:
+            print(f"[{number}/{len(cells)}] {part} {env['env_id']} {teacher} {selection} {budget} queries seed "
+                  f"{run_seed}: normalized return {record['normalized_return']:.3f} ({record['wall_s']:.0f} s)",
+                  flush=True)
+
+    def pick(part: str, **match: Any) -> list[dict[str, Any]]:
+        return [r for r in runs if r["part"] == part and all(r[k] == v for k, v in match.items())]
+
+    summary_table = {
+        "teachers": {teacher: {str(b): _cell_summary(pick("teachers", teacher=teacher, budget=b), seed)
+                               for b in settings["budgets"]} for teacher in settings["teachers"]},
+        "selections": {selection: _cell_summary(pick("selections", selection=selection), seed)
+                       for selection in settings["selections"]},
+        "harder": {str(b): _cell_summary(pick("harder", budget=b), seed) for b in harder["budgets"]},
+    }
+    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+              "references": {env: {"random": r, "expert": e} for env, (r, e) in references.items()},
+              "runs": runs, "summary": summary_table, "seconds": time.perf_counter() - started}
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{NAME}.json"
+    write_json(path, record)
+    return path

@@ -1,0 +1,100 @@
+"""Figure: RL from preferences against its feedback: B-Pref teachers, query selection, a harder testbed.
+
+Reads ``results/preference_feedback.json`` (``classic_rl.experiments.preference_feedback``). Every panel shows the
+expert-normalized true return of the final policy, IQM over seeds with its 95% bootstrap CI, and every seed as a
+dot: (a) against the query budget (log scale), one line per B-Pref teacher; (b) per query selection method at one
+budget with the oracle teacher; (c) against the query budget on the harder testbed with the oracle teacher.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from figures import style
+
+NAME = "preference_feedback"
+SELECTION_LABELS = {"uniform": "uniform", "disagreement": "ensemble\ndisagreement", "entropy": "entropy",
+                    "diversity": "k-center +\ndisagreement"}
+
+
+def _error(stats: dict[str, Any]) -> list[float]:
+    """``[below, above]`` the IQM for an error bar (0 where the CI is missing)."""
+    iqm = stats["iqm"]
+    return [max(0.0, iqm - stats["low"]) if np.isfinite(stats["low"]) else 0.0,
+            max(0.0, stats["high"] - iqm) if np.isfinite(stats["high"]) else 0.0]
+
+
+def plot(results_dir: Path, out_dir: Path) -> list[Path]:
+    style.apply()
+    results = style.read_results(results_dir, NAME)
+    cfg, summary, runs = results["config"], results["summary"], results["runs"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), gridspec_kw={"width_ratios": [1.3, 1.0, 0.8]})
+
+    ax = axes[0]
+    teachers = cfg["teachers"]
+    for index, teacher in enumerate(teachers):
+        per_budget = summary["teachers"][teacher]
+        budgets = sorted(int(b) for b in per_budget)  # the JSON's keys are sorted as strings ("16" < "2")
+        colour = f"C{index}"
+        # a small multiplicative offset per teacher so that the dots of equal budgets do not hide each other
+        shift = 1.0 + 0.03 * (index - (len(teachers) - 1) / 2)
+        ax.plot([b * shift for b in budgets], [per_budget[str(b)]["iqm"] for b in budgets], "-o", color=colour,
+                label=teacher, markersize=4)
+        ax.fill_between([b * shift for b in budgets], [per_budget[str(b)]["low"] for b in budgets],
+                        [per_budget[str(b)]["high"] for b in budgets], color=colour, alpha=0.06)
+        dots = [r for r in runs if r["part"] == "teachers" and r["teacher"] == teacher]
+        ax.scatter([r["budget"] * shift for r in dots], [r["normalized_return"] for r in dots], s=8, color=colour,
+                   alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xticks(cfg["budgets"], [str(b) for b in cfg["budgets"]])
+    ax.minorticks_off()
+    ax.set_xlabel("queries (log scale)")
+    ax.set_ylabel("normalized true return (IQM, 95% CI)")
+    # below the axes: the curves fill the whole panel. On CartPole-v1 (reward 1 per step) the myopic teacher's
+    # discounted sum orders segments like the plain sum, so its line lies exactly on the oracle's.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=6, title="B-Pref teacher", fontsize=8,
+              columnspacing=0.8)
+    ax.set_title(f"(a) {cfg['env_id']}: teachers ({cfg['teacher_selection']} selection)")
+
+    ax = axes[1]
+    selections = cfg["selections"]
+    for index, selection in enumerate(selections):
+        stats = summary["selections"][selection]
+        ax.bar(index, stats["iqm"], color=f"C{index}", alpha=0.7)
+        ax.errorbar(index, stats["iqm"], yerr=np.array(_error(stats))[:, None], color="black", capsize=4)
+        dots = [r["normalized_return"] for r in runs if r["part"] == "selections" and r["selection"] == selection]
+        ax.scatter(index + np.linspace(-0.15, 0.15, len(dots)), dots, s=10, color="black", alpha=0.6, zorder=3)
+    ax.set_xticks(range(len(selections)), [SELECTION_LABELS.get(s, s) for s in selections])
+    ax.set_ylabel("normalized true return")
+    ax.set_title(f"(b) {cfg['env_id']}: selection, oracle, {cfg['selection_budget']} queries")
+
+    ax = axes[2]
+    harder = cfg["harder"]
+    budgets = sorted(int(b) for b in summary["harder"])
+    for index, budget in enumerate(budgets):
+        stats = summary["harder"][str(budget)]
+        ax.bar(index, stats["iqm"], color="C0", alpha=0.7)
+        ax.errorbar(index, stats["iqm"], yerr=np.array(_error(stats))[:, None], color="black", capsize=4)
+        dots = [r["normalized_return"] for r in runs if r["part"] == "harder" and r["budget"] == budget]
+        ax.scatter(index + np.linspace(-0.15, 0.15, len(dots)), dots, s=10, color="black", alpha=0.6, zorder=3)
+        ties = stats.get("ties")
+        if ties is not None:  # how few of the oracle's answers carry a preference on this testbed
+            ax.annotate(f"{ties:.0f}/{budget} ties", (index, 0.02), ha="center", fontsize=8)
+    ax.set_xticks(range(len(budgets)), [f"{b} queries" for b in budgets])
+    ax.set_ylabel("normalized true return")
+    ax.set_title(f"(c) {harder['env_id']}: oracle, {harder['total_env_steps']} env steps")
+
+    for ax in axes:
+        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    fig.suptitle(f"RL from preferences (PPO inner loop): {cfg['total_env_steps']} env steps, {cfg['seeds']} seeds "
+                 f"(harder testbed {harder['seeds']}); {style.provenance_line(results)}", fontsize=9)
+    fig.tight_layout()
+    return style.save(fig, out_dir, NAME)
+
+
+if __name__ == "__main__":
+    style.main(plot, __doc__.splitlines()[0])
