@@ -4,7 +4,10 @@ The run (ML-IRL, Zeng et al. 2022): demonstrations of the cached SB3 expert (:mo
 user's ``.npz`` file; a reward model built from a :class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect
 with learned simplex weights, or potential-shaped); :class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started
 across outer steps; :class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name
-(``maxent``: learner minus expert expectation of ``∇θ r``; ``zeroth_order``: the black-box baseline); all through
+(``maxent``: learner minus expert expectation of ``∇θ r``; ``penalty``: the penalty-based first-order method of Shen,
+Yang, Chen (ICML 2024) with an upper copy of the policy network, :mod:`classic_rl.sb3_penalty`, its options —
+``penalty``, ``upper_steps``, ``upper_lr``, ``upper_rollout_steps``, ``upper_entropy`` — in ``hypergradient_options``
+and its rollouts counted in ``env_steps``; ``zeroth_order``: the black-box baseline); all through
 :class:`~irl_bilevel.solver.BilevelSolver` — the tabular runs differ only in the inner solver and the estimator.
 
 The output folder receives ``config.json`` (config + seed, versions, git commit), ``metrics.jsonl`` (one row per
@@ -38,6 +41,7 @@ from classic_rl.experts import (
     train_expert,
 )
 from classic_rl.sb3_inner import SB3InnerSolver
+from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective
@@ -47,7 +51,7 @@ from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
 REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
-HYPERGRADIENTS = ("maxent", "zeroth_order")
+HYPERGRADIENTS = ("maxent", "zeroth_order", "penalty")
 
 
 @dataclass
@@ -58,7 +62,7 @@ class GymIRLConfig:
     algorithm: str = "ppo"  # the inner SB3 algorithm: ppo | a2c | sac | dqn
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # SB3 constructor overrides
     n_envs: int = 1
-    hypergradient: str = "maxent"  # maxent | zeroth_order
+    hypergradient: str = "maxent"  # maxent | penalty | zeroth_order
     hypergradient_options: dict[str, Any] = field(default_factory=dict)
     reward_structure: str = "scalar"  # scalar | multi_aspect | shaped
     num_aspects: int = 3  # multi_aspect: heads aggregated by learned simplex weights
@@ -101,6 +105,16 @@ class GymIRLConfig:
         if self.hypergradient not in HYPERGRADIENTS:
             raise ValidationError(f"hypergradient: expected one of {HYPERGRADIENTS} for a sampled inner loop, got "
                                   f"{self.hypergradient!r}")
+        if not isinstance(self.hypergradient_options, dict):
+            raise ValidationError(f"hypergradient_options: expected a mapping of option names to values, got "
+                                  f"{self.hypergradient_options!r}")
+        try:  # bad options fail here, when the config is read, not after the expert and the demonstrations
+            make_hypergradient(self.hypergradient, **self.hypergradient_options)
+        except ValidationError as error:
+            raise ValidationError(f"hypergradient_options: {error}") from error
+        if self.hypergradient == "penalty" and self.algorithm not in UPPER_POLICY_ALGORITHMS:
+            raise ValidationError(f"algorithm: hypergradient 'penalty' trains a copy of the policy and needs one of "
+                                  f"{UPPER_POLICY_ALGORITHMS}, got {self.algorithm!r}")
         if self.reward_structure == "multi_aspect" and self.num_aspects < 2:
             raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
         if not 0.0 <= self.discount < 1.0:
@@ -235,8 +249,11 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         return {"true_return": value, "normalized_return": normalized_return(value, random, expert_return)}
 
     def metrics() -> dict[str, float]:
-        # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step.
-        row: dict[str, float] = {"env_steps": int(inner.model.num_timesteps)}
+        # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step, plus the
+        # penalty method's upper-policy rollouts (also checkpointed; 0 for the other methods).
+        row: dict[str, float] = {"env_steps": int(inner.model.num_timesteps) + int(inner.upper_env_steps)}
+        if config.hypergradient == "penalty":
+            row["upper_env_steps"] = int(inner.upper_env_steps)
         if solver.step % config.eval_every == 0 or solver.step == config.outer_steps:
             row.update(evaluate())
         for key, number in row.items():
@@ -254,6 +271,9 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     writer.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
+    upper = getattr(method, "upper", None)
+    if upper is not None:
+        upper.close()
     inner.close()
 
     history = result.history

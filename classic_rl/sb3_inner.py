@@ -264,6 +264,31 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         return {key: np.concatenate([r[key] for r in self.records]) for key in self.records[0]}
 
 
+def recorded_transitions(env: LearnedRewardVecEnv, data: dict[str, np.ndarray],
+                         discount: float) -> tuple[Transitions, torch.Tensor]:
+    """Reward-model inputs of recorded steps (``LearnedRewardVecEnv.recorded()``'s layout: ``states``, ``actions``
+    one-hot/flat, ``next_states``, ``time``, ``terminated``) in ``env``'s conventions, and their weights.
+
+    Rows ``0 … n−1`` are the steps, weight ``γ^t``; with absorbing termination, one absorbing row follows per
+    terminated step (in the steps' order), weight ``γ^{t+1}/(1 − γ)``. ``Σ w r_θ / Σ w`` then estimates the
+    normalized discounted occupancy's ``E_{d_π}[r_θ]`` (module docstring).
+    """
+    absorbing = env.termination == "absorbing"
+    states = torch.from_numpy(np.asarray(data["states"], dtype=np.float64))
+    next_states = torch.from_numpy(np.asarray(data["next_states"], dtype=np.float64))
+    terminated = torch.from_numpy(np.asarray(data["terminated"], dtype=bool))
+    time = torch.from_numpy(np.asarray(data["time"])).to(torch.float64)
+    model_states, model_next_states = env.reward_inputs(states, next_states, terminated)
+    parts = [Transitions(model_states, torch.from_numpy(np.asarray(data["actions"])).to(torch.float64),
+                         model_next_states, terminated & (not absorbing))]
+    weights = [discount**time]
+    if absorbing and bool(terminated.any()):
+        parts.append(absorbing_transitions(next_states[terminated], env.action_dim, env.absorbing_indicator))
+        weights.append(discount ** (time[terminated] + 1) / (1.0 - discount))
+    batch = concatenate_transitions(parts) if len(parts) > 1 else parts[0]
+    return batch, torch.cat(weights)
+
+
 class SB3Policy:
     """``irl_bilevel.inner.Policy`` over an SB3 actor-critic policy (PPO, A2C) or SAC's squashed-Gaussian actor.
 
@@ -288,7 +313,13 @@ class SB3Policy:
 
     def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a | s)``; discrete actions as indices ``[B]`` (or one-hot ``[B, A]``)."""
-        with float32_default(), torch.no_grad():
+        with torch.no_grad():
+            return self.differentiable_log_prob(states, actions)
+
+    def differentiable_log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π(a | s)`` ``[B]`` on the autograd tape of the policy network's parameters (for training a copy of
+        the policy, e.g. the penalty method's upper policy, :mod:`classic_rl.sb3_penalty`)."""
+        with float32_default():
             distribution = self._distribution(states)
             if self.discrete:
                 index = actions.argmax(-1) if actions.dim() == 2 else actions
@@ -402,7 +433,11 @@ class SB3InnerSolver:
                                       f"{error}") from error
         self.discount = discount
         self.restart_episodes = restart_episodes
+        self.wrapper_class = wrapper_class
         self.solves = 0
+        # Env steps taken outside the inner loop on this solver's behalf (the penalty method's upper-policy
+        # rollouts, classic_rl.sb3_penalty): counted in env_steps and checkpointed, so budgets stay honest.
+        self.upper_env_steps = 0
 
     # ---- InnerSolver
     @property
@@ -412,8 +447,16 @@ class SB3InnerSolver:
 
     @property
     def env_steps(self) -> int:
-        """Real environment steps taken by the inner loop so far (this process)."""
-        return int(self.env.real_env_steps)
+        """Real environment steps taken so far in this process: the inner loop's plus ``upper_env_steps`` (rollouts
+        of the penalty method's upper policy; those are also in the checkpoint)."""
+        return int(self.env.real_env_steps) + int(self.upper_env_steps)
+
+    def make_upper_policy(self, rollout_steps: int, seed: int = 0) -> Any:
+        """A trainable copy of the current policy for the penalty hypergradient (``SampledPenaltyInner`` protocol
+        of :mod:`irl_bilevel.hypergradients`): :class:`classic_rl.sb3_penalty.SB3UpperPolicy`."""
+        from classic_rl.sb3_penalty import SB3UpperPolicy
+
+        return SB3UpperPolicy(self, rollout_steps, seed)
 
     def solve(self, reward_model: RewardModel) -> None:
         self.env.set_reward_model(reward_model)
@@ -465,21 +508,7 @@ class SB3InnerSolver:
                 raise ValidationError(f"num_samples: expected at least 1, got {num_samples}")
             picks = torch.randperm(len(rows), generator=generator)[:num_samples].numpy()
             rows = rows[np.sort(picks)]
-        absorbing = self.env.termination == "absorbing"
-        states = torch.from_numpy(data["states"][rows])
-        next_states = torch.from_numpy(data["next_states"][rows])
-        terminated = torch.from_numpy(data["terminated"][rows])
-        time = torch.from_numpy(data["time"][rows]).to(torch.float64)
-        model_states, model_next_states = self.env.reward_inputs(states, next_states, terminated)
-        parts = [Transitions(model_states, torch.from_numpy(data["actions"][rows]).to(torch.float64),
-                             model_next_states, terminated & (not absorbing))]
-        weights = [self.discount**time]
-        if absorbing and bool(terminated.any()):
-            parts.append(absorbing_transitions(next_states[terminated], self.env.action_dim,
-                                               self.env.absorbing_indicator))
-            weights.append(self.discount ** (time[terminated] + 1) / (1.0 - self.discount))
-        batch = concatenate_transitions(parts) if len(parts) > 1 else parts[0]
-        return batch, torch.cat(weights)
+        return recorded_transitions(self.env, {key: value[rows] for key, value in data.items()}, self.discount)
 
     def learner_reward_expectation(
         self,
@@ -489,6 +518,20 @@ class SB3InnerSolver:
     ) -> torch.Tensor:
         batch, weights = self.learner_transitions(num_samples, generator)
         return weighted_reward_mean(reward_model, batch, weights)
+
+    def learner_soft_value(self, reward_model: RewardModel, entropy: float = 0.0) -> float:
+        """``V̂_θ(π*) = Σ w (r_θ − α log π*) / Σ w`` on the recorded learner transitions (raw ``r_θ``, weights of
+        :meth:`learner_transitions`; ``α = entropy``): the penalty method's estimate of ``V*_θ``."""
+        batch, weights = self.learner_transitions()
+        with torch.no_grad():
+            value = float(weighted_reward_mean(reward_model, batch, weights))
+            policy = self.policy
+            if entropy and policy is not None:
+                data = self.env.recorded()
+                log_prob = policy.log_prob(torch.from_numpy(data["states"]), torch.from_numpy(data["actions"]))
+                steps = weights[: len(log_prob)]
+                value -= entropy * float((steps * log_prob.to(torch.float64)).sum() / weights.sum())
+        return value
 
     def log_partition(self) -> float | None:
         return None
@@ -506,6 +549,7 @@ class SB3InnerSolver:
         stats = self.env.statistics
         state["num_timesteps"] = torch.tensor(int(self.model.num_timesteps))
         state["solves"] = torch.tensor(self.solves)
+        state["upper_env_steps"] = torch.tensor(int(self.upper_env_steps))
         state["reward_statistics"] = torch.tensor([stats.count, stats.mean, stats.m2], dtype=torch.float64)
         state["optimizers"] = {name: self._attribute(name).state_dict() for name in self._optimizer_names()}
         for name in self._tensor_names():  # e.g. SAC's learned log entropy coefficient
@@ -537,6 +581,8 @@ class SB3InnerSolver:
             self.model.num_timesteps = int(state["num_timesteps"])
         if "solves" in state:
             self.solves = int(state["solves"])
+        if "upper_env_steps" in state:
+            self.upper_env_steps = int(state["upper_env_steps"])
         if "reward_statistics" in state:
             count, mean, m2 = (float(x) for x in state["reward_statistics"])
             self.env.statistics.count, self.env.statistics.mean, self.env.statistics.m2 = count, mean, m2

@@ -20,7 +20,8 @@ Each method below is one strategy behind ``HypergradientMethod.compute(problem)`
 * ``PenaltyHypergradient`` (Shen, Yang, Chen, ICML 2024): the lower level becomes the value-gap penalty
   ``λ g(θ, π)``, ``g = max_π' V_θ(π') − V_θ(π) ≥ 0``, and an upper policy ``π`` is optimized jointly with ``θ``.
   Its ``θ``-gradient is first order (Danskin): ``λ (E_{d_π*}[∇r_θ] − E_{d_π}[∇r_θ])``; no Hessian, no
-  differentiation through the inner solver.
+  differentiation through the inner solver. Exact on tabular inner solvers; sample-based (a copy of the policy
+  network and its rollouts) on sampled ones that implement :class:`SampledPenaltyInner` (the SB3 inner loop).
 * ``ZeroOrderHypergradient``: Gaussian-smoothing estimates of the gradient of the black-box map
   ``θ ↦ L`` (``torchopt.diff.zero_order``), for inner loops that are not differentiable.
 * ``FiniteDifferenceHypergradient``: central differences, the reference the others are tested against.
@@ -32,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import higher
 import torch
@@ -386,37 +387,113 @@ class ZeroOrderHypergradient(HypergradientMethod):
         return Hypergradient(black_box.restore(), gradients)
 
 
+class UpperPolicy(Protocol):
+    """The penalty method's upper policy ``π`` on a sampled inner loop: a trainable policy with its own rollouts.
+
+    It holds one batch of on-policy rollouts (the latest :meth:`rollout`); trajectories do not depend on ``θ``, so
+    a batch stays a valid sample of ``π`` after ``θ`` moves (rewards are recomputed for the current ``θ``).
+    """
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The policy's trainable parameters ``φ``."""
+        ...
+
+    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``log π_φ(a | s)`` ``[B]``, differentiable in ``φ`` (for the demonstration likelihood ``f``)."""
+        ...
+
+    def rollout(self) -> None:
+        """Replace the held batch by fresh on-policy rollouts of ``π_φ`` (its env steps are counted)."""
+        ...
+
+    def value_surrogate(self, reward_model: RewardModel, entropy: float) -> torch.Tensor:
+        """A scalar whose ``φ``-gradient estimates ``∇_φ V_θ(π_φ)`` on the held batch (no gradient in ``θ``)."""
+        ...
+
+    def soft_value(self, reward_model: RewardModel, entropy: float) -> float:
+        """``V̂_θ(π) = Σ w (r_θ − α log π) / Σ w`` on the held batch."""
+        ...
+
+    def reward_expectation(self, reward_model: RewardModel) -> torch.Tensor:
+        """``E_{d_π}[r_θ]`` on the held batch, differentiable in ``θ``."""
+        ...
+
+
+@runtime_checkable
+class SampledPenaltyInner(InnerSolver, Protocol):
+    """A sampled inner solver that the penalty method can run on (e.g. ``classic_rl.sb3_inner.SB3InnerSolver``)."""
+
+    def make_upper_policy(self, rollout_steps: int, seed: int = 0) -> UpperPolicy:
+        """A trainable copy of the current inner policy ``π*`` (same architecture and weights), rolling out
+        ``rollout_steps`` env steps per :meth:`UpperPolicy.rollout`, counted in the solver's env steps."""
+        ...
+
+    def learner_soft_value(self, reward_model: RewardModel, entropy: float) -> float:
+        """``V̂_θ(π*)`` on the inner solver's recorded learner transitions (same estimator as ``soft_value``)."""
+        ...
+
+
 class PenaltyHypergradient(HypergradientMethod):
     """Penalty-based first-order bilevel gradient (Shen, Yang, Chen, ICML 2024, "Principled penalty-based
     methods for bilevel reinforcement learning and RLHF").
 
     The bilevel problem ``min_θ f(π*(θ))`` is relaxed to ``min_{θ, π} f(π) + λ g(θ, π)`` with the value gap
-    ``g(θ, π) = V*_θ − V_θ(π)`` of the entropy-regularized MDP: ``V_θ(π) = E_{d_π}[r_θ(s, a) − log π(a|s)]``
-    (normalized occupancy ``d_π``) and ``V*_θ = max_π' V_θ(π') = log Z_θ``, attained by the inner solver's
-    soft-optimal ``π*``. ``g = 0`` exactly when ``π = π*``, so as ``λ`` grows the penalized minimizers approach the
-    bilevel ones. Each :meth:`compute`:
+    ``g(θ, π) = V*_θ − V_θ(π)`` of the entropy-regularized MDP: ``V_θ(π) = E_{d_π}[r_θ(s, a) − α log π(a|s)]``
+    (normalized occupancy ``d_π``) and ``V*_θ = max_π' V_θ(π')``, attained by the inner solver's ``π*``. ``g = 0``
+    exactly when ``π = π*``, so as ``λ`` grows the penalized minimizers approach the bilevel ones. Each
+    :meth:`compute`:
 
     1. solves the inner problem (``π*`` for the current ``θ``);
-    2. takes ``upper_steps`` Adam steps (lr ``upper_lr``) on the upper policy's logits ``[S, A]`` (``[H, S, A]``
-       for finite horizons), minimizing ``f(π) − λ V_θ(π)`` at fixed ``θ``; warm-started across calls from where
-       it stopped (initialized at ``π*``);
+    2. takes ``upper_steps`` Adam steps (lr ``upper_lr``) on the upper policy ``π``, minimizing ``f(π) − λ V_θ(π)``
+       at fixed ``θ``; the upper policy is initialized at ``π*`` on the first call and kept across calls;
     3. returns ``f(π) + λ g(θ, π)`` and its ``θ``-gradient ``λ (E_{d_π*}[∇θ r_θ] − E_{d_π}[∇θ r_θ])`` (Danskin's
        theorem for ``∇θ V*_θ``; ``f`` does not depend on ``θ`` directly).
 
     For ``λ → 0`` the upper policy tends to the expert's (behaviour cloning on ``f``) and the gradient to
-    ``λ`` times the MaxEnt one. Needs a tabular inner solver (exact occupancies of both policies). The upper
-    policy is not part of the solver's checkpoint: a resumed run re-initializes it at ``π*``.
+    ``λ`` times the MaxEnt one. The inner solver's type picks the estimator; the method and its options are one:
+
+    * tabular (``SoftValueIterationSolver``): ``π`` is a logits table ``[S, A]`` (``[H, S, A]`` for finite
+      horizons); ``f = objective.loss(log π)`` and ``V_θ(π)`` use exact occupancies (``α = 1``, the solver's soft
+      optimum; ``upper_rollout_steps`` and ``upper_entropy`` are unused);
+    * sampled (:class:`SampledPenaltyInner`, e.g. the SB3 inner loop): ``π = π_φ`` is a copy of the inner policy
+      network (``inner.make_upper_policy``). ``f(π_φ) = −Σ_D w log π_φ(a|s) / Σ_D w`` is the demonstrations'
+      discount-weighted negative log-likelihood (``objective.policy_loss``, the ML-IRL outer objective; behaviour
+      cloning), and ``V_θ(π_φ)`` is estimated on ``upper_rollout_steps`` fresh env steps of ``π_φ`` per Adam step
+      by the REINFORCE surrogate ``Σ_t γ^t log π_φ(a_t|s_t) · sg(G_t − b) / Σ w`` with the soft return-to-go
+      ``G_t = Σ_{k≥t} γ^{k−t} (r_θ(s_k, a_k) − α log π_φ(a_k|s_k))`` (``α = upper_entropy``), ``b`` the batch mean
+      and ``Σ w`` the occupancy weights' total, so its ``φ``-gradient is an unbiased estimate of ``∇_φ V_θ`` up to
+      the rollout window's cut (the policy-gradient theorem; each step's batch is on-policy). Then
+      ``E_{d_π*}[∇θ r_θ]`` is the inner solver's learner expectation (its recorded transitions, as in ``maxent``)
+      and ``E_{d_π}[∇θ r_θ]`` the same estimator on the upper policy's latest rollouts. A compute costs
+      ``upper_steps · upper_rollout_steps`` env steps beyond the inner loop's (plus one batch at the first call),
+      counted in the inner solver's env steps. ``V*_θ`` in the reported loss is ``V̂_θ(π*)`` on the learner's
+      recorded transitions, so the reported gap is a noisy estimate and may be negative. Set ``upper_entropy`` to
+      the entropy weight the inner learner optimizes (SB3's ``ent_coef``, 0 by default; with a normalized reward,
+      relative to its scale), so that ``π*`` maximizes the same ``V_θ``.
+
+    The upper policy is not part of the solver's checkpoint: a resumed run re-initializes it at ``π*``.
     """
 
     name = "penalty"
 
-    def __init__(self, penalty: float = 1.0, upper_steps: int = 50, upper_lr: float = 0.1) -> None:
-        if penalty <= 0:
+    def __init__(self, penalty: float = 1.0, upper_steps: int = 50, upper_lr: float = 0.1,
+                 upper_rollout_steps: int = 512, upper_entropy: float = 0.0, seed: int = 0) -> None:
+        if not penalty > 0:
             raise ValidationError(f"penalty: expected λ > 0, got {penalty}")
-        if upper_steps < 1:
-            raise ValidationError(f"upper_steps: expected at least 1, got {upper_steps}")
+        if isinstance(upper_steps, bool) or int(upper_steps) != upper_steps or upper_steps < 1:
+            raise ValidationError(f"upper_steps: expected an integer of at least 1, got {upper_steps}")
+        if not upper_lr > 0:
+            raise ValidationError(f"upper_lr: expected a positive learning rate, got {upper_lr}")
+        if isinstance(upper_rollout_steps, bool) or int(upper_rollout_steps) != upper_rollout_steps \
+                or upper_rollout_steps < 1:
+            raise ValidationError(f"upper_rollout_steps: expected an integer of at least 1, got {upper_rollout_steps}")
+        if not upper_entropy >= 0:
+            raise ValidationError(f"upper_entropy: expected α >= 0, got {upper_entropy}")
         self.penalty, self.upper_steps, self.upper_lr = float(penalty), int(upper_steps), float(upper_lr)
+        self.upper_rollout_steps, self.upper_entropy = int(upper_rollout_steps), float(upper_entropy)
+        self.seed = int(seed)
         self.upper_logits: torch.Tensor | None = None
+        self.upper: UpperPolicy | None = None
         self._optimizer: torch.optim.Optimizer | None = None
 
     def upper_log_policy(self) -> torch.Tensor:
@@ -426,9 +503,44 @@ class PenaltyHypergradient(HypergradientMethod):
 
     def compute(self, problem: BilevelProblem) -> Hypergradient:
         inner = problem.inner
-        if not isinstance(inner, SoftValueIterationSolver):
-            raise ValidationError(f"hypergradient: penalty needs a tabular SoftValueIterationSolver (exact "
-                                  f"occupancies of both policies), got {type(inner).__name__}")
+        if isinstance(inner, SoftValueIterationSolver):
+            return self._compute_tabular(problem, inner)
+        if isinstance(inner, SampledPenaltyInner):
+            return self._compute_sampled(problem, inner)
+        raise ValidationError(f"hypergradient: penalty needs a tabular SoftValueIterationSolver (exact occupancies) or "
+                              f"a sampled inner solver with make_upper_policy (SB3), got {type(inner).__name__}")
+
+    def _compute_sampled(self, problem: BilevelProblem, inner: SampledPenaltyInner) -> Hypergradient:
+        policy_loss = getattr(problem.objective, "policy_loss", None)
+        if policy_loss is None:
+            raise ValidationError(f"objective: the sampled penalty method needs an objective with policy_loss(policy) "
+                                  f"(the demonstration likelihood), got {type(problem.objective).__name__}")
+        model = problem.reward_model
+        with torch.no_grad():
+            inner.solve(model)
+        if self.upper is None:
+            self.upper = inner.make_upper_policy(self.upper_rollout_steps, self.seed)
+            self._optimizer = torch.optim.Adam(list(self.upper.parameters()), lr=self.upper_lr)
+            self.upper.rollout()
+        upper, optimizer = self.upper, self._optimizer
+        assert optimizer is not None
+        parameters = [p for p in upper.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            for _ in range(self.upper_steps):
+                upper_loss = policy_loss(upper) - self.penalty * upper.value_surrogate(model, self.upper_entropy)
+                # Gradients in φ only: the surrogate's rewards carry no θ-tape, and θ's .grad is the solver's.
+                grads = torch.autograd.grad(upper_loss, parameters, allow_unused=True)
+                for parameter, grad in zip(parameters, grads):
+                    parameter.grad = None if grad is None else grad.to(parameter.dtype)
+                optimizer.step()
+                upper.rollout()
+        with torch.no_grad():
+            gap = inner.learner_soft_value(model, self.upper_entropy) - upper.soft_value(model, self.upper_entropy)
+            loss = float(policy_loss(upper)) + self.penalty * gap
+        output = self.penalty * (inner.learner_reward_expectation(model) - upper.reward_expectation(model))
+        return Hypergradient(loss, _gradients(output, problem.parameters))
+
+    def _compute_tabular(self, problem: BilevelProblem, inner: SoftValueIterationSolver) -> Hypergradient:
         model, mdp = problem.reward_model, inner.mdp
         with torch.no_grad():
             inner.solve(model)

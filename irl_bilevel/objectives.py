@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from irl_bilevel.feedback import Trajectories
-from irl_bilevel.inner import SoftValueIterationSolver
+from irl_bilevel.inner import Policy, SoftValueIterationSolver
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.sampling import empirical_occupancy
 from irl_bilevel.tabular import TabularMDP
@@ -232,12 +232,18 @@ class SampleMaxEntObjective:
         if policy is None or not hasattr(policy, "log_prob"):
             return torch.tensor(float("nan"))
         with torch.no_grad():
-            states = self.transitions.states[: self.num_steps]
-            if self.absorbing_indicator:
-                states = states[:, :-1]
-            log_prob = policy.log_prob(states, self.raw_actions)
-            weights = self.weights[: self.num_steps].to(log_prob.dtype)
-            return -(weights * log_prob).sum() / weights.sum()
+            return self.policy_loss(policy)
+
+    def policy_loss(self, policy: Policy) -> torch.Tensor:
+        """``f(π) = −Σ_D γ^t log π(a_t|s_t) / Σ_D γ^t`` over the demonstrated steps (the ML-IRL outer objective;
+        behaviour cloning), on the autograd tape of whatever ``policy.log_prob`` differentiates (the penalty
+        method's upper policy, :class:`~irl_bilevel.hypergradients.PenaltyHypergradient`)."""
+        states = self.transitions.states[: self.num_steps]
+        if self.absorbing_indicator:
+            states = states[:, :-1]
+        log_prob = policy.log_prob(states, self.raw_actions)
+        weights = self.weights[: self.num_steps].to(log_prob.dtype)
+        return -(weights * log_prob).sum() / weights.sum()
 
     def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
         raise ValidationError(

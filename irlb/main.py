@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     gym_irl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
     gym_irl.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1")
     gym_irl.add_argument("--algorithm", choices=["ppo", "a2c", "sac", "dqn"], help="inner SB3 algorithm")
-    gym_irl.add_argument("--hypergradient", choices=["maxent", "zeroth_order"])
+    gym_irl.add_argument("--hypergradient", choices=["maxent", "penalty", "zeroth_order"])
     gym_irl.add_argument("--reward-structure", dest="reward_structure", choices=["scalar", "multi_aspect", "shaped"])
     gym_irl.add_argument("--num-demonstrations", dest="num_demonstrations", type=int)
     gym_irl.add_argument("--outer-steps", dest="outer_steps", type=int)
