@@ -12,7 +12,8 @@ segments (``refresh="every_step"``). Each outer step:
 2. :meth:`PreferenceRLObjective.refresh` appends the learner's new transitions (with their true rewards) to a
    rolling window, and in a feedback session (:func:`~irl_bilevel.query_selection.query_schedule` over the first
    ``query_fraction`` of the run) cuts segments from it, draws candidate pairs, selects ``k`` of them (uniform,
-   ensemble disagreement, entropy, or k-center + disagreement), has a B-Pref teacher label them and adds them;
+   ensemble disagreement, entropy, or k-center + disagreement), has a B-Pref teacher label them and adds them
+   (with ``termination_queries``, only pairs that contain a termination, see below);
 3. the outer optimizer fits the reward to all labelled data: ``reward_iterations`` L-BFGS iterations (strong-Wolfe
    line search; default) or one Adam step, on the direct gradient of the likelihood (plus ``l2/2 ‖θ‖²``).
 
@@ -32,6 +33,36 @@ The output folder receives the same files as ``irlb gym-irl``: ``config.json`` (
 ``eval_every`` steps and at the end, env steps), ``policy.zip``, ``reward.safetensors`` + ``reward.json`` (member
 ``m`` of an ensemble as ``reward_member_<m>``), ``summary.json``. A finished folder is not rerun (its summary is
 returned); an unfinished one is started over (the labelled dataset is not checkpointed).
+
+Termination-aware queries (``termination_queries``, off by default). On tasks whose true reward is constant per
+real step and whose episodes end by a *termination* (Acrobot-v1 and MountainCar-v0: −1 per step until the goal;
+CartPole-v1: +1 per step until the pole falls), two equal-length segments without a termination have equal true
+return, so any teacher that judges true return can only answer "equal" (the oracle labels an exact tie 0.5, which
+the Bradley-Terry likelihood drops). Early in an Acrobot-v1 run no learner segment reaches the goal, so the queries
+of the first sessions are spent on ties: in ``results/preference_feedback.json`` (before this option) 82–84% of
+the oracle's answers were ties and one seed of three got no preference at all. With the option on:
+
+* *pool*: up to half of the ``2 × candidate_factor × k`` segments cut for a session are drawn from the admissible
+  starts whose episode terminates within the segment, the rest from the others (uniformly within each group);
+* *pairs*: every candidate pair contains at least one such segment (its first segment is drawn from them, its
+  second from the whole pool), before the selection method picks ``k`` of them;
+* *postponement*: a session whose window holds no segment with a termination asks nothing; its queries are owed
+  to the next refresh (the same carry-over as a window with too few pairs), so they are asked, and counted in
+  ``queries_used``, once the learner first terminates, possibly after the first ``query_fraction`` of the run. A
+  run whose learner never terminates asks nothing and says so: ``queries_used`` counts only asked queries, the
+  summary's ``queries_unasked`` is ``query_budget − queries_used`` and ``postponed_sessions`` the refreshes that
+  owed queries but found no termination.
+
+Justification: the rule reads only the env's ``terminated`` flag, which the learner observes (it is what the
+absorbing-state padding already uses), never the true reward, so the teacher is not consulted more or
+differently than before; it is a prior on *where* preferences are informative (around terminations), not on
+which segment is better (a termination is a goal on Acrobot and a failure on CartPole, and the teacher decides).
+It is exact for the constant-reward tasks above (a pair without a termination is a guaranteed tie) and a
+heuristic elsewhere: on tasks with a shaped per-step reward it discards informative pairs, and on tasks that never
+terminate (Pendulum-v1) it never asks, hence opt-in. With the option off the generator draws and every number are
+those of the code before it (CartPole-v1 and Pendulum-v1 runs, ``benchmarks/results/preferences_vs_imitation.json``).
+On Acrobot-v1 (``classic_rl.experiments.preference_feedback``, part ``harder``) it turns the ties into preferences
+but leaves the final returns unchanged: it fixes the query side only.
 """
 
 from __future__ import annotations
@@ -90,7 +121,8 @@ class PreferenceRLConfig:
     ``query_fraction`` of the outer steps (``query_schedule_kind``: ``constant`` or ``linear_decay``), each picking
     from ``candidate_factor × k`` random candidate pairs. ``ensemble_size`` members (> 1 for disagreement-based
     selection). ``teacher``: one of B-Pref's six (``oracle``, ``stochastic``, ``mistake``, ``skip``, ``equal``,
-    ``myopic``).
+    ``myopic``). ``termination_queries``: draw pairs that contain a termination and postpone a session whose
+    window holds none (module docstring; off by default).
     """
 
     env_id: str = "CartPole-v1"
@@ -107,6 +139,7 @@ class PreferenceRLConfig:
     query_schedule_kind: str = "linear_decay"
     candidate_factor: int = 10
     selection: str = "disagreement"
+    termination_queries: bool = False
     ensemble_size: int = 3
     teacher: str = "oracle"
     teacher_options: dict[str, Any] = field(default_factory=dict)
@@ -158,6 +191,8 @@ class PreferenceRLConfig:
             raise ValidationError(f"teacher: expected one of {TEACHERS}, got {self.teacher!r}")
         if self.loss not in PAIRWISE_SCORE_LOSSES:
             raise ValidationError(f"loss: expected one of {PAIRWISE_SCORE_LOSSES}, got {self.loss!r}")
+        if not isinstance(self.termination_queries, bool):
+            raise ValidationError(f"termination_queries: expected true or false, got {self.termination_queries!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValidationError(f"lr: expected a positive number, got {self.lr}")
 
@@ -195,14 +230,21 @@ def make_teacher(name: str, **options: Any) -> Teacher:
 @dataclass
 class LearnerSegments:
     """``N`` segments of ``L`` steps: reward-model ``inputs`` (``N·L`` rows, segment-major, absorbing rows after a
-    termination), ``true_rewards [N, L]`` (0 on absorbing steps), ``real_steps [N]``, ``terminated [N]`` and
-    ``features [N, obs_dim]`` (the mean real observation, a segment embedding for diversity-aware selection)."""
+    termination), ``true_rewards [N, L]`` (0 on absorbing steps), ``real_steps [N]``, ``terminated [N]`` (absorbed
+    before the end: ``real_steps < L``), ``features [N, obs_dim]`` (the mean real observation, a segment embedding
+    for diversity-aware selection) and ``contains_termination [N]`` (a real step of the segment is terminal,
+    ``real_steps ≤ L``: what ``termination_queries`` looks for; ``None``: taken as ``terminated``)."""
 
     inputs: Transitions
     true_rewards: torch.Tensor
     real_steps: torch.Tensor
     terminated: torch.Tensor
     features: torch.Tensor
+    contains_termination: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.contains_termination is None:
+            self.contains_termination = self.terminated.clone()
 
     def __len__(self) -> int:
         return int(self.true_rewards.shape[0])
@@ -278,9 +320,16 @@ def segment_starts(time_index: np.ndarray, terminated: np.ndarray, length: int) 
 
 
 def cut_learner_segments(window: TransitionWindow, env: LearnedRewardVecEnv, length: int, count: int,
-                         generator: torch.Generator) -> LearnerSegments:
+                         generator: torch.Generator, termination_share: float = 0.0) -> LearnerSegments:
     """Up to ``count`` distinct segments of ``length`` steps drawn uniformly from the window's admissible starts
-    (see the module docstring for the absorbing padding)."""
+    (see the module docstring for the absorbing padding).
+
+    ``termination_share > 0``: up to ``ceil(termination_share · count)`` of them are drawn (uniformly) from the
+    starts whose episode terminates within the segment, the rest from the other starts (``termination_queries``);
+    ``0`` draws exactly as before the option existed (one permutation of all starts).
+    """
+    if not 0.0 <= termination_share <= 1.0:
+        raise ValidationError(f"termination_share: expected a fraction in [0, 1], got {termination_share}")
     candidates = []
     for i, stream in enumerate(window.streams):
         if stream is None:
@@ -289,8 +338,15 @@ def cut_learner_segments(window: TransitionWindow, env: LearnedRewardVecEnv, len
     if not candidates:
         raise ValidationError(f"segment_length: no admissible segment of {length} steps in the {window.size} recorded "
                               f"learner steps (raise segment_window or lower segment_length)")
-    picks = torch.randperm(len(candidates), generator=generator)[:count].tolist()
-    states, actions, next_states, rewards, real, ended, features = [], [], [], [], [], [], []
+    if termination_share > 0.0:
+        ending = [c for c, candidate in enumerate(candidates) if candidate[3]]
+        others = [c for c, candidate in enumerate(candidates) if not candidate[3]]
+        take = min(len(ending), math.ceil(termination_share * count))
+        picks = [ending[p] for p in torch.randperm(len(ending), generator=generator)[:take].tolist()]
+        picks += [others[p] for p in torch.randperm(len(others), generator=generator)[:count - take].tolist()]
+    else:
+        picks = torch.randperm(len(candidates), generator=generator)[:count].tolist()
+    states, actions, next_states, rewards, real, ended, features, contains = [], [], [], [], [], [], [], []
     for pick in picks:
         i, start, steps, terminated = candidates[pick]
         stream = window.streams[i]
@@ -315,11 +371,12 @@ def cut_learner_segments(window: TransitionWindow, env: LearnedRewardVecEnv, len
         rewards.append(torch.from_numpy(r))
         real.append(steps)
         ended.append(terminated and steps < length)
+        contains.append(terminated)
         features.append(s.mean(dim=0))
     inputs = Transitions(torch.cat(states), torch.cat(actions), torch.cat(next_states),
                          torch.zeros(len(picks) * length, dtype=torch.bool))
     return LearnerSegments(inputs, torch.stack(rewards), torch.tensor(real), torch.tensor(ended),
-                           torch.stack(features))
+                           torch.stack(features), torch.tensor(contains, dtype=torch.bool))
 
 
 def member_segment_returns(model: RewardModel | RewardEnsemble, segments: LearnerSegments,
@@ -384,7 +441,8 @@ class PreferenceRLObjective(PreferenceLikelihood):
 
     ``schedule[c]``: queries to ask at the ``c``-th refresh (sums to the budget). A session whose window holds
     too few distinct candidate pairs asks what it can; the rest carries over to the next refresh, so exactly
-    ``query_budget`` queries are asked once the window allows it.
+    ``query_budget`` queries are asked once the window allows it. With ``termination_queries`` a session whose
+    window holds no segment with a termination is postponed the same way (``postponed_sessions`` counts them).
     """
 
     def __init__(self, reward_model: RewardModel | RewardEnsemble, config: PreferenceRLConfig, n_envs: int,
@@ -401,6 +459,7 @@ class PreferenceRLObjective(PreferenceLikelihood):
         self.answered = 0
         self.ties = 0
         self.skipped = 0
+        self.postponed_sessions = 0
         self.label_agreement: list[float] = []
 
     @property
@@ -421,11 +480,23 @@ class PreferenceRLObjective(PreferenceLikelihood):
         """Select, label and add up to ``k`` queries; returns how many were asked."""
         config = self.config
         pool = cut_learner_segments(self.window, env, config.segment_length,
-                                    max(2, 2 * config.candidate_factor * k), self.generator)
+                                    max(2, 2 * config.candidate_factor * k), self.generator,
+                                    termination_share=0.5 if config.termination_queries else 0.0)
         if len(pool) < 2:
             return 0
-        pairs = min(config.candidate_factor * k, len(pool) * (len(pool) - 1) // 2)
-        first = torch.randint(len(pool), (pairs,), generator=self.generator)
+        if config.termination_queries:
+            assert pool.contains_termination is not None
+            ending = torch.nonzero(pool.contains_termination).reshape(-1)
+            if len(ending) == 0:  # every pair could only tie on a constant-reward task: ask later
+                self.postponed_sessions += 1
+                return 0
+            # distinct unordered pairs with at least one ending segment: all pairs minus those with none
+            rest = len(pool) - len(ending)
+            pairs = min(config.candidate_factor * k, len(pool) * (len(pool) - 1) // 2 - rest * (rest - 1) // 2)
+            first = ending[torch.randint(len(ending), (pairs,), generator=self.generator)]
+        else:
+            pairs = min(config.candidate_factor * k, len(pool) * (len(pool) - 1) // 2)
+            first = torch.randint(len(pool), (pairs,), generator=self.generator)
         second = (first + torch.randint(1, len(pool), (pairs,), generator=self.generator)) % len(pool)
         k = min(k, pairs)
         chosen = select_queries(config.selection, reward_model, pool, first, second, k, self.generator)
@@ -461,7 +532,7 @@ class PreferenceRLObjective(PreferenceLikelihood):
 
     def stats(self) -> dict[str, float]:
         return {"queries_used": self.queries_used, "labelled_pairs": len(self), "ties": self.ties,
-                "skipped": self.skipped,
+                "skipped": self.skipped, "postponed_sessions": self.postponed_sessions,
                 "label_agreement": float(np.mean(self.label_agreement)) if self.label_agreement else math.nan}
 
 
@@ -577,6 +648,8 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
         "best_normalized_return": max(row["normalized_return"] for row in evaluated),
         "env_steps": final["env_steps"], "queries_used": objective.queries_used, "query_budget": config.query_budget,
+        "queries_unasked": config.query_budget - objective.queries_used,
+        "postponed_sessions": objective.postponed_sessions,
         "labelled_pairs": len(objective), "ties": objective.ties, "skipped": objective.skipped,
         "label_agreement": final["label_agreement"], "expert_return": expert, "random_return": random,
         "final_loss": result.loss, "wall_s": time.perf_counter() - started,

@@ -3,7 +3,10 @@
 Reads ``results/preference_feedback.json`` (``classic_rl.experiments.preference_feedback``). Every panel shows the
 expert-normalized true return of the final policy, IQM over seeds with its 95% bootstrap CI, and every seed as a
 dot: (a) against the query budget (log scale), one line per B-Pref teacher; (b) per query selection method at one
-budget with the oracle teacher; (c) against the query budget on the harder testbed with the oracle teacher.
+budget with the oracle teacher; (c) against the query budget on the harder testbed with the oracle teacher, with
+termination-aware queries (``harder.termination_queries``) and, in grey, the earlier result that
+``preference_feedback.rerun_part`` replaced (queries at every session, most of them ties), each bar annotated with
+the mean number of preferences (labelled, non-tie pairs) and of ties per run.
 """
 
 from __future__ import annotations
@@ -75,17 +78,29 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     ax = axes[2]
     harder = cfg["harder"]
     budgets = sorted(int(b) for b in summary["harder"])
+    # an earlier result of this part that rerun_part replaced (e.g. before termination-aware queries): drawn beside
+    previous = next((r["replaced"] for r in reversed(results.get("reruns", [])) if r["part"] == "harder"), None)
+    rule = "termination-aware queries" if harder.get("termination_queries") else "queries at every session"
+    width = 0.38 if previous is not None else 0.8
     for index, budget in enumerate(budgets):
-        stats = summary["harder"][str(budget)]
-        ax.bar(index, stats["iqm"], color="C0", alpha=0.7)
-        ax.errorbar(index, stats["iqm"], yerr=np.array(_error(stats))[:, None], color="black", capsize=4)
-        dots = [r["normalized_return"] for r in runs if r["part"] == "harder" and r["budget"] == budget]
-        ax.scatter(index + np.linspace(-0.15, 0.15, len(dots)), dots, s=10, color="black", alpha=0.6, zorder=3)
-        ties = stats.get("ties")
-        if ties is not None:  # how few of the oracle's answers carry a preference on this testbed
-            ax.annotate(f"{ties:.0f}/{budget} ties", (index, 0.02), ha="center", fontsize=8)
+        shown = [(summary["harder"][str(budget)], [r for r in runs if r["part"] == "harder" and r["budget"] == budget],
+                  "C0", rule, index + (width / 2 if previous is not None else 0.0))]
+        if previous is not None and str(budget) in previous["summary"]:
+            before = "termination-aware queries" if previous["config"].get("termination_queries") else \
+                "queries at every session"
+            shown.insert(0, (previous["summary"][str(budget)], [r for r in previous["runs"] if r["budget"] == budget],
+                             "C7", f"{before} (earlier run)", index - width / 2))
+        for stats, dots, colour, label, x in shown:
+            ax.bar(x, stats["iqm"], width=width, color=colour, alpha=0.7, label=label if index == 0 else None)
+            ax.errorbar(x, stats["iqm"], yerr=np.array(_error(stats))[:, None], color="black", capsize=3)
+            ax.scatter(x + np.linspace(-0.1, 0.1, len(dots)), [r["normalized_return"] for r in dots], s=10,
+                       color="black", alpha=0.6, zorder=3)
+            if stats.get("ties") is not None:  # how many of the oracle's answers carry a preference
+                ax.annotate(f"{stats['labelled_pairs']:.0f} pref.\n{stats['ties']:.0f} ties", (x, 0.08), ha="center",
+                            fontsize=5.5)
     ax.set_xticks(range(len(budgets)), [f"{b} queries" for b in budgets])
     ax.set_ylabel("normalized true return")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=7, ncol=1)
     ax.set_title(f"(c) {harder['env_id']}: oracle, {harder['total_env_steps']} env steps")
 
     for ax in axes:

@@ -1,5 +1,5 @@
 """The feedback study (teachers, query selection, harder testbed): configs validate, bad names are refused naming
-the field, and the tiny scale runs end to end and draws its figure."""
+the field, the tiny scale runs end to end and draws its figure, and rerun_part replaces one part only."""
 
 from __future__ import annotations
 
@@ -70,3 +70,29 @@ def test_tiny_study_and_figure(tmp_path):
     assert set(record["summary"]["harder"]) == {str(b) for b in config["harder"]["budgets"]}
     files = plot(tmp_path, tmp_path / "figures")
     assert [f.suffix for f in files] == [".png", ".pdf"] and all(f.stat().st_size > 0 for f in files)
+    assert {r["termination_queries"] for r in record["runs"] if r["part"] == "harder"} == {True}
+    assert {r["termination_queries"] for r in record["runs"] if r["part"] != "harder"} == {False}
+
+    # rerun_part: only the harder part's runs, summary and config change; what they replace is kept
+    tiny = scale_config(preference_feedback.CONFIG, preference_feedback.SCALES, "tiny", preference_feedback.NAME)
+    without = tiny.updated({"harder.termination_queries": False})
+    assert preference_feedback.rerun_part("tiny", tmp_path, "harder", seed=0, progress=False, config=without) == path
+    merged = json.loads(path.read_text())
+    assert merged["config"]["harder"]["termination_queries"] is False
+    assert [r for r in merged["runs"] if r["part"] != "harder"] == [r for r in record["runs"] if r["part"] != "harder"]
+    assert merged["summary"]["teachers"] == record["summary"]["teachers"]
+    assert {r["termination_queries"] for r in merged["runs"] if r["part"] == "harder"} == {False}
+    (rerun,) = merged["reruns"]
+    assert rerun["part"] == "harder" and rerun["replaced"]["config"] == config["harder"]
+    assert rerun["replaced"]["runs"] == [r for r in record["runs"] if r["part"] == "harder"]
+    assert rerun["provenance"]["seed"] == 0 and rerun["seconds"] > 0
+    # settings outside the part, another seed or part, or no result file: refused before anything runs
+    with pytest.raises(ValidationError, match=r"outside 'harder'.*budgets"):
+        preference_feedback.rerun_part("tiny", tmp_path, "harder", progress=False,
+                                       config=tiny.updated({"budgets": [4]}))
+    with pytest.raises(ValidationError, match="seed"):
+        preference_feedback.rerun_part("tiny", tmp_path, "harder", seed=1, progress=False)
+    with pytest.raises(ValidationError, match="part"):
+        preference_feedback.rerun_part("tiny", tmp_path, "teachers", progress=False)
+    with pytest.raises(ValidationError, match="results_dir"):
+        preference_feedback.rerun_part("tiny", tmp_path / "empty", "harder", progress=False)

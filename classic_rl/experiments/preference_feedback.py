@@ -14,17 +14,26 @@ inner loop; Bradley-Terry likelihood) in three parts, every run ending in the ex
    ensemble disagreement, the entropy of the ensemble-mean Bradley-Terry probability, and the diversity-aware
    k-center + disagreement of PEBBLE, Lee et al. 2021b);
 3. ``harder``: the oracle teacher on a harder testbed (Acrobot-v1: the true reward is −1 per step until the goal
-   terminates the episode, so segments only differ when one reaches the goal) at ``harder.budgets``.
+   terminates the episode, so segments only differ when one reaches the goal) at ``harder.budgets``, with
+   ``harder.termination_queries`` (:mod:`classic_rl.preference_rl`: pairs must contain a termination, and a
+   session whose window holds none is postponed). Without it, 82–84% of the oracle's answers at every budget were
+   ties (the early sessions see no goal-reaching segment) and seeds 0 and 2 of 3 stayed at the random policy's
+   return (−0.012), seed 2 with no labelled pair at all; :func:`rerun_part` keeps that earlier result in the JSON
+   (``reruns[i].replaced``) when it replaces the part. With it, almost every answer is a preference and every seed
+   gets labels, yet the same two seeds stay at −0.012: on this testbed the label count is not the bottleneck
+   (seed 0 sees its first goal within a few outer steps and still fails with ~400 preferences).
 
 A selection run identical to a teacher-sweep run (oracle, ``teacher_selection``, ``selection_budget`` among the
 budgets) is not run twice: its result is reused and marked ``reused``. Summary per cell: IQM and 95% bootstrap CI
 of the normalized return over seeds (:func:`irl_bilevel.statistics.iqm_with_ci`) and the mean label statistics
 (labelled pairs, ties, skipped queries, agreement of decided labels with the true returns). Writes
-``results_dir/preference_feedback.json``.
+``results_dir/preference_feedback.json``. :func:`rerun_part` reruns one part (``harder``) of an existing result file
+with the current settings of that part and writes the merged record (the other parts' settings must be unchanged).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -40,12 +49,16 @@ NAME = "preference_feedback"
 TeacherName = Literal["oracle", "stochastic", "mistake", "skip", "equal", "myopic"]
 SelectionName = Literal["uniform", "disagreement", "entropy", "diversity"]
 EVAL_SEED = 10_000  # PreferenceRLConfig's default evaluation seed: references and policies see the same episodes
-LABEL_STATS = ("queries_used", "labelled_pairs", "ties", "skipped", "label_agreement")
+LABEL_STATS = ("queries_used", "labelled_pairs", "ties", "skipped", "label_agreement", "queries_unasked",
+               "postponed_sessions")
+RERUNNABLE_PARTS = ("harder",)
 
 
 @dataclass(frozen=True)
 class HarderTestbedConfig(ExperimentConfig):
-    """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env) and oracle budgets."""
+    """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env), oracle budgets and
+    ``termination_queries`` (:class:`classic_rl.preference_rl.PreferenceRLConfig`'s option; ``False`` for records
+    written before it existed)."""
 
     env_id: str
     total_env_steps: int
@@ -54,6 +67,7 @@ class HarderTestbedConfig(ExperimentConfig):
     n_envs: int | None
     hyperparameters: dict[str, Any] | None
     seeds: int
+    termination_queries: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,8 @@ _HARDER: dict[str, Any] = {
     # Acrobot-v1 is not in INNER_DEFAULTS: the PPO of the IRL benchmark (benchmarks/irl_vs_imitation.py: SB3's
     # defaults with γ 0.99 and 512-step rollouts, one env), which learns Acrobot from a learned reward in ~16k steps.
     "env_id": "Acrobot-v1", "algorithm": "ppo", "n_envs": 1, "hyperparameters": {"gamma": 0.99, "n_steps": 512},
+    # −1 per step until the goal: a pair without a termination is a sure tie (see the module docstring)
+    "termination_queries": True,
 }
 _COMMON: dict[str, Any] = {
     "env_id": "CartPole-v1", "env_steps_per_outer_step": 512, "segment_length": 50, "ensemble_size": 3,
@@ -132,30 +148,32 @@ def _cell_summary(runs: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     return stats
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
-        config: PreferenceFeedbackConfig | None = None) -> Path:
-    """Every teacher/selection/harder-testbed run; writes and returns ``results_dir/preference_feedback.json``."""
-    from classic_rl.preference_rl import PreferenceRLConfig, reference_returns, run_preference_rl
-
-    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+def _cells(settings: dict[str, Any], seed: int) -> list[tuple[str, str, str, int, int, dict[str, Any]]]:
+    """``(part, teacher, selection, budget, seed, env settings)`` of every run, in run order."""
     harder = settings["harder"]
-    started = time.perf_counter()
-    references = {env: reference_returns(env, settings["eval_episodes"], EVAL_SEED)
-                  for env in dict.fromkeys([settings["env_id"], harder["env_id"]])}
     seeds = [seed + index for index in range(settings["seeds"])]
-    # (part, teacher, selection, budget, seed, env settings)
     main_env = {"env_id": settings["env_id"], "total_env_steps": settings["total_env_steps"]}
-    hard_env = {key: harder[key] for key in ("env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters")}
+    hard_env = {key: harder[key] for key in ("env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters",
+                                             "termination_queries")}
     cells = [("teachers", teacher, settings["teacher_selection"], budget, s, main_env)
              for teacher in settings["teachers"] for budget in settings["budgets"] for s in seeds]
     cells += [("selections", "oracle", selection, settings["selection_budget"], s, main_env)
               for selection in settings["selections"] for s in seeds]
     cells += [("harder", "oracle", settings["teacher_selection"], budget, seed + index, hard_env)
               for budget in harder["budgets"] for index in range(harder["seeds"])]
+    return cells
+
+
+def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], settings: dict[str, Any],
+               references: dict[str, tuple[float, float]], progress: bool) -> list[dict[str, Any]]:
+    """One record per cell; a cell equal to an earlier one (same env settings, teacher, selection, budget, seed) is
+    deterministic, so its record is reused and marked ``reused``."""
+    from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
+
     runs: list[dict[str, Any]] = []
     done: dict[tuple[Any, ...], dict[str, Any]] = {}
     for number, (part, teacher, selection, budget, run_seed, env) in enumerate(cells, 1):
-        key = (env["env_id"], env["total_env_steps"], teacher, selection, budget, run_seed)
+        key = (json.dumps(env, sort_keys=True), teacher, selection, budget, run_seed)
         if key in done:  # the same run already made for another part: deterministic, so reuse it
             runs.append({**done[key], "part": part, "reused": True})
             continue
@@ -168,8 +186,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             summary = run_preference_rl(run_config, Path(folder), progress=False,
                                         references=references[env["env_id"]])
         record = {"part": part, "env_id": env["env_id"], "teacher": teacher, "selection": selection,
-                  "budget": budget, "seed": run_seed, "normalized_return": summary["final_normalized_return"],
-                  "true_return": summary["final_true_return"],
+                  "budget": budget, "seed": run_seed, "termination_queries": run_config.termination_queries,
+                  "normalized_return": summary["final_normalized_return"], "true_return": summary["final_true_return"],
                   "best_normalized_return": summary["best_normalized_return"],
                   **{k: summary.get(k) for k in LABEL_STATS}, "wall_s": summary["wall_s"], "reused": False}
         done[key] = record
@@ -178,22 +196,91 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             print(f"[{number}/{len(cells)}] {part} {env['env_id']} {teacher} {selection} {budget} queries seed "
                   f"{run_seed}: normalized return {record['normalized_return']:.3f} ({record['wall_s']:.0f} s)",
                   flush=True)
+    return runs
 
-    def pick(part: str, **match: Any) -> list[dict[str, Any]]:
+
+def _part_summary(part: str, runs: list[dict[str, Any]], settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The summary table of one part from its runs."""
+
+    def pick(**match: Any) -> list[dict[str, Any]]:
         return [r for r in runs if r["part"] == part and all(r[k] == v for k, v in match.items())]
 
-    summary_table = {
-        "teachers": {teacher: {str(b): _cell_summary(pick("teachers", teacher=teacher, budget=b), seed)
-                               for b in settings["budgets"]} for teacher in settings["teachers"]},
-        "selections": {selection: _cell_summary(pick("selections", selection=selection), seed)
-                       for selection in settings["selections"]},
-        "harder": {str(b): _cell_summary(pick("harder", budget=b), seed) for b in harder["budgets"]},
-    }
+    if part == "teachers":
+        return {teacher: {str(b): _cell_summary(pick(teacher=teacher, budget=b), seed) for b in settings["budgets"]}
+                for teacher in settings["teachers"]}
+    if part == "selections":
+        return {selection: _cell_summary(pick(selection=selection), seed) for selection in settings["selections"]}
+    return {str(b): _cell_summary(pick(budget=b), seed) for b in settings["harder"]["budgets"]}
+
+
+def _references(settings: dict[str, Any], env_ids: list[str]) -> dict[str, tuple[float, float]]:
+    from classic_rl.preference_rl import reference_returns
+
+    return {env: reference_returns(env, settings["eval_episodes"], EVAL_SEED) for env in dict.fromkeys(env_ids)}
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: PreferenceFeedbackConfig | None = None) -> Path:
+    """Every teacher/selection/harder-testbed run; writes and returns ``results_dir/preference_feedback.json``."""
+    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+    started = time.perf_counter()
+    references = _references(settings, [settings["env_id"], settings["harder"]["env_id"]])
+    runs = _run_cells(_cells(settings, seed), settings, references, progress)
+    summary_table = {part: _part_summary(part, runs, settings, seed) for part in ("teachers", "selections", "harder")}
     record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
               "references": {env: {"random": r, "expert": e} for env, (r, e) in references.items()},
               "runs": runs, "summary": summary_table, "seconds": time.perf_counter() - started}
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{NAME}.json"
+    write_json(path, record)
+    return path
+
+
+def rerun_part(scale: str, results_dir: Path, part: str = "harder", seed: int = 0, progress: bool = True,
+               config: PreferenceFeedbackConfig | None = None) -> Path:
+    """Rerun the runs of ``part`` in ``results_dir/preference_feedback.json`` with the current settings of that part
+    and write the merged record back; returns its path.
+
+    Only the part's runs, its summary and its config section are replaced; the record's other parts, top-level
+    provenance and ``seconds`` stay those of the run that made them. The replaced config, summary and runs are kept
+    in ``reruns`` with the rerun's provenance and seconds. Refused (:class:`ValidationError`) unless the file was
+    written at the same ``scale`` and ``seed``, every setting outside ``part`` is unchanged, and the recomputed
+    reference returns of the part's env equal the recorded ones (the normalization of old and new runs agrees).
+    """
+    from irl_bilevel.validation import ValidationError
+
+    if part not in RERUNNABLE_PARTS:
+        raise ValidationError(f"part: expected one of {RERUNNABLE_PARTS} (the other parts share runs), got {part!r}")
+    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+    path = Path(results_dir) / f"{NAME}.json"
+    if not path.exists():
+        raise ValidationError(f"results_dir: no {path.name} in {results_dir} to rerun a part of; run the experiment")
+    record = json.loads(path.read_text())
+    if record.get("scale") != scale or record.get("provenance", {}).get("seed") != seed:
+        raise ValidationError(f"scale/seed: {path} was written at scale {record.get('scale')!r}, seed "
+                              f"{record.get('provenance', {}).get('seed')}; asked for {scale!r}, seed {seed}")
+    # the recorded config through the current dataclass (fills defaults added since, e.g. termination_queries)
+    recorded = PreferenceFeedbackConfig.from_dict(record["config"], NAME).to_dict()
+    changed = sorted(key for key in settings if key != part and settings[key] != recorded[key])
+    if changed:
+        raise ValidationError(f"config: settings outside {part!r} differ from {path}'s: {changed}; rerun the whole "
+                              f"experiment")
+    started = time.perf_counter()
+    env_id = settings["harder"]["env_id"]
+    references = _references(settings, [env_id])
+    stored = record["references"].get(env_id)
+    if stored is None or (stored["random"], stored["expert"]) != references[env_id]:
+        raise ValidationError(f"references: {env_id}'s recomputed (random, expert) returns {references[env_id]} "
+                              f"differ from the recorded {stored}; rerun the whole experiment")
+    cells = [cell for cell in _cells(settings, seed) if cell[0] == part]
+    runs = _run_cells(cells, settings, references, progress)
+    replaced = {"config": record["config"][part], "summary": record["summary"][part],
+                "runs": [r for r in record["runs"] if r["part"] == part]}
+    record["runs"] = [r for r in record["runs"] if r["part"] != part] + runs
+    record["config"][part] = settings[part]
+    record["summary"][part] = _part_summary(part, runs, settings, seed)
+    record.setdefault("reruns", []).append({"part": part, "provenance": provenance(seed),
+                                            "seconds": time.perf_counter() - started, "replaced": replaced})
     write_json(path, record)
     return path
