@@ -962,6 +962,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
     config, summary = data["config"], data["summary"]
     macros.text(["pn env"], config["env_id"])
     macros.number(["pn queries"], int(config["query_budget"]))
+    macros.text(["pn selection"], str(config.get("selection", "disagreement")))
     macros.number(["pn env steps"], int(config["total_env_steps"]))
     macros.number(["pn segment length"], int(config["segment_length"]))
     macros.number(["pn eval episodes"], int(config["eval_episodes"]))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from classic_rl.experiments import preference_noise
+from irl_bilevel.validation import ValidationError
 
 
 def test_robust_losses_are_told_the_flip_rate():
@@ -25,3 +28,10 @@ def test_tiny_study_and_figure(tmp_path):
         assert set(record["summary"][loss]) == {str(rate) for rate in config["mistake_rates"]}
     files = plot(tmp_path, tmp_path / "figures")
     assert all(file.exists() for file in files)
+
+
+def test_unknown_selection_is_rejected_before_any_run(tmp_path):
+    config = preference_noise.CONFIG.from_dict(preference_noise.SCALES["tiny"]).updated({"selection": "best"})
+    with pytest.raises(ValidationError, match="selection"):
+        preference_noise.run("tiny", tmp_path, progress=False, config=config)
+    assert not (tmp_path / "preference_noise.json").exists()

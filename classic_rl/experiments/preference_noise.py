@@ -7,6 +7,12 @@ probability ε, for ε in ``mistake_rates``; the reward is fitted with each loss
 ε, bounded by −log ε per query) and ``smoothed_bradley_terry`` (label smoothing ε). The robust losses are told the
 true flip rate (``flip_rate`` / smoothing = ε; at ε = 0 they are Bradley-Terry).
 
+Query selection: ``selection`` for every run, ``uniform`` at every scale. Uniform selection keeps the study about
+the loss: with ensemble-disagreement selection the queries depend on an ensemble fitted to the noisy labels, so
+selection and loss interact (in the previous version of this study, with disagreement selection — the
+``results/preference_noise.json`` of commit 913268a — the robust loss lost 24% of its return at ε = 0.2, with
+uniform selection it loses none; we have not isolated why).
+
 Per (loss, ε, seed): the final expert-normalized true return (deterministic policy, fixed evaluation seeds).
 Summary per (loss, ε): IQM and 95% bootstrap CI over seeds, and the *degradation* ``1 − IQM(ε) / IQM(0)``.
 Writes ``results_dir/preference_noise.json``.
@@ -23,6 +29,7 @@ from typing import Any
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
+from irl_bilevel.validation import ValidationError
 
 NAME = "preference_noise"
 LOSS_OPTION = {"bradley_terry": None, "robust_bradley_terry": "flip_rate", "smoothed_bradley_terry": "label_smoothing"}
@@ -39,11 +46,13 @@ class PreferenceNoiseConfig(ExperimentConfig):
     segment_length: int
     mistake_rates: tuple[float, ...]  # ε of the mistake teacher
     losses: tuple[str, ...]  # catalog preference losses compared
+    selection: str  # query selection of every run (classic_rl.preference_rl.SELECTIONS)
     seeds: int  # seeds per (loss, ε), starting at the run's seed
     eval_episodes: int
 
 
 _COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "env_steps_per_outer_step": 512, "segment_length": 50,
+                           "selection": "uniform",
                            "losses": ["bradley_terry", "robust_bradley_terry", "smoothed_bradley_terry"]}
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "total_env_steps": 1024, "query_budget": 10, "mistake_rates": [0.0, 0.2],
@@ -64,9 +73,11 @@ def _loss_options(loss: str, rate: float) -> dict[str, float]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: PreferenceNoiseConfig | None = None) -> Path:
     """Every (loss, ε, seed) run; writes and returns ``results_dir/preference_noise.json``."""
-    from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
+    from classic_rl.preference_rl import SELECTIONS, PreferenceRLConfig, run_preference_rl
 
     settings = scale_settings(PreferenceNoiseConfig, SCALES, scale, NAME, config)
+    if settings["selection"] not in SELECTIONS:
+        raise ValidationError(f"selection: expected one of {SELECTIONS}, got {settings['selection']!r}")
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     cells = [(loss, rate, seed + index) for loss in settings["losses"] for rate in settings["mistake_rates"]
@@ -75,7 +86,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         run_config = PreferenceRLConfig(
             env_id=settings["env_id"], total_env_steps=settings["total_env_steps"],
             env_steps_per_outer_step=settings["env_steps_per_outer_step"], segment_length=settings["segment_length"],
-            query_budget=settings["query_budget"], teacher="mistake", teacher_options={"mistake": rate}, loss=loss,
+            query_budget=settings["query_budget"], selection=settings["selection"], teacher="mistake",
+            teacher_options={"mistake": rate}, loss=loss,
             loss_options=_loss_options(loss, rate), eval_episodes=settings["eval_episodes"], eval_every=10**9,
             seed=run_seed)
         with tempfile.TemporaryDirectory(prefix="preference-noise-") as folder:
