@@ -65,6 +65,7 @@ from irl_bilevel.objectives import (
     absorbing_transitions,
     absorbing_vector,
     concatenate_transitions,
+    sample_rows,
     weighted_reward_mean,
     with_absorbing_indicator,
 )
@@ -502,12 +503,7 @@ class SB3InnerSolver:
     ) -> tuple[Transitions, torch.Tensor]:
         """The recorded learner transitions (plus absorbing rows) and their weights ``γ^t`` (``γ^{t+1}/(1−γ)``)."""
         data = self.env.recorded()
-        rows = np.arange(len(data["time"]))
-        if num_samples is not None:
-            if num_samples < 1:
-                raise ValidationError(f"num_samples: expected at least 1, got {num_samples}")
-            picks = torch.randperm(len(rows), generator=generator)[:num_samples].numpy()
-            rows = rows[np.sort(picks)]
+        rows = sample_rows(len(data["time"]), num_samples, generator).numpy()
         return recorded_transitions(self.env, {key: value[rows] for key, value in data.items()}, self.discount)
 
     def learner_reward_expectation(

@@ -109,6 +109,16 @@ def concatenate_transitions(parts: list[Transitions]) -> Transitions:
                        cat([p.dones for p in parts]))
 
 
+def sample_rows(count: int, num_samples: int | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Row indices in increasing order for a sampled learner expectation: all ``count`` rows if ``num_samples`` is
+    None, else ``min(num_samples, count)`` rows drawn without replacement (``torch.randperm`` with ``generator``)."""
+    if num_samples is None:
+        return torch.arange(count)
+    if num_samples < 1:
+        raise ValidationError(f"num_samples: expected at least 1, got {num_samples}")
+    return torch.randperm(count, generator=generator)[:num_samples].sort().values
+
+
 def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights: torch.Tensor) -> torch.Tensor:
     """``Σ_i w_i r_θ(x_i) / Σ_i w_i``, differentiable in ``θ``; inputs cast to the model's dtype."""
     dtype = next(iter(reward_model.parameters()), torch.empty(0)).dtype

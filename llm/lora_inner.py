@@ -48,6 +48,7 @@ from irl_bilevel.objectives import (
     SampleMaxEntObjective,
     absorbing_transitions,
     concatenate_transitions,
+    sample_rows,
     weighted_reward_mean,
 )
 from irl_bilevel.rewards import RewardModel, Transitions
@@ -319,9 +320,7 @@ class LoRAInnerSolver:
             raise RuntimeError("solve() must be called before the learner's reward expectation is read")
         batch, weights, _ = self.episode_transitions(episodes)
         if num_samples is not None:
-            if num_samples < 1:
-                raise ValidationError(f"num_samples: expected at least 1, got {num_samples}")
-            rows = torch.randperm(len(batch), generator=generator)[:num_samples].sort().values
+            rows = sample_rows(len(batch), num_samples, generator)
             batch = Transitions(batch.states[rows], batch.actions[rows], batch.next_states[rows], batch.dones[rows])
             weights = weights[rows]
         return weighted_reward_mean(reward_model, batch, weights)
