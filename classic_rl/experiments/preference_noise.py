@@ -29,7 +29,6 @@ from typing import Any
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
-from irl_bilevel.validation import ValidationError
 
 NAME = "preference_noise"
 LOSS_OPTION = {"bradley_terry": None, "robust_bradley_terry": "flip_rate", "smoothed_bradley_terry": "label_smoothing"}
@@ -73,11 +72,9 @@ def _loss_options(loss: str, rate: float) -> dict[str, float]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: PreferenceNoiseConfig | None = None) -> Path:
     """Every (loss, ε, seed) run; writes and returns ``results_dir/preference_noise.json``."""
-    from classic_rl.preference_rl import SELECTIONS, PreferenceRLConfig, run_preference_rl
+    from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
 
     settings = scale_settings(PreferenceNoiseConfig, SCALES, scale, NAME, config)
-    if settings["selection"] not in SELECTIONS:
-        raise ValidationError(f"selection: expected one of {SELECTIONS}, got {settings['selection']!r}")
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     cells = [(loss, rate, seed + index) for loss in settings["losses"] for rate in settings["mistake_rates"]
