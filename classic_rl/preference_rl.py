@@ -445,6 +445,8 @@ class PreferenceRLObjective(PreferenceLikelihood):
     window holds no segment with a termination is postponed the same way (``postponed_sessions`` counts them).
     """
 
+    zero_when_empty = True
+
     def __init__(self, reward_model: RewardModel | RewardEnsemble, config: PreferenceRLConfig, n_envs: int,
                  schedule: list[int]) -> None:
         super().__init__(reward_model, config.segment_length, config.loss, config.loss_options)
@@ -525,9 +527,6 @@ class PreferenceRLObjective(PreferenceLikelihood):
     def reward_loss(self, reward_model: RewardModel | RewardEnsemble) -> torch.Tensor:
         if isinstance(reward_model, AbsorbingAnchoredReward):
             reward_model = reward_model.base  # the shift cancels in every query (segments of equal length)
-        if len(self) == 0:
-            # No usable label yet (every one tied or skipped): a zero loss that still reaches every parameter.
-            return sum((p.sum() * 0.0 for p in reward_model.parameters()), torch.zeros(()))
         return super().reward_loss(reward_model)
 
     def stats(self) -> dict[str, float]:

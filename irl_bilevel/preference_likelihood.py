@@ -61,6 +61,8 @@ class PreferenceLikelihood:
     parameters (``flip_rate``, ``label_smoothing``, ``theta``, ``nu``, ``margin``) and ``beta``.
     """
 
+    zero_when_empty = False  # online query loops set it: no decided label yet is a zero loss, not an error
+
     def __init__(self, reward_model: RewardModel | RewardEnsemble, segment_length: int,
                  loss: str = "bradley_terry", loss_options: dict[str, Any] | None = None) -> None:
         if loss not in PAIRWISE_SCORE_LOSSES:
@@ -146,7 +148,11 @@ class PreferenceLikelihood:
         return preference_loss(self.loss_name, RankingBatch(scores), self.beta, **options).losses.mean()
 
     def reward_loss(self, reward_model: RewardModel | RewardEnsemble) -> torch.Tensor:
-        """``L(θ)``: the member loss, averaged over members for an ensemble."""
+        """``L(θ)``: the member loss, averaged over members for an ensemble. Empty data is an error, unless
+        ``zero_when_empty`` (an online query loop whose first queries all tied or were skipped): then a zero loss
+        that still reaches every parameter."""
+        if len(self) == 0 and self.zero_when_empty:
+            return sum((p.sum() * 0.0 for p in reward_model.parameters()), torch.zeros(()))
         if isinstance(reward_model, RewardEnsemble):
             members: list[RewardModel] = list(reward_model.members)  # type: ignore[arg-type]  # ModuleList of them
             return torch.stack([self.member_loss(member) for member in members]).mean()

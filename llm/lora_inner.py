@@ -13,7 +13,8 @@ Reward model input (the featurization of ``llm.agentic.export``, fixed by the en
 ``Transitions(states = one-hot state index [S], actions = one-hot action column [A + 2])``, where columns ``A`` and
 ``A + 1`` are malformed text and a parsed action outside the canonical list. ``export.AspectTableReward`` (per-aspect
 scales on the env's true aspects ``success, invalid, malformed, progress, step``) reads it, so malformed steps get
-the learned malformed penalty. The reward model's aspect names must be the env's (``check_aspect_names``).
+the learned malformed penalty. A multi-aspect reward model's aspect names must be the env's (``check_aspect_names``);
+a scalar one (a single aspect, e.g. ``irl_bilevel.rewards.TabularReward`` over ``[S] × [A + 2]``) is taken as it is.
 
 Training (``solve``; episode-level RLOO with a KL penalty, the multi-step form of ``llm.training.train_rl``): each
 update draws ``starts_per_update`` start states (seeded by the update count) and rolls ``k = episodes_per_start``
@@ -250,9 +251,12 @@ class LoRAInnerSolver:
         return batch, torch.tensor(weights, dtype=torch.float64), torch.tensor(owners, dtype=torch.long)
 
     def check_reward_model(self, reward_model: RewardModel) -> None:
-        """The reward's aspects must be the env's, optionally followed by ``PotentialShaping``'s ``shaping``
-        (a clear ``ValidationError`` otherwise)."""
+        """A scalar reward (one aspect, e.g. a free ``TabularReward`` over the featurization) is accepted; a
+        multi-aspect reward's aspects must be the env's, optionally followed by ``PotentialShaping``'s
+        ``shaping`` (a clear ``ValidationError`` otherwise)."""
         names = tuple(reward_model.aspect_names)
+        if len(names) == 1:
+            return
         if names[-1:] == ("shaping",) and len(names) == len(self.env.aspect_names) + 1:
             names = names[:-1]
         check_aspect_names(self.env, names)

@@ -4,7 +4,9 @@
   (:data:`irl_bilevel.losses.PREFERENCE_LOSSES`), by name: paired losses on the core's
   :class:`~irl_bilevel.losses.batches.PreferenceBatch` (DPO ``sigmoid``, IPO, hinge, robust, SimPO, ORPO, CPO,
   aspect-weighted DPO, ...) and unpaired ones (KTO) on :class:`~irl_bilevel.losses.batches.UnpairedBatch` (each
-  pair then gives a desirable and an undesirable example, as TRL's ``KTOTrainer`` converts paired data). The
+  pair then gives a desirable and an undesirable example, as TRL's ``KTOTrainer`` converts paired data). Paired
+  losses also train on pairs of multi-step episodes (:class:`EpisodePreferenceDataset`: log-probs summed over an
+  episode's steps), e.g. DPO on an agent's preferred and rejected text episodes. The
   reference log-probs ``log π_ref(y|x)`` (``π_ref`` = the same model with its adapter disabled) are computed
   **once** per dataset before the first step, and not at all for reference-free losses. Minibatches are drawn
   from a seeded permutation (epochs), the optimizer is AdamW on the adapter's parameters, the gradient norm is
@@ -37,6 +39,7 @@ from tqdm.auto import tqdm
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
 from irl_bilevel.validation import ValidationError
 from llm.models import (
+    CompletionBatch,
     Completions,
     batch_logprobs,
     collate_completions,
@@ -159,6 +162,41 @@ class UnpairedDataset:
                     break
             partners.append(partner)
         return partners
+
+
+@dataclass(frozen=True)
+class EpisodePreferenceDataset:
+    """``P`` pairs of multi-step episodes ``(σ_w, σ_l)``, each episode a list of steps ``(prompt_ids,
+    completion_ids)``, for :func:`train_preferences` (trajectory preferences).
+
+    The paired losses then read episode log-probabilities ``log π(σ) = Σ_t log π(y_t | x_t)`` (and the reference's)
+    and token counts summed over the steps. For two episodes from the same start of a deterministic environment
+    the transition terms of ``log P(σ)`` cancel in every log-ratio difference, so DPO's derivation (Rafailov et al.
+    2023) holds on whole trajectories with the policy's per-step log-probabilities. A single-step episode is an
+    ordinary ``(x, y)`` pair.
+    """
+
+    chosen: list[list[tuple[list[int], list[int]]]]
+    rejected: list[list[tuple[list[int], list[int]]]]
+
+    def __post_init__(self) -> None:
+        if not self.chosen:
+            raise ValidationError("chosen: the episode preference dataset is empty; expected at least one pair")
+        if len(self.chosen) != len(self.rejected):
+            raise ValidationError(f"rejected: expected one rejected episode per chosen one ({len(self.chosen)}), got "
+                                  f"{len(self.rejected)}")
+        for name in ("chosen", "rejected"):
+            episodes = []
+            for row, episode in enumerate(getattr(self, name)):
+                if len(episode) == 0:
+                    raise ValidationError(f"{name}: episode {row} has no step; expected at least one")
+                prompts = _token_lists([step[0] for step in episode], f"{name}[{row}].prompt_ids")
+                completions = _token_lists([step[1] for step in episode], f"{name}[{row}].completion_ids")
+                episodes.append(list(zip(prompts, completions)))
+            object.__setattr__(self, name, episodes)
+
+    def __len__(self) -> int:
+        return len(self.chosen)
 
 
 # ---------------------------------------------------------------------- configs and results
@@ -342,24 +380,28 @@ def _batches(size: int, batch_size: int, steps: int, generator: torch.Generator)
 
 
 # ---------------------------------------------------------------------- offline preference training
-def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Any, pad_token_id: int,
+def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | EpisodePreferenceDataset | Any,
+                      pad_token_id: int,
                       config: PreferenceTrainingConfig | None = None,
                       evaluate: EvaluationCallback | None = None) -> TrainingResult:
     """Train ``policy``'s adapter on preference data with the catalog loss ``config.loss``.
 
-    ``data``: a :class:`PreferenceDataset`, anything :meth:`PreferenceDataset.from_pairs` takes, or (unpaired
-    losses only) an :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
+    ``data``: a :class:`PreferenceDataset`, anything :meth:`PreferenceDataset.from_pairs` takes, an
+    :class:`EpisodePreferenceDataset` (paired losses on whole episodes), or (unpaired losses only) an
+    :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
     with gradients; the reference log-probs are looked up from those precomputed before the first step.
     ``history[s]`` holds the loss's metrics (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy,
     margin, ...) and the gradient norm.
     """
     config = config or PreferenceTrainingConfig()
     entry = PREFERENCE_LOSSES[config.loss]
-    if isinstance(data, (PreferenceDataset, UnpairedDataset)):
+    if isinstance(data, (PreferenceDataset, UnpairedDataset, EpisodePreferenceDataset)):
         dataset = data
     else:
         dataset = PreferenceDataset.from_pairs(data)
     unpaired = entry.batch_type is UnpairedBatch
+    if unpaired and isinstance(dataset, EpisodePreferenceDataset):
+        raise ValidationError(f"data: {config.loss} is unpaired; episode pairs train paired losses only")
     if unpaired and isinstance(dataset, PreferenceDataset):
         if dataset.extras:
             raise ValidationError(f"extras: {config.loss} is unpaired; per-pair extras cannot follow the examples")
@@ -374,6 +416,8 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Any, p
     if unpaired:
         assert isinstance(dataset, UnpairedDataset)
         step_fn, reference_passes = _unpaired_steps(policy, dataset, pad_token_id, config)
+    elif isinstance(dataset, EpisodePreferenceDataset):
+        step_fn, reference_passes = _episode_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
     else:
         assert isinstance(dataset, PreferenceDataset)
         step_fn, reference_passes = _paired_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
@@ -425,6 +469,47 @@ def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config:
                                      counts[pairs:])
         extras = {name: tensor[rows].to(summed.device) for name, tensor in dataset.extras.items()}
         return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **extras)
+
+    return step, passes
+
+
+def _episode_batch(episodes: list[list[tuple[list[int], list[int]]]], pad_token_id: int
+                   ) -> tuple[CompletionBatch, torch.Tensor]:
+    """All steps of ``episodes`` as one :class:`CompletionBatch`, and ``owner [steps]``: each step's episode."""
+    steps = [step for episode in episodes for step in episode]
+    owner = torch.tensor([e for e, episode in enumerate(episodes) for _ in episode])
+    return collate_completions([s[0] for s in steps], [s[1] for s in steps], pad_token_id), owner
+
+
+def _per_episode(values: torch.Tensor, owner: torch.Tensor, count: int) -> torch.Tensor:
+    return values.new_zeros(count).index_add(0, owner.to(values.device), values)
+
+
+def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
+                   needs_reference: bool):
+    """The per-step function of a paired loss on episode pairs: log-probs and token counts summed per episode."""
+    size = len(dataset)
+    passes = 0
+    reference: torch.Tensor | None = None  # [2P]: chosen episodes, then rejected
+    if needs_reference:
+        full, owner = _episode_batch(dataset.chosen + dataset.rejected, pad_token_id)
+        summed, passes = _reference_chunks(policy, full, config.chunk_size)
+        reference = _per_episode(summed, owner, 2 * size)
+
+    def step(rows: torch.Tensor):
+        index = rows.tolist()
+        pairs = len(index)
+        batch, owner = _episode_batch([dataset.chosen[i] for i in index] + [dataset.rejected[i] for i in index],
+                                      pad_token_id)
+        summed, counts = batch_logprobs(policy, batch)
+        summed, counts = _per_episode(summed, owner, 2 * pairs), _per_episode(counts, owner, 2 * pairs)
+        ref_chosen = ref_rejected = None
+        if reference is not None:
+            ref_chosen = reference[rows].to(summed.device)
+            ref_rejected = reference[rows + size].to(summed.device)
+        preference = PreferenceBatch(summed[:pairs], summed[pairs:], ref_chosen, ref_rejected, counts[:pairs],
+                                     counts[pairs:])
+        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params)
 
     return step, passes
 
