@@ -1053,11 +1053,84 @@ def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     return {}
 
 
+_ARL_CONDITIONS = {"untrained": "untrained (base model)", "sparse": "sparse success reward",
+                   "true": "true structured reward", "learned": "structured, learned from demonstrations",
+                   "pref_learned": "structured, learned from preferences",
+                   "pref_scalar": "scalar table, learned from preferences", "dpo": "DPO on the preference pairs"}
+_ARL_SEARCH = {"true": "true", "sparse": "sparse", "learned": "demos, structured",
+               "pref_learned": "prefs, structured", "pref_scalar": "prefs, scalar"}
+
+
+def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Learned rewards for a LoRA policy on Hanoi-3 and steppath: per condition and env the success rate (mean ±
+    std over seeds, the stability measure), invalid and malformed rates (table ``agentic_reward_learning``), and
+    reward-guided search success per reward (table ``agentic_search``); macros for the text."""
+    config = data["config"]
+    macros.number(["arl updates"], int(config["transfer_updates"]))
+    macros.number(["arl outer steps"], int(config["outer_steps"]))
+    macros.number(["arl irl updates per solve"], int(config["irl_updates_per_solve"]))
+    macros.number(["arl eval episodes"], int(config["eval_episodes_per_start"]))
+    macros.number(["arl queries"], int(config["query_budget"]))
+    macros.number(["arl queries per refresh"], int(config["queries_per_refresh"]))
+    macros.number(["arl search expansions"], int(config["search_expansions"]))
+    macros.text(["arl dpo beta"], f"{float(config['dpo_beta']):g}")
+    macros.text(["arl dpo lr"], f"{float(config['dpo_learning_rate']):g}")
+    envs = list(data["envs"])
+    rows: list[list[str]] = []
+    conditions = [c for c in _ARL_CONDITIONS if all(c in data["envs"][env]["summary"] for env in envs)]
+    for condition in conditions:
+        cells = [escape(_ARL_CONDITIONS[condition])]
+        for env in envs:
+            entry = data["envs"][env]["summary"][condition]
+            cells.append(rf"{format_fixed(entry['success_mean'], 3)} $\pm$ {format_fixed(entry['success_std'], 3)}")
+            cells.append(format_fixed(entry["invalid_action_rate_mean"]))
+            cells.append(format_fixed(entry["malformed_rate_mean"]))
+        rows.append(cells)
+    search_rows: list[list[str]] = []
+    for env in envs:
+        entry = data["envs"][env]
+        name = env.replace("-3", "")
+        macros.number(["arl", name, "starts"], int(entry["num_starts"]))
+        macros.number(["arl", name, "move cap"], int(entry["move_cap"]))
+        for condition in conditions:
+            summary = entry["summary"][condition]
+            macros.fixed(["arl", name, condition, "success"], float(summary["success_mean"]), 3)
+            macros.fixed(["arl", name, condition, "std"], float(summary["success_std"]), 3)
+            macros.fixed(["arl", name, condition, "malformed"], float(summary["malformed_rate_mean"]), 2)
+        per_seed = entry["seeds"]
+        if per_seed and "preference_learning" in per_seed[0]:
+            pairs = [int(row["preference_learning"]["labelled_pairs"]) for row in per_seed]
+            macros.number(["arl", name, "pairs min"], min(pairs))
+            macros.number(["arl", name, "pairs max"], max(pairs))
+        for reward, stats in entry.get("search", {}).items():
+            macros.fixed(["arl", name, "search", reward], float(stats["success_mean"]), 2)
+    search_names = [n for n in _ARL_SEARCH if all(n in data["envs"][env].get("search", {}) for env in envs)]
+    for reward in search_names:
+        cells = [escape(_ARL_SEARCH[reward])]
+        for env in envs:
+            stats = data["envs"][env]["search"][reward]
+            ratio = stats["plan_length_ratio_mean"]
+            cells += [format_fixed(stats["success_mean"]), "--" if ratio is None else format_fixed(ratio),
+                      format_fixed(stats["expansions_mean"], 1)]
+        search_rows.append(cells)
+    macros.number(["arl seeds"], len(data["envs"][envs[0]]["seeds"]))
+    columns = [rf"\multicolumn{{3}}{{c}}{{{escape(env)}}}" for env in envs]
+    metrics = ["success", "invalid", "malformed"] * len(envs)
+    header = [" & ".join(["", *columns]) + r" \\", " & ".join(["reward / training", *metrics])]
+    tables = {"agentic_reward_learning": _table("l" + "ccc" * len(envs), ["\n".join(header)], rows, source)}
+    if search_rows:
+        search_header = [" & ".join(["", *columns]) + r" \\",
+                         " & ".join(["search reward", *(["solved", "length / opt.", "expansions"] * len(envs))])]
+        tables["agentic_search"] = _table("l" + "ccc" * len(envs), ["\n".join(search_header)], search_rows, source)
+    return tables
+
+
 # --------------------------------------------------------------------------------------------------------------
 
 Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
 RESULT_HANDLERS: dict[str, Handler] = {
     "agentic_shaping": agentic_shaping,
+    "agentic_reward_learning": agentic_reward_learning,
     "reward_recovery": reward_recovery,
     "hypergradient_accuracy": hypergradient_accuracy,
     "loss_sweep": loss_sweep,

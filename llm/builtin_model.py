@@ -26,7 +26,9 @@ environments (:data:`AGENTIC_ENVS`, e.g. ``("hanoi-3", "steppath")``) adds to th
 format_action(a)`` (``agentic_repeats`` copies of each), so the tokenizer covers every prompt and action those
 environments can render and the model learns the prompt and action *format* and which moves are legal, but not
 which move is good (the legal actions are weighted uniformly): a base policy that RL on an environment reward can
-still improve. A recipe without agentic environments keeps its hash (the two fields are left out of
+still improve. Each document must fit the context whole (``n_positions`` ≥ its words + 2 for ``[BOS]`` and
+``[EOS]``; otherwise ``ValidationError``): a truncated document loses its move. A recipe without agentic
+environments keeps its hash (the two fields are left out of
 :meth:`BuiltinRecipe.as_dict`), so the cached review models stay valid.
 
 Tokens: ``[PAD]`` (0), ``[UNK]`` (1), ``[BOS]`` (2), ``[EOS]`` (3). The tokenizer prepends ``[BOS]`` to every
@@ -278,6 +280,12 @@ class BuiltinRecipe:
                     continue
                 prompt = env.render_state(state).rstrip()
                 documents += [f"{prompt} {env.format_action(action)}" for action in env.legal_actions(state)]
+        # Whitespace words are the tokens; + 2 for [BOS] and [EOS]. A truncated document would lose its move (the
+        # only part that teaches legality), so a context too short for the prompts is an error, not a silent cut.
+        longest = max((len(document.split()) + 2 for document in documents), default=0)
+        if longest > self.n_positions:
+            raise ValidationError(f"n_positions: the agentic documents of {list(self.agentic_envs)} need a context "
+                                  f"of {longest} tokens, got n_positions = {self.n_positions}")
         return documents * self.agentic_repeats
 
     def key(self) -> str:

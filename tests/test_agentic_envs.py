@@ -271,6 +271,20 @@ def test_graph_changes_apply_after_the_first_answer_and_the_wrong_reward_ends_th
     assert play(env, 0, ["16"])[4]["error"].startswith("there is no room 16")
 
 
+
+def test_the_observation_restates_the_current_rooms_doors_of_the_current_phase():
+    env = GraphNavEnv()
+    for state in env.reachable_states():
+        if env.is_terminal(state):
+            continue
+        line = env.render_state(state).splitlines()[-2]
+        exits = line.split("Doors from here lead to rooms ")[1].rstrip(".").split(", ")
+        assert line.startswith(f"You are in room {state[2]}.") and [int(r) for r in exits] == env.legal_actions(state)
+    detour = [t.name for t in env.tasks].index("detour")
+    assert "lead to rooms 7, 10, 11, 13." in env.render_state((detour, 0, 1))
+    assert "lead to rooms 7, 10, 13, 15." in env.render_state((detour, 1, 1))  # 1–11 locked, 1–15 opened
+
+
 # ---------------------------------------------------------------------- tool use
 def test_tool_use_gold_sequences_produce_the_gold_results():
     env = ToolUseEnv()

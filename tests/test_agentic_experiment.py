@@ -35,13 +35,25 @@ def test_the_tiny_run_writes_every_condition_per_seed_and_its_figure(tmp_path, m
         assert [row["seed"] for row in entry["seeds"]] == [3, 4]
         starts = entry["num_starts"]
         for row in entry["seeds"]:
-            assert set(row["conditions"]) == {"untrained", "irl_inner", "learned", "sparse"}
+            assert set(row["conditions"]) == {"untrained", "irl_inner", "learned", "sparse", "pref_learned",
+                                              "pref_scalar", "dpo"}
             for name, result in row["conditions"].items():
                 assert result["episodes"] == starts * settings["eval_episodes_per_start"]
                 assert 0.0 <= result["success_rate"] <= 1.0 and 0.0 <= result["malformed_rate"] <= 1.0
                 assert len(result["success_per_start"]) == starts
-                if name in ("learned", "sparse"):  # fresh adapters, the same budget on a frozen reward
+                if name in ("learned", "sparse", "pref_learned", "pref_scalar"):  # fresh adapters, frozen rewards
                     assert len(result["training"]) == settings["transfer_updates"]
+            # Reward learning from preferences asked its budget (one refresh at the start of every outer step) ...
+            preferences = row["preference_learning"]
+            assert preferences["queries_used"] == min(settings["query_budget"],
+                                                      settings["outer_steps"] * settings["queries_per_refresh"])
+            assert len(preferences["outer_history"]) == settings["outer_steps"]
+            # ... and DPO trained on exactly its decided pairs (none when every query tied).
+            dpo = row["conditions"]["dpo"]
+            assert dpo["pairs"] == preferences["labelled_pairs"]
+            assert len(dpo["training"]) == (settings["transfer_updates"] if dpo["pairs"] else 0)
+            assert set(row["search"]) == {"true", "sparse", "learned", "pref_learned", "pref_scalar"}
+            assert row["search"]["true"]["success_rate"] == 1.0  # A* on the true reward solves every start
             irl = row["conditions"]["irl_inner"]
             assert len(irl["outer_history"]) == settings["outer_steps"]
             assert irl["inner_updates"] == (settings["outer_steps"] + 1) * settings["irl_updates_per_solve"]
@@ -53,6 +65,7 @@ def test_the_tiny_run_writes_every_condition_per_seed_and_its_figure(tmp_path, m
         assert math.isclose(summary["learned"]["success_mean"], sum(success) / len(success))
         assert summary["learned"]["success_variance"] >= 0.0
         assert set(summary["comparisons"]) >= {"learned_minus_untrained_mean", "learned_beats_sparse_in_mean"}
+        assert entry["search"]["true"]["plan_length_ratio_mean"] == 1.0  # and on a shortest plan
     assert results["acceptance"].keys() == set(settings["envs"])
     paths = figure.plot(tmp_path, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)

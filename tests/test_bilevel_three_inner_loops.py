@@ -26,7 +26,7 @@ from llm.models import LoraSettings, load_causal_lm, with_lora
 DISCOUNT = 0.9
 TINY_LORA = LoRAInnerConfig(updates_per_solve=1, starts_per_update=2, episodes_per_start=2, max_new_tokens=3,
                             discount=DISCOUNT, learning_rate=1e-2, seed=0)
-AGENTIC_RECIPE = BuiltinRecipe.tiny(agentic_envs=("hanoi-3", "steppath"), n_positions=64)
+AGENTIC_RECIPE = BuiltinRecipe.tiny(agentic_envs=("hanoi-3", "steppath"), n_positions=96)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,14 @@ def test_the_agentic_recipe_encodes_hanoi_text_and_review_recipes_keep_their_has
     assert BuiltinRecipe.from_dict(AGENTIC_RECIPE.as_dict()) == AGENTIC_RECIPE
     with pytest.raises(ValidationError, match="agentic_envs"):
         BuiltinRecipe.tiny(agentic_envs=("chess",))
+    # Every steppath document fits the context whole (its move is never cut), and a context too short is an error.
+    nav = GraphNavEnv(["steppath"])
+    for state in nav.reachable_states():
+        if not nav.is_terminal(state):
+            ids = tokenizer(nav.render_state(state) + "7")["input_ids"]
+            assert tokenizer.unk_token_id not in ids and len(ids) + 1 <= AGENTIC_RECIPE.n_positions
+    with pytest.raises(ValidationError, match="n_positions"):
+        BuiltinRecipe.tiny(agentic_envs=("steppath",), n_positions=64).agentic_documents()
 
 
 def test_one_bilevel_solver_drives_the_tabular_sb3_and_lora_inner_loops(agentic_lm_path):

@@ -3,7 +3,8 @@
 Environments: Tower of Hanoi with 3 disks (26 starts, move cap 10) and steppath graph navigation (3 tasks, move
 cap 6) from :mod:`llm.agentic`. The policy is a LoRA adapter on the built-in GPT-2-shaped model whose corpus
 holds those environments' (prompt, legal move) text (``BuiltinRecipe(agentic_envs=...)``): it knows the format
-and the legal moves, not which move is good. Per environment and seed:
+and the legal moves, not which move is good (steppath's observation restates the current room's doors, without
+which the base model's legal-move rate stays at chance; context ``AGENTIC_CONTEXT``). Per environment and seed:
 
 (i) ``untrained``: a fresh adapter (LoRA's ``B = 0``: the base model itself) is evaluated.
 
@@ -20,13 +21,31 @@ warm-started). The learned scales are then frozen and a **fresh** adapter is fin
 (iii) ``sparse``: a fresh adapter fine-tuned with the same budget on the success aspect alone
 (``SPARSE_WEIGHTS``); (iv) ``true`` (optional reference): on the env's true structured reward (``DEFAULT_WEIGHTS``).
 
+(v) From preferences (``with_preferences``), reward learning from preferences (Christiano et al. 2017) through the
+same bilevel solver: outer loss = the Bradley-Terry likelihood of labelled episode pairs
+(:class:`llm.agentic_preferences.EpisodePreferenceObjective`: same-start pairs of the inner policy's newest
+episodes, labelled by the B-Pref oracle teacher on the true reward; ``query_budget`` queries, at most
+``queries_per_refresh`` per outer step), direct hypergradient refreshed once per outer step and L-BFGS on the
+aspect scales with ``(preference_l2/2)‖θ‖²`` (Bradley-Terry on separable pairs has no finite maximizer), inner =
+a LoRA solver from its own seed. The labelled pairs then train three fresh adapters with the same budget:
+``pref_learned`` (RLOO on the learned structured reward), ``pref_scalar`` (RLOO on a *scalar* reward, a free
+table over (state, action column) fitted by L-BFGS to the same pairs with the same loss and ``l2``: the learned
+reward without the aspect structure) and ``dpo`` (``dpo_loss`` on the raw (chosen, rejected) episode pairs,
+:func:`llm.training.train_preferences`, ``transfer_updates`` steps of ``dpo_batch_size`` pairs, AdamW at
+``dpo_learning_rate``: the policy trained on the feedback without a reward model).
+
+(vi) Reward-guided search (:func:`llm.agentic.search.reward_guided_search`, best-first on ``Σ r``, at most
+``search_expansions`` expansions, no LM): from every start, with the true, sparse, demonstration-learned and (with
+preferences) preference-learned structured and scalar rewards; success = a goal found within the move cap.
+
 All fine-tuning runs of a seed share the inner config's seed, so they see the same start sequence; all
 evaluations of a seed share one sampling seed (common random numbers). Evaluation: every start,
 ``eval_episodes_per_start`` sampled episodes (temperature ``temperature``); metrics of
 :func:`llm.agentic.metrics.summarize` (success = goal reached with no invalid and no malformed move; invalid and
 malformed rates over all actions; plan length over optimal on solved episodes). Across seeds: the mean, the
 standard deviation and the variance (``ddof = 1``) of each condition's success rate (stability), and whether
-``learned`` beats ``untrained`` and ``sparse`` in the mean and on every seed.
+``learned`` (and ``pref_learned``) beats ``untrained`` and ``sparse`` (and the other preference conditions) in the
+mean and on every seed.
 """
 
 from __future__ import annotations
@@ -41,20 +60,26 @@ import torch
 from tqdm.auto import tqdm
 
 from irl_bilevel.config import ExperimentConfig, scale_settings
-from irl_bilevel.hypergradients import BilevelProblem, MaxEntHypergradient
+from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient, MaxEntHypergradient
+from irl_bilevel.rewards import RewardModel, TabularReward, Transitions
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError
 from llm.agentic import SPARSE_WEIGHTS, FiniteTextEnv, summarize
-from llm.agentic.export import AspectTableReward, build_tabular_mdp
+from llm.agentic.export import AspectTableReward, build_tabular_mdp, step_inputs
+from llm.agentic.search import reward_guided_search
+from llm.agentic_preferences import EpisodePreferenceObjective
 from llm.builtin_model import AGENTIC_ENVS, BuiltinRecipe, build_builtin_model, read_build_info
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, demonstration_objective
 from llm.models import LoraSettings, load_causal_lm, with_lora
+from llm.training import PreferenceTrainingConfig, train_preferences
 
 NAME = "agentic_reward_learning"
 ENVS = ("hanoi-3", "steppath")
-CONDITIONS = ("untrained", "irl_inner", "learned", "sparse", "true")
+CONDITIONS = ("untrained", "irl_inner", "learned", "sparse", "true", "pref_learned", "pref_scalar", "dpo")
 TRAINED = ("learned", "sparse", "true")  # fresh adapters fine-tuned on a frozen reward, same budget
+PREFERENCE_CONDITIONS = ("pref_learned", "pref_scalar", "dpo")  # fresh adapters trained from the labelled pairs
+SEARCH_REWARDS = ("true", "sparse", "learned", "pref_learned", "pref_scalar")
 
 
 @dataclass(frozen=True)
@@ -81,33 +106,51 @@ class AgenticRewardLearningConfig(ExperimentConfig):
     transfer_updates: int  # RLOO updates of each fresh adapter on a frozen reward
     with_true_reward: bool  # also fine-tune on the true structured reward (reference)
     eval_episodes_per_start: int
+    with_preferences: bool  # (v): reward learning from preferences, the scalar reward and DPO on the same pairs
+    query_budget: int
+    queries_per_refresh: int
+    preference_l2: float
+    dpo_loss: str  # a paired policy loss of the catalog (irl_bilevel.losses.PREFERENCE_LOSSES)
+    dpo_beta: float
+    dpo_batch_size: int
+    dpo_learning_rate: float
+    search_expansions: int
 
 
 _COMMON: dict[str, Any] = {
     "envs": list(ENVS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05, "max_new_tokens": 4,
     "temperature": 1.0, "discount": 0.9, "initial_scales": [0.0] * 5, "with_true_reward": True,
+    "with_preferences": True, "preference_l2": 0.01, "dpo_loss": "sigmoid", "dpo_beta": 0.1, "search_expansions": 50,
+    "dpo_learning_rate": 3e-4,
 }
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "envs": ["steppath"], "seeds": 2,
              "lora_r": 2, "lora_alpha": 4.0, "starts_per_update": 2, "episodes_per_start": 2,
              "learning_rate": 1e-2, "max_new_tokens": 3, "outer_steps": 1, "outer_lr": 0.1,
              "irl_updates_per_solve": 1, "transfer_updates": 1, "with_true_reward": False,
-             "eval_episodes_per_start": 1},
+             "eval_episodes_per_start": 1, "query_budget": 4, "queries_per_refresh": 2, "dpo_batch_size": 2},
     "quick": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 3, "starts_per_update": 4,
               "episodes_per_start": 4, "learning_rate": 5e-3, "outer_steps": 10, "outer_lr": 0.2,
-              "irl_updates_per_solve": 3, "transfer_updates": 100, "eval_episodes_per_start": 8},
+              "irl_updates_per_solve": 3, "transfer_updates": 100, "eval_episodes_per_start": 8,
+              "query_budget": 80, "queries_per_refresh": 8, "dpo_batch_size": 16},
     "full": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 5, "starts_per_update": 8,
              "episodes_per_start": 4, "learning_rate": 5e-3, "outer_steps": 30, "outer_lr": 0.1,
-             "irl_updates_per_solve": 4, "transfer_updates": 150, "eval_episodes_per_start": 8},
+             "irl_updates_per_solve": 4, "transfer_updates": 150, "eval_episodes_per_start": 8,
+             "query_budget": 300, "queries_per_refresh": 16, "dpo_batch_size": 16},
 }
 CONFIG = AgenticRewardLearningConfig  # the typed settings; every SCALES entry validates into it (tests check)
+
+
+AGENTIC_CONTEXT = 96
+"""Context of the agentic models: a steppath document is 67 tokens (``[BOS]``, 65 prompt tokens, the move,
+``[EOS]``), over the review model's 64 (:meth:`BuiltinRecipe.agentic_documents` rejects documents that do not fit)."""
 
 
 def agentic_recipe(model: str, repeats: int) -> BuiltinRecipe:
     """The built-in recipe (``builtin``) or its tiny test version with Hanoi-3's and steppath's text."""
     if model == "builtin":
-        return BuiltinRecipe(agentic_envs=ENVS, agentic_repeats=repeats)
-    return BuiltinRecipe.tiny(agentic_envs=ENVS, n_positions=64, agentic_repeats=repeats)
+        return BuiltinRecipe(agentic_envs=ENVS, agentic_repeats=repeats, n_positions=AGENTIC_CONTEXT)
+    return BuiltinRecipe.tiny(agentic_envs=ENVS, n_positions=AGENTIC_CONTEXT, agentic_repeats=repeats)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -154,7 +197,7 @@ class _Run:
         return AspectTableReward(self.export, initial_scales=scales, learn_scales=False)
 
 
-def _train_on(run: _Run, reward: AspectTableReward, seed: int, eval_seed: int) -> dict[str, Any]:
+def _train_on(run: _Run, reward: RewardModel, seed: int, eval_seed: int) -> dict[str, Any]:
     """A fresh adapter fine-tuned on a frozen reward for ``transfer_updates`` updates, then evaluated."""
     started = time.perf_counter()
     solver = run.solver(run.settings["transfer_updates"], seed)
@@ -191,6 +234,93 @@ def _learn_reward(run: _Run, seed: int, eval_seed: int) -> tuple[list[float], di
     return scales, evaluation
 
 
+def _learn_from_preferences(run: _Run, seed: int) -> tuple[AspectTableReward, EpisodePreferenceObjective,
+                                                             dict[str, Any]]:
+    """Reward learning from preferences of the aspect scales through the bilevel solver (module docstring, (v))."""
+    started = time.perf_counter()
+    settings = run.settings
+    inner = run.solver(settings["irl_updates_per_solve"], seed + 60_000)
+    reward = AspectTableReward(run.export, initial_scales=settings["initial_scales"])
+    objective = EpisodePreferenceObjective(reward, run.env, run.export, settings["query_budget"],
+                                           settings["queries_per_refresh"], seed=seed + 70_000)
+    problem = BilevelProblem(reward, inner, objective)
+
+    def metrics() -> dict[str, Any]:
+        last = inner.history[-1]
+        return {"scales": reward.scales.detach().tolist(), **objective.stats(),
+                "inner_success_rate": last["success_rate"], "inner_invalid_rate": last["invalid_rate"]}
+
+    outer = OuterConfig(steps=settings["outer_steps"], optimizer="lbfgs", lr=1.0, l2=settings["preference_l2"],
+                        checkpoint_every=settings["outer_steps"])
+    result = BilevelSolver(problem, DirectHypergradient(refresh="every_step"), outer, metrics=metrics,
+                           progress=False).run(resume=False)
+    return reward, objective, {"outer_history": result.history, "inner_updates": inner.updates,
+                               "training": inner.history, **objective.stats(),
+                               "seconds": time.perf_counter() - started}
+
+
+def _fit_scalar_reward(run: _Run, objective: EpisodePreferenceObjective) -> TabularReward:
+    """A free scalar table ``r(s, a)`` over the featurization, fitted by L-BFGS to the labelled pairs."""
+    reward = TabularReward(run.export.mdp.num_states, run.export.num_action_inputs)
+    optimizer = torch.optim.LBFGS(reward.parameters(), lr=1.0, max_iter=25 * run.settings["outer_steps"],
+                                  history_size=20, line_search_fn="strong_wolfe")
+    l2 = run.settings["preference_l2"]
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = objective.reward_loss(reward) + 0.5 * l2 * reward.table.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return reward.requires_grad_(False)
+
+
+def _train_dpo(run: _Run, objective: EpisodePreferenceObjective, seed: int, eval_seed: int) -> dict[str, Any]:
+    """A fresh adapter trained with ``dpo_loss`` on the labelled (chosen, rejected) episode pairs (left as it is,
+    ``training`` empty, when every query tied: there is no pair to train on)."""
+    started = time.perf_counter()
+    settings = run.settings
+    solver = run.solver(1, seed)
+    config = PreferenceTrainingConfig(loss=settings["dpo_loss"], beta=settings["dpo_beta"],
+                                      steps=settings["transfer_updates"], batch_size=settings["dpo_batch_size"],
+                                      learning_rate=settings["dpo_learning_rate"], seed=seed, progress=False)
+    history: list[dict[str, Any]] = []
+    if objective.chosen:
+        history = train_preferences(solver.model, objective.episode_dataset(), solver.tokenizer.pad_token_id,
+                                    config).history
+    result = run.evaluate(solver, eval_seed)
+    result.update({"training": history, "pairs": len(objective.chosen), "seconds": time.perf_counter() - started})
+    return result
+
+
+def _search(run: _Run, reward: RewardModel) -> dict[str, Any]:
+    """Reward-guided best-first search from every start with ``reward`` (module docstring, (vi))."""
+    export, env = run.export, run.env
+    num_states, num_actions = export.mdp.num_states, len(export.actions)
+    states, actions = step_inputs(export, [s for s in range(num_states) for _ in range(num_actions)],
+                                  list(range(num_actions)) * num_states)
+    dtype = next(iter(reward.parameters()), next(iter(reward.buffers()))).dtype
+    with torch.no_grad():
+        table = reward(Transitions(states.to(dtype), actions.to(dtype))).total.reshape(num_states, num_actions)
+    values = table.double().tolist()
+
+    def step_reward(state: Any, action: Any) -> float:
+        return values[export.state_index[state]][export.action_index[action]]
+
+    solved, ratios, expansions = [], [], []
+    for start in env.starts:
+        found = reward_guided_search(env, start, step_reward, max_expansions=run.settings["search_expansions"])
+        success = found.found and len(found.plan) <= env.max_steps
+        solved.append(success)
+        expansions.append(found.expansions)
+        if success:
+            ratios.append(len(found.plan) / max(1, env.distance_to_goal(start)))
+    return {"success_rate": float(np.mean(solved)), "success_per_start": [float(x) for x in solved],
+            "plan_length_ratio": float(np.mean(ratios)) if ratios else None,
+            "expansions_mean": float(np.mean(expansions))}
+
+
 def _across_seeds(per_seed: list[dict[str, Any]], conditions: list[str]) -> dict[str, Any]:
     """Mean, std and variance (ddof = 1) across seeds of each condition's metrics; the comparisons."""
     summary: dict[str, Any] = {}
@@ -206,14 +336,29 @@ def _across_seeds(per_seed: list[dict[str, Any]], conditions: list[str]) -> dict
             entry[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
         summary[condition] = entry
     comparisons: dict[str, Any] = {}
-    learned = np.asarray(summary["learned"]["success_per_seed"])
-    for other in ("untrained", "sparse", "true"):
-        if other in summary:
-            values = np.asarray(summary[other]["success_per_seed"])
-            comparisons[f"learned_minus_{other}_mean"] = float((learned - values).mean())
-            comparisons[f"learned_beats_{other}_in_mean"] = bool(learned.mean() > values.mean())
-            comparisons[f"learned_beats_{other}_every_seed"] = bool((learned > values).all())
+    pairs = [("learned", other) for other in ("untrained", "sparse", "true")]
+    pairs += [("pref_learned", other) for other in ("untrained", "sparse", "true", "pref_scalar", "dpo")]
+    for name, other in pairs:
+        if name in summary and other in summary:
+            values = np.asarray(summary[name]["success_per_seed"])
+            others = np.asarray(summary[other]["success_per_seed"])
+            comparisons[f"{name}_minus_{other}_mean"] = float((values - others).mean())
+            comparisons[f"{name}_beats_{other}_in_mean"] = bool(values.mean() > others.mean())
+            comparisons[f"{name}_beats_{other}_every_seed"] = bool((values > others).all())
     summary["comparisons"] = comparisons
+    return summary
+
+
+def _search_across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of each search reward's success rate, plan-length ratio and expansions."""
+    summary: dict[str, Any] = {}
+    for name in per_seed[0]["search"]:
+        rows = [seed_result["search"][name] for seed_result in per_seed]
+        ratios = [row["plan_length_ratio"] for row in rows if row["plan_length_ratio"] is not None]
+        summary[name] = {"success_per_seed": [row["success_rate"] for row in rows],
+                         "success_mean": float(np.mean([row["success_rate"] for row in rows])),
+                         "plan_length_ratio_mean": float(np.mean(ratios)) if ratios else None,
+                         "expansions_mean": float(np.mean([row["expansions_mean"] for row in rows]))}
     return summary
 
 
@@ -227,6 +372,15 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                  "eval_episodes_per_start"):
         if settings[name] < 1:
             raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
+    if settings["with_preferences"]:
+        for name in ("query_budget", "queries_per_refresh", "dpo_batch_size"):
+            if settings[name] < 1:
+                raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
+        # The loss is checked before the first run (PreferenceTrainingConfig names the catalog's policy losses).
+        PreferenceTrainingConfig(loss=settings["dpo_loss"], beta=settings["dpo_beta"],
+                                 learning_rate=settings["dpo_learning_rate"])
+    if settings["search_expansions"] < 1:
+        raise ValidationError(f"search_expansions: expected a positive integer, got {settings['search_expansions']}")
     if len(settings["initial_scales"]) != 5:
         raise ValidationError(f"initial_scales: expected 5 numbers (one per aspect), got {settings['initial_scales']}")
     results_dir = Path(results_dir)
@@ -239,6 +393,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                        "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
                        "load_seconds": time.perf_counter() - started}
     conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings["with_true_reward"] else [])
+    conditions += list(PREFERENCE_CONDITIONS) if settings["with_preferences"] else []
     seeds = [seed + i for i in range(settings["seeds"])]
     path = results_dir / f"{NAME}.json"
     bar = tqdm(total=len(settings["envs"]) * len(seeds), desc=NAME, disable=not progress)
@@ -253,16 +408,29 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             eval_seed = run_seed * 1_000 + 17
             results: dict[str, Any] = {"untrained": run_.evaluate(run_.solver(1, run_seed), eval_seed)}
             scales, results["irl_inner"] = _learn_reward(run_, run_seed, eval_seed)
-            rewards = {"learned": scales, "sparse": list(SPARSE_WEIGHTS), "true": run_.env.weights.tolist()}
+            rewards: dict[str, RewardModel] = {
+                "learned": run_.fixed_reward(scales), "sparse": run_.fixed_reward(list(SPARSE_WEIGHTS)),
+                "true": run_.fixed_reward(run_.env.weights.tolist())}
             for condition in TRAINED:
                 if condition in conditions:
-                    results[condition] = _train_on(run_, run_.fixed_reward(rewards[condition]), run_seed, eval_seed)
-            per_seed.append({"seed": run_seed, "learned_scales": scales, "aspect_names": list(run_.env.aspect_names),
-                             "conditions": results, "seconds": time.perf_counter() - seed_started})
+                    results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
+            seed_record: dict[str, Any] = {"seed": run_seed, "learned_scales": scales,
+                                           "aspect_names": list(run_.env.aspect_names)}
+            if settings["with_preferences"]:
+                learned, objective, seed_record["preference_learning"] = _learn_from_preferences(run_, run_seed)
+                rewards["pref_learned"] = run_.fixed_reward(learned.scales.detach().tolist())
+                rewards["pref_scalar"] = _fit_scalar_reward(run_, objective)
+                seed_record["preference_scales"] = learned.scales.detach().tolist()
+                for condition in ("pref_learned", "pref_scalar"):
+                    results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
+                results["dpo"] = _train_dpo(run_, objective, run_seed, eval_seed)
+            seed_record["search"] = {name: _search(run_, rewards[name]) for name in SEARCH_REWARDS if name in rewards}
+            per_seed.append({**seed_record, "conditions": results, "seconds": time.perf_counter() - seed_started})
             record["envs"][env_name] = {
                 "num_starts": len(run_.env.starts), "move_cap": run_.env.max_steps,
                 "optimal_lengths": [run_.env.distance_to_goal(s) for s in run_.env.starts],
                 "seeds": per_seed, "summary": _across_seeds(per_seed, conditions),
+                "search": _search_across_seeds(per_seed),
                 "seconds": time.perf_counter() - env_started,
             }
             # Written after every seed (``complete`` false until the end), so an interrupted run keeps its numbers.
@@ -272,8 +440,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                             sparse=f"{results['sparse']['success_rate']:.2f}")
     bar.close()
     record["acceptance"] = {
-        env_name: {"learned_beats_untrained": entry["summary"]["comparisons"]["learned_beats_untrained_in_mean"],
-                   "learned_beats_sparse": entry["summary"]["comparisons"]["learned_beats_sparse_in_mean"]}
+        env_name: {f"{name}_beats_{other}": entry["summary"]["comparisons"][f"{name}_beats_{other}_in_mean"]
+                   for name in ("learned", "pref_learned") for other in ("untrained", "sparse")
+                   if f"{name}_beats_{other}_in_mean" in entry["summary"]["comparisons"]}
         for env_name, entry in record["envs"].items()}
     record["complete"] = True
     record["seconds"] = time.perf_counter() - started
