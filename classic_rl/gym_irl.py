@@ -14,7 +14,8 @@ The output folder receives ``config.json`` (config + seed, versions, git commit)
 outer step: loss, true return, expert-normalized return, env steps), ``checkpoint.pt`` (resumed by re-running on
 the folder), ``policy.zip`` (``PPO.load``-able, or the algorithm's), ``reward.safetensors`` + ``reward.json``
 (:func:`irl_bilevel.reward_io.load_reward_model` rebuilds it), ``tensorboard/`` (outer metrics and SB3's own
-logs) and ``summary.json``. Final files are written only when the run ends; a killed run leaves its config,
+logs) and ``summary.json`` (with ``epic_distance``, the learned reward's sample-based EPIC distance to the env's true
+reward, :func:`epic_to_true_reward`). Final files are written only when the run ends; a killed run leaves its config,
 metrics and last checkpoint, and resumes from them (SB3's optimizer moments and the running episodes restart,
 see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
 """
@@ -42,10 +43,12 @@ from classic_rl.experts import (
 )
 from classic_rl.sb3_inner import SB3InnerSolver
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
+from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
-from irl_bilevel.objectives import SampleMaxEntObjective
+from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
+from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
@@ -190,6 +193,49 @@ def reward_spec(config: GymIRLConfig, obs_dim: int, action_dim: int) -> RewardSp
     return RewardSpec(**common)
 
 
+# ---------------------------------------------------------------------- reward quality
+EPIC_ROWS_PER_SOURCE = 1000  # coverage rows drawn from the expert and from the learner, each
+EPIC_MEAN_SAMPLES = 200  # EPIC's joint (state, action) samples for the canonicalizing means
+
+
+def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, objective: SampleMaxEntObjective,
+                        inner: SB3InnerSolver) -> float | None:
+    """Sample-based EPIC distance of the learned reward to the env's true reward
+    (:func:`classic_rl.true_rewards.reward_epic_distance`), in ``[0, 1]``.
+
+    Coverage: up to :data:`EPIC_ROWS_PER_SOURCE` rows each of the expert's transitions (``objective.transitions``)
+    and of the inner learner's last recorded ones (``inner.learner_transitions``), absorbing rows included, in the
+    reward model's featurization; :data:`EPIC_MEAN_SAMPLES` mean samples; all drawn from generators seeded by
+    ``config.seed``. None where no true reward is defined for the env (:data:`classic_rl.true_rewards.KNOWN_ENVS`:
+    the classic-control testbeds) — e.g. a user's env whose reward is not a known function of the observations —
+    and where the learner recorded no transitions in this process (a finished run re-opened trains nothing): the
+    expert's rows alone need not vary the true reward (CartPole's expert never terminates, so it is +1 on all of
+    them), and EPIC against a constant is meaningless (:func:`irl_bilevel.metrics.sample_epic_distance` gives it
+    ``sqrt(1/2)``).
+    """
+    if config.env_id not in KNOWN_ENVS:
+        return None
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def subsample(batch: Transitions) -> Transitions:
+        rows = torch.randperm(len(batch), generator=generator)[:EPIC_ROWS_PER_SOURCE].sort().values
+
+        def take(value: torch.Tensor | None) -> torch.Tensor | None:  # float64: the expert's rows are float32
+            return None if value is None else value[rows].to(torch.float64)
+
+        return Transitions(batch.states[rows].to(torch.float64), take(batch.actions), take(batch.next_states),
+                           None if batch.dones is None else batch.dones[rows])
+
+    try:
+        learner = inner.learner_transitions()[0]
+    except RuntimeError:  # nothing stepped in this process: a finished run re-opened
+        return None
+    coverage = concatenate_transitions([subsample(objective.transitions), subsample(learner)])
+    return reward_epic_distance(reward, config.env_id, coverage, config.discount,
+                                absorbing_indicator=config.absorbing_indicator,
+                                num_mean_samples=EPIC_MEAN_SAMPLES, seed=config.seed)
+
+
 # ---------------------------------------------------------------------- the run
 def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
     """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
@@ -271,6 +317,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     writer.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
+    epic = epic_to_true_reward(config, reward, objective, inner)  # before inner.close(): reads its recorded steps
     upper = getattr(method, "upper", None)
     if upper is not None:
         upper.close()
@@ -284,6 +331,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
         "env_steps": history[-1]["env_steps"], "env_steps_to_0.9": reached[0] if reached else None,
         "expert_return": expert_return, "random_return": random, "wall_s": time.perf_counter() - started,
+        "epic_distance": epic,
     }
     if config.transfer_steps:
         reward.requires_grad_(False)
