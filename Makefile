@@ -39,6 +39,15 @@ figures: install
 figures-extended: install
 	$(VENV)/bin/irlb reproduce --scale quick --extended
 
+# The classical-RL IRL ablation (sweeps/irl_ablation.json: hypergradient × reward structure × inner steps ×
+# demonstrations × seeds) as Ray Tune trials on every local core, resumable; the summary goes to results/ and the
+# figure to figures/output/. On a Ray cluster: `irlb sweep --spec sweeps/irl_ablation.json --out DIR --address auto`.
+.PHONY: ablation
+ablation: install
+	$(VENV)/bin/irlb sweep --spec sweeps/irl_ablation.json --out sweeps/irl_ablation
+	cp sweeps/irl_ablation/sweep.json results/irl_ablation_sweep.json
+	$(PY) -m figures.irl_ablation --results results --out figures/output
+
 # Benchmark-only install of the baseline libraries (imitation cannot share a resolver run with our stack):
 # imitation 1.0.1 pins gymnasium~=0.29 / stable-baselines3~=2.2.1, so it goes in with --no-deps on top of the
 # `baselines` extra; `pip check` then reports those pins and imitation's unused extras (benchmarks/README.md).

@@ -46,6 +46,7 @@ def test_outputs_round_trip(tmp_path, demonstrations_file):
     assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["outer_steps"] == 3 and "transfer_normalized_return" in summary
+    assert 0 <= summary["epic_distance"] <= 1  # the learned reward's EPIC distance to CartPole's true reward
     recorded = json.loads((tmp_path / "config.json").read_text())
     assert recorded["config"]["env_id"] == "CartPole-v1" and "git_commit" in json.dumps(recorded)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -139,10 +140,28 @@ def test_the_ablation_cell_runs_through_the_sweep_machinery_config(tmp_path, dem
 
     spec = load_spec("sweeps/irl_ablation.json")
     trials = expand(spec)  # every grid point's config validates before anything runs
-    assert len(trials) == 3 * 2 * 2 * len(spec.seeds)
+    assert len(trials) == 2 * 3 * 2 * 2 * len(spec.seeds)
     config = irl_ablation.CONFIG.from_dict({**irl_ablation.SCALES["tiny"], "reward_structure": "multi_aspect",
                                             "demonstrations_file": demonstrations_file})
     path = irl_ablation.run("tiny", tmp_path, seed=0, progress=False, config=config)
     record = json.loads(path.read_text())
     assert record["config"]["reward_structure"] == "multi_aspect" and len(record["curve"]) == 3
     assert (tmp_path / "run" / "reward.safetensors").exists()
+
+
+def test_the_ablation_figure_draws_every_grid_point_of_the_sweep_summary(tmp_path):
+    from figures import irl_ablation as figure
+    from irl_bilevel.statistics import iqm_with_ci
+    from irlb.sweep import expand, load_spec
+
+    spec = load_spec("sweeps/irl_ablation.json")
+    trials = expand(spec)
+    points = {}
+    for i, trial in enumerate(trials):  # the shape of irlb.sweep.summarize's sweep.json, synthetic metric values
+        points.setdefault(json.dumps(trial.point, sort_keys=True), []).append(0.5 + 0.01 * i)
+    summary = {"experiment": spec.experiment, "scale": spec.scale, "spec": spec.to_dict(), "provenance": {},
+               "trials": [{"point": t.point, "seed": t.seed} for t in trials],
+               "grid_points": [{"point": json.loads(p), "values": v, **iqm_with_ci(v)} for p, v in points.items()]}
+    (tmp_path / "irl_ablation_sweep.json").write_text(json.dumps(summary))
+    paths = figure.plot(tmp_path, tmp_path / "figures")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)

@@ -21,8 +21,10 @@ from typing import Any, Literal
 
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.validation import ValidationError
 
 NAME = "irl_ablation"
+HYPERGRADIENTS = ("maxent", "penalty", "zeroth_order")
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,10 @@ class IRLAblationConfig(ExperimentConfig):
     """One ablation cell (see :class:`classic_rl.gym_irl.GymIRLConfig` for the meaning of each setting)."""
 
     env_id: str  # gymnasium testbed
-    hypergradient: Literal["maxent", "zeroth_order"]  # the outer gradient estimator
-    hypergradient_options: dict[str, Any]  # e.g. zeroth_order's num_samples and sigma
+    hypergradient: Literal["maxent", "penalty", "zeroth_order"]  # the outer gradient estimator
+    # Per method, the options of that method only (a sweep over methods carries every method's options):
+    # e.g. {"penalty": {"upper_steps": 5}, "zeroth_order": {"num_samples": 4}}.
+    hypergradient_options: dict[str, dict[str, Any]]
     reward_structure: Literal["scalar", "multi_aspect", "shaped"]
     env_steps_per_outer_step: int  # inner PPO budget per outer step (= PPO's rollout length here)
     num_demonstrations: int
@@ -43,7 +47,11 @@ class IRLAblationConfig(ExperimentConfig):
     demonstrations_file: str | None = None  # .npz demonstrations (default: roll out the cached SB3 expert)
 
 
-_COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "hypergradient": "maxent", "hypergradient_options": {},
+# The penalty method's upper policy takes upper_steps × upper_rollout_steps env steps per outer step beyond the
+# inner loop's; its defaults (50 × 512) would be 50× the quick inner budget of 512, so the ablation runs it with
+# 5 × 256 (2.5×; the extra steps are counted in the cell's env_steps).
+_COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "hypergradient": "maxent",
+                           "hypergradient_options": {"penalty": {"upper_steps": 5, "upper_rollout_steps": 256}},
                            "reward_structure": "scalar", "hidden_sizes": [64, 64]}
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "env_steps_per_outer_step": 128, "num_demonstrations": 2, "env_step_budget": 512,
@@ -62,10 +70,14 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
 
     settings = scale_settings(IRLAblationConfig, SCALES, scale, NAME, config)
+    unknown = sorted(set(settings["hypergradient_options"]) - set(HYPERGRADIENTS))
+    if unknown:
+        raise ValidationError(f"hypergradient_options: {unknown[0]!r} is not a hypergradient method; expected keys "
+                              f"among {list(HYPERGRADIENTS)}")
     steps = settings["env_steps_per_outer_step"]
     run_config = GymIRLConfig(
         env_id=settings["env_id"], hypergradient=settings["hypergradient"],
-        hypergradient_options=dict(settings["hypergradient_options"]),
+        hypergradient_options=dict(settings["hypergradient_options"].get(settings["hypergradient"], {})),
         reward_structure=settings["reward_structure"], hyperparameters={"n_steps": steps},
         env_steps_per_outer_step=steps, num_demonstrations=settings["num_demonstrations"],
         outer_steps=max(1, settings["env_step_budget"] // steps - 1), hidden_sizes=list(settings["hidden_sizes"]),
@@ -80,6 +92,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
               "best_normalized_return": max(row["normalized_return"] for row in evaluated),
               "env_steps_to_0.9": summary["env_steps_to_0.9"],
               "transfer_normalized_return": summary.get("transfer_normalized_return"),
+              "env_steps": summary["env_steps"],  # inner steps plus the penalty method's upper-policy steps
               "curve": [[row["env_steps"], row["normalized_return"]] for row in evaluated]}
     path = results_dir / f"{NAME}.json"
     write_json(path, record)
