@@ -445,32 +445,11 @@ def _reference_chunks(policy, batch, chunk_size: int) -> tuple[torch.Tensor, int
 
 def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
                   needs_reference: bool):
-    """The per-step function ``rows -> LossOutput`` of a paired loss, with reference log-probs precomputed."""
-    size = len(dataset)
-    passes = 0
-    reference: torch.Tensor | None = None  # [2P]: chosen then rejected
-    if needs_reference:
-        full = collate_completions(dataset.prompt_ids + dataset.prompt_ids, dataset.chosen_ids + dataset.rejected_ids,
-                                   pad_token_id)
-        reference, passes = _reference_chunks(policy, full, config.chunk_size)
-
-    def step(rows: torch.Tensor):
-        index = rows.tolist()
-        prompts = [dataset.prompt_ids[i] for i in index]
-        completions = [dataset.chosen_ids[i] for i in index] + [dataset.rejected_ids[i] for i in index]
-        batch = collate_completions(prompts + prompts, completions, pad_token_id)
-        summed, counts = batch_logprobs(policy, batch)
-        pairs = len(index)
-        ref_chosen = ref_rejected = None
-        if reference is not None:
-            ref_chosen = reference[rows].to(summed.device)
-            ref_rejected = reference[rows + size].to(summed.device)
-        preference = PreferenceBatch(summed[:pairs], summed[pairs:], ref_chosen, ref_rejected, counts[:pairs],
-                                     counts[pairs:])
-        extras = {name: tensor[rows].to(summed.device) for name, tensor in dataset.extras.items()}
-        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **extras)
-
-    return step, passes
+    """The per-step function ``rows -> LossOutput`` of a paired loss, with reference log-probs precomputed: each
+    pair is a pair of one-step episodes (:func:`_episode_steps`), its extras sliced with the minibatch."""
+    episodes = EpisodePreferenceDataset([[(p, c)] for p, c in zip(dataset.prompt_ids, dataset.chosen_ids)],
+                                        [[(p, r)] for p, r in zip(dataset.prompt_ids, dataset.rejected_ids)])
+    return _episode_steps(policy, episodes, pad_token_id, config, needs_reference, dataset.extras)
 
 
 def _episode_batch(episodes: list[list[tuple[list[int], list[int]]]], pad_token_id: int
@@ -486,8 +465,9 @@ def _per_episode(values: torch.Tensor, owner: torch.Tensor, count: int) -> torch
 
 
 def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
-                   needs_reference: bool):
-    """The per-step function of a paired loss on episode pairs: log-probs and token counts summed per episode."""
+                   needs_reference: bool, extras: dict[str, torch.Tensor] | None = None):
+    """The per-step function ``rows -> LossOutput`` of a paired loss on episode pairs: log-probs and token counts
+    summed per episode, reference log-probs computed once; ``extras [P, ...]`` go to the loss, sliced by pair."""
     size = len(dataset)
     passes = 0
     reference: torch.Tensor | None = None  # [2P]: chosen episodes, then rejected
@@ -509,7 +489,8 @@ def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int,
             ref_rejected = reference[rows + size].to(summed.device)
         preference = PreferenceBatch(summed[:pairs], summed[pairs:], ref_chosen, ref_rejected, counts[:pairs],
                                      counts[pairs:])
-        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params)
+        sliced = {name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()}
+        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **sliced)
 
     return step, passes
 
