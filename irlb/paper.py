@@ -1125,36 +1125,12 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
     return tables
 
 
-def irl_ablation_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """The IRL ablation sweep's summary (``irlb sweep`` → ``sweep.json``): trial count, seeds, per hypergradient and
-    inner budget the mean of the settings' IQMs, and each method's best setting."""
-    spec, points = data["spec"], data["grid_points"]
-    macros.number(["abl trials"], len(data["trials"]))
-    macros.number(["abl seeds"], len(spec["seeds"]))
-    macros.text(["abl env"], str(spec.get("overrides", {}).get("env_id", "CartPole-v1")))
-    macros.number(["abl trial minutes"], round(sum(float(t["seconds"] or 0.0) for t in data["trials"]) / 60.0))
-    for method in spec["grid"].get("hypergradient", []):
-        mine = [p for p in points if p["point"].get("hypergradient") == method and p["values"]]
-        for steps in spec["grid"].get("env_steps_per_outer_step", []):
-            values = [float(p["iqm"]) for p in mine if p["point"].get("env_steps_per_outer_step") == steps]
-            if values:
-                macros.fixed(["abl", method, "steps", str(steps), "mean"], sum(values) / len(values))
-        if mine:
-            best = max(mine, key=lambda p: float(p["iqm"]))
-            macros.fixed(["abl", method, "best"], float(best["iqm"]))
-            setting = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in best["point"].items()
-                                if key != "hypergradient").replace("num demonstrations", "demonstrations")
-            macros.text(["abl", method, "best setting"], escape(setting))
-    return {}
-
-
 # --------------------------------------------------------------------------------------------------------------
 
 Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
 RESULT_HANDLERS: dict[str, Handler] = {
     "agentic_shaping": agentic_shaping,
     "agentic_reward_learning": agentic_reward_learning,
-    "irl_ablation_sweep": irl_ablation_sweep,
     "reward_recovery": reward_recovery,
     "hypergradient_accuracy": hypergradient_accuracy,
     "loss_sweep": loss_sweep,

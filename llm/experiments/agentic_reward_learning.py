@@ -124,7 +124,7 @@ _COMMON: dict[str, Any] = {
     "dpo_learning_rate": 3e-4,
 }
 SCALES: dict[str, dict[str, Any]] = {
-    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "envs": ["steppath"], "seeds": 2,
+    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "seeds": 2,
              "lora_r": 2, "lora_alpha": 4.0, "starts_per_update": 2, "episodes_per_start": 2,
              "learning_rate": 1e-2, "max_new_tokens": 3, "outer_steps": 1, "outer_lr": 0.1,
              "irl_updates_per_solve": 1, "transfer_updates": 1, "with_true_reward": False,
