@@ -88,6 +88,10 @@ class PreferenceLikelihood:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def has_feedback(self) -> bool:
+        """Whether a decided label exists (the bilevel solver takes no outer step before one does)."""
+        return len(self) > 0
+
     def add(self, first: Transitions, second: Transitions, labels: torch.Tensor,
             skipped: torch.Tensor | None = None) -> int:
         """Add ``N`` labelled queries (``first``/``second``: ``N·T`` rows each; ``labels [N]`` in {0, 0.5, 1};

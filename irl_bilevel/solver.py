@@ -34,8 +34,10 @@ OPTIMIZERS = ("adam", "sgd", "lbfgs")
 class OuterConfig:
     """Outer-loop settings.
 
-    ``grad_tol``: stop once ``‖dL/dθ‖_∞`` falls below it. ``l2``: adds ``(l2 / 2) ‖θ‖²`` to the outer loss
-    (and ``l2 · θ`` to its gradient), which pins down reward directions the feedback does not determine.
+    ``grad_tol``: stop once ``‖dL/dθ‖_∞`` falls below it (not while the objective's data still grow: an objective
+    with ``refresh``). ``l2``: adds ``(l2 / 2) ‖θ‖²`` to the outer loss (and ``l2 · θ`` to its gradient), which pins
+    down reward directions the feedback does not determine. An objective whose ``has_feedback()`` is False gets no
+    outer step (θ stays) until it is True.
     """
 
     steps: int = 200
@@ -204,6 +206,12 @@ class BilevelSolver:
                 loss += 0.5 * l2 * float(parameter.detach().pow(2).sum())
         return loss
 
+    def _has_feedback(self) -> bool:
+        """False only for an objective that says it holds no feedback yet (``has_feedback()``, e.g. an online
+        preference likelihood before its first decided label)."""
+        has_feedback = getattr(self.problem.objective, "has_feedback", None)
+        return True if has_feedback is None else bool(has_feedback())
+
     def _gradient_norm(self) -> float:
         norms = [float(p.grad.abs().max()) for p in self.problem.parameters if p.grad is not None]
         return max(norms, default=0.0)
@@ -228,13 +236,16 @@ class BilevelSolver:
                 begin(self.problem)
                 self._last_evaluation = None
             before = self._flat_parameters()
-            if isinstance(self.optimizer, torch.optim.LBFGS):
+            # Without feedback yet (an online query loop whose queries so far all tied or were postponed) the outer
+            # loss is only the l2 term, and fitting it would shrink θ to 0, where a tanh MLP has no gradient left
+            # for the first labels: θ waits for feedback instead.
+            if self._has_feedback() and isinstance(self.optimizer, torch.optim.LBFGS):
                 self.optimizer.step(self._evaluate)
                 if torch.equal(before, self._flat_parameters()):
                     # A failed line search leaves θ and L-BFGS's memory as they were, so every later step
                     # would fail the same way: restart from steepest descent.
                     self.optimizer.state.clear()
-            else:
+            elif self._has_feedback():
                 self._evaluate()
                 self.optimizer.step()
             # Log the loss and gradient at the new parameters (the next step starts from this evaluation; a
@@ -251,9 +262,12 @@ class BilevelSolver:
             if self.metrics is not None:
                 row.update(self.metrics())
             self.history.append(row)
-            self.converged = gradient_norm <= self.config.grad_tol or bool(
-                self.stop_when and self.stop_when(row)
+            # A zero gradient is not convergence while the data still grow (an objective with refresh: the
+            # next outer step may bring the first labels).
+            stationary = gradient_norm <= self.config.grad_tol and not callable(
+                getattr(self.problem.objective, "refresh", None)
             )
+            self.converged = stationary or bool(self.stop_when and self.stop_when(row))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}", grad=f"{gradient_norm:.2e}")
             if self.step % self.config.checkpoint_every == 0 or self.converged:

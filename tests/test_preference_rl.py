@@ -305,6 +305,38 @@ def test_every_step_refresh_solves_once_per_outer_step_under_lbfgs():
         DirectHypergradient(refresh="sometimes")  # type: ignore[arg-type]
 
 
+def test_no_outer_step_before_the_first_label_and_no_stop_on_its_zero_gradient():
+    """An online query loop whose first sessions bring no decided label: θ stays where it was (the l2 term alone
+    would shrink an MLP reward to 0, where tanh leaves no gradient for the labels), the zero gradient does not
+    end the run, and the first labels are fitted from the initial θ."""
+    from irl_bilevel.solver import BilevelSolver, OuterConfig
+
+    class LateLabels(PreferenceLikelihood):
+        zero_when_empty = True
+        refreshes = 0
+
+        def refresh(self, inner, reward_model) -> None:
+            self.refreshes += 1
+            if self.refreshes == 3:  # the third session is the first with a decided label
+                self.add(*_random_segments(6, 4, seed=4))
+
+    torch.manual_seed(0)
+    reward = MLPReward(5, [4], uses_actions=True)
+    initial = torch.cat([p.detach().reshape(-1).clone() for p in reward.parameters()])
+    objective = LateLabels(reward, 4)
+    parameters: list[torch.Tensor] = []
+    solver = BilevelSolver(BilevelProblem(reward, _NoInner(), objective), DirectHypergradient(refresh="every_step"),
+                           OuterConfig(steps=4, optimizer="lbfgs", l2=1.0, lbfgs_iterations_per_step=5),
+                           metrics=lambda: parameters.append(torch.cat([p.detach().reshape(-1).clone()
+                                                                        for p in reward.parameters()])) or {},
+                           progress=False)
+    result = solver.run(resume=False)
+    assert result.steps == 4 and objective.refreshes == 4
+    assert torch.equal(parameters[0], initial) and torch.equal(parameters[1], initial)  # no label: no step
+    assert not torch.equal(parameters[2], initial)  # the first labels move θ
+    assert float(parameters[2].abs().max()) > 1e-3  # from the initial θ, not from a collapsed 0
+
+
 def test_cli_runs_and_reports_bad_settings(tmp_path, monkeypatch, capsys):
     import classic_rl.preference_rl as preference_rl
     from irlb.main import main
