@@ -300,7 +300,8 @@ def _search(run: _Run, reward: RewardModel) -> dict[str, Any]:
     num_states, num_actions = export.mdp.num_states, len(export.actions)
     states, actions = step_inputs(export, [s for s in range(num_states) for _ in range(num_actions)],
                                   list(range(num_actions)) * num_states)
-    dtype = next(iter(reward.parameters()), next(iter(reward.buffers()))).dtype
+    tensors = [*reward.parameters(), *reward.buffers()]  # a frozen AspectTableReward keeps its scales as a buffer
+    dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
     with torch.no_grad():
         table = reward(Transitions(states.to(dtype), actions.to(dtype))).total.reshape(num_states, num_actions)
     values = table.double().tolist()
