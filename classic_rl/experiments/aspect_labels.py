@@ -7,7 +7,7 @@ Setting (ObjectWorld, ``classic_rl.testbeds.objectworld``, Levine et al. 2011; o
   the nearest object of outer colour 0 and of colour 1 (``1 − d/size``); the **true reward** is the fixed
   aggregate ``r(s) = Σ_k w_k a_k(s)`` with ``w`` = ``aspect_weights``;
 * behaviour and items: soft-optimal policies of ``r`` at several temperatures plus the uniform policy, segments of
-  ``segment_length`` steps (``feedback_consistency._episodes``/``_segments``); a pool of ``num_items`` segments;
+  ``segment_length`` steps (:mod:`classic_rl.segment_pools`); a pool of ``num_items`` segments;
   queries are random pairs of distinct items; budgets are nested (the first ``n`` of ``max(budgets)`` queries);
 * labellers (``irl_bilevel.teachers.Teacher`` with ``aspect_weights = w, per_aspect = True``, so one call gives
   the scalar label of the aggregated return ``Σ_t r(s_t)`` and one label per aspect, each with its own noise
@@ -61,7 +61,7 @@ import torch
 from tqdm.auto import tqdm
 
 from classic_rl.experiments import default_dtype
-from classic_rl.experiments.feedback_consistency import _episodes, _random_pairs, _segments
+from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.feedback import Trajectories
@@ -248,15 +248,15 @@ def _one_seed(config: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], 
     assert mdp.true_reward is not None
     features = mdp.features
     expert = soft_value_iteration(mdp, mdp.true_reward, config["planning_temperature"]).log_policy
-    episodes = _episodes(mdp, config, generator)
-    items = _segments(episodes, config["num_items"], config["segment_length"], generator)
+    episodes = behaviour_episodes(mdp, config, generator)
+    items = random_segments(episodes, config["num_items"], config["segment_length"], generator)
     largest = max(config["budgets"])
-    first_index, second_index = _random_pairs(config["num_items"], largest, generator)
+    first_index, second_index = random_pairs(config["num_items"], largest, generator)
     first, second = items.subset(first_index), items.subset(second_index)
     sum_first, sum_second = _summed_features(first, features), _summed_features(second, features)
 
-    test_items = _segments(episodes, config["test_items"], config["segment_length"], generator)
-    t_first, t_second = _random_pairs(config["test_items"], config["test_queries"], generator)
+    test_items = random_segments(episodes, config["test_items"], config["segment_length"], generator)
+    t_first, t_second = random_pairs(config["test_items"], config["test_queries"], generator)
     counts = torch.nn.functional.one_hot(test_items.observations.long(), mdp.num_states).sum(dim=1).to(features.dtype)
     test_truth = Teacher("truth").label_segments(test_items.subset(t_first), test_items.subset(t_second),
                                                  tabular_reward_function(mdp.true_reward)).labels

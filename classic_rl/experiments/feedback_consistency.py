@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from classic_rl.experiments import default_dtype
+from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel import agreement
 from irl_bilevel.config import ExperimentConfig, scale_settings
@@ -45,8 +46,6 @@ from irl_bilevel.losses import RankingBatch, preference_loss
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.rewards import LinearReward
 from irl_bilevel.runs import provenance, write_json
-from irl_bilevel.sampling import sample_trajectories
-from irl_bilevel.tabular import soft_value_iteration
 from irl_bilevel.teachers import (
     RewardModelEvaluator,
     Teacher,
@@ -97,25 +96,6 @@ CONFIG = FeedbackConsistencyConfig  # the typed settings; every SCALES entry val
 ASPECTS = ("task", "near_colour_0", "near_colour_1")
 
 
-def _episodes(mdp, config: dict[str, Any], generator: torch.Generator) -> Trajectories:
-    policies = [soft_value_iteration(mdp, mdp.true_reward, temperature=t).log_policy for t in config["temperatures"]]
-    policies.append(torch.full((mdp.num_states, mdp.num_actions), -float(np.log(mdp.num_actions))))
-    parts = [sample_trajectories(mdp, p, config["episodes_per_policy"], config["episode_length"], generator)
-             for p in policies]
-    return Trajectories(torch.cat([p.observations for p in parts]), torch.cat([p.actions for p in parts]),
-                        torch.cat([p.lengths for p in parts]), mdp.num_states, mdp.num_actions)
-
-
-def _segments(episodes: Trajectories, count: int, length: int, generator: torch.Generator) -> Trajectories:
-    which = torch.randint(len(episodes), (count,), generator=generator)
-    offset = torch.randint(episodes.observations.shape[1] - length + 1, (count,), generator=generator)
-    steps = offset[:, None] + torch.arange(length)[None, :]
-    observations = episodes.observations[which[:, None], steps]
-    actions = episodes.actions[which[:, None], steps]
-    return Trajectories(observations, actions, torch.full((count,), length), episodes.num_states,
-                        episodes.num_actions)
-
-
 def _all_pairs(num_items: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = torch.tensor(list(itertools.combinations(range(num_items), 2)))
     pairs = pairs[torch.randperm(len(pairs), generator=generator)]
@@ -123,12 +103,6 @@ def _all_pairs(num_items: int, generator: torch.Generator) -> tuple[torch.Tensor
     first = torch.where(swap, pairs[:, 1], pairs[:, 0])
     second = torch.where(swap, pairs[:, 0], pairs[:, 1])
     return first, second
-
-
-def _random_pairs(num_items: int, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    first = torch.randint(num_items, (count,), generator=generator)
-    shift = torch.randint(1, num_items, (count,), generator=generator)
-    return first, (first + shift) % num_items
 
 
 def _fit_ai_evaluator(mdp, items: Trajectories, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor,
@@ -194,14 +168,14 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         true_reward = mdp.true_reward
         aspect_table = torch.stack([true_reward, 1 - distances[:, 0] / config["grid_size"],
                                     1 - distances[:, 1] / config["grid_size"]], dim=1)
-        episodes = _episodes(mdp, config, generator)
+        episodes = behaviour_episodes(mdp, config, generator)
         reward_fn = tabular_reward_function(true_reward)
         mean_return = float(reward_fn(episodes).sum(dim=1).mean())
         margin = threshold_margin(mean_return, config["segment_length"], config["episode_length"])
 
         # the AI evaluator, fitted on oracle labels of a separate query set over a disjoint item pool
-        train_items = _segments(episodes, config["train_items"], config["segment_length"], generator)
-        t_first, t_second = _random_pairs(config["train_items"], config["train_queries"], generator)
+        train_items = random_segments(episodes, config["train_items"], config["segment_length"], generator)
+        t_first, t_second = random_pairs(config["train_items"], config["train_queries"], generator)
         train_returns = reward_fn(train_items).sum(dim=1)
         train_labels = Teacher.oracle().label(train_returns[t_first, None], train_returns[t_second, None]).labels
         ensemble, train_losses = _fit_ai_evaluator(mdp, train_items, t_first, t_second, train_labels, config,
@@ -209,7 +183,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         evaluator = RewardModelEvaluator(ensemble, tabular_transitions(mdp.features), name="reward_model")
 
         # the evaluation queries: every pair of a fresh item pool
-        items = _segments(episodes, config["num_items"], config["segment_length"], generator)
+        items = random_segments(episodes, config["num_items"], config["segment_length"], generator)
         first_index, second_index = _all_pairs(config["num_items"], generator)
         first, second = items.subset(first_index), items.subset(second_index)
         true_returns = reward_fn(items).sum(dim=1)
