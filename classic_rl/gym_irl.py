@@ -46,7 +46,7 @@ from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
-from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions
+from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import provenance, write_json
@@ -218,13 +218,12 @@ def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, objective: Sa
     generator = torch.Generator().manual_seed(config.seed)
 
     def subsample(batch: Transitions) -> Transitions:
-        rows = torch.randperm(len(batch), generator=generator)[:EPIC_ROWS_PER_SOURCE].sort().values
+        part = batch.select(sample_rows(len(batch), EPIC_ROWS_PER_SOURCE, generator))
 
-        def take(value: torch.Tensor | None) -> torch.Tensor | None:  # float64: the expert's rows are float32
-            return None if value is None else value[rows].to(torch.float64)
+        def wide(value: torch.Tensor | None) -> torch.Tensor | None:  # float64: the expert's rows are float32
+            return None if value is None else value.to(torch.float64)
 
-        return Transitions(batch.states[rows].to(torch.float64), take(batch.actions), take(batch.next_states),
-                           None if batch.dones is None else batch.dones[rows])
+        return Transitions(part.states.to(torch.float64), wide(part.actions), wide(part.next_states), part.dones)
 
     try:
         learner = inner.learner_transitions()[0]

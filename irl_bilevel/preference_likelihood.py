@@ -115,7 +115,7 @@ class PreferenceLikelihood:
             keep &= labels != 0.5
         rows = keep.repeat_interleave(self.segment_length)
         swap = (labels == 0)[keep] if not self.takes_labels else None
-        kept_first, kept_second = _select(first, rows), _select(second, rows)
+        kept_first, kept_second = first.select(rows), second.select(rows)
         kept_labels = labels[keep]
         if swap is not None and bool(swap.any()):
             # Chosen first for losses that read "column 0 is chosen".
@@ -173,13 +173,6 @@ class PreferenceLikelihood:
     def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
         raise ValidationError("objective: the preference likelihood has no expert term; use the 'direct' "
                               "hypergradient")
-
-
-def _select(batch: Transitions, rows: torch.Tensor) -> Transitions:
-    def pick(value: torch.Tensor | None) -> torch.Tensor | None:
-        return None if value is None else value[rows]
-
-    return Transitions(batch.states[rows], pick(batch.actions), pick(batch.next_states), pick(batch.dones))
 
 
 def _swap(first: Transitions, second: Transitions, rows: torch.Tensor) -> tuple[Transitions, Transitions]:

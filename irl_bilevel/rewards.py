@@ -44,6 +44,14 @@ class Transitions:
     def __len__(self) -> int:
         return int(self.states.shape[0])
 
+    def select(self, rows: torch.Tensor) -> Transitions:
+        """The rows ``rows`` (indices or a boolean mask ``[B]``) of every field present."""
+
+        def pick(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value[rows]
+
+        return Transitions(self.states[rows], pick(self.actions), pick(self.next_states), pick(self.dones))
+
 
 @dataclass
 class RewardOutput:

@@ -325,8 +325,7 @@ class LoRAInnerSolver:
         batch, weights, _ = self.episode_transitions(episodes)
         if num_samples is not None:
             rows = sample_rows(len(batch), num_samples, generator)
-            batch = Transitions(batch.states[rows], batch.actions[rows], batch.next_states[rows], batch.dones[rows])
-            weights = weights[rows]
+            batch, weights = batch.select(rows), weights[rows]
         return weighted_reward_mean(reward_model, batch, weights)
 
     def log_partition(self) -> float | None:
