@@ -239,15 +239,16 @@ class BilevelSolver:
             # Without feedback yet (an online query loop whose queries so far all tied or were postponed) the outer
             # loss is only the l2 term, and fitting it would shrink θ to 0, where a tanh MLP has no gradient left
             # for the first labels: θ waits for feedback instead.
-            if self._has_feedback() and isinstance(self.optimizer, torch.optim.LBFGS):
-                self.optimizer.step(self._evaluate)
-                if torch.equal(before, self._flat_parameters()):
-                    # A failed line search leaves θ and L-BFGS's memory as they were, so every later step
-                    # would fail the same way: restart from steepest descent.
-                    self.optimizer.state.clear()
-            elif self._has_feedback():
-                self._evaluate()
-                self.optimizer.step()
+            if self._has_feedback():
+                if isinstance(self.optimizer, torch.optim.LBFGS):
+                    self.optimizer.step(self._evaluate)
+                    if torch.equal(before, self._flat_parameters()):
+                        # A failed line search leaves θ and L-BFGS's memory as they were, so every later step
+                        # would fail the same way: restart from steepest descent.
+                        self.optimizer.state.clear()
+                else:
+                    self._evaluate()
+                    self.optimizer.step()
             # Log the loss and gradient at the new parameters (the next step starts from this evaluation; a
             # method whose inner learner advances with every call computes it afresh even if θ did not move).
             loss = self._evaluate(fresh=self.method.fresh_each_step)
