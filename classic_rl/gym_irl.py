@@ -217,13 +217,8 @@ def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, objective: Sa
         return None
     generator = torch.Generator().manual_seed(config.seed)
 
-    def subsample(batch: Transitions) -> Transitions:
-        part = batch.select(sample_rows(len(batch), EPIC_ROWS_PER_SOURCE, generator))
-
-        def wide(value: torch.Tensor | None) -> torch.Tensor | None:  # float64: the expert's rows are float32
-            return None if value is None else value.to(torch.float64)
-
-        return Transitions(part.states.to(torch.float64), wide(part.actions), wide(part.next_states), part.dones)
+    def subsample(batch: Transitions) -> Transitions:  # float64: the expert's rows are float32
+        return batch.select(sample_rows(len(batch), EPIC_ROWS_PER_SOURCE, generator)).to(torch.float64)
 
     try:
         learner = inner.learner_transitions()[0]

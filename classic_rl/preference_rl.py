@@ -388,9 +388,7 @@ def member_segment_returns(model: RewardModel | RewardEnsemble, segments: Learne
         out = []
         for member in members:
             dtype = next(iter(member.parameters())).dtype
-            cast = Transitions(batch.states.to(dtype), None if batch.actions is None else batch.actions.to(dtype),
-                               None if batch.next_states is None else batch.next_states.to(dtype), batch.dones)
-            out.append(member(cast).total.reshape(len(index), segments.length).sum(dim=1).double())
+            out.append(member(batch.to(dtype)).total.reshape(len(index), segments.length).sum(dim=1).double())
     return torch.stack(out)
 
 
@@ -427,10 +425,7 @@ class AbsorbingAnchoredReward(RewardModel):
     def forward(self, batch: Transitions) -> RewardOutput:
         output = self.base(batch)
         dtype = output.total.dtype
-        reference = Transitions(self.absorbing.states.to(dtype), None if self.absorbing.actions is None else
-                                self.absorbing.actions.to(dtype), self.absorbing.next_states.to(dtype) if
-                                self.absorbing.next_states is not None else None, self.absorbing.dones)
-        anchor = self.base(reference)
+        anchor = self.base(self.absorbing.to(dtype))
         return RewardOutput(output.aspects - anchor.aspects, output.total - anchor.total, output.aspect_names)
 
 

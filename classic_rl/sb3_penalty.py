@@ -45,14 +45,8 @@ UPPER_POLICY_ALGORITHMS = ("ppo", "a2c", "sac")
 
 def row_rewards(reward_model: RewardModel, batch: Transitions) -> torch.Tensor:
     """``r_θ`` of every row of ``batch`` ``[B]`` (float64, no gradient), inputs cast to the model's dtype."""
-    dtype = _model_dtype(reward_model)
-
-    def cast(value: torch.Tensor | None) -> torch.Tensor | None:
-        return None if value is None else value.to(dtype)
-
     with torch.no_grad():
-        cast_batch = Transitions(batch.states.to(dtype), cast(batch.actions), cast(batch.next_states), batch.dones)
-        return reward_model(cast_batch).total.detach().to(torch.float64)
+        return reward_model(batch.to(_model_dtype(reward_model))).total.detach().to(torch.float64)
 
 
 def step_rewards(reward_model: RewardModel, batch: Transitions, terminated: torch.Tensor, discount: float,

@@ -169,11 +169,6 @@ class TrueReward:
         return torch.where(self.is_absorbing(states, actions), 0.0, reward)
 
 
-def true_reward(env_id: str, absorbing_indicator: bool = True) -> TrueReward:
-    """The true reward of ``env_id`` on reward-model inputs; a ValidationError naming the known envs otherwise."""
-    return TrueReward(env_id, absorbing_indicator)
-
-
 def uniform_actions(space: gym.Space, count: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` actions drawn uniformly from ``space`` in reward-model form: one-hot ``[count, n]`` for Discrete,
     uniform on ``[low, high]`` ``[count, act_dim]`` (float64) for a bounded Box."""
@@ -195,13 +190,8 @@ def as_reward_function(reward: RewardModel | RewardFunction) -> RewardFunction:
     dtype = torch.get_default_dtype() if parameter is None else parameter.dtype
 
     def function(batch: Transitions) -> torch.Tensor:
-        def cast(value: torch.Tensor | None) -> torch.Tensor | None:
-            return None if value is None else value.to(dtype)
-
-        states = batch.states.to(dtype)
         with torch.no_grad():
-            return reward(Transitions(states, cast(batch.actions), cast(batch.next_states), batch.dones)
-                          ).total.to(torch.float64)
+            return reward(batch.to(dtype)).total.to(torch.float64)
 
     return function
 
@@ -238,7 +228,6 @@ def reward_epic_distance(
             else torch.randint(count, (num_mean_samples,), generator=generator))
     mean_states = coverage.states[rows].to(torch.float64)
     mean_actions = uniform_actions(truth.action_space, num_mean_samples, generator)
-    coverage = Transitions(coverage.states.to(torch.float64), coverage.actions.to(torch.float64),
-                           coverage.next_states.to(torch.float64), coverage.dones)
+    coverage = coverage.to(torch.float64)
     return sample_epic_distance(as_reward_function(reward_model), truth, coverage, mean_states, mean_actions,
                                 discount)

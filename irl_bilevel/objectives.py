@@ -125,11 +125,7 @@ def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights:
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
 
-    def cast(value: torch.Tensor | None) -> torch.Tensor | None:
-        return None if value is None else value.to(dtype)
-
-    batch = Transitions(batch.states.to(dtype), cast(batch.actions), cast(batch.next_states), batch.dones)
-    total = reward_model(batch).total
+    total = reward_model(batch.to(dtype)).total
     weights = weights.to(total.dtype)
     return (weights * total).sum() / weights.sum()
 

@@ -136,9 +136,7 @@ class PreferenceLikelihood:
     def segment_returns(self, model: RewardModel, batch: Transitions) -> torch.Tensor:
         """``[N]`` learned returns ``Σ_t r_θ`` of the segments of ``batch`` (differentiable in ``θ``)."""
         dtype = next(iter(model.parameters())).dtype
-        cast = Transitions(batch.states.to(dtype), None if batch.actions is None else batch.actions.to(dtype),
-                           None if batch.next_states is None else batch.next_states.to(dtype), batch.dones)
-        return model(cast).total.reshape(-1, self.segment_length).sum(dim=1)
+        return model(batch.to(dtype)).total.reshape(-1, self.segment_length).sum(dim=1)
 
     def member_loss(self, model: RewardModel) -> torch.Tensor:
         """The mean pairwise loss of one reward model over the dataset."""

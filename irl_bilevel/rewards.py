@@ -52,6 +52,15 @@ class Transitions:
 
         return Transitions(self.states[rows], pick(self.actions), pick(self.next_states), pick(self.dones))
 
+    def to(self, dtype: torch.dtype) -> Transitions:
+        """The batch with ``states``, ``actions`` and ``next_states`` cast to ``dtype`` (e.g. a reward model's);
+        ``dones`` stay as they are."""
+
+        def cast(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value.to(dtype)
+
+        return Transitions(self.states.to(dtype), cast(self.actions), cast(self.next_states), self.dones)
+
 
 @dataclass
 class RewardOutput:

@@ -277,9 +277,7 @@ class LoRAInnerSolver:
         batch, weights, owners = self.episode_transitions(episodes)
         with torch.no_grad():
             dtype = next(iter(reward_model.parameters()), torch.empty(0, dtype=torch.float64)).dtype
-            cast = Transitions(batch.states.to(dtype), batch.actions.to(dtype), batch.next_states.to(dtype),
-                               batch.dones)
-            rewards = reward_model(cast).total.double()
+            rewards = reward_model(batch.to(dtype)).total.double()
         returns = torch.zeros(len(episodes), dtype=torch.float64).index_add_(0, owners, weights * rewards)
         prompt_ids = [ids for e in episodes for ids in e.prompt_ids]
         completion_ids = [ids for e in episodes for ids in e.completion_ids]

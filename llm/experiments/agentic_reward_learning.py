@@ -303,7 +303,7 @@ def _search(run: _Run, reward: RewardModel) -> dict[str, Any]:
     tensors = [*reward.parameters(), *reward.buffers()]  # a frozen AspectTableReward keeps its scales as a buffer
     dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
     with torch.no_grad():
-        table = reward(Transitions(states.to(dtype), actions.to(dtype))).total.reshape(num_states, num_actions)
+        table = reward(Transitions(states, actions).to(dtype)).total.reshape(num_states, num_actions)
     values = table.double().tolist()
 
     def step_reward(state: Any, action: Any) -> float:
