@@ -75,6 +75,7 @@ class GymIRLConfig:
     demonstrations_file: str | None = None  # .npz (see load_demonstrations); default: roll out the cached expert
     outer_steps: int = 30
     env_steps_per_outer_step: int = 2048
+    learner_solves: int = 1  # the learner expectation averages the last this many solves' samples (SB3InnerSolver)
     optimizer: str = "adam"
     lr: float = 1e-2
     l2: float = 0.0
@@ -95,7 +96,7 @@ class GymIRLConfig:
             gym.spec(self.env_id)
         except gym.error.Error as error:
             raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
-        for name in ("outer_steps", "env_steps_per_outer_step", "num_demonstrations", "eval_episodes",
+        for name in ("outer_steps", "env_steps_per_outer_step", "learner_solves", "num_demonstrations", "eval_episodes",
                      "eval_every", "n_envs", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
@@ -269,7 +270,8 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         return SB3InnerSolver(config.env_id, config.algorithm, budget, n_envs=config.n_envs,
                               hyperparameters=hyperparameters, seed=seed, termination="absorbing",
                               normalize_reward=config.normalize_reward,
-                              absorbing_indicator=config.absorbing_indicator, restart_episodes=True)
+                              absorbing_indicator=config.absorbing_indicator, restart_episodes=True,
+                              learner_solves=config.learner_solves)
 
     inner = make_inner(config.env_steps_per_outer_step, config.seed, output_dir / "tensorboard")
     spec = reward_spec(config, inner.env.obs_dim, inner.env.action_dim)

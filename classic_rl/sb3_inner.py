@@ -354,7 +354,11 @@ class SB3InnerSolver:
     (on-policy) or of ``train_freq`` (off-policy). ``learner_steps`` (default: one rollout on-policy, 1000
     steps off-policy) is how many of the latest stepped transitions ``learner_reward_expectation`` averages.
     ``learner_reward_expectation`` reads the recorded learner transitions (module docstring);
-    ``log_partition`` is None (unknown for a sampled policy).
+    ``log_partition`` is None (unknown for a sampled policy). ``learner_solves = k > 1`` keeps the records of the
+    last ``k`` solves (``k · learner_steps`` transitions): the learner term then averages over the mixture of the
+    ``k`` most recent policies, as GAIL/AIRL discriminators train on a replay of past generator samples, so the
+    reward keeps ranking the states the learner has just left below the expert's (not in checkpoints: a resumed
+    run starts with one solve's records).
 
     ``state_dict`` holds the policy's (and value network's) parameters, its optimizer's moments, the step and
     solve counts, the reward normalizer's statistics and numpy's global generator (SB3 shuffles minibatches with
@@ -380,6 +384,7 @@ class SB3InnerSolver:
         termination: str = "absorbing",
         normalize_reward: bool = False,
         learner_steps: int | None = None,
+        learner_solves: int = 1,
         absorbing_indicator: bool = False,
         restart_episodes: bool = False,
         add_env_reward: bool = False,
@@ -415,11 +420,14 @@ class SB3InnerSolver:
         record = learner_steps if learner_steps is not None else n_steps * n_envs
         if record < 1:
             raise ValidationError(f"learner_steps: expected at least 1, got {record}")
+        if learner_solves < 1:
+            raise ValidationError(f"learner_solves: expected at least 1, got {learner_solves}")
+        self.learner_solves = int(learner_solves)
         with float32_default():
             venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper_class)
             try:
-                self.env = LearnedRewardVecEnv(venv, discount, termination, normalize_reward, record,
-                                               absorbing_indicator, add_env_reward)
+                self.env = LearnedRewardVecEnv(venv, discount, termination, normalize_reward,
+                                               record * self.learner_solves, absorbing_indicator, add_env_reward)
             except ValidationError:
                 venv.close()
                 raise
@@ -461,7 +469,8 @@ class SB3InnerSolver:
 
     def solve(self, reward_model: RewardModel) -> None:
         self.env.set_reward_model(reward_model)
-        self.env.clear_records()
+        if self.learner_solves == 1:
+            self.env.clear_records()
         if self.algorithm in OFF_POLICY:
             self.relabel_replay_buffer()
         if self.restart_episodes:

@@ -183,6 +183,31 @@ def test_inner_solver_warm_starts_and_gives_a_differentiable_learner_expectation
     fresh.close()
 
 
+def test_learner_solves_keeps_the_samples_of_the_last_k_solves():
+    """learner_solves = k: the learner expectation averages the last k solves' transitions (a mixture of the recent
+    policies), one solve's by default."""
+    model = MLPReward(4, (8,))
+    inner = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0,
+                           learner_solves=3)
+    single = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0)
+    try:
+        kept = []
+        for solve in range(4):
+            inner.solve(model)
+            single.solve(model)
+            kept.append(inner.env.recorded()["states"][-64:].copy())
+            assert len(inner.env.recorded()["states"]) == 64 * min(solve + 1, 3)
+            assert len(single.env.recorded()["states"]) == 64
+        # the window is the last three solves, oldest first
+        np.testing.assert_array_equal(inner.env.recorded()["states"], np.concatenate(kept[1:]))
+        assert len(inner.learner_transitions()[0]) >= 3 * 64
+    finally:
+        inner.close()
+        single.close()
+    with pytest.raises(ValidationError, match="learner_solves"):
+        SB3InnerSolver("CartPole-v1", hyperparameters=TINY_PPO, learner_solves=0)
+
+
 def test_sample_objective_weights_and_absorbing_rows():
     demos = rollout_demonstrations(lambda observation: 0, "CartPole-v1", 2, seed=1)
     objective = SampleMaxEntObjective(demos, GAMMA)
