@@ -63,6 +63,17 @@ terminate (Pendulum-v1) it never asks, hence opt-in. With the option off the gen
 those of the code before it (CartPole-v1 and Pendulum-v1 runs, ``benchmarks/results/preferences_vs_imitation.json``).
 On Acrobot-v1 (``classic_rl.experiments.preference_feedback``, part ``harder``) it turns the ties into preferences
 but leaves the final returns unchanged: it fixes the query side only.
+
+Exploration before the first label (``exploration="state_entropy"``, off by default). Until the objective holds a
+decided label the learned reward is its random initialization, and the bilevel solver leaves it so (no outer step
+without feedback). On Acrobot-v1 the policy PPO trains on that reward pays living more than the absorbing goal
+state on most seeds, never reaches the goal, and with ``termination_queries`` no query is ever asked. PEBBLE (Lee,
+Smith, Abbeel 2021) trains the agent first on an intrinsic state-entropy reward (:mod:`irl_bilevel.exploration`):
+:class:`ExploringInnerSolver` does that for every solve before the first decided label (its reference states are
+the learner's last recorded ones), then trains on the learned reward. It reads no true reward and no teacher; it
+prefers states unlike the recent ones, and on Acrobot-v1 the swinging it learns reaches the goal within a few
+thousand steps. Not in the state of the run: the normalizer's running statistics (``normalize_reward``) include
+the exploration phase's rewards.
 """
 
 from __future__ import annotations
@@ -71,6 +82,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +94,7 @@ import torch
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
 from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
 from irl_bilevel.config import dataclass_from_sources
+from irl_bilevel.exploration import StateEntropyReward
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
 from irl_bilevel.objectives import absorbing_transitions
 from irl_bilevel.preference_likelihood import PAIRWISE_SCORE_LOSSES, PreferenceLikelihood
@@ -101,6 +114,7 @@ from irl_bilevel.teachers import Teacher, bpref_teachers
 from irl_bilevel.validation import ValidationError
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
+EXPLORATIONS = ("none", "state_entropy")
 TEACHERS = tuple(t.name for t in bpref_teachers())
 
 # Inner-loop defaults per env (SB3 constructor arguments): rl-zoo's settings with constant learning rates (a
@@ -122,7 +136,10 @@ class PreferenceRLConfig:
     from ``candidate_factor × k`` random candidate pairs. ``ensemble_size`` members (> 1 for disagreement-based
     selection). ``teacher``: one of B-Pref's six (``oracle``, ``stochastic``, ``mistake``, ``skip``, ``equal``,
     ``myopic``). ``termination_queries``: draw pairs that contain a termination and postpone a session whose
-    window holds none (module docstring; off by default).
+    window holds none (module docstring; off by default). ``exploration``: ``"state_entropy"`` trains the inner
+    solver on PEBBLE's state-entropy reward until the first decided label (:class:`ExploringInnerSolver`, module
+    docstring), with ``exploration_neighbours`` the ``k`` of its k-nearest-neighbour estimate; ``"none"`` (default)
+    trains on the learned reward from the start.
     """
 
     env_id: str = "CartPole-v1"
@@ -140,6 +157,8 @@ class PreferenceRLConfig:
     candidate_factor: int = 10
     selection: str = "disagreement"
     termination_queries: bool = False
+    exploration: str = "none"  # none | state_entropy (PEBBLE's unsupervised exploration until the first label)
+    exploration_neighbours: int = 5
     ensemble_size: int = 3
     teacher: str = "oracle"
     teacher_options: dict[str, Any] = field(default_factory=dict)
@@ -191,6 +210,10 @@ class PreferenceRLConfig:
             raise ValidationError(f"teacher: expected one of {TEACHERS}, got {self.teacher!r}")
         if self.loss not in PAIRWISE_SCORE_LOSSES:
             raise ValidationError(f"loss: expected one of {PAIRWISE_SCORE_LOSSES}, got {self.loss!r}")
+        if self.exploration not in EXPLORATIONS:
+            raise ValidationError(f"exploration: expected one of {EXPLORATIONS}, got {self.exploration!r}")
+        if self.exploration_neighbours < 1:
+            raise ValidationError(f"exploration_neighbours: expected at least 1, got {self.exploration_neighbours}")
         if not isinstance(self.termination_queries, bool):
             raise ValidationError(f"termination_queries: expected true or false, got {self.termination_queries!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -429,6 +452,47 @@ class AbsorbingAnchoredReward(RewardModel):
         return RewardOutput(output.aspects - anchor.aspects, output.total - anchor.total, output.aspect_names)
 
 
+class ExploringInnerSolver:
+    """An :class:`SB3InnerSolver` that trains on PEBBLE's state-entropy reward until the feedback says anything.
+
+    ``solve(reward_model)`` trains on ``reward_model`` once ``has_feedback()`` is True (the preference objective
+    holds a decided label); before that, on :class:`~irl_bilevel.exploration.StateEntropyReward` against the
+    reward-model inputs of the learner's last ``reference_size`` recorded states (PEBBLE's unsupervised
+    pre-training, Lee et al. 2021, run until the first label instead of for a fixed number of steps). The very first
+    solve, before any state has been recorded, trains on ``reward_model`` as without exploration. Everything else is
+    the wrapped solver's (attribute access is delegated), so the objective's ``refresh`` reads the same recorded
+    transitions. Why: before the first decided label the learned reward is its random initialization, and on a task
+    whose only informative event is rare (Acrobot-v1's goal) a policy trained on it may never produce that event,
+    so no query ever becomes informative (``results/preference_feedback.json``, part ``harder``).
+    """
+
+    def __init__(self, inner: SB3InnerSolver, has_feedback: Callable[[], bool], neighbours: int = 5,
+                 reference_size: int = 2048) -> None:
+        if reference_size <= neighbours:
+            raise ValidationError(f"reference_size: expected more than {neighbours} states, got {reference_size}")
+        self.inner, self.has_feedback, self.reference_size = inner, has_feedback, int(reference_size)
+        state_dim = inner.env.obs_dim + int(inner.env.absorbing_indicator)
+        self.exploration = StateEntropyReward(state_dim, neighbours, inner.env.absorbing_indicator)
+        self.states: np.ndarray | None = None  # the reference: raw observations of the last recorded steps
+        self.exploring_solves = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def solve(self, reward_model: RewardModel) -> None:
+        if self.has_feedback() or self.states is None:
+            self.inner.solve(reward_model)
+        else:
+            states = torch.from_numpy(self.states)
+            reference, _ = self.inner.env.reward_inputs(states, states, torch.zeros(len(states), dtype=torch.bool))
+            self.exploration.set_reference(reference)
+            self.inner.solve(self.exploration)
+            self.exploring_solves += 1
+        recorded = self.inner.env.recorded()["states"]
+        merged = recorded if self.states is None else np.concatenate([self.states, recorded])
+        self.states = merged[-self.reference_size:]
+
+
 # ---------------------------------------------------------------------- the outer objective
 class PreferenceRLObjective(PreferenceLikelihood):
     """The preference likelihood plus the query loop that grows its dataset (``refresh``, called by
@@ -605,13 +669,17 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     if config.absorbing_indicator:
         absorbing = absorbing_transitions(torch.zeros(1, inner.env.obs_dim), inner.env.action_dim, True)
         trained = AbsorbingAnchoredReward(reward, absorbing)
-    problem = BilevelProblem(trained, inner, objective)  # type: ignore[arg-type]
+    solving: SB3InnerSolver | ExploringInnerSolver = inner
+    if config.exploration == "state_entropy":
+        solving = ExploringInnerSolver(inner, objective.has_feedback, config.exploration_neighbours)
+    problem = BilevelProblem(trained, solving, objective)  # type: ignore[arg-type]
     steps_done = 0
 
     def metrics() -> dict[str, float]:
         nonlocal steps_done
         steps_done += 1
         row: dict[str, float] = {**objective.stats(), "env_steps": int(inner.model.num_timesteps),
+                                 "exploring_solves": getattr(solving, "exploring_solves", 0),
                                  "train_true_return": inner.recent_true_return()}
         if steps_done % config.eval_every == 0 or steps_done == config.outer_steps:
             value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
@@ -644,6 +712,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         "env_steps": final["env_steps"], "queries_used": objective.queries_used, "query_budget": config.query_budget,
         "queries_unasked": config.query_budget - objective.queries_used,
         "postponed_sessions": objective.postponed_sessions,
+        "exploring_solves": getattr(solving, "exploring_solves", 0),
         "labelled_pairs": len(objective), "ties": objective.ties, "skipped": objective.skipped,
         "label_agreement": final["label_agreement"], "expert_return": expert, "random_return": random,
         "final_loss": result.loss, "wall_s": time.perf_counter() - started,
