@@ -31,6 +31,14 @@ Protocol (see benchmarks/README.md, "IRL on gymnasium testbeds"):
   ``SB3InnerSolver`` with our conventions (absorbing state, running-RMS scale); AIRL: ``reward_test`` (the
   unshaped reward net); GAIL: its discriminator reward (``reward_test`` = ``reward_train``), each through
   imitation's ``RewardVecEnvWrapper`` with ``predict_processed``, as imitation's documentation does.
+* **Reward quality (EPIC).** The learned reward's sample-based EPIC distance to the env's true reward
+  (:func:`classic_rl.true_rewards.reward_epic_distance`, Gleave et al. 2021; 0 = equal up to shaping and scale,
+  1 = opposite) on one coverage set for every method and seed of a testbed (:func:`epic_coverage`): ``EPIC_ROWS``
+  transitions each of the expert's demonstrations and of ``EPIC_RANDOM_EPISODES`` uniformly random episodes, in our
+  featurization (DAC's absorbing state after terminations), ``EPIC_MEAN_SAMPLES`` mean samples, seeds fixed. Ours:
+  the saved reward model (its learned absorbing value included); AIRL: ``reward_test``; GAIL: its discriminator
+  reward; theirs pay 0 in the absorbing state (their rewards end with the episode). A method-independent coverage
+  (rather than each method's own learner samples) compares every reward on the same transitions.
 * **BC** (floor): ``imitation.algorithms.bc.BC`` with its defaults for ``BC_EPOCHS`` epochs on the same
   demonstrations; no env steps.
 * **Time.** ``time.perf_counter`` around training (ours: ``BilevelSolver.run`` inside ``run_gym_irl``; theirs:
@@ -80,6 +88,9 @@ EVAL_SEED = 10_000
 RANDOM_EPISODES = 100
 TRANSFER_SEED_OFFSET = 100
 BC_EPOCHS = 20
+EPIC_ROWS = 1000  # coverage rows drawn from the expert's transitions and from the random policy's, each
+EPIC_RANDOM_EPISODES = 10
+EPIC_MEAN_SAMPLES = 200
 
 # One PPO dict per testbed, shared by our inner solver, AIRL's and GAIL's generators and every transfer run.
 # CartPole, Acrobot, MountainCar: SB3's PPO defaults (batch 64, 10 epochs, lr 3e-4) with γ 0.99 and rollouts of
@@ -156,6 +167,8 @@ def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -
         "demonstration_seed": DEMONSTRATION_SEED, "eval_seed": EVAL_SEED,
         "eval_episodes": EVAL_EPISODES[scale], "eval_policy": "deterministic", "random_episodes": RANDOM_EPISODES,
         "target": TARGET, "bc_epochs": BC_EPOCHS, "transfer_seed_offset": TRANSFER_SEED_OFFSET,
+        "epic": {"rows_per_source": EPIC_ROWS, "random_episodes": EPIC_RANDOM_EPISODES,
+                 "mean_samples": EPIC_MEAN_SAMPLES, "coverage": "expert demonstrations + uniform random policy"},
         "imitation": IMITATION_SETTINGS, "ours": OURS_SETTINGS,
         "testbeds": {name: {"ppo": TESTBEDS[name]["ppo"], "n_envs": TESTBEDS[name]["n_envs"],
                             "budget": TESTBEDS[name]["budget"][scale],
@@ -200,6 +213,57 @@ def score_at(steps: list[int], scores: list[float], budget: float) -> float:
     """The normalized score of the last evaluation at or before ``budget`` env steps (NaN if none)."""
     eligible = [v for s, v in zip(steps, scores, strict=True) if s <= budget]
     return float(eligible[-1]) if eligible else math.nan
+
+
+# ---------------------------------------------------------------------- reward quality (EPIC)
+def epic_coverage(testbed: str, demonstrations: Any, discount: float):
+    """The transitions every method's reward is compared on (module docstring, "Reward quality"): ``EPIC_ROWS``
+    rows each of the expert's demonstrations and of ``EPIC_RANDOM_EPISODES`` uniformly random episodes (actions
+    seeded by ``EVAL_SEED``, resets ``EVAL_SEED + 1 + i``), absorbing rows included, float64."""
+    import gymnasium as gym
+    import torch
+
+    from classic_rl.experts import rollout_demonstrations
+    from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
+
+    env = gym.make(testbed)
+    space = env.action_space
+    env.close()
+    space.seed(EVAL_SEED)
+    random_episodes = rollout_demonstrations(lambda observation: space.sample(), testbed, EPIC_RANDOM_EPISODES,
+                                             seed=EVAL_SEED + 1)
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    parts = []
+    for episodes in (demonstrations, random_episodes):
+        batch = SampleMaxEntObjective(episodes, discount, num_actions=episodes.num_actions, absorbing=True,
+                                      absorbing_indicator=True).transitions
+        parts.append(batch.select(sample_rows(len(batch), EPIC_ROWS, generator)).to(torch.float64))
+    return concatenate_transitions(parts)
+
+
+def epic_distance(testbed: str, reward: Any, demonstrations: Any, discount: float) -> float:
+    """EPIC distance of ``reward`` (a reward model or a function ``Transitions -> [B]``) to the true reward."""
+    from classic_rl.true_rewards import reward_epic_distance
+
+    coverage = epic_coverage(testbed, demonstrations, discount)
+    return reward_epic_distance(reward, testbed, coverage, discount, absorbing_indicator=True,
+                                num_mean_samples=EPIC_MEAN_SAMPLES, seed=EVAL_SEED)
+
+
+def imitation_reward_function(reward_net: Any, obs_dim: int, discrete: bool):
+    """An imitation reward net as a function of our transitions (``[B, obs_dim + 1]`` states, one-hot or flat
+    actions): ``predict_processed`` on real states, 0 in the absorbing state (indicator set)."""
+    import torch
+
+    def reward(batch: Any) -> Any:
+        states = batch.states[:, :obs_dim].numpy().astype(np.float32)
+        next_states = batch.next_states[:, :obs_dim].numpy().astype(np.float32)
+        actions = batch.actions.argmax(dim=1).numpy() if discrete else batch.actions.numpy().astype(np.float32)
+        values = reward_net.predict_processed(states, actions, next_states, np.zeros(len(states), dtype=bool))
+        absorbing = batch.states[:, obs_dim] != 0
+        return torch.where(absorbing, torch.zeros(()), torch.as_tensor(values, dtype=torch.float64))
+
+    return reward
 
 
 # ---------------------------------------------------------------------- workers (one fresh process each)
@@ -280,6 +344,7 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
     evaluations therefore fall one rollout after imitation's (at ``k · eval_every + R`` env steps).
     """
     import classic_rl.gym_irl as gym_irl
+    from irl_bilevel.reward_io import load_reward_model
 
     _torch_setup(task["seed"])
     spec = task["spec"]
@@ -317,6 +382,9 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="irl-bench-ours-") as folder:
             summary = gym_irl.run_gym_irl(config, Path(folder), progress=False)
             rows = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+            reward, _ = load_reward_model(folder)
+            epic = epic_distance(task["testbed"], reward, _load_demonstrations(Path(task["demonstrations_file"])),
+                                 config.discount)
             rows = [row for row in rows if "true_return" in row]  # the evaluated outer steps
     finally:
         gym_irl.evaluate_policy_return, gym_irl.SB3InnerSolver = original_evaluate, original_solver
@@ -324,7 +392,7 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
     return {"env_steps": [int(r["env_steps"]) for r in rows], "true_return": [float(r["true_return"]) for r in rows],
             "train_s": summary["wall_s"] - eval_s, "eval_s": eval_s, "train_with_eval_s": summary["wall_s"],
             "transfer_true_return": summary["transfer_true_return"], "transfer_env_steps": spec["transfer_budget"],
-            "transfer_s": solves[-1][1]}
+            "transfer_s": solves[-1][1], "epic_distance": epic}
 
 
 def _ppo(testbed: str, spec: dict[str, Any], seed: int, venv):
@@ -350,7 +418,8 @@ def worker_adversarial(task: dict[str, Any], method: str) -> dict[str, Any]:
 
     seed, testbed, spec = task["seed"], task["testbed"], task["spec"]
     _torch_setup(seed)
-    trajectories = _imitation_trajectories(_load_demonstrations(Path(task["demonstrations_file"])))
+    demonstrations = _load_demonstrations(Path(task["demonstrations_file"]))
+    trajectories = _imitation_trajectories(demonstrations)
     transitions = sum(len(t) for t in trajectories)
     settings = IMITATION_SETTINGS[method]
     venv = _venv(testbed, spec, seed)
@@ -380,6 +449,9 @@ def worker_adversarial(task: dict[str, Any], method: str) -> dict[str, Any]:
 
         reward_test = trainer.reward_test
         reward_test.eval()
+        epic = epic_distance(testbed, imitation_reward_function(reward_test, int(np.prod(venv.observation_space.shape)),
+                                                                hasattr(venv.action_space, "n")),
+                             demonstrations, float(spec["ppo"].get("gamma", 0.99)))
         transfer_venv = RewardVecEnvWrapper(_venv(testbed, spec, seed + TRANSFER_SEED_OFFSET),
                                             reward_fn=reward_test.predict_processed)
         transfer = _ppo(testbed, spec, seed + TRANSFER_SEED_OFFSET, transfer_venv)
@@ -391,7 +463,7 @@ def worker_adversarial(task: dict[str, Any], method: str) -> dict[str, Any]:
     venv.close()
     return {"env_steps": steps, "true_return": returns, "train_s": with_eval - evaluator.seconds,
             "eval_s": evaluator.seconds, "train_with_eval_s": with_eval, "transfer_true_return": transfer_return,
-            "transfer_env_steps": spec["transfer_budget"], "transfer_s": transfer_s,
+            "transfer_env_steps": spec["transfer_budget"], "transfer_s": transfer_s, "epic_distance": epic,
             "demo_batch_size": min(settings["demo_batch_size"], transitions)}
 
 
@@ -404,7 +476,8 @@ def worker_bc(task: dict[str, Any]) -> dict[str, Any]:
 
     seed, testbed = task["seed"], task["testbed"]
     _torch_setup(seed)
-    trajectories = _imitation_trajectories(_load_demonstrations(Path(task["demonstrations_file"])))
+    demonstrations = _load_demonstrations(Path(task["demonstrations_file"]))
+    trajectories = _imitation_trajectories(demonstrations)
     env = gym.make(testbed)
     with tempfile.TemporaryDirectory(prefix="irl-bench-bc-") as folder:
         trainer = bc.BC(observation_space=env.observation_space, action_space=env.action_space,
@@ -510,6 +583,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                 "env_steps_to_target": stat("env_steps_to_target"),
                 "seeds_reaching_target": sum(r is not None for r in reached),
                 "transfer_normalized_return": stat("transfer_normalized_return"),
+                "epic_distance": stat("epic_distance"),
                 "train_s": stat("train_s"),
             }
         ratios: dict[str, Any] = {}
@@ -549,7 +623,8 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    print(f"{'testbed':<16}{'method':<7}{'final':>14}{'@half':>8}{'steps→0.9':>16}{'transfer':>10}{'train s':>9}")
+    print(f"{'testbed':<16}{'method':<7}{'final':>14}{'@half':>8}{'steps→0.9':>16}{'transfer':>10}{'EPIC':>7}"
+          f"{'train s':>9}")
     for testbed, entry in summary.items():
         if not isinstance(entry, dict) or "methods" not in entry:
             continue
@@ -558,7 +633,8 @@ def print_table(summary: dict[str, Any]) -> None:
             print(f"{testbed:<16}{method:<7}{_fmt(final['iqm']):>6} [{_fmt(final['low'])},{_fmt(final['high'])}]"
                   f"{_fmt(m['half_budget_normalized_return']['iqm']):>8}"
                   f"{_fmt(m['env_steps_to_target']['iqm'], '.0f'):>10} ({m['seeds_reaching_target']}/{m['seeds']})"
-                  f"{_fmt(m['transfer_normalized_return']['iqm']):>10}{_fmt(m['train_s']['iqm'], '.1f'):>9}")
+                  f"{_fmt(m['transfer_normalized_return']['iqm']):>10}"
+                  f"{_fmt(m.get('epic_distance', {}).get('iqm')):>7}{_fmt(m['train_s']['iqm'], '.1f'):>9}")
         for name, ratio in entry["ratios"].items():
             print(f"   {name}: return {_fmt(ratio['final_normalized_return'])}, steps→0.9 "
                   f"{_fmt(ratio['env_steps_to_target'])}, transfer {_fmt(ratio['transfer_normalized_return'])}, "

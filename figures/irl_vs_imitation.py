@@ -5,7 +5,8 @@ testbed: expert-normalized true return against env steps of the inner / generato
 mean (IQM) over seeds with a 95% bootstrap confidence band (``irl_bilevel.statistics.iqm_with_ci``), BC (no env
 steps) as a horizontal line, the budget's half marked (the goal compares ours there with theirs at the budget).
 Bottom: reward transfer — the normalized return of a fresh PPO trained from scratch on each method's frozen
-learned reward, IQM over seeds with the CI as error bars and the seeds as dots.
+learned reward — and reward quality — the EPIC distance of each learned reward to the true one — IQM over seeds with
+the CI as error bars and the seeds as dots.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ def _curves(ax: plt.Axes, results: dict[str, Any], testbed: str) -> None:
     ax.set_xlim(0, budget * 1.03)
 
 
-def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
+def _seed_bars(ax: plt.Axes, results: dict[str, Any], testbeds: list[str], key: str) -> None:
+    """Per testbed and method: the IQM over seeds of ``key`` as a bar, its 95% CI as error bars, the seeds as dots."""
     width = 0.8 / len(CURVE_METHODS)
     for i, method in enumerate(CURVE_METHODS):
         for j, testbed in enumerate(testbeds):
-            values = [run["transfer_normalized_return"] for run in _runs(results, testbed, method)
-                      if run.get("transfer_normalized_return") is not None]
+            values = [run[key] for run in _runs(results, testbed, method) if run.get(key) is not None]
             if not values:
                 continue
             statistics = iqm_with_ci(values)
@@ -80,13 +81,25 @@ def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> Non
                    label=LABELS[method] if j == 0 else None)
             ax.scatter(np.full(len(values), x), values, color="k", s=8, zorder=3)
     ax.axhline(0.0, color="k", linewidth=0.6)
+
+
+def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
+    _seed_bars(ax, results, testbeds, "transfer_normalized_return")
     ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
     budgets = [results["protocol"]["testbeds"][t]["transfer_budget"] for t in testbeds]
     ax.set_xticks(range(len(testbeds)), [f"{t}\n({b // 1000}k steps)" for t, b in zip(testbeds, budgets,
                                                                                      strict=True)])
     ax.set_ylabel("normalized return")
-    ax.set_title("reward transfer: fresh PPO on the frozen learned reward (IQM, 95% CI, seeds)")
-    ax.legend(loc="best")
+    ax.set_title("reward transfer: fresh PPO on the frozen learned reward (IQM, 95% CI, seeds)", fontsize=9)
+    ax.legend(loc="best", fontsize=7)
+
+
+def _epic(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
+    _seed_bars(ax, results, testbeds, "epic_distance")
+    ax.set_xticks(range(len(testbeds)), testbeds)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("EPIC distance to the true reward")
+    ax.set_title("reward quality: EPIC on expert + random transitions (lower is better)", fontsize=9)
 
 
 def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
@@ -102,7 +115,11 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         if j == 0:
             ax.set_ylabel("normalized true return (IQM, 95% CI)")
             ax.legend(loc="best", fontsize=7)
-    _transfer(fig.add_subplot(grid[1, :]), results, testbeds)
+    has_epic = any("epic_distance" in cell for cell in results.get("cells", {}).values())
+    split = max(1, columns // 2) if has_epic and columns > 1 else columns
+    _transfer(fig.add_subplot(grid[1, :split]), results, testbeds)
+    if has_epic and split < columns:  # results written before the benchmark measured EPIC have no such panel
+        _epic(fig.add_subplot(grid[1, split:]), results, testbeds)
     commit = (results.get("git", {}).get("commit") or "unknown")[:12]
     seeds = len(results["protocol"]["seeds"])
     demonstrations = results["protocol"]["demonstrations"]

@@ -57,6 +57,7 @@ def test_smoke_run_records_every_cell_and_the_figure_draws_it(smoke_results, tmp
         assert all(step % every == 0 for step in cell["env_steps"])
         assert len(cell["normalized_return"]) == len(cell["true_return"])
         assert math.isfinite(cell["transfer_normalized_return"]) and cell["train_s"] > 0
+        assert 0.0 <= cell["epic_distance"] <= 1.0, method
     assert report["cells"]["CartPole-v1/bc/0"]["env_steps"] == [0]
     assert report["git"]["commit"] and report["versions"]["imitation"] == "1.0.1"
     assert "goal_met" in report["summary"] and "ours_over_airl" in report["summary"]["CartPole-v1"]["ratios"]

@@ -1,0 +1,57 @@
+"""The IRL benchmark's reward-quality column (``benchmarks/irl_vs_imitation.py``): one EPIC coverage for every
+method, the true reward at distance 0 and its negation at 1, and imitation's reward nets read in our featurization
+(no imitation install needed: a stand-in net)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classic_rl.experts import rollout_demonstrations
+from classic_rl.true_rewards import TrueReward
+from irl_bilevel.rewards import Transitions
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("irl_vs_imitation_benchmark_epic",
+                                               ROOT / "benchmarks" / "irl_vs_imitation.py")
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)  # benchmarks/ is a folder of scripts, not an installed package
+
+
+def _episodes():
+    # Stand-in demonstrations: a balancing heuristic (push towards the pole's lean), which survives a while.
+    return rollout_demonstrations(lambda observation: int(observation[2] + observation[3] > 0), "CartPole-v1", 3,
+                                  seed=5)
+
+
+def test_the_coverage_is_fixed_and_the_true_reward_is_at_distance_zero():
+    demonstrations = _episodes()
+    first = bench.epic_coverage("CartPole-v1", demonstrations, 0.99)
+    second = bench.epic_coverage("CartPole-v1", demonstrations, 0.99)
+    torch.testing.assert_close(first.states, second.states)  # the same for every method and seed
+    assert first.states.shape[1] == 4 + 1 and bool((first.states[:, -1] == 1).any())  # absorbing rows included
+    truth = TrueReward("CartPole-v1", True)
+    assert bench.epic_distance("CartPole-v1", truth, demonstrations, 0.99) < 1e-6
+    assert bench.epic_distance("CartPole-v1", lambda batch: -truth(batch), demonstrations, 0.99) > 1 - 1e-6
+
+
+def test_imitation_reward_nets_pay_zero_in_the_absorbing_state():
+    class StandInNet:  # imitation's predict_processed signature: numpy in, numpy out
+        def predict_processed(self, states, actions, next_states, dones):
+            assert states.shape[1] == next_states.shape[1] == 4 and not dones.any()
+            self.actions = actions
+            return np.full(len(states), 2.0)
+
+    states = torch.tensor([[0.1, 0.0, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]],
+                          dtype=torch.float64)
+    actions = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    net = StandInNet()
+    reward = bench.imitation_reward_function(net, 4, discrete=True)
+    values = reward(Transitions(states, actions, states))
+    assert values.tolist() == [2.0, 2.0, 0.0] and net.actions.tolist() == [1, 0, 1]  # one-hot back to indices
+    # As the benchmark uses it: a constant positive reward on live states is CartPole's true reward up to scale.
+    assert bench.epic_distance("CartPole-v1", reward, _episodes(), 0.99) < 1e-6
