@@ -4,8 +4,9 @@ Reads ``results/preference_feedback.json`` (``classic_rl.experiments.preference_
 expert-normalized true return of the final policy, IQM over seeds with its 95% bootstrap CI, and every seed as a
 dot: (a) against the query budget (log scale), one line per B-Pref teacher; (b) per query selection method at one
 budget with the oracle teacher; (c) against the query budget on the harder testbed with the oracle teacher, with
-termination-aware queries (``harder.termination_queries``) and, in grey, the earlier result that
-``preference_feedback.rerun_part`` replaced (queries at every session, most of them ties), each bar annotated with
+termination-aware queries (``harder.termination_queries``) and state-entropy exploration before the first label
+(``harder.exploration``) and, in grey, the earlier result that ``preference_feedback.rerun_part`` replaced, each
+bar annotated with
 the mean number of preferences (labelled, non-tie pairs) and of ties per run.
 """
 
@@ -22,6 +23,14 @@ from figures import style
 NAME = "preference_feedback"
 SELECTION_LABELS = {"uniform": "uniform", "disagreement": "ensemble\ndisagreement", "entropy": "entropy",
                     "diversity": "k-center +\ndisagreement"}
+
+
+def _harder_rule(part: dict) -> str:
+    """How the harder testbed's runs asked their queries and explored before the first label."""
+    rule = "termination-aware queries" if part.get("termination_queries") else "queries at every session"
+    if part.get("exploration", "none") != "none":
+        rule += " + state-entropy exploration"
+    return rule
 
 
 def _error(stats: dict[str, Any]) -> list[float]:
@@ -80,14 +89,13 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     budgets = sorted(int(b) for b in summary["harder"])
     # an earlier result of this part that rerun_part replaced (e.g. before termination-aware queries): drawn beside
     previous = next((r["replaced"] for r in reversed(results.get("reruns", [])) if r["part"] == "harder"), None)
-    rule = "termination-aware queries" if harder.get("termination_queries") else "queries at every session"
+    rule = _harder_rule(harder)
     width = 0.38 if previous is not None else 0.8
     for index, budget in enumerate(budgets):
         shown = [(summary["harder"][str(budget)], [r for r in runs if r["part"] == "harder" and r["budget"] == budget],
                   "C0", rule, index + (width / 2 if previous is not None else 0.0))]
         if previous is not None and str(budget) in previous["summary"]:
-            before = "termination-aware queries" if previous["config"].get("termination_queries") else \
-                "queries at every session"
+            before = _harder_rule(previous["config"])
             shown.insert(0, (previous["summary"][str(budget)], [r for r in previous["runs"] if r["budget"] == budget],
                              "C7", f"{before} (earlier run)", index - width / 2))
         for stats, dots, colour, label, x in shown:

@@ -16,12 +16,13 @@ inner loop; Bradley-Terry likelihood) in three parts, every run ending in the ex
 3. ``harder``: the oracle teacher on a harder testbed (Acrobot-v1: the true reward is −1 per step until the goal
    terminates the episode, so segments only differ when one reaches the goal) at ``harder.budgets``, with
    ``harder.termination_queries`` (:mod:`classic_rl.preference_rl`: pairs must contain a termination, and a
-   session whose window holds none is postponed). Without it, 82–84% of the oracle's answers at every budget were
-   ties (the early sessions see no goal-reaching segment) and seeds 0 and 2 of 3 stayed at the random policy's
-   return (−0.012), seed 2 with no labelled pair at all; :func:`rerun_part` keeps that earlier result in the JSON
-   (``reruns[i].replaced``) when it replaces the part. With it, almost every answer is a preference and every seed
-   gets labels, yet the same two seeds stay at −0.012: on this testbed the label count is not the bottleneck
-   (seed 0 sees its first goal within a few outer steps and still fails with ~400 preferences).
+   session whose window holds none is postponed) and ``harder.exploration`` (``state_entropy``: PEBBLE's
+   unsupervised exploration until the first decided label, :class:`classic_rl.preference_rl.ExploringInnerSolver`).
+   History (each step kept in the JSON by :func:`rerun_part` as ``reruns[i].replaced``): with neither option,
+   82–84% of the oracle's answers were ties and seeds 0 and 2 of 3 stayed at the random policy's return; with
+   termination-aware queries alone every answer is a preference but the same two seeds stay there, because a policy
+   trained on the random initial reward never reaches the goal, so no query is ever asked. The exploration phase
+   is what reaches the first goals.
 
 A selection run identical to a teacher-sweep run (oracle, ``teacher_selection``, ``selection_budget`` among the
 budgets) is not run twice: its result is reused and marked ``reused``. Summary per cell: IQM and 95% bootstrap CI
@@ -56,9 +57,9 @@ RERUNNABLE_PARTS = ("harder",)
 
 @dataclass(frozen=True)
 class HarderTestbedConfig(ExperimentConfig):
-    """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env), oracle budgets and
-    ``termination_queries`` (:class:`classic_rl.preference_rl.PreferenceRLConfig`'s option; ``False`` for records
-    written before it existed)."""
+    """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env), oracle budgets,
+    ``termination_queries`` and ``exploration`` (:class:`classic_rl.preference_rl.PreferenceRLConfig`'s options;
+    ``False`` / ``"none"`` for records written before they existed)."""
 
     env_id: str
     total_env_steps: int
@@ -68,6 +69,7 @@ class HarderTestbedConfig(ExperimentConfig):
     hyperparameters: dict[str, Any] | None
     seeds: int
     termination_queries: bool = False
+    exploration: str = "none"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ _HARDER: dict[str, Any] = {
     "env_id": "Acrobot-v1", "algorithm": "ppo", "n_envs": 1, "hyperparameters": {"gamma": 0.99, "n_steps": 512},
     # −1 per step until the goal: a pair without a termination is a sure tie (see the module docstring)
     "termination_queries": True,
+    # before the first label, PEBBLE's state-entropy exploration instead of the random initial reward
+    "exploration": "state_entropy",
 }
 _COMMON: dict[str, Any] = {
     "env_id": "CartPole-v1", "env_steps_per_outer_step": 512, "segment_length": 50, "ensemble_size": 3,
@@ -154,7 +158,7 @@ def _cells(settings: dict[str, Any], seed: int) -> list[tuple[str, str, str, int
     seeds = [seed + index for index in range(settings["seeds"])]
     main_env = {"env_id": settings["env_id"], "total_env_steps": settings["total_env_steps"]}
     hard_env = {key: harder[key] for key in ("env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters",
-                                             "termination_queries")}
+                                             "termination_queries", "exploration")}
     cells = [("teachers", teacher, settings["teacher_selection"], budget, s, main_env)
              for teacher in settings["teachers"] for budget in settings["budgets"] for s in seeds]
     cells += [("selections", "oracle", selection, settings["selection_budget"], s, main_env)
@@ -187,6 +191,7 @@ def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], sett
                                         references=references[env["env_id"]])
         record = {"part": part, "env_id": env["env_id"], "teacher": teacher, "selection": selection,
                   "budget": budget, "seed": run_seed, "termination_queries": run_config.termination_queries,
+                  "exploration": run_config.exploration, "exploring_solves": summary.get("exploring_solves"),
                   "normalized_return": summary["final_normalized_return"], "true_return": summary["final_true_return"],
                   "best_normalized_return": summary["best_normalized_return"],
                   **{k: summary.get(k) for k in LABEL_STATS}, "wall_s": summary["wall_s"], "reused": False}
