@@ -13,6 +13,10 @@ holds
 * ``error.json``: the traceback of the last failed attempt, if any;
 * ``done.json``: the completion marker (seconds, key metric), written atomically after the result file.
 
+``extra_metrics`` (dotted paths, e.g. a reward-quality number beside the return) are read from each finished
+trial's result file when the sweep is summarized, so adding one to a finished sweep needs no rerun (a trial whose
+result lacks the path reports None for it).
+
 **Resume**: a trial whose ``done.json`` exists is skipped, so re-running an interrupted or partly failed
 sweep runs only the missing trials (a half-finished trial has no marker and runs again from scratch); Tune's
 own experiment-restore is not used. Failed attempts are retried ``max_failures`` times (Tune's
@@ -67,6 +71,7 @@ class SweepSpec(ExperimentConfig):
     seeds: tuple[int, ...] = (0,)  # every grid point runs once per seed
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed dotted config key -> value, before the grid
     metric: str | None = None  # dotted path into the result file (default: DEFAULT_METRICS, else "seconds")
+    extra_metrics: tuple[str, ...] = ()  # more dotted paths, summarized per grid point like the metric
     module: str | None = None  # the experiment's module (default: from irlb.reproduce.EXPERIMENTS)
 
     def module_name(self) -> str:
@@ -299,6 +304,9 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
             done = json.loads((folder / DONE).read_text())
             row.update(status="done" if trial.trial_id in ran else "skipped", seconds=done["seconds"],
                        metric=done["metric"], attempts=done.get("attempt"))
+            if spec.extra_metrics:
+                result = json.loads((folder / done["result_file"]).read_text())
+                row["extra_metrics"] = {path: lookup(result, path) for path in spec.extra_metrics}
         else:
             error = folder / "error.json"
             row.update(status="failed", seconds=None, metric=None,
@@ -308,9 +316,17 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
     for point_json in dict.fromkeys(json.dumps(r["point"], sort_keys=True) for r in rows):
         group = [r for r in rows if json.dumps(r["point"], sort_keys=True) == point_json]
         values = [r["metric"] for r in group if r["metric"] is not None]
-        points.append({"point": json.loads(point_json), "seeds": [r["seed"] for r in group if r["metric"] is not None],
-                       "values": values, **iqm_with_ci(values)})
-    return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(), "spec": spec.to_dict(),
+        point: dict[str, Any] = {"point": json.loads(point_json),
+                                 "seeds": [r["seed"] for r in group if r["metric"] is not None],
+                                 "values": values, **iqm_with_ci(values)}
+        if spec.extra_metrics:
+            point["extra_metrics"] = {}
+            for path in spec.extra_metrics:
+                extra = [r["extra_metrics"][path] for r in group if r.get("extra_metrics", {}).get(path) is not None]
+                point["extra_metrics"][path] = {"values": extra, **iqm_with_ci(extra)}
+        points.append(point)
+    return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(),
+            "extra_metrics": list(spec.extra_metrics), "spec": spec.to_dict(),
             "trials": rows, "grid_points": points, "complete": all(r["status"] != "failed" for r in rows),
             "provenance": provenance(None)}
 

@@ -136,7 +136,7 @@ def test_evaluations_every_k_outer_steps_and_at_the_last(tmp_path, demonstration
 
 def test_the_ablation_cell_runs_through_the_sweep_machinery_config(tmp_path, demonstrations_file):
     from classic_rl.experiments import irl_ablation
-    from irlb.sweep import expand, load_spec
+    from irlb.sweep import expand, load_spec, lookup
 
     spec = load_spec("sweeps/irl_ablation.json")
     trials = expand(spec)  # every grid point's config validates before anything runs
@@ -147,6 +147,9 @@ def test_the_ablation_cell_runs_through_the_sweep_machinery_config(tmp_path, dem
     record = json.loads(path.read_text())
     assert record["config"]["reward_structure"] == "multi_aspect" and len(record["curve"]) == 3
     assert (tmp_path / "run" / "reward.safetensors").exists()
+    # the sweep's extra metrics are in the cell's result (transfer is None at tiny scale: no transfer run)
+    assert all(path.split(".")[0] in record for path in spec.extra_metrics)
+    assert 0.0 <= lookup(record, "summary.epic_distance") <= 1.0
 
 
 def test_the_ablation_figure_draws_every_grid_point_of_the_sweep_summary(tmp_path):
@@ -159,9 +162,12 @@ def test_the_ablation_figure_draws_every_grid_point_of_the_sweep_summary(tmp_pat
     points = {}
     for i, trial in enumerate(trials):  # the shape of irlb.sweep.summarize's sweep.json, synthetic metric values
         points.setdefault(json.dumps(trial.point, sort_keys=True), []).append(0.5 + 0.01 * i)
+    grid_points = [{"point": json.loads(p), "values": v, **iqm_with_ci(v),
+                    "extra_metrics": {path: {"values": v, **iqm_with_ci(v)} for path in spec.extra_metrics}}
+                   for p, v in points.items()]
     summary = {"experiment": spec.experiment, "scale": spec.scale, "spec": spec.to_dict(), "provenance": {},
-               "trials": [{"point": t.point, "seed": t.seed} for t in trials],
-               "grid_points": [{"point": json.loads(p), "values": v, **iqm_with_ci(v)} for p, v in points.items()]}
+               "extra_metrics": list(spec.extra_metrics), "grid_points": grid_points,
+               "trials": [{"point": t.point, "seed": t.seed} for t in trials]}
     (tmp_path / "irl_ablation_sweep.json").write_text(json.dumps(summary))
     paths = figure.plot(tmp_path, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)

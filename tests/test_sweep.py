@@ -134,6 +134,17 @@ def test_sweep_runs_grid_times_seeds_then_only_missing_trials(ray_session, tmp_p
     again = run_sweep(spec, sweep_dir, verbose=False)
     assert [r["status"] for r in again["trials"]] == ["skipped"] * 4 and _result_mtimes(sweep_dir) == after
 
+    # Extra metrics are read from the finished trials' result files: added to a finished sweep, nothing reruns.
+    extra = load_spec(experiment="loss_gradient_weights", scale="tiny", grid={"num_margins": [11, 21]},
+                      seeds=[0, 1], overrides={"scaled_margin_limit": 5.0},
+                      extra_metrics=["seconds", "no.such.path"])
+    summary = run_sweep(extra, sweep_dir, verbose=False)
+    assert [r["status"] for r in summary["trials"]] == ["skipped"] * 4 and _result_mtimes(sweep_dir) == after
+    assert summary["extra_metrics"] == ["seconds", "no.such.path"]
+    for point in summary["grid_points"]:
+        assert point["extra_metrics"]["seconds"]["values"] == pytest.approx(point["values"])
+        assert point["extra_metrics"]["no.such.path"]["n"] == 0
+
 
 def test_failed_trials_are_retried_and_a_rerun_finishes_only_them(ray_session, flaky_dir, tmp_path):
     sweep_dir = tmp_path / "sweep"
