@@ -80,6 +80,7 @@ class GymIRLConfig:
     lr: float = 1e-2
     l2: float = 0.0
     discount: float = 0.99
+    occupancy_discount: float | None = None  # γ of the IRL gradient's occupancy weights (default: discount)
     normalize_reward: bool = True
     absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
     eval_episodes: int = 10
@@ -123,6 +124,9 @@ class GymIRLConfig:
             raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
         if not 0.0 <= self.discount < 1.0:
             raise ValidationError(f"discount: expected 0 <= discount < 1, got {self.discount}")
+        if self.occupancy_discount is not None and not 0.0 <= self.occupancy_discount < 1.0:
+            raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1 (or null: the "
+                                  f"discount), got {self.occupancy_discount}")
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
@@ -271,12 +275,13 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
                               hyperparameters=hyperparameters, seed=seed, termination="absorbing",
                               normalize_reward=config.normalize_reward,
                               absorbing_indicator=config.absorbing_indicator, restart_episodes=True,
-                              learner_solves=config.learner_solves)
+                              learner_solves=config.learner_solves, occupancy_discount=config.occupancy_discount)
 
     inner = make_inner(config.env_steps_per_outer_step, config.seed, output_dir / "tensorboard")
     spec = reward_spec(config, inner.env.obs_dim, inner.env.action_dim)
     reward = build_reward_model(spec)
-    objective = SampleMaxEntObjective(demonstrations, config.discount, num_actions=demonstrations.num_actions,
+    occupancy = config.discount if config.occupancy_discount is None else config.occupancy_discount
+    objective = SampleMaxEntObjective(demonstrations, occupancy, num_actions=demonstrations.num_actions,
                                       absorbing=True, absorbing_indicator=config.absorbing_indicator)
     method = make_hypergradient(config.hypergradient, **config.hypergradient_options)
     problem = BilevelProblem(reward, inner, objective)

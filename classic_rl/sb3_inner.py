@@ -358,7 +358,10 @@ class SB3InnerSolver:
     last ``k`` solves (``k · learner_steps`` transitions): the learner term then averages over the mixture of the
     ``k`` most recent policies, as GAIL/AIRL discriminators train on a replay of past generator samples, so the
     reward keeps ranking the states the learner has just left below the expert's (not in checkpoints: a resumed
-    run starts with one solve's records).
+    run starts with one solve's records). ``occupancy_discount`` (default: the RL discount ``gamma``) is the ``γ`` of
+    the learner's occupancy weights ``γ^t`` (absorbing rows ``γ^{t+1}/(1 − γ)``): a value closer to 1 than the RL
+    discount spreads the IRL gradient over the whole episode (with ``γ = 0.99``, steps after 300 weigh under 5%),
+    as adversarial IRL's discriminators weigh every sample alike; the expert's side must use the same value.
 
     ``state_dict`` holds the policy's (and value network's) parameters, its optimizer's moments, the step and
     solve counts, the reward normalizer's statistics and numpy's global generator (SB3 shuffles minibatches with
@@ -385,6 +388,7 @@ class SB3InnerSolver:
         normalize_reward: bool = False,
         learner_steps: int | None = None,
         learner_solves: int = 1,
+        occupancy_discount: float | None = None,
         absorbing_indicator: bool = False,
         restart_episodes: bool = False,
         add_env_reward: bool = False,
@@ -423,6 +427,8 @@ class SB3InnerSolver:
         if learner_solves < 1:
             raise ValidationError(f"learner_solves: expected at least 1, got {learner_solves}")
         self.learner_solves = int(learner_solves)
+        if occupancy_discount is not None and not 0.0 <= occupancy_discount < 1.0:
+            raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1, got {occupancy_discount}")
         with float32_default():
             venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper_class)
             try:
@@ -441,6 +447,7 @@ class SB3InnerSolver:
                 raise ValidationError(f"hyperparameters: {algorithm} rejects {sorted(hyperparameters)}: "
                                       f"{error}") from error
         self.discount = discount
+        self.occupancy_discount = discount if occupancy_discount is None else float(occupancy_discount)
         self.restart_episodes = restart_episodes
         self.wrapper_class = wrapper_class
         self.solves = 0
@@ -513,7 +520,8 @@ class SB3InnerSolver:
         """The recorded learner transitions (plus absorbing rows) and their weights ``γ^t`` (``γ^{t+1}/(1−γ)``)."""
         data = self.env.recorded()
         rows = sample_rows(len(data["time"]), num_samples, generator).numpy()
-        return recorded_transitions(self.env, {key: value[rows] for key, value in data.items()}, self.discount)
+        return recorded_transitions(self.env, {key: value[rows] for key, value in data.items()},
+                                    self.occupancy_discount)
 
     def learner_reward_expectation(
         self,

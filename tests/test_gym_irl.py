@@ -103,6 +103,10 @@ def test_bad_inputs_are_named(tmp_path, demonstrations_file):
         GymIRLConfig(env_steps_per_outer_step=0)
     with pytest.raises(ValidationError, match="outer_steps"):
         GymIRLConfig(outer_steps=0)
+    with pytest.raises(ValidationError, match="occupancy_discount"):
+        GymIRLConfig(occupancy_discount=1.0)
+    with pytest.raises(ValidationError, match="learner_solves"):
+        GymIRLConfig(learner_solves=0)
     with pytest.raises(ValidationError, match="unknown key"):
         GymIRLConfig.from_sources(None, ["learning_rate=0.1"])
     # CartPole's demonstrations do not fit Pendulum-v1 (3 observations, continuous actions): nothing is written.

@@ -208,6 +208,24 @@ def test_learner_solves_keeps_the_samples_of_the_last_k_solves():
         SB3InnerSolver("CartPole-v1", hyperparameters=TINY_PPO, learner_solves=0)
 
 
+def test_occupancy_discount_sets_the_learner_weights_and_not_the_rl_discount():
+    inner = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0,
+                           occupancy_discount=0.999)
+    try:
+        inner.solve(MLPReward(4, (8,)))
+        assert inner.model.gamma == GAMMA and inner.discount == GAMMA
+        data = inner.env.recorded()
+        _, weights = inner.learner_transitions()
+        steps = len(data["time"])
+        torch.testing.assert_close(weights[:steps], torch.from_numpy(0.999 ** data["time"].astype(np.float64)))
+        ended = data["time"][data["terminated"]]
+        torch.testing.assert_close(weights[steps:], torch.from_numpy(0.999 ** (ended + 1.0) / (1 - 0.999)))
+    finally:
+        inner.close()
+    with pytest.raises(ValidationError, match="occupancy_discount"):
+        SB3InnerSolver("CartPole-v1", hyperparameters=TINY_PPO, occupancy_discount=1.0)
+
+
 def test_sample_objective_weights_and_absorbing_rows():
     demos = rollout_demonstrations(lambda observation: 0, "CartPole-v1", 2, seed=1)
     objective = SampleMaxEntObjective(demos, GAMMA)
