@@ -816,7 +816,8 @@ def _iqm_ci(stats: dict[str, Any]) -> str:
 
 def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
     """Per gymnasium testbed and method (ours, AIRL, GAIL, BC): final normalized return (IQM [CI]), env steps to the
-    target among the seeds that reach it, reward transfer (IQM [CI]), and the issue's goal checks; the table
+    target among the seeds that reach it, reward transfer and EPIC distance to the true reward (IQM [CI]), and the
+    issue's goal checks; the table
     ``irl_vs_imitation``. Macro names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
     protocol, summary = data["protocol"], data["summary"]
     macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
@@ -833,6 +834,8 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
     macros.number(["ivi wall minutes"], float(data["wall_seconds"]) / 60)
     rows: list[list[str]] = []
     groups: list[int] = []
+    # results written before the benchmark measured EPIC (the learned reward's distance to the true one) lack it
+    has_epic = any("epic_distance" in cell for cell in data["cells"].values())
     order = {env_id: index for index, env_id in enumerate(_IVI_ORDER)}
     for env_id, spec in sorted(protocol["testbeds"].items(), key=lambda item: order.get(item[0], len(order))):
         entry = summary[env_id]
@@ -869,15 +872,22 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             macros.add(macro_name("ivi", key, method, "steps iqm"), steps_text)
             steps_cell = f"{steps_text} ({reached}/{seeds})"
             first = len(rows) == groups[-1]
-            rows.append([escape(env_id) if first else "", escape(label), _iqm_ci(stats["final_normalized_return"]),
-                         steps_cell, _iqm_ci(stats["transfer_normalized_return"])])
+            row = [escape(env_id) if first else "", escape(label), _iqm_ci(stats["final_normalized_return"]),
+                   steps_cell, _iqm_ci(stats["transfer_normalized_return"])]
+            if has_epic:
+                epic = stats.get("epic_distance", {"n": 0})
+                if epic["n"]:
+                    for bound in ("iqm", "low", "high"):
+                        macros.fixed(["ivi", key, method, "epic", bound], float(epic[bound]))
+                row.append(_iqm_ci(epic))
+            rows.append(row)
         for baseline, ratio in entry["ratios"].items():
             value = ratio["env_steps_to_target"]
             if value is not None:
                 macros.number(["ivi", key, "steps", baseline.replace("_", " ")], float(value))
     header = ["testbed", "method", "final return", f"steps to {format_fixed(float(protocol['target']), 1)} (seeds)",
-              "reward transfer"]
-    return {"irl_vs_imitation": _table("llccc", header, rows, source, groups)}
+              "reward transfer"] + (["EPIC"] if has_epic else [])
+    return {"irl_vs_imitation": _table("llccc" + "c" * has_epic, header, rows, source, groups)}
 
 
 # --------------------------------------------------------------------------------------------------------------
