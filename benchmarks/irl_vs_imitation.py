@@ -33,9 +33,9 @@ Protocol (see benchmarks/README.md, "IRL on gymnasium testbeds"):
   imitation's ``RewardVecEnvWrapper`` with ``predict_processed``, as imitation's documentation does.
 * **Reward quality (EPIC).** The learned reward's sample-based EPIC distance to the env's true reward
   (:func:`classic_rl.true_rewards.reward_epic_distance`, Gleave et al. 2021; 0 = equal up to shaping and scale,
-  1 = opposite) on one coverage set for every method and seed of a testbed (:func:`epic_coverage`): ``EPIC_ROWS``
-  transitions each of the expert's demonstrations and of ``EPIC_RANDOM_EPISODES`` uniformly random episodes, in our
-  featurization (DAC's absorbing state after terminations), ``EPIC_MEAN_SAMPLES`` mean samples, seeds fixed. Ours:
+  1 = opposite) on one coverage set for every method and seed of a testbed (:func:`classic_rl.gym_irl.epic_coverage`
+  without learner rows): 1000 transitions each of the expert's demonstrations and of 10 uniformly random episodes,
+  in our featurization (DAC's absorbing state after terminations), 200 mean samples, seeds fixed. Ours:
   the saved reward model (its learned absorbing value included); AIRL: ``reward_test``; GAIL: its discriminator
   reward; theirs pay 0 in the absorbing state (their rewards end with the episode). A method-independent coverage
   (rather than each method's own learner samples) compares every reward on the same transitions.
@@ -88,9 +88,6 @@ EVAL_SEED = 10_000
 RANDOM_EPISODES = 100
 TRANSFER_SEED_OFFSET = 100
 BC_EPOCHS = 20
-EPIC_ROWS = 1000  # coverage rows drawn from the expert's transitions and from the random policy's, each
-EPIC_RANDOM_EPISODES = 10
-EPIC_MEAN_SAMPLES = 200
 
 # One PPO dict per testbed, shared by our inner solver, AIRL's and GAIL's generators and every transfer run.
 # CartPole, Acrobot, MountainCar: SB3's PPO defaults (batch 64, 10 epochs, lr 3e-4) with γ 0.99 and rollouts of
@@ -138,11 +135,12 @@ IMITATION_SETTINGS: dict[str, dict[str, Any]] = {
     "gail": {"reward_net": "BasicRewardNet(normalize_input_layer=RunningNorm)", "demo_batch_size": 1024,
              "gen_replay_buffer_capacity": 512, "n_disc_updates_per_round": 8},
 }
-# Ours: GymIRLConfig's defaults (state-only MLP [64, 64] reward with DAC's absorbing indicator, running-RMS
-# reward scale, MaxEnt hypergradient, Adam lr 1e-2), one outer step per PPO rollout.
+# Ours: GymIRLConfig's defaults (state-only MLP [64, 64] reward with DAC's absorbing indicator, anchored at 0 for
+# the agent, running-RMS reward scale, MaxEnt hypergradient, Adam lr 1e-2), one outer step per PPO rollout.
 OURS_SETTINGS: dict[str, Any] = {"hypergradient": "maxent", "reward_structure": "scalar", "hidden_sizes": [64, 64],
                                  "lr": 1e-2, "optimizer": "adam", "normalize_reward": True,
-                                 "absorbing_indicator": True, "state_action_reward": False}
+                                 "absorbing_indicator": True, "anchor_absorbing": True,
+                                 "state_action_reward": False}
 
 
 # ---------------------------------------------------------------------- protocol and helpers
@@ -167,8 +165,8 @@ def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -
         "demonstration_seed": DEMONSTRATION_SEED, "eval_seed": EVAL_SEED,
         "eval_episodes": EVAL_EPISODES[scale], "eval_policy": "deterministic", "random_episodes": RANDOM_EPISODES,
         "target": TARGET, "bc_epochs": BC_EPOCHS, "transfer_seed_offset": TRANSFER_SEED_OFFSET,
-        "epic": {"rows_per_source": EPIC_ROWS, "random_episodes": EPIC_RANDOM_EPISODES,
-                 "mean_samples": EPIC_MEAN_SAMPLES, "coverage": "expert demonstrations + uniform random policy"},
+        "epic": {"rows_per_source": 1000, "random_episodes": 10, "mean_samples": 200,
+                 "coverage": "expert demonstrations + uniform random policy"},
         "imitation": IMITATION_SETTINGS, "ours": OURS_SETTINGS,
         "testbeds": {name: {"ppo": TESTBEDS[name]["ppo"], "n_envs": TESTBEDS[name]["n_envs"],
                             "budget": TESTBEDS[name]["budget"][scale],
@@ -216,36 +214,14 @@ def score_at(steps: list[int], scores: list[float], budget: float) -> float:
 
 
 # ---------------------------------------------------------------------- reward quality (EPIC)
-def epic_coverage(testbed: str, demonstrations: Any, discount: float):
-    """The transitions every method's reward is compared on (module docstring, "Reward quality"): ``EPIC_ROWS``
-    rows each of the expert's demonstrations and of ``EPIC_RANDOM_EPISODES`` uniformly random episodes (actions
-    seeded by ``EVAL_SEED``, resets ``EVAL_SEED + 1 + i``), absorbing rows included, float64."""
-    import gymnasium as gym
-    import torch
-
-    from classic_rl.experts import rollout_demonstrations
-    from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
-
-    env = gym.make(testbed)
-    space = env.action_space
-    env.close()
-    space.seed(EVAL_SEED)
-    random_episodes = rollout_demonstrations(lambda observation: space.sample(), testbed, EPIC_RANDOM_EPISODES,
-                                             seed=EVAL_SEED + 1)
-    generator = torch.Generator().manual_seed(EVAL_SEED)
-    parts = []
-    for episodes in (demonstrations, random_episodes):
-        batch = SampleMaxEntObjective(episodes, discount, num_actions=episodes.num_actions, absorbing=True,
-                                      absorbing_indicator=True).transitions
-        parts.append(batch.select(sample_rows(len(batch), EPIC_ROWS, generator)).to(torch.float64))
-    return concatenate_transitions(parts)
-
-
 def epic_distance(testbed: str, reward: Any, demonstrations: Any, discount: float) -> float:
-    """EPIC distance of ``reward`` (a reward model or a function ``Transitions -> [B]``) to the true reward."""
+    """EPIC distance of ``reward`` (a reward model or a function ``Transitions -> [B]``) to the true reward, on the
+    coverage every method shares: :func:`classic_rl.gym_irl.epic_coverage` of the expert's demonstrations and the
+    random policy's episodes (no learner rows), seed ``EVAL_SEED``."""
+    from classic_rl.gym_irl import EPIC_MEAN_SAMPLES, epic_coverage
     from classic_rl.true_rewards import reward_epic_distance
 
-    coverage = epic_coverage(testbed, demonstrations, discount)
+    coverage = epic_coverage(testbed, demonstrations, discount, seed=EVAL_SEED)
     return reward_epic_distance(reward, testbed, coverage, discount, absorbing_indicator=True,
                                 num_mean_samples=EPIC_MEAN_SAMPLES, seed=EVAL_SEED)
 

@@ -15,9 +15,9 @@ outer step: loss, true return, expert-normalized return, env steps), ``checkpoin
 the folder), ``policy.zip`` (``PPO.load``-able, or the algorithm's), ``reward.safetensors`` + ``reward.json``
 (:func:`irl_bilevel.reward_io.load_reward_model` rebuilds it), ``tensorboard/`` (outer metrics and SB3's own
 logs) and ``summary.json`` (with ``epic_distance``, the learned reward's sample-based EPIC distance to the env's true
-reward, :func:`epic_to_true_reward`). Final files are written only when the run ends; a killed run leaves its config,
-metrics and last checkpoint, and resumes from them (SB3's optimizer moments and the running episodes restart,
-see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
+reward on expert, random-policy and learner transitions, :func:`epic_to_true_reward`). Final files are written only
+when the run ends; a killed run leaves its config, metrics and last checkpoint, and resumes from them (SB3's
+optimizer moments and the running episodes restart, see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,17 @@ from classic_rl.experts import (
     rollout_demonstrations,
     train_expert,
 )
-from classic_rl.sb3_inner import SB3InnerSolver
+from classic_rl.sb3_inner import AbsorbingAnchoredReward, SB3InnerSolver
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
-from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
+from irl_bilevel.objectives import (
+    SampleMaxEntObjective,
+    absorbing_transitions,
+    concatenate_transitions,
+    sample_rows,
+)
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import provenance, write_json
@@ -83,6 +88,7 @@ class GymIRLConfig:
     occupancy_discount: float | None = None  # γ of the IRL gradient's occupancy weights (default: discount)
     normalize_reward: bool = True
     absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
+    anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (sb3_inner.AbsorbingAnchoredReward)
     eval_episodes: int = 10
     eval_every: int = 1  # evaluate the policy on the true reward every this many outer steps (and at the last)
     transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps
@@ -124,6 +130,9 @@ class GymIRLConfig:
             raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
         if not 0.0 <= self.discount < 1.0:
             raise ValidationError(f"discount: expected 0 <= discount < 1, got {self.discount}")
+        if self.anchor_absorbing and not self.absorbing_indicator:
+            raise ValidationError("anchor_absorbing: needs absorbing_indicator (one absorbing state to anchor at); set "
+                                  "anchor_absorbing=false together with absorbing_indicator=false")
         if self.occupancy_discount is not None and not 0.0 <= self.occupancy_discount < 1.0:
             raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1 (or null: the "
                                   f"discount), got {self.occupancy_discount}")
@@ -199,37 +208,55 @@ def reward_spec(config: GymIRLConfig, obs_dim: int, action_dim: int) -> RewardSp
 
 
 # ---------------------------------------------------------------------- reward quality
-EPIC_ROWS_PER_SOURCE = 1000  # coverage rows drawn from the expert and from the learner, each
+EPIC_ROWS_PER_SOURCE = 1000  # coverage rows drawn from each source (expert, random policy, learner)
+EPIC_RANDOM_EPISODES = 10  # episodes of the uniformly random policy in the coverage
 EPIC_MEAN_SAMPLES = 200  # EPIC's joint (state, action) samples for the canonicalizing means
 
 
-def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, objective: SampleMaxEntObjective,
+def epic_coverage(env_id: str, demonstrations: RolloutDemonstrations, discount: float, absorbing_indicator: bool = True,
+                  learner: Transitions | None = None, seed: int = 0) -> Transitions:
+    """The transitions EPIC compares rewards on, float64, in the reward model's featurization (absorbing rows
+    included): up to :data:`EPIC_ROWS_PER_SOURCE` rows each of the expert's ``demonstrations``, of
+    :data:`EPIC_RANDOM_EPISODES` episodes of the uniformly random policy (actions seeded by ``seed``, episode ``i``
+    reset with ``seed + 1 + i``) and, if given, of ``learner`` transitions; rows drawn from a generator seeded by
+    ``seed``. The random episodes make the coverage hold terminations and poor states whatever the learner does:
+    on expert-like rows alone CartPole's true reward is the constant +1, against which EPIC means nothing
+    (:func:`irl_bilevel.metrics.sample_epic_distance` gives ``sqrt(1/2)``)."""
+    env = gym.make(env_id)
+    space = env.action_space
+    env.close()
+    space.seed(seed)
+    random_episodes = rollout_demonstrations(lambda observation: space.sample(), env_id, EPIC_RANDOM_EPISODES,
+                                             seed=seed + 1)
+    generator = torch.Generator().manual_seed(seed)
+    parts = []
+    for episodes in (demonstrations, random_episodes):
+        batch = SampleMaxEntObjective(episodes, discount, num_actions=episodes.num_actions, absorbing=True,
+                                      absorbing_indicator=absorbing_indicator).transitions
+        parts.append(batch)
+    if learner is not None:
+        parts.append(learner)
+    return concatenate_transitions([part.select(sample_rows(len(part), EPIC_ROWS_PER_SOURCE, generator))
+                                    .to(torch.float64) for part in parts])
+
+
+def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, demonstrations: RolloutDemonstrations,
                         inner: SB3InnerSolver) -> float | None:
     """Sample-based EPIC distance of the learned reward to the env's true reward
-    (:func:`classic_rl.true_rewards.reward_epic_distance`), in ``[0, 1]``.
-
-    Coverage: up to :data:`EPIC_ROWS_PER_SOURCE` rows each of the expert's transitions (``objective.transitions``)
-    and of the inner learner's last recorded ones (``inner.learner_transitions``), absorbing rows included, in the
-    reward model's featurization; :data:`EPIC_MEAN_SAMPLES` mean samples; all drawn from generators seeded by
-    ``config.seed``. None where no true reward is defined for the env (:data:`classic_rl.true_rewards.KNOWN_ENVS`:
-    the classic-control testbeds) — e.g. a user's env whose reward is not a known function of the observations —
-    and where the learner recorded no transitions in this process (a finished run re-opened trains nothing): the
-    expert's rows alone need not vary the true reward (CartPole's expert never terminates, so it is +1 on all of
-    them), and EPIC against a constant is meaningless (:func:`irl_bilevel.metrics.sample_epic_distance` gives it
-    ``sqrt(1/2)``).
+    (:func:`classic_rl.true_rewards.reward_epic_distance`), in ``[0, 1]``, on :func:`epic_coverage` with the inner
+    learner's last recorded transitions and seed ``config.seed``; :data:`EPIC_MEAN_SAMPLES` mean samples. None where
+    no true reward is defined for the env (:data:`classic_rl.true_rewards.KNOWN_ENVS`: the classic-control
+    testbeds), e.g. a user's env whose reward is not a known function of the observations, and where the learner
+    recorded no transitions in this process (a finished run re-opened trains nothing).
     """
     if config.env_id not in KNOWN_ENVS:
         return None
-    generator = torch.Generator().manual_seed(config.seed)
-
-    def subsample(batch: Transitions) -> Transitions:  # float64: the expert's rows are float32
-        return batch.select(sample_rows(len(batch), EPIC_ROWS_PER_SOURCE, generator)).to(torch.float64)
-
     try:
         learner = inner.learner_transitions()[0]
     except RuntimeError:  # nothing stepped in this process: a finished run re-opened
         return None
-    coverage = concatenate_transitions([subsample(objective.transitions), subsample(learner)])
+    coverage = epic_coverage(config.env_id, demonstrations, config.discount, config.absorbing_indicator, learner,
+                             config.seed)
     return reward_epic_distance(reward, config.env_id, coverage, config.discount,
                                 absorbing_indicator=config.absorbing_indicator,
                                 num_mean_samples=EPIC_MEAN_SAMPLES, seed=config.seed)
@@ -284,7 +311,13 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     objective = SampleMaxEntObjective(demonstrations, occupancy, num_actions=demonstrations.num_actions,
                                       absorbing=True, absorbing_indicator=config.absorbing_indicator)
     method = make_hypergradient(config.hypergradient, **config.hypergradient_options)
-    problem = BilevelProblem(reward, inner, objective)
+    # What the agent trains on: the reward itself, or shifted so that the absorbing state pays 0 (the same policies,
+    # the same outer gradient; no γ/(1 − γ) · r_abs spike on terminal transitions).
+    trained: RewardModel = reward
+    if config.anchor_absorbing:
+        trained = AbsorbingAnchoredReward(reward, absorbing_transitions(
+            torch.zeros(1, inner.env.obs_dim), inner.env.action_dim, True))
+    problem = BilevelProblem(trained, inner, objective)
     random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
     expert_return = (float(demonstrations.returns.mean()) if demonstrations.returns is not None
                      else evaluate_policy_return(expert_model, config.env_id, config.eval_episodes,
@@ -318,7 +351,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     writer.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
-    epic = epic_to_true_reward(config, reward, objective, inner)  # before inner.close(): reads its recorded steps
+    epic = epic_to_true_reward(config, reward, demonstrations, inner)  # before inner.close(): reads its recorded steps
     upper = getattr(method, "upper", None)
     if upper is not None:
         upper.close()
@@ -337,7 +370,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     if config.transfer_steps:
         reward.requires_grad_(False)
         transfer = make_inner(config.transfer_steps, config.seed + 100, None)
-        transfer.solve(reward)
+        transfer.solve(trained)
         value = evaluate_policy_return(transfer.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
         transfer.close()
         summary.update(transfer_true_return=value,

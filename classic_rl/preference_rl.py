@@ -92,7 +92,7 @@ import numpy as np
 import torch
 
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
-from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
+from classic_rl.sb3_inner import AbsorbingAnchoredReward, LearnedRewardVecEnv, SB3InnerSolver
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.exploration import StateEntropyReward
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
@@ -107,7 +107,7 @@ from irl_bilevel.query_selection import (
 )
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
-from irl_bilevel.rewards import RewardModel, RewardOutput, Transitions
+from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import provenance, write_json, write_metrics
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
@@ -427,29 +427,6 @@ def select_queries(selection: str, model: RewardModel | RewardEnsemble, segments
         return select_entropy(r1, r2, k)
     embeddings = torch.cat([segments.features[first], segments.features[second]], dim=1)
     return select_k_center_disagreement(r1, r2, embeddings, k)
-
-
-class AbsorbingAnchoredReward(RewardModel):
-    """``r_θ(x) − r_θ(x_abs)``: the reward model shifted so that DAC's absorbing state (``[0, …, 0, 1]`` with a zero
-    action) pays exactly 0; what the inner solver trains on.
-
-    With absorbing termination every episode is infinitely long, so subtracting a constant from every reward (the
-    absorbing one included) shifts every policy's discounted return by the same ``c / (1 − γ)``: the inner problem
-    is unchanged. The preference likelihood is unchanged too (both segments of a query have ``L`` steps: the shift
-    cancels). What changes is the scale the agent sees: no ``γ/(1 − γ) · r_abs`` spike on terminal transitions, a
-    termination simply ends the reward stream, as in the true CartPole-v1 (where ``r_abs = 0``).
-    """
-
-    def __init__(self, base: RewardModel | RewardEnsemble, absorbing: Transitions) -> None:
-        super().__init__(base.aspect_names, None, bool(getattr(base, "uses_actions", True)))
-        self.base = base
-        self.absorbing = absorbing
-
-    def forward(self, batch: Transitions) -> RewardOutput:
-        output = self.base(batch)
-        dtype = output.total.dtype
-        anchor = self.base(self.absorbing.to(dtype))
-        return RewardOutput(output.aspects - anchor.aspects, output.total - anchor.total, output.aspect_names)
 
 
 class ExploringInnerSolver:

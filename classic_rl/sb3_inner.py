@@ -69,7 +69,8 @@ from irl_bilevel.objectives import (
     weighted_reward_mean,
     with_absorbing_indicator,
 )
-from irl_bilevel.rewards import RewardModel, Transitions
+from irl_bilevel.reward_ensemble import RewardEnsemble
+from irl_bilevel.rewards import RewardModel, RewardOutput, Transitions
 from irl_bilevel.validation import ValidationError
 
 TERMINATION_MODES = ("absorbing", "none")
@@ -107,6 +108,31 @@ def check_reward_model(reward_model: RewardModel, obs_dim: int, action_dim: int)
             f"{action_dim}]; it reads {uses}, so its input dimension should be "
             f"{obs_dim + (action_dim if reward_model.uses_actions else 0)}): {error}"
         ) from error
+
+
+class AbsorbingAnchoredReward(RewardModel):
+    """``r_θ(x) − r_θ(x_abs)``: the reward model shifted so that DAC's absorbing state (``[0, …, 0, 1]`` with a zero
+    action, ``absorbing``) pays exactly 0; what the inner solver trains on.
+
+    With absorbing termination every episode is infinitely long, so subtracting a constant from every reward (the
+    absorbing one included) shifts every policy's discounted return by the same ``c / (1 − γ)``: the inner problem
+    is unchanged. So are the outer losses: the preference likelihood (both segments of a query have ``L`` steps: the
+    shift cancels) and the MaxEnt gradient (expert and learner expectations are weighted means: both shift by ``c``).
+    What changes is the scale the agent sees: no ``γ/(1 − γ) · r_abs`` spike on terminal transitions, a termination
+    simply ends the reward stream, as in the true CartPole-v1 (where ``r_abs = 0``). ``base``'s parameters are this
+    module's parameters.
+    """
+
+    def __init__(self, base: RewardModel | RewardEnsemble, absorbing: Transitions) -> None:
+        super().__init__(base.aspect_names, None, bool(getattr(base, "uses_actions", True)))
+        self.base = base
+        self.absorbing = absorbing
+
+    def forward(self, batch: Transitions) -> RewardOutput:
+        output = self.base(batch)
+        dtype = output.total.dtype
+        anchor = self.base(self.absorbing.to(dtype))
+        return RewardOutput(output.aspects - anchor.aspects, output.total - anchor.total, output.aspect_names)
 
 
 class _RunningVariance:

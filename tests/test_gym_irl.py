@@ -107,6 +107,8 @@ def test_bad_inputs_are_named(tmp_path, demonstrations_file):
         GymIRLConfig(occupancy_discount=1.0)
     with pytest.raises(ValidationError, match="learner_solves"):
         GymIRLConfig(learner_solves=0)
+    with pytest.raises(ValidationError, match="anchor_absorbing"):
+        GymIRLConfig(anchor_absorbing=True, absorbing_indicator=False)
     with pytest.raises(ValidationError, match="unknown key"):
         GymIRLConfig.from_sources(None, ["learning_rate=0.1"])
     # CartPole's demonstrations do not fit Pendulum-v1 (3 observations, continuous actions): nothing is written.
@@ -175,3 +177,19 @@ def test_the_ablation_figure_draws_every_grid_point_of_the_sweep_summary(tmp_pat
     (tmp_path / "irl_ablation_sweep.json").write_text(json.dumps(summary))
     paths = figure.plot(tmp_path, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_an_anchored_run_learns_the_same_first_step_and_transfers_on_the_shifted_reward(tmp_path, demonstrations_file):
+    """anchor_absorbing shifts what the agent sees by r_θ(absorbing); the outer gradient is unchanged, so the first
+    outer step (its learner samples come from the initial policy, before the shifted reward has trained anything)
+    moves θ exactly as without it."""
+    steps = {**TINY, "outer_steps": 1}
+    plain = run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, **steps), tmp_path / "plain",
+                        progress=False)
+    anchored = run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, anchor_absorbing=True,
+                                        transfer_steps=128, **steps), tmp_path / "anchored", progress=False)
+    first, _ = load_reward_model(tmp_path / "plain")
+    second, _ = load_reward_model(tmp_path / "anchored")
+    for a, b in zip(first.parameters(), second.parameters()):
+        torch.testing.assert_close(a, b)
+    assert np.isfinite(anchored["transfer_normalized_return"]) and plain["outer_steps"] == anchored["outer_steps"]

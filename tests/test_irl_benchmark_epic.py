@@ -1,6 +1,6 @@
-"""The IRL benchmark's reward-quality column (``benchmarks/irl_vs_imitation.py``): one EPIC coverage for every
-method, the true reward at distance 0 and its negation at 1, and imitation's reward nets read in our featurization
-(no imitation install needed: a stand-in net)."""
+"""The IRL benchmark's reward-quality column (``benchmarks/irl_vs_imitation.py``) and the EPIC coverage of
+``classic_rl.gym_irl``: one coverage for every method, the true reward at distance 0 and its negation at 1, and
+imitation's reward nets read in our featurization (no imitation install needed: a stand-in net)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from classic_rl.experts import rollout_demonstrations
+from classic_rl.gym_irl import epic_coverage
 from classic_rl.true_rewards import TrueReward
+from irl_bilevel.objectives import SampleMaxEntObjective
 from irl_bilevel.rewards import Transitions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +32,15 @@ def _episodes():
 
 def test_the_coverage_is_fixed_and_the_true_reward_is_at_distance_zero():
     demonstrations = _episodes()
-    first = bench.epic_coverage("CartPole-v1", demonstrations, 0.99)
-    second = bench.epic_coverage("CartPole-v1", demonstrations, 0.99)
+    first = epic_coverage("CartPole-v1", demonstrations, 0.99, seed=bench.EVAL_SEED)
+    second = epic_coverage("CartPole-v1", demonstrations, 0.99, seed=bench.EVAL_SEED)
     torch.testing.assert_close(first.states, second.states)  # the same for every method and seed
     assert first.states.shape[1] == 4 + 1 and bool((first.states[:, -1] == 1).any())  # absorbing rows included
+    expert_rows = len(SampleMaxEntObjective(demonstrations, 0.99, absorbing_indicator=True).transitions)
+    assert expert_rows > 1000 and len(first) > 1000 + 100  # 1000 expert rows, then the random episodes' rows
+    with_learner = epic_coverage("CartPole-v1", demonstrations, 0.99, learner=first.select(torch.arange(7)),
+                                 seed=bench.EVAL_SEED)
+    assert len(with_learner) == len(first) + 7
     truth = TrueReward("CartPole-v1", True)
     assert bench.epic_distance("CartPole-v1", truth, demonstrations, 0.99) < 1e-6
     assert bench.epic_distance("CartPole-v1", lambda batch: -truth(batch), demonstrations, 0.99) > 1 - 1e-6

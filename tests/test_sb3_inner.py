@@ -11,7 +11,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from classic_rl.experts import rollout_demonstrations
-from classic_rl.sb3_inner import LearnedRewardVecEnv, SB3InnerSolver
+from classic_rl.sb3_inner import AbsorbingAnchoredReward, LearnedRewardVecEnv, SB3InnerSolver
 from irl_bilevel.hypergradients import BilevelProblem, MaxEntHypergradient
 from irl_bilevel.inner import InnerSolver, Policy
 from irl_bilevel.objectives import SampleMaxEntObjective, absorbing_transitions
@@ -390,6 +390,36 @@ def test_the_absorbing_indicator_makes_the_absorbing_state_a_state_of_its_own():
     assert float(objective.expert_reward_expectation(None, indicator).detach()) == pytest.approx(expected)
     with pytest.raises(ValidationError, match="absorbing_indicator"):
         SampleMaxEntObjective(demos, GAMMA, absorbing=False, absorbing_indicator=True)
+
+
+def test_anchoring_the_absorbing_state_changes_no_maxent_gradient_and_removes_the_terminal_spike():
+    """r_θ − r_θ(abs): the agent's terminal transition pays no γ/(1 − γ) · r_abs, the MaxEnt gradient is the same."""
+    torch.manual_seed(0)
+    base = MLPReward(5, (8,))
+    anchored = AbsorbingAnchoredReward(base, absorbing_transitions(torch.zeros(1, 4), 2, True))
+    assert list(anchored.parameters()) == list(base.parameters())
+    inner = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0,
+                           absorbing_indicator=True)
+    try:
+        inner.solve(anchored)
+        data = inner.env.recorded()
+        assert bool(data["terminated"].any())
+        batch, _ = inner.learner_transitions()
+        with torch.no_grad():
+            absorbing_rows = batch.states[:, -1] == 1
+            assert bool(absorbing_rows.any()) and torch.allclose(anchored(batch).total[absorbing_rows],
+                                                                 torch.zeros(int(absorbing_rows.sum())))
+        demos = rollout_demonstrations(lambda observation: int(observation[2] > 0), "CartPole-v1", 2, seed=0)
+        objective = SampleMaxEntObjective(demos, GAMMA, absorbing_indicator=True)
+
+        def gradient(model: RewardModel) -> list[torch.Tensor]:
+            difference = inner.learner_reward_expectation(model) - objective.expert_reward_expectation(None, model)
+            return list(torch.autograd.grad(difference, list(base.parameters())))
+
+        for plain, shifted in zip(gradient(base), gradient(anchored)):
+            torch.testing.assert_close(plain, shifted)
+    finally:
+        inner.close()
 
 
 @pytest.mark.parametrize("absorbing_indicator", [False, True])
