@@ -365,13 +365,19 @@ def evaluate_policy_return(policy_or_model: Any, env_id: str, num_episodes: int,
     return float(returns.mean()), float(returns.std()), returns
 
 
-def random_policy_return(env_id: str, num_episodes: int, seed: int) -> tuple[float, float, np.ndarray]:
-    """The uniformly random policy's true return, ``(mean, std, returns)``, its actions seeded by ``seed``."""
+def uniform_random_policy(env_id: str, seed: int) -> Callable[[np.ndarray], Any]:
+    """The uniformly random policy of ``env_id``'s action space, ``observation -> action``, actions seeded by
+    ``seed``."""
     env = gym.make(env_id)
     space = env.action_space
     env.close()
     space.seed(seed)
-    return evaluate_policy_return(lambda observation: space.sample(), env_id, num_episodes, seed)
+    return lambda observation: space.sample()
+
+
+def random_policy_return(env_id: str, num_episodes: int, seed: int) -> tuple[float, float, np.ndarray]:
+    """The uniformly random policy's true return, ``(mean, std, returns)``, its actions seeded by ``seed``."""
+    return evaluate_policy_return(uniform_random_policy(env_id, seed), env_id, num_episodes, seed)
 
 
 def normalized_return(value: float, random: float, expert: float) -> float:

@@ -48,18 +48,14 @@ from classic_rl.experts import (
     random_policy_return,
     rollout_demonstrations,
     train_expert,
+    uniform_random_policy,
 )
 from classic_rl.sb3_inner import AbsorbingAnchoredReward, SB3InnerSolver
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
-from irl_bilevel.objectives import (
-    SampleMaxEntObjective,
-    absorbing_transitions,
-    concatenate_transitions,
-    sample_rows,
-)
+from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import provenance, write_json
@@ -230,18 +226,12 @@ def epic_coverage(env_id: str, demonstrations: RolloutDemonstrations, discount: 
     ``seed``. The random episodes make the coverage hold terminations and poor states whatever the learner does:
     on expert-like rows alone CartPole's true reward is the constant +1, against which EPIC means nothing
     (:func:`irl_bilevel.metrics.sample_epic_distance` gives ``sqrt(1/2)``)."""
-    env = gym.make(env_id)
-    space = env.action_space
-    env.close()
-    space.seed(seed)
-    random_episodes = rollout_demonstrations(lambda observation: space.sample(), env_id, EPIC_RANDOM_EPISODES,
+    random_episodes = rollout_demonstrations(uniform_random_policy(env_id, seed), env_id, EPIC_RANDOM_EPISODES,
                                              seed=seed + 1)
     generator = torch.Generator().manual_seed(seed)
-    parts = []
-    for episodes in (demonstrations, random_episodes):
-        batch = SampleMaxEntObjective(episodes, discount, num_actions=episodes.num_actions, absorbing=True,
-                                      absorbing_indicator=absorbing_indicator).transitions
-        parts.append(batch)
+    parts = [SampleMaxEntObjective(episodes, discount, num_actions=episodes.num_actions, absorbing=True,
+                                   absorbing_indicator=absorbing_indicator).transitions
+             for episodes in (demonstrations, random_episodes)]
     if learner is not None:
         parts.append(learner)
     return concatenate_transitions([part.select(sample_rows(len(part), EPIC_ROWS_PER_SOURCE, generator))
@@ -315,16 +305,14 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     inner = make_inner(config.env_steps_per_outer_step, config.seed, output_dir / "tensorboard")
     spec = reward_spec(config, inner.env.obs_dim, inner.env.action_dim)
     reward = build_reward_model(spec)
-    occupancy = config.discount if config.occupancy_discount is None else config.occupancy_discount
-    objective = SampleMaxEntObjective(demonstrations, occupancy, num_actions=demonstrations.num_actions,
+    objective = SampleMaxEntObjective(demonstrations, inner.occupancy_discount, num_actions=demonstrations.num_actions,
                                       absorbing=True, absorbing_indicator=config.absorbing_indicator)
     method = make_hypergradient(config.hypergradient, **config.hypergradient_options)
     # What the agent trains on: the reward itself, or shifted so that the absorbing state pays 0 (the same policies,
     # the same outer gradient; no γ/(1 − γ) · r_abs spike on terminal transitions).
     trained: RewardModel = reward
     if config.anchor_absorbing:
-        trained = AbsorbingAnchoredReward(reward, absorbing_transitions(
-            torch.zeros(1, inner.env.obs_dim), inner.env.action_dim, True))
+        trained = AbsorbingAnchoredReward.for_env(reward, inner.env)
     problem = BilevelProblem(trained, inner, objective)
     random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
     expert_return = (float(demonstrations.returns.mean()) if demonstrations.returns is not None

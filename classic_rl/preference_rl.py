@@ -644,8 +644,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     objective = PreferenceRLObjective(reward, config, n_envs, session_schedule(config))
     trained: RewardModel | RewardEnsemble = reward
     if config.absorbing_indicator:
-        absorbing = absorbing_transitions(torch.zeros(1, inner.env.obs_dim), inner.env.action_dim, True)
-        trained = AbsorbingAnchoredReward(reward, absorbing)
+        trained = AbsorbingAnchoredReward.for_env(reward, inner.env)
     solving: SB3InnerSolver | ExploringInnerSolver = inner
     if config.exploration == "state_entropy":
         solving = ExploringInnerSolver(inner, objective.has_feedback, config.exploration_neighbours)

@@ -128,6 +128,13 @@ class AbsorbingAnchoredReward(RewardModel):
         self.base = base
         self.absorbing = absorbing
 
+    @classmethod
+    def for_env(cls, base: RewardModel | RewardEnsemble, env: LearnedRewardVecEnv) -> AbsorbingAnchoredReward:
+        """Anchored at ``env``'s absorbing state (it must use DAC's indicator: one absorbing state for all)."""
+        if not env.absorbing_indicator:
+            raise ValidationError("absorbing_indicator: anchoring needs DAC's single absorbing state")
+        return cls(base, absorbing_transitions(torch.zeros(1, env.obs_dim), env.action_dim, True))
+
     def forward(self, batch: Transitions) -> RewardOutput:
         output = self.base(batch)
         dtype = output.total.dtype

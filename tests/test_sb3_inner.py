@@ -401,6 +401,8 @@ def test_anchoring_the_absorbing_state_changes_no_maxent_gradient_and_removes_th
     inner = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO, seed=0,
                            absorbing_indicator=True)
     try:
+        torch.testing.assert_close(AbsorbingAnchoredReward.for_env(base, inner.env).absorbing.states,
+                                   anchored.absorbing.states)
         inner.solve(anchored)
         data = inner.env.recorded()
         assert bool(data["terminated"].any())
@@ -420,6 +422,10 @@ def test_anchoring_the_absorbing_state_changes_no_maxent_gradient_and_removes_th
             torch.testing.assert_close(plain, shifted)
     finally:
         inner.close()
+    plain_env = SB3InnerSolver("CartPole-v1", env_steps_per_outer_step=64, hyperparameters=TINY_PPO)
+    with pytest.raises(ValidationError, match="absorbing_indicator"):
+        AbsorbingAnchoredReward.for_env(base, plain_env.env)  # no single absorbing state to anchor at
+    plain_env.close()
 
 
 @pytest.mark.parametrize("absorbing_indicator", [False, True])
