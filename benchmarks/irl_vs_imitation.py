@@ -136,11 +136,12 @@ IMITATION_SETTINGS: dict[str, dict[str, Any]] = {
              "gen_replay_buffer_capacity": 512, "n_disc_updates_per_round": 8},
 }
 # Ours: GymIRLConfig's defaults (state-only MLP [64, 64] reward with DAC's absorbing indicator, anchored at 0 for
-# the agent, running-RMS reward scale, MaxEnt hypergradient, Adam lr 1e-2), one outer step per PPO rollout.
+# the agent, running-RMS reward scale, MaxEnt hypergradient with occupancy weights of γ = 0.99 whatever the PPO
+# discount, Adam lr 1e-2), one outer step per PPO rollout.
 OURS_SETTINGS: dict[str, Any] = {"hypergradient": "maxent", "reward_structure": "scalar", "hidden_sizes": [64, 64],
                                  "lr": 1e-2, "optimizer": "adam", "normalize_reward": True,
                                  "absorbing_indicator": True, "anchor_absorbing": True,
-                                 "state_action_reward": False}
+                                 "state_action_reward": False, "occupancy_discount": 0.99}
 
 
 # ---------------------------------------------------------------------- protocol and helpers

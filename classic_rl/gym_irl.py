@@ -89,7 +89,10 @@ class GymIRLConfig:
     lr: float = 1e-2
     l2: float = 0.0
     discount: float = 0.99
-    occupancy_discount: float | None = None  # γ of the IRL gradient's occupancy weights (default: discount)
+    # γ of the occupancy weights in the IRL gradient (expert and learner alike); null: the agent's discount. Not the
+    # agent's discount by default: an RL discount below 0.99 (rl-zoo's 0.9 for Pendulum) reduces policy-gradient
+    # variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode.
+    occupancy_discount: float | None = 0.99
     normalize_reward: bool = True
     absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
     anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (sb3_inner.AbsorbingAnchoredReward)
@@ -139,7 +142,7 @@ class GymIRLConfig:
                                   "anchor_absorbing=false together with absorbing_indicator=false")
         if self.occupancy_discount is not None and not 0.0 <= self.occupancy_discount < 1.0:
             raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1 (or null: the "
-                                  f"discount), got {self.occupancy_discount}")
+                                  f"agent's discount), got {self.occupancy_discount}")
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
