@@ -184,8 +184,8 @@ def test_an_anchored_run_learns_the_same_first_step_and_transfers_on_the_shifted
     outer step (its learner samples come from the initial policy, before the shifted reward has trained anything)
     moves θ exactly as without it."""
     steps = {**TINY, "outer_steps": 1}
-    plain = run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, **steps), tmp_path / "plain",
-                        progress=False)
+    plain = run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, anchor_absorbing=False, **steps),
+                        tmp_path / "plain", progress=False)
     anchored = run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, anchor_absorbing=True,
                                         transfer_steps=128, **steps), tmp_path / "anchored", progress=False)
     first, _ = load_reward_model(tmp_path / "plain")
@@ -193,3 +193,21 @@ def test_an_anchored_run_learns_the_same_first_step_and_transfers_on_the_shifted
     for a, b in zip(first.parameters(), second.parameters()):
         torch.testing.assert_close(a, b)
     assert np.isfinite(anchored["transfer_normalized_return"]) and plain["outer_steps"] == anchored["outer_steps"]
+
+
+def test_the_occupancy_weights_use_their_own_discount_and_null_means_the_agents(tmp_path, demonstrations_file):
+    """With the agent's discount 0.9, the default occupancy discount (0.99) weights the expert and learner
+    expectations differently from the agent's γ, so the first outer step differs; ``null`` is the agent's γ."""
+    steps = {**TINY, "outer_steps": 1, "discount": 0.9}
+
+    def first_step(name: str, **options) -> list[torch.Tensor]:
+        run_gym_irl(GymIRLConfig(demonstrations_file=demonstrations_file, **steps, **options), tmp_path / name,
+                    progress=False)
+        return list(load_reward_model(tmp_path / name)[0].parameters())
+
+    default, agents, explicit = first_step("default"), first_step("null", occupancy_discount=None), \
+        first_step("explicit", occupancy_discount=0.9)
+    assert GymIRLConfig().occupancy_discount == 0.99
+    for a, b in zip(agents, explicit):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(default, agents))
