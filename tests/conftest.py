@@ -3,7 +3,10 @@ one torch thread, and temporary folders for anything libraries write into the sy
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -54,3 +57,13 @@ def tiny_lm_path(tmp_path_factory):
     from llm.builtin_model import BuiltinRecipe, build_builtin_model
 
     return build_builtin_model(BuiltinRecipe.tiny(), cache_dir=tmp_path_factory.mktemp("lm_cache"), progress=False)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module: benchmarks/ is a folder of scripts, not an installed package."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark",
+                                                  Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

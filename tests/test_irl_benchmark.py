@@ -8,7 +8,6 @@ hand-made curves. imitation is a benchmark-only install: without it the module i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -19,15 +18,14 @@ import pytest
 
 pytest.importorskip("imitation")
 
+from conftest import load_benchmark
+
 from figures import irl_vs_imitation as figure
 from irl_bilevel.validation import ValidationError
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("irl_vs_imitation_benchmark",
-                                               ROOT / "benchmarks" / "irl_vs_imitation.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)  # benchmarks/ is a folder of scripts, not an installed package
+
+bench = load_benchmark("irl_vs_imitation")
 
 
 def run_smoke(output: Path) -> subprocess.CompletedProcess:

@@ -4,11 +4,9 @@ imitation's reward nets read in our featurization (no imitation install needed: 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
+from conftest import load_benchmark
 
 from classic_rl.experts import rollout_demonstrations
 from classic_rl.gym_irl import epic_coverage
@@ -16,12 +14,7 @@ from classic_rl.true_rewards import TrueReward
 from irl_bilevel.objectives import SampleMaxEntObjective
 from irl_bilevel.rewards import Transitions
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("irl_vs_imitation_benchmark_epic",
-                                               ROOT / "benchmarks" / "irl_vs_imitation.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)  # benchmarks/ is a folder of scripts, not an installed package
+bench = load_benchmark("irl_vs_imitation")
 
 
 def _episodes():

@@ -8,7 +8,6 @@ imitation is a benchmark-only install: without it the module is skipped.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,14 +18,13 @@ import pytest
 
 pytest.importorskip("imitation")
 
+from conftest import load_benchmark
+
 from figures import preferences_vs_imitation as figure
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("preferences_vs_imitation_benchmark",
-                                               ROOT / "benchmarks" / "preferences_vs_imitation.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)  # benchmarks/ is a folder of scripts, not an installed package
+
+bench = load_benchmark("preferences_vs_imitation")
 
 
 def run_smoke(output: Path, work: Path) -> subprocess.CompletedProcess:
