@@ -453,8 +453,7 @@ def worker_bc(task: dict[str, Any]) -> dict[str, Any]:
 
     seed, testbed = task["seed"], task["testbed"]
     _torch_setup(seed)
-    demonstrations = _load_demonstrations(Path(task["demonstrations_file"]))
-    trajectories = _imitation_trajectories(demonstrations)
+    trajectories = _imitation_trajectories(_load_demonstrations(Path(task["demonstrations_file"])))
     env = gym.make(testbed)
     with tempfile.TemporaryDirectory(prefix="irl-bench-bc-") as folder:
         trainer = bc.BC(observation_space=env.observation_space, action_space=env.action_space,

@@ -57,7 +57,7 @@ from classic_rl.experts import (
     train_expert,
     uniform_random_policy,
 )
-from classic_rl.sb3_inner import AbsorbingAnchoredReward, SB3InnerSolver
+from classic_rl.sb3_inner import AbsorbingAnchoredReward, SB3InnerSolver, check_occupancy_discount
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
@@ -147,9 +147,7 @@ class GymIRLConfig:
         if self.anchor_absorbing and not self.absorbing_indicator:
             raise ValidationError("anchor_absorbing: needs absorbing_indicator (one absorbing state to anchor at); set "
                                   "anchor_absorbing=false together with absorbing_indicator=false")
-        if self.occupancy_discount is not None and not 0.0 <= self.occupancy_discount < 1.0:
-            raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1 (or null: the "
-                                  f"agent's discount), got {self.occupancy_discount}")
+        check_occupancy_discount(self.occupancy_discount)  # here too: a bad value fails before the expert trains
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:

@@ -110,6 +110,14 @@ def check_reward_model(reward_model: RewardModel, obs_dim: int, action_dim: int)
         ) from error
 
 
+def check_occupancy_discount(value: float | None) -> None:
+    """``occupancy_discount`` must be ``None`` (the RL discount) or in ``[0, 1)`` (the occupancy weights' series
+    must converge)."""
+    if value is not None and not 0.0 <= value < 1.0:
+        raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1 (or null: the agent's "
+                              f"discount), got {value}")
+
+
 class AbsorbingAnchoredReward(RewardModel):
     """``r_θ(x) − r_θ(x_abs)``: the reward model shifted so that DAC's absorbing state (``[0, …, 0, 1]`` with a zero
     action, ``absorbing``) pays exactly 0; what the inner solver trains on.
@@ -460,8 +468,7 @@ class SB3InnerSolver:
         if learner_solves < 1:
             raise ValidationError(f"learner_solves: expected at least 1, got {learner_solves}")
         self.learner_solves = int(learner_solves)
-        if occupancy_discount is not None and not 0.0 <= occupancy_discount < 1.0:
-            raise ValidationError(f"occupancy_discount: expected 0 <= occupancy_discount < 1, got {occupancy_discount}")
+        check_occupancy_discount(occupancy_discount)
         with float32_default():
             venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper_class)
             try:
