@@ -41,6 +41,11 @@ Protocol (see benchmarks/README.md, "IRL on gymnasium testbeds"):
   (rather than each method's own learner samples) compares every reward on the same transitions.
 * **BC** (floor): ``imitation.algorithms.bc.BC`` with its defaults for ``BC_EPOCHS`` epochs on the same
   demonstrations; no env steps.
+* **PPO on the true reward** (reference, ``true_reward``): the same PPO dict, seed and budget on the env's own
+  reward, evaluated on AIRL's and GAIL's schedule. It is what these PPO settings can reach at this budget with a
+  perfect reward (the summary also reads its curve at the transfer budget): where it stays near 0 (MountainCar-v0
+  at the quick budget), no learned reward can show a better return or transfer, and the cells there say nothing
+  about the methods.
 * **Time.** ``time.perf_counter`` around training (ours: ``BilevelSolver.run`` inside ``run_gym_irl``; theirs:
   ``trainer.train``), with the time spent in evaluations measured and subtracted (``train_s``), and around the
   transfer run (``transfer_s``). Ratios ours / theirs of IQMs over seeds.
@@ -79,7 +84,8 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 from irl_bilevel.validation import ValidationError  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "irl_vs_imitation.json"
-METHODS = ("ours", "airl", "gail", "bc")
+# true_reward: PPO on the env's own reward, the reference every learned reward is read against (not a competitor)
+METHODS = ("ours", "airl", "gail", "bc", "true_reward")
 SCALES = ("smoke", "quick", "full")
 TARGET = 0.9  # normalized return whose first crossing is reported
 CLEARLY_BETTER = 0.1  # transfer goal: ours' IQM at least this much above AIRL's
@@ -444,6 +450,29 @@ def worker_adversarial(task: dict[str, Any], method: str) -> dict[str, Any]:
             "demo_batch_size": min(settings["demo_batch_size"], transitions)}
 
 
+def worker_true_reward(task: dict[str, Any]) -> dict[str, Any]:
+    """The reference: the shared PPO dict trained on the env's own reward for the budget, evaluated on the same
+    schedule as AIRL and GAIL (after every ``eval_every`` env steps). What these PPO settings reach at this budget
+    when the reward is the true one: a testbed where it stays near 0 cannot separate the learned rewards."""
+    seed, testbed, spec = task["seed"], task["testbed"], task["spec"]
+    _torch_setup(seed)
+    venv = _venv(testbed, spec, seed)
+    learner = _ppo(testbed, spec, seed, venv)
+    evaluator = _Evaluator(testbed, task["eval_episodes"])
+    steps: list[int] = []
+    returns: list[float] = []
+    start = time.perf_counter()
+    while learner.num_timesteps < spec["budget"]:
+        # learn() in chunks continues the same rollouts (reset_num_timesteps=False keeps the last observations)
+        learner.learn(total_timesteps=spec["eval_every"], reset_num_timesteps=False)
+        steps.append(int(learner.num_timesteps))
+        returns.append(evaluator(learner))
+    with_eval = time.perf_counter() - start
+    venv.close()
+    return {"env_steps": steps, "true_return": returns, "train_s": with_eval - evaluator.seconds,
+            "eval_s": evaluator.seconds, "train_with_eval_s": with_eval, "transfer_true_return": None}
+
+
 def worker_bc(task: dict[str, Any]) -> dict[str, Any]:
     """imitation's BC (defaults, ``BC_EPOCHS`` epochs) on the same demonstrations; no env steps."""
     import gymnasium as gym
@@ -479,6 +508,8 @@ def run_worker(args: argparse.Namespace) -> None:
         result = worker_ours(task)
     elif role in ("airl", "gail"):
         result = worker_adversarial(task, role)
+    elif role == "true_reward":
+        result = worker_true_reward(task)
     else:
         result = worker_bc(task)
     result["load_average"] = os.getloadavg()
@@ -585,6 +616,11 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                           - per_method["airl"]["transfer_normalized_return"]["iqm"])
             goal["transfer_vs_airl"] = {"difference": difference, "met": bool(difference >= CLEARLY_BETTER)}
         summary[testbed] = {"budget": spec["budget"], "methods": per_method, "ratios": ratios, "goal": goal}
+        reference = [cells[_cell_key(testbed, "true_reward", s)] for s in proto["seeds"]
+                     if _cell_key(testbed, "true_reward", s) in cells]
+        if reference:  # what PPO reaches on the true reward after as many steps as a transfer run takes
+            summary[testbed]["true_reward_at_transfer_budget"] = iqm_with_ci(
+                [score_at(r["env_steps"], r["normalized_return"], spec["transfer_budget"]) for r in reference])
     verdicts = [g["met"] for entry in summary.values() for g in entry["goal"].values()]
     summary["goal_met"] = bool(verdicts) and all(verdicts)
     summary["goal"] = (f"ours' IQM normalized return at half the budget >= AIRL's and GAIL's at the full budget on "
@@ -615,6 +651,9 @@ def print_table(summary: dict[str, Any]) -> None:
             print(f"   {name}: return {_fmt(ratio['final_normalized_return'])}, steps→0.9 "
                   f"{_fmt(ratio['env_steps_to_target'])}, transfer {_fmt(ratio['transfer_normalized_return'])}, "
                   f"train time {_fmt(ratio['train_s'])}")
+        if "true_reward_at_transfer_budget" in entry:
+            print(f"   PPO on the true reward after the transfer budget: "
+                  f"{_fmt(entry['true_reward_at_transfer_budget']['iqm'])}")
         for name, verdict in entry["goal"].items():
             print(f"   goal {name}: {'met' if verdict['met'] else 'NOT met'} "
                   f"({', '.join(f'{k} {_fmt(v)}' for k, v in verdict.items() if k != 'met')})")

@@ -3,10 +3,11 @@
 Reads ``benchmarks/results/irl_vs_imitation.json`` (``benchmarks/irl_vs_imitation.py``). Top row, one panel per
 testbed: expert-normalized true return against env steps of the inner / generator RL loop, the interquartile
 mean (IQM) over seeds with a 95% bootstrap confidence band (``irl_bilevel.statistics.iqm_with_ci``), BC (no env
-steps) as a horizontal line, the budget's half marked (the goal compares ours there with theirs at the budget).
-Bottom: reward transfer — the normalized return of a fresh PPO trained from scratch on each method's frozen
-learned reward — and reward quality — the EPIC distance of each learned reward to the true one — IQM over seeds with
-the CI as error bars and the seeds as dots.
+steps) as a horizontal line, PPO on the true reward (the reference) dashed, the budget's half marked (the goal
+compares ours there with theirs at the budget). Bottom: reward transfer — the normalized return of a fresh PPO
+trained from scratch on each method's frozen learned reward, with PPO on the true reward after as many steps
+dashed — and reward quality — the EPIC distance of each learned reward to the true one — IQM over seeds with the
+CI as error bars and the seeds as dots.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from irl_bilevel.statistics import iqm_with_ci
 
 NAME = "irl_vs_imitation"
 LABELS = {"ours": "ours (bilevel ML-IRL)", "airl": "AIRL (imitation)", "gail": "GAIL (imitation)",
-          "bc": "BC (imitation)"}
-COLOURS = {"ours": "C0", "airl": "C3", "gail": "C2", "bc": "C7"}
+          "bc": "BC (imitation)", "true_reward": "PPO on the true reward"}
+COLOURS = {"ours": "C0", "airl": "C3", "gail": "C2", "bc": "C7", "true_reward": "k"}
 CURVE_METHODS = ("ours", "airl", "gail")
 
 
@@ -59,6 +60,11 @@ def _curves(ax: plt.Axes, results: dict[str, Any], testbed: str) -> None:
     if bc:
         level = iqm_with_ci([run["final_normalized_return"] for run in bc])["iqm"]
         ax.axhline(level, color=COLOURS["bc"], linestyle="--", label=LABELS["bc"])
+    reference = _runs(results, testbed, "true_reward")
+    if reference:
+        steps, centre, _, _ = curve_statistics(reference)
+        ax.plot(steps, centre, color=COLOURS["true_reward"], linestyle="--", linewidth=1.0,
+                label=f"{LABELS['true_reward']} (n={len(reference)})")
     ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
     ax.axvline(budget / 2, color="k", linewidth=0.6, linestyle=":")
     ax.set_title(testbed)
@@ -85,6 +91,11 @@ def _seed_bars(ax: plt.Axes, results: dict[str, Any], testbeds: list[str], key: 
 
 def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
     _seed_bars(ax, results, testbeds, "transfer_normalized_return")
+    for j, testbed in enumerate(testbeds):  # what PPO reaches on the true reward in as many steps
+        reference = results.get("summary", {}).get(testbed, {}).get("true_reward_at_transfer_budget")
+        if reference and reference["n"]:
+            ax.hlines(reference["iqm"], j - 0.45, j + 0.45, color=COLOURS["true_reward"], linestyle="--",
+                      linewidth=1.0, label=f"{LABELS['true_reward']}, same steps" if j == 0 else None)
     ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
     budgets = [results["protocol"]["testbeds"][t]["transfer_budget"] for t in testbeds]
     ax.set_xticks(range(len(testbeds)), [f"{t}\n({b // 1000}k steps)" for t, b in zip(testbeds, budgets,

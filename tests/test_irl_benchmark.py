@@ -57,6 +57,10 @@ def test_smoke_run_records_every_cell_and_the_figure_draws_it(smoke_results, tmp
         assert math.isfinite(cell["transfer_normalized_return"]) and cell["train_s"] > 0
         assert 0.0 <= cell["epic_distance"] <= 1.0, method
     assert report["cells"]["CartPole-v1/bc/0"]["env_steps"] == [0]
+    reference = report["cells"]["CartPole-v1/true_reward/0"]  # PPO on the true reward: AIRL's schedule, no transfer
+    assert reference["env_steps"] == report["cells"]["CartPole-v1/airl/0"]["env_steps"]
+    assert reference["transfer_normalized_return"] is None and reference["train_s"] > 0
+    assert math.isfinite(report["summary"]["CartPole-v1"]["true_reward_at_transfer_budget"]["iqm"])
     assert report["git"]["commit"] and report["versions"]["imitation"] == "1.0.1"
     assert "goal_met" in report["summary"] and "ours_over_airl" in report["summary"]["CartPole-v1"]["ratios"]
 
@@ -69,7 +73,7 @@ def test_a_rerun_resumes_without_redoing_cells(smoke_results):
     before = json.loads(output.read_text())["cells"]
     completed = run_smoke(output)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "resuming" in completed.stdout and "4 cells done" in completed.stdout
+    assert "resuming" in completed.stdout and "5 cells done" in completed.stdout
     assert "every cell already done" in completed.stdout  # not even the demonstrations are recomputed
     assert json.loads(output.read_text())["cells"] == before
 
@@ -102,6 +106,7 @@ def test_scores_ratios_and_goal_on_hand_made_curves(tmp_path):
         cells[f"CartPole-v1/airl/{seed}"] = _cell([2048, 4096], [10.0, 50.0], 0.0, 4.0)
         cells[f"CartPole-v1/gail/{seed}"] = _cell([2048, 4096], [60.0, 90.0], 60.0, 1.0)
         cells[f"CartPole-v1/bc/{seed}"] = _cell([0], [100.0], None, 0.5)
+        cells[f"CartPole-v1/true_reward/{seed}"] = _cell([2048, 4096], [30.0 + seed, 100.0], None, 1.0)
     for cell in cells.values():
         bench._score_cell(cell, reference, 4096)
     assert cells["CartPole-v1/ours/0"]["env_steps_to_target"] == 2048
@@ -114,6 +119,8 @@ def test_scores_ratios_and_goal_on_hand_made_curves(tmp_path):
     assert entry["ratios"]["ours_over_gail"]["train_s"] == pytest.approx(2.0)
     assert entry["ratios"]["ours_over_airl"]["env_steps_to_target"] is None  # AIRL never reached 0.9
     assert entry["goal"]["transfer_vs_airl"] == {"difference": pytest.approx(0.9), "met": True}
+    # the smoke transfer budget is 2048 steps: the reference's evaluation there (IQM of 0.30 and 0.31)
+    assert entry["true_reward_at_transfer_budget"]["iqm"] == pytest.approx(0.305)
     assert summary["goal_met"]  # ours at 2048 steps (0.95) >= AIRL (0.5) and GAIL (0.9) at 4096
 
     report["summary"] = summary
