@@ -54,7 +54,7 @@ Goal (issue 3): ours ≥ AIRL's and GAIL's normalized return on every testbed us
 (ours' IQM at the last evaluation ≤ budget/2 against theirs at the budget) and a clearly better reward-transfer
 score than AIRL (IQM at least 0.1 higher). Reported as measured; nothing is tuned for either side.
 
-Run: ``python benchmarks/irl_vs_imitation.py --quick`` (3 seeds, about 20 minutes alone on 2 cores), ``--full``
+Run: ``python benchmarks/irl_vs_imitation.py --quick`` (3 seeds, about 26 minutes alone on 2 cores), ``--full``
 (5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand steps).
 """
 

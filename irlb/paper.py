@@ -802,7 +802,8 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
 # --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/irl_vs_imitation.json
 
-_IVI_METHODS = {"ours": "ML-IRL (ours)", "airl": "AIRL", "gail": "GAIL", "bc": "BC"}
+_IVI_METHODS = {"ours": "ML-IRL (ours)", "airl": "AIRL", "gail": "GAIL", "bc": "BC",
+                "true_reward": "PPO, true reward"}
 _IVI_ORDER = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0")  # table order, as in the paper's text
 
 
@@ -815,10 +816,9 @@ def _iqm_ci(stats: dict[str, Any]) -> str:
 
 
 def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """Per gymnasium testbed and method (ours, AIRL, GAIL, BC): final normalized return (IQM [CI]), env steps to the
-    target among the seeds that reach it, reward transfer and EPIC distance to the true reward (IQM [CI]), and the
-    issue's goal checks; the table
-    ``irl_vs_imitation``. Macro names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
+    """Per gymnasium testbed and method (ours, AIRL, GAIL, BC, and PPO on the true reward as the reference): final
+    normalized return (IQM [CI]), env steps to the target among the seeds that reach it, reward transfer and EPIC
+    distance to the true reward (IQM [CI]), and the issue's goal checks; the table ``irl_vs_imitation``. Macro names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
     protocol, summary = data["protocol"], data["summary"]
     macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
     macros.number(["ivi seeds"], len(protocol["seeds"]))
@@ -851,6 +851,9 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
         macros.text(["ivi", key, "expert algorithm"], reference["expert_algorithm"])
         for name, verdict in entry["goal"].items():
             macros.text(["ivi", key, name.replace("return_at_", ""), "met"], "yes" if verdict["met"] else "no")
+        if "true_reward_at_transfer_budget" in entry:
+            macros.fixed(["ivi", key, "true reward at transfer budget"],
+                         float(entry["true_reward_at_transfer_budget"]["iqm"]))
         groups.append(len(rows))
         for method, label in _IVI_METHODS.items():
             stats = entry["methods"].get(method)
