@@ -818,7 +818,8 @@ def _iqm_ci(stats: dict[str, Any]) -> str:
 def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
     """Per gymnasium testbed and method (ours, AIRL, GAIL, BC, and PPO on the true reward as the reference): final
     normalized return (IQM [CI]), env steps to the target among the seeds that reach it, reward transfer and EPIC
-    distance to the true reward (IQM [CI]), and the issue's goal checks; the table ``irl_vs_imitation``. Macro names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
+    distance to the true reward (IQM [CI]), and the issue's goal checks; the table ``irl_vs_imitation``. Macro
+    names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
     protocol, summary = data["protocol"], data["summary"]
     macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
     macros.number(["ivi seeds"], len(protocol["seeds"]))
