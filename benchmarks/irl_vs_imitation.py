@@ -573,9 +573,10 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for testbed, spec in proto["testbeds"].items():
         per_method: dict[str, Any] = {}
+        runs_of: dict[str, list[dict[str, Any]]] = {}
         for method in METHODS:
-            runs = [cells[_cell_key(testbed, method, s)] for s in proto["seeds"]
-                    if _cell_key(testbed, method, s) in cells]
+            runs = runs_of[method] = [cells[_cell_key(testbed, method, s)] for s in proto["seeds"]
+                                      if _cell_key(testbed, method, s) in cells]
             if not runs:
                 continue
 
@@ -616,8 +617,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
                           - per_method["airl"]["transfer_normalized_return"]["iqm"])
             goal["transfer_vs_airl"] = {"difference": difference, "met": bool(difference >= CLEARLY_BETTER)}
         summary[testbed] = {"budget": spec["budget"], "methods": per_method, "ratios": ratios, "goal": goal}
-        reference = [cells[_cell_key(testbed, "true_reward", s)] for s in proto["seeds"]
-                     if _cell_key(testbed, "true_reward", s) in cells]
+        reference = runs_of["true_reward"]
         if reference:  # what PPO reaches on the true reward after as many steps as a transfer run takes
             summary[testbed]["true_reward_at_transfer_budget"] = iqm_with_ci(
                 [score_at(r["env_steps"], r["normalized_return"], spec["transfer_budget"]) for r in reference])
