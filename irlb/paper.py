@@ -828,7 +828,8 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
     macros.number(["ivi bc epochs"], int(protocol["bc_epochs"]))
     macros.fixed(["ivi target"], float(protocol["target"]), 1)
     macros.number(["ivi cpus"], int(data["machine"]["cpu_count"]))
-    macros.text(["ivi goal met"], "yes" if summary["goal_met"] else "no")
+    # null: the file has no ours-vs-baseline comparison (benchmarks/irl_vs_imitation.py summarize)
+    macros.text(["ivi goal met"], {True: "yes", False: "no", None: "not evaluated"}[summary["goal_met"]])
     match = re.search(r"\+\s*([0-9.]+)", summary.get("goal", ""))
     if match:
         macros.number(["ivi transfer margin"], float(match.group(1)))
