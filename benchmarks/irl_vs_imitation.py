@@ -546,7 +546,7 @@ def _cell_key(testbed: str, method: str, seed: int) -> str:
     return f"{testbed}/{method}/{seed}"
 
 
-def _score_cell(cell: dict[str, Any], reference: dict[str, Any], budget: int) -> None:
+def score_cell(cell: dict[str, Any], reference: dict[str, Any], budget: int) -> None:
     """Add the normalized curve, the score at the budget and at half of it, steps to 0.9, transfer score."""
     random, expert = reference["random_return"], reference["expert_return"]
     curve = [normalized(v, random, expert) for v in cell["true_return"]]
@@ -729,7 +729,7 @@ def run_driver(args: argparse.Namespace) -> None:
             for seed, method in pending:
                 cell = _spawn(method, {**base, "seed": seed}, work)
                 cell.update(testbed=testbed, method=method, seed=seed)
-                _score_cell(cell, references[testbed], spec["budget"])
+                score_cell(cell, references[testbed], spec["budget"])
                 cells[_cell_key(testbed, method, seed)] = cell
                 print(f"   {method:<5} seed {seed}: final {_fmt(cell['final_normalized_return'])}, "
                       f"steps→0.9 {cell['env_steps_to_target']}, transfer "

@@ -78,7 +78,7 @@ ON_POLICY = ("ppo", "a2c")
 OFF_POLICY = ("sac", "dqn")
 
 
-def _model_dtype(reward_model: RewardModel) -> torch.dtype:
+def reward_model_dtype(reward_model: RewardModel) -> torch.dtype:
     for parameter in reward_model.parameters():
         if parameter.dtype.is_floating_point:
             return parameter.dtype
@@ -95,7 +95,7 @@ def _action_dim(space: gym.Space) -> int:
 
 def check_reward_model(reward_model: RewardModel, obs_dim: int, action_dim: int) -> None:
     """Run the model on two dummy transitions; a shape mismatch becomes a ValidationError naming the field."""
-    dtype = _model_dtype(reward_model)
+    dtype = reward_model_dtype(reward_model)
     states = torch.zeros(2, obs_dim, dtype=dtype)
     actions = torch.zeros(2, action_dim, dtype=dtype)
     try:
@@ -221,7 +221,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         if self.reward_model is None:
             raise RuntimeError("set_reward_model() must be called before stepping")
         model = self.reward_model
-        dtype = _model_dtype(model)
+        dtype = reward_model_dtype(model)
         absorbing = self.termination == "absorbing"
         with torch.no_grad():
             s = torch.as_tensor(states.reshape(len(states), -1), dtype=dtype)

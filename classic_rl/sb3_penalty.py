@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from classic_rl.experts import float32_default
-from classic_rl.sb3_inner import SB3Policy, _model_dtype, recorded_transitions
+from classic_rl.sb3_inner import SB3Policy, recorded_transitions, reward_model_dtype
 from irl_bilevel.objectives import weighted_reward_mean
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
@@ -46,7 +46,7 @@ UPPER_POLICY_ALGORITHMS = ("ppo", "a2c", "sac")
 def row_rewards(reward_model: RewardModel, batch: Transitions) -> torch.Tensor:
     """``r_θ`` of every row of ``batch`` ``[B]`` (float64, no gradient), inputs cast to the model's dtype."""
     with torch.no_grad():
-        return reward_model(batch.to(_model_dtype(reward_model))).total.detach().to(torch.float64)
+        return reward_model(batch.to(reward_model_dtype(reward_model))).total.detach().to(torch.float64)
 
 
 def step_rewards(reward_model: RewardModel, batch: Transitions, terminated: torch.Tensor, discount: float,

@@ -53,7 +53,7 @@ from torch import nn
 
 from classic_rl.experts import float32_default
 from classic_rl.sb3_inner import SB3InnerSolver
-from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, _gradients
+from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, parameter_gradients
 from irl_bilevel.rewards import Aggregator, PotentialShaping, RewardModel, SimplexWeights, Transitions
 from irl_bilevel.shaping import one_step_shaping_surrogate, policy_gradient_directions, task_advantages
 from irl_bilevel.validation import ValidationError
@@ -331,7 +331,7 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         episode_returns = [float(data["true_rewards"][e].sum()) for e in episodes]
         self.last = {"episodes": len(episodes), "train_return": float(np.mean(episode_returns)),
                      "task_gradient_norm": float(torch.sqrt(sum((x.double() ** 2).sum() for x in g)))}
-        return Hypergradient(-float(np.mean(episode_returns)), _gradients(surrogate, parameters))
+        return Hypergradient(-float(np.mean(episode_returns)), parameter_gradients(surrogate, parameters))
 
 
 # ---------------------------------------------------------------------- evaluation

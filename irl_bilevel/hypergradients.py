@@ -118,10 +118,11 @@ class TapeHypergradientMethod(HypergradientMethod):
 
     def compute(self, problem: BilevelProblem) -> Hypergradient:
         loss, output = self.differentiable_loss(problem)
-        return Hypergradient(loss, _gradients(output, problem.parameters))
+        return Hypergradient(loss, parameter_gradients(output, problem.parameters))
 
 
-def _fixed_point_inner(problem: BilevelProblem, method: str) -> FixedPointInnerSolver:
+def require_fixed_point_inner(problem: BilevelProblem, method: str) -> FixedPointInnerSolver:
+    """``problem.inner`` if it exposes a differentiable fixed point, else a ValidationError naming ``method``."""
     if not isinstance(problem.inner, FixedPointInnerSolver):
         raise ValidationError(
             f"hypergradient: {method} needs an inner solver with a differentiable fixed point "
@@ -130,7 +131,8 @@ def _fixed_point_inner(problem: BilevelProblem, method: str) -> FixedPointInnerS
     return problem.inner
 
 
-def _gradients(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+def parameter_gradients(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """``∂loss/∂p`` for each of ``parameters`` (same shapes), zeros for a parameter the loss does not use."""
     grads = torch.autograd.grad(loss, parameters, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
 
@@ -200,7 +202,7 @@ class ImplicitHypergradient(TapeHypergradientMethod):
         return torchopt.linear_solve.solve_inv(ns=False)
 
     def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
-        inner = _fixed_point_inner(problem, self.name)
+        inner = require_fixed_point_inner(problem, self.name)
         reward = inner.reward(problem.reward_model)
         solution = inner.fixed_point(reward).detach()
 
@@ -248,7 +250,7 @@ class UnrolledHypergradient(TapeHypergradientMethod):
         self.name = f"unrolled_{backend}"
 
     def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
-        inner = _fixed_point_inner(problem, self.name)
+        inner = require_fixed_point_inner(problem, self.name)
         reward = inner.reward(problem.reward_model)
         start = inner.fixed_point(reward).detach()
         if not self.warm_start:
@@ -538,7 +540,7 @@ class PenaltyHypergradient(HypergradientMethod):
             gap = inner.learner_soft_value(model, self.upper_entropy) - upper.soft_value(model, self.upper_entropy)
             loss = float(policy_loss(upper)) + self.penalty * gap
         output = self.penalty * (inner.learner_reward_expectation(model) - upper.reward_expectation(model))
-        return Hypergradient(loss, _gradients(output, problem.parameters))
+        return Hypergradient(loss, parameter_gradients(output, problem.parameters))
 
     def _compute_tabular(self, problem: BilevelProblem, inner: SoftValueIterationSolver) -> Hypergradient:
         model, mdp = problem.reward_model, inner.mdp
@@ -573,7 +575,7 @@ class PenaltyHypergradient(HypergradientMethod):
         if upper_occupancy.dim() == 3:
             upper_occupancy = upper_occupancy.sum(0)
         output = self.penalty * (inner.learner_reward_expectation(model) - (upper_occupancy * reward).sum())
-        return Hypergradient(loss, _gradients(output, problem.parameters))
+        return Hypergradient(loss, parameter_gradients(output, problem.parameters))
 
 
 class DirectHypergradient(TapeHypergradientMethod):

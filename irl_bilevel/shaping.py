@@ -62,8 +62,8 @@ from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
     TapeHypergradientMethod,
-    _fixed_point_inner,
-    _gradients,
+    parameter_gradients,
+    require_fixed_point_inner,
 )
 from irl_bilevel.inner import SoftValueIterationSolver, effective_horizon
 from irl_bilevel.rewards import Aggregator, RewardModel, RewardOutput, SimplexWeights, TabularReward, Transitions
@@ -260,7 +260,7 @@ class PolicyGradientHypergradient(HypergradientMethod):
                 f"objective: the policy-gradient hypergradient needs a TaskReturnObjective, got "
                 f"{type(objective).__name__}"
             )
-        inner = _fixed_point_inner(problem, self.name)
+        inner = require_fixed_point_inner(problem, self.name)
         mdp = objective.mdp
         with torch.no_grad():
             solution = inner.fixed_point(inner.reward(problem.reward_model))
@@ -275,7 +275,7 @@ class PolicyGradientHypergradient(HypergradientMethod):
             loss = -objective.scale * sampled
         surrogate = BilevelProblem(problem.reward_model, problem.inner, _WeightedLogLikelihood(weights))
         _, output = self.through.differentiable_loss(surrogate)
-        gradients = _gradients(objective.scale * output, problem.parameters)
+        gradients = parameter_gradients(objective.scale * output, problem.parameters)
         return Hypergradient(loss, gradients)
 
 

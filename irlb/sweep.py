@@ -212,7 +212,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is not None:
         ray.init(address=address, log_to_driver=False)
         return True
-    temp_dir = _short_temp_dir()
+    temp_dir = short_ray_temp_dir()
     if temp_dir is not None:
         _CREATED_TEMP_DIRS.append(temp_dir)  # removed by stop_ray
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
@@ -229,7 +229,7 @@ def stop_ray() -> None:
         shutil.rmtree(_CREATED_TEMP_DIRS.pop(), ignore_errors=True)
 
 
-def _short_temp_dir() -> str | None:
+def short_ray_temp_dir() -> str | None:
     """Ray's session folder (from RAY_TMPDIR, else TMPDIR) holds unix sockets, whose paths must stay under
     about 107 characters; a deep temp folder gets a short one under /tmp instead."""
     base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()

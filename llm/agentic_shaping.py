@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, _gradients
+from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, parameter_gradients
 from irl_bilevel.rewards import Aggregator, RewardModel, RewardOutput, SimplexWeights, Transitions
 from irl_bilevel.shaping import one_step_shaping_surrogate, policy_gradient_directions, task_advantages
 from irl_bilevel.validation import ValidationError
@@ -297,7 +297,7 @@ class LoRAOneStepShapingHypergradient(HypergradientMethod):
             shaping = model.shaping_total(batch).to(dtype)
             surrogate = one_step_shaping_surrogate(c.to(dtype), episode_sequences(shaping, episodes, gamma), gamma,
                                                    n, steps)
-            gradients = _gradients(surrogate, list(parameters)) if surrogate.requires_grad else [
+            gradients = parameter_gradients(surrogate, list(parameters)) if surrogate.requires_grad else [
                 torch.zeros_like(p) for p in parameters]
         self.last = {"episodes": n, "train_return": sum(returns) / n,
                      "task_gradient_norm": float(torch.stack([(x.double() ** 2).sum() for x in g]).sum().sqrt()),

@@ -66,7 +66,7 @@ from llm.agentic.export import (
 )
 from llm.agentic.metrics import EpisodeRecord
 from llm.models import batch_logprobs, collate_completions, generate_completions, reference_logprobs
-from llm.training import _step, rloo_advantages, trainable_parameters
+from llm.training import clipped_optimizer_step, rloo_advantages, trainable_parameters
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ class LoRAInnerSolver:
         penalized = returns - config.kl_coef * logratio
         advantages = rloo_advantages(penalized, k).to(summed.dtype)
         loss = -(advantages * episode_logprob).mean()
-        norm = _step(loss, self.optimizer, self.parameters, config.max_grad_norm, "LoRA inner solver")
+        norm = clipped_optimizer_step(loss, self.optimizer, self.parameters, config.max_grad_norm, "LoRA inner solver")
         self.updates += 1
         self.recorded.append(episodes)
         steps = sum(e.record.steps for e in episodes)

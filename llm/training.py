@@ -339,8 +339,8 @@ def _optimizer(parameters: list[torch.nn.Parameter], learning_rate: float, weigh
     return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
 
 
-def _step(loss: torch.Tensor, optimizer, parameters: list[torch.nn.Parameter], max_grad_norm: float | None,
-          what: str) -> float:
+def clipped_optimizer_step(loss: torch.Tensor, optimizer, parameters: list[torch.nn.Parameter],
+                           max_grad_norm: float | None, what: str) -> float:
     """One optimizer step; returns the gradient norm (before clipping). A non-finite loss stops training."""
     if not torch.isfinite(loss.detach()):
         raise FloatingPointError(f"{what}: the loss became non-finite ({loss.item()}); lower the learning rate "
@@ -428,7 +428,7 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
     bar = tqdm(minibatches, desc=f"{config.loss} β={config.beta}", disable=not config.progress, leave=False)
     for step, rows in enumerate(bar, 1):
         output = step_fn(rows)
-        norm = _step(output.loss, optimizer, parameters, config.max_grad_norm, f"loss {config.loss}")
+        norm = clipped_optimizer_step(output.loss, optimizer, parameters, config.max_grad_norm, f"loss {config.loss}")
         metrics = {"step": step, **loss_metrics(output), "grad_norm": norm}
         history.append(metrics)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['reward_accuracy']:.2f}")
@@ -608,7 +608,7 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
                 (1 - config.baseline_decay) * mean
             advantages = penalized - baseline
         loss = -(advantages.to(summed.device, summed.dtype) * summed).mean()
-        norm = _step(loss, optimizer, parameters, config.max_grad_norm, f"RL ({config.algorithm})")
+        norm = clipped_optimizer_step(loss, optimizer, parameters, config.max_grad_norm, f"RL ({config.algorithm})")
         metrics = {"step": step, "reward": float(rewards.mean()), "kl": float(logratio.mean()),
                    "penalized_reward": float(penalized.mean()), "loss": float(loss.detach()), "grad_norm": norm,
                    "completion_tokens": float(counts.mean())}

@@ -108,7 +108,7 @@ def test_scores_ratios_and_goal_on_hand_made_curves(tmp_path):
         cells[f"CartPole-v1/bc/{seed}"] = _cell([0], [100.0], None, 0.5)
         cells[f"CartPole-v1/true_reward/{seed}"] = _cell([2048, 4096], [30.0 + seed, 100.0], None, 1.0)
     for cell in cells.values():
-        bench._score_cell(cell, reference, 4096)
+        bench.score_cell(cell, reference, 4096)
     assert cells["CartPole-v1/ours/0"]["env_steps_to_target"] == 2048
     assert cells["CartPole-v1/ours/0"]["half_budget_normalized_return"] == pytest.approx(0.95)
     assert cells["CartPole-v1/airl/0"]["env_steps_to_target"] is None

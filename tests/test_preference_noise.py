@@ -11,10 +11,10 @@ from irl_bilevel.validation import ValidationError
 
 
 def test_robust_losses_are_told_the_flip_rate():
-    assert preference_noise._loss_options("bradley_terry", 0.2) == {}
-    assert preference_noise._loss_options("robust_bradley_terry", 0.2) == {"flip_rate": 0.2}
-    assert preference_noise._loss_options("smoothed_bradley_terry", 0.1) == {"label_smoothing": 0.1}
-    assert preference_noise._loss_options("robust_bradley_terry", 0.0) == {}  # ε = 0 is Bradley-Terry
+    assert preference_noise.noise_loss_options("bradley_terry", 0.2) == {}
+    assert preference_noise.noise_loss_options("robust_bradley_terry", 0.2) == {"flip_rate": 0.2}
+    assert preference_noise.noise_loss_options("smoothed_bradley_terry", 0.1) == {"label_smoothing": 0.1}
+    assert preference_noise.noise_loss_options("robust_bradley_terry", 0.0) == {}  # ε = 0 is Bradley-Terry
 
 
 def test_tiny_study_and_figure(tmp_path):

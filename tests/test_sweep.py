@@ -224,11 +224,11 @@ def test_killed_sweep_resumes_with_only_the_missing_trials(ray_session, flaky_di
 
 
 def test_a_deep_ray_temp_dir_is_replaced_by_a_short_one(monkeypatch, tmp_path):
-    from irlb.sweep import _short_temp_dir
+    from irlb.sweep import short_ray_temp_dir
 
     monkeypatch.setenv("RAY_TMPDIR", "/tmp/x")
-    assert _short_temp_dir() is None  # short enough: ray uses it as is
+    assert short_ray_temp_dir() is None  # short enough: ray uses it as is
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / ("deep" * 20)))
-    short = _short_temp_dir()
+    short = short_ray_temp_dir()
     assert short is not None and len(short) <= 40 and Path(short).is_dir()
     Path(short).rmdir()

@@ -64,7 +64,7 @@ SCALES: dict[str, dict[str, Any]] = {
 CONFIG = PreferenceNoiseConfig
 
 
-def _loss_options(loss: str, rate: float) -> dict[str, float]:
+def noise_loss_options(loss: str, rate: float) -> dict[str, float]:
     option = LOSS_OPTION.get(loss)
     return {} if option is None or rate == 0.0 else {option: rate}
 
@@ -85,7 +85,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             env_steps_per_outer_step=settings["env_steps_per_outer_step"], segment_length=settings["segment_length"],
             query_budget=settings["query_budget"], selection=settings["selection"], teacher="mistake",
             teacher_options={"mistake": rate}, loss=loss,
-            loss_options=_loss_options(loss, rate), eval_episodes=settings["eval_episodes"], eval_every=10**9,
+            loss_options=noise_loss_options(loss, rate), eval_episodes=settings["eval_episodes"], eval_every=10**9,
             seed=run_seed)
         with tempfile.TemporaryDirectory(prefix="preference-noise-") as folder:
             summary = run_preference_rl(run_config, Path(folder), progress=False)
