@@ -381,7 +381,9 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
 def _ppo(testbed: str, spec: dict[str, Any], seed: int, venv):
     from stable_baselines3 import PPO
 
-    return PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **spec["ppo"])
+    from classic_rl.experts import without_log_folder
+
+    return without_log_folder(PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **spec["ppo"]))
 
 
 def _venv(testbed: str, spec: dict[str, Any], seed: int):

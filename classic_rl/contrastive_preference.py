@@ -1,20 +1,21 @@
 """Contrastive preference learning: train an SB3 policy directly from segment preferences with a catalog loss.
 
-CPL (Hejna et al. 2023, "Contrastive Preference Learning: Learning from Human Feedback without RL") scores a
-segment by the policy's summed action log-probabilities; with a reference policy this is DPO (Rafailov et al.
-2023) on trajectory segments. Here the segment log-prob is ``Σ_t log π(a_t|s_t)`` over the segment's valid steps
-(absorbed steps after a termination have no action), the reference is a frozen copy of the policy at the start,
-and any pairwise loss of :mod:`irl_bilevel.losses` is used by name, with the segment's valid-step count as the
-"completion length" of the length-normalized losses.
+CPL (Hejna et al. 2023, "Contrastive Preference Learning: Learning from Human Feedback without RL") scores a segment by
+the policy's summed action log-probabilities; with a reference policy this is DPO (Rafailov et al. 2023) on trajectory
+segments. Here the segment log-prob is ``Σ_t log π(a_t|s_t)`` over the segment's valid steps (absorbed steps after a
+termination have no action), the reference is a frozen copy of the policy at the start, and any pairwise loss of
+:mod:`irl_bilevel.losses` is used by name, with the segment's valid-step count as the "completion length" of the
+length-normalized losses.
 
 The baseline from the same preferences is reward-model-then-RL: a Bradley-Terry reward model
-(:class:`SegmentRewardModel`, trained with the catalog's ``bradley_terry`` loss on segment sums) and PPO on it
-(:class:`LearnedRewardWrapper`). Termination is explicit (Kostrikov et al. 2019, "Discriminator-Actor-Critic"):
-the model also learns the reward ``r_abs`` of the absorbing state, which fills the ``L − length`` absorbed steps
-of every segment. Segments all span ``L`` steps counting absorbed ones, so Bradley-Terry identifies the reward
-only up to a constant; the wrapper pays ``r(s, a) − r_abs``, which makes the absorbing state worth exactly 0 —
-what an episodic return implicitly assumes after termination. Ending an episode is then good for the agent only
-if the learned reward says living is worse than being absorbed, not because of the reward's arbitrary sign.
+(:class:`SegmentRewardModel`, trained with the catalog's ``bradley_terry`` loss on segment sums) and PPO on it through
+the shared learned-reward env (:class:`classic_rl.learned_reward_env.LearnedRewardVecEnv`, the env's own termination).
+Termination is explicit (Kostrikov et al. 2019, "Discriminator-Actor-Critic"): the model also learns the reward
+``r_abs`` of the absorbing state, which fills the ``L − length`` absorbed steps of every segment. Segments all span
+``L`` steps counting absorbed ones, so Bradley-Terry identifies the reward only up to a constant; the agent is paid
+``r(s, a) − r_abs`` (:meth:`SegmentRewardModel.shifted`), which makes the absorbing state worth exactly 0 — what an
+episodic return implicitly assumes after termination. Ending an episode is then good for the agent only if the learned
+reward says living is worse than being absorbed, not because of the reward's arbitrary sign.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
 from classic_rl.experiments import default_dtype
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, loss_metrics, preference_loss
-from irl_bilevel.rewards import MLPReward, Transitions
+from irl_bilevel.rewards import MLPReward, RewardModel, RewardOutput, Transitions
 from irl_bilevel.validation import ValidationError
 
 # Losses needing inputs that segment pairs do not have (other objectives' rewards, per-aspect labels) or another
@@ -168,12 +168,30 @@ class SegmentRewardModel(MLPReward):
         batch = Transitions(observations.reshape(-1, observations.shape[-1]), one_hot.reshape(-1, self.num_actions))
         return self(batch).total.reshape(actions.shape)
 
+    def shifted(self) -> AbsorbingShiftedReward:
+        """``r(s, a) − r_abs`` as a reward model: what the agent trains on (the absorbing state then pays 0)."""
+        return AbsorbingShiftedReward(self)
+
     def segment_returns(self, segments: Trajectories) -> torch.Tensor:
         """``[N]``: the valid steps' rewards plus ``r_abs`` for each absorbed step (all segments span ``L``)."""
         rewards = self.step_rewards(segments.observations.float(), segments.actions)
         mask = segments.mask
         absorbed = (segments.observations.shape[1] - segments.lengths).to(rewards.dtype)
         return (rewards * mask).sum(1) + absorbed * self.absorbing
+
+
+class AbsorbingShiftedReward(RewardModel):
+    """``r(s, a) − r_abs`` of a :class:`SegmentRewardModel` (its parameters are this module's): after a termination
+    the episode ends, which is worth exactly the absorbed steps' shifted reward, 0."""
+
+    def __init__(self, model: SegmentRewardModel) -> None:
+        super().__init__(model.aspect_names, None, uses_actions=True)
+        self.model = model
+
+    def forward(self, batch: Transitions) -> RewardOutput:
+        output = self.model(batch)
+        return RewardOutput(output.aspects - self.model.absorbing, output.total - self.model.absorbing,
+                            output.aspect_names)
 
 
 def train_reward_model(preferences: Preferences, obs_dim: int, num_actions: int, config: CPLConfig,
@@ -207,28 +225,3 @@ def evaluate_reward_model(model: SegmentRewardModel, preferences: Preferences) -
         scores = RankingBatch.from_pairs(model.segment_returns(preferences.first.subset(index)),
                                          model.segment_returns(preferences.second.subset(index)))
         return loss_metrics(preference_loss("bradley_terry", scores))
-
-
-class LearnedRewardWrapper(gym.Wrapper):
-    """Replaces the reward by ``r(s, a) − r_abs`` of a :class:`SegmentRewardModel` (true reward in
-    ``info["true_reward"]``); terminations and truncations pass through unchanged, so after a termination the
-    agent gets 0 forever, which is the learned absorbing reward after the shift."""
-
-    def __init__(self, env: gym.Env, model: SegmentRewardModel) -> None:
-        super().__init__(env)
-        self.model = model
-        self._observation: np.ndarray | None = None
-
-    def reset(self, **kwargs):
-        observation, info = self.env.reset(**kwargs)
-        self._observation = observation
-        return observation, info
-
-    def step(self, action):
-        assert self._observation is not None, "step before reset"
-        with torch.no_grad():
-            obs = torch.as_tensor(self._observation, dtype=torch.float32).unsqueeze(0)
-            learned = float(self.model.step_rewards(obs, torch.as_tensor([int(action)])) - self.model.absorbing)
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        self._observation = observation
-        return observation, learned, terminated, truncated, {**info, "true_reward": reward}

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +125,20 @@ def algorithm_class(name: str):
     if name not in classes:
         raise ValidationError(f"algorithm: unknown SB3 algorithm {name!r}; expected one of {sorted(classes)}")
     return classes[name]
+
+
+def without_log_folder(model: Any) -> Any:
+    """``model`` with a logger that writes nothing, unless it logs to TensorBoard (``tensorboard_log``).
+
+    Without it, every ``learn()`` of an SB3 model opens a new ``SB3-<date>`` folder in the system temp folder
+    (``stable_baselines3.common.logger.configure(None)``), even at ``verbose=0``; a logger with no outputs keeps
+    the same ``logger.record`` calls and writes no file. Returns ``model``.
+    """
+    from stable_baselines3.common.logger import Logger
+
+    if getattr(model, "tensorboard_log", None) is None:
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def sb3_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -231,8 +245,8 @@ def train_expert(env_id: str, seed: int = 0, cache_dir: Path | str | None = None
     def train():
         env = make_vec_env(env_id, n_envs=config.n_envs, seed=seed)
         with torch.random.fork_rng(devices=[]), float32_default():
-            model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                        **sb3_hyperparameters(config.hyperparameters))
+            model = without_log_folder(cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                                           **sb3_hyperparameters(config.hyperparameters)))
             model.learn(total_timesteps=budget)
         env.close()
         return model
@@ -283,7 +297,7 @@ class RolloutDemonstrations(Demonstrations):
         last = torch.arange(self.observations.shape[1]).unsqueeze(0) == (self.lengths - 1).unsqueeze(1)
         return last & self.terminated.unsqueeze(1)
 
-    def subset(self, indices: torch.Tensor | list[int]):
+    def subset(self, indices: torch.Tensor | Sequence[int]):
         index = torch.as_tensor(indices, dtype=torch.long)
         assert self.terminated is not None
         return RolloutDemonstrations(
@@ -313,7 +327,7 @@ def _episode(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], seed: int):
     observation, _ = env.reset(seed=seed)
     observations, actions, rewards = [], [], []
     while True:
-        action = act(observation)
+        action: Any = act(observation)
         if isinstance(env.action_space, gym.spaces.Discrete):
             action = int(np.asarray(action).reshape(-1)[0])
         next_observation, reward, terminated, truncated, _ = env.step(action)

@@ -11,7 +11,7 @@ and its rollouts counted in ``env_steps``; ``zeroth_order``: the black-box basel
 :class:`~irl_bilevel.solver.BilevelSolver` — the tabular runs differ only in the inner solver and the estimator.
 
 The agent trains on the learned reward shifted so that the absorbing state pays 0 (``anchor_absorbing``, default;
-:class:`~classic_rl.sb3_inner.AbsorbingAnchoredReward`): the same policies and the same MaxEnt gradient, but no
+:class:`~classic_rl.learned_reward_env.AbsorbingAnchoredReward`): the same policies and the same MaxEnt gradient, but no
 ``γ/(1 − γ) · r_θ(absorbing)`` spike on terminal transitions (99 times the absorbing reward at ``γ = 0.99``, which
 the running-RMS scale, fitted to per-step rewards, does not shrink). In the IRL benchmark's quick run it raised our
 final CartPole-v1 return from 0.77 to 0.90 and our Acrobot-v1 reward transfer from 0.31 to 1.00, and slowed the
@@ -57,7 +57,8 @@ from classic_rl.experts import (
     train_expert,
     uniform_random_policy,
 )
-from classic_rl.sb3_inner import AbsorbingAnchoredReward, SB3InnerSolver, check_occupancy_discount
+from classic_rl.learned_reward_env import AbsorbingAnchoredReward
+from classic_rl.sb3_inner import SB3InnerSolver, check_occupancy_discount
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
@@ -101,8 +102,8 @@ class GymIRLConfig:
     # variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode.
     occupancy_discount: float | None = 0.99
     normalize_reward: bool = True
-    absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.sb3_inner)
-    anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (sb3_inner.AbsorbingAnchoredReward)
+    absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.learned_reward_env)
+    anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (learned_reward_env.AbsorbingAnchoredReward)
     eval_episodes: int = 10
     eval_every: int = 1  # evaluate the policy on the true reward every this many outer steps (and at the last)
     transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps

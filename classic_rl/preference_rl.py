@@ -20,8 +20,8 @@ segments (``refresh="every_step"``). Each outer step:
 Episode semantics (``shared/design.md``): segments have a fixed length ``L``. A segment that reaches a
 *termination* after ``n < L`` real steps is padded with ``L − n`` absorbing steps: true reward 0 (what the teacher
 sums), reward-model input the absorbing state (DAC's separate state with ``absorbing_indicator``; its learned value
-is the same one the inner solver uses after terminations, ``classic_rl.sb3_inner``). On CartPole-v1 this is what
-gives segments a signal at all: equal-length segments without a termination all return ``L``. A segment never
+is the same one the inner solver uses after terminations, ``classic_rl.learned_reward_env``). On CartPole-v1 this
+is what gives segments a signal at all: equal-length segments without a termination all return ``L``. A segment never
 crosses a *truncation* (time limit) or a restart: starts whose episode runs out of recorded steps before ``L``
 without terminating are not used. The inner solver trains on :class:`AbsorbingAnchoredReward`, ``r_θ − r_θ(absorbing)``:
 a constant shift, invisible to the preference likelihood (equal-length segments) and to the absorbing-state inner
@@ -92,7 +92,8 @@ import numpy as np
 import torch
 
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
-from classic_rl.sb3_inner import AbsorbingAnchoredReward, LearnedRewardVecEnv, SB3InnerSolver
+from classic_rl.learned_reward_env import AbsorbingAnchoredReward, LearnedRewardVecEnv
+from classic_rl.sb3_inner import SB3InnerSolver
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.exploration import StateEntropyReward
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient

@@ -11,7 +11,7 @@ roll out (the core's ``UpperPolicy`` protocol). :class:`SB3UpperPolicy` is that 
   rollout count; the last episode is cut at the window's end and not bootstrapped) for ``rollout_steps`` env steps,
   added to the inner solver's ``upper_env_steps`` (so its ``env_steps`` and the run's budget count them);
 * rewards and occupancy weights follow the inner solver's conventions exactly
-  (:func:`~classic_rl.sb3_inner.recorded_transitions`: weight ``γ^t``, absorbing rows of weight
+  (:func:`~classic_rl.learned_reward_env.recorded_transitions`: weight ``γ^t``, absorbing rows of weight
   ``γ^{t+1}/(1 − γ)``, DAC's indicator), and use the raw ``r_θ`` (not the inner env's running normalization), so the
   ``θ``-gradient ``λ (E_{d_π*}[∇θ r_θ] − E_{d_π}[∇θ r_θ])`` compares like with like;
 * :meth:`SB3UpperPolicy.value_surrogate` is the REINFORCE surrogate of the soft value
@@ -24,23 +24,35 @@ roll out (the core's ``UpperPolicy`` protocol). :class:`SB3UpperPolicy` is that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from classic_rl.experts import float32_default
-from classic_rl.sb3_inner import SB3Policy, recorded_transitions, reward_model_dtype
+from classic_rl.learned_reward_env import LearnedRewardVecEnv, recorded_transitions, reward_model_dtype
+from classic_rl.sb3_policy import SB3Policy
 from irl_bilevel.objectives import weighted_reward_mean
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
 
-if TYPE_CHECKING:
-    from classic_rl.sb3_inner import SB3InnerSolver
-
 UPPER_POLICY_ALGORITHMS = ("ppo", "a2c", "sac")
+
+
+class UpperPolicyHost(Protocol):
+    """What the upper policy reads of its inner solver (:class:`classic_rl.sb3_inner.SB3InnerSolver` is one): the SB3
+    model whose policy it copies, the learned-reward env whose conventions it follows, and the env-step counter its
+    rollouts are added to."""
+
+    algorithm: str
+    env_id: str
+    discount: float
+    model: Any
+    env: LearnedRewardVecEnv
+    wrapper_class: Callable[[gym.Env], gym.Env] | None
+    upper_env_steps: int
 
 
 def row_rewards(reward_model: RewardModel, batch: Transitions) -> torch.Tensor:
@@ -82,7 +94,7 @@ class SB3UpperPolicy:
     and ``ended`` (``[n]``).
     """
 
-    def __init__(self, inner: SB3InnerSolver, rollout_steps: int, seed: int = 0) -> None:
+    def __init__(self, inner: UpperPolicyHost, rollout_steps: int, seed: int = 0) -> None:
         if inner.algorithm not in UPPER_POLICY_ALGORITHMS:
             raise ValidationError(f"algorithm: the penalty hypergradient needs a policy with log-probabilities "
                                   f"{UPPER_POLICY_ALGORITHMS}, got {inner.algorithm!r}")
@@ -124,7 +136,11 @@ class SB3UpperPolicy:
             state = np.asarray(observation, dtype=np.float64).reshape(-1)
             action = self.policy.act(torch.as_tensor(state, dtype=torch.float32).unsqueeze(0))[0].numpy()
             # SB3 clips a Gaussian policy's actions to the Box before stepping; log π is of the sampled one.
-            env_action = int(action) if discrete else np.clip(action.reshape(space.shape), space.low, space.high)
+            if discrete:
+                env_action: int | np.ndarray = int(action)
+            else:
+                assert isinstance(space, gym.spaces.Box)
+                env_action = np.clip(action.reshape(space.shape), space.low, space.high)
             observation, _, terminated, truncated, _ = env.step(env_action)
             rows["states"].append(state)
             rows["policy_actions"].append(np.asarray(action))

@@ -26,8 +26,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from classic_rl.experts import CACHE_ENV, cache_dir, cached_model  # noqa: F401  (re-exported)
+from classic_rl.experts import cached_model, without_log_folder
 from irl_bilevel.feedback import Preferences, Trajectories
+from irl_bilevel.rewards import RewardModel
 from irl_bilevel.validation import ValidationError
 
 Act = Callable[[np.ndarray], np.ndarray]
@@ -50,14 +51,20 @@ def discrete_task(env_id: str) -> tuple[int, int]:
     return int(observation_space.shape[0]), int(action_space.n)
 
 
-def train_ppo(env_id: str, steps: int, seed: int, wrapper: Callable[[gym.Env], gym.Env] | None = None):
-    """SB3 PPO with rl-zoo's CartPole settings on ``EXPERT_ENVS`` envs (optionally each wrapped)."""
+def train_ppo(env_id: str, steps: int, seed: int, reward_model: RewardModel | None = None):
+    """SB3 PPO with rl-zoo's CartPole settings on ``EXPERT_ENVS`` envs, on the true reward or on ``reward_model``'s
+    (through :class:`classic_rl.learned_reward_env.LearnedRewardVecEnv`, the env's own terminations)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    env = make_vec_env(env_id, n_envs=EXPERT_ENVS, seed=seed, wrapper_class=wrapper)
+    from classic_rl.learned_reward_env import LearnedRewardVecEnv
+
+    env = make_vec_env(env_id, n_envs=EXPERT_ENVS, seed=seed)
+    if reward_model is not None:
+        env = LearnedRewardVecEnv(env, EXPERT_PPO["gamma"], termination="none")
+        env.set_reward_model(reward_model)
     with torch.random.fork_rng(devices=[]):
-        model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **EXPERT_PPO)
+        model = without_log_folder(PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **EXPERT_PPO))
         model.learn(total_timesteps=steps)
     env.close()
     return model

@@ -9,7 +9,8 @@ exactly the featurization the learned reward of :mod:`classic_rl.gym_irl` reads 
   feature more, 0 on real states and 1 on the absorbing state ``[0, …, 0, 1]``
   (:func:`irl_bilevel.objectives.with_absorbing_indicator`, :func:`~irl_bilevel.objectives.absorbing_vector`);
 * ``actions``: one-hot ``[B, n]`` for discrete action spaces, the flat action vector ``[B, act_dim]`` for boxes
-  (:meth:`classic_rl.sb3_inner.LearnedRewardVecEnv.encode_actions`); the absorbing rows carry an all-zero vector.
+  (:meth:`classic_rl.learned_reward_env.LearnedRewardVecEnv.encode_actions`); the absorbing rows carry an all-zero
+  vector.
 
 Termination uses the "absorbing" convention (:func:`irl_bilevel.objectives.absorbing_transitions`): a terminated
 episode continues forever in an absorbing state, which pays 0 — the environment pays nothing after the end.

@@ -1,10 +1,25 @@
-"""Shared fixtures: float64 by default (hypergradients are checked to 1e-6 against finite differences),
-one torch thread, and temporary folders for anything libraries write into the system temp dir."""
+"""Shared fixtures: float64 by default (hypergradients are checked to 1e-6 against finite differences), one torch
+thread, tiny SB3 experts, and a suite that writes nothing outside its own folder.
+
+Everything the suite writes lives under ``<checkout>/.pytest-tmp/`` (git-ignored): ``base/`` is pytest's base temp
+folder (``tmp_path``), ``system/`` the system temp folder of the run (SB3 loggers, torch's compile cache, Ray,
+matplotlib's font cache and subprocesses all read ``TMPDIR``/``MPLCONFIGDIR``, and ``tempfile`` caches its answer,
+so both are set before any test runs) and ``cache/`` the expert and language-model cache (``$IRL_BILEVEL_CACHE``,
+never ``~/.cache``). The folder is emptied when a session starts.
+
+Experts: an experiment that needs an SB3 expert trains it with ``EXPERT_CONFIGS[env].default_timesteps``. The suite
+replaces those budgets by :data:`TEST_EXPERT_TIMESTEPS` (a few thousand env steps, seconds each): every expert the
+tests use is trained once per session, deterministically, instead of rl-zoo's 100k steps under a test's timeout
+on an empty cache. Tests that need a *good* demonstrator use a hand-written controller (tests/test_gym_irl.py).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -12,6 +27,39 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+# env steps of each expert the suite trains (once per session); rl-zoo's budgets are 20k-120k steps
+TEST_EXPERT_TIMESTEPS = {"CartPole-v1": 4096, "Acrobot-v1": 4096, "Pendulum-v1": 1000, "MountainCar-v0": 2048,
+                         "MountainCarContinuous-v0": 1000}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(config.rootpath) / ".pytest-tmp"
+    if config.option.basetemp is None:
+        config.option.basetemp = str(root / "base")
+    for name in ("system", "cache"):
+        shutil.rmtree(root / name, ignore_errors=True)
+        (root / name).mkdir(parents=True)
+    system = str(root / "system")
+    os.environ.update({"TMPDIR": system, "RAY_TMPDIR": system, "MPLCONFIGDIR": str(root / "system" / "matplotlib"),
+                       "IRL_BILEVEL_CACHE": str(root / "cache")})
+    tempfile.tempdir = None  # tempfile.gettempdir() reads TMPDIR again
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_expert_budgets():
+    """Every expert trained through ``classic_rl.experts.train_expert`` without an explicit budget uses
+    :data:`TEST_EXPERT_TIMESTEPS` (module docstring)."""
+    from classic_rl import experts
+
+    patch = pytest.MonkeyPatch()
+    for env_id, steps in TEST_EXPERT_TIMESTEPS.items():
+        if env_id in experts.EXPERT_CONFIGS:
+            patch.setitem(experts.EXPERT_CONFIGS, env_id,
+                          dataclasses.replace(experts.EXPERT_CONFIGS[env_id], default_timesteps=steps))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +72,11 @@ def float64():
 
 @pytest.fixture(autouse=True)
 def private_tmpdir(tmp_path_factory, monkeypatch):
-    # SB3 and ray leave folders in the system temp dir; keep them inside pytest's.
-    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
-    monkeypatch.setenv("RAY_TMPDIR", os.environ["TMPDIR"])
+    # one system temp folder per test, inside pytest's base temp folder
+    folder = str(tmp_path_factory.mktemp("tmp"))
+    monkeypatch.setenv("TMPDIR", folder)
+    monkeypatch.setenv("RAY_TMPDIR", folder)
+    monkeypatch.setattr(tempfile, "tempdir", folder)
 
 
 def random_mdp(num_states=6, num_actions=3, num_features=4, horizon=None, seed=0, sparse=False):

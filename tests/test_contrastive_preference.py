@@ -13,7 +13,6 @@ import torch
 
 from classic_rl.contrastive_preference import (
     CPLConfig,
-    LearnedRewardWrapper,
     SegmentRewardModel,
     frozen_reference,
     make_policy,
@@ -22,6 +21,7 @@ from classic_rl.contrastive_preference import (
     train_cpl,
 )
 from classic_rl.experiments import loss_sweep
+from classic_rl.learned_reward_env import LearnedRewardVecEnv
 from classic_rl.segment_preferences import Episode, cut_segments, discrete_task, label_pairs, rollouts
 from irl_bilevel.feedback import Preferences
 from irl_bilevel.validation import ValidationError
@@ -122,24 +122,28 @@ def test_bad_inputs_give_clear_errors(pairs):
     assert not {"kto", "bradley_terry", "modpo"} & set(pairwise_losses())
 
 
-def test_learned_reward_wrapper_pays_reward_minus_absorbing_and_keeps_terminations():
+def test_the_baseline_agent_is_paid_reward_minus_absorbing_and_keeps_terminations():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = SegmentRewardModel(4, 2).float()
     with torch.no_grad():
         model.absorbing.fill_(0.7)
-    env = LearnedRewardWrapper(gym.make(ENV), model)
-    observation, _ = env.reset(seed=0)
-    terminated = truncated = False
-    steps = 0
-    while not (terminated or truncated):
+    env = LearnedRewardVecEnv(DummyVecEnv([lambda: gym.make(ENV)]), 0.98, termination="none")
+    env.set_reward_model(model.shifted())
+    env.seed(0)
+    observation = env.reset()
+    done, steps = False, 0
+    while not done:
         with torch.no_grad():
-            expected = float(model.step_rewards(torch.as_tensor(observation).unsqueeze(0), torch.tensor([0]))) - 0.7
-        observation, reward, terminated, truncated, info = env.step(0)
-        assert reward == pytest.approx(expected, abs=1e-6)
-        assert info["true_reward"] == 1.0
-        steps += 1
-    assert terminated and steps < 100  # always pushing left ends the episode early, as in the plain env
+            expected = float(model.step_rewards(torch.as_tensor(observation), torch.tensor([0]))) - 0.7
+        observation, reward, dones, infos = env.step(np.zeros(1, dtype=np.int64))
+        assert float(reward[0]) == pytest.approx(expected, abs=1e-6)
+        assert infos[0]["true_reward"] == 1.0
+        done, steps = bool(dones[0]), steps + 1
+    # always pushing left ends the episode early, as in the plain env: a termination, not the time limit
+    assert steps < 100 and not infos[0].get("TimeLimit.truncated", False)
 
 
 def test_iqm_with_ci():

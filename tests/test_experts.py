@@ -66,7 +66,6 @@ def test_segment_preferences_shares_the_cache():
     from classic_rl import segment_preferences
 
     assert segment_preferences.cached_model is experts.cached_model
-    assert segment_preferences.cache_dir is experts.cache_dir
 
 
 def test_bad_inputs_name_the_field(tmp_path):

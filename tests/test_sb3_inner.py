@@ -11,7 +11,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from classic_rl.experts import rollout_demonstrations
-from classic_rl.sb3_inner import AbsorbingAnchoredReward, LearnedRewardVecEnv, SB3InnerSolver
+from classic_rl.learned_reward_env import AbsorbingAnchoredReward, LearnedRewardVecEnv
+from classic_rl.sb3_inner import SB3InnerSolver
 from irl_bilevel.hypergradients import BilevelProblem, MaxEntHypergradient
 from irl_bilevel.inner import InnerSolver, Policy
 from irl_bilevel.objectives import SampleMaxEntObjective, absorbing_transitions

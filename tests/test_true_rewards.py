@@ -13,7 +13,7 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 
 from classic_rl.experts import rollout_demonstrations
-from classic_rl.sb3_inner import LearnedRewardVecEnv, recorded_transitions
+from classic_rl.learned_reward_env import LearnedRewardVecEnv, recorded_transitions
 from classic_rl.true_rewards import KNOWN_ENVS, TrueReward, reward_epic_distance
 from irl_bilevel.objectives import SampleMaxEntObjective
 from irl_bilevel.reward_io import RewardSpec, build_reward_model

@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from classic_rl.contrastive_preference import (
     CPLConfig,
-    LearnedRewardWrapper,
     evaluate_pairs,
     evaluate_reward_model,
     make_policy,
@@ -133,8 +132,7 @@ def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int
     obs_dim, num_actions = discrete_task(config["env_id"])
     model = train_reward_model(train.preferences, obs_dim, num_actions,
                                CPLConfig(config["reward_model_epochs"], cpl.batch_size, cpl.learning_rate), seed)
-    agent = train_ppo(config["env_id"], config["baseline_steps"], seed,
-                      wrapper=lambda env: LearnedRewardWrapper(env, model))
+    agent = train_ppo(config["env_id"], config["baseline_steps"], seed, reward_model=model.shifted())
     returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
     chosen = train.preferences.first
     with torch.no_grad():

@@ -3,7 +3,7 @@
 Setup: the cached PPO expert (:func:`classic_rl.experts.train_expert`), ``num_demonstrations`` deterministic
 episodes of it; a state-only MLP reward; :class:`classic_rl.sb3_inner.SB3InnerSolver` (PPO, SB3 defaults,
 ``env_steps_per_outer_step`` env steps per outer step, warm-started) with ``termination="absorbing"``,
-``absorbing_indicator=True`` (DAC's separate absorbing state: see ``classic_rl.sb3_inner``; without it a
+``absorbing_indicator=True`` (DAC's separate absorbing state: see ``classic_rl.learned_reward_env``; without it a
 state-only reward's absorbing value is its extrapolation to the terminal observation and the learner chases it)
 and ``normalize_reward=True``; :class:`irl_bilevel.objectives.SampleMaxEntObjective` with the same discount and
 convention; :class:`irl_bilevel.hypergradients.MaxEntHypergradient`; Adam on the reward through
