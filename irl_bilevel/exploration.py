@@ -12,9 +12,9 @@ with ``s^{(k)}`` the ``k``-th nearest neighbour of ``s`` among reference states 
 divides it by a running standard deviation; here it is standardized over the reference set itself,
 ``(r_int(s) − μ) / σ`` with ``μ, σ`` the mean and standard deviation of ``r_int`` on the reference states (each
 against the others), so that an average state pays 0. That matters under absorbing-state termination
-(``classic_rl.learned_reward_env``): DAC's absorbing state pays exactly 0 here, so ending an episode is neither rewarded nor
-punished as such; only states more novel than average are worth staying alive for. A purely positive novelty
-(PEBBLE's) would make every termination a loss of future reward, which prejudges what a termination means.
+(``classic_rl.learned_reward_env``): DAC's absorbing state pays exactly 0 here, so ending an episode is neither
+rewarded nor punished as such; only states more novel than average are worth staying alive for. A purely positive
+novelty (PEBBLE's) would make every termination a loss of future reward, which prejudges what a termination means.
 """
 
 from __future__ import annotations
