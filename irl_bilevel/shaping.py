@@ -44,7 +44,7 @@ initialization. Its exact hypergradient is ``UnrolledHypergradient(K, warm_start
 
 One-step (LIRPG / BiPaRS) hypergradient for sampled inner learners (SB3, LoRA): :func:`task_advantages`,
 :func:`policy_gradient_directions` and :func:`one_step_shaping_surrogate` hold the math shared by
-``classic_rl.shaping_sb3.OneStepPolicyGradientHypergradient`` and ``llm.agentic_shaping``; each inner loop only
+``classic_rl.shaping_sb3.OneStepPolicyGradientHypergradient`` and ``llm.agentic.shaping``; each inner loop only
 supplies its episodes' task rewards, its policy's log-probabilities of the recorded actions and the shaping
 rewards of the same steps.
 """

@@ -14,7 +14,7 @@ from irl_bilevel.rewards import TabularReward
 from irl_bilevel.validation import ValidationError
 from llm.agentic import HanoiEnv, build_tabular_mdp, run_episode
 from llm.agentic.export import AspectTableReward, episode_steps
-from llm.agentic_preferences import EpisodePreferenceObjective, episode_segments, same_start_pairs, true_step_rewards
+from llm.agentic.preferences import EpisodePreferenceObjective, episode_segments, same_start_pairs, true_step_rewards
 from llm.lora_inner import TextEpisode
 from llm.models import load_causal_lm, preference_batch, with_lora
 from llm.training import EpisodePreferenceDataset, PreferenceDataset, PreferenceTrainingConfig, train_preferences

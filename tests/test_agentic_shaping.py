@@ -26,7 +26,7 @@ from irl_bilevel.validation import ValidationError
 from llm.agentic import HanoiEnv, build_tabular_mdp
 from llm.agentic.export import episode_steps
 from llm.agentic.metrics import EpisodeRecord
-from llm.agentic_shaping import (
+from llm.agentic.shaping import (
     CANDIDATES,
     LoRAOneStepShapingHypergradient,
     ShapedTaskReward,

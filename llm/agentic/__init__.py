@@ -1,6 +1,10 @@
-"""Multi-step text environments (Tower of Hanoi, graph navigation, typed tool use) for agentic reward learning.
+"""Multi-step text environments (Tower of Hanoi, graph navigation, typed tool use) and reward learning on them.
 
-Pure Python (numpy; torch only for the tabular export): no transformers. See ``docs/agentic.md``.
+The environments, their tabular export, metrics and search (everything this package's ``__init__`` imports) are
+pure Python (numpy; torch only for the tabular export): no transformers. The LoRA-policy parts import the language
+model stack and are imported by name: :mod:`llm.agentic.preferences` (reward learning from preferences between a
+policy's episodes) and :mod:`llm.agentic.shaping` (learned shaping through the LoRA inner solver). See
+``docs/agentic.md``.
 """
 
 from llm.agentic.base import (

@@ -23,7 +23,7 @@ warm-started). The learned scales are then frozen and a **fresh** adapter is fin
 
 (v) From preferences (``with_preferences``), reward learning from preferences (Christiano et al. 2017) through the
 same bilevel solver: outer loss = the Bradley-Terry likelihood of labelled episode pairs
-(:class:`llm.agentic_preferences.EpisodePreferenceObjective`: same-start pairs of the inner policy's newest
+(:class:`llm.agentic.preferences.EpisodePreferenceObjective`: same-start pairs of the inner policy's newest
 episodes, labelled by the B-Pref oracle teacher on the true reward; ``query_budget`` queries, at most
 ``queries_per_refresh`` per outer step), direct hypergradient refreshed once per outer step and L-BFGS on the
 aspect scales with ``(preference_l2/2)‖θ‖²`` (Bradley-Terry on separable pairs has no finite maximizer), inner =
@@ -67,8 +67,8 @@ from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError
 from llm.agentic import SPARSE_WEIGHTS, FiniteTextEnv, summarize
 from llm.agentic.export import AspectTableReward, build_tabular_mdp, step_inputs
+from llm.agentic.preferences import EpisodePreferenceObjective
 from llm.agentic.search import reward_guided_search
-from llm.agentic_preferences import EpisodePreferenceObjective
 from llm.builtin_model import AGENTIC_ENVS, BuiltinRecipe, build_builtin_model, read_build_info
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, demonstration_objective
 from llm.models import LoraSettings, load_causal_lm, with_lora

@@ -8,7 +8,7 @@ format and the legal moves, not which move is good.
 
 Task reward: the env's sparse ``success`` aspect (1 on the step that reaches the goal). The inner loop
 (:class:`llm.lora_inner.LoRAInnerSolver`, RLOO + KL, warm-started) trains on ``r + F`` with ``F`` the shaping
-term of each method (:mod:`llm.agentic_shaping`; candidates ``progress_potential`` = ``S(γΦ(s') − Φ(s))`` with
+term of each method (:mod:`llm.agentic.shaping`; candidates ``progress_potential`` = ``S(γΦ(s') − Φ(s))`` with
 the distance-to-goal potential ``Φ = −d/d_max``, the env's ``invalid`` and ``malformed`` penalties, and the
 deliberately harmful ``stall`` bonus ``b`` per step that does not end the episode):
 
@@ -17,7 +17,7 @@ deliberately harmful ``stall`` bonus ``b`` per step that does not end the episod
 * ``fixed_candidates``: all candidates with fixed equal weights ``1/K`` (the learned weights' starting point, so
   this baseline isolates what the outer loop adds);
 * ``learned_weights``: the same candidates with ``SimplexWeights`` learned by the outer loop: Adam on the
-  simplex logits with :class:`llm.agentic_shaping.LoRAOneStepShapingHypergradient` (LIRPG / BiPaRS one-step
+  simplex logits with :class:`llm.agentic.shaping.LoRAOneStepShapingHypergradient` (LIRPG / BiPaRS one-step
   chain rule, the math shared with the SB3 inner loop in :mod:`irl_bilevel.shaping`), one hypergradient per
   inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes).
 
@@ -51,7 +51,7 @@ from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from llm.agentic import FiniteTextEnv, summarize
 from llm.agentic.export import build_tabular_mdp
-from llm.agentic_shaping import (
+from llm.agentic.shaping import (
     CANDIDATES,
     HARMFUL,
     LoRAOneStepShapingHypergradient,
