@@ -1,6 +1,6 @@
 """Typed configs of the reproduction experiments: a scale's settings, then a JSON file, then ``key=value`` overrides.
 
-Every experiment of :data:`irlb.reproduce.EXPERIMENTS` exposes ``CONFIG`` (a frozen
+Every experiment of :data:`irlb.registry.EXPERIMENTS` exposes ``CONFIG`` (a frozen
 :class:`~irl_bilevel.config.ExperimentConfig` dataclass), ``SCALES`` (scale name -> the settings of that scale)
 and ``run(scale, results_dir, seed=0, progress=True, config=None)``. A config file or override names only the
 settings it changes; nested sections merge (``gridworld.size=6``); unknown keys and wrongly typed values are a
@@ -17,18 +17,15 @@ from typing import Any
 
 from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides, scale_config
 from irl_bilevel.validation import ValidationError
+from irlb.registry import EXPERIMENTS
 
 
 def experiment_names() -> list[str]:
-    from irlb.reproduce import EXPERIMENTS
-
     return list(EXPERIMENTS)
 
 
 def experiment_module(name: str) -> ModuleType:
     """The module of experiment ``name`` (a :class:`ValidationError` listing the known ones otherwise)."""
-    from irlb.reproduce import EXPERIMENTS
-
     if name not in EXPERIMENTS:
         raise ValidationError(f"experiment: unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
     return importlib.import_module(EXPERIMENTS[name][0])

@@ -97,7 +97,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _paper(args: argparse.Namespace) -> int:
-    from irlb.paper import generate
+    from irlb.paper.build import generate
 
     report = generate(Path(args.results), Path(args.benchmarks), Path(args.out))
     print(f"{report['macros']} macros; wrote {', '.join(str(path) for path in report['written'])}")

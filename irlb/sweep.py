@@ -1,7 +1,7 @@
 """`irlb sweep`: one experiment over a grid of config values × seeds, as Ray Tune trials, resumable.
 
 A sweep (a JSON file and/or command-line options, see :class:`SweepSpec`) names an experiment of
-:data:`irlb.reproduce.EXPERIMENTS`, a base scale, fixed overrides, a grid ``{dotted key: [values]}`` and seeds.
+:data:`irlb.registry.EXPERIMENTS`, a base scale, fixed overrides, a grid ``{dotted key: [values]}`` and seeds.
 Every trial (one grid point × one seed) runs the experiment's ``run(scale, trial_dir, seed=..., config=...)``
 into its own folder ``<sweep_dir>/<trial_id>/``; the trial id is the experiment name, a hash of the trial's
 full config, scale and seed, and the seed, so the same trial always lands in the same folder. A trial folder
@@ -49,6 +49,8 @@ from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrid
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
+from irlb.config import experiment_config
+from irlb.registry import EXPERIMENTS
 
 # The number a trial reports when the sweep does not name one: a dotted path into the experiment's result file.
 DEFAULT_METRICS = {
@@ -65,20 +67,18 @@ _CREATED_TEMP_DIRS: list[str] = []
 class SweepSpec(ExperimentConfig):
     """What a sweep runs; a JSON file of these keys, updated by command-line options."""
 
-    experiment: str  # a name of irlb.reproduce.EXPERIMENTS (or any name, with `module`)
+    experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)
     scale: str = "quick"  # base settings: the experiment's SCALES entry
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> values (Cartesian product)
     seeds: tuple[int, ...] = (0,)  # every grid point runs once per seed
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed dotted config key -> value, before the grid
     metric: str | None = None  # dotted path into the result file (default: DEFAULT_METRICS, else "seconds")
     extra_metrics: tuple[str, ...] = ()  # more dotted paths, summarized per grid point like the metric
-    module: str | None = None  # the experiment's module (default: from irlb.reproduce.EXPERIMENTS)
+    module: str | None = None  # the experiment's module (default: from irlb.registry.EXPERIMENTS)
 
     def module_name(self) -> str:
         if self.module is not None:
             return self.module
-        from irlb.reproduce import EXPERIMENTS
-
         if self.experiment not in EXPERIMENTS:
             raise ValidationError(f"experiment: unknown experiment {self.experiment!r}; expected one of "
                                   f"{sorted(EXPERIMENTS)}")
@@ -126,8 +126,6 @@ def expand(spec: SweepSpec) -> list[Trial]:
     """Every trial of ``spec``, grid points in order, seeds innermost. Each grid point's config is validated
     here, before anything runs."""
     module = importlib.import_module(spec.module_name())
-    from irlb.config import experiment_config
-
     base = experiment_config(spec.experiment, spec.scale, overrides=dict(spec.overrides), module=module)
     keys = list(spec.grid)
     trials = []

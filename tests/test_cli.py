@@ -71,7 +71,7 @@ def test_rerunning_a_folder_resumes_and_a_changed_config_is_refused(tmp_path, ca
 
 def test_reproduce_runs_the_extended_experiments_only_when_asked():
     from irl_bilevel.validation import ValidationError
-    from irlb.reproduce import EXPERIMENTS, EXTENDED, selected_experiments
+    from irlb.registry import EXPERIMENTS, EXTENDED, selected_experiments
 
     assert set(EXTENDED) <= set(EXPERIMENTS)
     default = selected_experiments()

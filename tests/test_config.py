@@ -139,7 +139,7 @@ def test_an_experiment_without_a_typed_config_still_reproduces_but_cannot_be_cha
     import sys
     import types
 
-    from irlb.reproduce import EXPERIMENTS
+    from irlb.registry import EXPERIMENTS
 
     module = types.ModuleType("fake_untyped_experiment")
     module.SCALES = {"tiny": {}}

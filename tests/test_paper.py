@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from irlb.paper import BENCHMARK_HANDLERS, RESULT_HANDLERS, format_number, generate, macro_name
-from irlb.reproduce import EXPERIMENTS
+from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS
+from irlb.paper.build import generate
+from irlb.paper.experiment_tables import RESULT_HANDLERS
+from irlb.paper.macros import format_number, macro_name
+from irlb.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "paper"
@@ -123,7 +126,7 @@ def test_every_included_figure_exists_and_is_an_experiment() -> None:
     for reference in included:
         figure = (PAPER / reference).resolve()
         assert figure.parent == FIGURES.resolve(), f"{reference}: figures come from figures/output/"
-        assert figure.stem in EXPERIMENTS, f"{reference}: no experiment in irlb.reproduce.EXPERIMENTS draws it"
+        assert figure.stem in EXPERIMENTS, f"{reference}: no experiment in irlb.registry.EXPERIMENTS draws it"
         for suffix in (".pdf", ".png"):
             assert figure.with_suffix(suffix).exists(), f"{figure.with_suffix(suffix)} was not written"
 

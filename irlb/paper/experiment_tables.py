@@ -1,176 +1,24 @@
-"""`irlb paper`: the paper's numbers and tables, written as LaTeX from the result files.
-
-Every number the paper prints is a macro in ``numbers.tex`` or a cell of a generated table, and every one of
-them is read from a result file here; nothing is typed by hand. A result file that is missing is skipped with
-a warning, so its macros stay undefined and the paper fails to build instead of showing stale numbers.
-
-Sources: one result file per experiment in ``irlb.reproduce.EXPERIMENTS`` (``results/<name>.json``, read from
-the registry at run time; experiments without a dedicated section below still get their scale, seed and
-run-time macros) and the benchmark files under ``benchmarks/results/``.
-"""
+"""The macros and tables of the experiments' result files (``results/<name>.json``, one handler per experiment
+that the paper discusses in detail) and of the loss catalog (read from the code itself)."""
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import sys
-import unicodedata
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-_DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
-
-
-def macro_name(*parts: Any) -> str:
-    """Letters-only CamelCase macro name from keys.
-
-    ``("mce", "speedup_dense", "S1024")`` → ``MceSpeedupDenseSOneZeroTwoFour``. Words are split at anything
-    that is not a letter or digit and at lower-to-upper changes; digits are spelled out one by one (LaTeX
-    control words are letters only)."""
-    words: list[str] = []
-    for part in parts:
-        text = str(part)
-        text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
-        text = re.sub(r"(\d)", r" \1 ", text)
-        for word in re.split(r"[^A-Za-z0-9]+", text):
-            if not word:
-                continue
-            if word.isdigit():
-                words.extend(_DIGITS[int(d)] for d in word)
-            else:
-                words.append(word[0].upper() + word[1:])
-    name = "".join(words)
-    if not name or not name.isalpha() or not name[0].isupper():
-        raise ValueError(f"cannot make a LaTeX macro name from {parts!r}")
-    return name
-
-
-def format_number(value: float | int | None, digits: int = 2, scientific_below: float = 1e-2,
-                  scientific_above: float = 1e5) -> str:
-    """A number as LaTeX: integers as they are, others to ``digits`` significant digits (3 from 100 up),
-    small or large ones as ``4.7\\times10^{-7}``; always safe in text and in math (``\\ensuremath``)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise ValueError("no value")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}".replace(",", "{,}") if abs(value) >= 10000 else str(value)
-    if math.isinf(value):
-        return r"\ensuremath{\infty}" if value > 0 else r"\ensuremath{-\infty}"
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude < scientific_below or magnitude >= scientific_above:
-        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
-        return rf"\ensuremath{{{mantissa}\times10^{{{int(exponent)}}}}}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    decimals = max(digits - 1 - math.floor(math.log10(magnitude)), 0)
-    text = f"{value:.{decimals}f}"
-    return rf"\ensuremath{{{text}}}" if text.startswith("-") else text
-
-
-def format_fixed(value: float, decimals: int = 2) -> str:
-    """Fixed decimals (for quantities in [0, 1] such as accuracies, κ, normalized returns)."""
-    if value is None or math.isnan(value):
-        return "--"
-    text = f"{value:.{decimals}f}"
-    return rf"\ensuremath{{{text}}}" if text.startswith("-") else text
-
-
-_UNICODE = {"–": "--", "—": "---", "−": r"\ensuremath{-}", "½": r"\ensuremath{\tfrac12}", "≤": r"\ensuremath{\le}",
-            "≥": r"\ensuremath{\ge}", "×": r"\ensuremath{\times}", "β": r"\ensuremath{\beta}",
-            "ε": r"\ensuremath{\varepsilon}", "λ": r"\ensuremath{\lambda}", "’": "'", "“": "``", "”": "''"}
-_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def escape(text: str) -> str:
-    """Plain text as LaTeX (special characters escaped, common Unicode symbols mapped)."""
-    out = []
-    for char in str(text):
-        if char in _SPECIAL:
-            out.append(_SPECIAL[char])
-        elif char in _UNICODE:
-            out.append(_UNICODE[char])
-        elif ord(char) < 128:
-            out.append(char)
-        else:
-            out.append(unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode() or "?")
-    return "".join(out)
-
-
-def _tt(name: str) -> str:
-    return rf"\texttt{{{escape(name)}}}"
-
-
-class Macros:
-    """Collects ``name → LaTeX`` with the file each came from; a name defined twice is an error."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.sources: dict[str, str] = {}
-        self.source = ""
-
-    def add(self, name: str, value: str) -> None:
-        if name in self.values:
-            raise ValueError(f"macro \\{name} defined twice ({self.sources[name]} and {self.source})")
-        self.values[name] = value
-        self.sources[name] = self.source
-
-    def number(self, parts: Iterable[Any], value: Any, **options: Any) -> None:
-        self.add(macro_name(*parts), format_number(value, **options))
-
-    def fixed(self, parts: Iterable[Any], value: float, decimals: int = 2) -> None:
-        self.add(macro_name(*parts), format_fixed(value, decimals))
-
-    def text(self, parts: Iterable[Any], value: str) -> None:
-        self.add(macro_name(*parts), escape(value))
-
-    def render(self) -> str:
-        lines = ["% Generated by `irlb paper` from the result files named below; do not edit.", ""]
-        current = None
-        for name, value in self.values.items():
-            if self.sources[name] != current:
-                current = self.sources[name]
-                lines.append(f"% from {current}")
-            lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
-        return "\n".join(lines) + "\n"
-
-
-def _table(column_spec: str, header: list[str], rows: list[list[str]], source: str,
-           groups: list[int] | None = None) -> str:
-    """A booktabs tabular (no float: the paper wraps it), with the file it came from in a comment."""
-    lines = [f"% Generated by `irlb paper` from {source}; do not edit.", rf"\begin{{tabular}}{{{column_spec}}}",
-             r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
-    for index, row in enumerate(rows):
-        if groups and index in groups and index:
-            lines.append(r"\midrule")
-        lines.append(" & ".join(row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Generic macros every experiment in the registry gets: scale, seed(s), wall-clock seconds.
-
-
-def _generic(name: str, data: dict[str, Any], macros: Macros) -> None:
-    prefix = macro_name(name)
-    if "scale" in data:
-        macros.text([prefix, "scale"], str(data["scale"]))
-    seed = (data.get("provenance") or {}).get("seed")
-    if seed is not None:
-        macros.number([prefix, "seed"], int(seed))
-    config = data.get("config") or {}
-    seeds = config.get("seeds")
-    if isinstance(seeds, int):
-        macros.number([prefix, "num seeds"], seeds)
-    if isinstance(data.get("seconds"), (int, float)):
-        macros.number([prefix, "seconds"], float(data["seconds"]))
-
+from irlb.paper.macros import (
+    Handler,
+    Macros,
+    escape,
+    format_fixed,
+    format_number,
+    iqm_ci,
+    macro_name,
+    tabular,
+    testbed_key,
+    tt,
+)
 
 # --------------------------------------------------------------------------------------------------------------
 # results/reward_recovery.json
@@ -228,7 +76,7 @@ def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     macros.number(["rr", "demo repeats"], int(data["config"].get("demo_repeats", 1)))
     macros.number(["rr", "max steps"], int(data["config"]["max_steps"]))
     header = ["testbed", "method", "data", r"occ.\ $L_1$", "EPIC", "norm.\\ return"]
-    return {"reward_recovery": _table("lllrrr", header, rows, source, groups)}
+    return {"reward_recovery": tabular("lllrrr", header, rows, source, groups)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -294,7 +142,7 @@ def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) ->
         cells.append(str(max(rounds)) if labels and all(isinstance(r, int) for r in rounds) else "--")
         rows.append(cells)
     header = ["method", "linear", "MLP", "finite horizon", r"$K$ at round-off"]
-    return {"hypergradient_accuracy": _table("lrrrr", header, rows, source)}
+    return {"hypergradient_accuracy": tabular("lrrrr", header, rows, source)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -325,7 +173,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
         macros.fixed(["ls", name, "high"], value["high"])
         accuracy = entry["reward_accuracy"]
         label = {"reward_model_ppo": "BT reward model + PPO", "ppo_true_reward": "PPO on the true reward"}.get(name)
-        rows.append([escape(label) if label else _tt(name),
+        rows.append([escape(label) if label else tt(name),
                      f"{format_fixed(value['iqm'])} [{format_fixed(value['low'])}, {format_fixed(value['high'])}]",
                      format_fixed(entry["normalized_return_deterministic"]["iqm"]),
                      format_fixed(accuracy["iqm"]) if accuracy["n"] else "--"])
@@ -344,7 +192,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
     macros.text(["ls failing losses"], ", ".join(failing) if failing else "none")
     macros.number(["ls num failing"], len(failing))
     header = ["method", "return, IQM [95\\% CI]", "greedy", "held-out acc."]
-    return {"loss_sweep": _table("lccc", header, rows, source, [len(data["losses"])])}
+    return {"loss_sweep": tabular("lccc", header, rows, source, [len(data["losses"])])}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -395,7 +243,7 @@ def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> d
                      format_fixed(row["tie_rate"]), format_fixed(row["answered_rate"])])
     header = ["labeller", "accuracy", r"$\kappa$ (truth)", r"Kendall $\tau$", "flip", "intrans.", "ties",
               "answered"]
-    return {"feedback_consistency": _table("lrrrrrrr", header, rows, source, groups)}
+    return {"feedback_consistency": tabular("lrrrrrrr", header, rows, source, groups)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -458,7 +306,7 @@ def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     macros.number(["sh fd error"], float(accuracy["finite_difference_relative_error"]))
     macros.number(["sh exact weights error"], float(accuracy["exact_weights_relative_error"]))
     header = ["shaping", "learned", r"return at $K$", "actions changed", "greedy return"]
-    return {"learned_shaping": _table("lcrrr", header, rows, source)}
+    return {"learned_shaping": tabular("lcrrr", header, rows, source)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -468,10 +316,6 @@ def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 # every episode of the solve, so the policy-gradient estimate of the hypergradient is zero.
 _ZERO_GRADIENT = 1e-8
 
-
-def _testbed_key(env_id: str) -> str:
-    """``MountainCar-v0`` → ``MountainCar`` (macro names without the version)."""
-    return env_id.split("-")[0]
 
 
 def _censored_steps(entry: dict[str, Any]) -> str:
@@ -499,7 +343,7 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
     groups: list[int] = []
     for testbed in data["testbeds"]:
         env_id, summary = testbed["env_id"], testbed["summary"]
-        key, setting = _testbed_key(env_id), settings[env_id]
+        key, setting = testbed_key(env_id), settings[env_id]
         macros.text(["scc", key, "env"], env_id)
         macros.number(["scc", key, "budget"], int(setting["total_steps"]))
         macros.number(["scc", key, "steps per outer step"], int(setting["steps_per_outer_step"]))
@@ -569,7 +413,7 @@ def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -
             macros.number(["scc", key, "top seeds"],
                           sum(1 for w in finals if max(range(len(candidates)), key=lambda i: float(w[i])) == top))
     header = ["task", "shaping", rf"seeds $\ge${percent}\%", rf"steps to {percent}\%", "final goal rate"]
-    return {"shaping_classic_control": _table("llcrc", header, rows, source, groups)}
+    return {"shaping_classic_control": tabular("llcrc", header, rows, source, groups)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -665,301 +509,6 @@ def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dic
                 macros.fixed(["sf", label, "rm", aspect, "accuracy"], math.nan if accuracy is None else accuracy, 2)
     return {}
 
-# --------------------------------------------------------------------------------------------------------------
-# benchmarks/results/mce_irl_vs_imitation.json
-
-
-def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    macros.text(["mce imitation version"], data["versions"]["imitation"])
-    macros.number(["mce cpus"], int(data["machine"]["cpu_count"]))
-    first = data["problems"][0]
-    macros.number(["mce actions"], int(first["num_actions"]))
-    macros.number(["mce branching"], int(first["max_successors"]))
-    macros.number(["mce horizon"], int(first["horizon"]))
-    stop = data["protocol"]["stop_rule"]
-    match = re.search(r"<=\s*([0-9.eE-]+)", stop)
-    if match:
-        macros.number(["mce stop tolerance"], float(match.group(1)))
-    rows = []
-    evaluations_ours, evaluations_theirs = [], []
-    for problem in data["problems"]:
-        is_random = problem["spec"]["kind"] == "random"
-        key = f"S{problem['num_states']}" if is_random else problem["name"]
-        imitation, dense, sparse = problem["imitation"], problem["ours_dense"], problem["ours_sparse"]
-        bound = bool(problem.get("imitation_time_is_lower_bound"))
-        ratio = problem["time_ratio_imitation_over"]
-        ge = r"\ensuremath{\ge}\," if bound else ""
-        macros.number(["mce imitation seconds", key], imitation["seconds"], digits=3)
-        macros.number(["mce dense seconds", key], dense["seconds"])
-        macros.number(["mce sparse seconds", key], sparse["seconds"])
-        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])))
-        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])))
-        macros.number(["mce linf imitation", key], imitation["error"]["state_visitation_linf"])
-        macros.number(["mce linf dense", key], dense["error"]["state_visitation_linf"])
-        macros.number(["mce linf sparse", key], sparse["error"]["state_visitation_linf"])
-        macros.number(["mce imitation evaluations", key], int(imitation["hypergradient_evaluations"]))
-        macros.number(["mce evaluations", key], int(dense["hypergradient_evaluations"]))
-        if not bound and problem["name"] != "cliffworld_xy":
-            evaluations_ours.append(int(dense["hypergradient_evaluations"]))
-            evaluations_theirs.append(int(imitation["hypergradient_evaluations"]))
-        label = f"random, $S={problem['num_states']}$" if is_random else escape(problem["name"].replace("_", " "))
-        if not is_random:
-            label += f" ($S={problem['num_states']}$)"
-        rows.append([label, ge + format_number(imitation["seconds"], digits=3) + " s",
-                     format_number(dense["seconds"]) + " s", format_number(sparse["seconds"]) + " s",
-                     ge + format_number(float(ratio["ours_dense"])) + r"\,/\," + ge
-                     + format_number(float(ratio["ours_sparse"])),
-                     format_number(imitation["error"]["state_visitation_linf"]) + r"\,/\,"
-                     + format_number(sparse["error"]["state_visitation_linf"])])
-        if bound:
-            macros.number(["mce imitation cap seconds", key], float(imitation["caps"]["wall_s"]))
-    macros.number(["mce evaluations min"], min(evaluations_ours))
-    macros.number(["mce evaluations max"], max(evaluations_ours))
-    macros.number(["mce imitation evaluations min"], min(evaluations_theirs))
-    macros.number(["mce imitation evaluations max"], max(evaluations_theirs))
-    header = ["problem", "imitation", "ours, dense", "ours, sparse", r"speed-up (d\,/\,s)",
-              r"final $L_\infty$ (imit.\,/\,ours)"]
-    return {"mce_benchmark": _table("lrrrrr", header, rows, source)}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# benchmarks/results/trl_loss_parity.json
-
-
-def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    macros.text(["trl version"], data["trl_version"])
-    macros.number(["trl dpo trainer losses"], len(data["dpo_trainer_names"]))
-    macros.number(["trl other losses"], len(data["other_trainers"]))
-    macros.number(["trl max diff dpo trainer"], float(data["max_abs_diff_dpo_trainer"]))
-    macros.number(["trl max diff orpo"], float(data["max_abs_diff_orpo_float32_in_trl"]))
-    macros.number(["trl goal"], float(data["goal_max_abs_diff"]))
-    others = [r for r in data["results"] if r["loss"] in data["other_trainers"] and r["loss"] != "orpo"]
-    if others:
-        macros.number(["trl max diff other"], max(float(r["max_abs_diff"]) for r in others))
-    macros.number(["trl comparisons"], len(data["results"]))
-    macros.number(["trl batches"], len(data["batches"]))
-    return {}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# benchmarks/results/dpo_vs_trl.json
-
-# Short macro keys for the benchmark's models (the file's keys have digits, which macro names spell out).
-_DPO_MODELS = {"builtin": "builtin", "gpt2_v2000": "wide vocab"}
-_DPO_SIDES = ("ours", "ours_models_py", "trl", "trl_precompute")
-
-
-def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    protocol = data["protocol"]
-    macros.text(["dpo trl version"], data["trl_version"])
-    macros.number(["dpo repeats"], int(protocol["repeats"]))
-    macros.number(["dpo timed steps"], int(protocol["timed_steps"]))
-    macros.number(["dpo warmup steps"], int(protocol["warmup_steps"]))
-    macros.number(["dpo parity steps"], int(protocol["parity_steps"]))
-    threads = [int(t) for t in protocol["threads"]]
-    macros.number(["dpo threads"], threads[0])
-    macros.number(["dpo cpus"], int(data["provenance"]["machine"]["cpus"]))
-    match = re.search(r">=\s*([0-9.]+)", data.get("goal", ""))
-    if match:
-        macros.number(["dpo goal ratio"], float(match.group(1)))
-    loads = [max(float(row["load_1min_before"]), float(row["load_1min_after"])) for row in data["load_average"]]
-    macros.number(["dpo max load"], max(loads))
-    ratios: dict[str, list[float]] = {}
-    diffs: list[float] = []
-    identical = True
-    for model, key in _DPO_MODELS.items():
-        if model not in data["results"]:
-            continue
-        setup = data["setup"][model]
-        result = data["results"][model][f"threads_{threads[0]}"]
-        macros.number(["dpo", key, "vocab"], int(setup["embedding_rows"]))
-        macros.number(["dpo", key, "trainable"], int(setup["trainable_parameters"]))
-        for side in _DPO_SIDES:
-            macros.number(["dpo", key, side, "steps per second"], float(result[side]["steps_per_second_median"]))
-            identical = identical and bool(result[side]["runs_identical_losses"])
-            if side != "trl":
-                diffs.append(float(result[side]["max_abs_loss_diff_vs_trl"]))
-        for pair, ratio in result["ratios"].items():
-            ours, theirs = pair.split("/")
-            macros.number(["dpo", key, ours, "over", theirs], float(ratio))
-            ratios.setdefault(pair, []).append(float(ratio))
-        if "builtin_build" in setup:
-            macros.number(["dpo builtin parameters"], int(setup["builtin_build"]["num_parameters"]))
-    first = data["setup"][next(iter(data["setup"]))]
-    macros.number(["dpo pairs"], int(first["pairs"]))
-    macros.number(["dpo beta"], float(first["beta"]))
-    macros.number(["dpo lora rank"], int(first["lora"]["r"]))
-    macros.number(["dpo learning rate"], float(first["learning_rate"]))
-    for pair, values in ratios.items():
-        ours, theirs = pair.split("/")
-        macros.number(["dpo", ours, "over", theirs, "min"], min(values))
-        macros.number(["dpo", ours, "over", theirs, "max"], max(values))
-    macros.number(["dpo max loss diff"], max(diffs))
-    macros.text(["dpo runs identical"], "yes" if identical else "no")
-    return {}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# benchmarks/results/irl_vs_imitation.json
-
-_IVI_METHODS = {"ours": "ML-IRL (ours)", "airl": "AIRL", "gail": "GAIL", "bc": "BC",
-                "true_reward": "PPO, true reward"}
-_IVI_ORDER = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0")  # table order, as in the paper's text
-
-
-def _iqm_ci(stats: dict[str, Any]) -> str:
-    """``IQM [low, high]`` of an ``iqm_with_ci`` dict; ``--`` where no seed has a value."""
-    if not stats["n"] or math.isnan(float(stats["iqm"])):
-        return "--"
-    iqm, low, high = (format_fixed(float(stats[bound])) for bound in ("iqm", "low", "high"))
-    return f"{iqm} [{low}, {high}]"
-
-
-def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """Per gymnasium testbed and method (ours, AIRL, GAIL, BC, and PPO on the true reward as the reference): final
-    normalized return (IQM [CI]), env steps to the target among the seeds that reach it, reward transfer and EPIC
-    distance to the true reward (IQM [CI]), and the issue's goal checks; the table ``irl_vs_imitation``. Macro
-    names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
-    protocol, summary = data["protocol"], data["summary"]
-    macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
-    macros.number(["ivi seeds"], len(protocol["seeds"]))
-    macros.number(["ivi demonstrations"], int(protocol["demonstrations"]))
-    macros.number(["ivi eval episodes"], int(protocol["eval_episodes"]))
-    macros.number(["ivi bc epochs"], int(protocol["bc_epochs"]))
-    macros.fixed(["ivi target"], float(protocol["target"]), 1)
-    macros.number(["ivi cpus"], int(data["machine"]["cpu_count"]))
-    # null: the file has no ours-vs-baseline comparison (benchmarks/irl_vs_imitation.py summarize)
-    macros.text(["ivi goal met"], {True: "yes", False: "no", None: "not evaluated"}[summary["goal_met"]])
-    match = re.search(r"\+\s*([0-9.]+)", summary.get("goal", ""))
-    if match:
-        macros.number(["ivi transfer margin"], float(match.group(1)))
-    macros.number(["ivi wall minutes"], float(data["wall_seconds"]) / 60)
-    rows: list[list[str]] = []
-    groups: list[int] = []
-    # results written before the benchmark measured EPIC (the learned reward's distance to the true one) lack it
-    has_epic = any("epic_distance" in cell for cell in data["cells"].values())
-    order = {env_id: index for index, env_id in enumerate(_IVI_ORDER)}
-    for env_id, spec in sorted(protocol["testbeds"].items(), key=lambda item: order.get(item[0], len(order))):
-        entry = summary[env_id]
-        key = _testbed_key(env_id)
-        macros.text(["ivi", key, "env"], env_id)
-        macros.number(["ivi", key, "budget"], int(spec["budget"]))
-        macros.number(["ivi", key, "half budget"], int(spec["budget"]) // 2)
-        macros.number(["ivi", key, "transfer budget"], int(spec["transfer_budget"]))
-        macros.number(["ivi", key, "rollout"], int(spec["rollout"]))
-        reference = data["references"][env_id]
-        macros.number(["ivi", key, "expert return"], float(reference["expert_return"]))
-        macros.number(["ivi", key, "random return"], float(reference["random_return"]))
-        macros.text(["ivi", key, "expert algorithm"], reference["expert_algorithm"])
-        for name, verdict in entry["goal"].items():
-            macros.text(["ivi", key, name.replace("return_at_", ""), "met"], "yes" if verdict["met"] else "no")
-        if "true_reward_at_transfer_budget" in entry:
-            macros.fixed(["ivi", key, "true reward at transfer budget"],
-                         float(entry["true_reward_at_transfer_budget"]["iqm"]))
-        groups.append(len(rows))
-        for method, label in _IVI_METHODS.items():
-            stats = entry["methods"].get(method)
-            if stats is None:
-                continue
-            seeds = int(stats["seeds"])
-            reached = int(stats["seeds_reaching_target"])
-            for metric, short in (("final_normalized_return", "final"), ("half_budget_normalized_return", "half"),
-                                  ("transfer_normalized_return", "transfer")):
-                for bound in ("iqm", "low", "high"):
-                    macros.fixed(["ivi", key, method, short, bound], float(stats[metric][bound]))
-            macros.number(["ivi", key, method, "reached"], reached)
-            transfers = [cell.get("transfer_normalized_return") for cell in data["cells"].values()
-                         if cell["testbed"] == env_id and cell["method"] == method]
-            macros.number(["ivi", key, method, "transfer reached"],
-                          sum(1 for value in transfers if value is not None and value >= float(protocol["target"])))
-            steps = stats["env_steps_to_target"]
-            steps_text = "--" if not reached else format_number(round(float(steps["iqm"])))
-            macros.add(macro_name("ivi", key, method, "steps iqm"), steps_text)
-            steps_cell = f"{steps_text} ({reached}/{seeds})"
-            first = len(rows) == groups[-1]
-            row = [escape(env_id) if first else "", escape(label), _iqm_ci(stats["final_normalized_return"]),
-                   steps_cell, _iqm_ci(stats["transfer_normalized_return"])]
-            if has_epic:
-                epic = stats.get("epic_distance", {"n": 0})
-                if epic["n"]:
-                    for bound in ("iqm", "low", "high"):
-                        macros.fixed(["ivi", key, method, "epic", bound], float(epic[bound]))
-                row.append(_iqm_ci(epic))
-            rows.append(row)
-        for baseline, ratio in entry["ratios"].items():
-            value = ratio["env_steps_to_target"]
-            if value is not None:
-                macros.number(["ivi", key, "steps", baseline.replace("_", " ")], float(value))
-    header = ["testbed", "method", "final return", f"steps to {format_fixed(float(protocol['target']), 1)} (seeds)",
-              "reward transfer"] + (["EPIC"] if has_epic else [])
-    return {"irl_vs_imitation": _table("llccc" + "c" * has_epic, header, rows, source, groups)}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# benchmarks/results/preferences_vs_imitation.json
-
-
-def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """Per testbed and query budget: ours and imitation's ``PreferenceComparisons`` (oracle teacher), normalized
-    return IQM [CI] over seeds, and the goal checks; the table ``preferences_vs_imitation``."""
-    settings, summary = data["settings"], data["summary"]
-    macros.text(["pvi imitation version"], data["versions"]["imitation"])
-    macros.number(["pvi seeds"], len(data["seeds"]))
-    macros.number(["pvi eval episodes"], int(data["eval"]["episodes"]))
-    macros.number(["pvi cpus"], int(data["machine"]["cpus"]))
-    macros.number(["pvi wall minutes"], float(data["wall_s_this_invocation"]) / 60)
-    rows: list[list[str]] = []
-    groups: list[int] = []
-    all_met = True
-    seen_goal: set[str] = set()
-    for env_id, spec in settings["envs"].items():
-        key = _testbed_key(env_id)
-        budgets = [int(b) for b in spec["budgets"]]
-        macros.text(["pvi", key, "env"], env_id)
-        macros.number(["pvi", key, "fragment length"], int(spec["fragment_length"]))
-        listed = [str(b) for b in budgets]
-        macros.text(["pvi", key, "budgets"], " and ".join([", ".join(listed[:-1]), listed[-1]] if len(listed) > 1
-                                                          else listed))
-        macros.number(["pvi", key, "max budget"], max(budgets))
-        macros.number(["pvi", key, "min budget"], min(budgets))
-        for method in ("ours", "imitation"):
-            steps = {int(c["env_steps"]) for c in data["cells"] if c["env_id"] == env_id and c["method"] == method}
-            macros.number(["pvi", key, method, "env steps"], max(steps))
-        goals = data["goals"][env_id]
-        all_met = all_met and all(bool(met) for met in goals.values())
-        reaches_key, reaches = next((k, v) for k, v in goals.items() if k.startswith("ours_reaches"))
-        match = re.fullmatch(r"ours_reaches_([0-9.]+)_with_<=(\d+)_queries", reaches_key)
-        if match and "pvi goal return" not in seen_goal:
-            macros.fixed(["pvi goal return"], float(match.group(1)), 1)
-            macros.number(["pvi goal queries"], int(match.group(2)))
-            seen_goal.add("pvi goal return")
-        above = next(v for k, v in goals.items() if k.startswith("ours_>="))
-        macros.text(["pvi", key, "reaches goal"], "yes" if reaches else "no")
-        macros.text(["pvi", key, "above imitation"], "yes" if above else "no")
-        ours_summary = next(v for k, v in summary[env_id].items() if k.startswith("ours/"))
-        theirs_summary = next(v for k, v in summary[env_id].items() if k.startswith("imitation/"))
-        ranks = {min(budgets): "min", max(budgets): "max"}
-        groups.append(len(rows))
-        differences = []
-        for budget in budgets:
-            ours, theirs = ours_summary[str(budget)], theirs_summary[str(budget)]
-            difference = float(ours["iqm"]) - float(theirs["iqm"])
-            differences.append(difference)
-            if budget in ranks:
-                for side, stats in (("ours", ours), ("imitation", theirs)):
-                    for bound in ("iqm", "low", "high"):
-                        macros.fixed(["pvi", key, side, ranks[budget], "budget", bound], float(stats[bound]))
-            first = len(rows) == groups[-1]
-            rows.append([escape(env_id) if first else "", str(budget), _iqm_ci(ours), _iqm_ci(theirs),
-                         format_fixed(difference)])
-        macros.fixed(["pvi", key, "min difference"], min(differences))
-        worst = min(budgets, key=lambda b: float(ours_summary[str(b)]["iqm"]))
-        macros.fixed(["pvi", key, "ours min iqm"], float(ours_summary[str(worst)]["iqm"]))
-        macros.number(["pvi", key, "ours worst budget"], worst)
-    macros.text(["pvi goals met"], "yes" if all_met else "no")
-    header = ["testbed", "queries", r"ours, IQM [95\% CI]", r"imitation, IQM [95\% CI]", "difference"]
-    return {"preferences_vs_imitation": _table("lcccr", header, rows, source, groups)}
-
 
 # --------------------------------------------------------------------------------------------------------------
 # results/preference_noise.json
@@ -994,7 +543,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
         per_rate = summary[loss]
         cells = [escape(_PN_LOSSES.get(loss, loss.replace("_", " ")))]
         for rate in rates:
-            cells.append(_iqm_ci(per_rate[str(rate)]))
+            cells.append(iqm_ci(per_rate[str(rate)]))
         for label, rate in named.items():
             stats = per_rate[str(rate)]
             for bound in ("iqm", "low", "high"):
@@ -1014,7 +563,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
     macros.text(["pn plain loses more"], "yes" if plain > robust else "no")
     header = ["loss", *[rf"$\varepsilon={rate:g}$" for rate in rates],
               rf"degr.\ at $\varepsilon={named['highlight']:g}$"]
-    return {"preference_noise": _table("l" + "c" * len(rates) + "r", header, rows, source)}
+    return {"preference_noise": tabular("l" + "c" * len(rates) + "r", header, rows, source)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1029,12 +578,12 @@ def loss_catalog(macros: Macros) -> dict[str, str]:
     macros.number(["num trl losses"], sum(1 for loss in PREFERENCE_LOSSES.values() if loss.trl_name))
     rows = []
     for name, loss in PREFERENCE_LOSSES.items():
-        rows.append([_tt(name), escape(loss.source), _tt(loss.trl_name) if loss.trl_name else "--",
+        rows.append([tt(name), escape(loss.source), tt(loss.trl_name) if loss.trl_name else "--",
                      "yes" if loss.needs_reference else "no",
                      format_number(loss.default_beta) if loss.default_beta is not None else "--"])
     header = ["name", "source", "TRL", "ref.", r"$\beta$"]
-    table = _table(r"l>{\raggedright\arraybackslash}p{0.42\linewidth}lcc", header, rows,
-                   "irl_bilevel.losses.PREFERENCE_LOSSES")
+    table = tabular(r"l>{\raggedright\arraybackslash}p{0.42\linewidth}lcc", header, rows,
+                    "irl_bilevel.losses.PREFERENCE_LOSSES")
     return {"loss_catalog": table}
 
 
@@ -1132,17 +681,14 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
     columns = [rf"\multicolumn{{3}}{{c}}{{{escape(env)}}}" for env in envs]
     metrics = ["success", "invalid", "malformed"] * len(envs)
     header = [" & ".join(["", *columns]) + r" \\", " & ".join(["reward / training", *metrics])]
-    tables = {"agentic_reward_learning": _table("l" + "ccc" * len(envs), ["\n".join(header)], rows, source)}
+    tables = {"agentic_reward_learning": tabular("l" + "ccc" * len(envs), ["\n".join(header)], rows, source)}
     if search_rows:
         search_header = [" & ".join(["", *columns]) + r" \\",
                          " & ".join(["search reward", *(["solved", "length / opt.", "expansions"] * len(envs))])]
-        tables["agentic_search"] = _table("l" + "ccc" * len(envs), ["\n".join(search_header)], search_rows, source)
+        tables["agentic_search"] = tabular("l" + "ccc" * len(envs), ["\n".join(search_header)], search_rows, source)
     return tables
 
 
-# --------------------------------------------------------------------------------------------------------------
-
-Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
 RESULT_HANDLERS: dict[str, Handler] = {
     "agentic_shaping": agentic_shaping,
     "agentic_reward_learning": agentic_reward_learning,
@@ -1155,54 +701,3 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "sentiment_frontier": sentiment_frontier,
     "preference_noise": preference_noise,
 }
-BENCHMARK_HANDLERS: dict[str, Handler] = {
-    "mce_irl_vs_imitation": mce_irl_vs_imitation,
-    "trl_loss_parity": trl_loss_parity,
-    "dpo_vs_trl": dpo_vs_trl,
-    "irl_vs_imitation": irl_vs_imitation,
-    "preferences_vs_imitation": preferences_vs_imitation,
-}
-
-
-def _warn(message: str) -> None:
-    print(f"irlb paper: warning: {message}", file=sys.stderr)
-
-
-def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
-             experiments: Iterable[str] | None = None) -> dict[str, Any]:
-    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``; returns what was written and
-    what was skipped (missing files). ``experiments`` defaults to the names in ``irlb.reproduce.EXPERIMENTS``."""
-    if experiments is None:
-        from irlb.reproduce import EXPERIMENTS
-
-        experiments = list(EXPERIMENTS)
-    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
-    macros = Macros()
-    tables: dict[str, str] = {}
-    skipped: list[str] = []
-    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name)) for name in names]
-    sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
-    for path, name, handler in sources:
-        if not path.exists():
-            _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
-            skipped.append(str(path))
-            continue
-        data = json.loads(path.read_text())
-        macros.source = str(path)
-        _generic(name, data, macros)
-        if handler is not None:
-            tables.update(handler(data, macros, str(path)))
-    tables.update(loss_catalog(macros))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    numbers = out_dir / "numbers.tex"
-    numbers.write_text(macros.render())
-    written.append(numbers)
-    for stale in out_dir.glob("*.tex"):
-        if stale.name != "numbers.tex" and stale.stem not in tables:
-            stale.unlink()
-    for name, text in tables.items():
-        path = out_dir / f"{name}.tex"
-        path.write_text(text)
-        written.append(path)
-    return {"written": written, "skipped": skipped, "macros": len(macros.values)}
