@@ -73,7 +73,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from unittest import mock
 
 import numpy as np
 
@@ -301,12 +302,14 @@ def worker_prepare(task: dict[str, Any]) -> dict[str, Any]:
     testbed = task["testbed"]
     expert = train_expert(testbed)
     demos = rollout_demonstrations(expert, testbed, task["demonstrations"], seed=DEMONSTRATION_SEED)
-    arrays = {"observations": demos.observations.numpy(), "actions": demos.actions.numpy(),
-              "lengths": demos.lengths.numpy(), "terminated": demos.terminated.numpy(),
-              "final_observations": demos.final_observations.numpy(), "returns": demos.returns.numpy()}
+    assert demos.terminated is not None and demos.final_observations is not None and demos.returns is not None
+    arrays: dict[str, np.ndarray] = {
+        "observations": demos.observations.numpy(), "actions": demos.actions.numpy(),
+        "lengths": demos.lengths.numpy(), "terminated": demos.terminated.numpy(),
+        "final_observations": demos.final_observations.numpy(), "returns": demos.returns.numpy()}
     path = Path(task["demonstrations_file"])
     with open(path, "wb") as file:
-        np.savez(file, **arrays)
+        np.savez(file, **cast(dict[str, Any], arrays))  # (numpy's stub reads a ** dict as maybe allow_pickle)
     digest = hashlib.sha256()
     for key in sorted(arrays):
         digest.update(np.ascontiguousarray(arrays[key]).tobytes())
@@ -343,7 +346,7 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
         **OURS_SETTINGS)
     # run_gym_irl evaluates through gym_irl.evaluate_policy_return (deterministic, eval_seed, eval_episodes) and
     # trains the transfer policy with a second SB3InnerSolver: time both, so that neither counts as training.
-    original_evaluate, original_solver = gym_irl.evaluate_policy_return, gym_irl.SB3InnerSolver
+    original_evaluate = gym_irl.evaluate_policy_return
     evaluations: list[float] = []
     solves: list[tuple[int, float]] = []
 
@@ -354,23 +357,21 @@ def worker_ours(task: dict[str, Any]) -> dict[str, Any]:
         finally:
             evaluations.append(time.perf_counter() - start)
 
-    class TimedSolver(original_solver):  # type: ignore[misc, valid-type]
+    class TimedSolver(gym_irl.SB3InnerSolver):
         def solve(self, reward_model: Any) -> None:
             start = time.perf_counter()
             super().solve(reward_model)
             solves.append((self.env_steps_per_outer_step, time.perf_counter() - start))
 
-    gym_irl.evaluate_policy_return, gym_irl.SB3InnerSolver = timed_evaluate, TimedSolver
-    try:
-        with tempfile.TemporaryDirectory(prefix="irl-bench-ours-") as folder:
-            summary = gym_irl.run_gym_irl(config, Path(folder), progress=False)
-            rows = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
-            reward, _ = load_reward_model(folder)
-            epic = epic_distance(task["testbed"], reward, _load_demonstrations(Path(task["demonstrations_file"])),
-                                 config.discount)
-            rows = [row for row in rows if "true_return" in row]  # the evaluated outer steps
-    finally:
-        gym_irl.evaluate_policy_return, gym_irl.SB3InnerSolver = original_evaluate, original_solver
+    with mock.patch.object(gym_irl, "evaluate_policy_return", timed_evaluate), \
+            mock.patch.object(gym_irl, "SB3InnerSolver", TimedSolver), \
+            tempfile.TemporaryDirectory(prefix="irl-bench-ours-") as folder:
+        summary = gym_irl.run_gym_irl(config, Path(folder), progress=False)
+        rows = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+        reward, _ = load_reward_model(folder)
+        epic = epic_distance(task["testbed"], reward, _load_demonstrations(Path(task["demonstrations_file"])),
+                             config.discount)
+        rows = [row for row in rows if "true_return" in row]  # the evaluated outer steps
     eval_s = sum(evaluations[:len(rows)])  # one per evaluated outer step; the last call evaluates the transfer
     return {"env_steps": [int(r["env_steps"]) for r in rows], "true_return": [float(r["true_return"]) for r in rows],
             "train_s": summary["wall_s"] - eval_s, "eval_s": eval_s, "train_with_eval_s": summary["wall_s"],

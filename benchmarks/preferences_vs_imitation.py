@@ -89,9 +89,12 @@ def absorbing_wrapper_class():
         def __init__(self, env: gym.Env, horizon: int) -> None:
             super().__init__(env)
             space = env.observation_space
+            assert isinstance(space, gym.spaces.Box), "the absorbing wrapper extends a Box observation space"
             low = np.append(np.asarray(space.low, dtype=np.float32), 0.0).astype(np.float32)
             high = np.append(np.asarray(space.high, dtype=np.float32), 1.0).astype(np.float32)
             self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+            self.absorbing_observation = np.zeros(low.shape, dtype=np.float32)
+            self.absorbing_observation[-1] = 1.0
             self.horizon = horizon
             self.steps = 0
             self.absorbed = False
@@ -107,9 +110,7 @@ def absorbing_wrapper_class():
         def step(self, action):
             self.steps += 1
             if self.absorbed:
-                absorbing = np.zeros(self.observation_space.shape, dtype=np.float32)
-                absorbing[-1] = 1.0
-                return absorbing, 0.0, False, self.steps >= self.horizon, {}
+                return self.absorbing_observation.copy(), 0.0, False, self.steps >= self.horizon, {}
             observation, reward, terminated, truncated, info = self.env.step(action)
             if terminated:
                 self.absorbed = True
@@ -127,8 +128,15 @@ def _make_eval_env(env_id: str, absorbing: bool):
 
     env = gym.make(env_id)
     if absorbing:
-        env = absorbing_wrapper_class()(env, int(env.spec.max_episode_steps))
+        env = absorbing_wrapper_class()(env, _max_episode_steps(env))
     return env
+
+
+def _max_episode_steps(env) -> int:
+    """The time limit gymnasium's registration gives ``env`` (the absorbing wrapper's horizon)."""
+    if env.spec is None or env.spec.max_episode_steps is None:
+        raise ValueError(f"{env}: the absorbing wrapper needs a registered time limit (max_episode_steps)")
+    return int(env.spec.max_episode_steps)
 
 
 def evaluate(model, env_id: str, absorbing: bool) -> float:
@@ -163,7 +171,7 @@ def worker_imitation(cell: dict[str, Any], references: dict[str, float]) -> dict
     rng = np.random.default_rng(seed)
     absorbing = _terminates(env_id)
     wrapper = absorbing_wrapper_class()
-    post = [lambda env, _: wrapper(env, int(env.spec.max_episode_steps))] if absorbing else None
+    post = [lambda env, _: wrapper(env, _max_episode_steps(env))] if absorbing else None
     ppo = env_id != "Pendulum-v1"
     venv = make_vec_env(env_id, rng=rng, n_envs=8 if ppo else 1, post_wrappers=post)
     reward_net = BasicRewardNet(venv.observation_space, venv.action_space, normalize_input_layer=RunningNorm)
@@ -172,6 +180,7 @@ def worker_imitation(cell: dict[str, Any], references: dict[str, float]) -> dict
     preference_model = preference_comparisons.PreferenceModel(reward_net)
     reward_trainer = preference_comparisons.BasicRewardTrainer(
         preference_model=preference_model, loss=preference_comparisons.CrossEntropyRewardLoss(), epochs=3, rng=rng)
+    agent: PPO | SAC
     if ppo:
         agent = PPO(policy=FeedForward32Policy,
                     policy_kwargs={"features_extractor_class": NormalizeFeaturesExtractor,

@@ -385,9 +385,9 @@ def cut_learner_segments(window: TransitionWindow, env: LearnedRewardVecEnv, len
         if terminated and steps < length:
             pad = absorbing_transitions(s_next[-1:].expand(length - steps, -1), env.action_dim,
                                         env.absorbing_indicator)
+            assert pad.actions is not None and pad.next_states is not None
             model_s = torch.cat([model_s, pad.states])
             model_next = torch.cat([model_next, pad.next_states])
-            assert pad.actions is not None
             a = torch.cat([a, pad.actions])
         states.append(model_s)
         next_states.append(model_next)
@@ -676,6 +676,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     inner.model.save(output_dir / "policy.zip")
     if isinstance(reward, RewardEnsemble):
         for m, member in enumerate(reward.members):
+            assert isinstance(member, RewardModel)
             save_reward_model(member, spec, output_dir, stem=f"reward_member_{m}")
     else:
         save_reward_model(reward, spec, output_dir)

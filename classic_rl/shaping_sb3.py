@@ -329,8 +329,11 @@ class OneStepPolicyGradientHypergradient(HypergradientMethod):
         pieces = torch.split(shaping, [len(e) for e in episodes])
         surrogate = one_step_shaping_surrogate(c.to(dtype), pieces, gamma, n)
         episode_returns = [float(data["true_rewards"][e].sum()) for e in episodes]
+        squared_norm = torch.zeros((), dtype=torch.float64)
+        for x in g:
+            squared_norm = squared_norm + (x.double() ** 2).sum()
         self.last = {"episodes": len(episodes), "train_return": float(np.mean(episode_returns)),
-                     "task_gradient_norm": float(torch.sqrt(sum((x.double() ** 2).sum() for x in g)))}
+                     "task_gradient_norm": float(torch.sqrt(squared_norm))}
         return Hypergradient(-float(np.mean(episode_returns)), parameter_gradients(surrogate, parameters))
 
 

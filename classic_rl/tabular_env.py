@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -33,7 +33,7 @@ class TabularEnv(gymnasium.Env):
     ``step`` (the number of steps taken in the episode).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (declared so by gymnasium.Env)
 
     def __init__(
         self,
@@ -74,6 +74,7 @@ class TabularEnv(gymnasium.Env):
         self._start_cdf = np.cumsum(np.clip(mdp.start.detach().cpu().double().numpy(), 0.0, None))
 
         self.observe_features = bool(observe_features)
+        self._features: np.ndarray | None = None
         if self.observe_features:
             self._features = mdp.features.detach().cpu().numpy().astype(np.float32)
             low, high = self._features.min(axis=0), self._features.max(axis=0)
@@ -82,7 +83,6 @@ class TabularEnv(gymnasium.Env):
             high[constant] = np.maximum(high[constant], 1.0)
             self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         else:
-            self._features = None
             self.observation_space = spaces.Discrete(mdp.num_states)
         self.action_space = spaces.Discrete(mdp.num_actions)
         self._state: int | None = None

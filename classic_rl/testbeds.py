@@ -47,13 +47,13 @@ def _check_probability(value: object, field: str) -> float:
 
 
 def _check_discount(value: object, finite_horizon: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-    if ok:
-        ok = 0.0 < value <= 1.0 if finite_horizon else 0.0 <= value < 1.0
+    discount = float(value) if not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) \
+        else math.nan
+    ok = math.isfinite(discount) and (0.0 < discount <= 1.0 if finite_horizon else 0.0 <= discount < 1.0)
     if not ok:
         expected = "0 < discount <= 1 with a horizon" if finite_horizon else "0 <= discount < 1 without a horizon"
         raise ValidationError(f"discount: expected {expected}, got {value!r}")
-    return float(value)
+    return discount
 
 
 # ---------------------------------------------------------------------- sparse transitions

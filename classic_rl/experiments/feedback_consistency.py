@@ -157,34 +157,34 @@ def _group_agreement(ratings: dict[str, np.ndarray]) -> dict[str, Any]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: FeedbackConsistencyConfig | None = None) -> Path:
     """Label one query set with every labeller at ``scale``; writes ``results_dir/feedback_consistency.json``."""
-    config = scale_settings(FeedbackConsistencyConfig, SCALES, scale, NAME, config)
+    settings = scale_settings(FeedbackConsistencyConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     with default_dtype(torch.float64):
-        mdp = objectworld(config["grid_size"], config["num_colours"], config["num_objects"], seed=seed)
-        distances = objectworld(config["grid_size"], config["num_colours"], config["num_objects"], continuous=True,
-                                seed=seed).features[:, :2]
+        mdp = objectworld(settings["grid_size"], settings["num_colours"], settings["num_objects"], seed=seed)
+        distances = objectworld(settings["grid_size"], settings["num_colours"], settings["num_objects"],
+                                continuous=True, seed=seed).features[:, :2]
         assert mdp.true_reward is not None
         true_reward = mdp.true_reward
-        aspect_table = torch.stack([true_reward, 1 - distances[:, 0] / config["grid_size"],
-                                    1 - distances[:, 1] / config["grid_size"]], dim=1)
-        episodes = behaviour_episodes(mdp, config, generator)
+        aspect_table = torch.stack([true_reward, 1 - distances[:, 0] / settings["grid_size"],
+                                    1 - distances[:, 1] / settings["grid_size"]], dim=1)
+        episodes = behaviour_episodes(mdp, settings, generator)
         reward_fn = tabular_reward_function(true_reward)
         mean_return = float(reward_fn(episodes).sum(dim=1).mean())
-        margin = threshold_margin(mean_return, config["segment_length"], config["episode_length"])
+        margin = threshold_margin(mean_return, settings["segment_length"], settings["episode_length"])
 
         # the AI evaluator, fitted on oracle labels of a separate query set over a disjoint item pool
-        train_items = random_segments(episodes, config["train_items"], config["segment_length"], generator)
-        t_first, t_second = random_pairs(config["train_items"], config["train_queries"], generator)
+        train_items = random_segments(episodes, settings["train_items"], settings["segment_length"], generator)
+        t_first, t_second = random_pairs(settings["train_items"], settings["train_queries"], generator)
         train_returns = reward_fn(train_items).sum(dim=1)
         train_labels = Teacher.oracle().label(train_returns[t_first, None], train_returns[t_second, None]).labels
-        ensemble, train_losses = _fit_ai_evaluator(mdp, train_items, t_first, t_second, train_labels, config,
+        ensemble, train_losses = _fit_ai_evaluator(mdp, train_items, t_first, t_second, train_labels, settings,
                                                    generator)
         evaluator = RewardModelEvaluator(ensemble, tabular_transitions(mdp.features), name="reward_model")
 
         # the evaluation queries: every pair of a fresh item pool
-        items = random_segments(episodes, config["num_items"], config["segment_length"], generator)
-        first_index, second_index = _all_pairs(config["num_items"], generator)
+        items = random_segments(episodes, settings["num_items"], settings["segment_length"], generator)
+        first_index, second_index = _all_pairs(settings["num_items"], generator)
         first, second = items.subset(first_index), items.subset(second_index)
         true_returns = reward_fn(items).sum(dim=1)
         truth = Teacher("truth").label_segments(first, second, reward_fn)
@@ -194,7 +194,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         for teacher in tqdm(teachers, desc=NAME, disable=not progress):
             labelled[teacher.name] = teacher.label_segments(first, second, reward_fn, margin=margin,
                                                             generator=generator)
-        population = TeacherPopulation.dirichlet(config["num_annotators"], len(ASPECTS), config["concentration"],
+        population = TeacherPopulation.dirichlet(settings["num_annotators"], len(ASPECTS), settings["concentration"],
                                                  generator)
         aspect_fn = tabular_aspect_function(aspect_table)
         for annotator in population.teachers:
@@ -207,7 +207,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             member_returns = ensemble.segment_returns(item_steps, items.mask)
         disagreement = RewardEnsemble.disagreement(member_returns[:, first_index], member_returns[:, second_index])
 
-    fi, si, n_items = first_index.numpy(), second_index.numpy(), config["num_items"]
+    fi, si, n_items = first_index.numpy(), second_index.numpy(), settings["num_items"]
     returns_np = true_returns.numpy()
     table = {name: _labeller_row(p, truth, fi, si, n_items, returns_np) for name, p in labelled.items()}
     truth_row = _labeller_row(truth, truth, fi, si, n_items, returns_np)
@@ -219,7 +219,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     aspect_truth = {name: agreement.agreement_with_reference(per_aspect.aspect_labels[:, k], truth.labels)
                     for k, name in enumerate(ASPECTS)}
     record = {
-        "name": NAME, "scale": scale, "config": config, "provenance": provenance(seed),
+        "name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
         "setting": {"testbed": mdp.name, "aspects": list(ASPECTS), "threshold_margin": margin,
                     "mean_episode_return": mean_return, "num_queries": len(truth),
                     "truth_tie_rate": float((truth.labels == 0.5).double().mean()),
@@ -227,7 +227,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                     "teachers": {t.name: {"beta": t.beta, "gamma": t.gamma, "mistake": t.mistake, "skip": t.skip,
                                           "equal": t.equal} for t in teachers},
                     "ai_evaluator": {"members": len(ensemble), "final_train_losses": train_losses,
-                                     "train_queries": config["train_queries"],
+                                     "train_queries": settings["train_queries"],
                                      "mean_disagreement": float(disagreement.mean())}},
         "labellers": list(labelled), "groups": {"teachers": teacher_names, "population": annotator_names,
                                                 "ai": [evaluator.name]},

@@ -233,11 +233,11 @@ def _measure(problem: BilevelProblem, config: dict[str, Any], finite_horizon: bo
                                 "rel_error_fd": relative_error(gradient, fd), "seconds": seconds,
                                 "tape_bytes": tape_bytes(method, problem)}
         progress_bar.update(1)
-    for name, (label, factory) in K_METHODS.items():
+    for name, (label, factory_of_k) in K_METHODS.items():
         row: dict[str, Any] = {"label": label, "k_dependent": True, "ks": ks, "rel_error_exact": [],
                                "rel_error_fd": [], "seconds": [], "tape_bytes": []}
         for k in ks:
-            method = factory(k)
+            method = factory_of_k(k)
             gradient, seconds = _timed(method, problem, repeats)
             row["rel_error_exact"].append(relative_error(gradient, exact))
             row["rel_error_fd"].append(relative_error(gradient, fd))
@@ -285,35 +285,35 @@ def _problem(mdp: TabularMDP, kind: str, hidden_sizes: tuple[int, ...], seed: in
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: HypergradientAccuracyConfig | None = None) -> Path:
     """Run the hypergradient-accuracy experiment at ``scale``; writes ``results_dir/hypergradient_accuracy.json``."""
-    config = scale_settings(HypergradientAccuracyConfig, SCALES, scale, NAME, config)
+    settings = scale_settings(HypergradientAccuracyConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed),
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
                               "methods": {name: label for name, (label, _) in {**FIXED_METHODS,
                                                                                  **K_METHODS}.items()}}
     started = time.perf_counter()
-    cases = [("discounted", kind, config["num_states"], None) for kind in config["reward_models"]]
-    finite = config.get("finite_horizon")
+    cases = [("discounted", kind, settings["num_states"], None) for kind in settings["reward_models"]]
+    finite = settings.get("finite_horizon")
     if finite:
         cases += [("finite_horizon", kind, finite["num_states"], finite["horizon"])
                   for kind in finite["reward_models"]]
-    per_problem = (len(FIXED_METHODS) + len(K_METHODS) * len(config["ks"]) + len(config["sample_sizes"]))
-    total = per_problem * config["num_mdps"] * len(cases)
+    per_problem = (len(FIXED_METHODS) + len(K_METHODS) * len(settings["ks"]) + len(settings["sample_sizes"]))
+    total = per_problem * settings["num_mdps"] * len(cases)
     results = []
     with default_dtype(torch.float64), quiet_torchopt(), tqdm(total=total, desc=NAME, disable=not progress) as bar:
         for case, kind, num_states, horizon in cases:
             entry: dict[str, Any] = {"case": case, "reward_model": kind, "num_states": num_states,
-                                     "num_actions": config["num_actions"], "branching": config["branching"],
-                                     "num_features": config["num_features"],
-                                     "discount": config["discount"] if horizon is None else 1.0,
-                                     "horizon": horizon, "hidden_sizes": config["hidden_sizes"] if kind == "mlp"
+                                     "num_actions": settings["num_actions"], "branching": settings["branching"],
+                                     "num_features": settings["num_features"],
+                                     "discount": settings["discount"] if horizon is None else 1.0,
+                                     "horizon": horizon, "hidden_sizes": settings["hidden_sizes"] if kind == "mlp"
                                      else None, "mdps": []}
-            for index in range(config["num_mdps"]):
+            for index in range(settings["num_mdps"]):
                 mdp_seed = 1000 * seed + index
-                mdp = garnet(num_states, config["num_actions"], config["branching"], config["num_features"],
-                             discount=config["discount"] if horizon is None else None, horizon=horizon,
+                mdp = garnet(num_states, settings["num_actions"], settings["branching"], settings["num_features"],
+                             discount=settings["discount"] if horizon is None else None, horizon=horizon,
                              seed=mdp_seed)
-                problem = _problem(mdp, kind, tuple(config["hidden_sizes"]), mdp_seed, config["inner_tol"])
-                entry["mdps"].append(_measure(problem, config, horizon is not None, mdp_seed, bar))
+                problem = _problem(mdp, kind, tuple(settings["hidden_sizes"]), mdp_seed, settings["inner_tol"])
+                entry["mdps"].append(_measure(problem, settings, horizon is not None, mdp_seed, bar))
             results.append(entry)
     record["cases"] = results
     record["seconds"] = time.perf_counter() - started

@@ -186,21 +186,21 @@ def _hypergradient_accuracy(mdp: TabularMDP, config: dict[str, Any], hand: torch
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: LearnedShapingConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/learned_shaping.json``."""
-    config = scale_settings(LearnedShapingConfig, SCALES, scale, NAME, config)
+    settings = scale_settings(LearnedShapingConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed),
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
                               "candidates": list(CANDIDATES)}
     started = time.perf_counter()
     torch.manual_seed(seed)
     with default_dtype(torch.float64), quiet_torchopt():
-        size = config["size"]
-        mdp = sparse_gridworld(size, config["slip"], config["discount"], config["step_cost"])
+        size = settings["size"]
+        mdp = sparse_gridworld(size, settings["slip"], settings["discount"], settings["step_cost"])
         assert mdp.true_reward is not None
         task = mdp.true_reward
         true_actions = optimal_policy(mdp)
         optimal_onehot = torch.nn.functional.one_hot(true_actions, mdp.num_actions).to(task.dtype)
-        hand = -config["hand_potential_scale"] * _distances(size, 0, size - 1)
-        tables = candidate_tables(mdp, size, config["candidate_scale"])
+        hand = -settings["hand_potential_scale"] * _distances(size, 0, size - 1)
+        tables = candidate_tables(mdp, size, settings["candidate_scale"])
         k = len(CANDIDATES)
 
         def potential_model(values: torch.Tensor | None) -> PotentialShaping:
@@ -219,38 +219,40 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             "learned_potential": potential_model(None),
             "free_bonus": AdditiveShaping(FixedReward(task), TabularReward(mdp.num_states, mdp.num_actions)),
         }
-        training = {"learned_weights": (config["lr_weights"], 0.0),
-                    "learned_potential": (config["lr_potential"], 0.0),
-                    "free_bonus": (config["lr_bonus"], config["bonus_l2"])}
-        budget_solver = SweepBudgetSolver(mdp, config["budget"], config["temperature"])
+        training = {"learned_weights": (settings["lr_weights"], 0.0),
+                    "learned_potential": (settings["lr_potential"], 0.0),
+                    "free_bonus": (settings["lr_bonus"], settings["bonus_l2"])}
+        budget_solver = SweepBudgetSolver(mdp, settings["budget"], settings["temperature"])
         methods = []
         for name, model in tqdm(models.items(), desc=NAME, disable=not progress):
             history: list[dict[str, Any]] = []
             method_started = time.perf_counter()
             if name in training:
                 lr, l2 = training[name]
-                history = _train(model, mdp, config, lr, l2, progress)
+                history = _train(model, mdp, settings, lr, l2, progress)
             shaped = _shaped_table(model, budget_solver)
-            curve = learning_curve(mdp, shaped, task, config["curve_sweeps"], config["temperature"])
+            curve = learning_curve(mdp, shaped, task, settings["curve_sweeps"], settings["temperature"])
             entry: dict[str, Any] = {
                 "method": name, "learned": name in training, "history": history,
-                "curve": curve.tolist(), "return_at_budget": float(curve[config["budget"]]),
+                "curve": curve.tolist(), "return_at_budget": float(curve[settings["budget"]]),
                 "shaped_reward": shaped.tolist(), "seconds": time.perf_counter() - method_started,
                 **_greedy_check(mdp, shaped, true_actions),
-                "soft_bias": shaping_bias(mdp, shaped, task, config["temperature"]),
+                "soft_bias": shaping_bias(mdp, shaped, task, settings["temperature"]),
             }
             if name in ("hand_potential", "learned_potential"):
-                assert isinstance(model, PotentialShaping)
+                assert isinstance(model, PotentialShaping) and isinstance(model.potential, torch.nn.Linear)
                 entry["potential"] = model.potential.weight.detach()[0].tolist()
             if name in ("learned_weights", "fixed_candidates"):
                 assert isinstance(model, AdditiveShaping)
-                entry["weights"] = model.shaping.aggregator.weights.detach().tolist()  # type: ignore[union-attr]
+                aggregator = model.shaping.aggregator
+                assert isinstance(aggregator, (FixedWeights, SimplexWeights))
+                entry["weights"] = aggregator.weights.detach().tolist()
             methods.append(entry)
         record["methods"] = methods
         record["mdp"] = {"name": mdp.name, "num_states": mdp.num_states, "num_actions": mdp.num_actions,
                          "discount": mdp.discount,
                          "optimal_return": float(expected_return(mdp, optimal_onehot.log(), task))}
-        record["hypergradient_accuracy"] = _hypergradient_accuracy(mdp, config, hand, seed, progress)
+        record["hypergradient_accuracy"] = _hypergradient_accuracy(mdp, settings, hand, seed, progress)
     record["seconds"] = time.perf_counter() - started
     path = results_dir / f"{NAME}.json"
     write_json(path, record)

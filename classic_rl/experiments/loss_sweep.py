@@ -161,22 +161,22 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
 
     ``cache``: folder for the PPO expert (default ``$IRL_BILEVEL_CACHE`` or ``~/.cache/irl_bilevel``).
     """
-    config = scale_settings(LossSweepConfig, SCALES, scale, NAME, config)
-    losses = pairwise_losses() if config["losses"] == "all" else list(config["losses"])
+    settings = scale_settings(LossSweepConfig, SCALES, scale, NAME, config)
+    losses = pairwise_losses() if settings["losses"] == "all" else list(settings["losses"])
     unknown = sorted(set(losses) - set(pairwise_losses()))
     if unknown:
         raise ValidationError(f"losses: {unknown} are not pairwise segment losses; expected some of "
                               f"{pairwise_losses()}")
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "losses": losses,
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "losses": losses,
                               "provenance": provenance(seed)}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started = time.perf_counter()
     try:
         with default_dtype(torch.float32):
-            env_id, episodes = config["env_id"], config["eval_episodes"]
-            expert = expert_policy(env_id, config["expert_steps"], seed=seed, cache=cache)
+            env_id, episodes = settings["env_id"], settings["eval_episodes"]
+            expert = expert_policy(env_id, settings["expert_steps"], seed=seed, cache=cache)
             num_actions = discrete_task(env_id)[1]
             rng = np.random.default_rng(0)
             reference = {
@@ -186,20 +186,20 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
             }
             record["reference_returns"] = reference
             record["times"] = {"expert_and_reference": time.perf_counter() - started}
-            cpl = CPLConfig(config["epochs"], config["batch_size"], config["learning_rate"])
+            cpl = CPLConfig(settings["epochs"], settings["batch_size"], settings["learning_rate"])
             runs, data = [], {}
-            jobs = [(s, loss) for s in range(seed, seed + config["seeds"]) for loss in [*losses, None, "control"]]
+            jobs = [(s, loss) for s in range(seed, seed + settings["seeds"]) for loss in [*losses, None, "control"]]
             current, train, held_out = None, None, None
             for run_seed, loss in tqdm(jobs, desc=NAME, disable=not progress):
                 if run_seed != current:
                     current = run_seed
-                    train, held_out, data[run_seed] = _data(config, expert, run_seed)
+                    train, held_out, data[run_seed] = _data(settings, expert, run_seed)
                 assert train is not None and held_out is not None
                 if loss is None:
-                    runs.append(_baseline(config, train, held_out, cpl, run_seed, reference))
+                    runs.append(_baseline(settings, train, held_out, cpl, run_seed, reference))
                     continue
                 if loss == "control":
-                    runs.append(_true_reward_control(config, run_seed, reference))
+                    runs.append(_true_reward_control(settings, run_seed, reference))
                     continue
                 begun = time.perf_counter()
                 policy = make_policy(env_id, run_seed)
@@ -214,10 +214,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
     record["data"] = {str(k): v for k, v in data.items()}
     record["runs"] = runs
     record["summary"] = _summary(runs)
-    record["budgets"] = {"expert_env_steps": config["expert_steps"], "baseline_ppo_env_steps": config["baseline_steps"],
-                         "cpl_gradient_steps": config["epochs"] * -(-data[seed]["train_pairs"] // cpl.batch_size),
-                         "cpl_env_steps": 0, "behaviour_episodes_per_seed": config["episodes_per_policy"]
-                         * len(config["epsilons"])}
+    record["budgets"] = {"expert_env_steps": settings["expert_steps"],
+                         "baseline_ppo_env_steps": settings["baseline_steps"],
+                         "cpl_gradient_steps": settings["epochs"] * -(-data[seed]["train_pairs"] // cpl.batch_size),
+                         "cpl_env_steps": 0, "behaviour_episodes_per_seed": settings["episodes_per_policy"]
+                         * len(settings["epsilons"])}
     record["times"]["total"] = time.perf_counter() - started
     record["times"]["cpl_mean_run"] = float(np.mean([r["seconds"] for r in runs if r["method"] == "cpl"]))
     for method in ("reward_model_ppo", "ppo_true_reward"):

@@ -97,7 +97,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                   f"{summary['final_normalized_return']:.3f}", flush=True)
     summary_table: dict[str, dict[str, Any]] = {}
     for loss in settings["losses"]:
-        per_rate = {}
+        per_rate: dict[str, dict[str, Any]] = {}
         for rate in settings["mistake_rates"]:
             values = [r["normalized_return"] for r in runs if r["loss"] == loss and r["mistake_rate"] == rate]
             per_rate[str(rate)] = iqm_with_ci(values, seed=seed)

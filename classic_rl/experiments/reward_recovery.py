@@ -216,20 +216,20 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: RewardRecoveryConfig | None = None) -> Path:
     """Run the reward-recovery experiment at ``scale``; writes and returns ``results_dir/reward_recovery.json``."""
-    config = scale_settings(RewardRecoveryConfig, SCALES, scale, NAME, config)
-    _demo_method(config["demo_hypergradient"])  # validate before any work
+    settings = scale_settings(RewardRecoveryConfig, SCALES, scale, NAME, config)
+    _demo_method(settings["demo_hypergradient"])  # validate before any work
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": config, "provenance": provenance(seed)}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
     started = time.perf_counter()
     with default_dtype(torch.float64), quiet_torchopt():
-        grid_cfg, world_cfg = config["gridworld"], config["objectworld"]
+        grid_cfg, world_cfg = settings["gridworld"], settings["objectworld"]
         testbeds = [
             (_Testbed("gridworld", gridworld(grid_cfg["size"], grid_cfg["slip"], grid_cfg["discount"]),
-                      grid_cfg["size"], config["temperature"]), grid_cfg),
+                      grid_cfg["size"], settings["temperature"]), grid_cfg),
             (_Testbed("objectworld",
                       objectworld(world_cfg["size"], world_cfg["num_colours"], world_cfg["num_objects"],
                                   world_cfg["slip"], world_cfg["discount"], continuous=False, seed=seed),
-                      world_cfg["size"], config["temperature"]), world_cfg),
+                      world_cfg["size"], settings["temperature"]), world_cfg),
         ]
         # Every run as (testbed, reward model, hidden sizes, number of demonstrations or None, demo seed).
         jobs: list[tuple[_Testbed, str, tuple[int, ...], int | None, int | None]] = []
@@ -239,7 +239,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                 jobs.append((testbed, "lp_irl", hidden, None, None))
             jobs += [(testbed, kind, hidden, None, None) for kind in cfg["reward_models"]]
             for num_demos in cfg["num_demos"]:
-                for repeat in range(config["demo_repeats"]):
+                for repeat in range(settings["demo_repeats"]):
                     demo_seed = 1_000_003 * seed + 10_007 * repeat + num_demos
                     jobs += [(testbed, kind, hidden, num_demos, demo_seed) for kind in cfg["reward_models"]]
         runs = []
@@ -248,12 +248,12 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             if kind == "lp_irl":
                 runs.append(_lp_run(testbed))
             elif num_demos is None:
-                runs.append(_maxent_run(testbed, kind, hidden, testbed.expert_occupancy, "maxent", config, seed,
+                runs.append(_maxent_run(testbed, kind, hidden, testbed.expert_occupancy, "maxent", settings, seed,
                                         {"data": "exact_occupancy", "num_demos": None, "demo_seed": None,
                                          "demo_occupancy_l1": 0.0}))
             else:
                 assert demo_seed is not None
-                runs.append(_demo_run(testbed, kind, hidden, num_demos, lengths[testbed.name], demo_seed, config,
+                runs.append(_demo_run(testbed, kind, hidden, num_demos, lengths[testbed.name], demo_seed, settings,
                                       seed))
         record["testbeds"] = {testbed.name: {**testbed.describe(), "demo_length": cfg["demo_length"],
                                              "highlight_demos": cfg["highlight_demos"]}

@@ -218,7 +218,7 @@ def run_method(method: str, testbed: dict[str, Any], config: dict[str, Any], see
     try:
         if method in LEARNED:
             hypergradient = OneStepPolicyGradientHypergradient(after_solve=evaluate)
-            problem = BilevelProblem(model, inner, SB3TaskReturnObjective())  # type: ignore[arg-type]
+            problem = BilevelProblem(model, inner, SB3TaskReturnObjective())
 
             def metrics() -> dict[str, Any]:
                 parameters.append({"outer_step": len(parameters), **shaping_parameters(model)})

@@ -16,6 +16,7 @@ from irl_bilevel.losses import (
     unpaired,
 )
 from irl_bilevel.losses.batches import (
+    AspectPairBatch,
     GradientWeights,
     LossOutput,
     PreferenceBatch,
@@ -24,7 +25,6 @@ from irl_bilevel.losses.batches import (
 )
 from irl_bilevel.losses.metrics import loss_metrics
 from irl_bilevel.losses.multi_objective import aspect_dissent_rate
-from irl_bilevel.losses.preference_models import AspectPairBatch
 from irl_bilevel.losses.reference_free import log_odds
 from irl_bilevel.losses.registry import PREFERENCE_LOSSES, PreferenceLoss, preference_loss, register
 

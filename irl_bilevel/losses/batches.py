@@ -236,7 +236,38 @@ class RankingBatch:
         return RankingBatch(self.scores.flip(1))
 
 
-Batch = PreferenceBatch | UnpairedBatch | RankingBatch
+@dataclass(frozen=True)
+class AspectPairBatch:
+    """Per-aspect reward-model outputs of ``B`` queries: ``first [B, K]`` and ``second [B, K]`` (the summed
+    per-aspect rewards of each query's first and second segment: ``RewardOutput.aspects`` summed over steps)."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+
+    def __post_init__(self) -> None:
+        first = as_tensor(self.first, "first")
+        if not first.is_floating_point():
+            first = first.to(torch.get_default_dtype())
+        if first.dim() != 2 or first.shape[1] < 1:
+            raise ValidationError(f"first: expected shape [B, K] with K >= 1, got {list(first.shape)}")
+        check_non_empty(first, "first")
+        second = as_tensor(self.second, "second").to(first.dtype)
+        check_shape(second, "second", list(first.shape))
+        check_finite(first, "first")
+        check_finite(second, "second")
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "second", second)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.first.shape[0])
+
+    @property
+    def num_aspects(self) -> int:
+        return int(self.first.shape[1])
+
+
+Batch = PreferenceBatch | UnpairedBatch | RankingBatch | AspectPairBatch
 
 
 @dataclass(frozen=True)

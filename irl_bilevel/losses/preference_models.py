@@ -12,16 +12,15 @@ Formulas and sources: ``docs/losses.md`` ("Ties, label noise and aspects").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from irl_bilevel.losses.batches import LossOutput, RankingBatch
+from irl_bilevel.losses.batches import AspectPairBatch, LossOutput, RankingBatch
 from irl_bilevel.losses.parameters import label_smoothing, positive, real_number, required_tensor
 from irl_bilevel.losses.registry import register
-from irl_bilevel.validation import ValidationError, as_tensor, check_finite, check_non_empty, check_shape
+from irl_bilevel.validation import ValidationError, as_tensor, check_shape
 
 
 def _pair_scores(batch: RankingBatch, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,37 +175,6 @@ def _margin(value: Any, size: int, like: torch.Tensor) -> torch.Tensor | float:
 
 
 # ---------------------------------------------------------------------- per-aspect Bradley-Terry
-@dataclass(frozen=True)
-class AspectPairBatch:
-    """Per-aspect reward-model outputs of ``B`` queries: ``first [B, K]`` and ``second [B, K]`` (the summed
-    per-aspect rewards of each query's first and second segment: ``RewardOutput.aspects`` summed over steps)."""
-
-    first: torch.Tensor
-    second: torch.Tensor
-
-    def __post_init__(self) -> None:
-        first = as_tensor(self.first, "first")
-        if not first.is_floating_point():
-            first = first.to(torch.get_default_dtype())
-        if first.dim() != 2 or first.shape[1] < 1:
-            raise ValidationError(f"first: expected shape [B, K] with K >= 1, got {list(first.shape)}")
-        check_non_empty(first, "first")
-        second = as_tensor(self.second, "second").to(first.dtype)
-        check_shape(second, "second", list(first.shape))
-        check_finite(first, "first")
-        check_finite(second, "second")
-        object.__setattr__(self, "first", first)
-        object.__setattr__(self, "second", second)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.first.shape[0])
-
-    @property
-    def num_aspects(self) -> int:
-        return int(self.first.shape[1])
-
-
 @register("aspect_bradley_terry", batch_type=AspectPairBatch, default_beta=1.0,
           source="this project: Bradley & Terry 1952 per aspect (as in multi-objective reward models, "
                  "Wang et al. 2024 ArmoRM)")

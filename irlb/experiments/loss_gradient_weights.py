@@ -159,12 +159,12 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
     Deterministic (no sampling): ``seed`` is recorded for the shared result format only.
     """
-    config = scale_settings(LossGradientWeightsConfig, SCALES, scale, NAME, config)
+    settings = scale_settings(LossGradientWeightsConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
-    limit = config["scaled_margin_limit"]
+    limit = settings["scaled_margin_limit"]
     curves = []
     with torch.no_grad():
-        scaled_margins = torch.linspace(-limit, limit, config["num_margins"], dtype=torch.float64)
+        scaled_margins = torch.linspace(-limit, limit, settings["num_margins"], dtype=torch.float64)
     for label, name, params, group in tqdm(CURVES, desc=NAME, disable=not progress):
         loss = PREFERENCE_LOSSES[name]
         curves.append({"label": label, "loss_name": name, "params": params, "group": group,
@@ -173,7 +173,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                        **evaluate_curve(name, params, scaled_margins)})
     record = {
         "name": NAME, "scale": scale,
-        "config": {**config, "reference_free_anchor": ANCHOR, "modpo_other_reward_gap": OTHER_REWARD_GAP},
+        "config": {**settings, "reference_free_anchor": ANCHOR, "modpo_other_reward_gap": OTHER_REWARD_GAP},
         "provenance": provenance(seed), "groups": [{"group": g, "title": t} for g, t in GROUPS],
         "scaled_margins": scaled_margins, "curves": curves, "seconds": time.perf_counter() - started,
     }
