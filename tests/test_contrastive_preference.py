@@ -169,3 +169,16 @@ def test_tiny_sweep_and_figure_end_to_end(tmp_path):
     files = figure.plot(tmp_path / "results", tmp_path / "figures")
     assert [f.name for f in files] == ["loss_sweep.png", "loss_sweep.pdf"]
     assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_the_stochastic_evaluation_does_not_depend_on_the_global_generator():
+    # SB3's predict samples from torch's global generator, whose seed differs between processes: the evaluation
+    # reseeds it, so a policy's stochastic return reproduces whatever ran before, and restores the caller's stream.
+    policy = make_policy(ENV, seed=0)
+    torch.manual_seed(1)
+    first = loss_sweep.policy_returns(ENV, policy, episodes=3)
+    drawn_after = torch.rand(1)
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), drawn_after)  # the evaluation drew nothing from the caller's stream
+    torch.manual_seed(2)
+    assert loss_sweep.policy_returns(ENV, policy, episodes=3) == first

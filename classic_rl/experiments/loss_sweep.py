@@ -81,7 +81,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "losses": ["sigmoid", "ipo", "simpo"], "seeds": 1, "expert_steps": 2_048,
              "episodes_per_policy": 2, "segments_per_policy": 30, "pairs": 60, "epochs": 1, "eval_episodes": 2,
              "baseline_steps": 1_024, "reward_model_epochs": 1, "epsilons": [0.0, 1.0]},
-    "quick": {**_COMMON, "losses": "all", "seeds": 3, "expert_steps": 25_000, "episodes_per_policy": 10,
+    "quick": {**_COMMON, "losses": "all", "seeds": 5, "expert_steps": 25_000, "episodes_per_policy": 10,
               "segments_per_policy": 300, "pairs": 1_250, "epochs": 10, "eval_episodes": 20,
               "baseline_steps": 50_000},
     "full": {**_COMMON, "losses": "all", "seeds": 10, "expert_steps": 25_000, "episodes_per_policy": 20,
@@ -97,10 +97,17 @@ def _normalized(value: float, random: float, expert: float) -> float:
     return (value - random) / span if abs(span) > 1e-9 else float("nan")
 
 
-def _policy_returns(env_id: str, policy, episodes: int) -> dict[str, float]:
-    return {mode: float(episode_returns(env_id, policy_actor(policy, mode == "deterministic"), episodes,
-                                        EVAL_SEED).mean())
-            for mode in ("stochastic", "deterministic")}
+def policy_returns(env_id: str, policy, episodes: int) -> dict[str, float]:
+    """Mean true return of ``policy``'s sampled and argmax actions on the evaluation episodes. The sampled
+    actions draw from torch's global generator (SB3's ``predict``), reseeded here with ``EVAL_SEED`` (and restored
+    afterwards): otherwise the stochastic return depends on whatever drew from it earlier in the process."""
+    returns = {}
+    for mode in ("stochastic", "deterministic"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            act = policy_actor(policy, mode == "deterministic")
+            returns[mode] = float(episode_returns(env_id, act, episodes, EVAL_SEED).mean())
+    return returns
 
 
 def _scores(returns: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
@@ -133,7 +140,7 @@ def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int
     model = train_reward_model(train.preferences, obs_dim, num_actions,
                                CPLConfig(config["reward_model_epochs"], cpl.batch_size, cpl.learning_rate), seed)
     agent = train_ppo(config["env_id"], config["baseline_steps"], seed, reward_model=model.shifted())
-    returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+    returns = policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
     chosen = train.preferences.first
     with torch.no_grad():
         shifted = model.step_rewards(chosen.observations[chosen.mask].float(), chosen.actions[chosen.mask])
@@ -149,7 +156,7 @@ def _true_reward_control(config: dict[str, Any], seed: int, reference: dict[str,
     this budget from the reward model's error."""
     started = time.perf_counter()
     agent = train_ppo(config["env_id"], config["baseline_steps"], seed)
-    returns = _policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+    returns = policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
     nan = float("nan")
     return {"method": "ppo_true_reward", "loss": None, "seed": seed, **_scores(returns, reference),
             "held_out": {"reward_accuracy": nan, "mean_margin": nan}, "seconds": time.perf_counter() - started}
@@ -205,7 +212,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
                 policy = make_policy(env_id, run_seed)
                 trained = train_cpl(policy, train.preferences, loss, cpl, seed=run_seed)
                 runs.append({"method": "cpl", "loss": loss, "seed": run_seed,
-                             **_scores(_policy_returns(env_id, policy, episodes), reference),
+                             **_scores(policy_returns(env_id, policy, episodes), reference),
                              "held_out": evaluate_pairs(policy, trained["reference"], held_out.preferences, loss,
                                                         cpl),
                              "train_loss": trained["train_loss"], "seconds": time.perf_counter() - begun})
