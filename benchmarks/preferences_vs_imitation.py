@@ -64,7 +64,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "CartPole-v1": {"env_steps": 2048, "budgets": [20], "fragment_length": 50},
         "Pendulum-v1": {"env_steps": 400, "budgets": [10], "fragment_length": 50},
     }},
-    "quick": {"seeds": [0, 1, 2], "envs": {
+    "quick": {"seeds": [0, 1, 2, 3, 4], "envs": {
         "CartPole-v1": {"env_steps": 30_720, "budgets": [100, 250, 500], "fragment_length": 50},
         "Pendulum-v1": {"env_steps": 4_000, "budgets": [100, 500], "fragment_length": 50},
     }},
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--smoke", action="store_true", help="1 seed, tiny budgets (about a minute)")
-    scale.add_argument("--quick", action="store_true", help="3 seeds (the default scale)")
+    scale.add_argument("--quick", action="store_true", help="5 seeds (the default scale)")
     scale.add_argument("--full", action="store_true", help="5 seeds, larger budgets")
     parser.add_argument("--teachers", nargs="+", default=["oracle"],
                         help="B-Pref teachers for our side (oracle, stochastic, mistake, skip, equal, myopic)")

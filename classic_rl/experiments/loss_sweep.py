@@ -11,7 +11,8 @@ stochastic (sampled actions; the headline) and deterministic (argmax), as the ex
 ``(R − R_random) / (R_expert − R_random)``, with the random policy's and the deterministic expert's returns
 measured in the same run on the same episode seeds. Held-out pairs give the catalog's reward accuracy and mean
 margin (for the baseline: of the reward model's segment returns under Bradley-Terry). Summaries: IQM over seeds
-with a percentile-bootstrap 95% CI (with 3 seeds the IQM is the mean and the CI is wide; read it as a spread).
+with a percentile-bootstrap 95% CI (5 seeds at quick scale: the IQM is the mean of the middle three, and the CI
+is wide; read it as a spread).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"seeds": 1, "outer_steps": 2, "env_steps_per_outer_step": 256, "ppo": {"n_steps": 128,
              "batch_size": 64, "n_epochs": 2}, "num_demonstrations": 2, "eval_episodes": 2, "transfer_steps": 256,
              "hidden": [16]},
-    "quick": {"seeds": 3, "outer_steps": 30, "env_steps_per_outer_step": 2048, "ppo": {},
+    "quick": {"seeds": 5, "outer_steps": 30, "env_steps_per_outer_step": 2048, "ppo": {},
               "num_demonstrations": 10, "eval_episodes": 10, "transfer_steps": 61_440, "hidden": [64, 64]},
 }
 COMMON: dict[str, Any] = {"gamma": 0.99, "lr": 1e-2, "l2": 0.0, "demonstration_seed": 1000, "eval_seed": 10_000}

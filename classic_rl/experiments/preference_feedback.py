@@ -133,8 +133,8 @@ SCALES: dict[str, dict[str, Any]] = {
     # CartPole-v1 reaches 1.00 with 25 oracle queries in 30k steps (benchmarks/results/preferences_vs_imitation.json
     # and a measured run), so the budgets double from 2 up: the curve lives at a handful of queries.
     "quick": {**_COMMON, "total_env_steps": 30_720, "budgets": [2, 4, 8, 16, 32, 64], "selection_budget": 4,
-              "seeds": 3, "eval_episodes": 10,
-              "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 3}},
+              "seeds": 5, "eval_episodes": 10,
+              "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 5}},
     "full": {**_COMMON, "total_env_steps": 30_720, "budgets": [1, 2, 4, 8, 16, 32, 64, 128], "selection_budget": 4,
              "seeds": 5, "eval_episodes": 10,
              "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 5}},

@@ -57,7 +57,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "total_env_steps": 1024, "query_budget": 10, "mistake_rates": [0.0, 0.2],
              "losses": ["bradley_terry", "robust_bradley_terry"], "seeds": 1, "eval_episodes": 2},
     "quick": {**_COMMON, "total_env_steps": 30_720, "query_budget": 500, "mistake_rates": [0.0, 0.1, 0.2, 0.3],
-              "losses": ["bradley_terry", "robust_bradley_terry"], "seeds": 3, "eval_episodes": 10},
+              "losses": ["bradley_terry", "robust_bradley_terry"], "seeds": 5, "eval_episodes": 10},
     "full": {**_COMMON, "total_env_steps": 61_440, "query_budget": 500, "mistake_rates": [0.0, 0.1, 0.2, 0.3],
              "seeds": 5, "eval_episodes": 10},
 }

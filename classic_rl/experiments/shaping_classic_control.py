@@ -53,7 +53,7 @@ Measured: after every solve, the deterministic policy on ``eval_episodes`` episo
 all methods): goal rate and true return vs env steps; env steps until the goal rate, averaged over
 ``sustain_checkpoints`` consecutive evaluations, first reaches ``goal_threshold`` (reliably, not once); the
 learned weights / potential coefficients over outer steps; summaries over seeds as IQM with a bootstrap 95% CI
-(with 3 seeds: the mean and a spread).
+(with 5 seeds at quick scale: the mean of the middle three and a spread).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ SCALES: dict[str, dict[str, Any]] = {
          "ppo": {**_MOUNTAIN_CAR_PPO, "n_steps": 128}},
         {**_ACROBOT, "total_steps": 1536, "steps_per_outer_step": 512, "record_steps": 512, "n_envs": 2,
          "ppo": {**_ACROBOT_PPO, "n_steps": 128}}]},
-    "quick": {**_COMMON, "seeds": 3, "eval_episodes": 20, "testbeds": [
+    "quick": {**_COMMON, "seeds": 5, "eval_episodes": 20, "testbeds": [
         {**_MOUNTAIN_CAR, "total_steps": 90_112}, {**_ACROBOT, "total_steps": 98_304}]},
     "full": {**_COMMON, "seeds": 10, "eval_episodes": 50, "testbeds": [
         {**_MOUNTAIN_CAR, "total_steps": 200_704}, {**_ACROBOT, "total_steps": 200_704}]},
