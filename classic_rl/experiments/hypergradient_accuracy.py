@@ -105,7 +105,7 @@ SCALES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "num_states": 50, "num_actions": 4, "branching": 5, "num_features": 16, "discount": 0.9,
-        "reward_models": ["linear", "mlp"], "hidden_sizes": [16, 16], "num_mdps": 3,
+        "reward_models": ["linear", "mlp"], "hidden_sizes": [16, 16], "num_mdps": 5,
         "ks": [1, 2, 4, 8, 16, 32, 64, 128], "repeats": 5, "fd_epsilon": 1e-5, "inner_tol": 1e-12,
         "sample_sizes": [1, 4, 16, 64, 256, 1024, 4096], "sample_repeats": 5,
         "finite_horizon": {"num_states": 20, "horizon": 10, "reward_models": ["linear"]},

@@ -94,7 +94,7 @@ SCALES: dict[str, dict[str, Any]] = {
              "sample_sizes": [100, 1000], "sample_repeats": 2},
     "quick": {**_COMMON, "size": 8, "budget": 8, "curve_sweeps": 40, "outer_steps": 150,
               "lr_potential": 0.05, "lr_weights": 0.1, "lr_bonus": 0.05,
-              "sample_sizes": [100, 300, 1000, 3000, 10000, 30000, 100000], "sample_repeats": 3},
+              "sample_sizes": [100, 300, 1000, 3000, 10000, 30000, 100000], "sample_repeats": 5},
     "full": {**_COMMON, "size": 10, "budget": 10, "curve_sweeps": 60, "outer_steps": 500,
              "lr_potential": 0.05, "lr_weights": 0.1, "lr_bonus": 0.05,
              "sample_sizes": [100, 300, 1000, 3000, 10000, 30000, 100000], "sample_repeats": 5},
