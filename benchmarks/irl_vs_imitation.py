@@ -130,7 +130,17 @@ TESTBEDS: dict[str, dict[str, Any]] = {
         "transfer": {"smoke": 2048, "quick": 16_384, "full": 200_704},
     },
 }
-SEEDS = {"smoke": 1, "quick": 3, "full": 5}
+# The testbeds a scale runs by default (``--testbeds`` picks any). MountainCar-v0 only at full scale: PPO with the
+# shared settings never reaches its flag on the *true* reward within a quick budget (0.00 at 16k steps in the
+# reference row; 0 of 3 seeds in 90k steps with rl-zoo's settings and observations rescaled to [-1, 1],
+# results/shaping_classic_control.json), so no learned reward can show a better return or transfer there and the
+# quick cells could not tell the methods apart. MountainCarContinuous-v0 is no substitute at that budget: rl-zoo's
+# PPO (gSDE, 8-step rollouts) reaches its flag on 3 of 3 seeds within 20k steps but falls back below 0 on two of
+# them before 20k (probe, benchmarks/README.md). A testbed whose reference misses the target is reported as not
+# decidable rather than scored (summarize).
+DEFAULT_TESTBEDS = {"smoke": ["CartPole-v1"], "quick": ["CartPole-v1", "Acrobot-v1", "Pendulum-v1"],
+                    "full": list(TESTBEDS)}
+SEEDS = {"smoke": 1, "quick": 5, "full": 5}
 EVAL_EPISODES = {"smoke": 2, "quick": 5, "full": 10}
 
 # imitation's documented settings (docs/algorithms/airl.rst and gail.rst, 1.0.1): reward nets with a RunningNorm
@@ -619,13 +629,21 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             difference = (ours["transfer_normalized_return"]["iqm"]
                           - per_method["airl"]["transfer_normalized_return"]["iqm"])
             goal["transfer_vs_airl"] = {"difference": difference, "met": bool(difference >= CLEARLY_BETTER)}
-        summary[testbed] = {"budget": spec["budget"], "methods": per_method, "ratios": ratios, "goal": goal}
         reference = runs_of["true_reward"]
+        # Decidable: PPO on the true reward (same settings, seeds, budget) reaches TARGET at the budget. Where it
+        # does not, no learned reward can show a better return or transfer, and the checks say nothing (None).
+        decidable = None if not reference else bool(
+            per_method["true_reward"]["final_normalized_return"]["iqm"] >= TARGET)
+        if decidable is False:
+            goal = {name: {**check, "met": None} for name, check in goal.items()}
+        summary[testbed] = {"budget": spec["budget"], "methods": per_method, "ratios": ratios, "goal": goal,
+                            "decidable": decidable}
         if reference:  # what PPO reaches on the true reward after as many steps as a transfer run takes
             summary[testbed]["true_reward_at_transfer_budget"] = iqm_with_ci(
                 [score_at(r["env_steps"], r["normalized_return"], spec["transfer_budget"]) for r in reference])
-    verdicts = [g["met"] for entry in summary.values() for g in entry["goal"].values()]
-    # None: not evaluated (a run without ours, AIRL or GAIL, e.g. the reference alone), which is not "not met"
+    verdicts = [g["met"] for entry in summary.values() for g in entry["goal"].values() if g["met"] is not None]
+    # None: not evaluated (a run without ours, AIRL or GAIL, e.g. the reference alone, or no decidable testbed),
+    # which is not "not met"
     summary["goal_met"] = all(verdicts) if verdicts else None
     summary["goal"] = (f"ours' IQM normalized return at half the budget >= AIRL's and GAIL's at the full budget on "
                        f"every testbed, and ours' reward-transfer IQM >= AIRL's + {CLEARLY_BETTER}")
@@ -658,16 +676,20 @@ def print_table(summary: dict[str, Any]) -> None:
         if "true_reward_at_transfer_budget" in entry:
             print(f"   PPO on the true reward after the transfer budget: "
                   f"{_fmt(entry['true_reward_at_transfer_budget']['iqm'])}")
+        if entry.get("decidable") is False:
+            print("   not decidable: PPO on the true reward stays below the target at this budget")
         for name, verdict in entry["goal"].items():
-            print(f"   goal {name}: {'met' if verdict['met'] else 'NOT met'} "
+            status = {True: "met", False: "NOT met", None: "not decidable"}[verdict["met"]]
+            print(f"   goal {name}: {status} "
                   f"({', '.join(f'{k} {_fmt(v)}' for k, v in verdict.items() if k != 'met')})")
-    verdict = {True: "MET", False: "NOT met", None: "not evaluated (needs ours and AIRL or GAIL)"}[summary["goal_met"]]
+    verdict = {True: "MET", False: "NOT met",
+               None: "not evaluated (needs ours and AIRL or GAIL on a decidable testbed)"}[summary["goal_met"]]
     print(f"goal ({summary['goal']}): {verdict}")
 
 
 def run_driver(args: argparse.Namespace) -> None:
     scale = "smoke" if args.smoke else "full" if args.full else "quick"
-    testbeds = args.testbeds or (["CartPole-v1"] if scale == "smoke" else list(TESTBEDS))
+    testbeds = args.testbeds or DEFAULT_TESTBEDS[scale]
     for name in testbeds:
         if name not in TESTBEDS:
             raise ValidationError(f"--testbeds: unknown testbed {name!r}; expected some of {list(TESTBEDS)}")

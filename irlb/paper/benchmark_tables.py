@@ -198,7 +198,8 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
         macros.number(["ivi", key, "random return"], float(reference["random_return"]))
         macros.text(["ivi", key, "expert algorithm"], reference["expert_algorithm"])
         for name, verdict in entry["goal"].items():
-            macros.text(["ivi", key, name.replace("return_at_", ""), "met"], "yes" if verdict["met"] else "no")
+            macros.text(["ivi", key, name.replace("return_at_", ""), "met"],
+                        {True: "yes", False: "no", None: "not decidable"}[verdict["met"]])
         if "true_reward_at_transfer_budget" in entry:
             macros.fixed(["ivi", key, "true reward at transfer budget"],
                          float(entry["true_reward_at_transfer_budget"]["iqm"]))
