@@ -4,8 +4,9 @@ thread, tiny SB3 experts, and a suite that writes nothing outside its own folder
 Everything the suite writes lives under ``<checkout>/.pytest-tmp/`` (git-ignored): ``base/`` is pytest's base temp
 folder (``tmp_path``), ``system/`` the system temp folder of the run (SB3 loggers, torch's compile cache, Ray,
 matplotlib's font cache and subprocesses all read ``TMPDIR``/``MPLCONFIGDIR``, and ``tempfile`` caches its answer,
-so both are set before any test runs) and ``cache/`` the expert and language-model cache (``$IRL_BILEVEL_CACHE``,
-never ``~/.cache``). The folder is emptied when a session starts.
+so both are set before any test runs; ``XDG_CACHE_HOME``, ``HF_HOME`` and ``TORCH_HOME`` point there too) and
+``cache/`` the expert and language-model cache (``$IRL_BILEVEL_CACHE``, never ``~/.cache``). The folder is emptied
+when a session starts.
 
 Experts: an experiment that needs an SB3 expert trains it with ``EXPERT_CONFIGS[env].default_timesteps``. The suite
 replaces those budgets by :data:`TEST_EXPERT_TIMESTEPS` (a few thousand env steps, seconds each): every expert the
@@ -42,8 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
         shutil.rmtree(root / name, ignore_errors=True)
         (root / name).mkdir(parents=True)
     system = str(root / "system")
+    # XDG_CACHE_HOME, HF_HOME and TORCH_HOME: the caches libraries would otherwise open under ~/.cache
+    # (transformers' and the hub's module caches, torch's hub and kernel caches); nothing is downloaded.
     os.environ.update({"TMPDIR": system, "RAY_TMPDIR": system, "MPLCONFIGDIR": str(root / "system" / "matplotlib"),
-                       "IRL_BILEVEL_CACHE": str(root / "cache")})
+                       "IRL_BILEVEL_CACHE": str(root / "cache"), "XDG_CACHE_HOME": str(root / "system" / "cache"),
+                       "HF_HOME": str(root / "system" / "huggingface"), "TORCH_HOME": str(root / "system" / "torch")})
     tempfile.tempdir = None  # tempfile.gettempdir() reads TMPDIR again
 
 
