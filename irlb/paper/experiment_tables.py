@@ -689,6 +689,24 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
     return tables
 
 
+# --------------------------------------------------------------------------------------------------------------
+# results/seeds_<experiment>.json: `irlb sweep --spec sweeps/seeds_<experiment>.json`, a single-seed experiment
+# over 5 seeds (no grid)
+
+
+def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Per swept metric (a dotted path into the experiment's result file), the IQM and 95% CI over seeds:
+    ``Seeds<Experiment><Path>Iqm`` / ``Low`` / ``High``, and ``Seeds<Experiment>NumSeeds``."""
+    (point,) = data["grid_points"]  # a seed sweep has one grid point
+    prefix = ["seeds", data["experiment"]]
+    macros.number([*prefix, "num seeds"], int(point["n"]))
+    metrics = {data["metric"]: point, **point.get("extra_metrics", {})}
+    for path, stats in metrics.items():
+        for bound in ("iqm", "low", "high"):
+            macros.number([*prefix, path, bound], float(stats[bound]))
+    return {}
+
+
 RESULT_HANDLERS: dict[str, Handler] = {
     "agentic_shaping": agentic_shaping,
     "agentic_reward_learning": agentic_reward_learning,
@@ -700,4 +718,5 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "shaping_classic_control": shaping_classic_control,
     "sentiment_frontier": sentiment_frontier,
     "preference_noise": preference_noise,
+    "seeds_feedback_consistency": seed_sweep,
 }
