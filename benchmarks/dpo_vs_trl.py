@@ -13,7 +13,8 @@ Models (``--models``; each measured separately):
 * ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (the shape of the TRL
   measurements in ``../shared/benchmarks.md``), LoRA on ``c_attn``;
 * ``llama_134m``: a randomly initialized Llama of 134M parameters (12 layers × 768, 12 heads, MLP 2048,
-  vocabulary 32000), LoRA on ``q_proj`` and ``v_proj``, for the GPU check (``benchmarks/gpu_check.sh``).
+  vocabulary 32000), LoRA on ``q_proj`` and ``v_proj``, for the GPU check (``benchmarks/gpu_check.sh``);
+* ``llama_tiny``: 2 layers × 32, for dry runs of the script itself (``tests/test_dpo_benchmark.py``).
 
 Random models use the built-in grammar's word-level tokenizer (``llm.builtin_model.train_tokenizer``; their first
 rows), saved with the model. Pairs (``make_pairs``): a prompt of ``--prompt-words`` words of a review from the
@@ -146,9 +147,12 @@ MODELS: dict[str, ModelSpec] = {
                             random_gpt2, ("c_attn",)),
     "llama_134m": ModelSpec("Llama 12 layers × 768, 12 heads, MLP 2048, vocab 32000, untied, random init (seed 0)",
                             lambda folder: random_llama(folder, 768, 12, 12, 2048), ("q_proj", "v_proj")),
+    "llama_tiny": ModelSpec("Llama 2 layers × 32, 4 heads, MLP 64, vocab 512, random init (seed 0): dry runs only",
+                            lambda folder: random_llama(folder, 32, 2, 4, 64, vocab_size=512, context=512),
+                            ("q_proj", "v_proj")),
 }
 DEFAULT_MODELS = ("builtin", "llama_20m")
-LORA = {"r": 8, "alpha": 16.0, "dropout": 0.0}
+LORA_RANK, LORA_ALPHA = 8, 16.0
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -247,7 +251,7 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path, de
     datasets.disable_caching()  # a precompute must not be served from an earlier run's cache
     path = settings(workdir)["model_path"]
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
+    model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     policy = PeftModel.from_pretrained(model.to(device), str(workdir / "initial_adapter"), is_trainable=True)
     pairs = json.loads((workdir / "pairs.json").read_text())
     dataset = datasets.Dataset.from_list(pairs)
@@ -341,7 +345,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
     workdir.mkdir(parents=True, exist_ok=True)
     built = spec.build(workdir / "model")
     model, tokenizer = load_causal_lm(built["path"], device="cpu", dtype="float32")
-    lora = LoraSettings(r=LORA["r"], alpha=LORA["alpha"], dropout=LORA["dropout"], target_modules=spec.lora_targets)
+    lora = LoraSettings(r=LORA_RANK, alpha=LORA_ALPHA, dropout=0.0, target_modules=spec.lora_targets)
     policy = with_lora(model, lora, seed=SEED)
     save_adapter(policy, workdir / "initial_adapter", metadata={"benchmark": "dpo_vs_trl"})
     pairs = make_pairs(args.pairs, args.prompt_words, args.completion_words)
@@ -355,7 +359,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
             "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
             "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
-            "lora": {**LORA, "target_modules": list(spec.lora_targets)}, "beta": BETA,
+            "lora": {**lora.as_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
             "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}
 

@@ -37,6 +37,7 @@ from llm.completion_logprobs import (
     CompletionPositions,
     completion_logprobs,
     fuse_activations,
+    module_device,
     padded_inputs,
     token_logprobs_at,
 )
@@ -111,6 +112,7 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
         source, local_only = text, allow_download is False
     device = select_device(device)
     dtype = select_dtype(device, dtype)
+    model: Any  # transformers' from_pretrained is typed so that `.to(device)` does not type-check
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
@@ -178,9 +180,9 @@ def with_lora(model, settings: LoraSettings | None = None, seed: int | None = No
     from transformers.pytorch_utils import Conv1D
 
     settings = settings or LoraSettings()
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules) if settings.target_modules else None,
-                        task_type="CAUSAL_LM")
+    options: dict[str, Any] = {"r": settings.r, "lora_alpha": settings.alpha, "lora_dropout": settings.dropout,
+                               "target_modules": list(settings.target_modules) if settings.target_modules else None}
+    config = LoraConfig(**options, task_type="CAUSAL_LM")  # lora_alpha is a float (peft annotates it int)
     config = _with_fan_in_fan_out(model, config, Conv1D)
     with warnings.catch_warnings(), _default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
         # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` property (a FutureWarning).
@@ -315,10 +317,6 @@ def encode_texts(tokenizer, prompts: Sequence[str], completions: Sequence[str]) 
 
 
 # ---------------------------------------------------------------------- log-probabilities
-def _module_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``[B, T−1]``: ``log π(x_{t+1} | x_≤t)`` for ``t = 0..T−2``, in float32.
 
@@ -358,7 +356,7 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 def _completion_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          completion_mask: torch.Tensor) -> tuple[torch.Tensor, CompletionPositions]:
-    device = _module_device(model)
+    device = module_device(model)
     input_ids = input_ids.to(device)
     positions = CompletionPositions.of(input_ids, completion_mask.to(device))
     return token_logprobs_at(model, padded_inputs(input_ids, attention_mask.to(device)), positions), positions
@@ -435,14 +433,14 @@ class Completions:
 
 def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24, *,
                          temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
-                         seed: int = 0, batch_size: int = 64) -> Completions:
+                         seed: int = 0, batch_size: int = 64, add_special_tokens: bool = True) -> Completions:
     """Sample ``num_samples`` completions per prompt (prompt-major order).
 
     Defaults sample from the model's distribution itself (temperature 1, no top-k / top-p truncation), which
     KL estimates against the reference assume; ``temperature = 0`` decodes greedily. The global torch RNG is
     forked and seeded with ``seed``, so the result depends only on the seed (and the device) and the caller's RNG
-    state is left as it was. Prompts are tokenized with special tokens (BOS for the built-in model) and left
-    padded.
+    state is left as it was. Prompts are tokenized with special tokens (BOS for the built-in model; none with
+    ``add_special_tokens=False``, for prompts already rendered by a chat template) and left padded.
     """
     from transformers import GenerationConfig
 
@@ -467,7 +465,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
                               temperature=temperature if sampling else 1.0, top_k=top_k if sampling else 0,
                               top_p=top_p if sampling else 1.0)
     order = [i for i in range(len(prompts)) for _ in range(num_samples)]
-    device = _module_device(model)
+    device = module_device(model)
     prompt_ids: list[list[int]] = []
     completion_ids: list[list[int]] = []
     side = tokenizer.padding_side
@@ -478,7 +476,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
             torch.manual_seed(seed)
             for start in range(0, len(order), batch_size):
                 texts = [prompts[i] for i in order[start:start + batch_size]]
-                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
                 ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
                 output = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
                 for row in range(ids.shape[0]):

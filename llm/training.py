@@ -282,6 +282,7 @@ class RLConfig:
     eval_every: int = 0
     seed: int = 0
     progress: bool = True
+    add_special_tokens: bool = True  # False for prompts already rendered by a chat template
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("rloo", "reinforce"):
@@ -496,8 +497,9 @@ def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int,
             pairs = reference[rows.to(reference.device)]
             ref_chosen, ref_rejected = pairs[:, 0], pairs[:, 1]
         preference = PreferenceBatch(summed[:, 0], summed[:, 1], ref_chosen, ref_rejected, counts[:, 0], counts[:, 1])
-        sliced = {name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()}
-        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **sliced)
+        params: dict[str, Any] = {**config.loss_params}
+        params.update({name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()})
+        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **params)
 
     return step, passes
 
@@ -603,7 +605,8 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         chosen_prompts = [prompts[i] for i in rows.tolist()]
         samples = generate_completions(policy, tokenizer, chosen_prompts, config.max_new_tokens,
                                        temperature=config.temperature, num_samples=k,
-                                       seed=config.seed * 1_000_003 + step)
+                                       seed=config.seed * 1_000_003 + step,
+                                       add_special_tokens=config.add_special_tokens)
         rewards = _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples))
         summed, counts = completion_logprobs(policy, samples.prompt_ids, samples.completion_ids, pad)
         with torch.no_grad(), reference_mode(policy):

@@ -143,7 +143,7 @@ def chat_tokenizer():
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(texts, trainer=trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
-                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=256)
+                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=1024)
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
 
@@ -155,14 +155,14 @@ def tiny_config(architecture: str, tokenizer):
     special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.pad_token_id}
     if architecture == "gpt2":
-        return GPT2Config(vocab_size=512, n_positions=256, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
+        return GPT2Config(vocab_size=512, n_positions=1024, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
                           embd_pdrop=0.0, attn_pdrop=0.0, **special)
     if architecture == "llama":
         return LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **special)
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, **special)
     if architecture == "qwen2":
         return Qwen2Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                            tie_word_embeddings=True, **special)
     raise ValueError(architecture)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import ARCHITECTURES
+
 from irl_bilevel.losses import preference_loss
 from llm.completion_logprobs import PackedCompletions, body_and_head, completion_logprobs
 from llm.models import (
@@ -64,8 +64,8 @@ def test_fast_logprobs_equal_full_logits_bare_and_through_peft(hf_model_paths, a
         unshared, _ = completion_logprobs(model, prompt_ids, completion_ids, tokenizer.pad_token_id,
                                           completions_per_row=1)
     assert PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id).shared  # prompts 0 and 3 share
-    torch.testing.assert_close(shared, expected, rtol=0, atol=2e-5)
-    torch.testing.assert_close(unshared, expected, rtol=0, atol=2e-5)
+    torch.testing.assert_close(shared, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(unshared, expected, rtol=1e-6, atol=1e-5)
     assert counts.tolist() == [float(len(c)) for c in completion_ids]
     assert expected.abs().min() > 1.0  # the values are not trivially close
 
@@ -75,8 +75,8 @@ def test_fast_logprobs_equal_full_logits_bare_and_through_peft(hf_model_paths, a
         fast, _ = completion_logprobs(policy, prompt_ids, completion_ids, tokenizer.pad_token_id)
         with reference_mode(policy):
             reference, _ = completion_logprobs(policy, prompt_ids, completion_ids, tokenizer.pad_token_id)
-    torch.testing.assert_close(fast, adapted, rtol=0, atol=2e-5)
-    torch.testing.assert_close(reference, expected, rtol=0, atol=2e-5)  # adapter disabled: the base model
+    torch.testing.assert_close(fast, adapted, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(reference, expected, rtol=1e-6, atol=1e-5)  # adapter disabled: the base model
     assert (adapted - expected).abs().max() > 1e-2  # the adapter changes the log-probs
 
 
@@ -119,7 +119,7 @@ def test_eager_attention_takes_the_shared_prompt_mask_as_an_additive_one(hf_mode
     with torch.no_grad():
         expected = plain_logprobs(model, prompt_ids, completion_ids)
         got, _ = completion_logprobs(eager, prompt_ids, completion_ids, tokenizer.pad_token_id)
-    torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-5)
 
 
 def test_sequence_logprobs_take_left_padding_with_the_mask(hf_model_paths):
@@ -137,7 +137,7 @@ def test_sequence_logprobs_take_left_padding_with_the_mask(hf_model_paths):
     with torch.no_grad():
         expected = plain_logprobs(model, prompt_ids, completion_ids)
         per_token, summed, counts = sequence_logprobs(model, left_ids, left_mask, left_completion)
-    torch.testing.assert_close(summed, expected, rtol=0, atol=2e-5)
+    torch.testing.assert_close(summed, expected, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(per_token.sum(dim=1), summed)
     assert counts.tolist() == [float(len(c)) for c in completion_ids]
 
