@@ -434,6 +434,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
+    run_provenance = provenance(SEED)  # taken at the start: its time stamp is when the run began
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     sides = [s for s in args.sides.split(",") if s]
     if "trl" not in sides:
@@ -497,7 +498,7 @@ def main() -> None:
         "peft_version": importlib.metadata.version("peft"),
         "torch_version": torch.__version__,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "provenance": provenance(SEED),
+        "provenance": run_provenance,
         "results": summaries,
         "load_average": loads,
         "seconds": time.perf_counter() - started,

@@ -19,6 +19,10 @@
 * :func:`save_trained_adapter` stores the adapter in peft's format (:func:`llm.models.save_adapter`) with the
   loop's config and metrics in its JSON.
 
+Every log-prob (policy and reference, all losses, RL) comes from :func:`llm.completion_logprobs.completion_logprobs`:
+each pair's prompt once (chosen and rejected share a row), the LM head only on the positions that predict completion
+tokens, float32 log-softmax; the optimizer is fused AdamW.
+
 The model is kept in eval mode while it trains (no dropout in the built-in model; LoRA dropout, if set, is then
 off too), so the log-probs that the loss sees are those that evaluation and the reference see.
 """
