@@ -393,7 +393,8 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
     :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
     with gradients; the reference log-probs are looked up from those precomputed before the first step.
     ``history[s]`` holds the loss's metrics (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy,
-    margin, ...) and the gradient norm.
+    margin, ...) and the gradient norm. Python tanh-GELU modules of ``policy`` (GPT-2's) are swapped for the same
+    function as one kernel first (:func:`llm.completion_logprobs.fuse_activations`).
     """
     config = config or PreferenceTrainingConfig()
     entry = PREFERENCE_LOSSES[config.loss]

@@ -207,11 +207,12 @@ def test_reward_model_rloo_and_rewardbench_commands_run_on_each_architecture(hf_
     assert json.loads(capsys.readouterr().out)["num_pairs"] == 8
 
 
-def test_agentic_task_runs_on_a_local_model(hf_model_paths, tmp_path):
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_agentic_task_runs_on_a_local_model(hf_model_paths, tmp_path, architecture):
     settings = ['envs=["steppath"]', "seeds=1", "with_preferences=false", "eval_episodes_per_start=1"]
-    code = main(["agentic", "--model", str(hf_model_paths["gpt2"]), "--out", str(tmp_path), "--scale", "tiny",
+    code = main(["agentic", "--model", str(hf_model_paths[architecture]), "--out", str(tmp_path), "--scale", "tiny",
                  "--quiet", *[arg for s in settings for arg in ("--set", s)], *device_args()])
     assert code == 0
     result = json.loads((tmp_path / "agentic_reward_learning.json").read_text())
-    assert result["complete"] and result["model"]["path"] == str(hf_model_paths["gpt2"].resolve())
+    assert result["complete"] and result["model"]["path"] == str(hf_model_paths[architecture].resolve())
     assert result["config"]["device"] == "cpu" and "steppath" in result["envs"]
