@@ -14,6 +14,7 @@ from llm.commands import (
     add_device_arguments,
     add_lora_arguments,
     add_model_arguments,
+    apply_threads,
     policy_losses,
 )
 
@@ -60,6 +61,7 @@ def _preference_rl(args: argparse.Namespace) -> int:
 def _rewardbench(args: argparse.Namespace) -> int:
     from llm.evaluation import rewardbench_command
 
+    apply_threads(args)
     return rewardbench_command(args)
 
 
@@ -85,6 +87,7 @@ def _agentic(args: argparse.Namespace) -> int:
     from irlb.config import experiment_config
     from llm.experiments.agentic_reward_learning import CONFIG, NAME, run
 
+    apply_threads(args)
     overrides = [*(args.set or []), f"model={json.dumps(str(args.model))}", f"dtype={json.dumps(args.dtype)}",
                  f"device={json.dumps(args.device or 'auto')}"]
     config = experiment_config(NAME, args.scale, args.config, overrides)

@@ -42,6 +42,18 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when a GPU is visible, else cpu)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="dtype of the base model's weights (LoRA adapters and heads stay float32)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; on a CPU shared with "
+                        "other jobs, 1 avoids OpenMP threads spinning against each other)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(args.threads)`` when ``--threads`` was given."""
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ValidationError(f"--threads: expected a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +100,7 @@ def _run_record(args: argparse.Namespace, command: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- irlb train-preferences
 def train_preferences_command(args: argparse.Namespace) -> int:
     """Train a LoRA adapter with a catalog loss on the user's preference data and save it (module docstring)."""
+    apply_threads(args)
     from llm.models import load_causal_lm, with_lora
     from llm.preference_data import PER_PAIR_PARAMETERS, read_preference_file, tokenize_preferences
     from llm.training import PreferenceTrainingConfig, save_trained_adapter, train_preferences
@@ -152,6 +165,7 @@ def training_pair_accuracy(policy, data, pad_token_id: int, with_reference: bool
 # ---------------------------------------------------------------------- irlb train-reward-model
 def train_reward_model_command(args: argparse.Namespace) -> int:
     """Train a text reward model on the user's preference pairs and save it (``save_text_reward_model``)."""
+    apply_threads(args)
     from llm.preference_data import read_preference_file, rendered_text
     from llm.reward_models import (
         TextPairs,
@@ -188,6 +202,7 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- irlb rloo
 def rloo_command(args: argparse.Namespace) -> int:
     """RLOO of a fresh adapter on ``--model`` against a saved text reward model, on the prompts of ``--prompts``."""
+    apply_threads(args)
     from llm.models import load_causal_lm, with_lora
     from llm.preference_data import prompt_texts, read_preference_file
     from llm.reward_models import load_text_reward_model
