@@ -186,7 +186,7 @@ class LoRAInnerSolver:
         envs = [copy.copy(self.env) for _ in starts]
         observations: list[str] = []
         records: list[EpisodeRecord] = []
-        tokens: list[tuple[list[list[int]], list[list[int]]]] = []
+        tokens: list[tuple[list[list[int]], list[list[int]]]] = []  # (prompt ids, completion ids) per step
         for env, start in zip(envs, starts):
             observation, info = env.reset(options={"start": start})
             observations.append(observation)
