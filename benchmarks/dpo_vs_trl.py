@@ -1,38 +1,55 @@
-"""A DPO training step of ours against TRL 1.16's ``DPOTrainer``, side by side on the built-in model, on the CPU.
+"""DPO training steps of the library (``llm.training.train_preferences``) against TRL 1.16's ``DPOTrainer``.
 
-Two models, each run separately: ``builtin`` (the built-in GPT-2-shaped model, default recipe: 2 layers × 128, a
-word-level vocabulary of 167 tokens) and ``gpt2_v2000`` (the same shape with a 2000-row vocabulary, randomly
-initialized, as in ``../shared/benchmarks.md``'s TRL measurements; the built-in tokenizer). Per model: same 16 pairs
-(prompts of 5 words, completions of 12–19 tokens including EOS), same initial LoRA adapter (r = 8, alpha 16, on
-``c_attn``, saved once and loaded by every run), sigmoid loss, β = 0.1, AdamW (lr 1e-3, no weight decay, constant
-schedule, no gradient clipping), batch = the 16 pairs every step. TRL runs with bf16 and gradient checkpointing
-switched off (TRL 1.16 turns both on by default, even on the CPU), no logging, no saving, no evaluation.
+Both sides run side by side in one invocation, per model, on the same pairs, the same initial LoRA adapter and the
+same settings; the result (machine, date, versions, seeds, load averages, every run's per-step losses and step
+times) goes to one JSON file.
+
+Models (``--models``; each measured separately):
+
+* ``builtin``: the built-in model, default recipe (GPT-2, 2 layers × 128, a trained word-level vocabulary of 167
+  tokens; ``llm.builtin_model``), LoRA on ``c_attn``;
+* ``llama_20m``: a randomly initialized Llama (4 layers × 256, 4 heads, MLP 688, vocabulary 32000, untied
+  embeddings: 19.6M parameters), LoRA on ``q_proj`` and ``v_proj``;
+* ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (the shape of the TRL
+  measurements in ``../shared/benchmarks.md``), LoRA on ``c_attn``;
+* ``llama_134m``: a randomly initialized Llama of 134M parameters (12 layers × 768, 12 heads, MLP 2048,
+  vocabulary 32000), LoRA on ``q_proj`` and ``v_proj``, for the GPU check (``benchmarks/gpu_check.sh``);
+* ``llama_tiny``: 2 layers × 32, for dry runs of the script itself (``tests/test_dpo_benchmark.py``).
+
+Random models use the built-in grammar's word-level tokenizer (``llm.builtin_model.train_tokenizer``; their first
+rows), saved with the model. Pairs (``make_pairs``): a prompt of ``--prompt-words`` words of a review from the
+built-in grammar and a positive and a negative continuation of ``--completion-words`` words (default 5 and 11–18:
+prompts of 6 tokens with BOS, completions of 12–19 tokens with EOS); ``--pairs`` of them (default 16) are the batch
+of every step. Sigmoid loss, β = 0.1, AdamW (lr 1e-3, no weight decay, constant schedule, no gradient clipping).
 
 Sides, each run in a fresh Python process with ``torch.set_num_threads(t)`` (and ``OMP/MKL_NUM_THREADS=t``), the
-runs of the sides interleaved (run 1 of every side, then run 2, ...):
+runs of the sides interleaved (run 1 of every side, then run 2, ...) so that load drift hits every side alike:
 
-* ``ours``: the fast step of this file (:class:`FastDPOStep`): reference log-probs computed once before training
-  (timed separately), one forward over chosen and rejected concatenated ``[2B, T]``, the LM head applied only to
-  the hidden states that predict completion tokens (not prompt or padding positions), per-sequence sums by one
-  ``index_add``, GPT-2's tanh-GELU as one fused kernel instead of eight elementwise ops (:func:`fuse_gelu`; the
-  same function, equal to float32 round-off), the catalog's ``sigmoid`` loss (``irl_bilevel.losses``), no
-  per-step metrics.
-* ``ours_models_py``: the library path other code uses (``llm.models.preference_batch`` with the precomputed
-  reference, full-vocabulary log-softmax over every position), same loss and optimizer.
-* ``trl``: ``DPOTrainer`` as configured above (the reference forward every step, adapter disabled).
-* ``trl_precompute``: the same with ``precompute_ref_log_probs=True``; its precompute (inside the constructor)
-  is timed on its own.
+* ``ours``: the library's training path, ``llm.training.train_preferences`` on a ``PreferenceDataset`` of the
+  pairs' token ids, model loaded with ``llm.models.load_causal_lm`` (reference log-probs computed once before the
+  first step; the step's log-probs through ``llm.completion_logprobs``); its per-step metrics included;
+* ``trl``: ``DPOTrainer`` with bf16 and gradient checkpointing switched off (TRL 1.16 turns both on by default,
+  even on the CPU), no logging, no saving, no evaluation: the reference forward every step, adapter disabled;
+* ``trl_precompute``: the same with ``precompute_ref_log_probs=True`` (TRL's best configuration); its precompute
+  (inside the constructor) is timed on its own.
 
-Per side: 3 runs (``--repeats``), each from the initial adapter; a run takes ``warmup + steps`` steps; steady-state
-steps/s = ``steps / (time of the last step end − time of the warm-up's last step end)``; the median over the runs is
-reported. Losses: every step's loss is recorded (TRL's through a wrapper of ``compute_loss``); the max abs
-difference over the first ``--parity-steps`` steps between each side and ``trl`` is reported. TRL tokenizes
-``prompt`` and ``prompt + completion + EOS`` as text; ours builds the same token ids, and the TRL worker checks that
-its tokenized dataset equals them.
+TRL gets the model as a TRL user loads it (``AutoModelForCausalLM.from_pretrained`` then
+``PeftModel.from_pretrained`` of the initial adapter), ours through ``load_causal_lm`` (which fuses GPT-2's
+tanh-GELU into one kernel; the same function to float32 round-off). On a GPU (``--device cuda``) both sides run
+in ``--dtype`` (e.g. bfloat16: the base weights in bf16, the adapter in float32, as peft keeps it; TRL with
+``bf16=True`` for its autocast) and each run's peak GPU memory is recorded.
 
-Run: ``.venv/bin/python benchmarks/dpo_vs_trl.py [--threads 1] [--models builtin,gpt2_v2000]
-[--out benchmarks/results/dpo_vs_trl.json]`` (about 4 minutes with 1 thread on a 2-core machine; builds the
-default built-in model first if it is not cached, ~2 minutes).
+Per side ``--repeats`` runs (default 3), each from the initial adapter; a run takes ``warmup + steps`` steps;
+steady-state steps/s = ``steps / (end of the last step − end of the last warm-up step)``, wall clock; the median
+over the runs is reported, and ratios are ratios of medians. Each run also records its process CPU time per step
+(less sensitive to other jobs on a shared machine). Losses: every step's loss (TRL's through a wrapper of
+``compute_loss``); the max abs difference over the first ``--parity-steps`` steps between each side and ``trl``.
+TRL tokenizes ``prompt`` and ``prompt + completion + EOS`` as text; ours builds the same token ids, and the TRL
+worker checks that its tokenized dataset equals them.
+
+Run (after ``make baselines``): ``.venv/bin/python benchmarks/dpo_vs_trl.py [--threads 1] [--models
+builtin,llama_20m] [--out benchmarks/results/dpo_vs_trl.json]`` (about 15 minutes with 1 thread on a 2-core
+machine; builds the default built-in model first if it is not cached, ~2 minutes).
 """
 
 from __future__ import annotations
@@ -47,38 +64,121 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 RESULT = Path(__file__).parent / "results" / "dpo_vs_trl.json"
 SEED = 0
-PAIRS = 16
 BETA = 0.1
 LEARNING_RATE = 1e-3
-LORA: dict[str, Any] = {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["c_attn"]}
-SIDES = ("ours", "ours_models_py", "trl", "trl_precompute")
+SIDES = ("ours", "trl", "trl_precompute")
+
+
+# --------------------------------------------------------------------------------------------- models
+def builtin_tokenizer():
+    """The built-in grammar's word-level tokenizer (no model training needed), for the random models."""
+    from llm.builtin_model import BuiltinRecipe, train_tokenizer
+
+    tokenizer = train_tokenizer(BuiltinRecipe(), [])
+    tokenizer.model_max_length = 4096
+    return tokenizer
+
+
+def random_gpt2(folder: Path, vocab_size: int = 2000) -> dict[str, Any]:
+    """GPT-2 2 layers × 128, 4 heads, context 64, ``vocab_size`` rows, random init (seed 0), no dropout."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = builtin_tokenizer()
+    config = GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=128, n_layer=2, n_head=4, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return _save_random(folder, GPT2LMHeadModel, config, tokenizer)
+
+
+def random_llama(folder: Path, hidden: int, layers: int, heads: int, intermediate: int, vocab_size: int = 32000,
+                 context: int = 2048) -> dict[str, Any]:
+    """A Llama of the given shape (untied embeddings, RMSNorm, SwiGLU, RoPE), random init (seed 0)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = builtin_tokenizer()
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=intermediate,
+                         max_position_embeddings=context, tie_word_embeddings=False,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return _save_random(folder, LlamaForCausalLM, config, tokenizer)
+
+
+def _save_random(folder: Path, model_class, config, tokenizer) -> dict[str, Any]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = model_class(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"path": str(folder), "parameters": sum(p.numel() for p in model.parameters()),
+            "config": {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}}
+
+
+def builtin_model(folder: Path) -> dict[str, Any]:
+    from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
+
+    recipe = BuiltinRecipe()
+    path = build_builtin_model(recipe, progress=False)
+    build = {k: v for k, v in read_build_info(path).items() if k != "recipe"}
+    return {"path": str(path), "parameters": build["num_parameters"], "builtin_recipe_key": recipe.key(),
+            "builtin_recipe": recipe.as_dict(), "builtin_build": build}
+
+
+class ModelSpec(NamedTuple):
+    description: str
+    build: Callable[[Path], dict[str, Any]]
+    lora_targets: tuple[str, ...]
+
+
+MODELS: dict[str, ModelSpec] = {
+    "builtin": ModelSpec("the built-in model, default recipe (trained GPT-2 2 layers × 128, word vocabulary)",
+                         builtin_model, ("c_attn",)),
+    "llama_20m": ModelSpec("Llama 4 layers × 256, 4 heads, MLP 688, vocab 32000, untied, random init (seed 0)",
+                           lambda folder: random_llama(folder, 256, 4, 4, 688), ("q_proj", "v_proj")),
+    "gpt2_v2000": ModelSpec("GPT-2 2 layers × 128, 4 heads, vocab 2000, random init (seed 0)",
+                            random_gpt2, ("c_attn",)),
+    "llama_134m": ModelSpec("Llama 12 layers × 768, 12 heads, MLP 2048, vocab 32000, untied, random init (seed 0)",
+                            lambda folder: random_llama(folder, 768, 12, 12, 2048), ("q_proj", "v_proj")),
+    "llama_tiny": ModelSpec("Llama 2 layers × 32, 4 heads, MLP 64, vocab 512, random init (seed 0): dry runs only",
+                            lambda folder: random_llama(folder, 32, 2, 4, 64, vocab_size=512, context=512),
+                            ("q_proj", "v_proj")),
+}
+DEFAULT_MODELS = ("builtin", "llama_20m")
+LORA_RANK, LORA_ALPHA = 8, 16.0
 
 
 # --------------------------------------------------------------------------------------------- data
-def make_pairs(seed: int = SEED) -> list[dict[str, str]]:
-    """16 pairs from the built-in grammar: a 5-word prefix of a review, a positive and a negative continuation of
-    11–18 words (12–19 tokens with EOS), each starting with a space (TRL concatenates prompt and completion)."""
+def make_pairs(count: int, prompt_words: int = 5, completion_words: tuple[int, int] = (11, 18),
+               seed: int = SEED) -> list[dict[str, str]]:
+    """``count`` pairs from the built-in grammar: the first ``prompt_words`` words of a review, and a positive and
+    a negative continuation of ``completion_words`` (min, max) words, each starting with a space (TRL
+    concatenates prompt and completion). Longer texts are several reviews in a row."""
     from llm.builtin_model import ReviewGrammar
 
     rng = random.Random(seed)
     grammar = ReviewGrammar()
+    low, high = completion_words
     pairs = []
-    for _ in range(PAIRS):
-        prompt_words = grammar.review(rng)[0].split()[:5]
+    for _ in range(count):
+        prompt: list[str] = []
+        while len(prompt) < prompt_words:
+            prompt += grammar.review(rng)[0].split()
         continuations = []
         for polarity in ("positive", "negative"):
             words: list[str] = []
-            while len(words) < 18:
+            while len(words) < high:
                 words += grammar.review(rng, polarity)[0].split()[5:]
-            continuations.append(" " + " ".join(words[:rng.randint(11, 18)]))
-        pairs.append({"prompt": " ".join(prompt_words), "chosen": continuations[0], "rejected": continuations[1]})
+            continuations.append(" " + " ".join(words[:rng.randint(low, high)]))
+        pairs.append({"prompt": " ".join(prompt[:prompt_words]), "chosen": continuations[0],
+                      "rejected": continuations[1]})
     return pairs
 
 
@@ -97,150 +197,73 @@ def token_ids(tokenizer, pairs: list[dict[str, str]]) -> list[dict[str, list[int
     return rows
 
 
-def load_policy(workdir: Path):
+def settings(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / "settings.json").read_text())
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_memory(device: str) -> int | None:
+    return int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else None
+
+
+# --------------------------------------------------------------------------------------------- our side
+def run_ours(workdir: Path, total_steps: int, device: str, dtype: str) -> dict[str, Any]:
+    """``llm.training.train_preferences`` on the pairs: the library's training path, as a user calls it."""
     from llm.models import load_adapter, load_causal_lm
+    from llm.training import PreferenceDataset, PreferenceTrainingConfig, train_preferences
 
-    model, tokenizer = load_causal_lm(Path(workdir / "model_path.txt").read_text().strip(), dtype="float32")
+    model, tokenizer = load_causal_lm(settings(workdir)["model_path"], device=device, dtype=dtype)
     policy = load_adapter(model, workdir / "initial_adapter", trainable=True)
-    return policy, tokenizer
-
-
-# --------------------------------------------------------------------------------------------- our step
-def fuse_gelu(model) -> int:
-    """Replace GPT-2's ``NewGELUActivation`` (``0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`` written as eight
-    elementwise torch ops, each with its own pass over ``[B, T, 4d]`` and its own saved tensors for backward) by
-    ``nn.GELU(approximate="tanh")``: the same function in one fused kernel. Returns how many were replaced."""
-    from torch import nn
-
-    replaced = 0
-    for name, module in list(model.named_modules()):
-        if type(module).__name__ == "NewGELUActivation" and "." in name:
-            parent, attribute = name.rsplit(".", 1)
-            setattr(model.get_submodule(parent), attribute, nn.GELU(approximate="tanh"))
-            replaced += 1
-    return replaced
-
-
-class FastDPOStep:
-    """DPO (sigmoid loss) on one fixed batch of ``B`` pairs, reference log-probs precomputed.
-
-    The batch is ``[2B, T]`` (chosen rows first, right padded). ``index`` lists the ``(row, t)`` positions whose
-    hidden state predicts a completion token ``input_ids[row, t + 1]``; only those ``N_c`` hidden states go through
-    the LM head (``[N_c, V]`` logits instead of ``[2B, T, V]``), and ``log π(y|x)`` per row is the ``index_add`` of
-    their log-probs. GPT-2's tanh-GELU runs as one fused kernel (:func:`fuse_gelu`).
-    """
-
-    def __init__(self, policy, batch, beta: float, learning_rate: float) -> None:
-        from llm.models import reference_mode
-
-        self.policy = policy
-        self.base = policy.get_base_model()
-        self.fused_activations = fuse_gelu(self.base)
-        self.ids, self.mask = batch.input_ids, batch.attention_mask
-        self.positions = (self.mask.cumsum(dim=1) - 1).clamp(min=0)
-        predicts = batch.completion_mask[:, 1:].bool()
-        self.rows, self.columns = predicts.nonzero(as_tuple=True)
-        self.targets = batch.input_ids[:, 1:][predicts]
-        self.pairs = batch.batch_size // 2
-        self.beta = beta
-        self.lengths = predicts.sum(dim=1).to(torch.float32)
-        started = time.perf_counter()
-        with torch.no_grad(), reference_mode(policy):
-            self.reference = self.logprobs()
-        self.reference_seconds = time.perf_counter() - started
-        self.optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=learning_rate,
-                                           weight_decay=0.0)
-
-    def logprobs(self) -> torch.Tensor:
-        hidden = self.base.transformer(input_ids=self.ids, attention_mask=self.mask,
-                                       position_ids=self.positions).last_hidden_state
-        logits = self.base.lm_head(hidden[self.rows, self.columns])
-        token = logits.gather(1, self.targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=1)
-        return torch.zeros(self.ids.shape[0], dtype=token.dtype).index_add(0, self.rows, token)
-
-    def step(self) -> torch.Tensor:
-        from irl_bilevel.losses import PreferenceBatch, preference_loss
-
-        summed = self.logprobs()
-        b = self.pairs
-        batch = PreferenceBatch(summed[:b], summed[b:], self.reference[:b], self.reference[b:])
-        loss = preference_loss("sigmoid", batch, BETA).loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-
-class LibraryDPOStep:
-    """The same step through ``llm.models.preference_batch`` (full-vocabulary log-softmax at every position)."""
-
-    def __init__(self, policy, tokenizer, rows, beta: float, learning_rate: float) -> None:
-        from llm.models import collate_completions, reference_logprobs
-
-        self.policy, self.rows, self.pad = policy, rows, tokenizer.pad_token_id
-        prompts = [r["prompt_ids"] for r in rows]
-        batch = collate_completions(prompts + prompts, [r["chosen_ids"] for r in rows] +
-                                    [r["rejected_ids"] for r in rows], self.pad)
-        started = time.perf_counter()
-        summed, _ = reference_logprobs(policy, batch)
-        self.reference_seconds = time.perf_counter() - started
-        self.reference = (summed[:len(rows)], summed[len(rows):])
-        self.optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=learning_rate,
-                                           weight_decay=0.0)
-
-    def step(self) -> torch.Tensor:
-        from irl_bilevel.losses import preference_loss
-        from llm.models import preference_batch
-
-        rows = self.rows
-        batch = preference_batch(self.policy, [r["prompt_ids"] for r in rows], [r["chosen_ids"] for r in rows],
-                                 [r["rejected_ids"] for r in rows], self.pad, reference=self.reference)
-        loss = preference_loss("sigmoid", batch, BETA).loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-
-def run_ours(workdir: Path, side: str, total_steps: int) -> dict[str, Any]:
-    from llm.models import collate_completions
-
-    policy, tokenizer = load_policy(workdir)
-    policy.train()
     rows = json.loads((workdir / "token_ids.json").read_text())
-    if side == "ours":
-        prompts = [r["prompt_ids"] for r in rows]
-        batch = collate_completions(prompts + prompts, [r["chosen_ids"] for r in rows] +
-                                    [r["rejected_ids"] for r in rows], tokenizer.pad_token_id)
-        stepper: Any = FastDPOStep(policy, batch, BETA, LEARNING_RATE)
-    else:
-        stepper = LibraryDPOStep(policy, tokenizer, rows, BETA, LEARNING_RATE)
-    losses, ends = [], []
-    started = time.perf_counter()
-    for _ in range(total_steps):
-        losses.append(stepper.step())
+    data = PreferenceDataset([r["prompt_ids"] for r in rows], [r["chosen_ids"] for r in rows],
+                             [r["rejected_ids"] for r in rows])
+    config = PreferenceTrainingConfig(loss="sigmoid", beta=BETA, steps=total_steps, batch_size=len(rows),
+                                      learning_rate=LEARNING_RATE, weight_decay=0.0, max_grad_norm=None,
+                                      eval_every=1, seed=SEED, progress=False)
+    ends: list[float] = []
+    cpu_ends: list[float] = []
+
+    def clock(_policy, _step: int) -> dict[str, Any]:  # the evaluation callback runs after every step
+        synchronize(device)
         ends.append(time.perf_counter())
-    return {"losses": [float(x) for x in losses], "step_ends": [t - started for t in ends],
-            "reference_seconds": stepper.reference_seconds}
+        cpu_ends.append(time.process_time())
+        return {}
+
+    started = time.perf_counter()
+    result = train_preferences(policy, data, tokenizer.pad_token_id, config, evaluate=clock)
+    # ends[0] is the callback at step 0, after the reference log-probs were computed
+    return {"losses": [row["loss"] for row in result.history], "step_ends": [t - started for t in ends[1:]],
+            "cpu_step_ends": cpu_ends[1:], "reference_seconds": result.reference_seconds}
 
 
 # --------------------------------------------------------------------------------------------- TRL
-def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path) -> dict[str, Any]:
+def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path, device: str,
+            dtype: str) -> dict[str, Any]:
     import datasets
-    from transformers import TrainerCallback
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     datasets.disable_caching()  # a precompute must not be served from an earlier run's cache
-    policy, tokenizer = load_policy(workdir)
+    path = settings(workdir)["model_path"]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
+    policy = PeftModel.from_pretrained(model.to(device), str(workdir / "initial_adapter"), is_trainable=True)
     pairs = json.loads((workdir / "pairs.json").read_text())
     dataset = datasets.Dataset.from_list(pairs)
+    on_gpu = device.startswith("cuda")
     config = DPOConfig(
-        output_dir=str(run_dir), per_device_train_batch_size=PAIRS, max_steps=total_steps, learning_rate=LEARNING_RATE,
-        lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0, optim="adamw_torch",
-        beta=BETA, loss_type=["sigmoid"], bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
-        precompute_ref_log_probs=precompute, precompute_ref_batch_size=PAIRS, report_to="none",
-        logging_strategy="no", save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=SEED,
-        data_seed=SEED, dataloader_num_workers=0, max_length=None, dataset_num_proc=None,
+        output_dir=str(run_dir), per_device_train_batch_size=len(pairs), max_steps=total_steps,
+        learning_rate=LEARNING_RATE, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0,
+        optim="adamw_torch", beta=BETA, loss_type=["sigmoid"], bf16=on_gpu and dtype == "bfloat16", fp16=False,
+        gradient_checkpointing=False, use_cpu=not on_gpu, precompute_ref_log_probs=precompute,
+        precompute_ref_batch_size=len(pairs), report_to="none", logging_strategy="no", save_strategy="no",
+        eval_strategy="no", disable_tqdm=True, seed=SEED, data_seed=SEED, dataloader_num_workers=0, max_length=None,
+        dataset_num_proc=None,
     )
     precompute_seconds: list[float] = []
     original = DPOTrainer._precompute_ref_logps
@@ -250,6 +273,7 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path) ->
         try:
             return original(self, *args, **kwargs)
         finally:
+            synchronize(device)
             precompute_seconds.append(time.perf_counter() - started)
 
     DPOTrainer._precompute_ref_logps = timed_precompute  # type: ignore[method-assign]
@@ -270,10 +294,13 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path) ->
 
     trainer.compute_loss = recording_compute_loss  # type: ignore[method-assign]
     ends: list[float] = []
+    cpu_ends: list[float] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            synchronize(device)
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
     trainer.add_callback(StepClock())
     started = time.perf_counter()
@@ -281,7 +308,7 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path) ->
     tokenized = [{k: list(map(int, row[k])) for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
                  for row in trainer.train_dataset]  # type: ignore[union-attr]
     expected = json.loads((workdir / "token_ids.json").read_text())
-    return {"losses": [float(x) for x in losses], "step_ends": [t - started for t in ends],
+    return {"losses": [float(x) for x in losses], "step_ends": [t - started for t in ends], "cpu_step_ends": cpu_ends,
             "constructor_seconds": constructor_seconds,
             "precompute_seconds": precompute_seconds[0] if precompute_seconds else None,
             "same_token_ids": tokenized == expected}
@@ -291,77 +318,49 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path) ->
 def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
-    runs = []
-    for run in range(args.repeats):
-        torch.manual_seed(SEED)
-        if args.side in ("ours", "ours_models_py"):
-            record = run_ours(args.workdir, args.side, args.warmup + args.steps)
-        else:
-            with tempfile.TemporaryDirectory(dir=args.workdir) as run_dir:
-                record = run_trl(args.workdir, args.side == "trl_precompute", args.warmup + args.steps,
-                                 Path(run_dir))
-        ends = record["step_ends"]
-        record["steps_per_second"] = args.steps / (ends[-1] - ends[args.warmup - 1])
-        record["run"] = run
-        runs.append(record)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    total = args.warmup + args.steps
+    if args.side == "ours":
+        record = run_ours(args.workdir, total, args.device, args.dtype)
+    else:
+        with tempfile.TemporaryDirectory(dir=args.workdir) as run_dir:
+            record = run_trl(args.workdir, args.side == "trl_precompute", total, Path(run_dir), args.device,
+                             args.dtype)
+    ends, cpu = record["step_ends"], record.pop("cpu_step_ends")
+    record["steps_per_second"] = args.steps / (ends[-1] - ends[args.warmup - 1])
+    record["cpu_seconds_per_step"] = (cpu[-1] - cpu[args.warmup - 1]) / args.steps
+    record["peak_memory_bytes"] = peak_memory(args.device)
     out = args.workdir / f"{args.side}-{args.threads}.json"
     out.write_text(json.dumps({"side": args.side, "threads": args.threads, "torch_threads": torch.get_num_threads(),
-                               "runs": runs}))
+                               "runs": [record]}))
 
 
 # --------------------------------------------------------------------------------------------- driver
-MODELS = ("builtin", "gpt2_v2000")
-
-
-def random_gpt2(folder: Path, tokenizer, vocab_size: int = 2000) -> Path:
-    """A GPT-2 of the built-in model's shape (2 layers × 128, 4 heads, context 64) with a 2000-row vocabulary,
-    randomly initialized (seed 0) and no dropout, saved with the built-in tokenizer (which uses its first rows):
-    the shape of the TRL measurements in ``../shared/benchmarks.md``."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    config = GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=128, n_layer=2, n_head=4, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = GPT2LMHeadModel(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def prepare(workdir: Path, model_name: str) -> dict[str, Any]:
-    from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
+def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Build (or find) the model, save the initial adapter, the pairs and their token ids into ``workdir``."""
     from llm.models import LoraSettings, load_causal_lm, save_adapter, with_lora
 
-    recipe = BuiltinRecipe()
-    path = build_builtin_model(recipe, progress=False)
-    description: dict[str, Any] = {"builtin_recipe_key": recipe.key(), "builtin_recipe": recipe.as_dict(),
-                                   "builtin_build": {k: v for k, v in read_build_info(path).items() if k != "recipe"}}
-    if model_name == "gpt2_v2000":
-        _, tokenizer = load_causal_lm(path, dtype="float32")
-        path = random_gpt2(workdir / "gpt2_v2000", tokenizer)
-        description = {"model": "GPT-2 2 layers × 128, 4 heads, vocab 2000, random init (seed 0), built-in tokenizer",
-                       "tokenizer_from": description}
-    else:
-        description["model"] = "the built-in model, default recipe (trained GPT-2 2 layers × 128, word vocabulary)"
+    spec = MODELS[model_name]
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "model_path.txt").write_text(str(path))
-    model, tokenizer = load_causal_lm(path, dtype="float32")
-    settings = LoraSettings(r=LORA["r"], alpha=LORA["alpha"], dropout=LORA["dropout"],
-                            target_modules=tuple(LORA["target_modules"]))
-    policy = with_lora(model, settings, seed=SEED)
+    built = spec.build(workdir / "model")
+    model, tokenizer = load_causal_lm(built["path"], device="cpu", dtype="float32")
+    lora = LoraSettings(r=LORA_RANK, alpha=LORA_ALPHA, dropout=0.0, target_modules=spec.lora_targets)
+    policy = with_lora(model, lora, seed=SEED)
     save_adapter(policy, workdir / "initial_adapter", metadata={"benchmark": "dpo_vs_trl"})
-    pairs = make_pairs()
-    (workdir / "pairs.json").write_text(json.dumps(pairs))
+    pairs = make_pairs(args.pairs, args.prompt_words, args.completion_words)
     rows = token_ids(tokenizer, pairs)
+    (workdir / "pairs.json").write_text(json.dumps(pairs))
     (workdir / "token_ids.json").write_text(json.dumps(rows))
+    (workdir / "settings.json").write_text(json.dumps({"model_path": built["path"]}))
     completion_tokens = [len(r[k]) for r in rows for k in ("chosen_ids", "rejected_ids")]
-    return {**description, "embedding_rows": model.get_input_embeddings().num_embeddings,
-            "tokenizer_size": len(tokenizer), "pairs": PAIRS,
-            "prompt_tokens": sorted({len(r["prompt_ids"]) for r in rows}),
+    prompt_tokens = [len(r["prompt_ids"]) for r in rows]
+    return {**{k: v for k, v in built.items() if k != "path"}, "model": spec.description,
+            "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
+            "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
-            "lora": LORA, "beta": BETA, "learning_rate": LEARNING_RATE, "loss": "sigmoid",
+            "lora": {**lora.as_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
+            "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}
 
 
@@ -375,13 +374,15 @@ def summarize(records: dict[tuple[str, int], dict[str, Any]], parity_steps: int)
             if record is None:
                 continue
             rates = [r["steps_per_second"] for r in record["runs"]]
+            cpu = [r["cpu_seconds_per_step"] for r in record["runs"]]
             first = record["runs"][0]["losses"][:parity_steps]
             entry = {"steps_per_second_median": statistics.median(rates), "steps_per_second_runs": rates,
+                     "cpu_seconds_per_step_median": statistics.median(cpu), "cpu_seconds_per_step_runs": cpu,
                      "first_losses": first,
                      "max_abs_loss_diff_vs_trl": max(abs(a - b) for a, b in zip(first, reference_losses)),
                      "runs_identical_losses": all(r["losses"] == record["runs"][0]["losses"]
                                                   for r in record["runs"])}
-            for key in ("reference_seconds", "precompute_seconds", "constructor_seconds"):
+            for key in ("reference_seconds", "precompute_seconds", "constructor_seconds", "peak_memory_bytes"):
                 values = [r[key] for r in record["runs"] if r.get(key) is not None]
                 if values:
                     entry[f"{key}_median"] = statistics.median(values)
@@ -389,10 +390,18 @@ def summarize(records: dict[tuple[str, int], dict[str, Any]], parity_steps: int)
                 entry["same_token_ids_as_ours"] = all(r["same_token_ids"] for r in record["runs"])
             block[side] = entry
         rate = {side: block[side]["steps_per_second_median"] for side in block}
-        block["ratios"] = {f"{a}/{b}": rate[a] / rate[b] for a in ("ours", "ours_models_py") if a in rate
-                           for b in ("trl", "trl_precompute") if b in rate}
+        cpu_time = {side: block[side]["cpu_seconds_per_step_median"] for side in block}
+        block["ratios"] = {f"ours/{b}": rate["ours"] / rate[b] for b in ("trl", "trl_precompute")
+                           if "ours" in rate and b in rate}
+        block["cpu_time_ratios"] = {f"ours/{b}": cpu_time[b] / cpu_time["ours"] for b in ("trl", "trl_precompute")
+                                    if "ours" in cpu_time and b in cpu_time}
         summary[f"threads_{threads}"] = block
     return summary
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    return int(low), int(high or low)
 
 
 def main() -> None:
@@ -405,7 +414,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parity-steps", dest="parity_steps", type=int, default=20)
     parser.add_argument("--sides", default=",".join(SIDES))
-    parser.add_argument("--models", default=",".join(MODELS), help=f"some of {MODELS}")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"some of {sorted(MODELS)}")
+    parser.add_argument("--pairs", type=int, default=16, help="pairs in the batch of every step")
+    parser.add_argument("--prompt-words", dest="prompt_words", type=int, default=5)
+    parser.add_argument("--completion-words", dest="completion_words", type=parse_range, default=(11, 18),
+                        help="min,max words of a completion (default 11,18)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the base model's dtype on both sides (bfloat16 on a GPU)")
+    parser.add_argument("--goal", type=float, default=2.0, help="the goal ratio ours / trl_precompute")
     parser.add_argument("--worker", dest="side", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -417,6 +434,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
+    run_provenance = provenance(SEED)  # taken at the start: its time stamp is when the run began
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     sides = [s for s in args.sides.split(",") if s]
     if "trl" not in sides:
@@ -424,12 +442,14 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
-        parser.error(f"--models: unknown {unknown}; expected some of {MODELS}")
+        parser.error(f"--models: unknown {unknown}; expected some of {sorted(MODELS)}")
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be positive")
     setups, summaries, loads = {}, {}, []
     with tempfile.TemporaryDirectory(prefix="dpo-vs-trl-") as folder:
         for model_name in models:
             workdir = Path(folder) / model_name
-            setups[model_name] = prepare(workdir, model_name)
+            setups[model_name] = prepare(workdir, model_name, args)
             records: dict[tuple[str, int], dict[str, Any]] = {}
             for count in threads:
                 # Round-robin over the sides, one fresh process per (side, run): load drift on a shared machine
@@ -442,7 +462,7 @@ def main() -> None:
                         load_before = os.getloadavg()[0]
                         command = [sys.executable, __file__, "--worker", side, "--workdir", str(workdir),
                                    "--threads", str(count), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                                   "--repeats", "1"]
+                                   "--device", args.device, "--dtype", args.dtype]
                         process = subprocess.run(command, env=env, capture_output=True, text=True)
                         if process.returncode != 0:
                             raise RuntimeError(f"{side} ({count} threads) failed:\n{process.stderr[-4000:]}")
@@ -452,23 +472,33 @@ def main() -> None:
                         loads.append({"model": model_name, "side": side, "threads": count, "run": run,
                                       "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]})
                         rate = record["runs"][0]["steps_per_second"]
-                        print(f"{model_name:11s} {side:15s} {count} thread(s) run {run}: {rate:6.2f} steps/s",
-                              flush=True)
+                        cpu = record["runs"][0]["cpu_seconds_per_step"]
+                        print(f"{model_name:11s} {side:15s} {count} thread(s) run {run}: {rate:7.2f} steps/s, "
+                              f"{cpu * 1e3:7.1f} ms CPU per step", flush=True)
             summaries[model_name] = summarize(records, args.parity_steps)
+    goal_met = {m: all(block["ratios"].get("ours/trl_precompute", 0.0) >= args.goal for block in summary.values())
+                for m, summary in summaries.items()}
     result = {
         "benchmark": "dpo_vs_trl",
-        "goal": "ours / trl >= 1.5 steps per second on the CPU, loss values agreeing",
+        "goal": f"ours / trl_precompute >= {args.goal} steady-state steps per second (ratio of medians), loss values "
+                f"agreeing",
+        "goal_met": goal_met,
         "setup": setups,
         "protocol": {"timed_steps": args.steps, "warmup_steps": args.warmup, "repeats": args.repeats,
                      "parity_steps": args.parity_steps, "threads": threads, "sides": sides, "models": models,
-                     "trl_settings": "bf16=False, gradient_checkpointing=False, max_grad_norm=0, constant lr, "
-                                     "adamw_torch, no logging/saving/eval, precompute_ref_batch_size=16",
-                     "seeds": {"lora_init": SEED, "pairs": SEED, "trainer": SEED, "gpt2_v2000_init": SEED}},
+                     "pairs": args.pairs, "prompt_words": args.prompt_words,
+                     "completion_words": list(args.completion_words), "device": args.device, "dtype": args.dtype,
+                     "ours": "llm.training.train_preferences (the library's training path)",
+                     "trl_settings": "bf16=False (True for --dtype bfloat16 on a GPU), gradient_checkpointing=False, "
+                                     "max_grad_norm=0, constant lr, adamw_torch, no logging/saving/eval, "
+                                     "precompute_ref_batch_size=pairs",
+                     "seeds": {"lora_init": SEED, "pairs": SEED, "trainer": SEED, "random_model_init": SEED}},
         "trl_version": importlib.metadata.version("trl"),
         "transformers_version": importlib.metadata.version("transformers"),
         "peft_version": importlib.metadata.version("peft"),
         "torch_version": torch.__version__,
-        "provenance": provenance(SEED),
+        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        "provenance": run_provenance,
         "results": summaries,
         "load_average": loads,
         "seconds": time.perf_counter() - started,
@@ -478,8 +508,9 @@ def main() -> None:
         for key, block in summary.items():
             diffs = {s: f"{block[s]['max_abs_loss_diff_vs_trl']:.1e}" for s in sides if s in block}
             ratios = {k: round(v, 2) for k, v in block["ratios"].items()}
-            print(f"{model_name} {key}: ratios {ratios}; max |loss diff| vs trl over {args.parity_steps} steps "
-                  f"{diffs}")
+            cpu_ratios = {k: round(v, 2) for k, v in block["cpu_time_ratios"].items()}
+            print(f"{model_name} {key}: ratios {ratios} (CPU time {cpu_ratios}); max |loss diff| vs trl over "
+                  f"{args.parity_steps} steps {diffs}")
     print(args.out)
 
 

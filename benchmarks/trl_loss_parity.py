@@ -113,7 +113,7 @@ def trl_dpo_loss(tokens: torch.Tensor, completion_mask: torch.Tensor, reference_
     size = tokens.shape[0] // 2
     input_ids = torch.zeros_like(completion_mask)
     model = StandInModel({id(input_ids): tokens})
-    stand_in = SimpleNamespace(
+    stand_in: Any = SimpleNamespace(
         beta=settings["beta"], loss_types=[loss_type], loss_weights=[1.0], ld_alpha=None,
         f_divergence_type="reverse_kl", f_alpha_divergence_coef=1.0,
         label_smoothing=settings.get("label_smoothing", 0.0), use_weighting=False, precompute_ref_logps=True,
@@ -135,7 +135,7 @@ def trl_kto_loss(tokens: torch.Tensor, completion_mask: torch.Tensor, reference_
 
     input_ids, kl_input_ids = torch.zeros_like(completion_mask), torch.ones_like(completion_mask)
     model = StandInModel({id(input_ids): tokens, id(kl_input_ids): kl_tokens})
-    stand_in = SimpleNamespace(
+    stand_in: Any = SimpleNamespace(
         beta=settings["beta"], loss_type="kto", desirable_weight=settings.get("desirable_weight", 1.0),
         undesirable_weight=settings.get("undesirable_weight", 1.0), calculate_KL=True, precompute_ref_logps=True,
         aux_loss_enabled=False, args=SimpleNamespace(gradient_checkpointing_kwargs=None),
@@ -256,7 +256,7 @@ def compare_standalone(name: str, batch: dict[str, Any], settings: dict[str, Any
     chosen_lengths, rejected_lengths = lengths[:size], lengths[size:]
     beta = settings.get("beta")
     params = {k: v for k, v in settings.items() if k != "beta"}
-    stub = SimpleNamespace(beta=beta, alpha=0.0, label_smoothing=0.0, simpo_gamma=settings.get("gamma", 0.5),
+    stub: Any = SimpleNamespace(beta=beta, alpha=0.0, label_smoothing=0.0, simpo_gamma=settings.get("gamma", 0.5),
                            accelerator=_accelerator())
     trl_call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     if name in ("simpo", "cpo"):
@@ -265,7 +265,8 @@ def compare_standalone(name: str, batch: dict[str, Any], settings: dict[str, Any
         stub.loss_type = "simpo" if name == "simpo" else "sigmoid"
         if name == "cpo":
             params["nll_weight"] = 0.0
-        trl_call = lambda w, l: CPOTrainer.cpo_loss(stub, w, l)[0]  # noqa: E731
+        cpo_loss: Any = CPOTrainer.cpo_loss  # called with the stand-in as self (module docstring)
+        trl_call = lambda w, l: cpo_loss(stub, w, l)[0]  # noqa: E731
         # TRL feeds SimPO mean token log-probs and CPO summed ones.
         to_trl = ((lambda w, l: (w / chosen_lengths, l / rejected_lengths)) if name == "simpo"
                   else (lambda w, l: (w, l)))
@@ -276,7 +277,8 @@ def compare_standalone(name: str, batch: dict[str, Any], settings: dict[str, Any
         from trl.experimental.orpo import ORPOTrainer
 
         stub.beta = settings["odds_ratio_weight"]
-        trl_call = lambda w, l: ORPOTrainer.odds_ratio_loss(stub, w, l)[0]  # noqa: E731
+        odds_ratio_loss: Any = ORPOTrainer.odds_ratio_loss  # called with the stand-in as self
+        trl_call = lambda w, l: odds_ratio_loss(stub, w, l)[0]  # noqa: E731
         to_trl = lambda w, l: (w / chosen_lengths, l / rejected_lengths)  # noqa: E731
         sign, description = -1.0, "ORPOTrainer.odds_ratio_loss (float32 inside TRL); ours minus its NLL term"
     chosen = chosen_sums.clone().requires_grad_(True)
@@ -310,7 +312,7 @@ def trl_reward_loss(scores: torch.Tensor, margin: torch.Tensor | None) -> torch.
             return SimpleNamespace(logits=scores[:, None])
 
     model = ScoreModel()
-    stand_in = SimpleNamespace(model=model, args=SimpleNamespace(center_rewards_coefficient=None),
+    stand_in: Any = SimpleNamespace(model=model, args=SimpleNamespace(center_rewards_coefficient=None),
                                accelerator=_accelerator(), _metrics=defaultdict(lambda: defaultdict(list)),
                                _total_train_tokens=0, _tp_size=1)
     inputs: dict[str, Any] = {"input_ids": torch.zeros(scores.shape[0], 1, dtype=torch.int64),

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from irl_bilevel.validation import ValidationError
+from llm.commands import (
+    add_data_arguments,
+    add_device_arguments,
+    add_lora_arguments,
+    add_model_arguments,
+    apply_threads,
+    policy_losses,
+)
 
 
 def _config_from_args(args: argparse.Namespace, config_class: Any, keys: tuple[str, ...]) -> Any:
@@ -53,7 +61,39 @@ def _preference_rl(args: argparse.Namespace) -> int:
 def _rewardbench(args: argparse.Namespace) -> int:
     from llm.evaluation import rewardbench_command
 
+    apply_threads(args)
     return rewardbench_command(args)
+
+
+def _train_preferences(args: argparse.Namespace) -> int:
+    from llm.commands import train_preferences_command
+
+    return train_preferences_command(args)
+
+
+def _train_reward_model(args: argparse.Namespace) -> int:
+    from llm.commands import train_reward_model_command
+
+    return train_reward_model_command(args)
+
+
+def _rloo(args: argparse.Namespace) -> int:
+    from llm.commands import rloo_command
+
+    return rloo_command(args)
+
+
+def _agentic(args: argparse.Namespace) -> int:
+    from irlb.config import experiment_config
+    from llm.experiments.agentic_reward_learning import CONFIG, NAME, run
+
+    apply_threads(args)
+    overrides = [*(args.set or []), f"model={json.dumps(str(args.model))}", f"dtype={json.dumps(args.dtype)}",
+                 f"device={json.dumps(args.device or 'auto')}"]
+    config = experiment_config(NAME, args.scale, args.config, overrides)
+    assert isinstance(config, CONFIG)
+    print(run(args.scale, Path(args.out), seed=args.seed, progress=not args.quiet, config=config))
+    return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -210,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="DPO adapter: score β log πθ(y|x) without the reference")
     rewardbench.add_argument("--batch-size", dest="batch_size", type=int, default=32)
     rewardbench.add_argument("--out", help="write the result and per-pair scores to this JSON file")
+    add_device_arguments(rewardbench)
     rewardbench.set_defaults(handler=_rewardbench)
+
+    _add_llm_commands(commands)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -285,6 +328,91 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="List the tabular testbeds that tabular-irl accepts.")
     testbeds.set_defaults(handler=_testbeds)
     return parser
+
+
+def _add_llm_commands(commands) -> None:
+    """``train-preferences``, ``train-reward-model``, ``rloo`` and ``agentic``: the LM side on the user's own model
+    and data (:mod:`llm.commands`), each with ``--device`` and ``--dtype``."""
+    losses = ", ".join(policy_losses())
+    train = commands.add_parser(
+        "train-preferences", help="train a LoRA adapter with any catalog loss (DPO, IPO, SimPO, KTO, ...) on your "
+        "preference data", description="Train a fresh LoRA adapter on --model (a local Hugging Face causal LM "
+        "folder) with a policy loss of the catalog on --data in TRL's format (.jsonl or a datasets folder; "
+        "prompt/chosen/rejected or prompt/completion/label; text or chat messages, which go through the "
+        "tokenizer's chat template), and write it as a peft adapter into --out (PeftModel.from_pretrained loads "
+        f"it). Losses: {losses}.")
+    add_model_arguments(train)
+    add_data_arguments(train)
+    train.add_argument("--out", required=True, help="adapter folder to write")
+    train.add_argument("--loss", default="sigmoid", help="catalog policy loss (default sigmoid: DPO)")
+    train.add_argument("--beta", type=float, help="the loss's temperature β (default: the loss's own)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="another loss parameter, e.g. gamma=0.5")
+    train.add_argument("--steps", type=int, default=100, help="optimizer steps")
+    train.add_argument("--batch-size", dest="batch_size", type=int, default=16, help="pairs per step")
+    train.add_argument("--learning-rate", dest="learning_rate", type=float, default=5e-4)
+    train.add_argument("--weight-decay", dest="weight_decay", type=float, default=0.0)
+    train.add_argument("--max-grad-norm", dest="max_grad_norm", type=float, default=1.0)
+    add_lora_arguments(train)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train_preferences)
+
+    reward = commands.add_parser(
+        "train-reward-model", help="train a text reward model (heads on your LM's backbone) on preference pairs",
+        description="Train a reward model (linear heads on the last token's hidden state of --model's backbone, "
+        "frozen with --lora-r 0 or LoRA-tuned) with a reward-model loss of the catalog on the pairs of --data, and "
+        "write reward.safetensors + reward.json (+ training.json) into --out (irlb rewardbench and irlb rloo read "
+        "it).")
+    add_model_arguments(reward)
+    add_data_arguments(reward)
+    reward.add_argument("--out", required=True, help="folder to write the reward model into")
+    reward.add_argument("--loss", default="bradley_terry", help="reward-model loss (default bradley_terry)")
+    reward.add_argument("--beta", type=float, help="the loss's temperature, if it has one")
+    reward.add_argument("--set", action="append", metavar="KEY=VALUE", help="another loss parameter")
+    reward.add_argument("--steps", type=int, default=100)
+    reward.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    reward.add_argument("--learning-rate", dest="learning_rate", type=float, default=1e-3)
+    reward.add_argument("--weight-decay", dest="weight_decay", type=float, default=0.0)
+    add_lora_arguments(reward)
+    reward.add_argument("--seed", type=int, default=0)
+    reward.set_defaults(handler=_train_reward_model)
+
+    rloo = commands.add_parser(
+        "rloo", help="RLOO of a LoRA adapter against a saved text reward model",
+        description="Fine-tune a fresh LoRA adapter on --model with RLOO (k samples per prompt, leave-one-out "
+        "baseline, KL penalty to the base model) against the reward model in --reward-model (irlb "
+        "train-reward-model), on the prompts of --prompts (the prompt column of a .jsonl file or datasets folder; "
+        "chat messages go through the chat template), and write the adapter into --out.")
+    add_model_arguments(rloo)
+    rloo.add_argument("--prompts", required=True, help=".jsonl file or datasets folder with a prompt column")
+    rloo.add_argument("--split", default="train")
+    rloo.add_argument("--reward-model", dest="reward_model", required=True, help="folder of a saved reward model")
+    rloo.add_argument("--out", required=True, help="adapter folder to write")
+    rloo.add_argument("--steps", type=int, default=50)
+    rloo.add_argument("--prompts-per-step", dest="prompts_per_step", type=int, default=8)
+    rloo.add_argument("--samples-per-prompt", dest="samples_per_prompt", type=int, default=4)
+    rloo.add_argument("--kl-coef", dest="kl_coef", type=float, default=0.05)
+    rloo.add_argument("--learning-rate", dest="learning_rate", type=float, default=5e-4)
+    rloo.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32)
+    add_lora_arguments(rloo)
+    rloo.add_argument("--seed", type=int, default=0)
+    rloo.add_argument("--quiet", action="store_true", help="no progress bar")
+    rloo.set_defaults(handler=_rloo)
+
+    agentic = commands.add_parser(
+        "agentic", help="agentic reward learning (Hanoi, graph navigation) with your model as the policy",
+        description="Run the agentic reward-learning experiment (llm.experiments.agentic_reward_learning: IRL of a "
+        "structured reward, its transfer, preferences, DPO on episodes) at --scale with --model as the LoRA "
+        "policy's base model, writing agentic_reward_learning.json into --out. The model's tokenizer must encode "
+        "the environments' text (a byte-level BPE does).")
+    add_model_arguments(agentic, "the causal LM: a local folder (or 'builtin' / 'builtin-tiny')")
+    agentic.add_argument("--out", required=True, help="folder for the result file")
+    agentic.add_argument("--scale", choices=["tiny", "quick", "full"], default="tiny")
+    agentic.add_argument("--config", help="JSON file of settings to change")
+    agentic.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one setting (JSON value)")
+    agentic.add_argument("--seed", type=int, default=0)
+    agentic.add_argument("--quiet", action="store_true", help="no progress bar")
+    agentic.set_defaults(handler=_agentic)
 
 
 def main(argv: list[str] | None = None) -> int:

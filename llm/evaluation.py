@@ -207,19 +207,20 @@ def write_rewardbench_file(pairs: TextPairs, path: Path | str) -> Path:
 
 # ---------------------------------------------------------------------- command line
 def load_scorer(model: Path | str, stem: str = "reward", backbone: str | None = None, beta: float = 0.1,
-                with_reference: bool = True):
-    """A saved text reward model, or the implicit reward of a DPO adapter folder."""
+                with_reference: bool = True, device: str | None = None, dtype: str = "float32"):
+    """A saved text reward model, or the implicit reward of a DPO adapter folder, on ``device`` (the DPO policy's
+    base model in ``dtype``)."""
     from llm.models import load_adapter, load_causal_lm
     from llm.reward_models import DPOImplicitReward, load_text_reward_model
 
     folder = Path(model)
     if (folder / f"{stem}.json").is_file():
-        return load_text_reward_model(folder, stem, backbone_path=backbone)[0]
+        return load_text_reward_model(folder, stem, backbone_path=backbone, device=device)[0]
     if (folder / "adapter_config.json").is_file():
         base_path = backbone or json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not base_path:
             raise ValidationError(f"--backbone: the adapter in {folder} names no base model; pass --backbone")
-        base, tokenizer = load_causal_lm(base_path, dtype="float32")
+        base, tokenizer = load_causal_lm(base_path, device=device, dtype=dtype)
         return DPOImplicitReward(load_adapter(base, folder), tokenizer, beta, with_reference=with_reference)
     raise ValidationError(f"--model: {folder} holds neither {stem}.json (a saved reward model) nor "
                           f"adapter_config.json (a DPO adapter)")
@@ -230,7 +231,8 @@ def rewardbench_command(args: argparse.Namespace) -> int:
     from irl_bilevel.runs import provenance, write_json
 
     pairs = load_rewardbench_file(args.file)
-    scorer = load_scorer(args.model, args.stem, args.backbone, args.beta, args.reference)
+    scorer = load_scorer(args.model, args.stem, args.backbone, args.beta, args.reference,
+                         getattr(args, "device", None), getattr(args, "dtype", "float32"))
     result = rewardbench_accuracy(scorer, pairs, args.batch_size)
     summary = {"model": str(args.model), "file": str(args.file), **result.summary()}
     print(json.dumps(summary, indent=2))

@@ -33,6 +33,14 @@ import torch
 
 from irl_bilevel.losses.batches import PreferenceBatch
 from irl_bilevel.validation import ValidationError
+from llm.completion_logprobs import (
+    CompletionPositions,
+    completion_logprobs,
+    fuse_activations,
+    module_device,
+    padded_inputs,
+    token_logprobs_at,
+)
 
 ADAPTER_INFO_FILE = "irl_bilevel_adapter.json"
 
@@ -104,6 +112,7 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
         source, local_only = text, allow_download is False
     device = select_device(device)
     dtype = select_dtype(device, dtype)
+    model: Any  # transformers' from_pretrained is typed so that `.to(device)` does not type-check
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
@@ -112,6 +121,7 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
                               f"allow_download / HF_HUB_OFFLINE as intended") from error
     model.to(device)
     model.eval()
+    fuse_activations(model)
     prepare_tokenizer(tokenizer, model)
     return model, tokenizer
 
@@ -170,9 +180,9 @@ def with_lora(model, settings: LoraSettings | None = None, seed: int | None = No
     from transformers.pytorch_utils import Conv1D
 
     settings = settings or LoraSettings()
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules) if settings.target_modules else None,
-                        task_type="CAUSAL_LM")
+    options: dict[str, Any] = {"r": settings.r, "lora_alpha": settings.alpha, "lora_dropout": settings.dropout,
+                               "target_modules": list(settings.target_modules) if settings.target_modules else None}
+    config = LoraConfig(**options, task_type="CAUSAL_LM")  # lora_alpha is a float (peft annotates it int)
     config = _with_fan_in_fan_out(model, config, Conv1D)
     with warnings.catch_warnings(), _default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
         # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` property (a FutureWarning).
@@ -307,10 +317,6 @@ def encode_texts(tokenizer, prompts: Sequence[str], completions: Sequence[str]) 
 
 
 # ---------------------------------------------------------------------- log-probabilities
-def _module_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``[B, T−1]``: ``log π(x_{t+1} | x_≤t)`` for ``t = 0..T−2``, in float32.
 
@@ -327,11 +333,12 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Completion log-probabilities ``(per_token [B, T−1], summed [B], num_tokens [B])``.
+    """Completion log-probabilities ``(per_token [B, T−1], summed [B], num_tokens [B])``, in float32.
 
     ``per_token[:, t] = log π(x_{t+1} | x_≤t) · completion_mask[:, t+1]`` (zero on prompt and padding, see
     :func:`token_logprobs` for the shift); ``summed = Σ_t per_token = log π(y | x)``; ``num_tokens = |y|``.
-    Gradients flow to the model's trainable parameters.
+    Only the completion tokens go through the LM head (:mod:`llm.completion_logprobs`); the values equal
+    :func:`token_logprobs` masked and summed, to float32 round-off. Gradients flow to the trainable parameters.
     """
     if input_ids.shape != attention_mask.shape or input_ids.shape != completion_mask.shape:
         raise ValidationError(f"completion_mask: expected input_ids, attention_mask and completion_mask of one shape, "
@@ -343,23 +350,31 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         raise ValidationError("completion_mask: marks padding tokens (attention_mask 0) as completion tokens")
     if bool(completion_mask[:, 0].bool().any()):
         raise ValidationError("completion_mask: the first token cannot be a completion token (nothing predicts it)")
-    device = _module_device(model)
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    mask = completion_mask.to(device)[:, 1:].float()
-    per_token = token_logprobs(model, input_ids, attention_mask) * mask
-    return per_token, per_token.sum(dim=1), mask.sum(dim=1)
+    tokens, positions = _completion_logprobs(model, input_ids, attention_mask, completion_mask)
+    return positions.per_token(tokens, input_ids.shape[1] - 1), positions.per_sequence(tokens), positions.counts()
+
+
+def _completion_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         completion_mask: torch.Tensor) -> tuple[torch.Tensor, CompletionPositions]:
+    device = module_device(model)
+    input_ids = input_ids.to(device)
+    positions = CompletionPositions.of(input_ids, completion_mask.to(device))
+    return token_logprobs_at(model, padded_inputs(input_ids, attention_mask.to(device)), positions), positions
 
 
 def batch_logprobs(model, batch: CompletionBatch, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(summed [B], num_tokens [B])`` of a :class:`CompletionBatch`, in chunks of ``chunk_size`` sequences."""
+    """``(summed [B], num_tokens [B])`` of a :class:`CompletionBatch` (as :func:`sequence_logprobs`), in chunks of
+    ``chunk_size`` sequences. This is the log-prob pass of every training loop (:mod:`llm.training`)."""
     size = chunk_size or batch.batch_size
     sums, counts = [], []
     for start in range(0, batch.batch_size, size):
         part = slice(start, start + size)
-        _, summed, count = sequence_logprobs(model, batch.input_ids[part], batch.attention_mask[part],
-                                             batch.completion_mask[part])
-        sums.append(summed)
-        counts.append(count)
+        tokens, positions = _completion_logprobs(model, batch.input_ids[part], batch.attention_mask[part],
+                                                 batch.completion_mask[part])
+        sums.append(positions.per_sequence(tokens))
+        counts.append(positions.counts())
+    if len(sums) == 1:
+        return sums[0], counts[0]
     return torch.cat(sums), torch.cat(counts)
 
 
@@ -375,20 +390,22 @@ def preference_batch(model, prompt_ids: Sequence[Sequence[int]], chosen_ids: Seq
                      reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> PreferenceBatch:
     """The core's :class:`PreferenceBatch` for ``B`` pairs ``(x, y_w, y_l)`` given as token lists.
 
-    Policy log-probs ``log πθ(y|x)`` come from one forward pass over chosen and rejected together (with
-    gradients); reference log-probs from the adapter-disabled model without gradients, unless precomputed ones
-    are passed as ``reference = (chosen [B], rejected [B])`` (they do not change during training: compute them
-    once). ``with_reference=False`` gives a reference-free batch (SimPO, ORPO, ...). Lengths are token counts.
+    Policy log-probs ``log πθ(y|x)`` come from one forward pass over chosen and rejected together, each pair's
+    prompt once (:func:`llm.completion_logprobs.completion_logprobs`), with gradients; reference log-probs from the
+    adapter-disabled model without gradients, unless precomputed ones are passed as ``reference = (chosen [B],
+    rejected [B])`` (they do not change during training: compute them once). ``with_reference=False`` gives a
+    reference-free batch (SimPO, ORPO, ...). Lengths are token counts.
     """
     prompts = list(prompt_ids)
     pairs = len(prompts)
-    batch = collate_completions(prompts + prompts, list(chosen_ids) + list(rejected_ids), pad_token_id)
-    summed, counts = batch_logprobs(model, batch)
+    completions = list(chosen_ids) + list(rejected_ids)
+    summed, counts = completion_logprobs(model, prompts + prompts, completions, pad_token_id)
     reference_chosen = reference_rejected = None
     if reference is not None:
         reference_chosen, reference_rejected = (r.to(summed.device, summed.dtype) for r in reference)
     elif with_reference:
-        reference_summed, _ = reference_logprobs(model, batch)
+        with torch.no_grad(), reference_mode(model):
+            reference_summed, _ = completion_logprobs(model, prompts + prompts, completions, pad_token_id)
         reference_chosen, reference_rejected = reference_summed[:pairs], reference_summed[pairs:]
     return PreferenceBatch(summed[:pairs], summed[pairs:], reference_chosen, reference_rejected,
                            counts[:pairs], counts[pairs:])
@@ -416,14 +433,14 @@ class Completions:
 
 def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24, *,
                          temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
-                         seed: int = 0, batch_size: int = 64) -> Completions:
+                         seed: int = 0, batch_size: int = 64, add_special_tokens: bool = True) -> Completions:
     """Sample ``num_samples`` completions per prompt (prompt-major order).
 
     Defaults sample from the model's distribution itself (temperature 1, no top-k / top-p truncation), which
     KL estimates against the reference assume; ``temperature = 0`` decodes greedily. The global torch RNG is
     forked and seeded with ``seed``, so the result depends only on the seed (and the device) and the caller's RNG
-    state is left as it was. Prompts are tokenized with special tokens (BOS for the built-in model) and left
-    padded.
+    state is left as it was. Prompts are tokenized with special tokens (BOS for the built-in model; none with
+    ``add_special_tokens=False``, for prompts already rendered by a chat template) and left padded.
     """
     from transformers import GenerationConfig
 
@@ -448,7 +465,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
                               temperature=temperature if sampling else 1.0, top_k=top_k if sampling else 0,
                               top_p=top_p if sampling else 1.0)
     order = [i for i in range(len(prompts)) for _ in range(num_samples)]
-    device = _module_device(model)
+    device = module_device(model)
     prompt_ids: list[list[int]] = []
     completion_ids: list[list[int]] = []
     side = tokenizer.padding_side
@@ -459,7 +476,7 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
             torch.manual_seed(seed)
             for start in range(0, len(order), batch_size):
                 texts = [prompts[i] for i in order[start:start + batch_size]]
-                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
                 ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
                 output = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
                 for row in range(ids.shape[0]):

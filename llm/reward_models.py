@@ -569,9 +569,10 @@ def _jsonable_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def backbone_reward_model(path: str | Path, aspect_names: Sequence[str] = ("reward",), aggregator: str | None = None,
                           aggregator_options: Mapping[str, Any] | None = None, *, lora: LoraSettings | None = None,
-                          seed: int = 0, device: str | None = None) -> BackboneRewardModel:
-    """Load the causal LM at ``path`` (float32) and put fresh heads on it (see :class:`BackboneRewardModel`)."""
-    model, tokenizer = load_causal_lm(path, device=device, dtype="float32")
+                          seed: int = 0, device: str | None = None, dtype: str = "float32") -> BackboneRewardModel:
+    """Load the causal LM at ``path`` (in ``dtype``; the heads stay float32) and put fresh heads on it (see
+    :class:`BackboneRewardModel`)."""
+    model, tokenizer = load_causal_lm(path, device=device, dtype=dtype)
     return BackboneRewardModel(model, tokenizer, aspect_names, aggregator, aggregator_options, lora=lora,
                                backbone_path=path, seed=seed)
 

@@ -257,8 +257,8 @@ def label_pairs(completions: Completions, rewards: RewardOutput, *, teacher: Tea
         else:
             r1, r2 = rewards.total[first].unsqueeze(1), rewards.total[second].unsqueeze(1)
         labels = teacher.label(r1, r2, margin=margin, generator=generator)
-        for prompt, a, b, label, skipped in zip(prompts, first, second, labels.labels.tolist(),
-                                                labels.skipped.tolist()):
+        skipped_queries = labels.skipped.tolist() if labels.skipped is not None else [False] * len(prompts)
+        for prompt, a, b, label, skipped in zip(prompts, first, second, labels.labels.tolist(), skipped_queries):
             if skipped or label == 0.5:
                 continue
             winners.append((prompt, a, b) if label == 1 else (prompt, b, a))

@@ -19,6 +19,10 @@
 * :func:`save_trained_adapter` stores the adapter in peft's format (:func:`llm.models.save_adapter`) with the
   loop's config and metrics in its JSON.
 
+Every log-prob (policy and reference, all losses, RL) comes from :func:`llm.completion_logprobs.completion_logprobs`:
+each pair's prompt once (chosen and rejected share a row), the LM head only on the positions that predict completion
+tokens, float32 log-softmax; the optimizer is fused AdamW.
+
 The model is kept in eval mode while it trains (no dropout in the built-in model; LoRA dropout, if set, is then
 off too), so the log-probs that the loss sees are those that evaluation and the reference see.
 """
@@ -38,15 +42,8 @@ from tqdm.auto import tqdm
 
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
 from irl_bilevel.validation import ValidationError
-from llm.models import (
-    CompletionBatch,
-    Completions,
-    batch_logprobs,
-    collate_completions,
-    generate_completions,
-    reference_logprobs,
-    save_adapter,
-)
+from llm.completion_logprobs import completion_logprobs, fuse_activations
+from llm.models import Completions, generate_completions, reference_mode, save_adapter
 
 RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
 """``reward(prompts, completions) -> rewards [N]``: one finite score per (prompt, completion text) pair."""
@@ -289,6 +286,7 @@ class RLConfig:
     eval_every: int = 0
     seed: int = 0
     progress: bool = True
+    add_special_tokens: bool = True  # False for prompts already rendered by a chat template
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("rloo", "reinforce"):
@@ -322,6 +320,7 @@ class TrainingResult:
     evaluations: list[dict[str, Any]]
     seconds: float
     reference_forward_passes: int = 0  # chunks of reference log-probs computed (once per dataset)
+    reference_seconds: float = 0.0  # wall time of those passes
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -335,8 +334,11 @@ def trainable_parameters(policy) -> list[torch.nn.Parameter]:
     return parameters
 
 
-def _optimizer(parameters: list[torch.nn.Parameter], learning_rate: float, weight_decay: float):
-    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+def adamw(parameters: list[torch.nn.Parameter], learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``parameters``, as one fused kernel where torch has one (CPU and CUDA floating parameters): the
+    same update as the per-parameter loop, without a kernel launch per tensor and operation."""
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 
 def clipped_optimizer_step(loss: torch.Tensor, optimizer, parameters: list[torch.nn.Parameter],
@@ -391,7 +393,8 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
     :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
     with gradients; the reference log-probs are looked up from those precomputed before the first step.
     ``history[s]`` holds the loss's metrics (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy,
-    margin, ...) and the gradient norm.
+    margin, ...) and the gradient norm. Python tanh-GELU modules of ``policy`` (GPT-2's) are swapped for the same
+    function as one kernel first (:func:`llm.completion_logprobs.fuse_activations`).
     """
     config = config or PreferenceTrainingConfig()
     entry = PREFERENCE_LOSSES[config.loss]
@@ -410,8 +413,9 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
         raise ValidationError(f"data: {config.loss} is a paired loss; it needs pairs (PreferenceDataset), got "
                               f"an UnpairedDataset")
     parameters = trainable_parameters(policy)
-    optimizer = _optimizer(parameters, config.learning_rate, config.weight_decay)
+    optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    fuse_activations(policy)  # before the reference pass, so that reference and policy compute the same function
     started = time.perf_counter()
     if unpaired:
         assert isinstance(dataset, UnpairedDataset)
@@ -421,6 +425,7 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
     else:
         assert isinstance(dataset, PreferenceDataset)
         step_fn, reference_passes = _paired_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
+    reference_seconds = time.perf_counter() - started
     history: list[dict[str, Any]] = []
     evaluations: list[dict[str, Any]] = []
     _evaluate(evaluate, policy, 0, evaluations)
@@ -435,12 +440,29 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
         if _should_evaluate(step, config.steps, config.eval_every):
             _evaluate(evaluate, policy, step, evaluations)
     bar.close()
-    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started, reference_passes)
+    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
+                          reference_seconds)
 
 
-def _reference_chunks(policy, batch, chunk_size: int) -> tuple[torch.Tensor, int]:
-    summed, _ = reference_logprobs(policy, batch, chunk_size)
-    return summed.detach(), math.ceil(batch.batch_size / chunk_size)
+Episode = list[tuple[list[int], list[int]]]
+
+
+def _episode_logprobs(policy, episodes: list[Episode], pad_token_id: int, chunk_size: int | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log π(σ) [E], tokens [E])`` of ``episodes``: log-probs and token counts summed over each episode's steps
+    (:func:`llm.completion_logprobs.completion_logprobs`: steps with equal prompts share them)."""
+    steps = [step for episode in episodes for step in episode]
+    summed, counts = completion_logprobs(policy, [s[0] for s in steps], [s[1] for s in steps], pad_token_id,
+                                         chunk_size)
+    if len(steps) == len(episodes):  # one step each: nothing to add up
+        return summed, counts
+    owner = torch.tensor([e for e, episode in enumerate(episodes) for _ in episode], device=summed.device)
+    return (summed.new_zeros(len(episodes)).index_add(0, owner, summed),
+            counts.new_zeros(len(episodes)).index_add(0, owner, counts))
+
+
+def _reference_passes(items: int, chunk_size: int) -> int:
+    return math.ceil(items / chunk_size)
 
 
 def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
@@ -452,70 +474,64 @@ def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config:
     return _episode_steps(policy, episodes, pad_token_id, config, needs_reference, dataset.extras)
 
 
-def _episode_batch(episodes: list[list[tuple[list[int], list[int]]]], pad_token_id: int
-                   ) -> tuple[CompletionBatch, torch.Tensor]:
-    """All steps of ``episodes`` as one :class:`CompletionBatch`, and ``owner [steps]``: each step's episode."""
-    steps = [step for episode in episodes for step in episode]
-    owner = torch.tensor([e for e, episode in enumerate(episodes) for _ in episode])
-    return collate_completions([s[0] for s in steps], [s[1] for s in steps], pad_token_id), owner
-
-
-def _per_episode(values: torch.Tensor, owner: torch.Tensor, count: int) -> torch.Tensor:
-    return values.new_zeros(count).index_add(0, owner.to(values.device), values)
-
-
 def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
                    needs_reference: bool, extras: dict[str, torch.Tensor] | None = None):
     """The per-step function ``rows -> LossOutput`` of a paired loss on episode pairs: log-probs and token counts
-    summed per episode, reference log-probs computed once; ``extras [P, ...]`` go to the loss, sliced by pair."""
-    size = len(dataset)
+    summed per episode, reference log-probs computed once; ``extras [P, ...]`` go to the loss, sliced by pair.
+
+    Episodes go in pair order (chosen ``i``, rejected ``i``, chosen ``i+1``, ...), so that a pair's steps with
+    one prompt (a preference pair's chosen and rejected completion) share it in one row."""
+
+    def interleaved(rows: list[int]) -> list[Episode]:
+        return [episode for i in rows for episode in (dataset.chosen[i], dataset.rejected[i])]
+
     passes = 0
-    reference: torch.Tensor | None = None  # [2P]: chosen episodes, then rejected
+    reference: torch.Tensor | None = None  # [P, 2]: chosen, rejected
     if needs_reference:
-        full, owner = _episode_batch(dataset.chosen + dataset.rejected, pad_token_id)
-        summed, passes = _reference_chunks(policy, full, config.chunk_size)
-        reference = _per_episode(summed, owner, 2 * size)
+        with torch.no_grad(), reference_mode(policy):
+            summed, _ = _episode_logprobs(policy, interleaved(list(range(len(dataset)))), pad_token_id,
+                                          config.chunk_size)
+        reference = summed.detach().reshape(-1, 2)
+        passes = _reference_passes(sum(len(e) for e in dataset.chosen + dataset.rejected), config.chunk_size)
 
     def step(rows: torch.Tensor):
-        index = rows.tolist()
-        pairs = len(index)
-        batch, owner = _episode_batch([dataset.chosen[i] for i in index] + [dataset.rejected[i] for i in index],
-                                      pad_token_id)
-        summed, counts = batch_logprobs(policy, batch)
-        summed, counts = _per_episode(summed, owner, 2 * pairs), _per_episode(counts, owner, 2 * pairs)
+        summed, counts = _episode_logprobs(policy, interleaved(rows.tolist()), pad_token_id)
+        summed, counts = summed.reshape(-1, 2), counts.reshape(-1, 2)
         ref_chosen = ref_rejected = None
         if reference is not None:
-            ref_chosen = reference[rows].to(summed.device)
-            ref_rejected = reference[rows + size].to(summed.device)
-        preference = PreferenceBatch(summed[:pairs], summed[pairs:], ref_chosen, ref_rejected, counts[:pairs],
-                                     counts[pairs:])
-        sliced = {name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()}
-        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **config.loss_params, **sliced)
+            pairs = reference[rows.to(reference.device)]
+            ref_chosen, ref_rejected = pairs[:, 0], pairs[:, 1]
+        preference = PreferenceBatch(summed[:, 0], summed[:, 1], ref_chosen, ref_rejected, counts[:, 0], counts[:, 1])
+        params: dict[str, Any] = {**config.loss_params}
+        params.update({name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()})
+        return PREFERENCE_LOSSES[config.loss](preference, config.beta, **params)
 
     return step, passes
 
 
 def _unpaired_steps(policy, dataset: UnpairedDataset, pad_token_id: int, config: PreferenceTrainingConfig):
-    """The per-step function of an unpaired loss (KTO): examples plus their mismatched pairs for ``z0``."""
+    """The per-step function of an unpaired loss (KTO): examples plus their mismatched pairs for ``z0`` (each
+    example's prompt with its KL partner's completion, :meth:`UnpairedDataset.kl_partners`)."""
     partners = dataset.kl_partners()
     mismatched = [dataset.completion_ids[j] for j in partners]
-    full = collate_completions(dataset.prompt_ids + dataset.prompt_ids, dataset.completion_ids + mismatched,
-                               pad_token_id)
-    reference, passes = _reference_chunks(policy, full, config.chunk_size)
-    size = len(dataset)
+    prompts = [p for p in dataset.prompt_ids for _ in range(2)]  # example i, then its mismatched pair
+    completions = [c for pair in zip(dataset.completion_ids, mismatched) for c in pair]
+    with torch.no_grad(), reference_mode(policy):
+        summed, _ = completion_logprobs(policy, prompts, completions, pad_token_id, config.chunk_size)
+    reference = summed.detach().reshape(-1, 2)  # [N, 2]: the example, its mismatched pair
+    passes = _reference_passes(len(completions), config.chunk_size)
     desirable = torch.tensor(dataset.desirable)
 
     def step(rows: torch.Tensor):
         index = rows.tolist()
         prompts = [dataset.prompt_ids[i] for i in index]
-        batch = collate_completions(prompts, [dataset.completion_ids[i] for i in index], pad_token_id)
-        summed, _ = batch_logprobs(policy, batch)
+        summed, _ = completion_logprobs(policy, prompts, [dataset.completion_ids[i] for i in index], pad_token_id)
         with torch.no_grad():  # z0 is detached in KTO: no gradient through the mismatched pairs
-            kl_batch = collate_completions(prompts, [mismatched[i] for i in index], pad_token_id)
-            kl_summed, _ = batch_logprobs(policy, kl_batch)
+            kl_summed, _ = completion_logprobs(policy, prompts, [mismatched[i] for i in index], pad_token_id)
         device = summed.device
-        unpaired = UnpairedBatch(summed, reference[rows].to(device), desirable[rows].to(device),
-                                 kl_policy_logps=kl_summed, kl_reference_logps=reference[rows + size].to(device))
+        picked = reference[rows.to(reference.device)].to(device)
+        unpaired = UnpairedBatch(summed, picked[:, 0], desirable[rows].to(device), kl_policy_logps=kl_summed,
+                                 kl_reference_logps=picked[:, 1])
         return PREFERENCE_LOSSES[config.loss](unpaired, config.beta, **config.loss_params)
 
     return step, passes
@@ -577,8 +593,9 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
     if not prompts:
         raise ValidationError("prompts: is empty; expected at least one prompt for RL")
     parameters = trainable_parameters(policy)
-    optimizer = _optimizer(parameters, config.learning_rate, config.weight_decay)
+    optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    fuse_activations(policy)
     pad = tokenizer.pad_token_id
     k = config.samples_per_prompt
     baseline: float | None = None
@@ -593,11 +610,12 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         chosen_prompts = [prompts[i] for i in rows.tolist()]
         samples = generate_completions(policy, tokenizer, chosen_prompts, config.max_new_tokens,
                                        temperature=config.temperature, num_samples=k,
-                                       seed=config.seed * 1_000_003 + step)
+                                       seed=config.seed * 1_000_003 + step,
+                                       add_special_tokens=config.add_special_tokens)
         rewards = _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples))
-        batch = samples.batch(pad)
-        summed, counts = batch_logprobs(policy, batch)
-        reference, _ = reference_logprobs(policy, batch)
+        summed, counts = completion_logprobs(policy, samples.prompt_ids, samples.completion_ids, pad)
+        with torch.no_grad(), reference_mode(policy):
+            reference, _ = completion_logprobs(policy, samples.prompt_ids, samples.completion_ids, pad)
         logratio = (summed.detach() - reference).double().cpu()
         penalized = rewards.double().cpu() - config.kl_coef * logratio
         if config.algorithm == "rloo":

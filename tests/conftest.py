@@ -121,3 +121,74 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+"""A chat template for the test tokenizer: ``<|role|>content<|end|>`` per message, ``<|assistant|>`` to generate."""
+CHAT_SPECIAL_TOKENS = ("<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+
+
+def chat_tokenizer():
+    """A byte-level BPE tokenizer (GPT-2's scheme: any text encodes) trained on a few hundred reviews of the
+    built-in grammar, with role tokens and :data:`CHAT_TEMPLATE`, as a user's model folder would carry one.
+    ``<|endoftext|>`` is BOS, EOS and padding, as in GPT-2."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from llm.builtin_model import ReviewGrammar
+
+    texts = [text for text, _ in ReviewGrammar().reviews(300, seed=0)]
+    texts += ["A=[0, 1, 2] B=[] C=[] Move: A->C", "Room 3. Doors: 1, 4. Go to room 4."]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(CHAT_SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>",
+                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=1024)
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def tiny_config(architecture: str, tokenizer):
+    """A random-init config of ``architecture`` (gpt2, llama, qwen2): 2 layers, hidden 32, vocabulary 512."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config
+
+    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id}
+    if architecture == "gpt2":
+        return GPT2Config(vocab_size=512, n_positions=1024, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
+                          embd_pdrop=0.0, attn_pdrop=0.0, **special)
+    if architecture == "llama":
+        return LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, **special)
+    if architecture == "qwen2":
+        return Qwen2Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                           tie_word_embeddings=True, **special)
+    raise ValueError(architecture)
+
+
+ARCHITECTURES = ("gpt2", "llama", "qwen2")
+
+
+@pytest.fixture(scope="session")
+def hf_model_paths(tmp_path_factory) -> dict[str, Path]:
+    """Random-init GPT-2, Llama and Qwen2 causal LMs (2 layers, hidden 32) with a chat-template tokenizer, each
+    written once per session with ``save_pretrained`` (a user's local model folder)."""
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("hf_models")
+    tokenizer = chat_tokenizer()
+    paths = {}
+    for seed, architecture in enumerate(ARCHITECTURES):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(tiny_config(architecture, tokenizer), dtype=torch.float32)
+        folder = root / architecture
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        paths[architecture] = folder
+    return paths

@@ -79,14 +79,15 @@ def test_dpo_step_decreases_the_loss_on_a_fixed_batch(policy_and_tokenizer):
 
 
 class ReferenceForwardCounter:
-    """Counts forward passes of the base transformer made while the LoRA adapter is disabled."""
+    """Counts forward passes of the transformer body made while the LoRA adapter is disabled (the log-prob pass
+    runs the body, then the LM head on the completion positions only)."""
 
     def __init__(self, policy) -> None:
         from peft.tuners.lora import LoraLayer
 
         self.layer = next(m for m in policy.modules() if isinstance(m, LoraLayer))
         self.count = 0
-        policy.get_base_model().register_forward_pre_hook(self._hook)
+        policy.get_base_model().get_decoder().register_forward_pre_hook(self._hook)
 
     def _hook(self, module, args) -> None:
         if self.layer.disable_adapters:

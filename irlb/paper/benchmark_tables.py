@@ -98,8 +98,8 @@ def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 # benchmarks/results/dpo_vs_trl.json
 
 # Short macro keys for the benchmark's models (the file's keys have digits, which macro names spell out).
-_DPO_MODELS = {"builtin": "builtin", "gpt2_v2000": "wide vocab"}
-_DPO_SIDES = ("ours", "ours_models_py", "trl", "trl_precompute")
+_DPO_MODELS = {"builtin": "builtin", "llama_20m": "llama", "gpt2_v2000": "wide vocab"}
+_DPO_SIDES = ("ours", "trl", "trl_precompute")
 
 
 def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
@@ -127,7 +127,9 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
         result = data["results"][model][f"threads_{threads[0]}"]
         macros.number(["dpo", key, "vocab"], int(setup["embedding_rows"]))
         macros.number(["dpo", key, "trainable"], int(setup["trainable_parameters"]))
-        for side in _DPO_SIDES:
+        if "parameters" in setup:
+            macros.number(["dpo", key, "parameters"], int(setup["parameters"]))
+        for side in (s for s in _DPO_SIDES if s in result):
             macros.number(["dpo", key, side, "steps per second"], float(result[side]["steps_per_second_median"]))
             identical = identical and bool(result[side]["runs_identical_losses"])
             if side != "trl":
@@ -136,8 +138,9 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
             ours, theirs = pair.split("/")
             macros.number(["dpo", key, ours, "over", theirs], float(ratio))
             ratios.setdefault(pair, []).append(float(ratio))
-        if "builtin_build" in setup:
-            macros.number(["dpo builtin parameters"], int(setup["builtin_build"]["num_parameters"]))
+        for pair, ratio in result.get("cpu_time_ratios", {}).items():
+            ours, theirs = pair.split("/")
+            macros.number(["dpo", key, ours, "over", theirs, "cpu time"], float(ratio))
     first = data["setup"][next(iter(data["setup"]))]
     macros.number(["dpo pairs"], int(first["pairs"]))
     macros.number(["dpo beta"], float(first["beta"]))

@@ -86,7 +86,10 @@ SEARCH_REWARDS = ("true", "sparse", "learned", "pref_learned", "pref_scalar")
 class AgenticRewardLearningConfig(ExperimentConfig):
     """Settings of the agentic reward-learning experiment (protocol: the module docstring)."""
 
-    model: Literal["builtin", "builtin-tiny"]  # the built-in recipe (or its tiny test version) with agentic text
+    model: str  # "builtin" / "builtin-tiny": the built-in recipe (or its tiny test version) with agentic text; or
+    # a local folder of any Hugging Face causal LM (its tokenizer must encode the environments' text)
+    device: str  # "auto": cuda when a GPU is visible, else cpu
+    dtype: Literal["auto", "float32", "bfloat16"]  # "auto": bfloat16 on a GPU that has it, else float32
     agentic_repeats: int  # copies of each (prompt, legal move) document in the built-in model's corpus
     envs: tuple[Literal["hanoi-3", "steppath"], ...]
     seeds: int  # seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling
@@ -118,6 +121,7 @@ class AgenticRewardLearningConfig(ExperimentConfig):
 
 
 _COMMON: dict[str, Any] = {
+    "device": "auto", "dtype": "auto",
     "envs": list(ENVS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05, "max_new_tokens": 4,
     "temperature": 1.0, "discount": 0.9, "initial_scales": [0.0] * 5, "with_true_reward": True,
     "with_preferences": True, "preference_l2": 0.01, "dpo_loss": "sigmoid", "dpo_beta": 0.1, "search_expansions": 50,
@@ -176,7 +180,9 @@ class _Run:
 
     def solver(self, updates: int, seed: int) -> LoRAInnerSolver:
         """A fresh adapter (initialised from ``seed``; ``B = 0``, so it starts as the base model)."""
-        model, tokenizer = load_causal_lm(self.model_path)
+        settings = self.settings
+        model, tokenizer = load_causal_lm(self.model_path, None if settings["device"] == "auto" else settings["device"],
+                                          None if settings["dtype"] == "auto" else settings["dtype"])
         return LoRAInnerSolver(with_lora(model, self.lora, seed=seed), tokenizer, self.env,
                                _inner_config(self.settings, updates, seed), export=self.export)
 
@@ -387,12 +393,20 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     results_dir = Path(results_dir)
     started = time.perf_counter()
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
-    recipe = agentic_recipe(settings["model"], settings["agentic_repeats"])
-    model_path = build_builtin_model(recipe, progress=False)
-    info = read_build_info(model_path)
-    record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
-                       "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
-                       "load_seconds": time.perf_counter() - started}
+    if settings["model"] in ("builtin", "builtin-tiny"):
+        recipe = agentic_recipe(settings["model"], settings["agentic_repeats"])
+        model_path = build_builtin_model(recipe, progress=False)
+        info = read_build_info(model_path)
+        record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
+                           "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
+                           "load_seconds": time.perf_counter() - started}
+    else:  # the user's model: a local folder that load_causal_lm reads
+        model_path = Path(settings["model"]).expanduser()
+        if not (model_path / "config.json").is_file():
+            raise ValidationError(f"model: expected 'builtin', 'builtin-tiny' or a local model folder with a "
+                                  f"config.json, got {settings['model']!r}")
+        record["model"] = {"name": settings["model"], "path": str(model_path.resolve()),
+                           "load_seconds": time.perf_counter() - started}
     conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings["with_true_reward"] else [])
     conditions += list(PREFERENCE_CONDITIONS) if settings["with_preferences"] else []
     seeds = [seed + i for i in range(settings["seeds"])]

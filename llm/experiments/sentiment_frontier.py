@@ -214,6 +214,8 @@ def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple
     lora = (LoraSettings(r=settings["rm_lora_r"], alpha=2.0 * settings["rm_lora_r"])
             if settings["rm_lora_r"] > 0 else None)
     seed = int(settings.get("seed", 0))
+    if context.model_path is None:
+        raise ValidationError("model_path: a reward model's backbone loads from the base model's folder; none given")
     model = backbone_reward_model(context.model_path, names, "fixed" if multi else None, options, lora=lora,
                                   seed=seed)
     per_pair = ({"aspect_labels": aspect_labels_from_rewards(pairs.chosen_aspects, pairs.rejected_aspects)}

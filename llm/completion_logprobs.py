@@ -1,0 +1,323 @@
+"""Completion log-probabilities ``log π(y|x)`` of any Hugging Face causal LM, computed where they are needed only.
+
+This is the log-prob pass of every training loop (:mod:`llm.training`: all catalog losses, paired, unpaired and
+episode pairs, the reference precompute, RLOO). For ``N`` completions ``y_i`` of prompts ``x_i`` it returns
+``log π(y_i|x_i) = Σ_t log π(y_it | x_i, y_i<t)`` ``[N]`` and the token counts ``|y_i|`` ``[N]``. What makes it
+fast, each piece exact (equal to the plain full-logits computation to float32 round-off;
+``tests/test_llm_architectures.py`` checks GPT-2, Llama and Qwen2, bare and through peft):
+
+* **A shared prompt once** (:class:`PackedCompletions`): completions of one prompt (DPO's chosen and rejected,
+  RLOO's samples) share a row ``x y_1 y_2``: the position ids restart after the prompt for every completion
+  (``x``: ``0..|x|−1``, each ``y_j``: ``|x|..|x|+|y_j|−1``) and a ``[R, 1, W, W]`` attention mask lets every
+  completion token attend to the prompt and to its own earlier tokens only, so ``y_j`` sees exactly the context
+  ``x``, as in a row of its own, while the prompt's tokens go through the model once instead of once per
+  completion (prefix sharing; Wang et al. 2024, "Accelerating Direct Preference Optimization with Prefix
+  Sharing"). Rows hold at most ``completions_per_row`` completions (default 2: the extra attention of longer rows
+  grows with their square). Used with SDPA and eager attention (the mask's two formats); other attention
+  implementations get one completion per row.
+* **No padding mask for rows of one sequence**: causal attention never lets a real token see the right padding
+  that follows it, and such rows' position ids are ``0..T−1`` anyway, so the body runs with an all-ones mask
+  (transformers then builds no ``[B, 1, T, T]`` mask and SDPA takes its causal fast path).
+* **The LM head only where it matters**: the transformer body (``get_decoder()``, with the LoRA layers peft
+  injected into it) gives hidden states ``h [R, W, D]``; the ``M`` of them that predict a completion token are
+  gathered into ``[M, D]`` *before* the LM head (``get_output_embeddings()``), so the head's product, the float32
+  logits and the log-softmax are ``[M, V]`` instead of ``[R, W, V]``. Models whose logits are not just
+  ``head(h)`` (a logit scale or soft-cap in the config, e.g. Gemma 2's ``final_logit_softcapping``) or that expose
+  no separate body and head take the full forward and gather its logits at the same ``M`` positions.
+* ``log π(y_t | ·) = −cross_entropy(logits, y_t)`` per token (one fused log-softmax-and-pick kernel whose backward
+  is ``softmax − one_hot``), in float32 whatever the model's dtype; per completion one ``index_add``;
+  ``use_cache=False`` (no key/value cache for a scoring pass).
+
+:func:`fuse_activations` swaps GPT-2's tanh-GELU, written as eight elementwise torch ops, for the same function
+in one fused kernel (``nn.GELU(approximate="tanh")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from irl_bilevel.validation import ValidationError
+
+# Config fields of architectures whose forward transforms the head's output; their log-probs take the full forward.
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale",
+                    "lm_head_multiplier")
+# transformers' Python-level tanh-GELUs (``0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))``, several kernels each).
+TANH_GELU_CLASSES = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUActivation")
+# Attention implementations that take a custom 4D mask (prompt sharing needs one).
+MASKED_ATTENTION = ("sdpa", "eager")
+COMPLETIONS_PER_ROW = 2
+
+
+# ---------------------------------------------------------------------- where the completion tokens are
+@dataclass(frozen=True)
+class CompletionPositions:
+    """The ``M`` completion tokens of a batch of rows.
+
+    ``rows [M]`` and ``columns [M]``: the position ``(row, t)`` whose hidden state predicts the token;
+    ``targets [M]``: the token; ``sequences [M]``: the completion it belongs to (``0..num_sequences−1``).
+    """
+
+    rows: torch.Tensor
+    columns: torch.Tensor
+    targets: torch.Tensor
+    sequences: torch.Tensor
+    num_sequences: int
+
+    @classmethod
+    def of(cls, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> CompletionPositions:
+        """Rows of one sequence each: token ``t + 1`` of row ``b`` is a completion token where
+        ``completion_mask[b, t + 1]``; it is predicted at ``(b, t)``."""
+        predicts = completion_mask[:, 1:].bool()
+        rows, columns = predicts.nonzero(as_tuple=True)
+        return cls(rows, columns, input_ids[:, 1:][predicts], rows, int(input_ids.shape[0]))
+
+    def to(self, device: torch.device | str) -> CompletionPositions:
+        return CompletionPositions(self.rows.to(device), self.columns.to(device), self.targets.to(device),
+                                   self.sequences.to(device), self.num_sequences)
+
+    def per_sequence(self, values: torch.Tensor) -> torch.Tensor:
+        """``[num_sequences]``: the sum of ``values [M]`` over each completion's tokens."""
+        return values.new_zeros(self.num_sequences).index_add(0, self.sequences, values)
+
+    def counts(self) -> torch.Tensor:
+        """``[num_sequences]``: tokens per completion (float32)."""
+        ones = torch.ones(self.sequences.shape[0], dtype=torch.float32, device=self.sequences.device)
+        return self.per_sequence(ones)
+
+    def per_token(self, values: torch.Tensor, width: int) -> torch.Tensor:
+        """``[rows, width]`` (rows of one sequence each): ``values [M]`` at their positions ``(row, t)``."""
+        return values.new_zeros(self.num_sequences, width).index_put((self.rows, self.columns), values)
+
+
+# ---------------------------------------------------------------------- packing with shared prompts
+@dataclass(frozen=True)
+class PackedCompletions:
+    """``N`` completions in ``R`` right-padded rows of width ``W`` (see the module docstring).
+
+    ``input_ids [R, W]``; ``position_ids [R, W]``; ``segments [R, W]``: 0 on the prompt, ``j >= 1`` on the row's
+    ``j``-th completion, −1 on padding; ``positions``: the completion tokens, ``sequences`` indexing the ``N``
+    completions in the caller's order; ``shared``: some row holds more than one completion (the rows then need
+    the mask of :meth:`attention_mask`, otherwise none).
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    segments: torch.Tensor
+    positions: CompletionPositions
+    shared: bool
+
+    @classmethod
+    def of(cls, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_token_id: int,
+           completions_per_row: int = COMPLETIONS_PER_ROW) -> PackedCompletions:
+        """Pack completion ``i`` of prompt ``i``; completions with equal prompts (token for token) share rows,
+        ``completions_per_row`` at most, in order of first appearance. Empty prompts or completions are a
+        :class:`ValidationError`."""
+        if len(prompt_ids) != len(completion_ids) or not prompt_ids:
+            raise ValidationError(f"completion_ids: expected one completion per prompt (at least one), got "
+                                  f"{len(prompt_ids)} prompts and {len(completion_ids)} completions")
+        if completions_per_row < 1:
+            raise ValidationError(f"completions_per_row: expected a positive integer, got {completions_per_row}")
+        layout: list[tuple[Sequence[int], list[int]]] = []  # (prompt, completion indices) per row
+        open_row: dict[tuple[int, ...], int] = {}
+        for index, (prompt, completion) in enumerate(zip(prompt_ids, completion_ids)):
+            if len(prompt) == 0:
+                raise ValidationError(f"prompt_ids: prompt {index} is empty; a causal LM needs at least one token "
+                                      f"(e.g. BOS) to predict the first completion token from")
+            if len(completion) == 0:
+                raise ValidationError(f"completion_ids: completion {index} is empty; expected at least one token")
+            key = tuple(prompt)
+            row = open_row.get(key)
+            if row is None or len(layout[row][1]) >= completions_per_row:
+                open_row[key] = len(layout)
+                layout.append((prompt, [index]))
+            else:
+                layout[row][1].append(index)
+        widths = [len(p) + sum(len(completion_ids[i]) for i in members) for p, members in layout]
+        width = max(widths)
+        ids: list[int] = []
+        position_ids: list[int] = []
+        segments: list[int] = []
+        rows: list[int] = []
+        columns: list[int] = []
+        targets: list[int] = []
+        sequences: list[int] = []
+        for row, ((prompt, members), used) in enumerate(zip(layout, widths)):
+            size = len(prompt)
+            ids += prompt
+            position_ids += range(size)
+            segments += [0] * size
+            start = size
+            for j, index in enumerate(members, 1):
+                completion = completion_ids[index]
+                length = len(completion)
+                ids += completion
+                position_ids += range(size, size + length)
+                segments += [j] * length
+                # token 0 is predicted by the prompt's last position, token k > 0 by the completion's token k − 1
+                rows += [row] * length
+                columns += [size - 1, *range(start, start + length - 1)]
+                targets += completion
+                sequences += [index] * length
+                start += length
+            padding = width - used
+            ids += [pad_token_id] * padding
+            position_ids += [0] * padding  # padding is never read; 0 stays inside any position table
+            segments += [-1] * padding
+        shape = (len(layout), width)
+        return cls(torch.tensor(ids).reshape(shape), torch.tensor(position_ids).reshape(shape),
+                   torch.tensor(segments).reshape(shape),
+                   CompletionPositions(torch.tensor(rows), torch.tensor(columns), torch.tensor(targets),
+                                       torch.tensor(sequences), len(prompt_ids)),
+                   any(len(members) > 1 for _, members in layout))
+
+    def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+        """``[R, 1, W, W]``: query ``q`` may attend to key ``k <= q`` of the prompt or of its own segment (padding
+        queries attend to the prompt and to padding, so that no row of the softmax is empty). SDPA takes it as
+        booleans (True: attend), eager attention as an additive float mask (0 or the dtype's minimum)."""
+        width = self.segments.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.segments.device).tril()
+        same = self.segments[:, :, None] == self.segments[:, None, :]
+        allowed = (causal & (same | (self.segments == 0)[:, None, :]))[:, None]
+        if implementation == "sdpa":
+            return allowed
+        blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+        return blocked.masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def to(self, device: torch.device | str) -> PackedCompletions:
+        return PackedCompletions(self.input_ids.to(device), self.position_ids.to(device), self.segments.to(device),
+                                 self.positions.to(device), self.shared)
+
+
+# ---------------------------------------------------------------------- the model's parts
+def unwrapped(model) -> nn.Module:
+    """The transformers model inside a peft wrapper (its LoRA layers are injected in place), else ``model``."""
+    return model.get_base_model() if hasattr(model, "get_base_model") and hasattr(model, "peft_config") else model
+
+
+def body_and_head(model) -> tuple[nn.Module, nn.Module] | None:
+    """``(body, head)`` of a causal LM whose logits are ``head(body(ids).last_hidden_state)``, else None.
+
+    ``body``: ``get_decoder()`` (GPT-2's ``transformer``, Llama's and Qwen2's ``model``); ``head``:
+    ``get_output_embeddings()`` (``lm_head``). None when either is missing or the config names a logit transform
+    (:data:`LOGIT_TRANSFORMS`).
+    """
+    inner = unwrapped(model)
+    config = getattr(inner, "config", None)
+    for name in LOGIT_TRANSFORMS:
+        value = getattr(config, name, None)
+        if value is not None and value is not False and value != 1:
+            return None
+    get_decoder = getattr(inner, "get_decoder", None)
+    get_head = getattr(inner, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    try:
+        body, head = get_decoder(), get_head()
+    except (AttributeError, NotImplementedError):
+        return None
+    if body is None or head is None or body is inner:
+        return None
+    return body, head
+
+
+def attention_implementation(model) -> str:
+    config = getattr(unwrapped(model), "config", None)
+    return str(getattr(config, "_attn_implementation", None) or "eager")
+
+
+def module_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def model_dtype(model) -> torch.dtype:
+    """The dtype of the model's floating parameters that are not trainable (the base weights)."""
+    for parameter in model.parameters():
+        if parameter.is_floating_point() and not parameter.requires_grad:
+            return parameter.dtype
+    return next(model.parameters()).dtype
+
+
+# ---------------------------------------------------------------------- log-probs
+def token_logprobs_at(model, inputs: dict[str, Any], positions: CompletionPositions) -> torch.Tensor:
+    """``[M]``: ``log π`` of each of ``positions``' targets under the model run on ``inputs`` (float32; gradients
+    flow to trainable parameters)."""
+    parts = body_and_head(model)
+    if parts is None:
+        logits = model(**inputs).logits[positions.rows, positions.columns]
+    else:
+        body, head = parts
+        hidden = body(**inputs).last_hidden_state
+        logits = head(hidden[positions.rows, positions.columns])
+    return -nn.functional.cross_entropy(logits.float(), positions.targets, reduction="none")
+
+
+def is_right_padded(attention_mask: torch.Tensor) -> bool:
+    """Every row is ones followed by zeros (and starts with a one)."""
+    mask = attention_mask.bool()
+    return bool(mask[:, 0].all()) and bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def padded_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, Any]:
+    """Model inputs of rows of one sequence each: right padding runs unmasked (module docstring), other padding
+    with the mask and position ids ``cumsum(mask) − 1``."""
+    if is_right_padded(attention_mask):
+        # An all-ones mask rather than None: transformers skips it just the same and does not warn that padding
+        # tokens go unmasked.
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "use_cache": False}
+    positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": positions, "use_cache": False}
+
+
+def packed_inputs(model, packed: PackedCompletions) -> dict[str, Any]:
+    if not packed.shared:
+        return {"input_ids": packed.input_ids, "attention_mask": torch.ones_like(packed.input_ids),
+                "use_cache": False}
+    mask = packed.attention_mask(attention_implementation(model), model_dtype(model))
+    return {"input_ids": packed.input_ids, "attention_mask": mask, "position_ids": packed.position_ids,
+            "use_cache": False}
+
+
+def completion_logprobs(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                        pad_token_id: int, chunk_size: int | None = None,
+                        completions_per_row: int = COMPLETIONS_PER_ROW) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log π(y_i|x_i) [N], |y_i| [N])`` of completion ``i`` of prompt ``i`` (token lists), float32.
+
+    Completions of equal prompts share rows (:class:`PackedCompletions`) where the model's attention takes a
+    custom mask; ``chunk_size``: completions per forward pass (None: all at once). Gradients flow to the
+    trainable parameters unless the caller disables them (reference passes: ``torch.no_grad()`` within
+    :func:`llm.models.reference_mode`).
+    """
+    prompts, completions = list(prompt_ids), list(completion_ids)
+    per_row = completions_per_row if attention_implementation(model) in MASKED_ATTENTION else 1
+    size = len(prompts)
+    step = chunk_size or max(size, 1)
+    device = module_device(model)
+    sums, counts = [], []
+    for start in range(0, size, step):
+        packed = PackedCompletions.of(prompts[start:start + step], completions[start:start + step], pad_token_id,
+                                      per_row).to(device)
+        tokens = token_logprobs_at(model, packed_inputs(model, packed), packed.positions)
+        sums.append(packed.positions.per_sequence(tokens))
+        counts.append(packed.positions.counts())
+    if len(sums) == 1:
+        return sums[0], counts[0]
+    return torch.cat(sums), torch.cat(counts)
+
+
+def fuse_activations(model) -> int:
+    """Replace transformers' Python tanh-GELUs (:data:`TANH_GELU_CLASSES`: GPT-2's ``gelu_new``, eight elementwise
+    ops with their own passes and saved tensors) by ``nn.GELU(approximate="tanh")``: the same function in one
+    kernel, equal to float32 round-off. Idempotent; returns how many modules were replaced."""
+    inner = unwrapped(model)
+    replaced = 0
+    for name, module in list(inner.named_modules()):
+        if type(module).__name__ in TANH_GELU_CLASSES and "." in name:
+            parent, attribute = name.rsplit(".", 1)
+            setattr(inner.get_submodule(parent), attribute, nn.GELU(approximate="tanh"))
+            replaced += 1
+    return replaced

@@ -1,0 +1,48 @@
+"""The DPO-vs-TRL benchmark script and its GPU check, run small on the CPU: the library side in-process (fast), and
+the whole `benchmarks/gpu_check.sh` with DEVICE=cpu on the tiny Llama (slow; needs trl from `make baselines`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import load_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_library_side_trains_the_benchmark_pairs_and_clocks_every_step(tmp_path):
+    benchmark = load_benchmark("dpo_vs_trl")
+    args = argparse.Namespace(pairs=4, prompt_words=5, completion_words=(3, 6), device="cpu", dtype="float32")
+    setup = benchmark.prepare(tmp_path, "llama_tiny", args)
+    assert setup["pairs"] == 4 and setup["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    rows = json.loads((tmp_path / "token_ids.json").read_text())
+    assert all(row["chosen_ids"][-1] == row["rejected_ids"][-1] for row in rows)  # EOS ends every completion
+    record = benchmark.run_ours(tmp_path, 3, "cpu", "float32")
+    assert record["losses"][0] == pytest.approx(math.log(2), abs=1e-6)  # fresh adapter: the policy is the reference
+    assert record["losses"][-1] < record["losses"][0]
+    assert len(record["step_ends"]) == 3 and record["step_ends"] == sorted(record["step_ends"])
+    runs = {side: {"runs": [{"steps_per_second": rate, "cpu_seconds_per_step": 1 / rate, "losses": [0.69, 0.6]}]}
+            for side, rate in (("ours", 30.0), ("trl", 10.0), ("trl_precompute", 15.0))}
+    summary = benchmark.summarize({(side, 1): record for side, record in runs.items()}, parity_steps=2)
+    assert summary["threads_1"]["ratios"] == {"ours/trl": 3.0, "ours/trl_precompute": 2.0}
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    pytest.importorskip("trl")
+    out = tmp_path / "dry.json"
+    env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "MODELS": "llama_tiny", "STEPS": "2", "WARMUP": "1",
+           "REPEATS": "1", "THREADS": "1", "PAIRS": "4", "PROMPT_WORDS": "8", "COMPLETION_WORDS": "4,8",
+           "OUT": str(out)}
+    subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, check=True, cwd=ROOT)
+    result = json.loads(out.read_text())
+    block = result["results"]["llama_tiny"]["threads_1"]
+    assert set(block["ratios"]) == {"ours/trl", "ours/trl_precompute"}
+    assert block["ours"]["max_abs_loss_diff_vs_trl"] < 1e-5  # float32: the same losses as TRL's
+    assert block["trl_precompute"]["same_token_ids_as_ours"]

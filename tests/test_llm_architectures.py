@@ -1,0 +1,160 @@
+"""The library's log-prob pass on real Hugging Face architectures (random-init GPT-2, Llama, Qwen2 from local folders):
+the fast path (body once, LM head on completion positions only, shared prompts, no padding mask) against the plain
+full-logits computation one unpadded sequence at a time, bare and through peft, in values and in gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import ARCHITECTURES
+
+from irl_bilevel.losses import preference_loss
+from llm.completion_logprobs import PackedCompletions, body_and_head, completion_logprobs
+from llm.models import (
+    LoraSettings,
+    collate_completions,
+    load_causal_lm,
+    preference_batch,
+    reference_mode,
+    sequence_logprobs,
+    with_lora,
+)
+
+PROMPTS = ["the film was", "i watched this movie last night .", "the plot was", "the film was"]
+COMPLETIONS = [" great and fun .", " i loved every minute .", " boring .", " awful , and the ending was dull ."]
+
+
+def token_lists(tokenizer, prompts=PROMPTS, completions=COMPLETIONS):
+    prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
+    completion_ids = [tokenizer(c)["input_ids"] + [tokenizer.eos_token_id] for c in completions]
+    return prompt_ids, completion_ids
+
+
+def plain_logprobs(model, prompt_ids, completion_ids) -> torch.Tensor:
+    """Ground truth: each ``prompt + completion`` alone (no padding, no mask), full logits, log-softmax, summed
+    over the completion's tokens."""
+    sums = []
+    for prompt, completion in zip(prompt_ids, completion_ids):
+        ids = torch.tensor([prompt + completion])
+        logits = model(input_ids=ids).logits[0, :-1].float()
+        logps = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None]).squeeze(1)
+        sums.append(logps[len(prompt) - 1:].sum())
+    return torch.stack(sums)
+
+
+def trained_lora(model, seed: int = 0):
+    """A LoRA adapter with random ``B`` as well (a fresh adapter, ``B = 0``, would not test the LoRA path)."""
+    policy = with_lora(model, LoraSettings(r=4, alpha=8.0), seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in policy.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return policy
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_fast_logprobs_equal_full_logits_bare_and_through_peft(hf_model_paths, architecture):
+    model, tokenizer = load_causal_lm(hf_model_paths[architecture], device="cpu", dtype="float32")
+    assert body_and_head(model) is not None  # the fast path applies: body and head are separate modules
+    prompt_ids, completion_ids = token_lists(tokenizer)
+    with torch.no_grad():
+        expected = plain_logprobs(model, prompt_ids, completion_ids)
+        shared, counts = completion_logprobs(model, prompt_ids, completion_ids, tokenizer.pad_token_id)
+        unshared, _ = completion_logprobs(model, prompt_ids, completion_ids, tokenizer.pad_token_id,
+                                          completions_per_row=1)
+    assert PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id).shared  # prompts 0 and 3 share
+    torch.testing.assert_close(shared, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(unshared, expected, rtol=1e-6, atol=1e-5)
+    assert counts.tolist() == [float(len(c)) for c in completion_ids]
+    assert expected.abs().min() > 1.0  # the values are not trivially close
+
+    policy = trained_lora(model)
+    with torch.no_grad():
+        adapted = plain_logprobs(policy, prompt_ids, completion_ids)
+        fast, _ = completion_logprobs(policy, prompt_ids, completion_ids, tokenizer.pad_token_id)
+        with reference_mode(policy):
+            reference, _ = completion_logprobs(policy, prompt_ids, completion_ids, tokenizer.pad_token_id)
+    torch.testing.assert_close(fast, adapted, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(reference, expected, rtol=1e-6, atol=1e-5)  # adapter disabled: the base model
+    assert (adapted - expected).abs().max() > 1e-2  # the adapter changes the log-probs
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_dpo_gradient_of_the_fast_path_equals_the_plain_one(hf_model_paths, architecture):
+    model, tokenizer = load_causal_lm(hf_model_paths[architecture], device="cpu", dtype="float32")
+    policy = trained_lora(model, seed=1)
+    prompt_ids, completion_ids = token_lists(tokenizer)
+    chosen, rejected = completion_ids[:2], completion_ids[2:]
+    prompts = prompt_ids[:2]
+    with torch.no_grad(), reference_mode(policy):
+        reference = plain_logprobs(policy, prompts + prompts, chosen + rejected)
+    gradients = []
+    for fast in (True, False):
+        policy.zero_grad(set_to_none=True)
+        if fast:
+            batch = preference_batch(policy, prompts, chosen, rejected, tokenizer.pad_token_id,
+                                     reference=(reference[:2], reference[2:]))
+            logps = torch.cat([batch.policy_chosen_logps, batch.policy_rejected_logps])
+        else:
+            logps = plain_logprobs(policy, prompts + prompts, chosen + rejected)
+        from irl_bilevel.losses import PreferenceBatch
+
+        loss = preference_loss("sigmoid", PreferenceBatch(logps[:2], logps[2:], reference[:2], reference[2:]),
+                               0.1).loss
+        loss.backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in policy.parameters() if p.requires_grad]))
+    assert gradients[1].abs().max() > 1e-4
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_eager_attention_takes_the_shared_prompt_mask_as_an_additive_one(hf_model_paths, architecture):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = load_causal_lm(hf_model_paths[architecture], device="cpu", dtype="float32")
+    eager = AutoModelForCausalLM.from_pretrained(hf_model_paths[architecture], attn_implementation="eager",
+                                                 dtype=torch.float32)
+    prompt_ids, completion_ids = token_lists(tokenizer)
+    with torch.no_grad():
+        expected = plain_logprobs(model, prompt_ids, completion_ids)
+        got, _ = completion_logprobs(eager, prompt_ids, completion_ids, tokenizer.pad_token_id)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_sequence_logprobs_take_left_padding_with_the_mask(hf_model_paths):
+    model, tokenizer = load_causal_lm(hf_model_paths["llama"], device="cpu", dtype="float32")
+    prompt_ids, completion_ids = token_lists(tokenizer)
+    right = collate_completions(prompt_ids, completion_ids, tokenizer.pad_token_id)
+    lengths = right.attention_mask.sum(dim=1)
+    width = right.input_ids.shape[1]
+    left_ids, left_mask, left_completion = (torch.zeros_like(t) for t in
+                                            (right.input_ids, right.attention_mask, right.completion_mask))
+    for row, length in enumerate(lengths.tolist()):
+        left_ids[row, width - length:] = right.input_ids[row, :length]
+        left_mask[row, width - length:] = 1
+        left_completion[row, width - length:] = right.completion_mask[row, :length]
+    with torch.no_grad():
+        expected = plain_logprobs(model, prompt_ids, completion_ids)
+        per_token, summed, counts = sequence_logprobs(model, left_ids, left_mask, left_completion)
+    torch.testing.assert_close(summed, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(per_token.sum(dim=1), summed)
+    assert counts.tolist() == [float(len(c)) for c in completion_ids]
+
+
+def test_packing_restarts_positions_and_masks_the_other_completion():
+    packed = PackedCompletions.of([[5, 6], [7], [5, 6]], [[1, 2, 3], [4], [8, 9]], pad_token_id=0)
+    assert packed.shared and packed.input_ids.tolist() == [[5, 6, 1, 2, 3, 8, 9], [7, 4, 0, 0, 0, 0, 0]]
+    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 4, 2, 3]  # the second completion restarts at |x|
+    positions = packed.positions
+    assert positions.rows.tolist() == [0, 0, 0, 0, 0, 1]
+    assert positions.columns.tolist() == [1, 2, 3, 1, 5, 0]  # 8 is predicted by the prompt's last token
+    assert positions.targets.tolist() == [1, 2, 3, 8, 9, 4]
+    assert positions.sequences.tolist() == [0, 0, 0, 2, 2, 1]
+    mask = packed.attention_mask("sdpa", torch.float32)[0, 0]
+    assert mask[5].tolist() == [True, True, False, False, False, True, False]  # 8 sees the prompt and itself
+    assert mask[6].tolist() == [True, True, False, False, False, True, True]
+    additive = packed.attention_mask("eager", torch.float32)[0, 0]
+    assert additive[5, 0] == 0 and additive[5, 2] == torch.finfo(torch.float32).min
+    unshared = PackedCompletions.of([[5], [7]], [[1], [2]], pad_token_id=0)
+    assert not unshared.shared
