@@ -719,4 +719,5 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "sentiment_frontier": sentiment_frontier,
     "preference_noise": preference_noise,
     "seeds_feedback_consistency": seed_sweep,
+    "seeds_reward_recovery": seed_sweep,
 }
