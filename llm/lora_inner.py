@@ -184,7 +184,9 @@ class LoRAInnerSolver:
     def rollout(self, starts: list[int], seed: int) -> list[TextEpisode]:
         """One episode from each start index (in order), all in lockstep; sampling seeded by ``seed`` and the step."""
         envs = [copy.copy(self.env) for _ in starts]
-        observations, records, tokens = [], [], []
+        observations: list[str] = []
+        records: list[EpisodeRecord] = []
+        tokens: list[tuple[list[list[int]], list[list[int]]]] = []  # (prompt ids, completion ids) per step
         for env, start in zip(envs, starts):
             observation, info = env.reset(options={"start": start})
             observations.append(observation)

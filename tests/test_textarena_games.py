@@ -197,3 +197,24 @@ def test_export_and_search_run_on_the_adapted_games(games, name):
     for start in game.starts[:4]:
         found = reward_guided_search(game, start, game.true_step_reward, max_expansions=2_000)
         assert found.found and len(found.plan) == game.distance_to_goal(start)
+
+
+def test_the_recipe_takes_n_documents_per_environment_and_old_recipes_keep_their_key():
+    from llm.builtin_model import BuiltinRecipe
+
+    recipe = BuiltinRecipe.tiny(agentic_envs=("hanoi-3", "ta-lightsout"), n_positions=96, agentic_documents_per_env=100)
+    documents = recipe.agentic_documents()
+    hanoi = [d for d in documents if d.startswith("Tower of Hanoi. Move")]
+    lights = [d for d in documents if d.startswith("Lights Out")]
+    assert len(documents) == 200 and len(hanoi) == 100 and len(lights) == 100
+    assert len(set(hanoi)) == 76 and len(set(lights)) == 100  # Hanoi's 76 cycled; 100 of Lights Out's 4,599
+    assert recipe.agentic_documents() == documents  # seeded
+    assert "agentic_documents_per_env" in recipe.as_dict()
+    # Without the field a recipe's dictionary, hence its cache key and its document order, is what it was.
+    old = BuiltinRecipe(agentic_envs=("hanoi-3", "steppath"), agentic_repeats=20, n_positions=96)
+    assert "agentic_documents_per_env" not in old.as_dict() and old.key() == "600614b532053a67"
+    # Every TextArena game's documents fit the agentic context (96) whole.
+    for name in TEXTARENA_GAMES:
+        longest = max(len(d.split()) + 2 for d in BuiltinRecipe.tiny(agentic_envs=(name,), n_positions=96,
+                                                                      agentic_documents_per_env=50).agentic_documents())
+        assert longest <= 96
