@@ -7,7 +7,9 @@ check of each learned structured reward against the sparse one in the title (met
 budget: training success of the fresh adapters per RLOO update (IQM over seeds, band = 95% CI) for the learned, sparse
 and true rewards; (c) reward identifiability: the aspect scales learned by MaxEnt IRL and from preferences (points:
 seeds) next to the true weights, with the EPIC distance of each learned reward to the true one; (d) reward-guided
-best-first search (no LM) with each reward: starts solved within the move cap.
+best-first search (no LM) with each reward: starts solved within the move cap; (e) capacity: the loss of the fresh
+adapters fine-tuned on each reward's search plans per step (IQM over seeds; −log π of a plan's action, summed over
+its tokens): where it stays high the model does not fit the plans it is shown.
 """
 
 from __future__ import annotations
@@ -43,18 +45,25 @@ def _success(ax: plt.Axes, entry: dict[str, Any], conditions: list[str], env: st
     summary = entry["summary"]
     for x, condition in enumerate(conditions):
         ci = summary[condition]["success_iqm"]
-        ax.bar(x, ci["iqm"], color=COLOURS[condition], alpha=0.8,
-               yerr=[[ci["iqm"] - ci["low"]], [ci["high"] - ci["iqm"]]], capsize=3)
+        ax.bar(x, ci["iqm"], color=COLOURS[condition], alpha=0.8, hatch="//" if condition.endswith("_plans") else "",
+               edgecolor="k", linewidth=0.3, yerr=[[ci["iqm"] - ci["low"]], [ci["high"] - ci["iqm"]]], capsize=2)
         _points(ax, x, summary[condition]["success_per_seed"], COLOURS[condition])
-    ax.set_xticks(range(len(conditions)), [LABELS[c] for c in conditions], fontsize=7)
+    ax.set_xticks(range(len(conditions)), [LABELS[c].replace("\n", " ") for c in conditions], fontsize=6,
+                  rotation=90)
     top = max(max(summary[c]["success_per_seed"]) for c in conditions)
     ax.set_ylim(0, min(1.02, max(0.1, 1.25 * top)))
     ax.set_ylabel("success (IQM, 95% CI)")
     goals = entry.get("goals", {})
-    marks = [f"{'demos' if name.startswith('learned') else 'prefs'} {'met' if check['met'] else 'not met'}"
-             for name, check in goals.items() if check is not None]
+
+    def mark(name: str) -> str:
+        check = goals.get(name)
+        return "–" if check is None else ("yes" if check["met"] else "no")
+
     seeds = len(summary[conditions[0]]["success_per_seed"])
-    ax.set_title(f"(a) {env}, {seeds} seeds — beats sparse: {', '.join(marks)}", fontsize=8)
+    ax.set_title(f"(a) {env}, {seeds} seeds; beats sparse (CIs apart)?\nRL: demos {mark('learned_beats_sparse')}, "
+                 f"prefs {mark('pref_learned_beats_sparse')}; plans (hatched): demos "
+                 f"{mark('learned_plans_beats_sparse_plans')}, prefs {mark('pref_plans_beats_sparse_plans')}",
+                 fontsize=7)
 
 
 def _curves(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
@@ -112,11 +121,28 @@ def _search(ax: plt.Axes, search: dict[str, Any], env: str) -> None:
     ax.set_title(f"(d) {env}: reward-guided search", fontsize=8)
 
 
+def _distillation(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
+    for condition in ("learned_plans", "pref_plans", "sparse_plans", "true_plans"):
+        rows = [seed["conditions"][condition]["training"] for seed in entry["seeds"]
+                if condition in seed["conditions"] and seed["conditions"][condition]["training"]]
+        if not rows:
+            continue
+        length = min(len(r) for r in rows)
+        iqm = [iqm_with_ci([r[i]["loss"] for r in rows])["iqm"] for i in range(length)]
+        ax.plot(np.arange(1, length + 1), iqm, color=COLOURS[condition], label=LABELS[condition].replace("\n", " "))
+    ax.set_xlabel("fine-tuning step on the plans")
+    ax.set_ylabel("−log π(action | prompt)")
+    ax.set_yscale("log")
+    ax.set_title(f"(e) {env}: imitating the search plans", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
 def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     style.apply()
     results = style.read_results(results_dir, NAME)
     envs = list(results["envs"])
-    fig, axes = plt.subplots(4, len(envs), figsize=(4.6 * len(envs), 12.5), squeeze=False)
+    fig, axes = plt.subplots(5, len(envs), figsize=(4.6 * len(envs), 15.5), squeeze=False)
     for column, env in enumerate(envs):
         entry = results["envs"][env]
         conditions = [c for c in LABELS if c in entry["summary"]]
@@ -124,6 +150,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         _curves(axes[1, column], entry, env)
         _scales(axes[2, column], entry, env)
         _search(axes[3, column], entry["search"], env)
+        _distillation(axes[4, column], entry, env)
     config = results["config"]
     fig.suptitle(f"LoRA policy LM on agentic text tasks: fresh adapters, {config['transfer_updates']} RLOO updates "
                  f"on each frozen reward (DPO: as many steps)\n({style.provenance_line(results)})", fontsize=10)
