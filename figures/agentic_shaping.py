@@ -3,8 +3,10 @@
 Reads ``results/agentic_shaping.json`` (``llm.experiments.agentic_shaping``). One row per environment: (a) goal
 rate (the sparse task return) of sampled episodes from every start vs RLOO updates, (b) the training episodes'
 goal rate per inner solve vs RLOO updates — IQM over seeds with the bootstrap 95% CI as a band, for each shaping
-method (same update budget) — and (c) the learned aggregator weights over the candidate shaping signals (simplex)
-over outer steps, per seed, the deliberately harmful candidate dashed.
+method (same update budget) — and the learned weights over the candidate shaping signals over outer steps, per seed,
+the deliberately harmful candidate dashed: (c) ``learned_weights`` (simplex, from equal weights) and (d)
+``learned_from_none`` (signed, from zero); each title gives the fraction of outer steps whose task-gradient estimate
+was exactly zero (no signal: no training episode of the solve reached the goal).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ LABELS = {
     "none": "no shaping (sparse success)",
     "hand_potential": "hand potential (distance to goal)",
     "fixed_candidates": "fixed equal weights on candidates",
-    "learned_weights": "learned weights on candidates",
+    "learned_weights": "learned weights from equal weights",
+    "learned_from_none": "learned weights from zero (changed method)",
 }
-COLOURS = {"none": "C7", "hand_potential": "C1", "fixed_candidates": "C4", "learned_weights": "C2"}
+COLOURS = {"none": "C7", "hand_potential": "C1", "fixed_candidates": "C4", "learned_weights": "C2",
+           "learned_from_none": "C3"}
 
 
 def _band(ax: plt.Axes, summary: dict[str, Any], curve: str, key: str) -> None:
@@ -44,8 +48,8 @@ def _band(ax: plt.Axes, summary: dict[str, Any], curve: str, key: str) -> None:
     ax.set_ylim(bottom=0)
 
 
-def _weights(ax: plt.Axes, env_result: dict[str, Any], candidates: list[str], harmful: str) -> None:
-    runs = [r for r in env_result["runs"] if r["method"] == "learned_weights"]
+def _weights(ax: plt.Axes, env_result: dict[str, Any], candidates: list[str], harmful: str, method: str) -> None:
+    runs = [r for r in env_result["runs"] if r["method"] == method]
     for run in runs:
         weights = np.asarray([row["weights"] for row in run["weights"]])
         for k, name in enumerate(candidates):
@@ -53,8 +57,9 @@ def _weights(ax: plt.Axes, env_result: dict[str, Any], candidates: list[str], ha
             ax.plot(np.arange(len(weights)), weights[:, k], color=f"C{k}", alpha=0.8,
                     linestyle="--" if is_harmful else "-",
                     label=(f"{name}{' (harmful)' if is_harmful else ''}" if run is runs[0] else None))
-    ax.axhline(1.0 / len(candidates), color="k", linewidth=0.8, linestyle=":")
-    ax.set_ylim(0, 1)
+    ax.axhline(1.0 / len(candidates) if method == "learned_weights" else 0.0, color="k", linewidth=0.8, linestyle=":")
+    if method == "learned_weights":
+        ax.set_ylim(0, 1)
     ax.set_xlabel("outer step")
     ax.set_ylabel("learned weight")
     if runs:
@@ -65,19 +70,22 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     style.apply()
     envs = list(results["envs"])
-    fig, axes = plt.subplots(len(envs), 3, figsize=(14, 3.8 * len(envs)), squeeze=False)
+    fig, axes = plt.subplots(len(envs), 4, figsize=(18, 3.6 * len(envs)), squeeze=False)
     for row, env in enumerate(envs):
         env_result = results["envs"][env]
         summary = env_result["summary"]
         _band(axes[row, 0], summary, "evaluation_curve", "goal_rate")
         axes[row, 0].set_ylabel("goal rate (sampled, every start)")
-        axes[row, 0].set_title(f"({chr(97 + 3 * row)}) {env}: task return, IQM + 95% CI")
-        axes[row, 0].legend(fontsize=7, loc="upper left")
+        axes[row, 0].set_title(f"(a) {env}: task return, IQM + 95% CI", fontsize=9)
+        axes[row, 0].legend(fontsize=6, loc="upper left")
         _band(axes[row, 1], summary, "train_curve", "train_goal_rate")
         axes[row, 1].set_ylabel("training goal rate per solve")
-        axes[row, 1].set_title(f"({chr(98 + 3 * row)}) {env}: training episodes")
-        _weights(axes[row, 2], env_result, results["candidates"], results["harmful_candidate"])
-        axes[row, 2].set_title(f"({chr(99 + 3 * row)}) {env}: learned candidate weights (per seed)")
+        axes[row, 1].set_title(f"(b) {env}: training episodes", fontsize=9)
+        for column, method in ((2, "learned_weights"), (3, "learned_from_none")):
+            _weights(axes[row, column], env_result, results["candidates"], results["harmful_candidate"], method)
+            zero = summary.get(method, {}).get("zero_task_gradient_fraction")
+            zero_text = "" if zero is None else f", zero task gradient {zero:.0%} of steps"
+            axes[row, column].set_title(f"({'cd'[column - 2]}) {env}: {method}{zero_text}", fontsize=8)
     fig.suptitle(f"Learned reward shaping with a LoRA policy LM, {results['config']['total_updates']} RLOO updates "
                  f"per method ({style.provenance_line(results)})", fontsize=9)
     fig.tight_layout()

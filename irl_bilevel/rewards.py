@@ -103,6 +103,18 @@ class SimplexWeights(Aggregator):
         return aspects @ self.weights.to(aspects.dtype)
 
 
+class LearnedWeights(Aggregator):
+    """``wᵀ r`` with real, unconstrained weights ``w`` learned from ``initial`` (e.g. zeros: no aspect counts at the
+    start); unlike :class:`SimplexWeights` a weight can be negative or zero and the weights need not sum to 1."""
+
+    def __init__(self, initial: Sequence[float]) -> None:
+        super().__init__()
+        self.weights = nn.Parameter(torch.as_tensor(list(initial), dtype=torch.get_default_dtype()))
+
+    def forward(self, aspects: torch.Tensor, batch: Transitions) -> torch.Tensor:
+        return aspects @ self.weights.to(aspects.dtype)
+
+
 class SoftMin(Aggregator):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()

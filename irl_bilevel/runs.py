@@ -131,3 +131,18 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(
         path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows).encode()
     )
+
+
+def unfinished_record(path: Path, scale: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The record an interrupted run left at ``path`` (``complete`` false, same ``scale`` and ``config``), so that a
+    rerun keeps its finished seeds and starts where it stopped; ``None`` when there is none to resume (no file, a
+    finished run, other settings or an unreadable file: the run then starts afresh and overwrites it)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("complete", True):
+        return None
+    if record.get("scale") != scale or record.get("config") != json.loads(json.dumps(config, default=_jsonable)):
+        return None
+    return record

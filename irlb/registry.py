@@ -22,12 +22,13 @@ EXPERIMENTS = {
     "aspect_labels": ("classic_rl.experiments.aspect_labels", "figures.aspect_labels"),
     "agentic_reward_learning": ("llm.experiments.agentic_reward_learning", "figures.agentic_reward_learning"),
     "agentic_shaping": ("llm.experiments.agentic_shaping", "figures.agentic_shaping"),
+    "agentic_search": ("llm.experiments.agentic_search", "figures.agentic_search"),
     "preference_feedback": ("classic_rl.experiments.preference_feedback", "figures.preference_feedback"),
     "seed_sweeps": ("irlb.experiments.seed_sweeps", "figures.seed_sweeps"),
 }
 # Run only with `extended=True` (`irlb reproduce --extended`, `make figures-extended`) or by name (`--only`): each
-# takes 10–35 minutes at quick scale on two cores, which would double the default reproduction.
-EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback", "seed_sweeps")
+# takes 10 minutes to a few hours at quick scale on two cores, which would more than double the default reproduction.
+EXTENDED = ("agentic_reward_learning", "agentic_shaping", "agentic_search", "preference_feedback", "seed_sweeps")
 
 
 def selected_experiments(only: list[str] | None = None, extended: bool = False) -> list[str]:

@@ -191,8 +191,19 @@ def _steppath():
     return GraphNavEnv(kinds=("steppath",))
 
 
-AGENTIC_ENVS = {"hanoi-3": _hanoi3, "steppath": _steppath}
-"""Agentic environments whose text a recipe can add to the corpus (name → constructor of a ``FiniteTextEnv``)."""
+def _textarena(name: str):
+    def build():
+        from llm.agentic.textarena_games import TEXTARENA_GAMES
+
+        return TEXTARENA_GAMES[name]()
+
+    return build
+
+
+AGENTIC_ENVS = {"hanoi-3": _hanoi3, "steppath": _steppath, "ta-hanoi": _textarena("ta-hanoi"),
+                "ta-frozenlake": _textarena("ta-frozenlake"), "ta-lightsout": _textarena("ta-lightsout")}
+"""Agentic environments whose text a recipe can add to the corpus (name → constructor of a ``FiniteTextEnv``); the
+``ta-`` ones are TextArena's games (:mod:`llm.agentic.textarena_games`, the optional ``textarena`` extra)."""
 
 HELD_OUT_SEED_OFFSET = 1_000_003
 """Held-out text (evaluation, prompts) comes from ``random.Random(seed + HELD_OUT_SEED_OFFSET)``."""
@@ -225,6 +236,7 @@ class BuiltinRecipe:
     grammar: ReviewGrammar = dataclasses.field(default_factory=ReviewGrammar)
     agentic_envs: tuple[str, ...] = ()
     agentic_repeats: int = 1
+    agentic_documents_per_env: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agentic_envs", tuple(self.agentic_envs))
@@ -234,6 +246,9 @@ class BuiltinRecipe:
                                   f"{sorted(AGENTIC_ENVS)}")
         if not isinstance(self.agentic_repeats, int) or self.agentic_repeats < 1:
             raise ValidationError(f"agentic_repeats: expected a positive integer, got {self.agentic_repeats!r}")
+        if not isinstance(self.agentic_documents_per_env, int) or self.agentic_documents_per_env < 0:
+            raise ValidationError(f"agentic_documents_per_env: expected an integer >= 0, got "
+                                  f"{self.agentic_documents_per_env!r}")
         for name in ("n_layer", "n_embd", "n_head", "n_positions", "corpus_size", "eval_size", "train_steps",
                      "batch_size"):
             value = getattr(self, name)
@@ -261,6 +276,8 @@ class BuiltinRecipe:
             del values["agentic_envs"], values["agentic_repeats"]
         else:
             values["agentic_envs"] = list(self.agentic_envs)
+        if not self.agentic_documents_per_env:  # so do agentic recipes that leave it at 0 (added later)
+            del values["agentic_documents_per_env"]
         return values
 
     @classmethod
@@ -271,22 +288,37 @@ class BuiltinRecipe:
         return cls(grammar=grammar, **values)
 
     def agentic_documents(self) -> list[str]:
-        """The agentic environments' (prompt + legal action) documents, in a fixed order (module docstring)."""
-        documents = []
+        """The agentic environments' (prompt + legal action) documents, in a fixed order (module docstring).
+
+        Each environment's distinct documents come ``agentic_repeats`` times, or, when ``agentic_documents_per_env``
+        is set, exactly that many per environment: its distinct documents in a seeded random order, cycled (each
+        appears ``⌊N/n⌋`` or ``⌈N/n⌉`` times; an env with more than ``N`` distinct documents contributes a random
+        ``N`` of them), so that a game with thousands of (state, move) pairs (Lights Out: 4599) does not crowd out
+        one with dozens (Hanoi: 66)."""
+        per_env = []
         for name in self.agentic_envs:
             env = AGENTIC_ENVS[name]()
+            distinct = []
             for state in env.reachable_states():
                 if env.is_terminal(state):
                     continue
                 prompt = env.render_state(state).rstrip()
-                documents += [f"{prompt} {env.format_action(action)}" for action in env.legal_actions(state)]
+                distinct += [f"{prompt} {env.format_action(action)}" for action in env.legal_actions(state)]
+            per_env.append(distinct)
+        documents = []
+        if self.agentic_documents_per_env:
+            for index, distinct in enumerate(per_env):
+                order = random.Random(self.seed * 1_000 + index).sample(distinct, len(distinct))
+                documents += [order[i % len(order)] for i in range(self.agentic_documents_per_env)]
+        else:  # the order of the first agentic recipes (the batch draws index into this list): keeps their models
+            documents = [document for distinct in per_env for document in distinct] * self.agentic_repeats
         # Whitespace words are the tokens; + 2 for [BOS] and [EOS]. A truncated document would lose its move (the
         # only part that teaches legality), so a context too short for the prompts is an error, not a silent cut.
         longest = max((len(document.split()) + 2 for document in documents), default=0)
         if longest > self.n_positions:
             raise ValidationError(f"n_positions: the agentic documents of {list(self.agentic_envs)} need a context "
                                   f"of {longest} tokens, got n_positions = {self.n_positions}")
-        return documents * self.agentic_repeats
+        return documents
 
     def key(self) -> str:
         """``sha256`` (16 hex digits) of the recipe and the build format."""

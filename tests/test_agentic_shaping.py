@@ -264,9 +264,16 @@ def test_the_tiny_run_writes_every_method_with_the_same_budget_and_its_figure(tm
     learned = next(r for r in entry["runs"] if r["method"] == "learned_weights")
     assert len(learned["outer_history"]) == solves - 1 and len(learned["weights"]) == solves
     assert sum(learned["weights"][-1]["weights"]) == pytest.approx(1.0)
+    # The changed method starts at zero shaping: its first solve is the unshaped one, update for update.
+    from_none = next(r for r in entry["runs"] if r["method"] == "learned_from_none")
+    none = next(r for r in entry["runs"] if r["method"] == "none")
+    assert from_none["weights"][0]["weights"] == [0.0] * len(settings["candidates"])
+    assert from_none["curve"][0] == none["curve"][0]
+    assert results["goals"]["hanoi-3"].keys() == {"learned_weights_at_least_none", "learned_from_none_at_least_none"}
     summary = entry["summary"]
     assert set(summary) == set(experiment.METHODS)
     assert set(summary["learned_weights"]["final_weights_mean"]) == set(settings["candidates"])
+    assert 0.0 <= summary["learned_from_none"]["zero_task_gradient_fraction"] <= 1.0
     assert {"iqm", "low", "high", "n"} <= set(summary["none"]["final_goal_rate"])
     paths = figure.plot(tmp_path, tmp_path / "figures")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)

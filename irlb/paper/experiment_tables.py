@@ -587,106 +587,207 @@ def loss_catalog(macros: Macros) -> dict[str, str]:
     return {"loss_catalog": table}
 
 
+_ENV_KEYS = {"hanoi-3": "hanoi", "steppath": "steppath", "ta-hanoi": "ta hanoi", "ta-frozenlake": "ta frozenlake",
+             "ta-lightsout": "ta lightsout"}
+_ENV_LABELS = {"hanoi-3": "Hanoi-3", "steppath": "steppath", "ta-hanoi": "TA Hanoi", "ta-frozenlake": "TA FrozenLake",
+               "ta-lightsout": "TA LightsOut"}
+
+
+def _env_key(env: str) -> str:
+    """The macro part of an agentic environment (``ta-frozenlake`` → ``ta frozenlake`` → ``TaFrozenlake``)."""
+    return _ENV_KEYS.get(env, env.replace("-", " "))
+
+
+def _ci_macros(macros: Macros, parts: list[str], stats: dict[str, Any], decimals: int = 3) -> None:
+    for bound in ("iqm", "low", "high"):
+        macros.fixed([*parts, bound], float(stats[bound]), decimals)
+
+
+_AS_METHODS = {"none": "no shaping (sparse success)", "hand_potential": "hand potential (distance to goal)",
+               "fixed_candidates": "fixed equal weights", "learned_weights": "learned, from equal weights",
+               "learned_from_none": "learned, from zero (changed)"}
+
+
 def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """Shaping with the LoRA inner loop on Tower of Hanoi: per method the final goal rate (IQM [CI]); the learned
-    weights' fate (harmful candidate's range, the candidate with the largest mean weight)."""
+    """Shaping with the LoRA inner loop on the agentic envs: per env and method the final goal rate (IQM [CI]) (table
+    ``agentic_shaping``) and the goal checks (learned ≥ no shaping); macros for the text."""
     config = data["config"]
     macros.number(["as updates"], int(config["total_updates"]))
     macros.number(["as updates per solve"], int(config["updates_per_solve"]))
-    macros.number(["as eval episodes per start"], int(config["eval_episodes_per_start"]))
+    macros.number(["as eval min episodes"], int(config.get("eval_min_episodes", 0)))
     macros.number(["as num candidates"], len(data["candidates"]))
     macros.text(["as harmful candidate"], str(data["harmful_candidate"]))
-    env = data["envs"]["hanoi-3"]
-    macros.number(["as num starts"], int(env["num_starts"]))
-    for method, entry in env["summary"].items():
-        goal = entry["final_goal_rate"]
-        for part in ("iqm", "low", "high"):
-            macros.fixed(["as", method, "goal", part], float(goal[part]), 3)
-        macros.fixed(["as", method, "start goal"], float(entry["evaluation_curve"][0]["goal_rate"]["iqm"]), 3)
-    learned = env["summary"].get("learned_weights")
-    if learned is not None:
-        harmful = data["harmful_candidate"]
-        per_seed = [float(w[harmful]) for w in learned["final_weights_per_seed"]]
-        macros.fixed(["as harmful weight min"], min(per_seed), 3)
-        macros.fixed(["as harmful weight max"], max(per_seed), 3)
-        macros.fixed(["as initial weight"], 1.0 / len(data["candidates"]), 2)
-        mean = learned["final_weights_mean"]
-        top = max(mean, key=lambda name: float(mean[name]))
-        macros.text(["as top candidate"], top.replace("_", " "))
-        macros.fixed(["as top weight"], float(mean[top]), 2)
-    return {}
+    macros.fixed(["as initial weight"], 1.0 / len(data["candidates"]), 2)
+    envs = list(data["envs"])
+    methods = [m for m in _AS_METHODS if all(m in data["envs"][env]["summary"] for env in envs)]
+    rows = []
+    met = {method: 0 for method in ("learned_weights", "learned_from_none")}
+    for method in methods:
+        cells = [escape(_AS_METHODS[method])]
+        for env in envs:
+            cells.append(iqm_ci(data["envs"][env]["summary"][method]["final_goal_rate"]))
+        rows.append(cells)
+    for env in envs:
+        entry = data["envs"][env]
+        key = _env_key(env)
+        macros.number(["as", key, "starts"], int(entry["num_starts"]))
+        for method in methods:
+            summary = entry["summary"][method]
+            _ci_macros(macros, ["as", key, method, "goal"], summary["final_goal_rate"])
+            macros.fixed(["as", key, method, "start goal"], float(summary["evaluation_curve"][0]["goal_rate"]["iqm"]),
+                         3)
+            zero = summary.get("zero_task_gradient_fraction")
+            if zero is not None:
+                macros.number(["as", key, method, "zero gradient percent"], round(100 * float(zero)))
+        for method in met:
+            check = entry.get("goals", {}).get(f"{method}_at_least_none")
+            if check is not None:
+                macros.text(["as", key, method, "goal met"], "met" if check["met"] else "not met")
+                met[method] += int(check["met"])
+        learned = entry["summary"].get("learned_weights")
+        if learned is not None:
+            harmful = data["harmful_candidate"]
+            per_seed = [float(w[harmful]) for w in learned["final_weights_per_seed"]]
+            macros.fixed(["as", key, "harmful weight min"], min(per_seed), 3)
+            macros.fixed(["as", key, "harmful weight max"], max(per_seed), 3)
+    for method, count in met.items():
+        macros.number(["as", method, "goals met"], count)
+    macros.number(["as num envs"], len(envs))
+    goal_rows = []
+    for method in met:
+        cells = [escape(f"{_AS_METHODS[method]} ≥ none")]
+        for env in envs:
+            check = data["envs"][env].get("goals", {}).get(f"{method}_at_least_none")
+            cells.append("--" if check is None else ("met" if check["met"] else "not met"))
+        goal_rows.append(cells)
+    header = ["method", *[escape(_ENV_LABELS.get(env, env)) for env in envs]]
+    return {"agentic_shaping": tabular("l" + "c" * len(envs), header, rows + goal_rows, source, [len(rows)])}
 
 
-_ARL_CONDITIONS = {"untrained": "untrained (base model)", "sparse": "sparse success reward",
-                   "true": "true structured reward", "learned": "structured, learned from demonstrations",
-                   "pref_learned": "structured, learned from preferences",
-                   "pref_scalar": "scalar table, learned from preferences", "dpo": "DPO on the preference pairs"}
+_ARL_CONDITIONS = {"untrained": "untrained (base model)", "sparse": "RL: sparse success reward",
+                   "true": "RL: true structured reward", "learned": "RL: structured, from demonstrations",
+                   "pref_learned": "RL: structured, from preferences",
+                   "pref_scalar": "RL: scalar table, from preferences", "dpo": "DPO on the preference pairs",
+                   "sparse_plans": "plans: sparse success reward", "true_plans": "plans: true structured reward",
+                   "learned_plans": "plans: structured, from demonstrations",
+                   "pref_plans": "plans: structured, from preferences"}
+_ARL_GOALS = {"learned_beats_sparse": "RL, demonstrations", "pref_learned_beats_sparse": "RL, preferences",
+              "learned_plans_beats_sparse_plans": "plans, demonstrations",
+              "pref_plans_beats_sparse_plans": "plans, preferences"}
 _ARL_SEARCH = {"true": "true", "sparse": "sparse", "learned": "demos, structured",
                "pref_learned": "prefs, structured", "pref_scalar": "prefs, scalar"}
 
 
 def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
-    """Learned rewards for a LoRA policy on Hanoi-3 and steppath: per condition and env the success rate (mean ±
-    std over seeds, the stability measure), invalid and malformed rates (table ``agentic_reward_learning``), and
-    reward-guided search success per reward (table ``agentic_search``); macros for the text."""
+    """Learned rewards for a LoRA policy on the project's and TextArena's tasks: per condition and env the success
+    rate (IQM [95% CI] over seeds) and the goal checks (table ``agentic_reward_learning``), reward-guided search
+    success per reward (table ``agentic_reward_search``); macros for the text."""
     config = data["config"]
     macros.number(["arl updates"], int(config["transfer_updates"]))
     macros.number(["arl outer steps"], int(config["outer_steps"]))
     macros.number(["arl irl updates per solve"], int(config["irl_updates_per_solve"]))
-    macros.number(["arl eval episodes"], int(config["eval_episodes_per_start"]))
+    macros.number(["arl eval min episodes"], int(config["eval_min_episodes"]))
     macros.number(["arl queries"], int(config["query_budget"]))
     macros.number(["arl queries per refresh"], int(config["queries_per_refresh"]))
     macros.number(["arl search expansions"], int(config["search_expansions"]))
+    macros.number(["arl distill steps"], int(config["distill_steps"]))
+    macros.number(["arl documents"], int(config["agentic_documents"]))
     macros.text(["arl dpo beta"], f"{float(config['dpo_beta']):g}")
     macros.text(["arl dpo lr"], f"{float(config['dpo_learning_rate']):g}")
     envs = list(data["envs"])
+    conditions = [c for c in _ARL_CONDITIONS if any(c in data["envs"][env]["summary"] for env in envs)]
     rows: list[list[str]] = []
-    conditions = [c for c in _ARL_CONDITIONS if all(c in data["envs"][env]["summary"] for env in envs)]
     for condition in conditions:
         cells = [escape(_ARL_CONDITIONS[condition])]
         for env in envs:
-            entry = data["envs"][env]["summary"][condition]
-            cells.append(rf"{format_fixed(entry['success_mean'], 3)} $\pm$ {format_fixed(entry['success_std'], 3)}")
-            cells.append(format_fixed(entry["invalid_action_rate_mean"]))
-            cells.append(format_fixed(entry["malformed_rate_mean"]))
+            entry = data["envs"][env]["summary"].get(condition)
+            cells.append("--" if entry is None else iqm_ci(entry["success_iqm"]))
         rows.append(cells)
+    goal_rows: list[list[str]] = []
+    counts = dict.fromkeys(_ARL_GOALS, 0)
+    for goal, label in _ARL_GOALS.items():
+        cells = [escape(f"goal met? {label}")]
+        for env in envs:
+            check = data["envs"][env].get("goals", {}).get(goal)
+            cells.append("--" if check is None else ("yes" if check["met"] else "no"))
+            counts[goal] += int(bool(check and check["met"]))
+        goal_rows.append(cells)
+    for goal, count in counts.items():
+        macros.number(["arl", goal, "count"], count)
+    macros.number(["arl num envs"], len(envs))
     search_rows: list[list[str]] = []
     for env in envs:
         entry = data["envs"][env]
-        name = env.replace("-3", "")
-        macros.number(["arl", name, "starts"], int(entry["num_starts"]))
-        macros.number(["arl", name, "move cap"], int(entry["move_cap"]))
+        key = _env_key(env)
+        macros.number(["arl", key, "starts"], int(entry["num_starts"]))
+        macros.number(["arl", key, "move cap"], int(entry["move_cap"]))
         for condition in conditions:
-            summary = entry["summary"][condition]
-            macros.fixed(["arl", name, condition, "success"], float(summary["success_mean"]), 3)
-            macros.fixed(["arl", name, condition, "std"], float(summary["success_std"]), 3)
-            macros.fixed(["arl", name, condition, "malformed"], float(summary["malformed_rate_mean"]), 2)
+            summary = entry["summary"].get(condition)
+            if summary is not None:
+                _ci_macros(macros, ["arl", key, condition], summary["success_iqm"])
+                macros.fixed(["arl", key, condition, "malformed"], float(summary["malformed_rate_mean"]), 2)
+        for goal in _ARL_GOALS:
+            check = entry.get("goals", {}).get(goal)
+            if check is not None:
+                macros.text(["arl", key, goal], "met" if check["met"] else "not met")
+        for name, stats in entry["summary"].get("identifiability", {}).items():
+            _ci_macros(macros, ["arl", key, name, "epic"], stats["epic"], 2)
         per_seed = entry["seeds"]
         if per_seed and "preference_learning" in per_seed[0]:
             pairs = [int(row["preference_learning"]["labelled_pairs"]) for row in per_seed]
-            macros.number(["arl", name, "pairs min"], min(pairs))
-            macros.number(["arl", name, "pairs max"], max(pairs))
+            macros.number(["arl", key, "pairs min"], min(pairs))
+            macros.number(["arl", key, "pairs max"], max(pairs))
         for reward, stats in entry.get("search", {}).items():
-            macros.fixed(["arl", name, "search", reward], float(stats["success_mean"]), 2)
-    search_names = [n for n in _ARL_SEARCH if all(n in data["envs"][env].get("search", {}) for env in envs)]
+            macros.fixed(["arl", key, "search", reward], float(stats["success_mean"]), 2)
+    for name, stats in data.get("across_games", {}).items():
+        _ci_macros(macros, ["arl across", name], stats)
+    search_names = [n for n in _ARL_SEARCH if any(n in data["envs"][env].get("search", {}) for env in envs)]
     for reward in search_names:
         cells = [escape(_ARL_SEARCH[reward])]
         for env in envs:
-            stats = data["envs"][env]["search"][reward]
-            ratio = stats["plan_length_ratio_mean"]
-            cells += [format_fixed(stats["success_mean"]), "--" if ratio is None else format_fixed(ratio),
-                      format_fixed(stats["expansions_mean"], 1)]
+            stats = data["envs"][env].get("search", {}).get(reward)
+            cells.append("--" if stats is None else format_fixed(stats["success_mean"]))
         search_rows.append(cells)
     macros.number(["arl seeds"], len(data["envs"][envs[0]]["seeds"]))
-    columns = [rf"\multicolumn{{3}}{{c}}{{{escape(env)}}}" for env in envs]
-    metrics = ["success", "invalid", "malformed"] * len(envs)
-    header = [" & ".join(["", *columns]) + r" \\", " & ".join(["reward / training", *metrics])]
-    tables = {"agentic_reward_learning": tabular("l" + "ccc" * len(envs), ["\n".join(header)], rows, source)}
+    header = ["reward / training", *[escape(_ENV_LABELS.get(env, env)) for env in envs]]
+    tables = {"agentic_reward_learning": tabular("l" + "c" * len(envs), header, rows + goal_rows, source,
+                                                 [len(rows)])}
     if search_rows:
-        search_header = [" & ".join(["", *columns]) + r" \\",
-                         " & ".join(["search reward", *(["solved", "length / opt.", "expansions"] * len(envs))])]
-        tables["agentic_search"] = tabular("l" + "ccc" * len(envs), ["\n".join(search_header)], search_rows, source)
+        tables["agentic_reward_search"] = tabular("l" + "c" * len(envs), ["search reward", *header[1:]],
+                                                  search_rows, source)
     return tables
+
+
+_TS_METHODS = {"sampling": "plain sampling", "a_star_uniform": "A*, h = 0 (uniform cost)",
+               "a_star_learned": "A*, heuristic of the learned reward", "a_star_true": "A*, heuristic of the true reward"}
+
+
+def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+    """Tool-use search: per method the tasks solved (IQM [CI]), expansions and tool calls per task (stratified IQM
+    [CI]) (table ``agentic_tool_search``); macros for the text."""
+    config = data["config"]
+    macros.number(["ts call budget"], int(config["call_budget"]))
+    macros.number(["ts max expansions"], int(config["max_expansions"]))
+    macros.number(["ts pairs per task"], int(config["pairs_per_task"]))
+    macros.number(["ts num tasks"], len(data["tasks"]))
+    rows = []
+    for method, label in _TS_METHODS.items():
+        entry = data["summary"].get(method)
+        if entry is None:
+            continue
+        _ci_macros(macros, ["ts", method, "success"], entry["success"], 2)
+        for metric in ("expansions", "calls"):
+            macros.number(["ts", method, metric], float(entry[metric]["iqm"]))
+        rows.append([escape(label), iqm_ci(entry["success"]),
+                     f"{format_number(float(entry['expansions']['iqm']))} [{format_number(float(entry['expansions']['low']))}, "
+                     f"{format_number(float(entry['expansions']['high']))}]",
+                     format_number(float(entry["calls"]["iqm"]))])
+    ratios = [row["theta"][3] / row["theta"][4] for row in data["seeds"] if row["theta"][4] > 0]
+    if ratios:
+        macros.fixed(["ts ratio min"], min(ratios), 2)
+        macros.fixed(["ts ratio max"], max(ratios), 2)
+    header = ["method", "tasks solved", "expansions per task", "tool calls per task"]
+    return {"agentic_tool_search": tabular("lccc", header, rows, source)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -710,6 +811,7 @@ def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
 RESULT_HANDLERS: dict[str, Handler] = {
     "agentic_shaping": agentic_shaping,
     "agentic_reward_learning": agentic_reward_learning,
+    "agentic_search": agentic_search,
     "reward_recovery": reward_recovery,
     "hypergradient_accuracy": hypergradient_accuracy,
     "loss_sweep": loss_sweep,

@@ -1,7 +1,9 @@
-"""Multi-step text environments (Tower of Hanoi, graph navigation, typed tool use) and reward learning on them.
+"""Multi-step text environments (Tower of Hanoi, graph navigation, typed tool use, TextArena's single-player games)
+and reward learning on them.
 
 The environments, their tabular export, metrics and search (everything this package's ``__init__`` imports) are
-pure Python (numpy; torch only for the tabular export): no transformers. The LoRA-policy parts import the language
+pure Python (numpy; torch only for the tabular export): no transformers; TextArena (the optional ``textarena``
+extra) is imported only when one of its games is built. The LoRA-policy parts import the language
 model stack and are imported by name: :mod:`llm.agentic.preferences` (reward learning from preferences between a
 policy's episodes) and :mod:`llm.agentic.shaping` (learned shaping through the LoRA inner solver). See
 ``docs/agentic.md``.
@@ -37,12 +39,17 @@ from llm.agentic.metrics import (
     summarize,
 )
 from llm.agentic.search import SearchResult, reward_guided_search, text_step_reward
+from llm.agentic.textarena_games import TEXTARENA_GAMES, ArenaFrozenLake, ArenaHanoi, ArenaLightsOut, TextArenaGame
 from llm.agentic.tool_use import ToolUseEnv
 
 __all__ = [
     "ASPECT_NAMES",
     "DEFAULT_WEIGHTS",
     "SPARSE_WEIGHTS",
+    "TEXTARENA_GAMES",
+    "ArenaFrozenLake",
+    "ArenaHanoi",
+    "ArenaLightsOut",
     "EpisodeRecord",
     "FiniteTextEnv",
     "GraphNavEnv",
@@ -50,6 +57,7 @@ __all__ = [
     "Parsed",
     "SearchResult",
     "TabularExport",
+    "TextArenaGame",
     "TextEnv",
     "ToolUseEnv",
     "build_tabular_mdp",

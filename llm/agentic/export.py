@@ -332,8 +332,8 @@ def one_hot_demonstrations(env: TextEnv, export: TabularExport, plans: Sequence[
     observations = torch.zeros(len(episodes), length, export.mdp.num_states, dtype=dtype)
     actions = torch.zeros(len(episodes), length, dtype=torch.long)
     for row, episode in enumerate(episodes):
-        states, _ = step_inputs(export, episode.state_indices, episode.action_columns, dtype)
-        observations[row, :len(episode.state_indices)] = states
+        one_hot_states, _ = step_inputs(export, episode.state_indices, episode.action_columns, dtype)
+        observations[row, :len(episode.state_indices)] = one_hot_states
         actions[row, :len(episode.action_columns)] = torch.tensor(episode.action_columns)
     lengths = torch.tensor([len(e.state_indices) for e in episodes])
     final = torch.nn.functional.one_hot(torch.tensor([e.final_state for e in episodes]),

@@ -245,6 +245,7 @@ class ToolUseEnv(TextEnv[ToolState, ToolCall]):
         self.gold = [gold_results(task) for task in self.tasks]
         self.max_steps = max(len(task.gold) for task in self.tasks) + 4
         self._starts: list[ToolState] = [(index, ()) for index in range(len(self.tasks))]
+        self._candidates: dict[tuple[int, int], list[ToolCall]] = {}
 
     @property
     def starts(self) -> list[ToolState]:
@@ -309,8 +310,18 @@ class ToolUseEnv(TextEnv[ToolState, ToolCall]):
     def legal_actions(self, state: ToolState) -> list[ToolCall]:
         if self.is_terminal(state):
             return []
-        task_index, results = state
-        numbers: list[ArgValue] = [*self.tasks[task_index].constants, *(f"${k}" for k in range(1, len(results) + 1))]
+        return [call for call in self.candidate_calls(state) if self.legality_error(state, call) is None]
+
+    def candidate_calls(self, state: ToolState) -> list[ToolCall]:
+        """The finite candidate grammar of ``state`` before the typed check (``legal_actions`` filters it); it
+        depends only on the task and the number of results so far, so it is built once per pair."""
+        key = (state[0], len(state[1]))
+        if key not in self._candidates:
+            self._candidates[key] = self._build_candidates(*key)
+        return self._candidates[key]
+
+    def _build_candidates(self, task_index: int, num_results: int) -> list[ToolCall]:
+        numbers: list[ArgValue] = [*self.tasks[task_index].constants, *(f"${k}" for k in range(1, num_results + 1))]
         candidates: list[ToolCall] = []
         for value, source, target in itertools.product(numbers, UNITS, UNITS):
             if source != target and UNITS[source][0] == UNITS[target][0]:
@@ -322,4 +333,4 @@ class ToolUseEnv(TextEnv[ToolState, ToolCall]):
             candidates += [("lookup", (("table", "'" + table), ("key", "'" + key))) for key in keys]
         for value, digits in itertools.product(numbers, range(3)):
             candidates.append(("round", (("value", value), ("digits", digits))))
-        return [call for call in candidates if self.legality_error(state, call) is None]
+        return candidates

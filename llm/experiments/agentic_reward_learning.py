@@ -1,10 +1,14 @@
 """Learned structured rewards for a LoRA policy LM acting in agentic text environments, and their transfer.
 
-Environments: Tower of Hanoi with 3 disks (26 starts, move cap 10) and steppath graph navigation (3 tasks, move
-cap 6) from :mod:`llm.agentic`. The policy is a LoRA adapter on the built-in GPT-2-shaped model whose corpus
-holds those environments' (prompt, legal move) text (``BuiltinRecipe(agentic_envs=...)``): it knows the format
-and the legal moves, not which move is good (steppath's observation restates the current room's doors, without
-which the base model's legal-move rate stays at chance; context ``AGENTIC_CONTEXT``). Per environment and seed:
+Environments (:data:`ENVS`): the project's Tower of Hanoi with 3 disks (26 starts, move cap 10) and steppath graph
+navigation (3 tasks, move cap 6) from :mod:`llm.agentic`, and three games of TextArena played by TextArena's own code
+through the same interface (:mod:`llm.agentic.textarena_games`): ``ta-hanoi`` (``TowerOfHanoi-v0``, one start, 7
+moves, cap 14), ``ta-frozenlake`` (``FrozenLake-v0``, 8 boards, cap 10) and ``ta-lightsout`` (``LightsOut-v0`` at
+3×3, 16 scrambles, cap 10). The policy is a LoRA adapter on the built-in GPT-2-shaped model whose corpus holds all
+five environments' (prompt, legal move) text (``BuiltinRecipe(agentic_envs=ENVS, agentic_documents_per_env=N)``):
+it knows the format and the legal moves, not which move is good (steppath's and FrozenLake's observations restate
+the current room's doors / the position, without which a 2-layer model cannot find them; context
+``AGENTIC_CONTEXT``). Per environment and seed:
 
 (i) ``untrained``: a fresh adapter (LoRA's ``B = 0``: the base model itself) is evaluated.
 
@@ -27,29 +31,48 @@ same bilevel solver: outer loss = the Bradley-Terry likelihood of labelled episo
 episodes, labelled by the B-Pref oracle teacher on the true reward; ``query_budget`` queries, at most
 ``queries_per_refresh`` per outer step), direct hypergradient refreshed once per outer step and L-BFGS on the
 aspect scales with ``(preference_l2/2)‖θ‖²`` (Bradley-Terry on separable pairs has no finite maximizer), inner =
-a LoRA solver from its own seed. The labelled pairs then train three fresh adapters with the same budget:
+a LoRA solver from its own seed. The labelled pairs then train fresh adapters with the same budget:
 ``pref_learned`` (RLOO on the learned structured reward), ``pref_scalar`` (RLOO on a *scalar* reward, a free
 table over (state, action column) fitted by L-BFGS to the same pairs with the same loss and ``l2``: the learned
 reward without the aspect structure) and ``dpo`` (``dpo_loss`` on the raw (chosen, rejected) episode pairs,
 :func:`llm.training.train_preferences`, ``transfer_updates`` steps of ``dpo_batch_size`` pairs, AdamW at
-``dpo_learning_rate``: the policy trained on the feedback without a reward model).
+``dpo_learning_rate``: the policy trained on the feedback without a reward model). ``pref_scalar`` and ``dpo`` run on
+the environments of ``baseline_envs`` only (the project's two tasks, where the README's claims about them stand).
 
 (vi) Reward-guided search (:func:`llm.agentic.search.reward_guided_search`, best-first on ``Σ r``, at most
 ``search_expansions`` expansions, no LM): from every start, with the true, sparse, demonstration-learned and (with
 preferences) preference-learned structured and scalar rewards; success = a goal found within the move cap.
 
+(viii) Plan, then imitate (``with_distillation``; the method as changed after the first 1-seed probe, where no reward,
+the true one included, moved the policy off zero success on ``ta-hanoi`` and ``ta-lightsout`` in the RLOO budget):
+each reward's search plans of (vi) train a fresh adapter by maximum likelihood (:mod:`llm.agentic.distill`,
+``distill_steps`` AdamW steps on batches of ``distill_batch_size`` plan steps): ``learned_plans``, ``pref_plans``,
+``sparse_plans``, ``true_plans``. The reward decides which plans the search finds within ``search_expansions``
+expansions (a sparse reward's best-first search has no guidance until it stumbles on a goal).
+
+(vii) Reward identifiability: the EPIC distance (:func:`irl_bilevel.metrics.epic_distance`, uniform coverage of
+the exported MDP, ``discount``) between each learned reward's ``[S, A]`` table and the true structured reward's,
+and the Pearson correlation of the learned aspect scales with the true weights.
+
 All fine-tuning runs of a seed share the inner config's seed, so they see the same start sequence; all
 evaluations of a seed share one sampling seed (common random numbers). Evaluation: every start,
-``eval_episodes_per_start`` sampled episodes (temperature ``temperature``); metrics of
+``max(eval_episodes_per_start, ⌈eval_min_episodes / starts⌉)`` sampled episodes (temperature ``temperature``; the
+minimum keeps one-start games such as ``ta-hanoi`` from being judged on 8 episodes); metrics of
 :func:`llm.agentic.metrics.summarize` (success = goal reached with no invalid and no malformed move; invalid and
-malformed rates over all actions; plan length over optimal on solved episodes). Across seeds: the mean, the
-standard deviation and the variance (``ddof = 1``) of each condition's success rate (stability), and whether
-``learned`` (and ``pref_learned``) beats ``untrained`` and ``sparse`` (and the other preference conditions) in the
-mean and on every seed.
+malformed rates over all actions; plan length over optimal on solved episodes). Across seeds: the IQM of each
+condition's success rate with a 95% percentile-bootstrap CI (:func:`irl_bilevel.statistics.iqm_with_ci`), the mean,
+standard deviation and variance (``ddof = 1``, stability); per game the goal checks (``goals``): a learned
+structured reward beats the sparse reward when its CI lies wholly above the sparse reward's (non-overlapping CIs);
+across games the IQM over all games' seeds with a stratified bootstrap CI
+(:func:`irl_bilevel.statistics.stratified_iqm_with_ci`).
+
+Resume: the result file is written after every (environment, seed); a rerun with the same scale and settings keeps
+the finished ones (:func:`irl_bilevel.runs.unfinished_record`) and runs the rest.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,25 +84,32 @@ from tqdm.auto import tqdm
 
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient, MaxEntHypergradient
+from irl_bilevel.metrics import epic_distance
 from irl_bilevel.rewards import RewardModel, TabularReward, Transitions
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import provenance, unfinished_record, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
+from irl_bilevel.statistics import iqm_with_ci, stratified_iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from llm.agentic import SPARSE_WEIGHTS, FiniteTextEnv, summarize
+from llm.agentic.distill import distill_plans, plan_starts
 from llm.agentic.export import AspectTableReward, build_tabular_mdp, step_inputs
 from llm.agentic.preferences import EpisodePreferenceObjective
-from llm.agentic.search import reward_guided_search
 from llm.builtin_model import AGENTIC_ENVS, BuiltinRecipe, build_builtin_model, read_build_info
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, demonstration_objective
 from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.training import PreferenceTrainingConfig, train_preferences
 
 NAME = "agentic_reward_learning"
-ENVS = ("hanoi-3", "steppath")
-CONDITIONS = ("untrained", "irl_inner", "learned", "sparse", "true", "pref_learned", "pref_scalar", "dpo")
+ENVS = ("hanoi-3", "steppath", "ta-hanoi", "ta-frozenlake", "ta-lightsout")
+EnvName = Literal["hanoi-3", "steppath", "ta-hanoi", "ta-frozenlake", "ta-lightsout"]
+CONDITIONS = ("untrained", "irl_inner", "learned", "sparse", "true", "pref_learned", "pref_scalar", "dpo",
+              "learned_plans", "pref_plans", "sparse_plans", "true_plans")
 TRAINED = ("learned", "sparse", "true")  # fresh adapters fine-tuned on a frozen reward, same budget
 PREFERENCE_CONDITIONS = ("pref_learned", "pref_scalar", "dpo")  # fresh adapters trained from the labelled pairs
 SEARCH_REWARDS = ("true", "sparse", "learned", "pref_learned", "pref_scalar")
+LEARNED_STRUCTURED = ("learned", "pref_learned")  # the learned structured rewards the goals are about
+# (viii) plan with a reward, then imitate: condition name -> the reward whose search plans the fresh adapter imitates
+DISTILLED = {"learned_plans": "learned", "pref_plans": "pref_learned", "sparse_plans": "sparse", "true_plans": "true"}
 
 
 @dataclass(frozen=True)
@@ -90,8 +120,8 @@ class AgenticRewardLearningConfig(ExperimentConfig):
     # a local folder of any Hugging Face causal LM (its tokenizer must encode the environments' text)
     device: str  # "auto": cuda when a GPU is visible, else cpu
     dtype: Literal["auto", "float32", "bfloat16"]  # "auto": bfloat16 on a GPU that has it, else float32
-    agentic_repeats: int  # copies of each (prompt, legal move) document in the built-in model's corpus
-    envs: tuple[Literal["hanoi-3", "steppath"], ...]
+    agentic_documents: int  # (prompt, legal move) documents per environment in the built-in model's corpus
+    envs: tuple[EnvName, ...]
     seeds: int  # seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling
     lora_r: int
     lora_alpha: float
@@ -109,6 +139,7 @@ class AgenticRewardLearningConfig(ExperimentConfig):
     transfer_updates: int  # RLOO updates of each fresh adapter on a frozen reward
     with_true_reward: bool  # also fine-tune on the true structured reward (reference)
     eval_episodes_per_start: int
+    eval_min_episodes: int  # at least this many evaluation episodes in all (more per start on few-start games)
     with_preferences: bool  # (v): reward learning from preferences, the scalar reward and DPO on the same pairs
     query_budget: int
     queries_per_refresh: int
@@ -117,44 +148,54 @@ class AgenticRewardLearningConfig(ExperimentConfig):
     dpo_beta: float
     dpo_batch_size: int
     dpo_learning_rate: float
+    baseline_envs: tuple[EnvName, ...]  # where pref_scalar and dpo run (module docstring)
     search_expansions: int
+    with_distillation: bool  # (viii): fresh adapters fine-tuned on each reward's search plans
+    distill_steps: int
+    distill_batch_size: int
 
 
 _COMMON: dict[str, Any] = {
     "device": "auto", "dtype": "auto",
-    "envs": list(ENVS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05, "max_new_tokens": 4,
+    "envs": list(ENVS), "baseline_envs": ["hanoi-3", "steppath"], "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05,
+    "max_new_tokens": 4,
     "temperature": 1.0, "discount": 0.9, "initial_scales": [0.0] * 5, "with_true_reward": True,
     "with_preferences": True, "preference_l2": 0.01, "dpo_loss": "sigmoid", "dpo_beta": 0.1, "search_expansions": 50,
-    "dpo_learning_rate": 3e-4,
+    "dpo_learning_rate": 3e-4, "with_distillation": True, "distill_steps": 200, "distill_batch_size": 16,
 }
 SCALES: dict[str, dict[str, Any]] = {
-    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "seeds": 2,
-             "lora_r": 2, "lora_alpha": 4.0, "starts_per_update": 2, "episodes_per_start": 2,
-             "learning_rate": 1e-2, "max_new_tokens": 3, "outer_steps": 1, "outer_lr": 0.1,
+    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_documents": 8, "envs": ["hanoi-3", "ta-frozenlake"],
+             "baseline_envs": ["hanoi-3"], "seeds": 2, "lora_r": 2, "lora_alpha": 4.0, "starts_per_update": 2,
+             "episodes_per_start": 2, "learning_rate": 1e-2, "max_new_tokens": 3, "outer_steps": 1, "outer_lr": 0.1,
              "irl_updates_per_solve": 1, "transfer_updates": 1, "with_true_reward": False,
-             "eval_episodes_per_start": 1, "query_budget": 4, "queries_per_refresh": 2, "dpo_batch_size": 2},
-    "quick": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 3, "starts_per_update": 4,
-              "episodes_per_start": 4, "learning_rate": 5e-3, "outer_steps": 10, "outer_lr": 0.2,
-              "irl_updates_per_solve": 3, "transfer_updates": 100, "eval_episodes_per_start": 8,
-              "query_budget": 80, "queries_per_refresh": 8, "dpo_batch_size": 16},
-    "full": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 5, "starts_per_update": 8,
+             "eval_episodes_per_start": 1, "eval_min_episodes": 8, "query_budget": 4, "queries_per_refresh": 2,
+             "dpo_batch_size": 2, "distill_steps": 2, "distill_batch_size": 2},
+    "quick": {**_COMMON, "model": "builtin", "agentic_documents": 2000, "seeds": 5, "starts_per_update": 4,
+              "episodes_per_start": 4, "learning_rate": 5e-3, "outer_steps": 8, "outer_lr": 0.2,
+              "irl_updates_per_solve": 3, "transfer_updates": 60, "eval_episodes_per_start": 8,
+              "eval_min_episodes": 128, "query_budget": 64, "queries_per_refresh": 8, "dpo_batch_size": 16},
+    "full": {**_COMMON, "model": "builtin", "agentic_documents": 2000, "seeds": 10, "starts_per_update": 8,
              "episodes_per_start": 4, "learning_rate": 5e-3, "outer_steps": 30, "outer_lr": 0.1,
              "irl_updates_per_solve": 4, "transfer_updates": 150, "eval_episodes_per_start": 8,
-             "query_budget": 300, "queries_per_refresh": 16, "dpo_batch_size": 16},
+             "eval_min_episodes": 256, "query_budget": 300, "queries_per_refresh": 16, "dpo_batch_size": 16},
 }
 CONFIG = AgenticRewardLearningConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
 
 AGENTIC_CONTEXT = 96
-"""Context of the agentic models: a steppath document is 67 tokens (``[BOS]``, 65 prompt tokens, the move,
-``[EOS]``), over the review model's 64 (:meth:`BuiltinRecipe.agentic_documents` rejects documents that do not fit)."""
+"""Context of the agentic models: the longest document, FrozenLake's, is 77 tokens (``[BOS]``, 75 prompt tokens, the
+move, ``[EOS]``), over the review model's 64 (:meth:`BuiltinRecipe.agentic_documents` rejects documents that do not
+fit)."""
 
 
-def agentic_recipe(model: str, repeats: int) -> BuiltinRecipe:
-    """The built-in recipe (``builtin``) or its tiny test version with Hanoi-3's and steppath's text."""
+def agentic_recipe(model: str, documents_per_env: int) -> BuiltinRecipe:
+    """The built-in recipe (``builtin``) or its tiny test version with every environment of :data:`ENVS`'s text,
+    ``documents_per_env`` (prompt, legal move) documents each."""
     if model == "builtin":
-        return BuiltinRecipe(agentic_envs=ENVS, agentic_repeats=repeats, n_positions=AGENTIC_CONTEXT)
-    return BuiltinRecipe.tiny(agentic_envs=ENVS, n_positions=AGENTIC_CONTEXT, agentic_repeats=repeats)
+        return BuiltinRecipe(agentic_envs=ENVS, agentic_documents_per_env=documents_per_env,
+                             n_positions=AGENTIC_CONTEXT)
+    return BuiltinRecipe.tiny(agentic_envs=ENVS, n_positions=AGENTIC_CONTEXT,
+                              agentic_documents_per_env=documents_per_env)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -187,8 +228,8 @@ class _Run:
                                _inner_config(self.settings, updates, seed), export=self.export)
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
-        """``eval_episodes_per_start`` sampled episodes from every start, sampling seeded by ``seed``."""
-        k = self.settings["eval_episodes_per_start"]
+        """:func:`evaluation_episodes_per_start` sampled episodes from every start, sampling seeded by ``seed``."""
+        k = evaluation_episodes_per_start(self.settings, len(self.env.starts))
         starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
         with torch.no_grad():
             episodes = solver.rollout(starts, seed)
@@ -201,6 +242,22 @@ class _Run:
 
     def fixed_reward(self, scales: list[float]) -> AspectTableReward:
         return AspectTableReward(self.export, initial_scales=scales, learn_scales=False)
+
+    def identifiability(self, scales: list[float]) -> dict[str, float | None]:
+        """EPIC distance of the learned structured reward's ``[S, A]`` table to the true one, and the Pearson
+        correlation of the learned scales with the true weights (``None`` for constant scales)."""
+        table = self.export.aspect_table
+        learned = table @ torch.as_tensor(scales, dtype=table.dtype)
+        true = table @ torch.as_tensor(self.env.weights, dtype=table.dtype)
+        correlation = np.corrcoef(scales, self.env.weights)[0, 1] if np.std(scales) > 0 else math.nan
+        num_states, num_actions = table.shape[0], table.shape[1]
+        return {"epic": epic_distance(learned, true, num_states, num_actions, self.settings["discount"]),
+                "scale_correlation": _finite_or_none(float(correlation))}
+
+
+def evaluation_episodes_per_start(settings: dict[str, Any], num_starts: int) -> int:
+    """``max(eval_episodes_per_start, ⌈eval_min_episodes / num_starts⌉)``."""
+    return max(settings["eval_episodes_per_start"], -(-settings["eval_min_episodes"] // num_starts))
 
 
 def _train_on(run: _Run, reward: RewardModel, seed: int, eval_seed: int) -> dict[str, Any]:
@@ -300,9 +357,9 @@ def _train_dpo(run: _Run, objective: EpisodePreferenceObjective, seed: int, eval
     return result
 
 
-def _search(run: _Run, reward: RewardModel) -> dict[str, Any]:
-    """Reward-guided best-first search from every start with ``reward`` (module docstring, (vi))."""
-    export, env = run.export, run.env
+def _table_step_reward(run: _Run, reward: RewardModel) -> Any:
+    """``r(s, a)`` of ``reward`` over the export's states and canonical actions, as a lookup (one table, built once)."""
+    export = run.export
     num_states, num_actions = export.mdp.num_states, len(export.actions)
     states, actions = step_inputs(export, [s for s in range(num_states) for _ in range(num_actions)],
                                   list(range(num_actions)) * num_states)
@@ -315,28 +372,43 @@ def _search(run: _Run, reward: RewardModel) -> dict[str, Any]:
     def step_reward(state: Any, action: Any) -> float:
         return values[export.state_index[state]][export.action_index[action]]
 
-    solved, ratios, expansions = [], [], []
-    for start in env.starts:
-        found = reward_guided_search(env, start, step_reward, max_expansions=run.settings["search_expansions"])
-        success = found.found and len(found.plan) <= env.max_steps
-        solved.append(success)
-        expansions.append(found.expansions)
-        if success:
-            ratios.append(len(found.plan) / max(1, env.distance_to_goal(start)))
-    return {"success_rate": float(np.mean(solved)), "success_per_start": [float(x) for x in solved],
-            "plan_length_ratio": float(np.mean(ratios)) if ratios else None,
-            "expansions_mean": float(np.mean(expansions))}
+    return step_reward
+
+
+def _search(run: _Run, reward: RewardModel) -> tuple[dict[str, Any], list[tuple[Any, list[Any]]]]:
+    """Reward-guided best-first search from every start with ``reward`` (module docstring, (vi)): its statistics and
+    the plans that reach the goal within the move cap."""
+    env = run.env
+    plans, expansions = plan_starts(env, _table_step_reward(run, reward), run.settings["search_expansions"])
+    planned = {start: plan for start, plan in plans}
+    solved = [start in planned for start in env.starts]
+    ratios = [len(planned[start]) / max(1, env.distance_to_goal(start)) for start in env.starts if start in planned]
+    return ({"success_rate": float(np.mean(solved)), "success_per_start": [float(x) for x in solved],
+             "plan_length_ratio": float(np.mean(ratios)) if ratios else None,
+             "expansions_mean": float(np.mean(expansions))}, plans)
+
+
+def _distill(run: _Run, plans: list[tuple[Any, list[Any]]], seed: int, eval_seed: int) -> dict[str, Any]:
+    """A fresh adapter fine-tuned on a reward's search plans (:mod:`llm.agentic.distill`), then evaluated."""
+    started = time.perf_counter()
+    solver = run.solver(1, seed)
+    history = distill_plans(solver, plans, run.settings["distill_steps"], run.settings["distill_batch_size"], seed)
+    result = run.evaluate(solver, eval_seed)
+    result.update({"training": history, "plans": len(plans), "seconds": time.perf_counter() - started})
+    return result
 
 
 def _across_seeds(per_seed: list[dict[str, Any]], conditions: list[str]) -> dict[str, Any]:
-    """Mean, std and variance (ddof = 1) across seeds of each condition's metrics; the comparisons."""
+    """Per condition: IQM + 95% bootstrap CI, mean, std and variance (ddof = 1) across seeds of the success rate; the
+    means of the other metrics; the comparisons in the mean and on every seed."""
     summary: dict[str, Any] = {}
     for condition in conditions:
         rows = [seed_result["conditions"][condition] for seed_result in per_seed]
         success = np.asarray([row["success_rate"] for row in rows])
         variance = float(success.var(ddof=1)) if len(success) > 1 else 0.0
         entry: dict[str, Any] = {"success_per_seed": success.tolist(), "success_mean": float(success.mean()),
-                                 "success_variance": variance, "success_std": variance**0.5}
+                                 "success_iqm": iqm_with_ci(success), "success_variance": variance,
+                                 "success_std": variance**0.5}
         for metric in ("goal_rate", "invalid_action_rate", "malformed_rate", "plan_length_ratio"):
             values = np.asarray([np.nan if row[metric] is None else row[metric] for row in rows], dtype=float)
             entry[f"{metric}_per_seed"] = [_finite_or_none(v) for v in values.tolist()]
@@ -353,7 +425,36 @@ def _across_seeds(per_seed: list[dict[str, Any]], conditions: list[str]) -> dict
             comparisons[f"{name}_beats_{other}_in_mean"] = bool(values.mean() > others.mean())
             comparisons[f"{name}_beats_{other}_every_seed"] = bool((values > others).all())
     summary["comparisons"] = comparisons
+    identifiability: dict[str, Any] = {}
+    for key, name in (("learned_identifiability", "learned"), ("preference_identifiability", "pref_learned")):
+        rows = [seed_result[key] for seed_result in per_seed if key in seed_result]
+        if rows:
+            identifiability[name] = {
+                "epic_per_seed": [row["epic"] for row in rows], "epic": iqm_with_ci([row["epic"] for row in rows]),
+                "scale_correlation_per_seed": [row["scale_correlation"] for row in rows]}
+    summary["identifiability"] = identifiability
     return summary
+
+
+GOAL_PAIRS = (("learned", "sparse"), ("pref_learned", "sparse"), ("learned_plans", "sparse_plans"),
+              ("pref_plans", "sparse_plans"))
+"""(learned structured reward, sparse reward) pairs of the goal: RL on each reward, and search plans distilled."""
+
+
+def goal_checks(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per pair of :data:`GOAL_PAIRS`: does the learned structured reward beat the sparse one with non-overlapping 95%
+    CIs of the success IQM (its CI's low end above the sparse CI's high end)? Pairs with a missing condition are left
+    out."""
+    checks: dict[str, Any] = {}
+    for name, other in GOAL_PAIRS:
+        learned = summary.get(name, {}).get("success_iqm")
+        sparse = summary.get(other, {}).get("success_iqm")
+        if learned is None or sparse is None:
+            continue
+        checks[f"{name}_beats_{other}"] = {
+            "met": bool(learned["low"] > sparse["high"]), "learned": learned, "sparse": sparse,
+            "iqm_difference": learned["iqm"] - sparse["iqm"]}
+    return checks
 
 
 def _search_across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -369,14 +470,11 @@ def _search_across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
-        config: AgenticRewardLearningConfig | None = None) -> Path:
-    """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_reward_learning.json``."""
-    settings = scale_settings(AgenticRewardLearningConfig, SCALES, scale, NAME, config)
+def _check(settings: dict[str, Any]) -> None:
     if not settings["envs"]:
         raise ValidationError(f"envs: expected at least one of {list(ENVS)}")
-    for name in ("seeds", "agentic_repeats", "outer_steps", "irl_updates_per_solve", "transfer_updates",
-                 "eval_episodes_per_start"):
+    for name in ("seeds", "agentic_documents", "outer_steps", "irl_updates_per_solve", "transfer_updates",
+                 "eval_episodes_per_start", "eval_min_episodes"):
         if settings[name] < 1:
             raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
     if settings["with_preferences"]:
@@ -386,15 +484,84 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         # The loss is checked before the first run (PreferenceTrainingConfig names the catalog's policy losses).
         PreferenceTrainingConfig(loss=settings["dpo_loss"], beta=settings["dpo_beta"],
                                  learning_rate=settings["dpo_learning_rate"])
-    if settings["search_expansions"] < 1:
-        raise ValidationError(f"search_expansions: expected a positive integer, got {settings['search_expansions']}")
+    for name in ("search_expansions", "distill_steps", "distill_batch_size"):
+        if settings[name] < 1:
+            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
     if len(settings["initial_scales"]) != 5:
         raise ValidationError(f"initial_scales: expected 5 numbers (one per aspect), got {settings['initial_scales']}")
+
+
+def _run_seed(run_: _Run, run_seed: int, with_baselines: bool) -> dict[str, Any]:
+    """Every condition of one environment and seed (module docstring)."""
+    settings = run_.settings
+    seed_started = time.perf_counter()
+    torch.manual_seed(run_seed)
+    eval_seed = run_seed * 1_000 + 17
+    results: dict[str, Any] = {"untrained": run_.evaluate(run_.solver(1, run_seed), eval_seed)}
+    scales, results["irl_inner"] = _learn_reward(run_, run_seed, eval_seed)
+    rewards: dict[str, RewardModel] = {
+        "learned": run_.fixed_reward(scales), "sparse": run_.fixed_reward(list(SPARSE_WEIGHTS)),
+        "true": run_.fixed_reward(run_.env.weights.tolist())}
+    for condition in TRAINED:
+        if condition != "true" or settings["with_true_reward"]:
+            results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
+    seed_record: dict[str, Any] = {"seed": run_seed, "learned_scales": scales,
+                                   "aspect_names": list(run_.env.aspect_names),
+                                   "learned_identifiability": run_.identifiability(scales)}
+    if settings["with_preferences"]:
+        learned, objective, seed_record["preference_learning"] = _learn_from_preferences(run_, run_seed)
+        preference_scales = learned.scales.detach().tolist()
+        rewards["pref_learned"] = run_.fixed_reward(preference_scales)
+        seed_record["preference_scales"] = preference_scales
+        seed_record["preference_identifiability"] = run_.identifiability(preference_scales)
+        results["pref_learned"] = _train_on(run_, rewards["pref_learned"], run_seed, eval_seed)
+        if with_baselines:
+            rewards["pref_scalar"] = _fit_scalar_reward(run_, objective)
+            results["pref_scalar"] = _train_on(run_, rewards["pref_scalar"], run_seed, eval_seed)
+            results["dpo"] = _train_dpo(run_, objective, run_seed, eval_seed)
+    searched = {name: _search(run_, rewards[name]) for name in SEARCH_REWARDS if name in rewards}
+    seed_record["search"] = {name: stats for name, (stats, _) in searched.items()}
+    if settings["with_distillation"]:
+        for condition, reward_name in DISTILLED.items():
+            if reward_name in searched and (reward_name != "true" or settings["with_true_reward"]):
+                results[condition] = _distill(run_, searched[reward_name][1], run_seed, eval_seed)
+    return {**seed_record, "conditions": results, "seconds": time.perf_counter() - seed_started}
+
+
+def _env_conditions(settings: dict[str, Any], env_name: str) -> list[str]:
+    conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings["with_true_reward"] else [])
+    if settings["with_preferences"]:
+        conditions.append("pref_learned")
+        if env_name in settings["baseline_envs"]:
+            conditions += ["pref_scalar", "dpo"]
+    if settings["with_distillation"]:
+        conditions += [name for name, reward in DISTILLED.items() if reward in conditions]
+    return conditions
+
+
+def _across_games(envs: dict[str, Any]) -> dict[str, Any]:
+    """Per condition present on every game: the IQM over all games' seeds with a stratified bootstrap CI."""
+    names = [c for c in CONDITIONS if all(c in entry["summary"] for entry in envs.values())]
+    return {name: stratified_iqm_with_ci({env: entry["summary"][name]["success_per_seed"]
+                                          for env, entry in envs.items()}) for name in names}
+
+
+def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
+        config: AgenticRewardLearningConfig | None = None) -> Path:
+    """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_reward_learning.json``, resuming
+    an interrupted run of the same settings (module docstring)."""
+    settings = scale_settings(AgenticRewardLearningConfig, SCALES, scale, NAME, config)
+    _check(settings)
     results_dir = Path(results_dir)
+    path = results_dir / f"{NAME}.json"
     started = time.perf_counter()
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
+    previous = unfinished_record(path, scale, settings)
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+                              "torch_threads": torch.get_num_threads()}
+    if previous is not None:
+        record["resumed_from"] = previous["provenance"]
     if settings["model"] in ("builtin", "builtin-tiny"):
-        recipe = agentic_recipe(settings["model"], settings["agentic_repeats"])
+        recipe = agentic_recipe(settings["model"], settings["agentic_documents"])
         model_path = build_builtin_model(recipe, progress=False)
         info = read_build_info(model_path)
         record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
@@ -407,58 +574,40 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                                   f"config.json, got {settings['model']!r}")
         record["model"] = {"name": settings["model"], "path": str(model_path.resolve()),
                            "load_seconds": time.perf_counter() - started}
-    conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings["with_true_reward"] else [])
-    conditions += list(PREFERENCE_CONDITIONS) if settings["with_preferences"] else []
     seeds = [seed + i for i in range(settings["seeds"])]
-    path = results_dir / f"{NAME}.json"
     bar = tqdm(total=len(settings["envs"]) * len(seeds), desc=NAME, disable=not progress)
     record["envs"] = {}
     for env_name in settings["envs"]:
         run_ = _Run(env_name, model_path, settings)
+        conditions = _env_conditions(settings, env_name)
+        done = {row["seed"]: row for row in (previous or {}).get("envs", {}).get(env_name, {}).get("seeds", [])}
         per_seed: list[dict[str, Any]] = []
-        env_started = time.perf_counter()
         for run_seed in seeds:
-            seed_started = time.perf_counter()
-            torch.manual_seed(run_seed)
-            eval_seed = run_seed * 1_000 + 17
-            results: dict[str, Any] = {"untrained": run_.evaluate(run_.solver(1, run_seed), eval_seed)}
-            scales, results["irl_inner"] = _learn_reward(run_, run_seed, eval_seed)
-            rewards: dict[str, RewardModel] = {
-                "learned": run_.fixed_reward(scales), "sparse": run_.fixed_reward(list(SPARSE_WEIGHTS)),
-                "true": run_.fixed_reward(run_.env.weights.tolist())}
-            for condition in TRAINED:
-                if condition in conditions:
-                    results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
-            seed_record: dict[str, Any] = {"seed": run_seed, "learned_scales": scales,
-                                           "aspect_names": list(run_.env.aspect_names)}
-            if settings["with_preferences"]:
-                learned, objective, seed_record["preference_learning"] = _learn_from_preferences(run_, run_seed)
-                rewards["pref_learned"] = run_.fixed_reward(learned.scales.detach().tolist())
-                rewards["pref_scalar"] = _fit_scalar_reward(run_, objective)
-                seed_record["preference_scales"] = learned.scales.detach().tolist()
-                for condition in ("pref_learned", "pref_scalar"):
-                    results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
-                results["dpo"] = _train_dpo(run_, objective, run_seed, eval_seed)
-            seed_record["search"] = {name: _search(run_, rewards[name]) for name in SEARCH_REWARDS if name in rewards}
-            per_seed.append({**seed_record, "conditions": results, "seconds": time.perf_counter() - seed_started})
+            per_seed.append(done[run_seed] if run_seed in done else
+                            _run_seed(run_, run_seed, env_name in settings["baseline_envs"]))
             record["envs"][env_name] = {
                 "num_starts": len(run_.env.starts), "move_cap": run_.env.max_steps,
+                "eval_episodes_per_start": evaluation_episodes_per_start(settings, len(run_.env.starts)),
                 "optimal_lengths": [run_.env.distance_to_goal(s) for s in run_.env.starts],
-                "seeds": per_seed, "summary": _across_seeds(per_seed, conditions),
+                "conditions": conditions, "seeds": per_seed, "summary": _across_seeds(per_seed, conditions),
                 "search": _search_across_seeds(per_seed),
-                "seconds": time.perf_counter() - env_started,
+                "seconds": float(sum(row["seconds"] for row in per_seed)),
             }
-            # Written after every seed (``complete`` false until the end), so an interrupted run keeps its numbers.
+            record["envs"][env_name]["goals"] = goal_checks(record["envs"][env_name]["summary"])
+            # Written after every seed (``complete`` false until the end): an interrupted run resumes from here.
             write_json(path, {**record, "complete": False, "seconds": time.perf_counter() - started})
             bar.update(1)
-            bar.set_postfix(env=env_name, learned=f"{results['learned']['success_rate']:.2f}",
-                            sparse=f"{results['sparse']['success_rate']:.2f}")
+            conditions_of_seed = per_seed[-1]["conditions"]
+            bar.set_postfix(env=env_name, learned=f"{conditions_of_seed['learned']['success_rate']:.2f}",
+                            sparse=f"{conditions_of_seed['sparse']['success_rate']:.2f}")
     bar.close()
     record["acceptance"] = {
         env_name: {f"{name}_beats_{other}": entry["summary"]["comparisons"][f"{name}_beats_{other}_in_mean"]
-                   for name in ("learned", "pref_learned") for other in ("untrained", "sparse")
+                   for name in LEARNED_STRUCTURED for other in ("untrained", "sparse")
                    if f"{name}_beats_{other}_in_mean" in entry["summary"]["comparisons"]}
         for env_name, entry in record["envs"].items()}
+    record["goals"] = {env_name: entry["goals"] for env_name, entry in record["envs"].items()}
+    record["across_games"] = _across_games(record["envs"])
     record["complete"] = True
     record["seconds"] = time.perf_counter() - started
     write_json(path, record)

@@ -1,10 +1,12 @@
 """Decision-aware reward shaping for a LoRA policy LM on agentic text tasks: learned weights over candidate shaping
 signals against the task's own (sparse) return, with the LoRA inner loop.
 
-Environments: Tower of Hanoi with 3 disks (26 starts, move cap 10) and, optionally, steppath graph navigation from
-:mod:`llm.agentic`. The policy is a LoRA adapter on the built-in GPT-2-shaped model whose corpus holds those
-environments' (prompt, legal move) text (``llm.experiments.agentic_reward_learning.agentic_recipe``): it knows the
-format and the legal moves, not which move is good.
+Environments: the project's Tower of Hanoi with 3 disks (26 starts, move cap 10) and steppath graph navigation, and
+TextArena's ``ta-hanoi``, ``ta-frozenlake`` and ``ta-lightsout`` through the same interface
+(``llm.experiments.agentic_reward_learning.ENVS``). The policy is a LoRA adapter on the built-in GPT-2-shaped model
+whose corpus holds those environments' (prompt, legal move) text
+(``llm.experiments.agentic_reward_learning.agentic_recipe``): it knows the format and the legal moves, not which move
+is good.
 
 Task reward: the env's sparse ``success`` aspect (1 on the step that reaches the goal). The inner loop
 (:class:`llm.lora_inner.LoRAInnerSolver`, RLOO + KL, warm-started) trains on ``r + F`` with ``F`` the shaping
@@ -19,7 +21,13 @@ deliberately harmful ``stall`` bonus ``b`` per step that does not end the episod
 * ``learned_weights``: the same candidates with ``SimplexWeights`` learned by the outer loop: Adam on the
   simplex logits with :class:`llm.agentic.shaping.LoRAOneStepShapingHypergradient` (LIRPG / BiPaRS one-step
   chain rule, the math shared with the SB3 inner loop in :mod:`irl_bilevel.shaping`), one hypergradient per
-  inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes).
+  inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes). It
+  starts from the equal-weight sum, i.e. from ``fixed_candidates``, harmful candidate included;
+* ``learned_from_none`` (the method as changed after the 3-seed results, where ``learned_weights`` ended below no
+  shaping): the same hypergradient and outer loop, but real, signed weights (:class:`irl_bilevel.rewards.
+  LearnedWeights`) that start at **zero**, so the first solve is exactly ``none`` and every change of the shaping is
+  a step along the estimated task gradient; a candidate can also be turned around (a negative ``stall`` weight is a
+  per-step cost). Adam at ``outer_lr_from_none``.
 
 Every method gets the same RLOO update budget (``total_updates``, i.e. ``total_updates · starts_per_update ·
 episodes_per_start`` training episodes), the same start sequence (the inner config's seed) and the same fresh
@@ -28,7 +36,9 @@ and, every ``eval_every`` solves and at the start, the goal rate of ``eval_episo
 from every start (sampling seed shared by all methods of a seed: common random numbers); the learned weights
 over outer steps. Across seeds: IQM with a bootstrap 95% CI (``irl_bilevel.statistics.iqm_with_ci``; with 3
 seeds read it as a spread) of the final evaluation goal rate, its mean over checkpoints and the mean training goal
-rate.
+rate; per learned method the fraction of outer steps whose task-gradient estimate was exactly zero (no episode of
+the solve reached the goal, or all did: nothing to learn from) and the final weights. Resume: the result file is
+written after every (environment, seed); a rerun with the same settings keeps the finished ones.
 """
 
 from __future__ import annotations
@@ -44,8 +54,8 @@ from tqdm.auto import tqdm
 
 from irl_bilevel.config import ExperimentConfig, scale_settings
 from irl_bilevel.hypergradients import BilevelProblem
-from irl_bilevel.rewards import FixedWeights, SimplexWeights
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.rewards import FixedWeights, LearnedWeights, SimplexWeights
+from irl_bilevel.runs import provenance, unfinished_record, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -61,14 +71,14 @@ from llm.agentic.shaping import (
     shaping_weights,
 )
 from llm.builtin_model import AGENTIC_ENVS, build_builtin_model, read_build_info
-from llm.experiments.agentic_reward_learning import agentic_recipe
+from llm.experiments.agentic_reward_learning import ENVS, EnvName, agentic_recipe, evaluation_episodes_per_start
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
 NAME = "agentic_shaping"
-ENVS = ("hanoi-3", "steppath")
-METHODS = ("none", "hand_potential", "fixed_candidates", "learned_weights")
-Method = Literal["none", "hand_potential", "fixed_candidates", "learned_weights"]
+METHODS = ("none", "hand_potential", "fixed_candidates", "learned_weights", "learned_from_none")
+LEARNED_METHODS = ("learned_weights", "learned_from_none")
+Method = Literal["none", "hand_potential", "fixed_candidates", "learned_weights", "learned_from_none"]
 Candidate = Literal["progress_potential", "invalid", "malformed", "stall"]
 
 
@@ -77,8 +87,8 @@ class AgenticShapingConfig(ExperimentConfig):
     """Settings of the agentic shaping experiment (protocol: the module docstring)."""
 
     model: Literal["builtin", "builtin-tiny"]  # the built-in recipe (or its tiny test version) with agentic text
-    agentic_repeats: int  # copies of each (prompt, legal move) document in the built-in model's corpus
-    envs: tuple[Literal["hanoi-3", "steppath"], ...]
+    agentic_documents: int  # (prompt, legal move) documents per environment in the built-in model's corpus
+    envs: tuple[EnvName, ...]
     methods: tuple[Method, ...]
     seeds: int  # seeds seed, seed + 1, ...: LoRA init, start sequence, rollouts and evaluation sampling
     lora_r: int
@@ -95,33 +105,36 @@ class AgenticShapingConfig(ExperimentConfig):
     candidates: tuple[Candidate, ...]  # shaping candidates (fixed_candidates, learned_weights)
     potential_scale: float  # S of the distance-to-goal potential term
     stall_bonus: float  # b of the harmful stall bonus
-    outer_lr: float  # Adam step size on the simplex logits
+    outer_lr: float  # Adam step size on the simplex logits (learned_weights)
+    outer_lr_from_none: float  # Adam step size on the signed weights (learned_from_none)
     eval_every: int  # solves between evaluations (plus one at the start and one at the end)
     eval_episodes_per_start: int
+    eval_min_episodes: int  # at least this many evaluation episodes in all (more per start on few-start games)
 
 
 _COMMON: dict[str, Any] = {
-    "envs": ["hanoi-3"], "methods": list(METHODS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05,
+    "envs": list(ENVS), "methods": list(METHODS), "lora_r": 8, "lora_alpha": 16.0, "kl_coef": 0.05,
     "max_new_tokens": 4, "temperature": 1.0, "discount": 0.9, "candidates": list(CANDIDATES),
-    "potential_scale": 2.0, "stall_bonus": 1.0, "outer_lr": 0.2,
+    "potential_scale": 2.0, "stall_bonus": 1.0, "outer_lr": 0.2, "outer_lr_from_none": 0.1,
 }
 SCALES: dict[str, dict[str, Any]] = {
-    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_repeats": 1, "seeds": 1, "lora_r": 2, "lora_alpha": 4.0,
-             "starts_per_update": 2, "episodes_per_start": 2, "learning_rate": 1e-2, "max_new_tokens": 3,
-             "total_updates": 2, "updates_per_solve": 1, "eval_every": 1, "eval_episodes_per_start": 1},
-    "quick": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "seeds": 3, "starts_per_update": 4,
-              "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 60, "updates_per_solve": 4,
-              "eval_every": 5, "eval_episodes_per_start": 3},
-    "full": {**_COMMON, "model": "builtin", "agentic_repeats": 20, "envs": list(ENVS), "seeds": 5,
-             "starts_per_update": 4, "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 200,
-             "updates_per_solve": 4, "eval_every": 5, "eval_episodes_per_start": 8},
+    "tiny": {**_COMMON, "model": "builtin-tiny", "agentic_documents": 8, "envs": ["hanoi-3"], "seeds": 1,
+             "lora_r": 2, "lora_alpha": 4.0, "starts_per_update": 2, "episodes_per_start": 2, "learning_rate": 1e-2,
+             "max_new_tokens": 3, "total_updates": 2, "updates_per_solve": 1, "eval_every": 1,
+             "eval_episodes_per_start": 1, "eval_min_episodes": 4},
+    "quick": {**_COMMON, "model": "builtin", "agentic_documents": 2000, "seeds": 5, "starts_per_update": 4,
+              "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 40, "updates_per_solve": 4,
+              "eval_every": 5, "eval_episodes_per_start": 3, "eval_min_episodes": 64},
+    "full": {**_COMMON, "model": "builtin", "agentic_documents": 2000, "seeds": 10, "starts_per_update": 4,
+             "episodes_per_start": 4, "learning_rate": 5e-3, "total_updates": 200, "updates_per_solve": 4,
+             "eval_every": 5, "eval_episodes_per_start": 8, "eval_min_episodes": 128},
 }
 CONFIG = AgenticShapingConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
 
 def _check(settings: dict[str, Any]) -> None:
-    for name in ("seeds", "agentic_repeats", "total_updates", "updates_per_solve", "eval_every",
-                 "eval_episodes_per_start"):
+    for name in ("seeds", "agentic_documents", "total_updates", "updates_per_solve", "eval_every",
+                 "eval_episodes_per_start", "eval_min_episodes"):
         if settings[name] < 1:
             raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
     if settings["total_updates"] % settings["updates_per_solve"]:
@@ -129,8 +142,9 @@ def _check(settings: dict[str, Any]) -> None:
                               f"({settings['updates_per_solve']}), got {settings['total_updates']}")
     if not settings["envs"] or not settings["methods"]:
         raise ValidationError("envs, methods: expected at least one environment and one method")
-    if settings["outer_lr"] <= 0:
-        raise ValidationError(f"outer_lr: expected a positive number, got {settings['outer_lr']}")
+    for name in ("outer_lr", "outer_lr_from_none"):
+        if settings[name] <= 0:
+            raise ValidationError(f"{name}: expected a positive number, got {settings[name]}")
 
 
 # ---------------------------------------------------------------------- one environment
@@ -164,9 +178,11 @@ class _Env:
         elif method == "hand_potential":
             shaping = TextShapingSignals(self.env, self.export, ["progress_potential"], s["discount"],
                                          s["potential_scale"], s["stall_bonus"], FixedWeights([1.0]))
-        elif method in ("fixed_candidates", "learned_weights"):
+        elif method in ("fixed_candidates", "learned_weights", "learned_from_none"):
             k = len(candidates)
-            aggregator = FixedWeights([1.0 / k] * k) if method == "fixed_candidates" else SimplexWeights(k)
+            aggregator = {"fixed_candidates": lambda: FixedWeights([1.0 / k] * k),
+                          "learned_weights": lambda: SimplexWeights(k),
+                          "learned_from_none": lambda: LearnedWeights([0.0] * k)}[method]()
             shaping = TextShapingSignals(self.env, self.export, candidates, s["discount"], s["potential_scale"],
                                          s["stall_bonus"], aggregator)
         else:
@@ -175,7 +191,7 @@ class _Env:
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
         """Goal rate (sparse task return) and success (no invalid / malformed move) over every start."""
-        k = self.settings["eval_episodes_per_start"]
+        k = evaluation_episodes_per_start(self.settings, len(self.env.starts))
         starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
         with torch.no_grad():
             episodes = solver.rollout(starts, seed)
@@ -211,7 +227,7 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
 
     weights = [{"outer_step": 0, "weights": shaping_weights(reward)}] if reward.shaping is not None else []
     outer: list[dict[str, Any]] = []
-    if method == "learned_weights":
+    if method in LEARNED_METHODS:
         hypergradient = LoRAOneStepShapingHypergradient(after_solve=after_solve)
         problem = BilevelProblem(reward, solver, LoRATaskReturnObjective())
 
@@ -220,7 +236,8 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
             return {**hypergradient.last, "weights": weights[-1]["weights"]}
 
         # grad_tol < 0: a zero estimate (no success in a solve yet) must not stop the run.
-        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=settings["outer_lr"], grad_tol=-1.0)
+        lr = settings["outer_lr"] if method == "learned_weights" else settings["outer_lr_from_none"]
+        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0)
         outer = BilevelSolver(problem, hypergradient, config, metrics=metrics, progress=False).run(resume=False).history
     else:
         for _ in range(solves):
@@ -238,7 +255,8 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
 
 def summarize_runs(runs: list[dict[str, Any]], candidates: list[str]) -> dict[str, Any]:
     """Per method: IQM + bootstrap CI over seeds of the final evaluation goal rate, the mean goal rate over
-    evaluations and over training solves, the curves' IQM at every point, and the learned weights."""
+    evaluations and over training solves, the curves' IQM at every point; for the learned methods the final weights
+    and the fraction of outer steps with an exactly zero task-gradient estimate."""
     summary: dict[str, Any] = {}
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
@@ -258,50 +276,84 @@ def summarize_runs(runs: list[dict[str, Any]], candidates: list[str]) -> dict[st
             "evaluation_curve": evaluations, "train_curve": train,
             "seconds": float(sum(r["seconds"] for r in mine)),
         }
-        if method == "learned_weights":
+        if method in LEARNED_METHODS:
             final = np.asarray([r["weights"][-1]["weights"] for r in mine])
             entry["final_weights_mean"] = dict(zip(candidates, final.mean(0).tolist()))
             entry["final_weights_per_seed"] = [dict(zip(candidates, row)) for row in final.tolist()]
-            if HARMFUL in candidates:
+            zero = [np.mean([row.get("task_gradient_norm", 0.0) == 0.0 for row in r["outer_history"]])
+                    for r in mine if r["outer_history"]]
+            entry["zero_task_gradient_fraction"] = float(np.mean(zero)) if zero else None
+            if HARMFUL in candidates and method == "learned_weights":
                 k = candidates.index(HARMFUL)
                 entry["harmful_weight_below_uniform_every_seed"] = bool((final[:, k] < 1.0 / len(candidates)).all())
         summary[method] = entry
     return summary
 
 
+def shaping_goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per learned method: is it at least as good as no shaping (final goal rate IQM ≥ none's)? Also whether its 95%
+    CI lies wholly below none's (significantly worse) or wholly above (significantly better)."""
+    goals: dict[str, Any] = {}
+    none = summary.get("none", {}).get("final_goal_rate")
+    for method in LEARNED_METHODS:
+        learned = summary.get(method, {}).get("final_goal_rate")
+        if learned is None or none is None:
+            continue
+        goals[f"{method}_at_least_none"] = {
+            "met": bool(learned["iqm"] >= none["iqm"]), "learned": learned, "none": none,
+            "iqm_difference": learned["iqm"] - none["iqm"],
+            "significantly_worse": bool(learned["high"] < none["low"]),
+            "significantly_better": bool(learned["low"] > none["high"])}
+    return goals
+
+
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AgenticShapingConfig | None = None) -> Path:
-    """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_shaping.json``."""
+    """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_shaping.json``, resuming an
+    interrupted run of the same settings (its finished environments and seeds are kept)."""
     settings = scale_settings(AgenticShapingConfig, SCALES, scale, NAME, config)
     _check(settings)
     results_dir = Path(results_dir)
+    path = results_dir / f"{NAME}.json"
     started = time.perf_counter()
+    previous = unfinished_record(path, scale, settings)
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
                               "torch_threads": torch.get_num_threads(), "candidates": list(settings["candidates"]),
                               "harmful_candidate": HARMFUL, "task_reward": "success aspect (sparse)"}
-    model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_repeats"]), progress=False)
+    if previous is not None:
+        record["resumed_from"] = previous["provenance"]
+    model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_documents"]), progress=False)
     info = read_build_info(model_path)
     record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
                        "num_parameters": info["num_parameters"], "load_seconds": time.perf_counter() - started}
     seeds = [seed + i for i in range(settings["seeds"])]
-    path = results_dir / f"{NAME}.json"
     record["envs"] = {}
     bar = tqdm(total=len(settings["envs"]) * len(seeds) * len(settings["methods"]), desc=NAME, disable=not progress)
     for env_name in settings["envs"]:
         env = _Env(env_name, model_path, settings)
+        finished = (previous or {}).get("envs", {}).get(env_name, {}).get("runs", [])
         runs: list[dict[str, Any]] = []
         for run_seed in seeds:
-            eval_seed = run_seed * 1_000 + 17  # every method of a seed: the same evaluation sampling
-            start_eval = env.evaluate(env.solver(run_seed), eval_seed)  # the fresh adapter (B = 0) of this seed
-            for method in settings["methods"]:
-                runs.append(run_method(env, method, run_seed, eval_seed, start_eval))
-                bar.update(1)
-                bar.set_postfix(env=env_name, method=method, goal=f"{runs[-1]['final_goal_rate']:.2f}")
+            kept = [r for r in finished if r["seed"] == run_seed]
+            if len(kept) == len(settings["methods"]):  # this seed finished before an interruption
+                runs += kept
+                bar.update(len(kept))
+            else:
+                eval_seed = run_seed * 1_000 + 17  # every method of a seed: the same evaluation sampling
+                start_eval = env.evaluate(env.solver(run_seed), eval_seed)  # the fresh adapter (B = 0) of this seed
+                for method in settings["methods"]:
+                    runs.append(run_method(env, method, run_seed, eval_seed, start_eval))
+                    bar.update(1)
+                    bar.set_postfix(env=env_name, method=method, goal=f"{runs[-1]['final_goal_rate']:.2f}")
+            summary = summarize_runs(runs, list(settings["candidates"]))
             record["envs"][env_name] = {"num_starts": len(env.env.starts), "move_cap": env.env.max_steps,
-                                        "runs": runs, "summary": summarize_runs(runs, list(settings["candidates"]))}
-            # Written after every seed (``complete`` false until the end), so an interrupted run keeps its numbers.
+                                        "eval_episodes_per_start": evaluation_episodes_per_start(
+                                            settings, len(env.env.starts)),
+                                        "runs": runs, "summary": summary, "goals": shaping_goals(summary)}
+            # Written after every seed (``complete`` false until the end): an interrupted run resumes from here.
             write_json(path, {**record, "complete": False, "seconds": time.perf_counter() - started})
     bar.close()
+    record["goals"] = {env_name: entry["goals"] for env_name, entry in record["envs"].items()}
     record["complete"] = True
     record["seconds"] = time.perf_counter() - started
     write_json(path, record)
