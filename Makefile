@@ -20,8 +20,9 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Every package, the benchmark scripts included (0 errors is the bar: a new error fails `make test`).
 typecheck: install
-	$(VENV)/bin/mypy irl_bilevel
+	$(VENV)/bin/mypy irl_bilevel classic_rl llm irlb benchmarks
 
 # The default suite: lint, types, then every test not marked slow.
 test: lint typecheck
@@ -34,7 +35,7 @@ test-slow: install
 figures: install
 	$(VENV)/bin/irlb reproduce --scale quick
 
-# The default set plus the long experiments (irlb.reproduce.EXTENDED: agentic text tasks, preference feedback).
+# The default set plus the long experiments (irlb.registry.EXTENDED: agentic text tasks, preference feedback).
 .PHONY: figures-extended
 figures-extended: install
 	$(VENV)/bin/irlb reproduce --scale quick --extended
