@@ -276,13 +276,14 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path, de
             synchronize(device)
             precompute_seconds.append(time.perf_counter() - started)
 
-    DPOTrainer._precompute_ref_logps = timed_precompute  # type: ignore[method-assign]
+    # The ignores are unused where trl (a baseline, outside the core install) is absent and these names are Any.
+    DPOTrainer._precompute_ref_logps = timed_precompute  # type: ignore[method-assign, unused-ignore]
     constructed = time.perf_counter()
     try:
         trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=dataset,
                              processing_class=tokenizer)
     finally:
-        DPOTrainer._precompute_ref_logps = original  # type: ignore[method-assign]
+        DPOTrainer._precompute_ref_logps = original  # type: ignore[method-assign, unused-ignore]
     constructor_seconds = time.perf_counter() - constructed
     losses: list[torch.Tensor] = []
     compute_loss = trainer.compute_loss
@@ -292,7 +293,7 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path, de
         losses.append((result[0] if isinstance(result, tuple) else result).detach().clone())
         return result
 
-    trainer.compute_loss = recording_compute_loss  # type: ignore[method-assign]
+    trainer.compute_loss = recording_compute_loss  # type: ignore[method-assign, unused-ignore]
     ends: list[float] = []
     cpu_ends: list[float] = []
 
@@ -306,7 +307,7 @@ def run_trl(workdir: Path, precompute: bool, total_steps: int, run_dir: Path, de
     started = time.perf_counter()
     trainer.train()
     tokenized = [{k: list(map(int, row[k])) for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
-                 for row in trainer.train_dataset]  # type: ignore[union-attr]
+                 for row in trainer.train_dataset]  # type: ignore[union-attr, unused-ignore]
     expected = json.loads((workdir / "token_ids.json").read_text())
     return {"losses": [float(x) for x in losses], "step_ends": [t - started for t in ends], "cpu_step_ends": cpu_ends,
             "constructor_seconds": constructor_seconds,
