@@ -28,7 +28,7 @@ EXPERIMENTS = {
 }
 # Run only with `extended=True` (`irlb reproduce --extended`, `make figures-extended`) or by name (`--only`): each
 # takes 10 minutes to a few hours at quick scale on two cores, which would more than double the default reproduction.
-EXTENDED = ("agentic_reward_learning", "agentic_shaping", "agentic_search", "preference_feedback", "seed_sweeps")
+EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback", "seed_sweeps")
 
 
 def selected_experiments(only: list[str] | None = None, extended: bool = False) -> list[str]:
