@@ -24,9 +24,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy irl_bilevel classic_rl llm irlb benchmarks
 
-# The default suite: lint, types, then every test not marked slow.
+# The default suite: lint, types, then every test not marked slow, on one worker per core (pytest-xdist).
 test: lint typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto
 
 test-slow: install
 	$(VENV)/bin/pytest -m slow

@@ -6,7 +6,7 @@ folder (``tmp_path``), ``system/`` the system temp folder of the run (SB3 logger
 matplotlib's font cache and subprocesses all read ``TMPDIR``/``MPLCONFIGDIR``, and ``tempfile`` caches its answer,
 so both are set before any test runs; ``XDG_CACHE_HOME``, ``HF_HOME`` and ``TORCH_HOME`` point there too) and
 ``cache/`` the expert and language-model cache (``$IRL_BILEVEL_CACHE``, never ``~/.cache``). The folder is emptied
-when a session starts.
+when a session starts (by the controller when the suite runs on several workers, `pytest -n`).
 
 Experts: an experiment that needs an SB3 expert trains it with ``EXPERT_CONFIGS[env].default_timesteps``. The suite
 replaces those budgets by :data:`TEST_EXPERT_TIMESTEPS` (a few thousand env steps, seconds each): every expert the
@@ -39,9 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(config.rootpath) / ".pytest-tmp"
     if config.option.basetemp is None:
         config.option.basetemp = str(root / "base")
-    for name in ("system", "cache"):
-        shutil.rmtree(root / name, ignore_errors=True)
-        (root / name).mkdir(parents=True)
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller empties them; its workers share them (`-n`)
+        for name in ("system", "cache"):
+            shutil.rmtree(root / name, ignore_errors=True)
+            (root / name).mkdir(parents=True)
     system = str(root / "system")
     # XDG_CACHE_HOME, HF_HOME and TORCH_HOME: the caches libraries would otherwise open under ~/.cache
     # (transformers' and the hub's module caches, torch's hub and kernel caches); nothing is downloaded.
