@@ -53,7 +53,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         sweep = style.read_results(results_dir, f"seeds_{experiment}")
         (point,) = sweep["grid_points"]
         by_path = {sweep["metric"]: point, **point.get("extra_metrics", {})}
-        rows = [(path, label) for path, label in PANELS[experiment] if path in by_path]
+        # a metric absent at this scale (e.g. best-of-16 at tiny scale) has no values: no bar
+        rows = [(path, label) for path, label in PANELS[experiment] if by_path.get(path, {}).get("values")]
         for x, (path, _) in enumerate(rows):
             stats = by_path[path]
             values = np.asarray(stats["values"], dtype=float)
