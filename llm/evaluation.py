@@ -31,6 +31,7 @@ import torch
 
 from irl_bilevel.rewards import RewardOutput
 from irl_bilevel.validation import ValidationError
+from llm.preference_data import json_lines
 from llm.reward_models import TextPairs
 
 # RewardBench v1 (allenai/reward-bench, rewardbench/constants.py).
@@ -138,7 +139,7 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
     if not path.is_file():
         raise ValidationError(f"file: {path} does not exist")
     text = path.read_text(encoding="utf-8")
-    records: list[tuple[str, Any]] = []
+    records: list[tuple[str, Any]]
     whole: Any = None
     lines = path.suffix == ".jsonl"
     if not lines:
@@ -152,14 +153,7 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
                     from error
             lines = True
     if lines:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise ValidationError(f"file: {path} line {number} is not valid JSON ({error.msg}); expected one "
-                                      f"object per line with prompt, chosen, rejected") from error
+        records = json_lines(text, path, "file", "one object per line with prompt, chosen, rejected")
     else:
         value = whole
         if isinstance(value, dict) and all(k in value for k in REQUIRED_FIELDS):

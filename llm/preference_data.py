@@ -92,6 +92,12 @@ def _json_rows(path: Path) -> list[tuple[str, Any]]:
         if not isinstance(value, list):
             raise ValidationError(f"data: {path} must hold a JSON list of objects")
         return [(f"item {index}", item) for index, item in enumerate(value)]
+    return json_lines(text, path, "data", "one object per line")
+
+
+def json_lines(text: str, path: Path, field: str, expected: str) -> list[tuple[str, Any]]:
+    """``("line N", object)`` per non-blank line of a JSON Lines ``text``; a line that is not JSON is reported as
+    ``<field>: <path> line N is not valid JSON (...); expected <expected>``."""
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -99,8 +105,8 @@ def _json_rows(path: Path) -> list[tuple[str, Any]]:
         try:
             rows.append((f"line {number}", json.loads(line)))
         except json.JSONDecodeError as error:
-            raise ValidationError(f"data: {path} line {number} is not valid JSON ({error.msg}); expected one object "
-                                  f"per line") from error
+            raise ValidationError(f"{field}: {path} line {number} is not valid JSON ({error.msg}); expected "
+                                  f"{expected}") from error
     return rows
 
 
