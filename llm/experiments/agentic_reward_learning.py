@@ -546,6 +546,24 @@ def _across_games(envs: dict[str, Any]) -> dict[str, Any]:
                                           for env, entry in envs.items()}) for name in names}
 
 
+def agentic_model(settings: dict[str, Any], started: float) -> tuple[Path, dict[str, Any]]:
+    """The policy's base model of an agentic experiment and its record: the built-in recipe with the environments'
+    documents (built once, then cached), or the user's local model folder; ``started`` times the loading."""
+    if settings["model"] in ("builtin", "builtin-tiny"):
+        model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_documents"]),
+                                         progress=False)
+        info = read_build_info(model_path)
+        return model_path, {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
+                            "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
+                            "load_seconds": time.perf_counter() - started}
+    model_path = Path(settings["model"]).expanduser()  # the user's model: a local folder that load_causal_lm reads
+    if not (model_path / "config.json").is_file():
+        raise ValidationError(f"model: expected 'builtin', 'builtin-tiny' or a local model folder with a "
+                              f"config.json, got {settings['model']!r}")
+    return model_path, {"name": settings["model"], "path": str(model_path.resolve()),
+                        "load_seconds": time.perf_counter() - started}
+
+
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AgenticRewardLearningConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_reward_learning.json``, resuming
@@ -560,20 +578,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                               "torch_threads": torch.get_num_threads()}
     if previous is not None:
         record["resumed_from"] = previous["provenance"]
-    if settings["model"] in ("builtin", "builtin-tiny"):
-        recipe = agentic_recipe(settings["model"], settings["agentic_documents"])
-        model_path = build_builtin_model(recipe, progress=False)
-        info = read_build_info(model_path)
-        record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
-                           "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
-                           "load_seconds": time.perf_counter() - started}
-    else:  # the user's model: a local folder that load_causal_lm reads
-        model_path = Path(settings["model"]).expanduser()
-        if not (model_path / "config.json").is_file():
-            raise ValidationError(f"model: expected 'builtin', 'builtin-tiny' or a local model folder with a "
-                                  f"config.json, got {settings['model']!r}")
-        record["model"] = {"name": settings["model"], "path": str(model_path.resolve()),
-                           "load_seconds": time.perf_counter() - started}
+    model_path, record["model"] = agentic_model(settings, started)
     seeds = [seed + i for i in range(settings["seeds"])]
     bar = tqdm(total=len(settings["envs"]) * len(seeds), desc=NAME, disable=not progress)
     record["envs"] = {}

@@ -70,8 +70,8 @@ from llm.agentic.shaping import (
     TextShapingSignals,
     shaping_weights,
 )
-from llm.builtin_model import AGENTIC_ENVS, build_builtin_model, read_build_info
-from llm.experiments.agentic_reward_learning import ENVS, EnvName, agentic_recipe, evaluation_episodes_per_start
+from llm.builtin_model import AGENTIC_ENVS
+from llm.experiments.agentic_reward_learning import ENVS, EnvName, agentic_model, evaluation_episodes_per_start
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
@@ -322,10 +322,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                               "harmful_candidate": HARMFUL, "task_reward": "success aspect (sparse)"}
     if previous is not None:
         record["resumed_from"] = previous["provenance"]
-    model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_documents"]), progress=False)
-    info = read_build_info(model_path)
-    record["model"] = {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
-                       "num_parameters": info["num_parameters"], "load_seconds": time.perf_counter() - started}
+    model_path, record["model"] = agentic_model(settings, started)
     seeds = [seed + i for i in range(settings["seeds"])]
     record["envs"] = {}
     bar = tqdm(total=len(settings["envs"]) * len(seeds) * len(settings["methods"]), desc=NAME, disable=not progress)
