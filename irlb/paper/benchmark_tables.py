@@ -215,8 +215,7 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             reached = int(stats["seeds_reaching_target"])
             for metric, short in (("final_normalized_return", "final"), ("half_budget_normalized_return", "half"),
                                   ("transfer_normalized_return", "transfer")):
-                for bound in ("iqm", "low", "high"):
-                    macros.fixed(["ivi", key, method, short, bound], float(stats[metric][bound]))
+                macros.fixed_interval(["ivi", key, method, short], stats[metric])
             macros.number(["ivi", key, method, "reached"], reached)
             transfers = [cell.get("transfer_normalized_return") for cell in data["cells"].values()
                          if cell["testbed"] == env_id and cell["method"] == method]
@@ -232,8 +231,7 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             if has_epic:
                 epic = stats.get("epic_distance", {"n": 0})
                 if epic["n"]:
-                    for bound in ("iqm", "low", "high"):
-                        macros.fixed(["ivi", key, method, "epic", bound], float(epic[bound]))
+                    macros.fixed_interval(["ivi", key, method, "epic"], epic)
                 row.append(iqm_ci(epic))
             rows.append(row)
         for baseline, ratio in entry["ratios"].items():
@@ -297,8 +295,7 @@ def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) 
             differences.append(difference)
             if budget in ranks:
                 for side, stats in (("ours", ours), ("imitation", theirs)):
-                    for bound in ("iqm", "low", "high"):
-                        macros.fixed(["pvi", key, side, ranks[budget], "budget", bound], float(stats[bound]))
+                    macros.fixed_interval(["pvi", key, side, ranks[budget], "budget"], stats)
             first = len(rows) == groups[-1]
             rows.append([escape(env_id) if first else "", str(budget), iqm_ci(ours), iqm_ci(theirs),
                          format_fixed(difference)])

@@ -546,8 +546,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
             cells.append(iqm_ci(per_rate[str(rate)]))
         for label, rate in named.items():
             stats = per_rate[str(rate)]
-            for bound in ("iqm", "low", "high"):
-                macros.fixed(["pn", loss, label, bound], float(stats[bound]))
+            macros.fixed_interval(["pn", loss, label], stats)
             value = stats.get("degradation")
             degradation_value = math.nan if value is None else float(value)
             macros.fixed(["pn", loss, label, "degradation"], degradation_value)
@@ -598,11 +597,6 @@ def _env_key(env: str) -> str:
     return _ENV_KEYS.get(env, env.replace("-", " "))
 
 
-def _ci_macros(macros: Macros, parts: list[str], stats: dict[str, Any], decimals: int = 3) -> None:
-    for bound in ("iqm", "low", "high"):
-        macros.fixed([*parts, bound], float(stats[bound]), decimals)
-
-
 _AS_METHODS = {"none": "no shaping (sparse success)", "hand_potential": "hand potential (distance to goal)",
                "fixed_candidates": "fixed equal weights", "learned_weights": "learned, from equal weights",
                "learned_from_none": "learned, from zero (changed)"}
@@ -633,7 +627,7 @@ def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
         macros.number(["as", key, "starts"], int(entry["num_starts"]))
         for method in methods:
             summary = entry["summary"][method]
-            _ci_macros(macros, ["as", key, method, "goal"], summary["final_goal_rate"])
+            macros.fixed_interval(["as", key, method, "goal"], summary["final_goal_rate"], 3)
             macros.fixed(["as", key, method, "start goal"], float(summary["evaluation_curve"][0]["goal_rate"]["iqm"]),
                          3)
             zero = summary.get("zero_task_gradient_fraction")
@@ -724,14 +718,14 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
         for condition in conditions:
             summary = entry["summary"].get(condition)
             if summary is not None:
-                _ci_macros(macros, ["arl", key, condition], summary["success_iqm"])
+                macros.fixed_interval(["arl", key, condition], summary["success_iqm"], 3)
                 macros.fixed(["arl", key, condition, "malformed"], float(summary["malformed_rate_mean"]), 2)
         for goal in _ARL_GOALS:
             check = entry.get("goals", {}).get(goal)
             if check is not None:
                 macros.text(["arl", key, goal], "met" if check["met"] else "not met")
         for name, stats in entry["summary"].get("identifiability", {}).items():
-            _ci_macros(macros, ["arl", key, name, "epic"], stats["epic"], 2)
+            macros.fixed_interval(["arl", key, name, "epic"], stats["epic"], 2)
         per_seed = entry["seeds"]
         if per_seed and "preference_learning" in per_seed[0]:
             pairs = [int(row["preference_learning"]["labelled_pairs"]) for row in per_seed]
@@ -740,7 +734,7 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
         for reward, stats in entry.get("search", {}).items():
             macros.fixed(["arl", key, "search", reward], float(stats["success_mean"]), 2)
     for name, stats in data.get("across_games", {}).items():
-        _ci_macros(macros, ["arl across", name], stats)
+        macros.fixed_interval(["arl across", name], stats, 3)
     search_names = [n for n in _ARL_SEARCH if any(n in data["envs"][env].get("search", {}) for env in envs)]
     for reward in search_names:
         cells = [escape(_ARL_SEARCH[reward])]
@@ -775,7 +769,7 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
         entry = data["summary"].get(method)
         if entry is None:
             continue
-        _ci_macros(macros, ["ts", method, "success"], entry["success"], 2)
+        macros.fixed_interval(["ts", method, "success"], entry["success"], 2)
         for metric in ("expansions", "calls"):
             macros.number(["ts", method, metric], float(entry[metric]["iqm"]))
         rows.append([escape(label), iqm_ci(entry["success"]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
@@ -114,6 +114,11 @@ class Macros:
 
     def fixed(self, parts: Iterable[Any], value: float, decimals: int = 2) -> None:
         self.add(macro_name(*parts), format_fixed(value, decimals))
+
+    def fixed_interval(self, parts: Iterable[Any], stats: Mapping[str, Any], decimals: int = 2) -> None:
+        """``<parts>Iqm``, ``<parts>Low`` and ``<parts>High`` of an IQM with its confidence interval."""
+        for bound in ("iqm", "low", "high"):
+            self.fixed([*parts, bound], float(stats[bound]), decimals)
 
     def text(self, parts: Iterable[Any], value: str) -> None:
         self.add(macro_name(*parts), escape(value))
