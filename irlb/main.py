@@ -400,7 +400,7 @@ def _add_llm_commands(commands) -> None:
     rloo.set_defaults(handler=_rloo)
 
     agentic = commands.add_parser(
-        "agentic", help="agentic reward learning (Hanoi, graph navigation) with your model as the policy",
+        "agentic", help="agentic reward learning (Hanoi, graph navigation, TextArena games), your model as the policy",
         description="Run the agentic reward-learning experiment (llm.experiments.agentic_reward_learning: IRL of a "
         "structured reward, its transfer, preferences, DPO on episodes) at --scale with --model as the LoRA "
         "policy's base model, writing agentic_reward_learning.json into --out. The model's tokenizer must encode "
