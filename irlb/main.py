@@ -136,6 +136,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if summary["complete"] else 1
 
 
+def _merge_sweeps(args: argparse.Namespace) -> int:
+    from irl_bilevel.config import load_json_object
+    from irl_bilevel.runs import write_json
+    from irlb.sweep import format_table, merge_sweeps
+
+    summary = merge_sweeps([load_json_object(path, "sweep summary") for path in args.summaries])
+    write_json(Path(args.out), summary)
+    print(format_table(summary))
+    return 0
+
+
 def _paper(args: argparse.Namespace) -> int:
     from irlb.paper.build import generate
 
@@ -311,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-failures", dest="max_failures", type=int, default=1,
                        help="retries of a failed trial (default 1)")
     sweep.set_defaults(handler=_sweep)
+
+    merge = commands.add_parser("merge-sweeps", help="join sweep.json files of one sweep run with different seeds",
+                           description="Join the sweep.json files of one sweep (same experiment, scale, grid, "
+                           "overrides and metrics) run over different seeds: every trial row, and per grid point "
+                           "the IQM and CI recomputed over all seeds. Each part keeps its provenance.")
+    merge.add_argument("summaries", nargs="+", help="sweep.json files")
+    merge.add_argument("--out", required=True, help="the merged summary (JSON)")
+    merge.set_defaults(handler=_merge_sweeps)
 
     paper = commands.add_parser(
         "paper",

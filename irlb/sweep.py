@@ -24,6 +24,10 @@ own experiment-restore is not used. Failed attempts are retried ``max_failures``
 and, per grid point, the IQM of the metric over seeds with a 95% bootstrap CI
 (:func:`irl_bilevel.statistics.iqm_with_ci`).
 
+**Adding seeds** to a sweep whose trial folders are gone: run the new seeds alone (``--seeds 3,4``), then
+:func:`merge_sweeps` (``irlb merge-sweeps OLD.json NEW.json --out ALL.json``) joins the two ``sweep.json`` files and
+recomputes the per-point statistics over every seed; each part keeps its own provenance (commit, versions).
+
 Ray runs in-process on this machine's cores by default, or on an existing cluster given its address (the sweep
 folder must then be on a filesystem that every node mounts at the same path: workers write the trial folders).
 """
@@ -293,7 +297,7 @@ def _tune(spec: SweepSpec, sweep_dir: Path, pending: list[Trial], address: str |
 
 def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[str]) -> dict[str, Any]:
     """Rows of every trial of ``spec`` (status ``done`` / ``skipped`` (done before) / ``failed``) and, per grid
-    point, the metric over seeds: values, IQM with a 95% bootstrap CI (``n`` = finished seeds)."""
+    point, the metric over seeds (:func:`grid_points`)."""
     rows = []
     for trial in trials:
         folder = sweep_dir / trial.trial_id
@@ -310,6 +314,15 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
             row.update(status="failed", seconds=None, metric=None,
                        error=json.loads(error.read_text())["error"] if error.is_file() else "did not finish")
         rows.append(row)
+    return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(),
+            "extra_metrics": list(spec.extra_metrics), "spec": spec.to_dict(),
+            "trials": rows, "grid_points": grid_points(rows, spec.extra_metrics),
+            "complete": all(r["status"] != "failed" for r in rows), "provenance": provenance(None)}
+
+
+def grid_points(rows: list[dict[str, Any]], extra_metrics: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """Per grid point of the trial ``rows``, the metric (and each extra metric) over seeds: values, IQM with a 95%
+    bootstrap CI (``n`` = finished seeds)."""
     points = []
     for point_json in dict.fromkeys(json.dumps(r["point"], sort_keys=True) for r in rows):
         group = [r for r in rows if json.dumps(r["point"], sort_keys=True) == point_json]
@@ -317,15 +330,45 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
         point: dict[str, Any] = {"point": json.loads(point_json),
                                  "seeds": [r["seed"] for r in group if r["metric"] is not None],
                                  "values": values, **iqm_with_ci(values)}
-        if spec.extra_metrics:
+        if extra_metrics:
             point["extra_metrics"] = {}
-            for path in spec.extra_metrics:
+            for path in extra_metrics:
                 extra = [r["extra_metrics"][path] for r in group if r.get("extra_metrics", {}).get(path) is not None]
                 point["extra_metrics"][path] = {"values": extra, **iqm_with_ci(extra)}
         points.append(point)
-    return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(),
-            "extra_metrics": list(spec.extra_metrics), "spec": spec.to_dict(),
-            "trials": rows, "grid_points": points, "complete": all(r["status"] != "failed" for r in rows),
+    return points
+
+
+def merge_sweeps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary from sweeps of the same experiment, scale, grid, overrides and metrics that ran different seeds
+    (e.g. seeds 3 and 4 added to an earlier sweep of seeds 0-2 whose trial folders are gone): the trial rows of all,
+    per grid point the statistics recomputed over every seed, and each part's spec and provenance in ``merged_from``.
+    A trial that appears in two parts is an error: a merge adds seeds, it never picks between two runs of one."""
+    if len(summaries) < 2:
+        raise ValidationError(f"summaries: expected at least two sweep summaries to merge, got {len(summaries)}")
+    first = summaries[0]
+    same = ("experiment", "scale", "metric", "extra_metrics")
+    for index, summary in enumerate(summaries[1:], start=1):
+        for key in same:
+            if summary[key] != first[key]:
+                raise ValidationError(f"summaries[{index}].{key}: expected {first[key]!r} (as in summaries[0]), "
+                                      f"got {summary[key]!r}")
+        for key in ("grid", "overrides"):
+            if summary["spec"][key] != first["spec"][key]:
+                raise ValidationError(f"summaries[{index}].spec.{key}: expected {first['spec'][key]!r} (as in "
+                                      f"summaries[0]), got {summary['spec'][key]!r}")
+    rows = [row for summary in summaries for row in summary["trials"]]
+    seen: set[str] = set()
+    for row in rows:
+        if row["trial_id"] in seen:
+            raise ValidationError(f"trials: {row['trial_id']} is in more than one sweep; expected disjoint seeds")
+        seen.add(row["trial_id"])
+    rows.sort(key=lambda row: (json.dumps(row["point"], sort_keys=True), row["seed"]))
+    seeds = sorted({seed for summary in summaries for seed in summary["spec"]["seeds"]})
+    return {**{key: first[key] for key in same}, "spec": {**first["spec"], "seeds": seeds}, "trials": rows,
+            "grid_points": grid_points(rows, first["extra_metrics"]),
+            "complete": all(summary["complete"] for summary in summaries),
+            "merged_from": [{"spec": s["spec"], "provenance": s["provenance"]} for s in summaries],
             "provenance": provenance(None)}
 
 

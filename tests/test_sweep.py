@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from irl_bilevel.runs import write_json
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
-from irlb.sweep import expand, load_spec, parse_grid, run_sweep, start_ray
+from irlb.sweep import expand, load_spec, merge_sweeps, parse_grid, run_sweep, start_ray
 
 # An experiment registered only here: it counts its runs in its trial folder; the trial of value 2 fails its first
 # attempt (a flaky failure: the retry succeeds), the trial of value 3 every attempt while a block file exists (a
@@ -144,6 +145,35 @@ def test_sweep_runs_grid_times_seeds_then_only_missing_trials(ray_session, tmp_p
     for point in summary["grid_points"]:
         assert point["extra_metrics"]["seconds"]["values"] == pytest.approx(point["values"])
         assert point["extra_metrics"]["no.such.path"]["n"] == 0
+
+    # Seeds added later: seed 1 swept on its own (its trial folders copied, so nothing reruns) and merged with a
+    # sweep of seed 0 gives the statistics of the sweep over both seeds.
+    parts = []
+    for seed in (0, 1):
+        part_dir = tmp_path / f"seed{seed}"
+        for trial in trials:
+            if trial.seed == seed:
+                shutil.copytree(sweep_dir / trial.trial_id, part_dir / trial.trial_id)
+        part = load_spec(experiment="loss_gradient_weights", scale="tiny", grid={"num_margins": [11, 21]},
+                         seeds=[seed], overrides={"scaled_margin_limit": 5.0},
+                         extra_metrics=["seconds", "no.such.path"])
+        parts.append(run_sweep(part, part_dir, verbose=False))
+    write_json(tmp_path / "part0.json", parts[0])
+    write_json(tmp_path / "part1.json", parts[1])
+    assert main(["merge-sweeps", str(tmp_path / "part0.json"), str(tmp_path / "part1.json"),
+                 "--out", str(tmp_path / "merged.json")]) == 0
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    # compared as JSON text: the metric no trial has is NaN in both, and NaN != NaN
+    assert json.dumps(merged["grid_points"], sort_keys=True) == json.dumps(summary["grid_points"], sort_keys=True)
+    assert merged["spec"]["seeds"] == [0, 1]
+    assert sorted(r["trial_id"] for r in merged["trials"]) == sorted(t.trial_id for t in trials)
+    assert len(merged["merged_from"]) == 2 and merged["complete"]
+    with pytest.raises(ValidationError, match="more than one sweep"):
+        merge_sweeps([parts[0], parts[0]])
+    with pytest.raises(ValidationError, match=r"summaries\[1\]\.spec\.grid"):
+        merge_sweeps([parts[0], {**parts[1], "spec": {**parts[1]["spec"], "grid": {"num_margins": [11]}}}])
+    with pytest.raises(ValidationError, match="at least two"):
+        merge_sweeps([parts[0]])
 
 
 def test_failed_trials_are_retried_and_a_rerun_finishes_only_them(ray_session, flaky_dir, tmp_path):
