@@ -54,7 +54,7 @@ Goal (issue 3): ours ≥ AIRL's and GAIL's normalized return on every testbed us
 (ours' IQM at the last evaluation ≤ budget/2 against theirs at the budget) and a clearly better reward-transfer
 score than AIRL (IQM at least 0.1 higher). Reported as measured; nothing is tuned for either side.
 
-Run: ``python benchmarks/irl_vs_imitation.py --quick`` (3 seeds, about 26 minutes alone on 2 cores), ``--full``
+Run: ``python benchmarks/irl_vs_imitation.py --quick`` (5 seeds, three testbeds; about 35 minutes of one core), ``--full``
 (5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand steps).
 """
 
@@ -770,7 +770,7 @@ def run_driver(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_true", help="3 seeds, quick budgets (the default)")
+    scale.add_argument("--quick", action="store_true", help="5 seeds, quick budgets (the default)")
     scale.add_argument("--full", action="store_true", help="5 seeds, the budgets of shared/benchmarks.md")
     scale.add_argument("--smoke", action="store_true", help="1 seed, CartPole only, a few thousand steps")
     parser.add_argument("--testbeds", nargs="+", help=f"subset of {list(TESTBEDS)}")
