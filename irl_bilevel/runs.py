@@ -133,16 +133,27 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     )
 
 
-def unfinished_record(path: Path, scale: str, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The record an interrupted run left at ``path`` (``complete`` false, same ``scale`` and ``config``), so that a
-    rerun keeps its finished seeds and starts where it stopped; ``None`` when there is none to resume (no file, a
-    finished run, other settings or an unreadable file: the run then starts afresh and overwrites it)."""
+def earlier_record(path: Path, scale: str, config: dict[str, Any], *,
+                   differing: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The record an earlier run left at ``path`` (finished or not) with the same ``scale`` and the same ``config``
+    except for the keys named in ``differing`` (e.g. ``("seeds",)``: a rerun with more seeds keeps the runs it
+    shares with it); ``None`` when there is none (no file, other settings or an unreadable file)."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("complete", True):
+    if not isinstance(record, dict) or record.get("scale") != scale or not isinstance(record.get("config"), dict):
         return None
-    if record.get("scale") != scale or record.get("config") != json.loads(json.dumps(config, default=_jsonable)):
+    ours = json.loads(json.dumps(config, default=_jsonable))
+    if {k: v for k, v in record["config"].items() if k not in differing} != \
+            {k: v for k, v in ours.items() if k not in differing}:
         return None
     return record
+
+
+def unfinished_record(path: Path, scale: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The record an interrupted run left at ``path`` (``complete`` false, same ``scale`` and ``config``), so that a
+    rerun keeps its finished seeds and starts where it stopped; ``None`` when there is none to resume (no file, a
+    finished run, other settings or an unreadable file: the run then starts afresh and overwrites it)."""
+    record = earlier_record(path, scale, config)
+    return None if record is None or record.get("complete", True) else record

@@ -28,6 +28,19 @@ def test_tiny_study_and_figure(tmp_path):
         assert set(record["summary"][loss]) == {str(rate) for rate in config["mistake_rates"]}
     files = plot(tmp_path, tmp_path / "figures")
     assert all(file.exists() for file in files)
+    assert record["complete"] and "kept_runs_from" not in record
+
+    # One more seed: the earlier runs are kept as they were, only the new seed's run, and the file says so.
+    more = preference_noise.CONFIG.from_dict(config).updated({"seeds": config["seeds"] + 1})
+    extended = json.loads(preference_noise.run("tiny", tmp_path, seed=0, progress=False, config=more).read_text())
+    new_seed = config["seeds"]
+    assert [r for r in extended["runs"] if r["seed"] != new_seed] == record["runs"]
+    assert len([r for r in extended["runs"] if r["seed"] == new_seed]) == len(record["runs"]) // config["seeds"]
+    assert extended["kept_runs_from"] == {"provenance": record["provenance"], "seeds": list(range(config["seeds"]))}
+    # Other settings: nothing is kept.
+    other = preference_noise.CONFIG.from_dict(config).updated({"query_budget": config["query_budget"] + 1})
+    fresh = json.loads(preference_noise.run("tiny", tmp_path, seed=0, progress=False, config=other).read_text())
+    assert "kept_runs_from" not in fresh and fresh["config"]["query_budget"] == config["query_budget"] + 1
 
 
 def test_unknown_selection_is_rejected_before_any_run(tmp_path):

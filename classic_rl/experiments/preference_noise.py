@@ -15,7 +15,10 @@ uniform selection it loses none; we have not isolated why).
 
 Per (loss, ε, seed): the final expert-normalized true return (deterministic policy, fixed evaluation seeds).
 Summary per (loss, ε): IQM and 95% bootstrap CI over seeds, and the *degradation* ``1 − IQM(ε) / IQM(0)``.
-Writes ``results_dir/preference_noise.json``.
+Writes ``results_dir/preference_noise.json`` after every run (``complete`` false until the end). A rerun with the
+same settings, seeds aside, keeps the runs it shares with the file there (:func:`irl_bilevel.runs.earlier_record`):
+an interrupted run resumes, and a run with more seeds adds only the new ones (``kept_runs_from`` records the earlier
+run's provenance and seeds).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from irl_bilevel.config import ExperimentConfig, scale_settings
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 
 NAME = "preference_noise"
@@ -76,10 +79,22 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
     settings = scale_settings(PreferenceNoiseConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{NAME}.json"
+    # Runs of an earlier record with the same settings but other seeds (an interrupted run, or fewer seeds) are kept.
+    previous = earlier_record(path, scale, settings, differing=("seeds",))
+    kept = {(r["loss"], r["mistake_rate"], r["seed"]): r for r in (previous or {}).get("runs", [])}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
     runs: list[dict[str, Any]] = []
     cells = [(loss, rate, seed + index) for loss in settings["losses"] for rate in settings["mistake_rates"]
              for index in range(settings["seeds"])]
+    if previous is not None and any(cell in kept for cell in cells):
+        record["kept_runs_from"] = {"provenance": previous["provenance"], "seeds": sorted({c[2] for c in kept})}
     for number, (loss, rate, run_seed) in enumerate(cells, 1):
+        if (loss, rate, run_seed) in kept:
+            runs.append(kept[(loss, rate, run_seed)])
+            continue
         run_config = PreferenceRLConfig(
             env_id=settings["env_id"], total_env_steps=settings["total_env_steps"],
             env_steps_per_outer_step=settings["env_steps_per_outer_step"], segment_length=settings["segment_length"],
@@ -95,6 +110,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         if progress:
             print(f"[{number}/{len(cells)}] {loss} ε={rate} seed {run_seed}: normalized return "
                   f"{summary['final_normalized_return']:.3f}", flush=True)
+        # Written after every run (``complete`` false until the end): an interrupted run resumes from here.
+        write_json(path, {**record, "runs": [*runs, *(r for c, r in kept.items() if c not in cells)],
+                          "complete": False, "seconds": time.perf_counter() - started})
     summary_table: dict[str, dict[str, Any]] = {}
     for loss in settings["losses"]:
         per_rate: dict[str, dict[str, Any]] = {}
@@ -105,10 +123,6 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         for stats in per_rate.values():
             stats["degradation"] = 1.0 - stats["iqm"] / clean if clean else None
         summary_table[loss] = per_rate
-    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed), "runs": runs,
-              "summary": summary_table, "seconds": time.perf_counter() - started}
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{NAME}.json"
+    record.update(runs=runs, summary=summary_table, complete=True, seconds=time.perf_counter() - started)
     write_json(path, record)
     return path

@@ -816,4 +816,5 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "preference_noise": preference_noise,
     "seeds_feedback_consistency": seed_sweep,
     "seeds_reward_recovery": seed_sweep,
+    "seeds_sentiment_frontier": seed_sweep,
 }
