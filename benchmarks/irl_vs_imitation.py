@@ -54,8 +54,9 @@ Goal (issue 3): ours ≥ AIRL's and GAIL's normalized return on every testbed us
 (ours' IQM at the last evaluation ≤ budget/2 against theirs at the budget) and a clearly better reward-transfer
 score than AIRL (IQM at least 0.1 higher). Reported as measured; nothing is tuned for either side.
 
-Run: ``python benchmarks/irl_vs_imitation.py --quick`` (5 seeds, three testbeds; about 35 minutes of one core), ``--full``
-(5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand steps).
+Run: ``python benchmarks/irl_vs_imitation.py --quick`` (5 seeds, three testbeds; about 70 minutes of one core),
+``--full`` (5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand
+steps).
 """
 
 from __future__ import annotations
