@@ -43,6 +43,42 @@ def test_tiny_study_and_figure(tmp_path):
     assert "kept_runs_from" not in fresh and fresh["config"]["query_budget"] == config["query_budget"] + 1
 
 
+def test_interrupted_extension_keeps_every_earlier_run(tmp_path, monkeypatch):
+    """Adding a seed and stopping after the first new run leaves a file with all earlier runs plus the new one; the
+    rerun trains only the runs still missing (training replaced by a stub that records what it was asked)."""
+    import classic_rl.preference_rl as preference_rl
+
+    trained: list[tuple[str, int]] = []
+
+    def fake_run(config, folder, progress=False):
+        if len(trained) == stop_after[0]:
+            raise KeyboardInterrupt
+        trained.append((config.loss, config.seed))
+        return {"final_normalized_return": 0.5 + config.seed / 10, "label_agreement": 1.0}
+
+    monkeypatch.setattr(preference_rl, "run_preference_rl", fake_run)
+    stop_after = [10**6]
+    config = preference_noise.CONFIG.from_dict(preference_noise.SCALES["tiny"])
+    first = json.loads(preference_noise.run("tiny", tmp_path, progress=False, config=config).read_text())
+    assert len(trained) == len(first["runs"]) == 4
+
+    more = config.updated({"seeds": 2})
+    trained.clear()
+    stop_after[0] = 1
+    with pytest.raises(KeyboardInterrupt):
+        preference_noise.run("tiny", tmp_path, progress=False, config=more)
+    partial = json.loads((tmp_path / "preference_noise.json").read_text())
+    assert not partial["complete"]
+    assert [r for r in partial["runs"] if r["seed"] == 0] == first["runs"]  # none lost, though not reached
+    assert len([r for r in partial["runs"] if r["seed"] == 1]) == 1
+
+    trained.clear()
+    stop_after[0] = 10**6
+    final = json.loads(preference_noise.run("tiny", tmp_path, progress=False, config=more).read_text())
+    assert final["complete"] and len(final["runs"]) == 8 and len(trained) == 3
+    assert all(seed == 1 for _, seed in trained)
+
+
 def test_unknown_selection_is_rejected_before_any_run(tmp_path):
     config = preference_noise.CONFIG.from_dict(preference_noise.SCALES["tiny"]).updated({"selection": "best"})
     with pytest.raises(ValidationError, match="selection"):
