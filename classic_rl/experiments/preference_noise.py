@@ -111,10 +111,10 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             print(f"[{number}/{len(cells)}] {loss} ε={rate} seed {run_seed}: normalized return "
                   f"{summary['final_normalized_return']:.3f}", flush=True)
         # Written after every run (``complete`` false until the end): an interrupted run resumes from here, so the
-        # kept runs not reached yet are written too.
-        reached = {(r["loss"], r["mistake_rate"], r["seed"]) for r in runs}
-        write_json(path, {**record, "runs": [*runs, *(r for c, r in kept.items() if c not in reached)],
-                          "complete": False, "seconds": time.perf_counter() - started})
+        # kept runs of the cells still ahead are written too.
+        ahead = [kept[cell] for cell in cells[number:] if cell in kept]
+        write_json(path, {**record, "runs": [*runs, *ahead], "complete": False,
+                          "seconds": time.perf_counter() - started})
     summary_table: dict[str, dict[str, Any]] = {}
     for loss in settings["losses"]:
         per_rate: dict[str, dict[str, Any]] = {}
