@@ -33,7 +33,8 @@ test: lint typecheck
 test-slow: install
 	$(VENV)/bin/pytest -m slow
 
-# Reproduces the paper's figures at quick scale into figures/.
+# Reproduces the paper's figures at quick scale into runs/reproduce/ (git-ignored); the committed results/ and
+# figures/output/ change only with `irlb reproduce --update-committed`.
 figures: install
 	$(VENV)/bin/irlb reproduce --scale quick
 

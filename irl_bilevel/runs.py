@@ -81,6 +81,47 @@ def provenance(seed: int | None) -> dict[str, Any]:
     }
 
 
+def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwrite: bool = False,
+                        option: str = "--out") -> bool:
+    """Check, before anything is read, trained or written, that ``command`` may write into ``folder``.
+
+    * a missing folder, or an empty one: free (the command creates it when it writes); returns False;
+    * a folder holding ``marker`` (the file that ``command`` writes last): an earlier output of the same command.
+      Refused unless ``overwrite`` (the caller then replaces only its own files); returns True;
+    * anything else (a file, a folder of other files, an unwritable place): a :class:`ValidationError` naming the
+      folder. Nothing a command did not write is ever deleted or replaced.
+    """
+    from irl_bilevel.validation import ValidationError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValidationError(f"{option}: {folder} is a file; expected a folder for the {command} output (nothing "
+                              f"was changed)")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / marker).is_file():
+            raise ValidationError(f"{option}: {folder} is not empty and holds no {command} output ({marker}); choose a "
+                                  f"new or empty folder (nothing was changed)")
+        if not overwrite:
+            raise ValidationError(f"{option}: {folder} already holds a {command} output; pass --overwrite to replace "
+                                  f"its files (other files there are kept), or choose a new folder")
+        _check_writable(folder, option)
+        return True
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValidationError(f"{option}: {existing} is a file, so {folder} cannot be created (nothing was changed)")
+    _check_writable(existing, option)
+    return False
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    from irl_bilevel.validation import ValidationError
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValidationError(f"{option}: cannot write into {folder} (permission denied); choose another folder")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -96,10 +96,22 @@ def _agentic(args: argparse.Namespace) -> int:
     return 0
 
 
+# `irlb reproduce` writes here unless told otherwise: the committed results/ and figures/output/ hold what the README
+# and the paper quote, and a newcomer's `--scale tiny` must not replace them.
+REPRODUCE_RESULTS = "runs/reproduce/results"
+REPRODUCE_FIGURES = "runs/reproduce/figures"
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from irlb.reproduce import reproduce
 
-    reproduce(args.scale, Path(args.results), Path(args.figures), only=args.only, seed=args.seed,
+    if args.update_committed and (args.results or args.figures):
+        raise ValidationError("--update-committed: writes into results/ and figures/output/; it cannot be combined "
+                              "with --results or --figures")
+    committed = ("results", "figures/output") if args.update_committed else (REPRODUCE_RESULTS, REPRODUCE_FIGURES)
+    results, figures = Path(args.results or committed[0]), Path(args.figures or committed[1])
+    print(f"irlb reproduce: results into {results}/, figures into {figures}/", flush=True)
+    reproduce(args.scale, results, figures, only=args.only, seed=args.seed,
               config_file=args.config, overrides=args.set, extended=args.extended)
     return 0
 
@@ -273,8 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(PNG and PDF). tiny: seconds (tests); quick: minutes on a laptop; full: the paper's scale.",
     )
     reproduce.add_argument("--scale", choices=["tiny", "quick", "full"], default="quick")
-    reproduce.add_argument("--results", default="results", help="folder for result files")
-    reproduce.add_argument("--figures", default="figures/output", help="folder for the figures")
+    reproduce.add_argument("--results", help=f"folder for result files (default {REPRODUCE_RESULTS}, git-ignored)")
+    reproduce.add_argument("--figures", help=f"folder for the figures (default {REPRODUCE_FIGURES}, git-ignored)")
+    reproduce.add_argument("--update-committed", dest="update_committed", action="store_true",
+                           help="write into the committed results/ and figures/output/ (what the README and the "
+                           "paper quote) instead of the git-ignored runs folder")
     reproduce.add_argument("--only", action="append", help="run only these experiments (repeatable)")
     reproduce.add_argument("--extended", action="store_true",
                            help="also run the long experiments (agentic text tasks, preference feedback studies)")
@@ -362,7 +377,8 @@ def _add_llm_commands(commands) -> None:
         f"it). Losses: {losses}.")
     add_model_arguments(train)
     add_data_arguments(train)
-    train.add_argument("--out", required=True, help="adapter folder to write")
+    train.add_argument("--out", required=True, help="adapter folder to write (new or empty)")
+    train.add_argument("--overwrite", action="store_true", help="replace the adapter files of an earlier run in --out")
     train.add_argument("--loss", default="sigmoid", help="catalog policy loss (default sigmoid: DPO)")
     train.add_argument("--beta", type=float, help="the loss's temperature β (default: the loss's own)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="another loss parameter, e.g. gamma=0.5")
@@ -384,7 +400,8 @@ def _add_llm_commands(commands) -> None:
         "it).")
     add_model_arguments(reward)
     add_data_arguments(reward)
-    reward.add_argument("--out", required=True, help="folder to write the reward model into")
+    reward.add_argument("--out", required=True, help="folder to write the reward model into (new or empty)")
+    reward.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     reward.add_argument("--loss", default="bradley_terry", help="reward-model loss (default bradley_terry)")
     reward.add_argument("--beta", type=float, help="the loss's temperature, if it has one")
     reward.add_argument("--set", action="append", metavar="KEY=VALUE", help="another loss parameter")
@@ -406,7 +423,8 @@ def _add_llm_commands(commands) -> None:
     rloo.add_argument("--prompts", required=True, help=".jsonl file or datasets folder with a prompt column")
     rloo.add_argument("--split", default="train")
     rloo.add_argument("--reward-model", dest="reward_model", required=True, help="folder of a saved reward model")
-    rloo.add_argument("--out", required=True, help="adapter folder to write")
+    rloo.add_argument("--out", required=True, help="adapter folder to write (new or empty)")
+    rloo.add_argument("--overwrite", action="store_true", help="replace the adapter files of an earlier run in --out")
     rloo.add_argument("--steps", type=int, default=50)
     rloo.add_argument("--prompts-per-step", dest="prompts_per_step", type=int, default=8)
     rloo.add_argument("--samples-per-prompt", dest="samples_per_prompt", type=int, default=4)

@@ -25,7 +25,7 @@ from typing import Any
 
 from irl_bilevel.config import parse_overrides
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import claim_output_folder, provenance, write_json
 from irl_bilevel.validation import ValidationError
 
 DTYPES = ("float32", "bfloat16")
@@ -101,10 +101,11 @@ def _run_record(args: argparse.Namespace, command: str) -> dict[str, Any]:
 def train_preferences_command(args: argparse.Namespace) -> int:
     """Train a LoRA adapter with a catalog loss on the user's preference data and save it (module docstring)."""
     apply_threads(args)
-    from llm.models import load_causal_lm, with_lora
+    from llm.models import ADAPTER_INFO_FILE, load_causal_lm, with_lora
     from llm.preference_data import PER_PAIR_PARAMETERS, read_preference_file, tokenize_preferences
     from llm.training import PreferenceTrainingConfig, save_trained_adapter, train_preferences
 
+    claim_output_folder(args.out, ADAPTER_INFO_FILE, "train-preferences", overwrite=args.overwrite)
     if args.loss not in PREFERENCE_LOSSES:
         raise ValidationError(f"--loss: unknown loss {args.loss!r}; expected one of {policy_losses()}")
     entry = PREFERENCE_LOSSES[args.loss]
@@ -174,6 +175,7 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
         train_reward_model,
     )
 
+    claim_output_folder(args.out, "training.json", "train-reward-model", overwrite=args.overwrite)
     records = read_preference_file(args.data, split=args.split, ignore_columns=_columns(args.ignore_columns))
     if records.kind != "paired":
         raise ValidationError(f"--data: a reward model trains on pairs (prompt/chosen/rejected); {args.data} holds "
@@ -203,11 +205,12 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
 def rloo_command(args: argparse.Namespace) -> int:
     """RLOO of a fresh adapter on ``--model`` against a saved text reward model, on the prompts of ``--prompts``."""
     apply_threads(args)
-    from llm.models import load_causal_lm, with_lora
+    from llm.models import ADAPTER_INFO_FILE, load_causal_lm, with_lora
     from llm.preference_data import prompt_texts, read_preference_file
     from llm.reward_models import load_text_reward_model
     from llm.training import RLConfig, save_trained_adapter, train_rl
 
+    claim_output_folder(args.out, ADAPTER_INFO_FILE, "rloo", overwrite=args.overwrite)
     records = read_preference_file(args.prompts, split=args.split, prompts_only=True)
     reward_model, _ = load_text_reward_model(args.reward_model, device=args.device)
     model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=args.dtype)

@@ -497,13 +497,19 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], max_new_token
 
 # ---------------------------------------------------------------------- adapters on disk
 def save_adapter(model, folder: Path | str, metadata: dict[str, Any] | None = None) -> Path:
-    """Save ``model``'s LoRA adapter in peft's format into ``folder`` (written atomically: built in a temporary
-    sibling folder, then renamed over any old one), with ``irl_bilevel_adapter.json`` holding the base model's
-    name or path, the adapter's LoRA settings and ``metadata`` (JSON-serializable)."""
+    """Save ``model``'s LoRA adapter in peft's format into ``folder``, with ``irl_bilevel_adapter.json`` holding the
+    base model's name or path, the adapter's LoRA settings and ``metadata`` (JSON-serializable).
+
+    ``folder`` must be missing, empty, or an adapter folder this function wrote (it holds
+    ``irl_bilevel_adapter.json``): anything else is a :class:`ValidationError` and nothing is touched. The files are
+    built in a temporary sibling folder and each moved into place with an atomic rename (the JSON last); files of
+    ``folder`` that peft does not write are kept."""
+    from irl_bilevel.runs import claim_output_folder
+
     if not is_peft_model(model):
         raise ValidationError("model: expected a peft model with a LoRA adapter (see with_lora)")
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(folder, ADAPTER_INFO_FILE, "adapter", overwrite=True, option="folder")
     config = model.peft_config[model.active_adapter]
     info = {
         "base_model": getattr(config, "base_model_name_or_path", None),
@@ -515,17 +521,15 @@ def save_adapter(model, folder: Path | str, metadata: dict[str, Any] | None = No
         text = json.dumps(info, indent=2, sort_keys=True) + "\n"
     except TypeError as error:
         raise ValidationError(f"metadata: expected JSON-serializable values ({error})") from error
+    folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         model.save_pretrained(temporary)
         (temporary / ADAPTER_INFO_FILE).write_text(text)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-            os.rename(folder, old / "adapter")
-            os.rename(temporary, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(temporary, folder)
+        folder.mkdir(exist_ok=True)
+        written = sorted(p for p in temporary.iterdir() if p.name != ADAPTER_INFO_FILE)
+        for path in [*written, temporary / ADAPTER_INFO_FILE]:  # the marker last: a folder with it is complete
+            os.replace(path, folder / path.name)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return folder

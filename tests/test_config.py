@@ -150,3 +150,18 @@ def test_an_experiment_without_a_typed_config_still_reproduces_but_cannot_be_cha
         reproduce_configs(["untyped"], "tiny", overrides=["untyped.x=1"])
     with pytest.raises(ValidationError, match="declares no typed config"):
         experiment_config("untyped", "tiny")
+
+
+def test_reproduce_writes_into_the_ignored_runs_folder_unless_told(monkeypatch, tmp_path, capsys):
+    """A newcomer's `irlb reproduce --scale tiny` must not replace the committed results the README quotes."""
+    import irlb.reproduce
+
+    calls = []
+    monkeypatch.setattr(irlb.reproduce, "reproduce", lambda scale, results, figures, **_: calls.append(
+        (str(results), str(figures))))
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "--scale", "tiny", "--only", "loss_gradient_weights"]) == 0
+    assert main(["reproduce", "--scale", "tiny", "--update-committed"]) == 0
+    assert calls == [("runs/reproduce/results", "runs/reproduce/figures"), ("results", "figures/output")]
+    assert "runs/reproduce/results" in capsys.readouterr().out
+    assert main(["reproduce", "--update-committed", "--results", "x"]) == 2

@@ -216,3 +216,37 @@ def test_agentic_task_runs_on_a_local_model(hf_model_paths, tmp_path, architectu
     result = json.loads((tmp_path / "agentic_reward_learning.json").read_text())
     assert result["complete"] and result["model"]["path"] == str(hf_model_paths[architecture].resolve())
     assert result["config"]["device"] == "cpu" and "steppath" in result["envs"]
+
+
+@pytest.mark.parametrize("command", ["train-preferences", "train-reward-model", "rloo"])
+def test_a_folder_of_user_files_survives_every_llm_command(hf_model_paths, tmp_path, command):
+    """The bug this guards against: `--out DIR` used to move DIR aside and delete it, whatever it held."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(4))
+    user = tmp_path / "my_results"
+    (user / "nested").mkdir(parents=True)
+    (user / "notes.txt").write_text("years of work")
+    (user / "nested" / "table.csv").write_text("a,b\n1,2\n")
+    user_file = tmp_path / "report.pdf"
+    user_file.write_bytes(b"%PDF")
+    extra = {"train-preferences": ["--data", data], "train-reward-model": ["--data", data],
+             "rloo": ["--prompts", data, "--reward-model", str(tmp_path / "no_reward_model")]}[command]
+    for out in (user, user_file):
+        before = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
+        code = main([command, "--model", str(hf_model_paths["llama"]), *extra, "--out", str(out), "--steps", "1",
+                     "--overwrite", *device_args()])
+        assert code == 2
+        after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
+        assert after == before
+
+
+def test_overwrite_replaces_only_the_commands_own_files(hf_model_paths, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(4))
+    out = tmp_path / "adapter"
+    arguments = ["train-preferences", "--model", str(hf_model_paths["llama"]), "--data", data, "--out", str(out),
+                 "--steps", "1", "--batch-size", "4", "--quiet", *device_args()]
+    assert main(arguments) == 0
+    (out / "my_notes.txt").write_text("kept")
+    assert main(arguments) == 2  # an earlier output: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*arguments, "--overwrite"]) == 0
+    assert (out / "my_notes.txt").read_text() == "kept" and (out / "adapter_model.safetensors").is_file()
