@@ -66,9 +66,9 @@ from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import provenance, read_run_config, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError
 
 REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
 HYPERGRADIENTS = ("maxent", "zeroth_order", "penalty")
@@ -158,25 +158,11 @@ class GymIRLConfig:
 # ---------------------------------------------------------------------- demonstrations
 def load_demonstrations(path: str | Path) -> RolloutDemonstrations:
     """Demonstrations from an ``.npz`` of ``observations [N, T, obs_dim]``, ``actions [N, T]`` (discrete) or
-    ``[N, T, act_dim]``, ``lengths [N]`` and optionally ``terminated [N]``, ``final_observations [N, obs_dim]``."""
-    path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"demonstrations_file: {path} does not exist")
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    allowed = ["observations", "actions", "lengths", "terminated", "final_observations", "returns"]
-    reject_unknown_keys(arrays, allowed, f"demonstrations_file {path}")
-    for key in ("observations", "actions", "lengths"):
-        if key not in arrays:
-            raise ValidationError(f"demonstrations_file: {path} has no {key!r} array")
-    discrete = np.issubdtype(arrays["actions"].dtype, np.integer)
-    num_actions = int(arrays["actions"].max()) + 1 if discrete else None
-    return RolloutDemonstrations(
-        torch.as_tensor(arrays["observations"], dtype=torch.float32), torch.as_tensor(arrays["actions"]),
-        torch.as_tensor(arrays["lengths"]), None, num_actions,
-        None if "terminated" not in arrays else torch.as_tensor(arrays["terminated"]),
-        None if "final_observations" not in arrays else torch.as_tensor(arrays["final_observations"]),
-        None if "returns" not in arrays else torch.as_tensor(arrays["returns"]))
+    ``[N, T, act_dim]``, ``lengths [N]`` and optionally ``terminated [N]``, ``final_observations [N, obs_dim]``,
+    ``returns [N]`` (:func:`classic_rl.npz_io.load_rollout_demonstrations_npz`, ``docs/npz_format.md``)."""
+    from classic_rl.npz_io import load_rollout_demonstrations_npz
+
+    return load_rollout_demonstrations_npz(path)
 
 
 def check_demonstrations_match(demonstrations: RolloutDemonstrations, env_id: str) -> None:
@@ -274,7 +260,7 @@ def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
     """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
     path = output_dir / "config.json"
     if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
+        recorded = read_run_config(path)
         if recorded != json.loads(json.dumps(asdict(config))):
             raise ValidationError(f"out: {output_dir} holds a run with a different config; resume it with the same "
                                   f"settings or choose a new folder")

@@ -109,10 +109,10 @@ from irl_bilevel.query_selection import (
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import provenance, write_json, write_metrics
+from irl_bilevel.runs import provenance, read_run_config, write_json, write_metrics
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
 EXPLORATIONS = ("none", "state_entropy")
@@ -598,11 +598,11 @@ def _prepare_folder(output_dir: Path, config: PreferenceRLConfig) -> dict[str, A
     """The finished run's summary if ``output_dir`` holds one with this config; otherwise a fresh folder."""
     path = output_dir / "config.json"
     if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
+        recorded = read_run_config(path)
         if recorded != json.loads(json.dumps(asdict(config))):
             raise ValidationError(f"out: {output_dir} holds a run with a different config; choose a new folder")
         if (output_dir / "summary.json").exists() and (output_dir / "policy.zip").exists():
-            return json.loads((output_dir / "summary.json").read_text())
+            return read_json_file(output_dir / "summary.json", "summary.json", recovery="; delete it to run again")
         for stale in ("metrics.jsonl", "checkpoint.pt", "summary.json"):
             (output_dir / stale).unlink(missing_ok=True)
         shutil.rmtree(output_dir / "tensorboard", ignore_errors=True)

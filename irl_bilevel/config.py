@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError, read_json_file, reject_unknown_keys
 
 C = TypeVar("C", bound="ExperimentConfig")
 D = TypeVar("D")
@@ -94,16 +94,9 @@ def parse_overrides(overrides: Iterable[str], where: str = "--set") -> dict[str,
 
 
 def load_json_object(path: str | Path, where: str = "--config") -> dict[str, Any]:
-    """Read a JSON file holding one object; a missing file or bad JSON is a :class:`ValidationError`."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError as error:
-        raise ValidationError(f"{where}: no such file {str(path)!r}") from error
-    except json.JSONDecodeError as error:
-        raise ValidationError(f"{where}: {str(path)!r} is not valid JSON ({error})") from error
-    if not isinstance(values, dict):
-        raise ValidationError(f"{where}: {str(path)!r} must hold a JSON object, got {type(values).__name__}")
-    return values
+    """Read a JSON file holding one object; a missing, unreadable or non-UTF-8 file, bad JSON or another JSON value
+    is a :class:`ValidationError` naming ``where`` and the file (:func:`~irl_bilevel.validation.read_json_file`)."""
+    return read_json_file(path, where)
 
 
 def dataclass_from_sources(cls: type[D], config_file: str | Path | None = None,

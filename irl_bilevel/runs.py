@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import subprocess
 import sys
 import tempfile
+import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -157,15 +159,85 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects."""
-    return torch.load(path, weights_only=True)
+# What a damaged file of a run folder's is answered with: the run can always start over without it.
+RESTART_HINT = ("delete it to restart the run from the beginning (or restore it from a backup); the folder's other "
+                "files are kept")
+# What torch.load raises on bytes that are not a checkpoint (empty: EOFError; cut short: OSError or RuntimeError;
+# random: IndexError, UnpicklingError, ...; a pickled object: UnpicklingError under weights_only=True).
+_UNREADABLE_CHECKPOINT = (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError, IndexError, KeyError,
+                          TypeError, AttributeError, zipfile.BadZipFile)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The state dict saved by :func:`save_checkpoint` at ``path``, read with ``torch.load(weights_only=True)``: plain
+    tensors and containers only, nothing of the file is run. A missing, unreadable or damaged file, one that holds
+    no dict, or one without the ``required`` entries is a :class:`~irl_bilevel.validation.ValidationError` naming it
+    and how to recover."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"checkpoint: {path} {'is a folder' if path.is_dir() else 'does not exist'}; expected a "
+                              f"checkpoint.pt file written by a run")
+    try:
+        state = torch.load(path, weights_only=True)
+    except _UNREADABLE_CHECKPOINT as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValidationError(f"checkpoint: {path} is damaged or not a checkpoint of this library "
+                              f"({type(error).__name__}: {reason}); {RESTART_HINT}") from error
+    if not isinstance(state, dict):
+        raise ValidationError(f"checkpoint: {path} holds a {type(state).__name__}, not a checkpoint's dict of states; "
+                              f"{RESTART_HINT}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ValidationError(f"checkpoint: {path} lacks {missing}; it is not a checkpoint of this run; "
+                              f"{RESTART_HINT}")
+    return state
+
+
+def read_metrics(path: Path, through_step: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (none when the file is missing): one JSON object per line, each with an
+    integer ``step``. A damaged file is a :class:`~irl_bilevel.validation.ValidationError` naming the line.
+
+    ``through_step`` (a resume at the checkpoint's step): only the rows of steps ``1..through_step``, which must all
+    be there, once each and in order (the solver writes the metrics before the checkpoint, so a complete run folder
+    always has them); a file that lost rows is an error instead of a run whose history silently starts late."""
+    from irl_bilevel.validation import ValidationError, read_text_file
+
+    path = Path(path)
+    hint = "; restore it, or delete it together with checkpoint.pt to restart the run from the beginning"
+    text = read_text_file(path, "metrics", hint) if path.exists() else ""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValidationError(f"metrics: {path} line {number} is not valid JSON ({error.msg}){hint}") from error
+        if not isinstance(row, dict) or isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+            raise ValidationError(f"metrics: {path} line {number} is not a row of metrics (a JSON object with an "
+                                  f"integer step){hint}")
+        rows.append(row)
+    if through_step is not None:
+        rows = [row for row in rows if row["step"] <= through_step]
+        if [row["step"] for row in rows] != list(range(1, through_step + 1)):
+            raise ValidationError(f"metrics: {path} holds {len(rows)} row(s) for the {through_step} step(s) the "
+                                  f"checkpoint has run{hint}")
+    return rows
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """The ``config`` object of a run folder's ``config.json`` at ``path`` (what a rerun compares its settings with);
+    a damaged file is a :class:`~irl_bilevel.validation.ValidationError` naming it."""
+    from irl_bilevel.validation import ValidationError, read_json_file
+
+    hint = ("; it records the settings of the run in this folder: restore it, or choose a new output folder (or "
+            "empty this one) to start a new run")
+    record = read_json_file(path, "config.json", recovery=hint)
+    if not isinstance(record.get("config"), dict):
+        raise ValidationError(f"config.json: {path} holds no run settings (a \"config\" object){hint}")
+    return record["config"]
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:

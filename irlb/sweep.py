@@ -52,7 +52,7 @@ from typing import Any
 from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file
 from irlb.config import experiment_config
 from irlb.registry import EXPERIMENTS
 
@@ -149,6 +149,25 @@ def trial_id(experiment: str, scale: str, config: dict[str, Any], seed: int) -> 
 
 def is_done(trial_dir: Path) -> bool:
     return (trial_dir / DONE).is_file()
+
+
+def read_done(trial_dir: Path) -> dict[str, Any]:
+    """The record a finished trial left in ``done.json`` (what the summary reads: ``seconds``, ``metric``,
+    ``result_file``), checked; a damaged one is a :class:`ValidationError` naming it (deleting it reruns the
+    trial)."""
+    path = trial_dir / DONE
+    hint = "; delete it to run that trial again (the sweep's other trials are kept)"
+    record = read_json_file(path, "done.json", recovery=hint)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    checks = {"seconds": number, "metric": lambda v: v is None or number(v),
+              "result_file": lambda v: isinstance(v, str) and bool(v)}
+    for key, check in checks.items():
+        if key not in record or not check(record[key]):
+            raise ValidationError(f"done.json: {path} has no valid {key!r} ({record.get(key)!r}){hint}")
+    return record
 
 
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
@@ -253,9 +272,13 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, address: str | None = N
         raise ValidationError(f"cpus_per_trial: expected a positive integer, got {cpus_per_trial}")
     sweep_dir = Path(sweep_dir).resolve()
     trials = expand(spec)
+    pending = [t for t in trials if not is_done(sweep_dir / t.trial_id)]
+    waiting = {t.trial_id for t in pending}
+    for trial in trials:  # a damaged done.json fails here, before anything is written
+        if trial.trial_id not in waiting:
+            read_done(sweep_dir / trial.trial_id)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "spec.json", spec.to_dict())
-    pending = [t for t in trials if not is_done(sweep_dir / t.trial_id)]
     ran: set[str] = {t.trial_id for t in pending}
     if verbose:
         print(f"sweep {spec.experiment} ({spec.scale}): {len(trials)} trials, {len(trials) - len(pending)} "
@@ -303,11 +326,11 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
         folder = sweep_dir / trial.trial_id
         row: dict[str, Any] = {"trial_id": trial.trial_id, "point": trial.point, "seed": trial.seed}
         if is_done(folder):
-            done = json.loads((folder / DONE).read_text())
+            done = read_done(folder)
             row.update(status="done" if trial.trial_id in ran else "skipped", seconds=done["seconds"],
                        metric=done["metric"], attempts=done.get("attempt"))
             if spec.extra_metrics:
-                result = json.loads((folder / done["result_file"]).read_text())
+                result = read_json_file(folder / done["result_file"], "result file")
                 row["extra_metrics"] = {path: lookup(result, path) for path in spec.extra_metrics}
         else:
             error = folder / "error.json"
@@ -346,6 +369,8 @@ def merge_sweeps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     A trial that appears in two parts is an error: a merge adds seeds, it never picks between two runs of one."""
     if len(summaries) < 2:
         raise ValidationError(f"summaries: expected at least two sweep summaries to merge, got {len(summaries)}")
+    for index, summary in enumerate(summaries):
+        check_summary(summary, f"summaries[{index}]")
     first = summaries[0]
     same = ("experiment", "scale", "metric", "extra_metrics")
     for index, summary in enumerate(summaries[1:], start=1):
@@ -370,6 +395,32 @@ def merge_sweeps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             "complete": all(summary["complete"] for summary in summaries),
             "merged_from": [{"spec": s["spec"], "provenance": s["provenance"]} for s in summaries],
             "provenance": provenance(None)}
+
+
+SUMMARY_KEYS = {"experiment": str, "scale": str, "metric": str, "extra_metrics": list, "spec": dict, "trials": list,
+                "complete": bool, "provenance": dict}
+TRIAL_ROW_KEYS = ("trial_id", "point", "seed", "status", "seconds", "metric")
+
+
+def check_summary(summary: Any, where: str) -> None:
+    """Check that ``summary`` has the structure of a ``sweep.json`` (what :func:`merge_sweeps` reads)."""
+    if not isinstance(summary, dict):
+        raise ValidationError(f"{where}: expected a sweep summary (a JSON object), got {type(summary).__name__}")
+    for key, kind in SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kind):
+            raise ValidationError(f"{where}.{key}: expected a {kind.__name__} in a sweep summary (sweep.json), got "
+                                  f"{summary.get(key)!r:.80}")
+    for key, kind in (("grid", dict), ("overrides", dict), ("seeds", list)):
+        if not isinstance(summary["spec"].get(key), kind):
+            raise ValidationError(f"{where}.spec.{key}: expected a {kind.__name__}, got "
+                                  f"{summary['spec'].get(key)!r:.80}")
+    for number, row in enumerate(summary["trials"]):
+        if not isinstance(row, dict) or any(key not in row for key in TRIAL_ROW_KEYS):
+            raise ValidationError(f"{where}.trials[{number}]: expected a trial row with {list(TRIAL_ROW_KEYS)}, got "
+                                  f"{row!r:.80}")
+        if row["metric"] is not None and (isinstance(row["metric"], bool)
+                                          or not isinstance(row["metric"], (int, float))):
+            raise ValidationError(f"{where}.trials[{number}].metric: expected a number or null, got {row['metric']!r}")
 
 
 def format_table(summary: dict[str, Any]) -> str:

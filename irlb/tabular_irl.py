@@ -17,7 +17,7 @@ import torch
 
 from irl_bilevel.config import dataclass_from_sources
 from irl_bilevel.hypergradients import make_hypergradient
-from irl_bilevel.runs import provenance, write_atomic, write_json
+from irl_bilevel.runs import provenance, read_run_config, write_atomic, write_json
 from irl_bilevel.solver import OuterConfig
 from irl_bilevel.validation import ValidationError
 
@@ -115,7 +115,7 @@ def _start_or_resume(output_dir: Path, config: TabularIRLConfig) -> None:
     """Write the run's config and provenance, or check that an existing run folder holds the same config."""
     config_path = output_dir / "config.json"
     if config_path.exists():
-        recorded = json.loads(config_path.read_text()).get("config")
+        recorded = read_run_config(config_path)
         if recorded != json.loads(json.dumps(asdict(config))):
             raise ValidationError(
                 f"out: {output_dir} holds a run with a different config; resume it with the same settings "

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from irl_bilevel.rewards import RewardOutput
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_text_file
 from llm.preference_data import json_lines
 from llm.reward_models import TextPairs
 
@@ -136,9 +136,7 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
     """Pairs from a RewardBench-format file: ``.jsonl`` (one JSON object per line; blank lines skipped) or
     ``.json`` (a list of objects, an object whose ``"data"`` or ``"train"`` entry is that list, or JSON Lines)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"file: {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "file")
     records: list[tuple[str, Any]]
     whole: Any = None
     lines = path.suffix == ".jsonl"
@@ -172,8 +170,8 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
                                   f"prompt, chosen, rejected")
         for name in REQUIRED_FIELDS:
             if name not in record:
-                raise ValidationError(f"{name}: missing in {path} {where}; RewardBench's format needs prompt, "
-                                      f"chosen, rejected (and optionally subset)")
+                raise ValidationError(f"{name}: missing in {path} {where} (its keys: {sorted(record)}); "
+                                      f"RewardBench's format needs prompt, chosen, rejected (and optionally subset)")
             if not isinstance(record[name], str):
                 raise ValidationError(f"{name}: in {path} {where} is a {type(record[name]).__name__}, expected a "
                                       f"string (chat-message lists are not supported; join them into text)")
@@ -204,16 +202,14 @@ def load_scorer(model: Path | str, stem: str = "reward", backbone: str | None = 
                 with_reference: bool = True, device: str | None = None, dtype: str = "float32"):
     """A saved text reward model, or the implicit reward of a DPO adapter folder, on ``device`` (the DPO policy's
     base model in ``dtype``)."""
-    from llm.models import load_adapter, load_causal_lm
+    from llm.models import adapter_base_model, load_adapter, load_causal_lm
     from llm.reward_models import DPOImplicitReward, load_text_reward_model
 
     folder = Path(model)
     if (folder / f"{stem}.json").is_file():
         return load_text_reward_model(folder, stem, backbone_path=backbone, device=device)[0]
     if (folder / "adapter_config.json").is_file():
-        base_path = backbone or json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base_path:
-            raise ValidationError(f"--backbone: the adapter in {folder} names no base model; pass --backbone")
+        base_path = backbone or adapter_base_model(folder)
         base, tokenizer = load_causal_lm(base_path, device=device, dtype=dtype)
         return DPOImplicitReward(load_adapter(base, folder), tokenizer, beta, with_reference=with_reference)
     raise ValidationError(f"--model: {folder} holds neither {stem}.json (a saved reward model) nor "
@@ -224,6 +220,10 @@ def rewardbench_command(args: argparse.Namespace) -> int:
     """``irlb rewardbench``: print (and optionally write) the accuracies of a model on a RewardBench-format file."""
     from irl_bilevel.runs import provenance, write_json
 
+    if args.batch_size < 1:
+        raise ValidationError(f"batch_size: --batch-size expects a positive integer, got {args.batch_size}")
+    if args.out:
+        check_result_file(Path(args.out))
     pairs = load_rewardbench_file(args.file)
     scorer = load_scorer(args.model, args.stem, args.backbone, args.beta, args.reference,
                          getattr(args, "device", None), getattr(args, "dtype", "float32"))
@@ -234,3 +234,35 @@ def rewardbench_command(args: argparse.Namespace) -> int:
         write_json(Path(args.out), {**summary, "chosen_scores": result.chosen_scores,
                                     "rejected_scores": result.rejected_scores, "provenance": provenance(None)})
     return 0
+
+
+RESULT_KEYS = ("model", "file", "chosen_scores", "rejected_scores", "provenance")
+
+
+def check_result_file(path: Path) -> None:
+    """Check, before anything is scored, that ``irlb rewardbench --out`` may write ``path``: a new file in a folder
+    that exists or can be created, or an earlier result of ``irlb rewardbench`` (which it replaces). A folder, a
+    file of anything else and an unwritable place are a :class:`ValidationError`; nothing is written here."""
+    import tempfile
+
+    if path.is_dir():
+        raise ValidationError(f"--out: {path} is a folder; expected the path of a JSON file to write the result to")
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = None
+        if not (isinstance(earlier, dict) and all(key in earlier for key in RESULT_KEYS)):
+            raise ValidationError(f"--out: {path} exists and is not an earlier irlb rewardbench result; choose a new "
+                                  f"file (nothing was changed)")
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValidationError(f"--out: {existing} is a file, so {path} cannot be created (nothing was changed)")
+    try:  # os.access says yes to root and on read-only mounts: try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValidationError(f"--out: cannot create {path}: {existing} is not writable ({error.strerror or error}); "
+                              f"choose another place") from error

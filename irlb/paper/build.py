@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from irl_bilevel.validation import read_json_file
 from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS
 from irlb.paper.experiment_tables import RESULT_HANDLERS, loss_catalog
 from irlb.paper.macros import Macros, macro_name
@@ -62,7 +63,7 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
             _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
             continue
-        data = json.loads(path.read_text())
+        data = read_json_file(path, "result file", recovery="; restore it (git checkout) or run its experiment again")
         macros.source = str(path)
         generic_macros(name, data, macros)
         if handler is not None:
