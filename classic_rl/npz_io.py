@@ -48,7 +48,7 @@ PathLike = str | os.PathLike
 def _read_npz(path: PathLike, allowed: tuple[str, ...], where: str) -> dict[str, np.ndarray]:
     """All arrays of the archive at ``path`` (read eagerly), after rejecting unknown names."""
     if not os.path.exists(path):
-        raise ValidationError(f"{where}: no such file")
+        raise ValidationError(f"{where}: the file does not exist")
     if os.path.isdir(path):
         raise ValidationError(f"{where}: is a folder; expected an .npz file")
     with open(path, "rb") as handle:  # closed here whatever np.load raises (it leaks its own handle on errors)

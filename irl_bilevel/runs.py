@@ -182,9 +182,9 @@ def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any
     try:
         state = torch.load(path, weights_only=True)
     except _UNREADABLE_CHECKPOINT as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ValidationError(f"checkpoint: {path} is damaged or not a checkpoint of this library "
-                              f"({type(error).__name__}: {reason}); {RESTART_HINT}") from error
+        reason = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])[:200]
+        raise ValidationError(f"checkpoint: {path} is damaged or not a checkpoint of this library ({reason}); "
+                              f"{RESTART_HINT}") from error
     if not isinstance(state, dict):
         raise ValidationError(f"checkpoint: {path} holds a {type(state).__name__}, not a checkpoint's dict of states; "
                               f"{RESTART_HINT}")

@@ -109,7 +109,7 @@ def read_json_file(path: str | os.PathLike[str], field: str, expected: type | tu
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValidationError(f"{field}: {path} is not valid JSON ({error.msg} at line {error.lineno} column "
+        raise ValidationError(f"{field}: {path} is not valid JSON ({error.msg}: line {error.lineno} column "
                               f"{error.colno}){recovery}") from error
     if not isinstance(value, expected):
         names = " or ".join(_JSON_NAMES.get(kind, kind.__name__)

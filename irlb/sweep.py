@@ -151,6 +151,19 @@ def is_done(trial_dir: Path) -> bool:
     return (trial_dir / DONE).is_file()
 
 
+def read_attempts(trial_dir: Path) -> int:
+    """How many times the trial in ``trial_dir`` has started (its ``trial.json``; 0 without one). A damaged
+    ``trial.json`` is a :class:`ValidationError` naming it."""
+    path = trial_dir / "trial.json"
+    if not path.exists():
+        return 0
+    hint = "; delete it to start that trial afresh (the sweep's other trials are kept)"
+    attempt = read_json_file(path, "trial.json", recovery=hint).get("attempt", 0)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ValidationError(f"trial.json: {path} has attempt {attempt!r}; expected a count{hint}")
+    return attempt
+
+
 def read_done(trial_dir: Path) -> dict[str, Any]:
     """The record a finished trial left in ``done.json`` (what the summary reads: ``seconds``, ``metric``,
     ``result_file``), checked; a damaged one is a :class:`ValidationError` naming it (deleting it reruns the
@@ -179,7 +192,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     trial_dir = Path(payload["trial_dir"])
     trial_dir.mkdir(parents=True, exist_ok=True)
     previous = trial_dir / "trial.json"
-    attempt = json.loads(previous.read_text()).get("attempt", 0) + 1 if previous.is_file() else 1
+    attempt = read_attempts(trial_dir) + 1
     torch.set_num_threads(int(payload["threads"]))
     write_json(previous, {**{k: payload[k] for k in ("trial_id", "experiment", "scale", "point", "seed", "config")},
                           "attempt": attempt, "provenance": provenance(payload["seed"])})
@@ -274,9 +287,11 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, address: str | None = N
     trials = expand(spec)
     pending = [t for t in trials if not is_done(sweep_dir / t.trial_id)]
     waiting = {t.trial_id for t in pending}
-    for trial in trials:  # a damaged done.json fails here, before anything is written
+    for trial in trials:  # a damaged done.json or trial.json fails here, before anything is written
         if trial.trial_id not in waiting:
             read_done(sweep_dir / trial.trial_id)
+        else:
+            read_attempts(sweep_dir / trial.trial_id)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "spec.json", spec.to_dict())
     ran: set[str] = {t.trial_id for t in pending}
@@ -334,13 +349,22 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
                 row["extra_metrics"] = {path: lookup(result, path) for path in spec.extra_metrics}
         else:
             error = folder / "error.json"
-            row.update(status="failed", seconds=None, metric=None,
-                       error=json.loads(error.read_text())["error"] if error.is_file() else "did not finish")
+            row.update(status="failed", seconds=None, metric=None, error=_failure(error))
         rows.append(row)
     return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(),
             "extra_metrics": list(spec.extra_metrics), "spec": spec.to_dict(),
             "trials": rows, "grid_points": grid_points(rows, spec.extra_metrics),
             "complete": all(r["status"] != "failed" for r in rows), "provenance": provenance(None)}
+
+
+def _failure(error_file: Path) -> str:
+    """What a failed trial's ``error.json`` says (its worker wrote it just now), or why it cannot say."""
+    if not error_file.is_file():
+        return "did not finish"
+    try:
+        return str(read_json_file(error_file, "error.json")["error"])
+    except (ValidationError, KeyError):
+        return f"failed; {error_file} is unreadable"
 
 
 def grid_points(rows: list[dict[str, Any]], extra_metrics: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:

@@ -118,8 +118,10 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
 
     The tokenizer gets a pad token (its EOS token when it has none, as GPT-2 needs) and left padding (what batched
     generation needs). A tokenizer with more tokens than the model's embedding table is a
-    :class:`ValidationError` (mismatched model and tokenizer). Device and dtype: :func:`select_device`,
-    :func:`select_dtype`.
+    :class:`ValidationError` (mismatched model and tokenizer), and so is a local folder that
+    :func:`check_model_folder` finds damaged (its config, tokenizer or weight files), a config.json of no causal LM,
+    and weights that do not fit the model or would leave some of its tensors random. Device and dtype:
+    :func:`select_device`, :func:`select_dtype`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -158,6 +160,10 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
     except OSError as error:
         raise ValidationError(f"name_or_path: could not load {text!r} ({error}); check the name, or set "
                               f"allow_download / HF_HUB_OFFLINE as intended") from error
+    except ValueError as error:  # transformers: a config.json of an unknown model type, or of no causal LM
+        reason = " ".join(str(error).split())[:300]
+        raise ValidationError(f"name_or_path: {text!r} is not a causal language model transformers can build from "
+                              f"its config.json ({reason})") from error
     except RuntimeError as error:
         if "mismatched_sizes" not in str(error):
             raise
@@ -229,8 +235,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.r, int) or self.r < 1:
             raise ValidationError(f"r: expected a positive integer rank, got {self.r!r}")
-        if not self.alpha > 0:
-            raise ValidationError(f"alpha: expected a positive scaling, got {self.alpha}")
+        if not 0 < self.alpha < float("inf"):
+            raise ValidationError(f"alpha: expected a positive finite scaling, got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ValidationError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         if self.target_modules is not None:

@@ -10,6 +10,8 @@ judged by :func:`run_case`:
 * ``traceback``: an exception other than ``ValidationError`` reached the caller;
 * ``silent``: the command exited 0 (or ran past :data:`TIME_LIMIT` seconds): the bad input was accepted;
 * ``misleading``: exit status 2, but the message does not name what ``names`` lists;
+* ``exit-status``: the command failed with another exit status and no traceback (e.g. 1: a sweep whose trials
+  failed on the input);
 * ``changed``: the command failed as it should, but left the case's folder changed (a file written, replaced or
   deleted; an empty out folder created).
 
@@ -194,6 +196,27 @@ class Artifacts:
         folder = self._folder("tabular_run")
         with contextlib.redirect_stdout(io.StringIO()):
             assert main([*TABULAR, "--set", "checkpoint_every=1", "--out", str(folder)]) == 0
+        return folder
+
+    @cached_property
+    def preference_run(self) -> Path:
+        """A finished ``preference-rl`` run folder of :func:`preference_rl`'s settings (a few seconds)."""
+        from irlb.main import main
+
+        folder = self._folder("preference_run")
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(preference_rl(Context(self.root, self), out="preference_run")) == 0
+        return folder
+
+    @cached_property
+    def gym_run(self) -> Path:
+        """A finished ``gym-irl`` run folder of :func:`gym`'s settings on :attr:`gym_demonstrations` (seconds)."""
+        from irlb.main import main
+
+        folder = self._folder("gym_run")
+        context = Context(self.root, self)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(gym(context, demos=gym_demos(context, "gym_run_demos.npz"), out="gym_run")) == 0
         return folder
 
     @cached_property
@@ -391,8 +414,10 @@ def run_case(case: Case, art: Artifacts, folder: Path) -> Outcome:
     changes = differences(before, snapshot(folder))
     if code == 0:
         return Outcome("silent", code, message + stdout.getvalue()[-500:], changes=changes)
-    if code != 2 or "Traceback (most recent call last)" in message:
+    if "Traceback (most recent call last)" in message:
         return Outcome("traceback", code, message)
+    if code != 2:
+        return Outcome("exit-status", code, message, changes=changes)
     # `irlb: error: ...` (argparse: `irlb <command>: error: ...`); progress bars may come before it
     lines = [line for line in message.splitlines() if ERROR_LINE.match(line)]
     named = all(any(n.lower() in line.lower() for line in lines) for n in case.names)
@@ -1418,13 +1443,13 @@ NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], 
     ("preference-rl --query-budget 0", lambda c: preference_rl(c, "--query-budget", "0"), ("query_budget",), None),
     ("preference-rl query_fraction=0", lambda c: preference_rl(c, "--set", "query_fraction=0"),
      ("query_fraction",), None),
-    ("preference-rl lr=nan", lambda c: preference_rl(c, "--set", "lr=NaN"), ("lr",), "typed-config"),
+    ("preference-rl lr=nan", lambda c: preference_rl(c, "--set", "lr=NaN"), ("lr",), None),
     ("preference-rl ensemble_size=2.5", lambda c: preference_rl(c, "--set", "ensemble_size=2.5"),
      ("ensemble_size",), "typed-config"),
     ("preference-rl segment_length=0", lambda c: preference_rl(c, "--set", "segment_length=0"),
      ("segment_length",), None),
     ("preference-rl termination_queries=maybe", lambda c: preference_rl(c, "--set", "termination_queries=maybe"),
-     ("termination_queries",), "typed-config"),
+     ("termination_queries",), None),
     ("preference-rl --total-env-steps -1", lambda c: preference_rl(c, "--total-env-steps", "-1"),
      ("total_env_steps",), None),
     ("preference-rl l2=nan", lambda c: preference_rl(c, "--set", "l2=NaN"), ("l2",), "typed-config"),
@@ -1443,6 +1468,8 @@ NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], 
     ("train-preferences --lora-dropout 1.5", lambda c: train_preferences(c, "--lora-dropout", "1.5"),
      ("dropout",), None),
     ("train-preferences --lora-alpha nan", lambda c: train_preferences(c, "--lora-alpha", "nan"), ("alpha",), None),
+    ("train-preferences --lora-alpha inf", lambda c: train_preferences(c, "--lora-alpha", "inf"), ("alpha",), None),
+    ("rewardbench --beta inf", lambda c: rewardbench(c, "--beta", "inf", model=c.art.adapter), ("beta",), None),
     ("train-preferences --max-grad-norm nan", lambda c: train_preferences(c, "--max-grad-norm", "nan"),
      ("max_grad_norm",), None),
     ("train-preferences --weight-decay -1", lambda c: train_preferences(c, "--weight-decay", "-1"),
@@ -1570,6 +1597,104 @@ for _label, _build, _names, _needs in UNKNOWN_CASES:
 
 
 
+# More settings: seeds, experiment settings out of range, options of named components, model configs.
+def _model_config(c: Context, change: Callable[[dict[str, Any]], Any]) -> Path:
+    folder = c.copy(c.art.lm)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(change(config)))
+    return folder
+
+
+MORE_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ...], str | None]] = [
+    # gymnasium and numpy refuse negative seeds deep inside a run (torch takes them: the other commands accept -1)
+    ("numeric_settings", "gym-irl --seed -1", lambda c: gym(c, "--seed", "-1"), ("seed",), "typed-config"),
+    ("numeric_settings", "preference-rl --seed -1", lambda c: preference_rl(c, "--seed", "-1"), ("seed",),
+     "typed-config"),
+    # experiment settings out of their range: the typed experiment configs check types, not ranges yet
+    ("numeric_settings", "config a count 0", lambda c: ["config", SWEEP_EXPERIMENT, "--set", "num_margins=0"],
+     ("num_margins",), "config-ranges"),
+    ("numeric_settings", "config a limit NaN",
+     lambda c: ["config", SWEEP_EXPERIMENT, "--set", "scaled_margin_limit=NaN"], ("scaled_margin_limit",),
+     "config-ranges"),
+    ("numeric_settings", "reproduce a count -1", lambda c: reproduce(c, "--set", f"{SWEEP_EXPERIMENT}.num_margins=-1"),
+     ("num_margins",), "config-ranges"),
+    ("numeric_settings", "sweep a count 0", lambda c: sweep(c, "--set", "num_margins=0"), ("num_margins",),
+     "config-ranges"),
+    ("numeric_settings", "agentic a count 0", lambda c: agentic(c, "--set", "agentic_documents=0"),
+     ("agentic_documents",), None),
+    ("unknown_names", "tabular-irl testbed option", lambda c: tabular(c, "--set", 'testbed_options={"bogus": 1}'),
+     ("bogus",), None),
+    ("unknown_names", "gym-irl SB3 hyperparameter value", lambda c: gym(
+        c, "--set", 'hyperparameters={"learning_rate": "fast"}'), ("learning rate", "fast"), "typed-config"),
+    ("unknown_names", "preference-rl loss option", lambda c: preference_rl(c, "--set", 'loss_options={"bogus": 1}'),
+     ("bogus",), "typed-config"),
+    ("unknown_names", "train-preferences model type", lambda c: train_preferences(
+        c, model=_model_config(c, lambda config: {**config, "model_type": "bogus_model"})), ("config.json",), None),
+    ("unknown_names", "train-preferences a model that is not a causal LM", lambda c: train_preferences(
+        c, model=_model_config(c, lambda config: {**config, "model_type": "bert", "architectures": ["BertModel"]})),
+     ("lm",), None),
+    ("wrong_json_types", "train-preferences model config.json without model_type", lambda c: train_preferences(
+        c, model=_model_config(c, lambda config: {k: v for k, v in config.items() if k != "model_type"})),
+     ("config.json",), None),
+    ("wrong_json_types", "train-preferences model config.json a list", lambda c: train_preferences(
+        c, model=_model_config(c, lambda config: [config])), ("config.json",), None),
+    ("missing_file", "tabular-irl --config a folder", lambda c: tabular(c, "--config", str(c.user_folder("cfg"))),
+     ("cfg",), None),
+    ("missing_file", "train-preferences --model a file", lambda c: train_preferences(
+        c, model=c.file("model.bin", b"\0" * 16)), ("model.bin",), None),
+]
+for _family, _label, _build, _names, _needs in MORE_CASES:
+    add(_family, _label, _names, _build, needs=_needs)
+
+
+# Finished preference-rl and gym-irl run folders: what a rerun on the folder reads.
+def _rerun(c: Context, artifact: Path, command: Callable[..., list[str]], change: Callable[[Path], Any]) -> list[str]:
+    folder = c.copy(artifact)
+    change(folder)
+    arguments = command(c, out=folder.name)
+    if command is gym:  # the same demonstrations file as the run's (its path is part of the config)
+        arguments = command(c, demos=c.art.root / "gym_run_demos.npz", out=folder.name)
+    return arguments
+
+
+def _pending_trial(c: Context, corrupt: Callable[[Path], Path]) -> list[str]:
+    """The sweep with its first trial interrupted (no done.json) and that trial's trial.json damaged."""
+    def change(path: Path) -> Path:
+        (path.parent / "done.json").unlink()
+        path.write_text(json.dumps({"attempt": 1}))
+        return corrupt(path)
+    return _sweep_trial_file(c, "trial.json", change)
+
+
+RUN_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ...], str | None]] = [
+    *[("run_folder", f"sweep interrupted trial's trial.json {kind}",
+       (lambda k: lambda c: _pending_trial(c, CORRUPTIONS[k]))(kind), ("trial.json",), None) for kind in CORRUPTIONS],
+    *[("run_folder", f"preference-rl summary.json {kind}", (lambda k: lambda c: _rerun(
+        c, c.art.preference_run, preference_rl, lambda f: CORRUPTIONS[k](f / "summary.json")))(kind),
+       ("summary.json",), None) for kind in CORRUPTIONS],
+    ("run_folder", "preference-rl summary.json a list", lambda c: _rerun(
+        c, c.art.preference_run, preference_rl, lambda f: (f / "summary.json").write_text("[]")), ("summary.json",),
+     None),
+    ("run_folder", "preference-rl config.json cut short", lambda c: _rerun(
+        c, c.art.preference_run, preference_rl, lambda f: truncated(f / "config.json")), ("config.json",), None),
+    *[("run_folder", f"gym-irl checkpoint.pt {kind}", (lambda k: lambda c: _rerun(
+        c, c.art.gym_run, gym, lambda f: CORRUPTIONS[k](f / "checkpoint.pt")))(kind), ("checkpoint.pt",),
+       "gym-resume-order") for kind in CORRUPTIONS],
+    ("run_folder", "gym-irl metrics.jsonl cut short", lambda c: _rerun(
+        c, c.art.gym_run, gym, lambda f: truncated(f / "metrics.jsonl")), ("metrics.jsonl",), "gym-resume-order"),
+    ("run_folder", "gym-irl config.json random bytes", lambda c: _rerun(
+        c, c.art.gym_run, gym, lambda f: random_bytes(f / "config.json")), ("config.json",), None),
+    ("run_folder", "load_reward_model of a gym-irl run, reward.safetensors cut short", lambda c: _library(
+        load_reward, _corrupt_in(c, c.art.gym_run, "reward.safetensors", truncated)), ("reward.safetensors",), None),
+    ("run_folder", "load_reward_model of a gym-irl run, reward.json without aspect_names", lambda c: _library(
+        load_reward, _corrupt_in(c, c.art.gym_run, "reward.json", lambda p: p.write_text(json.dumps(
+            {k: v for k, v in json.loads(p.read_text()).items() if k != "aspect_names"} | {"aspect_names": []})))),
+     ("aspect_names",), None),
+]
+for _family, _label, _build, _names, _needs in RUN_CASES:
+    add(_family, _label, _names, _build, needs=_needs)
+
+
 # The data-safety test: a folder of the user's files (Context.user_folder) given to every command, as its output
 # folder, as an output file inside it, or as an input. (label, build(context, folder) -> arguments, needs).
 def _into(build: Callable[..., list[str]], file: str = "") -> Callable[[Context, Path], Invocation]:
@@ -1635,9 +1760,14 @@ def _main(argv: list[str]) -> int:  # pragma: no cover - the report script
     parser.add_argument("-k", dest="match", help="only cases whose id contains this")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--root", help="working folder (default: a new temporary one)")
+    parser.add_argument("--skip-listed", metavar="LOG", help="skip the cases an earlier report (its output) lists")
     args = parser.parse_args(argv)
+    listed = set()
+    if args.skip_listed:
+        listed = {match.group(1) for match in re.finditer(r"^\w+ +[\d.]+s (\S.*?)(?: \[needs [\w-]+\])?: ",
+                                                            Path(args.skip_listed).read_text(), re.M)}
     selected = [c for c in CASES if (not args.family or c.family in args.family)
-                and (not args.match or args.match in c.id)]
+                and (not args.match or args.match in c.id) and c.id not in listed]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
