@@ -437,7 +437,9 @@ FROZEN_BACKBONE: tuple[str, ...] = ("--lora-r", "0")  # train-reward-model: a li
 TARGET_MODULES = "--target-modules"  # the LoRA target modules of train-preferences, train-reward-model and rloo
 
 # Settings a case may change go through --set (a later --set wins; a flag would win over any --set or --config).
-TABULAR = ["tabular-irl", "--testbed", "gridworld", "--set", "reward_model=tabular", "--set", "steps=3", "--quiet"]
+# occupancy_target=null: no early stop, so a run folder's checkpoint is at step 3 with 3 rows of metrics.
+TABULAR = ["tabular-irl", "--testbed", "gridworld", "--set", "reward_model=tabular", "--set", "steps=3", "--set",
+           "occupancy_target=null", "--quiet"]
 
 
 def tabular(c: Context, *extra: str, out: str = "run") -> list[str]:
