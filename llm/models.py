@@ -98,12 +98,12 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm.pretrained import is_named_model, provision
+    from llm.pretrained import is_named_model, provision_named
 
     text = str(name_or_path)
     if not text:
         raise ValidationError("name_or_path: expected a local model folder or a hub model id, got ''")
-    local_path = provision(text) if is_named_model(text) else Path(text).expanduser()
+    local_path = provision_named(text) if is_named_model(text) else Path(text).expanduser()
     if local_path.exists():
         if not (local_path / "config.json").is_file():
             raise ValidationError(f"name_or_path: {local_path} has no config.json; expected a folder written by "

@@ -52,7 +52,7 @@ from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
 from llm.evaluation import accuracy_from_scores
-from llm.frontier import evaluate_policy, gold_text_reward
+from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
 from llm.reward_models import (
     BackboneRewardModel,
@@ -63,7 +63,6 @@ from llm.reward_models import (
 )
 from llm.sentiment import GoldReward, PreferencePairs, label_pairs, sentiment_prompts
 from llm.training import (
-    BestOfN,
     PreferenceDataset,
     PreferenceTrainingConfig,
     RewardFunction,
@@ -426,31 +425,12 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
 def _best_of_n(base, tokenizer, prompts: list[str], gold: GoldReward, settings: dict[str, Any],
                seed: int) -> list[dict[str, Any]]:
-    """Best of ``n`` reference samples by each variant's gold reward; the chosen samples' gold rewards."""
+    """Best of ``n`` reference samples by each variant's gold reward (sentiment, or the total)."""
     if not settings["best_of_n"]:
         return []
-    largest = max(settings["best_of_n"])
-    samples = generate_completions(base, tokenizer, prompts, settings["max_new_tokens"], num_samples=largest,
-                                   seed=seed + 1)
-    rewards = gold(samples)
-    aspects = rewards.aspects.reshape(len(prompts), largest, -1)
-    totals = rewards.total.reshape(len(prompts), largest)
-    sentiment = rewards.aspect_names.index("sentiment")
-    points = []
-    for variant in settings["variants"]:
-        target = aspects[..., sentiment] if variant == "scalar" else totals
-        for n in settings["best_of_n"]:
-            best = target[:, :n].argmax(dim=1)
-            chosen_aspects = aspects[torch.arange(len(prompts)), best]
-            chosen_total = totals[torch.arange(len(prompts)), best]
-            point = {"variant": variant, "n": n, "kl": BestOfN.kl_bound(n), "kl_is_bound": True,
-                     "reward/total": float(chosen_total.mean()),
-                     "reward/total_se": float(chosen_total.std() / math.sqrt(len(prompts)))}
-            for column, name in enumerate(rewards.aspect_names):
-                point[f"reward/{name}"] = float(chosen_aspects[:, column].mean())
-                point[f"reward/{name}_se"] = float(chosen_aspects[:, column].std() / math.sqrt(len(prompts)))
-            points.append(point)
-    return points
+    selectors = {variant: "sentiment" if variant == "scalar" else None for variant in settings["variants"]}
+    return best_of_n_points(base, tokenizer, prompts, gold, settings["best_of_n"], settings["max_new_tokens"],
+                            seed + 1, selectors)
 
 
 def _acceptance(reference: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
