@@ -7,11 +7,12 @@ into its own folder ``<sweep_dir>/<trial_id>/``; the trial id is the experiment 
 full config, scale and seed, and the seed, so the same trial always lands in the same folder. A trial folder
 holds
 
-* ``trial.json``: experiment, scale, grid point, seed, the full config, provenance (versions, commit, machine)
-  and the attempt number, written when the attempt starts;
+* ``trial.json``: experiment, scale, grid point, seed, the full config, provenance (versions, commit, machine),
+  the attempt number and the node it runs on (:func:`node_record`), written when the attempt starts;
 * the experiment's result file ``<experiment>.json`` (per-step metrics, summary, provenance of the experiment);
 * ``error.json``: the traceback of the last failed attempt, if any;
-* ``done.json``: the completion marker (seconds, key metric), written atomically after the result file.
+* ``done.json``: the completion marker (seconds, key metric, attempt, node), written atomically after the result
+  file.
 
 ``extra_metrics`` (dotted paths, e.g. a reward-quality number beside the return) are read from each finished
 trial's result file when the sweep is summarized, so adding one to a finished sweep needs no rerun (a trial whose
@@ -29,7 +30,9 @@ and, per grid point, the IQM of the metric over seeds with a 95% bootstrap CI
 recomputes the per-point statistics over every seed; each part keeps its own provenance (commit, versions).
 
 Ray runs in-process on this machine's cores by default, or on an existing cluster given its address (the sweep
-folder must then be on a filesystem that every node mounts at the same path: workers write the trial folders).
+folder must then be on a filesystem that every node mounts at the same path: workers write the trial folders). A
+Ray started here dies with this process, ``kill -9`` included (:mod:`irlb.ray_processes`); a cluster is left as it
+was. A trial lost with its node is a failed attempt like any other (``max_failures``), and the rerun runs it.
 """
 
 from __future__ import annotations
