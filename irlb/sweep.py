@@ -241,8 +241,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     previous = os.environ.get(MARKER)
     os.environ[MARKER] = token  # inherited by every process ray.init starts, and by every process those start
     try:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=temp_dir)
+        # address="local": a new Ray even where RAY_ADDRESS or a `ray start` on this machine names a cluster
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, _temp_dir=temp_dir)
     except BaseException:
         stop_ray()
         raise

@@ -219,7 +219,7 @@ def test_bad_sweeps_fail_before_anything_runs(tmp_path):
     assert main(["sweep", "--spec", str(spec_file), "--out", str(tmp_path / "s"), "--max-failures", "-1"]) == 2
 
 
-@pytest.mark.slow  # ~20-30 s: a second Ray in a subprocess; test_ray_processes checks the watchdog without Ray
+@pytest.mark.slow  # ~30-45 s: a second Ray in a subprocess; test_ray_processes checks the watchdog without Ray
 def test_a_killed_sweep_leaves_no_ray_process_and_resumes_with_only_the_missing_trials(ray_session, flaky_dir,
                                                                                        tmp_path):
     """`kill -9` of the `irlb sweep` driver alone, while one trial runs: within seconds no process of its Ray is

@@ -205,12 +205,16 @@ def test_a_sweep_on_two_nodes_loses_its_worker_node_and_the_rerun_finishes_it(cl
     assert runs == {**{t: 1 for t in finished}, lost: 2}
     assert json.loads((out / lost / "done.json").read_text())["attempt"] == 2
 
-    # The same sweep in local mode (its own Ray, 2 CPUs): the same metrics, bit for bit, and the same result files.
+    # The same sweep in local mode (its own Ray, 2 CPUs, even with RAY_ADDRESS naming the cluster): the same
+    # metrics, bit for bit, and the same result files.
     local = subprocess.run([str(BIN / "irlb"), "sweep", "--spec", str(spec_file), "--out", str(tmp_path / "local"),
-                            "--num-cpus", "2"], env={**cluster.env("local"), "RAY_TMPDIR": str(cluster.root)},
+                            "--num-cpus", "2"], env={**cluster.env("local"), "RAY_ADDRESS": cluster.address},
                            capture_output=True, timeout=300)
     assert local.returncode == 0, local.stdout.decode()[-3000:]
+    assert cluster.processes("local") == []  # its Ray ended with it
     local_summary = json.loads((tmp_path / "local" / "sweep.json").read_text())
+    local_nodes = {r["node"]["node_id"] for r in local_summary["trials"]}
+    assert len(local_nodes) == 1 and not local_nodes & {r["node"]["node_id"] for r in summary["trials"]}
     assert [(r["trial_id"], r["metric"]) for r in local_summary["trials"]] == \
         [(r["trial_id"], r["metric"]) for r in summary["trials"]]
     assert len({r["metric"] for r in summary["trials"]}) == 6  # each trial its own number: no mix-up goes unseen
