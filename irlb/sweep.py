@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides
+from irl_bilevel.config import Config, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -68,7 +68,7 @@ _CREATED_TEMP_DIRS: list[str] = []
 
 
 @dataclass(frozen=True)
-class SweepSpec(ExperimentConfig):
+class SweepSpec(Config):
     """What a sweep runs; a JSON file of these keys, updated by command-line options."""
 
     experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)
