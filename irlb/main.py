@@ -484,22 +484,27 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``irlb`` parser; with ``only``, just that command's flags are generated (the others keep their one-line
+    help), so that a command imports only its own config's modules."""
     parser = argparse.ArgumentParser(prog="irlb", description="Reward learning through bilevel optimization.",
                                      formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, help=command.help, description=command.description,
                                   formatter_class=HelpFormatter)
-        command.options(sub)
-        add_config_arguments(sub, command.config(), sources=command.sources,
-                             defaults=command.shown_defaults() if command.shown_defaults else None)
+        if only is None or command.name == only:
+            command.options(sub)
+            add_config_arguments(sub, command.config(), sources=command.sources,
+                                 defaults=command.shown_defaults() if command.shown_defaults else None)
         sub.set_defaults(command_spec=command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = next((token for token in argv if not token.startswith("-")), None)
+    args = build_parser(named if named in {c.name for c in COMMANDS} else "").parse_args(argv)
     command: Command = args.command_spec
     try:
         base = command.base(args) if command.base is not None else None
