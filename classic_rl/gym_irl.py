@@ -65,7 +65,7 @@ from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import RUN_RECORD, claim_run_folder, provenance, remove_own_files, write_json
+from irl_bilevel.runs import begin_run, claim_run_folder, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
@@ -302,13 +302,8 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         expert_model = train_expert(config.env_id)
         demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
                                                 seed=config.demonstration_seed)
-    if claim == "replace":
-        remove_own_files(output_dir, OUTPUT_FILES)
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
     resumed = claim == "resume"
-    if not resumed:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(output_dir / RUN_RECORD, {"command": COMMAND, "config": config.to_dict(),
-                                             **provenance(config.seed)})
 
     def make_inner(budget: int, seed: int, tensorboard: Path | None) -> SB3InnerSolver:
         hyperparameters = {**config.hyperparameters, "gamma": config.discount}

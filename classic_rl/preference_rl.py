@@ -110,8 +110,8 @@ from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_mo
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import (
     RUN_RECORD,
+    begin_run,
     claim_run_folder,
-    provenance,
     remove_own_files,
     write_json,
     write_metrics,
@@ -623,10 +623,7 @@ def _prepare_folder(output_dir: Path, config: PreferenceRLConfig, overwrite: boo
         # An unfinished run starts over (the labelled dataset is not checkpointed): its partial files go.
         remove_own_files(output_dir, [name for name in OUTPUT_FILES if name != RUN_RECORD])
         return None
-    if claim == "replace":
-        remove_own_files(output_dir, OUTPUT_FILES)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / RUN_RECORD, {"command": COMMAND, "config": config.to_dict(), **provenance(config.seed)})
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
     return None
 
 

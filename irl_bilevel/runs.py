@@ -166,6 +166,20 @@ def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any]
                           f"kept), or choose a new folder")
 
 
+def begin_run(folder: Path | str, command: str, config: Mapping[str, Any], claim: str, own_files: Iterable[str],
+              seed: int | None) -> None:
+    """Start writing a run that :func:`claim_run_folder` returned ``claim`` for, once its inputs are read and checked:
+    ``"replace"`` removes the command's ``own_files`` first; a new or replaced run records ``{"command", "config",
+    provenance}`` in ``config.json``; ``"resume"`` changes nothing."""
+    folder = Path(folder)
+    if claim == "resume":
+        return
+    if claim == "replace":
+        remove_own_files(folder, own_files)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / RUN_RECORD, {"command": command, "config": dict(config), **provenance(seed)})
+
+
 def remove_own_files(folder: Path | str, names: Iterable[str]) -> None:
     """Remove the files (and folders) ``names`` of ``folder`` that a command wrote there (a name may be a glob
     pattern such as ``reward_member_*.json``); nothing else."""

@@ -17,7 +17,7 @@ import torch
 
 from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
 from irl_bilevel.hypergradients import make_hypergradient
-from irl_bilevel.runs import RUN_RECORD, claim_run_folder, provenance, remove_own_files, write_atomic, write_json
+from irl_bilevel.runs import begin_run, claim_run_folder, write_atomic, write_json
 from irl_bilevel.solver import OuterConfig
 from irl_bilevel.validation import ValidationError
 
@@ -135,12 +135,7 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
         method = make_hypergradient(config.hypergradient, **config.hypergradient_options)
 
         # Every input is read and checked: from here on the run writes.
-        if claim == "replace":
-            remove_own_files(output_dir, OUTPUT_FILES)
-        if claim != "resume":
-            output_dir.mkdir(parents=True, exist_ok=True)
-            write_json(output_dir / RUN_RECORD, {"command": COMMAND, "config": config.to_dict(),
-                                                 **provenance(config.seed)})
+        begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
         if config.algorithm == "lp":
             assert mdp.true_reward is not None
             reward = lp_irl(mdp, optimal_policy(mdp), l1_penalty=config.lp_l1_penalty)

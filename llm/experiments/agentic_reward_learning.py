@@ -120,22 +120,14 @@ DISTILLED = {"learned_plans": "learned", "pref_plans": "pref_learned", "sparse_p
 
 
 @dataclass(frozen=True)
-class AgenticRewardLearningConfig(Config):
-    """Settings of the agentic reward-learning experiment (protocol: the module docstring)."""
+class AgenticPolicyConfig(Config):
+    """What the agentic experiments share: the environments, the built-in model's corpus, the LoRA policy, its RLOO
+    inner loop and the evaluation budget."""
 
-    model: str
-    """builtin / builtin-tiny: the built-in recipe (or its tiny test version) with agentic text; or a local folder of
-    any Hugging Face causal LM (its tokenizer must encode the environments' text)"""
-    device: str
-    """auto: cuda when a GPU is visible, else cpu; or cpu, cuda, cuda:1, ..."""
-    dtype: Literal["auto", "float32", "bfloat16"]
-    """auto: bfloat16 on a GPU that has it, else float32"""
     agentic_documents: PositiveInt
     """(prompt, legal move) documents per environment in the built-in model's corpus"""
     envs: tuple[EnvName, ...]
     """the text environments"""
-    seeds: PositiveInt
-    """seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling"""
     lora_r: PositiveInt
     """LoRA rank of the policy's adapters"""
     lora_alpha: PositiveFloat
@@ -153,7 +145,26 @@ class AgenticRewardLearningConfig(Config):
     temperature: PositiveFloat
     """sampling temperature of the policy"""
     discount: Probability
-    """γ of the inner returns"""
+    """γ of the inner returns (agentic_shaping: and of the potential term)"""
+    eval_episodes_per_start: PositiveInt
+    """evaluation episodes per start state"""
+    eval_min_episodes: PositiveInt
+    """at least this many evaluation episodes in all (more per start on few-start games)"""
+
+
+@dataclass(frozen=True)
+class AgenticRewardLearningConfig(AgenticPolicyConfig):
+    """Settings of the agentic reward-learning experiment (protocol: the module docstring)."""
+
+    model: str
+    """builtin / builtin-tiny: the built-in recipe (or its tiny test version) with agentic text; or a local folder of
+    any Hugging Face causal LM (its tokenizer must encode the environments' text)"""
+    device: str
+    """auto: cuda when a GPU is visible, else cpu; or cpu, cuda, cuda:1, ..."""
+    dtype: Literal["auto", "float32", "bfloat16"]
+    """auto: bfloat16 on a GPU that has it, else float32"""
+    seeds: PositiveInt
+    """seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling"""
     initial_scales: tuple[float, float, float, float, float]
     """θ at the start of IRL (order: the env's aspect names)"""
     outer_steps: PositiveInt
@@ -166,10 +177,6 @@ class AgenticRewardLearningConfig(Config):
     """RLOO updates of each fresh adapter on a frozen reward"""
     with_true_reward: bool
     """also fine-tune on the true structured reward (reference)"""
-    eval_episodes_per_start: PositiveInt
-    """evaluation episodes per start state"""
-    eval_min_episodes: PositiveInt
-    """at least this many evaluation episodes in all (more per start on few-start games)"""
     with_preferences: bool
     """(v): reward learning from preferences, the scalar reward and DPO on the same pairs"""
     query_budget: PositiveInt

@@ -52,14 +52,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import (
-    Config,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    Probability,
-    experiment_settings,
-)
+from irl_bilevel.config import PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import FixedWeights, LearnedWeights, SimplexWeights
 from irl_bilevel.runs import provenance, unfinished_record, write_json
@@ -78,7 +71,12 @@ from llm.agentic.shaping import (
     shaping_weights,
 )
 from llm.builtin_model import AGENTIC_ENVS
-from llm.experiments.agentic_reward_learning import ENVS, EnvName, agentic_model, evaluation_episodes_per_start
+from llm.experiments.agentic_reward_learning import (
+    ENVS,
+    AgenticPolicyConfig,
+    agentic_model,
+    evaluation_episodes_per_start,
+)
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
@@ -90,37 +88,15 @@ Candidate = Literal["progress_potential", "invalid", "malformed", "stall"]
 
 
 @dataclass(frozen=True)
-class AgenticShapingConfig(Config):
+class AgenticShapingConfig(AgenticPolicyConfig):
     """Settings of the agentic shaping experiment (protocol: the module docstring)."""
 
     model: Literal["builtin", "builtin-tiny"]
     """the built-in recipe (or its tiny test version) with agentic text"""
-    agentic_documents: PositiveInt
-    """(prompt, legal move) documents per environment in the built-in model's corpus"""
-    envs: tuple[EnvName, ...]
-    """the text environments"""
     methods: tuple[Method, ...]
     """shaping methods compared"""
     seeds: PositiveInt
     """seeds seed, seed + 1, ...: LoRA init, start sequence, rollouts and evaluation sampling"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
-    starts_per_update: PositiveInt
-    """start states per RLOO update"""
-    episodes_per_start: PositiveInt
-    """k of RLOO"""
-    kl_coef: NonNegativeFloat
-    """β of the KL penalty to the base model"""
-    learning_rate: PositiveFloat
-    """of the LoRA adapter (AdamW)"""
-    max_new_tokens: PositiveInt
-    """tokens sampled per move"""
-    temperature: PositiveFloat
-    """sampling temperature of the policy"""
-    discount: Probability
-    """γ of the inner returns and of the potential term"""
     total_updates: PositiveInt
     """RLOO updates of every method (a multiple of updates_per_solve)"""
     updates_per_solve: PositiveInt
@@ -137,10 +113,6 @@ class AgenticShapingConfig(Config):
     """Adam step size on the signed weights (learned_from_none)"""
     eval_every: PositiveInt
     """solves between evaluations (plus one at the start and one at the end)"""
-    eval_episodes_per_start: PositiveInt
-    """evaluation episodes per start state"""
-    eval_min_episodes: PositiveInt
-    """at least this many evaluation episodes in all (more per start on few-start games)"""
 
     def validate(self) -> None:
         if self.total_updates % self.updates_per_solve:
