@@ -116,10 +116,12 @@ class Range(Constraint):
 class OneOf(Constraint):
     """The value is one of ``choices``: names, or a zero-argument callable returning them (a registry read when
     the config is checked, e.g. ``lambda: sorted(PREFERENCE_LOSSES)``), so a new registry entry is accepted and
-    listed in ``--help`` without other edits. ``what`` names the kind in messages (``"preference loss"``)."""
+    listed in ``--help`` without other edits. ``what`` names the kind in messages (``"preference loss"``);
+    ``explain(value)`` may say more about a known value that does not fit here."""
 
     choices: Iterable[str] | Callable[[], Iterable[str]]
     what: str = ""
+    explain: Callable[[Any], str | None] | None = None  # a more specific message for a value outside the choices
 
     def names(self) -> list[str]:
         return list(self.choices() if callable(self.choices) else self.choices)
@@ -127,6 +129,9 @@ class OneOf(Constraint):
     def check(self, value: Any, key: str) -> None:
         names = self.names()
         if value not in names:
+            reason = self.explain(value) if self.explain is not None else None
+            if reason:
+                raise ValidationError(f"{key}: {reason}")
             kind = f"unknown {self.what} " if self.what else "unknown value "
             raise ValidationError(f"{key}: {kind}{value!r}; expected one of {names}")
 

@@ -186,11 +186,6 @@ def train_preferences_command(config: TrainPreferencesConfig, args: argparse.Nam
     return 0
 
 
-def policy_losses() -> list[str]:
-    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
-                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
-
-
 def training_pair_accuracy(policy, data, pad_token_id: int, with_reference: bool) -> dict[str, float]:
     """On the training pairs: the fraction whose implicit reward ``log πθ(y|x) − log πref(y|x)`` (the log-prob
     itself for reference-free losses) is higher for the chosen completion, and the mean margin."""

@@ -429,7 +429,14 @@ def _loss_batch(batch_type: type, chosen: RewardOutput, rejected: RewardOutput):
 
 
 def _reward_model_losses() -> list[str]:
-    return sorted(PREFERENCE_LOSSES)
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items() if entry.batch_type in PAIR_BATCH_TYPES)
+
+
+def _not_a_reward_model_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} trains a policy's log-probs ({PREFERENCE_LOSSES[name].batch_type.__name__}); a reward model "
+                f"takes a loss on scores: {_reward_model_losses()}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -437,7 +444,7 @@ class RewardModelTrainingConfig(Config):
     """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``): the
     function's keyword defaults are this class's."""
 
-    loss: Annotated[str, OneOf(_reward_model_losses, "preference loss")] = "bradley_terry"
+    loss: Annotated[str, OneOf(_reward_model_losses, "preference loss", _not_a_reward_model_loss)] = "bradley_terry"
     """reward-model loss of the catalog: one on scores (RankingBatch) or per-aspect rewards (AspectPairBatch)"""
     beta: PositiveFloat | None = None
     """the loss's temperature β, if it has one; null: the loss's own default"""
@@ -456,9 +463,6 @@ class RewardModelTrainingConfig(Config):
 
     def validate(self) -> None:
         entry = PREFERENCE_LOSSES[self.loss]
-        if entry.batch_type not in PAIR_BATCH_TYPES:
-            raise ValidationError(f"loss: {self.loss} trains a policy's log-probs ({entry.batch_type.__name__}); a "
-                                  f"reward model takes a loss on scores, e.g. bradley_terry or aspect_bradley_terry")
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
             raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "

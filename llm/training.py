@@ -207,8 +207,17 @@ class EpisodePreferenceDataset:
 
 
 # ---------------------------------------------------------------------- configs and results
-def _preference_losses() -> list[str]:
-    return sorted(PREFERENCE_LOSSES)
+def policy_losses() -> list[str]:
+    """The catalog losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
+                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
+
+
+def _not_a_policy_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} is a reward-model loss on {PREFERENCE_LOSSES[name].batch_type.__name__}, not a policy loss; "
+                f"policy training takes losses on PreferenceBatch or UnpairedBatch: {policy_losses()}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -223,7 +232,7 @@ class PreferenceTrainingConfig(Config):
     ``eval_every``: steps between evaluation callbacks (0: only at the start and the end).
     """
 
-    loss: Annotated[str, OneOf(_preference_losses, "preference loss")] = "sigmoid"
+    loss: Annotated[str, OneOf(policy_losses, "preference loss", _not_a_policy_loss)] = "sigmoid"
     """policy loss of the catalog (one on PreferenceBatch or UnpairedBatch): sigmoid is DPO"""
     beta: PositiveFloat | None = None
     """the loss's temperature β; null: the loss's own default"""
@@ -250,9 +259,6 @@ class PreferenceTrainingConfig(Config):
 
     def validate(self) -> None:
         entry = PREFERENCE_LOSSES[self.loss]
-        if entry.batch_type not in (PreferenceBatch, UnpairedBatch):
-            raise ValidationError(f"loss: {self.loss} is a reward-model loss on {entry.batch_type.__name__}, not a "
-                                  f"policy loss; policy training takes losses on PreferenceBatch or UnpairedBatch")
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
             raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "

@@ -13,8 +13,8 @@ from conftest import ARCHITECTURES
 
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
-from llm.commands import policy_losses
 from llm.preference_data import read_preference_file, tokenize_preferences
+from llm.training import policy_losses
 
 POSITIVE = ["great", "wonderful", "excellent", "charming", "superb"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "painful"]
