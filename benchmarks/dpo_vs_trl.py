@@ -360,7 +360,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
             "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
             "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
-            "lora": {**lora.as_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
+            "lora": {**lora.to_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
             "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}
 

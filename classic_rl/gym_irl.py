@@ -37,12 +37,11 @@ optimizer moments and the running episodes restart, see :class:`~classic_rl.sb3_
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -58,82 +57,95 @@ from classic_rl.experts import (
     uniform_random_policy,
 )
 from classic_rl.learned_reward_env import AbsorbingAnchoredReward
-from classic_rl.sb3_inner import SB3InnerSolver, check_occupancy_discount
+from classic_rl.sb3_inner import SB3InnerSolver
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
-from irl_bilevel.config import dataclass_from_sources
+from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import begin_run, claim_run_folder, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
-REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
-HYPERGRADIENTS = ("maxent", "zeroth_order", "penalty")
 
-
-@dataclass
-class GymIRLConfig:
-    """Everything a gymnasium IRL run depends on; a JSON file and ``--set key=value`` overrides fill it."""
+@dataclass(frozen=True)
+class GymIRLConfig(Config):
+    """Everything a gymnasium IRL run depends on: what ``irlb gym-irl``'s flags, ``--config`` and ``--set`` fill
+    and ``config.json`` records."""
 
     env_id: str = "CartPole-v1"
-    algorithm: str = "ppo"  # the inner SB3 algorithm: ppo | a2c | sac | dqn
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # SB3 constructor overrides
-    n_envs: int = 1
-    hypergradient: str = "maxent"  # maxent | penalty | zeroth_order
+    """gymnasium environment id, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1"""
+    algorithm: Literal["ppo", "a2c", "sac", "dqn"] = "ppo"
+    """the inner SB3 algorithm"""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """SB3 constructor overrides, e.g. ``{"n_steps": 512}``"""
+    n_envs: PositiveInt = 1
+    """parallel environments of the inner solver"""
+    hypergradient: Literal["maxent", "zeroth_order", "penalty"] = "maxent"
+    """outer gradient on a sampled inner loop: the MaxEnt gradient, the black-box baseline, or the penalty method
+    (Shen, Yang, Chen 2024)"""
     hypergradient_options: dict[str, Any] = field(default_factory=dict)
-    reward_structure: str = "scalar"  # scalar | multi_aspect | shaped
-    num_aspects: int = 3  # multi_aspect: heads aggregated by learned simplex weights
+    """keyword options of the hypergradient method (penalty: penalty, upper_steps, upper_lr, ...)"""
+    reward_structure: Literal["scalar", "multi_aspect", "shaped"] = "scalar"
+    """the reward model: one scalar head, several aspect heads with learned simplex weights, or potential-shaped"""
+    num_aspects: PositiveInt = 3
+    """multi_aspect: heads aggregated by learned simplex weights"""
     state_action_reward: bool = False
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    num_demonstrations: int = 10
-    demonstrations_file: str | None = None  # .npz (see load_demonstrations); default: roll out the cached expert
-    outer_steps: int = 30
-    env_steps_per_outer_step: int = 2048
-    learner_solves: int = 1  # the learner expectation averages the last this many solves' samples (SB3InnerSolver)
-    optimizer: str = "adam"
-    lr: float = 1e-2
-    l2: float = 0.0
-    discount: float = 0.99
-    # γ of the occupancy weights in the IRL gradient (expert and learner alike); null: the agent's discount. Not the
-    # agent's discount by default: an RL discount below 0.99 (rl-zoo's 0.9 for Pendulum) reduces policy-gradient
-    # variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode.
-    occupancy_discount: float | None = 0.99
+    """learn r(s, a) instead of r(s)"""
+    hidden_sizes: list[PositiveInt] = field(default_factory=lambda: [64, 64])
+    """hidden layer widths of the reward network"""
+    num_demonstrations: PositiveInt = 10
+    """expert episodes rolled out as demonstrations (when no demonstrations_file is given)"""
+    demonstrations_file: str | None = None
+    """your demonstrations as an ``.npz`` file (see load_demonstrations); default: roll out the cached expert"""
+    outer_steps: PositiveInt = 30
+    """outer (reward) steps, one inner solve each"""
+    env_steps_per_outer_step: PositiveInt = 2048
+    """inner env steps per outer step"""
+    learner_solves: PositiveInt = 1
+    """the learner expectation averages the last this many solves' samples (SB3InnerSolver)"""
+    optimizer: Literal["adam", "sgd", "lbfgs"] = "adam"
+    """outer optimizer of the reward parameters"""
+    lr: PositiveFloat = 1e-2
+    """outer learning rate"""
+    l2: NonNegativeFloat = 0.0
+    """weight of the (l2 / 2) ‖θ‖² penalty on the reward parameters"""
+    discount: Annotated[float, Range(0, 1, high_open=True)] = 0.99
+    """the agent's discount γ"""
+    occupancy_discount: Annotated[float, Range(0, 1, high_open=True)] | None = 0.99
+    """γ of the occupancy weights in the IRL gradient (expert and learner alike); null: the agent's discount. Not
+    the agent's discount by default: an RL discount below 0.99 (rl-zoo's 0.9 for Pendulum) reduces policy-gradient
+    variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode"""
     normalize_reward: bool = True
-    absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.learned_reward_env)
-    anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (learned_reward_env.AbsorbingAnchoredReward)
-    eval_episodes: int = 10
-    eval_every: int = 1  # evaluate the policy on the true reward every this many outer steps (and at the last)
-    transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps
-    target_normalized_return: float | None = None  # stop once the policy's normalized return reaches this
-    checkpoint_every: int = 1
+    """scale the learned reward by a running RMS before the agent sees it"""
+    absorbing_indicator: bool = True
+    """DAC's separate absorbing state (see classic_rl.learned_reward_env)"""
+    anchor_absorbing: bool = True
+    """the agent sees r_θ − r_θ(absorbing) (learned_reward_env.AbsorbingAnchoredReward)"""
+    eval_episodes: PositiveInt = 10
+    """true-reward evaluation episodes of the policy"""
+    eval_every: PositiveInt = 1
+    """evaluate the policy on the true reward every this many outer steps (and at the last)"""
+    transfer_steps: NonNegativeInt = 0
+    """> 0: train a fresh policy on the frozen learned reward for this many env steps (0: no transfer)"""
+    target_normalized_return: float | None = None
+    """stop once the policy's normalized return reaches this"""
+    checkpoint_every: PositiveInt = 1
+    """outer steps between checkpoints (a rerun on the folder resumes from the last one)"""
     seed: int = 0
+    """seed of the reward model, the inner solver and its environments"""
     demonstration_seed: int = 1000
+    """seed of the expert's demonstration episodes"""
     eval_seed: int = 10_000
+    """seed of the evaluation episodes (the same for every policy)"""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         try:
             gym.spec(self.env_id)
         except gym.error.Error as error:
             raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
-        for name in ("outer_steps", "env_steps_per_outer_step", "learner_solves", "num_demonstrations", "eval_episodes",
-                     "eval_every", "n_envs", "checkpoint_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
-        if self.transfer_steps < 0:
-            raise ValidationError(f"transfer_steps: expected 0 (no transfer) or a positive budget, got "
-                                  f"{self.transfer_steps}")
-        if self.reward_structure not in REWARD_STRUCTURES:
-            raise ValidationError(f"reward_structure: expected one of {REWARD_STRUCTURES}, got "
-                                  f"{self.reward_structure!r}")
-        if self.hypergradient not in HYPERGRADIENTS:
-            raise ValidationError(f"hypergradient: expected one of {HYPERGRADIENTS} for a sampled inner loop, got "
-                                  f"{self.hypergradient!r}")
-        if not isinstance(self.hypergradient_options, dict):
-            raise ValidationError(f"hypergradient_options: expected a mapping of option names to values, got "
-                                  f"{self.hypergradient_options!r}")
         try:  # bad options fail here, when the config is read, not after the expert and the demonstrations
             make_hypergradient(self.hypergradient, **self.hypergradient_options)
         except ValidationError as error:
@@ -143,16 +155,15 @@ class GymIRLConfig:
                                   f"{UPPER_POLICY_ALGORITHMS}, got {self.algorithm!r}")
         if self.reward_structure == "multi_aspect" and self.num_aspects < 2:
             raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
-        if not 0.0 <= self.discount < 1.0:
-            raise ValidationError(f"discount: expected 0 <= discount < 1, got {self.discount}")
         if self.anchor_absorbing and not self.absorbing_indicator:
             raise ValidationError("anchor_absorbing: needs absorbing_indicator (one absorbing state to anchor at); set "
                                   "anchor_absorbing=false together with absorbing_indicator=false")
-        check_occupancy_discount(self.occupancy_discount)  # here too: a bad value fails before the expert trains
 
-    @classmethod
-    def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
-        return dataclass_from_sources(cls, config_file, overrides)
+
+COMMAND = "gym-irl"
+# What gym-irl writes into its folder: --overwrite removes these (and only these) before a new run.
+OUTPUT_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "policy.zip", "reward.safetensors",
+                "reward.json", "tensorboard")
 
 
 # ---------------------------------------------------------------------- demonstrations
@@ -270,25 +281,17 @@ def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, demonstration
 
 
 # ---------------------------------------------------------------------- the run
-def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
-    """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
-    path = output_dir / "config.json"
-    if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
-        if recorded != json.loads(json.dumps(asdict(config))):
-            raise ValidationError(f"out: {output_dir} holds a run with a different config; resume it with the same "
-                                  f"settings or choose a new folder")
-        return True
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"config": asdict(config), **provenance(config.seed)})
-    return False
+def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes.
 
-
-def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes."""
+    ``output_dir`` is checked first (:func:`irl_bilevel.runs.claim_run_folder`: new, the same run to resume, or with
+    ``overwrite`` a gym-irl run to replace), then the demonstrations are read and checked, and only then is anything
+    written: a failed start leaves the folder as it was."""
     from torch.utils.tensorboard import SummaryWriter
 
     output_dir = Path(output_dir)
+    claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite)
     torch.set_num_threads(1)
     torch.manual_seed(config.seed)
     if config.demonstrations_file:
@@ -299,7 +302,8 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         expert_model = train_expert(config.env_id)
         demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
                                                 seed=config.demonstration_seed)
-    resumed = _start_or_resume(output_dir, config)
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
+    resumed = claim == "resume"
 
     def make_inner(budget: int, seed: int, tensorboard: Path | None) -> SB3InnerSolver:
         hyperparameters = {**config.hyperparameters, "gamma": config.discount}

@@ -635,22 +635,26 @@ class DirectHypergradient(TapeHypergradientMethod):
         return float(loss.detach()), loss
 
 
+# Name -> builder of every hypergradient method: what make_hypergradient, the configs' choices and --help read.
+HYPERGRADIENTS: dict[str, Callable[..., HypergradientMethod]] = {
+    "maxent": MaxEntHypergradient,
+    "implicit": ImplicitHypergradient,
+    "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
+    "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
+    "zeroth_order": ZeroOrderHypergradient,
+    "penalty": PenaltyHypergradient,
+    "direct": DirectHypergradient,
+    "finite_differences": FiniteDifferenceHypergradient,
+}
+
+
 def make_hypergradient(name: str, **options: object) -> HypergradientMethod:
-    """Build a method by name: ``maxent``, ``implicit``, ``unrolled_torchopt``, ``unrolled_higher``,
-    ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data, e.g. preferences)."""
-    builders: dict[str, Callable[..., HypergradientMethod]] = {
-        "maxent": MaxEntHypergradient,
-        "implicit": ImplicitHypergradient,
-        "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
-        "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
-        "zeroth_order": ZeroOrderHypergradient,
-        "penalty": PenaltyHypergradient,
-        "direct": DirectHypergradient,
-        "finite_differences": FiniteDifferenceHypergradient,
-    }
-    if name not in builders:
-        raise ValidationError(f"hypergradient: unknown method {name!r}; expected one of {sorted(builders)}")
+    """Build a method of :data:`HYPERGRADIENTS` by name: ``maxent``, ``implicit``, ``unrolled_torchopt``,
+    ``unrolled_higher``, ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data,
+    e.g. preferences)."""
+    if name not in HYPERGRADIENTS:
+        raise ValidationError(f"hypergradient: unknown method {name!r}; expected one of {sorted(HYPERGRADIENTS)}")
     try:
-        return builders[name](**options)
+        return HYPERGRADIENTS[name](**options)
     except TypeError as error:
         raise ValidationError(f"hypergradient {name!r}: bad options {sorted(options)}: {error}") from error

@@ -53,6 +53,20 @@ def _concatenate(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
     return torch.cat([p for p in parts if p is not None])
 
 
+def check_loss_options(loss: str, loss_options: dict[str, Any] | None) -> None:
+    """``loss`` must be a name in :data:`PAIRWISE_SCORE_LOSSES` and ``loss_options`` parameters of it (or ``beta``);
+    a :class:`ValidationError` naming the field otherwise."""
+    if loss not in PAIRWISE_SCORE_LOSSES:
+        what = "not a loss on reward-model scores of pairs" if loss in PREFERENCE_LOSSES else "unknown"
+        raise ValidationError(f"loss: {loss!r} is {what}; expected one of {PAIRWISE_SCORE_LOSSES}")
+    options = dict(loss_options or {})
+    options.pop("beta", None)
+    unknown = sorted(set(options) - set(PREFERENCE_LOSSES[loss].defaults) - {"labels"})
+    if unknown or "labels" in options:
+        raise ValidationError(f"loss_options: {(unknown or ['labels'])[0]} is not a parameter of {loss}; expected "
+                              f"some of {sorted(set(PREFERENCE_LOSSES[loss].defaults) - {'labels'})} and beta")
+
+
 class PreferenceLikelihood:
     """The outer loss over every query labelled so far (see the module docstring).
 
@@ -65,9 +79,7 @@ class PreferenceLikelihood:
 
     def __init__(self, reward_model: RewardModel | RewardEnsemble, segment_length: int,
                  loss: str = "bradley_terry", loss_options: dict[str, Any] | None = None) -> None:
-        if loss not in PAIRWISE_SCORE_LOSSES:
-            what = "not a loss on reward-model scores of pairs" if loss in PREFERENCE_LOSSES else "unknown"
-            raise ValidationError(f"loss: {loss!r} is {what}; expected one of {PAIRWISE_SCORE_LOSSES}")
+        check_loss_options(loss, loss_options)
         if int(segment_length) < 1:
             raise ValidationError(f"segment_length: expected at least 1 step, got {segment_length}")
         options = dict(loss_options or {})
@@ -75,10 +87,6 @@ class PreferenceLikelihood:
         self.loss_options = options
         self.loss_name = loss
         self.takes_labels = "labels" in PREFERENCE_LOSSES[loss].defaults
-        unknown = sorted(set(options) - set(PREFERENCE_LOSSES[loss].defaults) - {"labels"})
-        if unknown or "labels" in options:
-            raise ValidationError(f"loss_options: {(unknown or ['labels'])[0]} is not a parameter of {loss}; expected "
-                                  f"some of {sorted(set(PREFERENCE_LOSSES[loss].defaults) - {'labels'})} and beta")
         self.reward_model = reward_model
         self.segment_length = int(segment_length)
         self.first: Transitions | None = None

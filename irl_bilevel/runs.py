@@ -13,10 +13,11 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -113,6 +114,115 @@ def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwr
         raise ValidationError(f"{option}: {existing} is a file, so {folder} cannot be created (nothing was changed)")
     _check_writable(existing, option)
     return False
+
+
+RUN_RECORD = "config.json"  # what a resumable run writes first: {"command", "config", seed, versions, commit, ...}
+
+
+def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
+                     option: str = "--out") -> Literal["new", "resume", "replace"]:
+    """Check, before anything is read or written, that the resumable run ``command`` of ``config`` (its public
+    dict form) may use ``folder``; the run records itself in ``folder/config.json`` (:data:`RUN_RECORD`).
+
+    * missing or empty: ``"new"``;
+    * a run of ``command`` with the same config (finished or not): ``"resume"``, or ``"replace"`` with
+      ``overwrite``;
+    * a run of ``command`` with another config: refused, naming the settings that differ, unless ``overwrite``:
+      ``"replace"`` (the caller then removes only its own files, :func:`remove_own_files`, once its inputs are
+      read and checked);
+    * a file, a folder of other files, a run of another command, an unwritable place: a :class:`ValidationError`.
+
+    A record written before records named their command is taken as one of ``command``."""
+    from irl_bilevel.validation import ValidationError
+
+    folder = Path(folder)
+    record_path = folder / RUN_RECORD
+    if not (folder.is_dir() and any(folder.iterdir())) or not record_path.is_file():
+        return "replace" if claim_output_folder(folder, RUN_RECORD, command, overwrite=overwrite,
+                                                option=option) else "new"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValidationError(f"{option}: {record_path} is not a readable {command} run record ({error}); choose a "
+                              f"new folder (nothing was changed)") from error
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or \
+            record.get("command", command) != command:
+        other = record.get("command") if isinstance(record, dict) else None
+        holds = f"a {other} run" if isinstance(other, str) else f"a {RUN_RECORD} of something else"
+        raise ValidationError(f"{option}: {folder} holds {holds}, not a {command} run; choose a new or empty folder "
+                              f"(nothing was changed)")
+    _check_writable(folder, option)
+    ours = json.loads(json.dumps(dict(config), default=_jsonable))
+    if record["config"] == ours:
+        return "replace" if overwrite else "resume"
+    if overwrite:
+        return "replace"
+    recorded = record["config"]
+    differing = sorted(set(recorded) ^ set(ours) | {k for k in set(recorded) & set(ours) if recorded[k] != ours[k]})
+    shown = ", ".join(f"{k}: {json.dumps(recorded.get(k))} there, {json.dumps(ours.get(k))} here"
+                      for k in differing[:4]) + (", ..." if len(differing) > 4 else "")
+    raise ValidationError(f"{option}: {folder} holds a {command} run with a different config ({shown}); resume it "
+                          f"with the same settings, pass --overwrite to replace its files (other files there are "
+                          f"kept), or choose a new folder")
+
+
+def begin_run(folder: Path | str, command: str, config: Mapping[str, Any], claim: str, own_files: Iterable[str],
+              seed: int | None) -> None:
+    """Start writing a run that :func:`claim_run_folder` returned ``claim`` for, once its inputs are read and checked:
+    ``"replace"`` removes the command's ``own_files`` first; a new or replaced run records ``{"command", "config",
+    provenance}`` in ``config.json``; ``"resume"`` changes nothing."""
+    folder = Path(folder)
+    if claim == "resume":
+        return
+    if claim == "replace":
+        remove_own_files(folder, own_files)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / RUN_RECORD, {"command": command, "config": dict(config), **provenance(seed)})
+
+
+def remove_own_files(folder: Path | str, names: Iterable[str]) -> None:
+    """Remove the files (and folders) ``names`` of ``folder`` that a command wrote there (a name may be a glob
+    pattern such as ``reward_member_*.json``); nothing else."""
+    import shutil
+
+    for name in names:
+        for path in sorted(Path(folder).glob(name)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def claim_output_file(path: Path | str, command: str, *, overwrite: bool = False, option: str = "--out",
+                      marker_key: str | None = None) -> None:
+    """Check, before anything is read or written, that ``command`` may write the file ``path``: a new file in a
+    writable folder, or (with ``overwrite``) a file that an earlier run of ``command`` wrote, recognised as a JSON
+    object holding ``marker_key``. Anything else is a :class:`ValidationError`."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValidationError(f"{option}: {path} is a folder; expected a file name for the {command} output "
+                              f"(nothing was changed)")
+    if path.exists():
+        if not overwrite:
+            raise ValidationError(f"{option}: {path} already exists; pass --overwrite to replace it, or choose a "
+                                  f"new file name")
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or (marker_key is not None and marker_key not in earlier):
+            raise ValidationError(f"{option}: {path} is not a {command} output; --overwrite replaces only what "
+                                  f"{command} wrote (nothing was changed)")
+        _check_writable(path.parent, option)
+        return
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValidationError(f"{option}: {existing} is a file, so {path} cannot be created (nothing was changed)")
+    _check_writable(existing, option)
 
 
 def _check_writable(folder: Path, option: str) -> None:

@@ -55,7 +55,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides
+from irl_bilevel.config import Config, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -75,7 +75,7 @@ _LOCAL_RAYS: list[tuple[Watchdog | None, str | None]] = []  # what start_ray sta
 
 
 @dataclass(frozen=True)
-class SweepSpec(ExperimentConfig):
+class SweepSpec(Config):
     """What a sweep runs; a JSON file of these keys, updated by command-line options."""
 
     experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)

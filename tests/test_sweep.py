@@ -28,14 +28,14 @@ FLAKY_MODULE = '''
 from dataclasses import dataclass
 from pathlib import Path
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import write_json
 
 NAME = "flaky"
 
 
 @dataclass(frozen=True)
-class FlakyConfig(ExperimentConfig):
+class FlakyConfig(Config):
     value: float
     block_file: str
 
@@ -45,20 +45,20 @@ CONFIG = FlakyConfig
 
 
 def run(scale, results_dir, seed=0, progress=True, config=None):
-    settings = scale_settings(FlakyConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(FlakyConfig, SCALES, scale, NAME, config)
     counter = Path(results_dir) / "runs.txt"
     runs = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(runs))
-    if settings["value"] == 2.0 and runs == 1:
+    if settings.value == 2.0 and runs == 1:
         raise RuntimeError("flaky: first attempt fails")
-    if settings["value"] == 3.0 and Path(settings["block_file"]).exists():
+    if settings.value == 3.0 and Path(settings.block_file).exists():
         raise RuntimeError("blocked")
-    if settings["value"] == 4.0 and Path(settings["block_file"]).exists():
+    if settings.value == 4.0 and Path(settings.block_file).exists():
         import time
 
         time.sleep(120)  # a long trial, killed with its sweep in test_killed_sweep_...
     path = Path(results_dir) / "flaky.json"
-    write_json(path, {"score": 10 * settings["value"] + seed})
+    write_json(path, {"score": 10 * settings.value + seed})
     return path
 '''
 

@@ -56,7 +56,7 @@ from irl_bilevel.agreement import (
     pairwise_cohen_kappa,
     preference_ratings,
 )
-from irl_bilevel.config import ExperimentConfig
+from irl_bilevel.config import Config
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.teachers import Teacher, bpref_teachers
@@ -85,29 +85,49 @@ LABEL_SOURCES = ("gold", "judge", "reward_model", "mistake_at_judge_rate")
 
 
 @dataclass(frozen=True)
-class SmolLM2AIFeedbackConfig(ExperimentConfig):
+class SmolLM2AIFeedbackConfig(Config):
     """Settings of the AI-feedback study (protocol: the module docstring)."""
 
-    model: str  # the policy, the judge and the reward model's backbone (a named model, a folder or a hub id)
+    model: str
+    """the policy, the judge and the reward model's backbone (a named model, a folder or a hub id)"""
     seeds: int
-    study_prompts: int  # prompts whose samples the evaluators label and DPO trains on
-    samples_per_prompt: int  # samples per study prompt (3: a triangle of queries per prompt)
-    rm_prompts: int  # prompts of the reward model's own training pairs
+    """seeds 0 .. seeds-1 (offset by the run's seed)"""
+    study_prompts: int
+    """prompts whose samples the evaluators label and DPO trains on"""
+    samples_per_prompt: int
+    """samples per study prompt (3: a triangle of queries per prompt)"""
+    rm_prompts: int
+    """prompts of the reward model's own training pairs"""
     rm_steps: int
+    """reward-model optimizer steps"""
     rm_batch_size: int
+    """pairs per reward-model step"""
     rm_learning_rate: float
-    test_prompts: int  # held-out prompts of the DPO evaluations
+    """AdamW learning rate of the reward model"""
+    test_prompts: int
+    """held-out prompts of the DPO evaluations"""
     eval_samples: int
+    """samples per test prompt per evaluation"""
     max_new_tokens: int
+    """tokens per sampled continuation"""
     target_words: int
-    judge_batch_size: int  # judging prompts per forward pass
+    """conciseness target of the gold reward"""
+    judge_batch_size: int
+    """judging prompts per forward pass"""
     lora_r: int
+    """LoRA rank of the policy's adapters"""
     lora_alpha: float
+    """LoRA scaling alpha of the policy's adapters"""
     dpo_beta: float
+    """β of every DPO run"""
     steps: int
+    """DPO steps per labelling"""
     batch_size: int
+    """pairs per DPO step"""
     learning_rate: float
+    """AdamW learning rate of the DPO runs"""
     eval_every: int
+    """steps between evaluations of a DPO run"""
 
 
 SCALES: dict[str, dict[str, Any]] = {

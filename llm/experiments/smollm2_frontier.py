@@ -44,11 +44,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig
+from irl_bilevel.config import Config
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
-from llm.experiments.sentiment_frontier import FrontierContext, train_frontier_reward_model
+from llm.experiments.sentiment_frontier import fit_reward_model
 from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
 from llm.sentiment import GoldReward, PreferencePairs, chat_review_prompts, label_pairs, sentiment_prompts
@@ -58,36 +58,63 @@ NAME = "smollm2_frontier"
 
 
 @dataclass(frozen=True)
-class SmolLM2FrontierConfig(ExperimentConfig):
+class SmolLM2FrontierConfig(Config):
     """Settings of the real-model sentiment frontier (protocol: the module docstring)."""
 
-    model: str  # a named model (smollm2-135m-instruct; smollm2-tiny-random for tests), a local folder or a hub id
-    seeds: int  # seeds 0 .. seeds-1
-    train_prompts: int  # review prefixes whose reference samples form the pairs
-    test_prompts: int  # held-out prefixes of the evaluations
-    pair_samples: int  # reference samples per training prompt; most vs least positive
+    model: str
+    """a named model (smollm2-135m-instruct; smollm2-tiny-random for tests), a local folder or a hub id"""
+    seeds: int
+    """seeds 0 .. seeds-1"""
+    train_prompts: int
+    """review prefixes whose reference samples form the pairs"""
+    test_prompts: int
+    """held-out prefixes of the evaluations"""
+    pair_samples: int
+    """reference samples per training prompt; most vs least positive"""
     max_new_tokens: int
-    target_words: int  # conciseness target of the gold reward
+    """tokens per sampled continuation"""
+    target_words: int
+    """conciseness target of the gold reward"""
     lora_r: int
+    """LoRA rank of the policy's adapters"""
     lora_alpha: float
+    """LoRA scaling alpha of the policy's adapters"""
     dpo_betas: tuple[float, ...]
-    other_losses: dict[str, dict[str, float | None]]  # catalog loss -> {"beta": β or None, other parameters}
-    steps: int  # offline optimizer steps per method
-    batch_size: int  # pairs per step
+    """β of each DPO run"""
+    other_losses: dict[str, dict[str, float | None]]
+    """catalog loss -> {"beta": β or None, other parameters}"""
+    steps: int
+    """offline optimizer steps per method"""
+    batch_size: int
+    """pairs per step"""
     learning_rate: float
+    """AdamW learning rate of the offline runs"""
     eval_every: int
-    eval_samples: int  # samples per test prompt per evaluation
-    rl_kl_coef: float  # β of RLOO's KL penalty (gold and reward-model RLOO alike)
+    """steps between frontier points of an offline run"""
+    eval_samples: int
+    """samples per test prompt per evaluation"""
+    rl_kl_coef: float
+    """β of RLOO's KL penalty (gold and reward-model RLOO alike)"""
     rl_steps: int
+    """RLOO updates per run"""
     rl_prompts_per_step: int
-    rl_samples_per_prompt: int  # k of RLOO
+    """prompts per RLOO update"""
+    rl_samples_per_prompt: int
+    """k of RLOO"""
     rl_learning_rate: float
+    """AdamW learning rate of the RLOO runs"""
     rl_eval_every: int
-    rm_steps: int  # reward-model optimizer steps (0: no RM + RLOO)
+    """updates between frontier points of an RLOO run"""
+    rm_steps: int
+    """reward-model optimizer steps (0: no RM + RLOO)"""
     rm_batch_size: int
+    """pairs per reward-model step"""
     rm_learning_rate: float
-    rm_lora_r: int  # LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)
+    """AdamW learning rate of the reward model"""
+    rm_lora_r: int
+    """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
     best_of_n: tuple[int, ...]
+    """n of each best-of-n point (reference samples ranked by gold sentiment)"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -234,8 +261,7 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
     def callback(policy, step: int) -> dict[str, Any]:
         return reference_point if step == 0 else evaluate(policy)
 
-    context = FrontierContext(model, tokenizer, gold, {"scalar": pairs}, train_prompts,
-                              {**config.to_dict(), "seed": seed}, model_path=_model_path(config.model))
+    held_out_pairs: PreferencePairs | None = None  # reward-model accuracy: best vs worst on the test prompts
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha)
     for method in tqdm(plan, desc=f"{NAME} seed {seed}", disable=not progress):
         if method.key in entry["runs"]:
@@ -252,12 +278,13 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
             if method.kind == "rloo":
                 reward_fn = gold_text_reward(gold, "sentiment")
             else:
-                if not context.held_out_pairs:
+                if held_out_pairs is None:
                     held = generate_completions(model, tokenizer, test_prompts, config.max_new_tokens,
                                                 num_samples=config.pair_samples, seed=seed + 2,
                                                 add_special_tokens=False)
-                    context.held_out_pairs = {"scalar": label_pairs(held, _sentiment_only(gold(held)))}
-                reward_model, report = train_frontier_reward_model(context, "scalar")
+                    held_out_pairs = label_pairs(held, _sentiment_only(gold(held)))
+                reward_model, report = fit_reward_model(_model_path(config.model), pairs, held_out_pairs, gold,
+                                                        "scalar", config, seed)
                 run_record["reward_model"] = report
 
                 def reward_fn(prompts: list[str], completions: list[str], model=reward_model) -> torch.Tensor:
