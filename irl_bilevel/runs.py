@@ -15,6 +15,8 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -118,6 +120,38 @@ def provenance(seed: int | None) -> dict[str, Any]:
         if state["untracked"]:
             record["git_untracked"] = state["untracked"]
     return record
+
+
+@dataclass(frozen=True)
+class TreeRecord:
+    """One provenance record in a result file: where it is (a JSON path), its commit, whether the tree was dirty
+    and, if so, the SHA-256 of the saved diff (None when the diff was not saved)."""
+
+    where: str
+    commit: str | None
+    dirty: bool
+    diff_sha256: str | None
+
+
+def tree_records(record: Any, where: str = "") -> Iterator[TreeRecord]:
+    """Every provenance record in a result file's JSON, depth first: :func:`provenance`'s (``git_commit``, ``-dirty``
+    suffixed, ``git_diff``) and the benchmarks' ``git`` blocks (:func:`git_state`), at the top and nested (runs kept
+    or resumed from, merged sweeps, reruns)."""
+    if isinstance(record, dict):
+        if isinstance(record.get("git_commit"), str):
+            commit = record["git_commit"]
+            diff = record.get("git_diff") or {}
+            yield TreeRecord(where or "/", commit.removesuffix("-dirty"), commit.endswith("-dirty"),
+                             diff.get("sha256"))
+        git = record.get("git")
+        if isinstance(git, dict) and "commit" in git:
+            yield TreeRecord(f"{where}/git", git.get("commit"), bool(git.get("dirty")), git.get("diff_sha256"))
+        for key, value in record.items():
+            if key not in ("git", "git_diff", "git_commit"):
+                yield from tree_records(value, f"{where}/{key}")
+    elif isinstance(record, list):
+        for index, value in enumerate(record):
+            yield from tree_records(value, f"{where}[{index}]")
 
 
 def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwrite: bool = False,

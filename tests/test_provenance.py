@@ -4,6 +4,7 @@ versions are recorded; the benchmarks use the one provenance helper."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -85,3 +86,40 @@ def test_benchmarks_use_the_shared_provenance_helpers() -> None:
         text = script.read_text()
         assert not re.search(r'"rev-parse"|def _git\b|def _versions\b', text), \
             f"{script.name}: has its own git or versions helper; use irl_bilevel.runs.git_state/package_versions"
+
+
+def test_readme_names_every_result_file_written_from_a_dirty_tree() -> None:
+    """The README's note lists exactly the committed result files from a dirty tree whose diff was not kept."""
+    from irlb.paper.provenance import dirty_without_diff, result_trees
+
+    readme = (ROOT / "README.md").read_text()
+    note = readme[readme.index("<!-- dirty-tree:start -->"):readme.index("<!-- dirty-tree:end -->")]
+    folders = [ROOT / "results", ROOT / "benchmarks" / "results"]
+    dirty = dirty_without_diff(folders)
+    listed = set(re.findall(r"`((?:benchmarks/)?results/[\w.-]+\.json)`", note))
+    assert listed == {str(tree.path.relative_to(ROOT)) for tree in dirty}
+    partly = {str(tree.path.relative_to(ROOT)) for tree in dirty if tree.status.startswith("partly")}
+    assert partly == set(re.findall(r"`([\w/.-]+\.json)` \(in part\)", note))
+    assert f"{len(dirty)} of the {len(result_trees(folders))} result files" in " ".join(note.split())
+
+
+def test_result_tree_states_in_both_formats(tmp_path: Path) -> None:
+    from irlb.paper.provenance import ResultTree, result_trees
+
+    clean = "c" * 40
+    files = {
+        "clean": {"provenance": {"git_commit": clean}},
+        "saved": {"provenance": {"git_commit": clean + "-dirty", "git_diff": {"sha256": "d" * 64, "text": "x"}}},
+        "kept": {"provenance": {"git_commit": clean}, "kept_runs_from": {"provenance": {"git_commit": "e" * 40 +
+                                                                                        "-dirty"}}},
+        "bench": {"git": {"commit": clean, "dirty": True, "diff_sha256": "f" * 64, "diff": "x"}},
+        "old_bench": {"git": {"commit": clean, "dirty": True}},
+        "none": {"scale": "tiny"},
+    }
+    for name, record in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    trees: dict[str, ResultTree] = {tree.path.stem: tree for tree in result_trees([tmp_path])}
+    assert {name: tree.status for name, tree in trees.items()} == {
+        "clean": "clean", "saved": "dirty tree, diff saved", "kept": "partly dirty tree, diff not saved",
+        "bench": "dirty tree, diff saved", "old_bench": "dirty tree, diff not saved", "none": "no provenance"}
+    assert trees["kept"].commits == [clean, "e" * 40]
