@@ -66,8 +66,7 @@ def test_no_figure_script_puts_the_commit_in_its_title() -> None:
             assert not re.search(r"commit|git_commit|\[\"git\"\]", script.read_text()), script.name
 
 
-# About 2-3 min on a shared 2-core machine: draws all 18 figures (PNG and PDF) from the committed result files.
-@pytest.mark.slow
+@pytest.mark.slow  # ~3 min on a shared 2-core machine: draws all 18 figures (PNG and PDF) from the committed results
 def test_every_committed_figure_redraws_without_a_covering_legend(tmp_path: Path) -> None:
     from irlb.registry import EXPERIMENTS
 
