@@ -37,8 +37,10 @@ optimizer moments and the running episodes restart, see :class:`~classic_rl.sb3_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ import numpy as np
 import torch
 
 from classic_rl.experts import (
+    EXPERT_CONFIGS,
+    ExpertConfig,
     RolloutDemonstrations,
     evaluate_policy_return,
     normalized_return,
@@ -58,7 +62,7 @@ from classic_rl.experts import (
     uniform_random_policy,
 )
 from classic_rl.learned_reward_env import AbsorbingAnchoredReward
-from classic_rl.sb3_inner import SB3InnerSolver, check_occupancy_discount
+from classic_rl.sb3_inner import SB3InnerSolver, check_occupancy_discount, gym_env_spec
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
 from irl_bilevel.config import dataclass_from_sources
@@ -72,6 +76,7 @@ from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
 REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
 HYPERGRADIENTS = ("maxent", "zeroth_order", "penalty")
+EXPERT_ALGORITHMS = ("ppo", "a2c", "sac", "dqn", "td3")
 
 
 @dataclass
@@ -90,6 +95,12 @@ class GymIRLConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     num_demonstrations: int = 10
     demonstrations_file: str | None = None  # .npz (see load_demonstrations); default: roll out the cached expert
+    # The expert whose demonstrations are rolled out, for an env without a built-in configuration
+    # (classic_rl.experts.EXPERT_CONFIGS), e.g. your own "my_package.envs:MyEnv-v0"; for a built-in env they replace
+    # its configuration. Unused with demonstrations_file (then no expert is trained).
+    expert_algorithm: str | None = None  # the expert's SB3 algorithm: ppo | a2c | sac | dqn | td3; null: built-in
+    expert_hyperparameters: dict[str, Any] = field(default_factory=dict)  # its SB3 settings ("lin_X": linear schedule)
+    expert_timesteps: int | None = None  # its training budget in env steps; null: the built-in one (100k otherwise)
     outer_steps: int = 30
     env_steps_per_outer_step: int = 2048
     learner_solves: int = 1  # the learner expectation averages the last this many solves' samples (SB3InnerSolver)
@@ -114,10 +125,7 @@ class GymIRLConfig:
     eval_seed: int = 10_000
 
     def __post_init__(self) -> None:
-        try:
-            gym.spec(self.env_id)
-        except gym.error.Error as error:
-            raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
+        gym_env_spec(self.env_id)
         for name in ("outer_steps", "env_steps_per_outer_step", "learner_solves", "num_demonstrations", "eval_episodes",
                      "eval_every", "n_envs", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
@@ -149,6 +157,34 @@ class GymIRLConfig:
             raise ValidationError("anchor_absorbing: needs absorbing_indicator (one absorbing state to anchor at); set "
                                   "anchor_absorbing=false together with absorbing_indicator=false")
         check_occupancy_discount(self.occupancy_discount)  # here too: a bad value fails before the expert trains
+        if self.expert_algorithm is not None and self.expert_algorithm not in EXPERT_ALGORITHMS:
+            raise ValidationError(f"expert_algorithm: expected one of {EXPERT_ALGORITHMS}, got "
+                                  f"{self.expert_algorithm!r}")
+        if not isinstance(self.expert_hyperparameters, dict):
+            raise ValidationError(f"expert_hyperparameters: expected a mapping of SB3 settings, got "
+                                  f"{self.expert_hyperparameters!r}")
+        if self.expert_hyperparameters and self.expert_algorithm is None:
+            raise ValidationError("expert_hyperparameters: given without expert_algorithm; name the algorithm they "
+                                  "are settings of")
+        if self.expert_timesteps is not None and self.expert_timesteps < 1:
+            raise ValidationError(f"expert_timesteps: expected a positive budget, got {self.expert_timesteps}")
+        if not self.demonstrations_file and self.expert_algorithm is None and self.env_id not in EXPERT_CONFIGS:
+            raise ValidationError(f"expert_algorithm: {self.env_id!r} has no built-in expert configuration; give the "
+                                  f"expert's expert_algorithm (with expert_hyperparameters and expert_timesteps), or "
+                                  f"demonstrations_file to learn from demonstrations only")
+
+    def expert_config(self) -> ExpertConfig:
+        """The expert to train: the built-in configuration of ``env_id``, or the one the ``expert_*`` fields give
+        (``expert_timesteps`` replaces the built-in budget either way)."""
+        if self.expert_algorithm is not None:
+            return ExpertConfig(self.expert_algorithm, dict(self.expert_hyperparameters),
+                                default_timesteps=self.expert_timesteps or 100_000, source="GymIRLConfig")
+        if self.env_id not in EXPERT_CONFIGS:
+            raise ValidationError(f"expert_algorithm: {self.env_id!r} has no built-in expert configuration")
+        built_in = EXPERT_CONFIGS[self.env_id]
+        if self.expert_timesteps is None:
+            return built_in
+        return dataclasses.replace(built_in, default_timesteps=self.expert_timesteps)
 
     @classmethod
     def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
@@ -270,11 +306,20 @@ def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, demonstration
 
 
 # ---------------------------------------------------------------------- the run
+def _with_defaults(recorded: Any) -> Any:
+    """A recorded config with the fields it predates filled in with their defaults (so a folder written before a
+    field existed still resumes under a config that leaves it at its default)."""
+    if not isinstance(recorded, dict):
+        return recorded
+    defaults = asdict(GymIRLConfig())
+    return json.loads(json.dumps({**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}))
+
+
 def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
     """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
     path = output_dir / "config.json"
     if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
+        recorded = _with_defaults(json.loads(path.read_text()).get("config"))
         if recorded != json.loads(json.dumps(asdict(config))):
             raise ValidationError(f"out: {output_dir} holds a run with a different config; resume it with the same "
                                   f"settings or choose a new folder")
@@ -284,19 +329,52 @@ def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
     return False
 
 
+def train_configured_expert(config: GymIRLConfig) -> Any:
+    """The SB3 expert of :meth:`GymIRLConfig.expert_config`, trained on the env's reward once and cached
+    (:func:`classic_rl.experts.train_expert`; the cache key holds the env id, not its code: give your env a new
+    version when you change it). Settings SB3 rejects are a ValidationError naming ``expert_hyperparameters``."""
+    expert = config.expert_config()
+    try:
+        return train_expert(config.env_id, config=expert)
+    except TypeError as error:  # SB3's constructor: an unknown setting
+        raise ValidationError(f"expert_hyperparameters: {expert.algorithm} rejects {sorted(expert.hyperparameters)}: "
+                              f"{error}") from error
+    except AssertionError as error:  # SB3 asserts the action spaces it supports
+        raise ValidationError(f"expert_algorithm: {expert.algorithm} cannot act in {config.env_id}: {error}") from error
+
+
+NO_EXPERT_RETURN = ("normalized returns not reported: the demonstrations file has no 'returns' array and no expert "
+                    "is trained in a demonstrations-only run, so the expert's return (the normalization's reference) "
+                    "is unknown; add returns [N] to the file to have them")
+
+
 def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes."""
+    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes.
+
+    The expert-normalized return ``(R − R_random) / (R_expert − R_random)`` needs the expert's return: the mean of
+    the demonstrations' ``returns``, else the trained expert's evaluated return. A demonstrations-only run whose
+    file has no ``returns`` reports true returns only; its summary's ``notes`` says so (and
+    ``target_normalized_return`` is refused before anything is written)."""
     from torch.utils.tensorboard import SummaryWriter
 
     output_dir = Path(output_dir)
     torch.set_num_threads(1)
     torch.manual_seed(config.seed)
+    notes: list[str] = []
     if config.demonstrations_file:
         demonstrations = load_demonstrations(config.demonstrations_file)
         check_demonstrations_match(demonstrations, config.env_id)
         expert_model = None
+        if demonstrations.returns is None:
+            if config.target_normalized_return is not None:
+                raise ValidationError(f"target_normalized_return: needs the expert's return, but "
+                                      f"{config.demonstrations_file} has no 'returns' array and a demonstrations-only "
+                                      f"run trains no expert; add returns [N] to the file or drop the target")
+            notes.append(NO_EXPERT_RETURN)
+            if progress:
+                print(f"gym-irl: {NO_EXPERT_RETURN}", file=sys.stderr)
     else:
-        expert_model = train_expert(config.env_id)
+        expert_model = train_configured_expert(config)
         demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
                                                 seed=config.demonstration_seed)
     resumed = _start_or_resume(output_dir, config)
@@ -324,14 +402,20 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         trained = AbsorbingAnchoredReward.for_env(reward, inner.env)
     problem = BilevelProblem(trained, inner, objective)
     random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
-    expert_return = (float(demonstrations.returns.mean()) if demonstrations.returns is not None
-                     else evaluate_policy_return(expert_model, config.env_id, config.eval_episodes,
-                                                 config.eval_seed)[0])
+    expert_return: float | None = None
+    if demonstrations.returns is not None:
+        expert_return = float(demonstrations.returns.mean())
+    elif expert_model is not None:
+        expert_return = evaluate_policy_return(expert_model, config.env_id, config.eval_episodes, config.eval_seed)[0]
     writer = SummaryWriter(str(output_dir / "tensorboard" / "outer"))
+
+    def normalized(value: float) -> float | None:
+        return None if expert_return is None else normalized_return(value, random, expert_return)
 
     def evaluate() -> dict[str, float]:
         value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
-        return {"true_return": value, "normalized_return": normalized_return(value, random, expert_return)}
+        score = normalized(value)
+        return {"true_return": value} if score is None else {"true_return": value, "normalized_return": score}
 
     def metrics() -> dict[str, float]:
         # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step, plus the
@@ -345,21 +429,23 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
             writer.add_scalar(f"outer/{key}", number, int(row["env_steps"]))
         return row
 
-    started = time.perf_counter()
+    # No tolerance stop: the loss and gradient are estimates from the learner's latest samples, noisy at any θ; the
+    # budget is outer_steps (and target_normalized_return), as the committed results were made. No runaway guard
+    # either (non-finite values still stop the run): the reported loss is the demonstrations' NLL under the learner,
+    # a diagnostic that a sharp continuous policy makes large without anything diverging.
     outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
-                        checkpoint_every=config.checkpoint_every)
+                        grad_tol=0.0, loss_rtol=0.0, divergence_factor=0.0, checkpoint_every=config.checkpoint_every)
     target = config.target_normalized_return
     solver = BilevelSolver(problem, method, outer, output_dir=output_dir, metrics=metrics, progress=progress,
                            stop_when=None if target is None
                            else lambda row: row.get("normalized_return", -math.inf) >= target)
     result = solver.run(resume=True)
+    solved = time.perf_counter()
     writer.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
     epic = epic_to_true_reward(config, reward, demonstrations, inner)  # before inner.close(): reads its recorded steps
-    upper = getattr(method, "upper", None)
-    if upper is not None:
-        upper.close()
+    method.close()
     inner.close()
 
     history = result.history
@@ -367,11 +453,14 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     final = history[-1] if "true_return" in history[-1] else {**history[-1], **evaluate()}
     summary: dict[str, Any] = {
         "env_id": config.env_id, "resumed": resumed, "outer_steps": result.steps,
-        "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
+        "final_true_return": final["true_return"], "final_normalized_return": final.get("normalized_return"),
         "env_steps": history[-1]["env_steps"], "env_steps_to_0.9": reached[0] if reached else None,
-        "expert_return": expert_return, "random_return": random, "wall_s": time.perf_counter() - started,
-        "epic_distance": epic,
+        "expert_return": expert_return, "random_return": random, "epic_distance": epic,
+        # the solver's time over every segment of a resumed run (result.seconds), plus this segment's saving
+        "wall_s": result.seconds + time.perf_counter() - solved,
     }
+    if notes:
+        summary["notes"] = notes
     if config.transfer_steps:
         reward.requires_grad_(False)
         transfer = make_inner(config.transfer_steps, config.seed + 100, None)
@@ -379,7 +468,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         value = evaluate_policy_return(transfer.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
         transfer.close()
         summary.update(transfer_true_return=value,
-                       transfer_normalized_return=normalized_return(value, random, expert_return),
+                       transfer_normalized_return=normalized(value),
                        transfer_env_steps=config.transfer_steps)
     write_json(output_dir / "summary.json", summary)
     return summary

@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     gym_irl.add_argument("--out", required=True, help="output folder (an existing run there is resumed)")
     gym_irl.add_argument("--config", help="JSON file of GymIRLConfig fields")
     gym_irl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
-    gym_irl.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1")
+    gym_irl.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1, or module:EnvName-v0 for "
+                         "your own (importing the module registers it; give expert_* settings or demonstrations_file)")
     gym_irl.add_argument("--algorithm", choices=["ppo", "a2c", "sac", "dqn"], help="inner SB3 algorithm")
     gym_irl.add_argument("--hypergradient", choices=["maxent", "penalty", "zeroth_order"])
     gym_irl.add_argument("--reward-structure", dest="reward_structure", choices=["scalar", "multi_aspect", "shaped"])

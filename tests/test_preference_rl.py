@@ -27,6 +27,7 @@ from irl_bilevel.hypergradients import (
     FiniteDifferenceHypergradient,
     make_hypergradient,
 )
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.preference_likelihood import PreferenceLikelihood
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.reward_io import load_reward_model
@@ -193,7 +194,7 @@ def test_bradley_terry_orients_pairs_by_label():
 
 
 def test_direct_hypergradient_needs_a_reward_loss():
-    class Other:
+    class Other(OuterObjective):
         def evaluate(self, inner):
             return torch.zeros(())
 
