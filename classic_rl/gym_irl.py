@@ -1,14 +1,22 @@
 """`irlb gym-irl`: sample-based bilevel IRL on a gymnasium testbed with an SB3 inner loop, from one config.
 
-The run (ML-IRL, Zeng et al. 2022): demonstrations of the cached SB3 expert (:mod:`classic_rl.experts`) or of a
-user's ``.npz`` file; a reward model built from a :class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect
-with learned simplex weights, or potential-shaped); :class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started
-across outer steps; :class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name
-(``maxent``: learner minus expert expectation of ``∇θ r``; ``penalty``: the penalty-based first-order method of Shen,
-Yang, Chen (ICML 2024) with an upper copy of the policy network, :mod:`classic_rl.sb3_penalty`, its options —
-``penalty``, ``upper_steps``, ``upper_lr``, ``upper_rollout_steps``, ``upper_entropy`` — in ``hypergradient_options``
-and its rollouts counted in ``env_steps``; ``zeroth_order``: the black-box baseline); all through
-:class:`~irl_bilevel.solver.BilevelSolver` — the tabular runs differ only in the inner solver and the estimator.
+The environment: any gymnasium id, a registered one (``CartPole-v1``) or your own in gymnasium's
+``module:EnvName-vN`` form (the module is imported and registers it). Its episodes end as the env says:
+*terminated* episodes continue in the absorbing state, *truncated* ones are cut (``absorbing_indicator``,
+:class:`~classic_rl.learned_reward_env.LearnedRewardVecEnv`).
+
+The run (ML-IRL, Zeng et al. 2022): demonstrations of an SB3 expert, trained once on the env's reward and cached
+(:mod:`classic_rl.experts`: the built-in configuration of the env, or the one the ``expert_*`` fields give), or of a
+user's ``.npz`` file (demonstrations only: no expert is trained; without a ``returns`` array the expert-normalized
+return is not reported, and the summary's ``notes`` says so); a reward model built from a
+:class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect with learned simplex weights, or potential-shaped);
+:class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started across outer steps;
+:class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name (``maxent``: learner minus
+expert expectation of ``∇θ r``; ``penalty``: the penalty-based first-order method of Shen, Yang, Chen (ICML 2024)
+with an upper copy of the policy network, :mod:`classic_rl.sb3_penalty`, its options — ``penalty``, ``upper_steps``,
+``upper_lr``, ``upper_rollout_steps``, ``upper_entropy`` — in ``hypergradient_options`` and its rollouts counted in
+``env_steps``; ``zeroth_order``: the black-box baseline); all through :class:`~irl_bilevel.solver.BilevelSolver` —
+the tabular runs differ only in the inner solver and the estimator.
 
 The agent trains on the learned reward shifted so that the absorbing state pays 0 (``anchor_absorbing``, default;
 :class:`~classic_rl.learned_reward_env.AbsorbingAnchoredReward`): the same policies and the same MaxEnt gradient, but no
@@ -31,8 +39,9 @@ the folder), ``policy.zip`` (``PPO.load``-able, or the algorithm's), ``reward.sa
 (:func:`irl_bilevel.reward_io.load_reward_model` rebuilds it), ``tensorboard/`` (outer metrics and SB3's own
 logs) and ``summary.json`` (with ``epic_distance``, the learned reward's sample-based EPIC distance to the env's true
 reward on expert, random-policy and learner transitions, :func:`epic_to_true_reward`). Final files are written only
-when the run ends; a killed run leaves its config, metrics and last checkpoint, and resumes from them (SB3's
-optimizer moments and the running episodes restart, see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
+when the run ends; a killed run leaves its config, metrics and last checkpoint, and resumes from them to the same
+result as an uninterrupted run (the inner solver restarts its episodes at every solve, so its ``state_dict`` holds
+all it carries; :class:`~classic_rl.sb3_inner.SB3InnerSolver`). The summary's ``wall_s`` adds up the segments.
 """
 
 from __future__ import annotations

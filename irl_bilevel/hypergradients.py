@@ -641,8 +641,8 @@ class DirectHypergradient(TapeHypergradientMethod):
     are queried next. A refresh:
 
     1. solves the inner problem for the current reward (warm start, without gradients);
-    2. calls ``objective.refresh(inner, reward_model)`` when the objective has one (e.g. cut segments from the
-       learner's new transitions, select queries, have a teacher label them, add them to ``D``).
+    2. calls ``objective.refresh(inner, reward_model)`` (e.g. cut segments from the learner's new transitions,
+       select queries, have a teacher label them, add them to ``D``; a no-op for objectives on fixed data).
 
     :meth:`compute` returns ``objective.reward_loss(reward_model)`` and its autograd gradient in ``θ``.
     ``refresh="every_evaluation"``: each :meth:`compute` refreshes first (one refresh per outer step with Adam or

@@ -9,8 +9,10 @@ Stopping (:class:`OuterConfig`): after ``steps`` outer steps, or earlier at a st
 (``‖dL/dθ‖_∞ ≤ grad_tol``) or once the loss stops changing (``|L_k − L_{k−1}| ≤ loss_rtol · max(|L_k|,
 |L_{k−1}|, 1)`` after a step that moved ``θ``): scipy's L-BFGS-B rules (``pgtol``, ``ftol``) and defaults. Neither
 applies while the objective's data may still grow (:meth:`~irl_bilevel.objectives.OuterObjective.feedback_may_grow`).
-A non-finite loss or gradient, or a loss that runs away (``|L_k| > divergence_factor · max(|L_0|, 1)``, ``L_0``
-at the initial ``θ``), stops the run with a :class:`DivergenceError` instead of returning a reward.
+A non-finite gradient, an infinite loss or a loss that runs away (``|L_k| > divergence_factor · max(|L_0|, 1)``,
+``L_0`` the first finite loss) stops the run with a :class:`DivergenceError` instead of returning a reward. A NaN
+loss with a finite gradient is a loss the method cannot report at this step (a sampled task return before any
+episode has finished, the demonstration likelihood of a policy without log-probabilities): it stops nothing.
 
 With an ``output_dir``, the run writes ``metrics.jsonl`` (one row per step), ``checkpoint.pt`` every
 ``checkpoint_every`` steps and ``summary.json`` at the end; ``run()`` on the same folder resumes from the
@@ -77,8 +79,8 @@ class OuterConfig:
             raise ValidationError(f"lr: expected a positive number, got {self.lr}")
         if self.l2 < 0 or not math.isfinite(self.l2):
             raise ValidationError(f"l2: expected a non-negative number, got {self.l2}")
-        for name in ("grad_tol", "loss_rtol"):
-            if math.isnan(getattr(self, name)):
+        for name, value in (("grad_tol", self.grad_tol), ("loss_rtol", self.loss_rtol)):
+            if math.isnan(value):
                 raise ValidationError(f"{name}: expected a number (0 or below: off), got nan")
         if not self.divergence_factor >= 0:
             raise ValidationError(f"divergence_factor: expected a non-negative number (0: off), got "
@@ -237,8 +239,8 @@ class BilevelSolver:
 
     def _evaluate(self, fresh: bool = False) -> float:
         """One hypergradient: writes ``.grad`` of every reward parameter, returns the outer loss. ``fresh``: compute
-        even if the last evaluation was at the same parameters. A non-finite loss or gradient raises
-        :class:`DivergenceError`."""
+        even if the last evaluation was at the same parameters. A non-finite gradient or an infinite loss raises
+        :class:`DivergenceError` (a NaN loss is an unreported one, see the module docstring)."""
         flat = self._flat_parameters()
         if not fresh and self._last_evaluation is not None and torch.equal(self._last_evaluation[0], flat):
             _, loss, gradients = self._last_evaluation
@@ -247,8 +249,8 @@ class BilevelSolver:
             result = self.method.compute(self.problem)
             loss, gradients = result.loss, [g.detach().clone() for g in result.gradients]
             finite_gradients = all(bool(torch.isfinite(g).all()) for g in gradients)
-            if not math.isfinite(loss) or not finite_gradients:
-                what = f"loss {loss}" if not math.isfinite(loss) else "gradient"
+            if math.isinf(loss) or not finite_gradients:
+                what = f"loss {loss}" if math.isinf(loss) else "gradient"
                 raise DivergenceError(
                     f"outer loss: non-finite {what} in outer step {self.step + 1} ({self.method.name}); the run "
                     f"stopped and wrote no reward (try a smaller lr, an l2 penalty or a bounded reward model)"
@@ -260,7 +262,7 @@ class BilevelSolver:
             if l2:
                 parameter.grad.add_(parameter.detach(), alpha=l2)
                 loss += 0.5 * l2 * float(parameter.detach().pow(2).sum())
-        if self.initial_loss is None:
+        if self.initial_loss is None and math.isfinite(loss):
             self.initial_loss = loss
         return loss
 

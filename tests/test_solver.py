@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import types
 from pathlib import Path
@@ -15,6 +16,7 @@ from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
     MaxEntHypergradient,
+    PenaltyHypergradient,
 )
 from irl_bilevel.inner import SoftValueIterationSolver
 from irl_bilevel.objectives import MaxEntDemonstrationLoss, OuterObjective, flow_correction
@@ -152,21 +154,27 @@ class _NoFeedbackYet(OuterObjective):
 
 
 class _Synthetic(HypergradientMethod):
-    """``L(θ) = sign · ½‖θ‖²`` with its exact gradient (no inner level); ``nan_at``: the evaluation that
-    returns NaN; ``flat``: report a constant loss (a gradient that never changes it)."""
+    """``L(θ) = sign · ½‖θ‖²`` with its exact gradient (no inner level); ``flat``: report a constant loss (a
+    gradient that never changes it); from evaluation ``bad_at`` on, the loss is ``bad_loss`` and, with
+    ``bad_gradient``, the gradient is NaN."""
 
     name = "synthetic"
 
-    def __init__(self, sign: float = 1.0, nan_at: int | None = None, flat: bool = False) -> None:
-        self.sign, self.nan_at, self.flat, self.calls = sign, nan_at, flat, 0
+    def __init__(self, sign: float = 1.0, flat: bool = False, bad_at: int | None = None,
+                 bad_loss: float = math.nan, bad_gradient: bool = False) -> None:
+        self.sign, self.flat, self.calls = sign, flat, 0
+        self.bad_at, self.bad_loss, self.bad_gradient = bad_at, bad_loss, bad_gradient
 
     def compute(self, problem):
         self.calls += 1
         theta = problem.parameters
         loss = 1.0 if self.flat else self.sign * 0.5 * sum(float(p.detach().pow(2).sum()) for p in theta)
-        if self.calls == self.nan_at:
-            loss = float("nan")
-        return Hypergradient(loss, [self.sign * p.detach().clone() for p in theta])
+        gradients = [self.sign * p.detach().clone() for p in theta]
+        if self.bad_at is not None and self.calls >= self.bad_at:
+            loss = self.bad_loss
+            if self.bad_gradient:
+                gradients = [torch.full_like(g, math.nan) for g in gradients]
+        return Hypergradient(loss, gradients)
 
 
 def synthetic_problem(may_grow: bool = False) -> BilevelProblem:
@@ -244,10 +252,20 @@ def test_a_runaway_loss_stops_the_run_with_a_message_and_no_result(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] < step  # the last good checkpoint, not the runaway
 
 
-def test_a_non_finite_loss_stops_the_run_naming_the_step():
-    solver = BilevelSolver(synthetic_problem(), _Synthetic(nan_at=3), OuterConfig(10, "adam", 0.1), progress=False)
-    with pytest.raises(DivergenceError, match="non-finite loss nan in outer step 2"):
+@pytest.mark.parametrize("bad_loss, bad_gradient, message", [(-math.inf, False, "non-finite loss -inf"),
+                                                              (math.nan, True, "non-finite gradient")])
+def test_an_infinite_loss_or_a_nan_gradient_stops_the_run_naming_the_step(bad_loss, bad_gradient, message):
+    method = _Synthetic(bad_at=3, bad_loss=bad_loss, bad_gradient=bad_gradient)
+    solver = BilevelSolver(synthetic_problem(), method, OuterConfig(10, "adam", 0.1), progress=False)
+    with pytest.raises(DivergenceError, match=f"{message} in outer step 2"):
         solver.run()
+
+
+def test_a_nan_loss_with_a_finite_gradient_is_an_unreported_loss_not_a_divergence():
+    # e.g. a sampled task return before any episode has finished (classic_rl.shaping_sb3)
+    result = BilevelSolver(synthetic_problem(), _Synthetic(bad_at=1), OuterConfig(3, "adam", 0.1),
+                           progress=False).run()
+    assert result.steps == 3 and math.isnan(result.loss)
 
 
 # ---------------------------------------------------------------------- the MaxEnt loss on sampled demonstrations
@@ -280,3 +298,57 @@ def test_maxent_irl_on_truncated_demonstrations_stays_bounded_with_the_default_l
                          progress=False)
     losses = [row["loss"] for row in outcome.result.history]
     assert all(0 < loss < 2 for loss in losses) and outcome.result.converged
+
+
+# ---------------------------------------------------------------------- the declared plug-in protocols
+def test_the_solver_finds_no_hook_by_probing():
+    # Every hook the solver and the methods call is declared on OuterObjective / HypergradientMethod.
+    root = Path(__file__).resolve().parent.parent / "irl_bilevel"
+    for name in ("solver.py", "hypergradients.py"):
+        source = (root / name).read_text()
+        assert not re.search(r"\b(getattr|hasattr|vars)\(", source), name
+
+
+def test_an_objective_with_only_evaluate_gets_the_declared_defaults():
+    objective = _NoFeedbackYet()
+    assert objective.has_feedback() and not objective.feedback_may_grow() and objective.state_dict() == {}
+    assert objective.refresh(None, LinearReward(3)) is None
+    for call, needed_by in ((lambda: objective.loss(torch.zeros(2, 2)), "implicit"),
+                            (lambda: objective.expert_reward_expectation(None, LinearReward(3)), "'maxent'"),
+                            (lambda: objective.reward_loss(LinearReward(3)), "direct"),
+                            (lambda: objective.policy_loss(None), "penalty")):
+        with pytest.raises(ValidationError, match=f"objective: .*{needed_by}"):
+            call()
+
+
+def make_penalty_solver(tmp_path, steps, stop_at=None):
+    mdp = random_mdp(num_states=8, num_actions=3, num_features=4, seed=3)
+    expert = state_action_occupancy(mdp, soft_value_iteration(mdp, mdp.true_reward).log_policy)
+    problem = BilevelProblem(make_reward_model("linear", mdp), SoftValueIterationSolver(mdp),
+                             MaxEntDemonstrationLoss(mdp, expert))
+
+    def metrics():
+        if stop_at is not None and len(solver.history) + 1 == stop_at:
+            raise KeyboardInterrupt
+        return {}
+
+    solver = BilevelSolver(problem, PenaltyHypergradient(penalty=1.0, upper_steps=5, upper_lr=0.2),
+                           OuterConfig(steps, "adam", 0.1, grad_tol=0, loss_rtol=0, checkpoint_every=2), tmp_path,
+                           metrics, progress=False)
+    return solver
+
+
+def test_the_tabular_penalty_method_resumes_exactly_from_its_declared_state(tmp_path):
+    # The upper policy's logits and Adam moments are the method's state_dict: without them a resumed run restarts
+    # the upper policy at π* and ends elsewhere.
+    whole = make_penalty_solver(tmp_path / "a", 6)
+    whole.run()
+    with pytest.raises(KeyboardInterrupt):
+        make_penalty_solver(tmp_path / "b", 6, stop_at=4).run()
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert state["step"] == 2 and set(state["hypergradient"]) == {"upper_logits", "optimizer"}
+    resumed = make_penalty_solver(tmp_path / "b", 6)
+    resumed.run()
+    for a, b in zip(whole.problem.reward_model.parameters(), resumed.problem.reward_model.parameters()):
+        assert torch.equal(a, b)
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
