@@ -14,6 +14,7 @@ from classic_rl.experts import rollout_demonstrations
 from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
 from irl_bilevel.reward_io import load_reward_model
 from irl_bilevel.rewards import Transitions
+from irl_bilevel.runs import load_checkpoint
 from irl_bilevel.validation import ValidationError
 
 TINY = {"outer_steps": 3, "env_steps_per_outer_step": 128, "hidden_sizes": [16], "eval_episodes": 2,
@@ -79,9 +80,11 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, demon
     with pytest.raises(KeyboardInterrupt):
         run_gym_irl(config, tmp_path / "killed", progress=False)
     assert not (tmp_path / "killed" / "summary.json").exists() and not (tmp_path / "killed" / "policy.zip").exists()
+    first_segment = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["seconds"]
     monkeypatch.setattr(gym_irl, "evaluate_policy_return", original)
     summary = run_gym_irl(config, tmp_path / "killed", progress=False)
     assert summary["resumed"]
+    assert summary["wall_s"] > first_segment > 0  # both segments count, not the last one alone
     whole = (tmp_path / "whole" / "metrics.jsonl").read_text()
     assert (tmp_path / "killed" / "metrics.jsonl").read_text() == whole
     assert (tmp_path / "killed" / "reward.safetensors").read_bytes() == (
