@@ -344,7 +344,7 @@ def worker_ours(spec: dict[str, Any], seed: int, expert_path: Path, sparse: bool
     occupancy = torch.as_tensor(expert["occupancy"])
     torch.manual_seed(seed)
     model = make_reward_model("linear", mdp)  # zero-initialized weights, no bias
-    config = OuterConfig(steps=OURS_MAX_STEPS, optimizer="lbfgs", lr=1.0, grad_tol=OURS_GRAD_TOL,
+    config = OuterConfig(steps=OURS_MAX_STEPS, optimizer="lbfgs", lr=1.0, grad_tol=OURS_GRAD_TOL, loss_rtol=0.0,
                          checkpoint_every=10**9, lbfgs_iterations_per_step=OURS_LBFGS_ITERATIONS_PER_STEP)
     # The first torch.optim optimizer built in a process imports torch._dynamo (about 1 s): a one-time
     # import, not training (imitation's side pays it in its constructor, outside its timed train()).

@@ -149,7 +149,7 @@ class PreferenceRLConfig(Config):
     trains on the learned reward from the start.
     """
 
-    env_id: str = "CartPole-v1"
+    env_id: str = field(default="CartPole-v1", metadata={"aliases": ("--env",)})
     """gymnasium environment id, e.g. CartPole-v1, Pendulum-v1"""
     algorithm: Literal["ppo", "a2c", "sac", "dqn"] | None = None
     """the inner SB3 algorithm; null: the env's entry of INNER_DEFAULTS (PPO otherwise)"""
@@ -578,6 +578,14 @@ class PreferenceRLObjective(PreferenceLikelihood):
             reward_model = reward_model.base  # the shift cancels in every query (segments of equal length)
         return super().reward_loss(reward_model)
 
+    def feedback_may_grow(self) -> bool:
+        """True until every scheduled session has run and no query is owed."""
+        return self.refreshes < len(self.schedule) or self.owed > 0
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError("the query loop's transition window and teacher are not checkpointed; a "
+                                  "preference-RL run starts over")
+
     def stats(self) -> dict[str, float]:
         return {"queries_used": self.queries_used, "labelled_pairs": len(self), "ties": self.ties,
                 "skipped": self.skipped, "postponed_sessions": self.postponed_sessions,
@@ -669,11 +677,14 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     problem = BilevelProblem(trained, solving, objective)  # type: ignore[arg-type]
     steps_done = 0
 
+    def exploring_solves() -> int:
+        return solving.exploring_solves if isinstance(solving, ExploringInnerSolver) else 0
+
     def metrics() -> dict[str, float]:
         nonlocal steps_done
         steps_done += 1
         row: dict[str, float] = {**objective.stats(), "env_steps": int(inner.model.num_timesteps),
-                                 "exploring_solves": getattr(solving, "exploring_solves", 0),
+                                 "exploring_solves": exploring_solves(),
                                  "train_true_return": inner.recent_true_return()}
         if steps_done % config.eval_every == 0 or steps_done == config.outer_steps:
             value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
@@ -681,8 +692,10 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         return row
 
     started = time.perf_counter()
+    # No tolerance stop: the labelled data and the learner's samples change every step; the budget is outer_steps.
+    # (A zero gradient stops only once the query loop is over: grad_tol = 0 is the rule the results were made with.)
     outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
-                        checkpoint_every=max(1, config.outer_steps),
+                        grad_tol=0.0, loss_rtol=0.0, checkpoint_every=max(1, config.outer_steps),
                         lbfgs_iterations_per_step=config.reward_iterations)
     # No output_dir for the solver: its checkpoint would not hold the labelled dataset or the transition window,
     # so resuming would not be exact; the run writes its metrics itself and a killed run starts over.
@@ -707,7 +720,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         "env_steps": final["env_steps"], "queries_used": objective.queries_used, "query_budget": config.query_budget,
         "queries_unasked": config.query_budget - objective.queries_used,
         "postponed_sessions": objective.postponed_sessions,
-        "exploring_solves": getattr(solving, "exploring_solves", 0),
+        "exploring_solves": exploring_solves(),
         "labelled_pairs": len(objective), "ties": objective.ties, "skipped": objective.skipped,
         "label_agreement": final["label_agreement"], "expert_return": expert, "random_return": random,
         "final_loss": result.loss, "wall_s": time.perf_counter() - started,

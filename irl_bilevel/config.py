@@ -171,6 +171,7 @@ class Setting:
     cli: bool  # False: reachable through --config and --set only (field(metadata={"cli": False}))
     group: str  # the section it belongs to ("" for the config's own fields)
     positional: bool = False  # a positional argument on the command line (field(metadata={"positional": True}))
+    aliases: tuple[str, ...] = ()  # more flags for it (field(metadata={"aliases": ("--env",)})), e.g. a short form
 
 
 # ---------------------------------------------------------------------- the base class
@@ -573,7 +574,8 @@ def _settings(cls: type[Config], key_prefix: str, group: str) -> list[Setting]:
             continue
         rows.append(Setting(key=key_prefix + f.name, annotation=annotation, default=_plain(_field_default(f)),
                             doc=docs.get(f.name, ""), cli=f.metadata.get("cli", True), group=group,
-                            positional=f.metadata.get("positional", False)))
+                            positional=f.metadata.get("positional", False),
+                            aliases=tuple(f.metadata.get("aliases", ()))))
     return rows
 
 

@@ -122,16 +122,16 @@ def _add_flag(group: Any, setting: Setting, shown_default: str | None) -> None:
                            nargs=("*" if optional else "+") if many else ("?" if optional else None),
                            default=argparse.SUPPRESS)
     elif _base(annotation) is bool:
-        group.add_argument(flag, dest=dest, nargs="?", const="true", default=argparse.SUPPRESS, metavar="true|false",
-                           help=text)
+        group.add_argument(flag, *setting.aliases, dest=dest, nargs="?", const="true", default=argparse.SUPPRESS,
+                           metavar="true|false", help=text)
         if "." not in setting.key:
             group.add_argument(flag_name("no_" + setting.key), dest=dest, action="store_const", const="false",
                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     elif _sequence_item(annotation) is not None:
-        group.add_argument(flag, dest=dest, nargs="+", action="extend", default=argparse.SUPPRESS, metavar=metavar,
-                           help=text)
+        group.add_argument(flag, *setting.aliases, dest=dest, nargs="+", action="extend", default=argparse.SUPPRESS,
+                           metavar=metavar, help=text)
     else:
-        group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, metavar=metavar, help=text)
+        group.add_argument(flag, *setting.aliases, dest=dest, default=argparse.SUPPRESS, metavar=metavar, help=text)
 
 
 def _parse_flag(raw: Any, annotation: Any) -> Any:

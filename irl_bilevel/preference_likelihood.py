@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from irl_bilevel.losses import PREFERENCE_LOSSES, RankingBatch, preference_loss
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError, as_tensor, check_finite, check_shape
@@ -67,12 +68,15 @@ def check_loss_options(loss: str, loss_options: dict[str, Any] | None) -> None:
                               f"some of {sorted(set(PREFERENCE_LOSSES[loss].defaults) - {'labels'})} and beta")
 
 
-class PreferenceLikelihood:
+class PreferenceLikelihood(OuterObjective):
     """The outer loss over every query labelled so far (see the module docstring).
 
     ``reward_model``: the model whose parameters are optimized (:meth:`evaluate` reads it, so that the black-box
     hypergradient methods work too). ``loss``: a name in :data:`PAIRWISE_SCORE_LOSSES`; ``loss_options``: its
     parameters (``flip_rate``, ``label_smoothing``, ``theta``, ``nu``, ``margin``) and ``beta``.
+
+    Run state (:meth:`state_dict`): the labelled dataset (both segment batches and the labels). Subclasses that
+    grow it with :meth:`refresh` hold more (their query loop) and say whether they can save it.
     """
 
     zero_when_empty = False  # online query loops set it: no decided label yet is a zero loss, not an error
@@ -171,6 +175,25 @@ class PreferenceLikelihood:
     def evaluate(self, inner: object) -> torch.Tensor:
         with torch.no_grad():
             return self.reward_loss(self.reward_model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The labelled dataset: ``labels [N]`` and the two segment batches' fields (absent ones left out)."""
+        state: dict[str, Any] = {"labels": self.labels.clone()}
+        for name, batch in (("first", self.first), ("second", self.second)):
+            if batch is not None:
+                fields = {"states": batch.states, "actions": batch.actions, "next_states": batch.next_states,
+                          "dones": batch.dones}
+                state[name] = {key: value.clone() for key, value in fields.items() if value is not None}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "labels" not in state:
+            return
+        self.labels = state["labels"].clone()
+        batches = [None if name not in state else Transitions(
+            state[name]["states"], state[name].get("actions"), state[name].get("next_states"), state[name].get("dones"))
+            for name in ("first", "second")]
+        self.first, self.second = batches
 
     def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
         raise ValidationError("objective: the preference likelihood does not depend on the policy; use the "

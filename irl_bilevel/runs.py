@@ -192,7 +192,8 @@ RUN_RECORD = "config.json"  # what a resumable run writes first: {"command", "co
 
 
 def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
-                     option: str = "--out") -> Literal["new", "resume", "replace"]:
+                     option: str = "--out", defaults: Mapping[str, Any] | None = None
+                     ) -> Literal["new", "resume", "replace"]:
     """Check, before anything is read or written, that the resumable run ``command`` of ``config`` (its public
     dict form) may use ``folder``; the run records itself in ``folder/config.json`` (:data:`RUN_RECORD`).
 
@@ -204,7 +205,9 @@ def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any]
       read and checked);
     * a file, a folder of other files, a run of another command, an unwritable place: a :class:`ValidationError`.
 
-    A record written before records named their command is taken as one of ``command``."""
+    A record written before records named their command is taken as one of ``command``. ``defaults``: the config's
+    default values, filled into a recorded config for the settings it predates (a folder written before a setting
+    existed still resumes under a config that leaves it at its default)."""
     from irl_bilevel.validation import ValidationError
 
     folder = Path(folder)
@@ -225,6 +228,9 @@ def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any]
                               f"(nothing was changed)")
     _check_writable(folder, option)
     ours = json.loads(json.dumps(dict(config), default=_jsonable))
+    if defaults is not None:
+        filled = json.loads(json.dumps(dict(defaults), default=_jsonable))
+        record["config"] = {**{k: v for k, v in filled.items() if k not in record["config"]}, **record["config"]}
     if record["config"] == ours:
         return "replace" if overwrite else "resume"
     if overwrite:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,8 +159,8 @@ class LoraSettings(Config):
     """LoRA scaling alpha (the update is scaled by alpha / r)"""
     dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0
     """dropout on the adapter's input"""
-    target_modules: tuple[str, ...] | None = None
-    """module names to adapt; null: peft's default for the architecture"""
+    target_modules: tuple[str, ...] | None = field(default=None, metadata={"aliases": ("--target-modules",)})
+    """module names to adapt (comma-separated or one per token); null: peft's default for the architecture"""
 
     def validate(self) -> None:
         if self.target_modules is not None and (not self.target_modules or not all(self.target_modules)):

@@ -160,7 +160,9 @@ def _train(model: RewardModel, mdp: TabularMDP, config: LearnedShapingConfig, lr
 
     initial = {"step": 0, "loss": float(problem.black_box_loss()), **metrics()}
     solver = BilevelSolver(problem, UnrolledHypergradient(config.budget, warm_start=False),
-                           OuterConfig(steps=config.outer_steps, optimizer="adam", lr=lr, l2=l2),
+                           # The stop rule the results were made with: outer_steps, or an exactly zero gradient.
+                           OuterConfig(steps=config.outer_steps, optimizer="adam", lr=lr, l2=l2, grad_tol=0.0,
+                                       loss_rtol=0.0),
                            metrics=metrics, progress=progress)
     return [initial, *solver.run(resume=False).history]
 

@@ -12,14 +12,13 @@ Every run records the recovered reward table, the metrics of ``irl_bilevel.metri
 learned reward's soft-optimal policy to the *exact* expert occupancy, EPIC distance to the true reward,
 normalized return under the true reward), outer steps, hypergradient evaluations and wall time.
 
-Sampled demonstrations: ``irl_bilevel.sampling.empirical_occupancy`` weighs each visit by ``γ^t`` and
-normalizes (a self-normalized estimator). Such an estimate violates the flow constraint, so the MaxEnt
-identity (learner minus expert expectations) is the gradient of the causal-entropy dual rather than of the
-likelihood; runs on samples use the exact gradient of the likelihood by implicit differentiation
-(``demo_hypergradient``; ``"maxent"`` selects the identity instead). On samples the likelihood is flat along
-reward directions that only change the reward of unvisited states, and unregularized L-BFGS drives the
-weights there to thousands (occupancy still fine, EPIC poor); runs on samples therefore add
-``demo_l2 / 2 · ‖θ‖²`` to the loss (``OuterConfig.l2``). Runs on exact occupancies are unregularized.
+Sampled demonstrations: ``irl_bilevel.sampling.empirical_occupancy`` weighs each visit by ``γ^t`` and normalizes (a
+self-normalized estimator). Such an estimate violates the flow constraint; runs on samples use the exact gradient of
+the likelihood by implicit differentiation (``demo_hypergradient``; ``"maxent"`` selects the MaxEnt identity, which
+``MaxEntDemonstrationLoss`` corrects for the violation, so it is the same gradient). On samples the likelihood is
+flat along reward directions that only change the reward of unvisited states, and unregularized L-BFGS drives the
+weights there to thousands (occupancy still fine, EPIC poor); runs on samples therefore add ``demo_l2 / 2 · ‖θ‖²``
+to the loss (``OuterConfig.l2``). Runs on exact occupancies are unregularized.
 """
 
 from __future__ import annotations
@@ -223,7 +222,7 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
     started = time.perf_counter()
     outcome = maxent_irl(mdp, target, model, method=method,
                          config=OuterConfig(steps=config.max_steps, optimizer="lbfgs",
-                                            grad_tol=config.grad_tol,
+                                            grad_tol=config.grad_tol, loss_rtol=0.0,
                                             l2=config.demo_l2 if data["data"] == "demonstrations" else 0.0),
                          temperature=testbed.temperature, progress=False)
     seconds = time.perf_counter() - started

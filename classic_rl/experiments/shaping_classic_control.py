@@ -244,7 +244,8 @@ def run_method(method: str, testbed: TestbedConfig, config: ShapingClassicContro
 
             lr = config.lr_weights if method == "learned_weights" else config.lr_potential
             # grad_tol < 0: a zero estimate (no successful episode yet) must not stop the run.
-            outer_config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0)
+            outer_config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0,
+                                       loss_rtol=0.0)
             solver = BilevelSolver(problem, hypergradient, outer_config, metrics=metrics, progress=False)
             outer = solver.run(resume=False).history
         else:

@@ -348,8 +348,11 @@ def _learn_reward(run: _Run, seed: int, eval_seed: int) -> tuple[list[float], di
         return {"scales": scales_history[-1], "inner_success_rate": last["success_rate"],
                 "inner_malformed_rate": last["malformed_rate"], "inner_invalid_rate": last["invalid_rate"]}
 
-    result = BilevelSolver(problem, MaxEntHypergradient(), OuterConfig(steps=settings.outer_steps,
-                                                                        optimizer="adam", lr=settings.outer_lr),
+    # No tolerance stop (a sampled objective is noisy): outer_steps, or an exactly zero gradient, as the results were
+    # made.
+    outer = OuterConfig(steps=settings.outer_steps, optimizer="adam", lr=settings.outer_lr, grad_tol=0.0,
+                        loss_rtol=0.0)
+    result = BilevelSolver(problem, MaxEntHypergradient(), outer,
                            metrics=metrics, progress=False).run(resume=False)
     scales = reward.scales.detach().tolist()
     evaluation = run.evaluate(inner, eval_seed)
@@ -375,7 +378,7 @@ def _learn_from_preferences(run: _Run, seed: int) -> tuple[AspectTableReward, Ep
                 "inner_success_rate": last["success_rate"], "inner_invalid_rate": last["invalid_rate"]}
 
     outer = OuterConfig(steps=settings.outer_steps, optimizer="lbfgs", lr=1.0, l2=settings.preference_l2,
-                        checkpoint_every=settings.outer_steps)
+                        checkpoint_every=settings.outer_steps, grad_tol=0.0, loss_rtol=0.0)
     result = BilevelSolver(problem, DirectHypergradient(refresh="every_step"), outer, metrics=metrics,
                            progress=False).run(resume=False)
     return reward, objective, {"outer_history": result.history, "inner_updates": inner.updates,

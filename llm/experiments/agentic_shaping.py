@@ -233,7 +233,7 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
 
         # grad_tol < 0: a zero estimate (no success in a solve yet) must not stop the run.
         lr = settings.outer_lr if method == "learned_weights" else settings.outer_lr_from_none
-        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0)
+        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0, loss_rtol=0.0)
         outer = BilevelSolver(problem, hypergradient, config, metrics=metrics, progress=False).run(resume=False).history
     else:
         for _ in range(solves):
