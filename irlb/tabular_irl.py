@@ -70,7 +70,13 @@ class TabularIRLConfig(Config):
     lr: PositiveFloat = 1.0
     """outer learning rate"""
     steps: PositiveInt = 100
-    """outer optimizer steps"""
+    """the most outer optimizer steps"""
+    grad_tol: float = 1e-5
+    """stop once the gradient's largest entry is at most this (0: off; irl_bilevel.solver.OuterConfig)"""
+    loss_rtol: float = 2.220446049250313e-09
+    """stop once a step changed the loss by at most this times max(|L|, 1) (0: off)"""
+    divergence_factor: NonNegativeFloat = 1e4
+    """stop with an error once |L| exceeds this times max(|L_0|, 1): a runaway loss writes no reward (0: off)"""
     occupancy_target: NonNegativeFloat | None = 1e-4
     """stop once the occupancy L1 distance to the expert falls to this (null: run every step)"""
     checkpoint_every: PositiveInt = 10
@@ -106,7 +112,8 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
     from irl_bilevel.tabular import soft_value_iteration, state_action_occupancy
 
     output_dir = Path(output_dir)
-    claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite)
+    claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite,
+                             defaults=TabularIRLConfig().to_dict())
     for field_name, path in (("mdp_file", config.mdp_file), ("demonstrations_file", config.demonstrations_file)):
         if path is not None and not Path(path).is_file():
             raise ValidationError(f"{field_name}: no such file {path!r}")
@@ -145,7 +152,9 @@ def run_tabular_irl(config: TabularIRLConfig, output_dir: Path, progress: bool =
                 metrics["normalized_return"] = normalized_return(mdp, reward, expert_log_policy)
             write_json(output_dir / "summary.json", {"final_metrics": metrics})
         else:
-            outer = OuterConfig(config.steps, config.optimizer, config.lr, checkpoint_every=config.checkpoint_every)
+            outer = OuterConfig(config.steps, config.optimizer, config.lr, checkpoint_every=config.checkpoint_every,
+                                grad_tol=config.grad_tol, loss_rtol=config.loss_rtol,
+                                divergence_factor=config.divergence_factor)
             outcome = maxent_irl(mdp, expert, model, method, outer, output_dir, expert_log_policy,
                                  config.occupancy_target, progress=progress)
             reward, metrics = outcome.learned_reward, outcome.metrics
