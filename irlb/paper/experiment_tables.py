@@ -10,6 +10,7 @@ from typing import Any
 from irlb.paper.macros import (
     Handler,
     Macros,
+    Table,
     escape,
     format_fixed,
     format_number,
@@ -31,7 +32,7 @@ def _run_label(run: dict[str, Any]) -> tuple[str, str]:
     return f"MaxEnt, {run['reward_model']}", data.get(run["data"], run["data"])
 
 
-def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     testbeds = data["testbeds"]
     rows: list[list[str]] = []
     groups: list[int] = []
@@ -85,7 +86,7 @@ def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 _EXACT_METHODS = ("maxent_exact", "implicit_direct", "implicit_normal_cg")
 
 
-def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config = data["config"]
     macros.number(["hg", "states"], int(config["num_states"]))
     macros.number(["hg", "actions"], int(config["num_actions"]))
@@ -149,7 +150,7 @@ def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) ->
 # results/loss_sweep.json
 
 
-def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config, summary = data["config"], data["summary"]
     macros.text(["ls env"], config["env_id"])
     macros.number(["ls seeds"], int(config["seeds"]))
@@ -199,7 +200,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
 # results/feedback_consistency.json
 
 
-def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     setting, table = data["setting"], data["table"]
     macros.number(["fc queries"], int(setting["num_queries"]))
     macros.number(["fc grid size"], int(data["config"]["grid_size"]))
@@ -255,7 +256,7 @@ _SHAPING_LABELS = {"none": "no shaping", "hand_potential": "hand-designed potent
                    "free_bonus": "free per-(s, a) bonus"}
 
 
-def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config, mdp = data["config"], data["mdp"]
     macros.number(["sh grid size"], int(config["size"]))
     macros.number(["sh states"], int(mdp["num_states"]))
@@ -328,7 +329,7 @@ def _censored_steps(entry: dict[str, Any]) -> str:
     return (r"\ensuremath{\ge}\," if reached < seeds else "") + value
 
 
-def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per task and shaping method: seeds reaching the goal-rate threshold, env steps to it (IQM, censored),
     final goal rate (IQM [CI]); the learned weights' fate; the table ``shaping_classic_control``."""
     config = data["config"]
@@ -438,7 +439,7 @@ def _listing(values: Iterable[Any]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
-def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per reward variant and method group: the best gold reward (the variant's target) over every evaluation and
     its KL, the best within the KL budget of the largest best-of-n, best-of-n itself, and the reward models'
     held-out accuracies; plus the protocol's settings. Macro names do not depend on the scale's values."""
@@ -519,7 +520,7 @@ _PN_HIGHLIGHT = 0.2  # the issue's acceptance rate of mistakes: robust BT loses 
 _PN_ACCEPTED_DEGRADATION = 0.1
 
 
-def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per loss and mistake rate ε: normalized return IQM [CI] over seeds and the degradation 1 − IQM(ε)/IQM(0);
     the table ``preference_noise``. Macro names do not depend on the scale's rates: the clean rate (``Clean``), the
     rate closest to 0.2 (``Highlight``) and the largest (``Max``)."""
@@ -569,7 +570,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
 # The loss catalog, from the code itself (no result file).
 
 
-def loss_catalog(macros: Macros) -> dict[str, str]:
+def loss_catalog(macros: Macros) -> dict[str, Table]:
     from irl_bilevel.losses import PREFERENCE_LOSSES
 
     macros.source = "irl_bilevel.losses.PREFERENCE_LOSSES"
@@ -602,7 +603,7 @@ _AS_METHODS = {"none": "no shaping (sparse success)", "hand_potential": "hand po
                "learned_from_none": "learned, from zero (changed)"}
 
 
-def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Shaping with the LoRA inner loop on the agentic envs: per env and method the final goal rate (IQM [CI]) (table
     ``agentic_shaping``) and the goal checks (learned ≥ no shaping); macros for the text."""
     config = data["config"]
@@ -672,7 +673,7 @@ _ARL_SEARCH = {"true": "true", "sparse": "sparse", "learned": "demos, structured
                "pref_learned": "prefs, structured", "pref_scalar": "prefs, scalar"}
 
 
-def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Learned rewards for a LoRA policy on the project's and TextArena's tasks: per condition and env the success
     rate (IQM [95% CI] over seeds) and the goal checks (table ``agentic_reward_learning``), reward-guided search
     success per reward (table ``agentic_reward_search``); macros for the text."""
@@ -757,7 +758,7 @@ _TS_METHODS = {"sampling": "plain sampling", "a_star_uniform": "A*, h = 0 (unifo
                "a_star_true": "A*, heuristic of the true reward"}
 
 
-def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Tool-use search: per method the tasks solved (IQM [CI]), expansions and tool calls per task (stratified IQM
     [CI]) (table ``agentic_tool_search``); macros for the text."""
     config = data["config"]
@@ -785,11 +786,202 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/aspect_labels.json
+
+_AL_METHODS = {"scalar": "scalar label", "per_aspect": "one label per aspect",
+               "per_aspect_split": "one aspect label per query"}
+
+
+def aspect_labels(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """Scalar against per-aspect labels: per teacher, method and query budget the normalized return and the EPIC
+    distance, IQM [CI] over seeds (``Al<Teacher><Method><Budget><Metric>Iqm``); the tables ``aspect_labels_return``
+    and ``aspect_labels_epic`` (rows teacher × method, columns budgets)."""
+    config, setting, summary = data["config"], data["setting"], data["summary"]
+    budgets = [int(b) for b in config["budgets"]]
+    macros.number(["al seeds"], int(config["seeds"]))
+    macros.number(["al grid size"], int(config["grid_size"]))
+    macros.number(["al mistake rate"], float(config["mistake_rate"]))
+    macros.text(["al aspects"], ", ".join(a.replace("_", " ") for a in setting["aspects"]))
+    macros.text(["al aspect weights"], " / ".join(f"{float(w):g}" for w in config["aspect_weights"]))
+    macros.number(["al min budget"], min(budgets))
+    macros.number(["al max budget"], max(budgets))
+    tables: dict[str, Table] = {}
+    for metric in ("normalized_return", "epic"):
+        rows: list[list[str]] = []
+        groups: list[int] = []
+        for teacher in config["teachers"]:
+            groups.append(len(rows))
+            for method, label in _AL_METHODS.items():
+                entries = {int(e["budget"]): e for e in summary[teacher][method][metric]}
+                cells = [escape(teacher) if len(rows) == groups[-1] else "", escape(label)]
+                for budget in budgets:
+                    entry = entries.get(budget)
+                    if entry is not None:
+                        macros.fixed_interval(["al", teacher, method, budget, metric], entry, 3)
+                    cells.append("--" if entry is None else iqm_ci(entry))
+                rows.append(cells)
+        header = ["teacher", "labels", *[f"{b} queries" for b in budgets]]
+        name = "aspect_labels_return" if metric == "normalized_return" else "aspect_labels_epic"
+        tables[name] = tabular("ll" + "c" * len(budgets), header, rows, source, groups)
+    return tables
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/preference_feedback.json
+
+
+def preference_feedback(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """RL from preferences with the six B-Pref teachers, four query-selection rules and a harder testbed: the
+    normalized return IQM [CI] per teacher and budget (table ``preference_feedback_teachers``), per selection rule,
+    per harder-testbed budget with its labelled pairs; the harder runs that end at or above the target."""
+    config, summary = data["config"], data["summary"]
+    harder = config["harder"]
+    macros.text(["pf env"], config["env_id"])
+    macros.number(["pf env steps"], int(config["total_env_steps"]))
+    macros.number(["pf segment length"], int(config["segment_length"]))
+    macros.number(["pf seeds"], int(config["seeds"]))
+    macros.number(["pf selection budget"], int(config["selection_budget"]))
+    macros.text(["pf harder env"], harder["env_id"])
+    macros.number(["pf harder env steps"], int(harder["total_env_steps"]))
+    macros.text(["pf harder exploration"], str(harder["exploration"]).replace("_", " "))
+    budgets = [int(b) for b in config["budgets"]]
+    macros.number(["pf min budget"], min(budgets))
+    macros.number(["pf max budget"], max(budgets))
+    rows = []
+    for teacher in config["teachers"]:
+        cells = [escape(teacher)]
+        for budget in budgets:
+            entry = summary["teachers"][teacher].get(str(budget))
+            if entry is not None:
+                macros.fixed_interval(["pf", teacher, budget], entry)
+            cells.append("--" if entry is None else iqm_ci(entry))
+        rows.append(cells)
+    selection_rows = []
+    for selection in config["selections"]:
+        entry = summary["selections"].get(selection)
+        macros.fixed_interval(["pf selection", selection], entry)
+        selection_rows.append([escape(selection), "--" if entry is None else iqm_ci(entry)])
+    harder_rows = []
+    for budget in (int(b) for b in harder["budgets"]):
+        entry = summary["harder"].get(str(budget))
+        macros.fixed_interval(["pf harder", budget], entry)
+        pairs = None if entry is None else float(entry["labelled_pairs"])
+        macros.number(["pf harder", budget, "pairs"], pairs, digits=3)
+        harder_rows.append([str(budget), "--" if entry is None else iqm_ci(entry),
+                            "--" if pairs is None else format_number(pairs, digits=3)])
+    runs = [run for run in data["runs"] if run["part"] == "harder"]
+    macros.number(["pf harder runs"], len(runs))
+    macros.number(["pf harder runs at expert"], sum(1 for run in runs if float(run["normalized_return"]) >= 0.9))
+    header = ["teacher", *[f"{b} queries" for b in budgets]]
+    return {"preference_feedback_teachers": tabular("l" + "c" * len(budgets), header, rows, source),
+            "preference_feedback_selection": tabular("lc", ["selection", "return, IQM [95\\% CI]"], selection_rows,
+                                                     source),
+            "preference_feedback_harder": tabular("rcr", ["queries", "return, IQM [95\\% CI]", "labelled pairs"],
+                                                  harder_rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/ml_irl_cartpole.json
+
+
+def ml_irl_cartpole(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """ML-IRL with an SB3 inner loop on CartPole: per-seed final and transfer returns with their IQM [CI], env steps
+    to 0.9, and the lowest return after first reaching 0.9 (learning is not monotone)."""
+    from irl_bilevel.statistics import iqm_with_ci
+
+    config = data["config"]
+    macros.number(["ml demonstrations"], int(config["num_demonstrations"]))
+    macros.number(["ml outer steps"], int(config["outer_steps"]))
+    macros.number(["ml steps per outer step"], int(config["env_steps_per_outer_step"]))
+    macros.number(["ml transfer steps"], int(config["transfer_steps"]))
+    runs = sorted(data["runs"], key=lambda run: int(run["seed"]))
+    macros.number(["ml seeds"], len(runs))
+    macros.number(["ml env steps"], max(int(run["env_steps"]) for run in runs))
+    finals = [float(run["final_normalized_return"]) for run in runs]
+    transfers = [float(run["transfer_normalized_return"]) for run in runs]
+    macros.fixed_interval(["ml final"], iqm_with_ci(finals))
+    macros.fixed_interval(["ml transfer"], iqm_with_ci(transfers))
+    macros.text(["ml finals"], " / ".join(format_fixed(value, 3) for value in finals))
+    reached = [run["env_steps_to_0.9"] for run in runs if run.get("env_steps_to_0.9") is not None]
+    macros.number(["ml reached"], len(reached))
+    macros.number(["ml steps to target min"], None if not reached else min(int(r) for r in reached))
+    macros.number(["ml steps to target max"], None if not reached else max(int(r) for r in reached))
+    dips = []
+    for run in runs:
+        history = [float(row["normalized_return"]) for row in run["history"]]
+        first = next((i for i, value in enumerate(history) if value >= 0.9), None)
+        if first is not None:
+            dips.append(min(history[first:]))
+    macros.fixed(["ml lowest after target"], min(dips) if dips else None)
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/irl_ablation_sweep.json (`make ablation`: the sweep sweeps/irl_ablation.json)
+
+_AB_METRICS = {"return": None, "epic": "summary.epic_distance", "transfer": "transfer_normalized_return"}
+
+
+def irl_ablation_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """The IRL ablation on CartPole: per grid point the IQM [CI] over seeds of the final return, the EPIC distance
+    and the reward transfer (table ``irl_ablation``); the mean of the per-point IQMs for every level of every factor
+    (``AbReturnEnvStepsPerOuterStepTwoFiveSix``) and per hypergradient × inner steps; trials at or below the random
+    policy's return; the median CI width of the return."""
+    grid = data["spec"]["grid"]
+    points = data["grid_points"]
+    macros.number(["ab trials"], len(data["trials"]))
+    macros.number(["ab points"], len(points))
+    macros.number(["ab seeds"], len(data["spec"]["seeds"]))
+    macros.text(["ab env"], str(data["spec"]["overrides"].get("env_id", "")))
+
+    def value(point: dict[str, Any], metric: str, bound: str = "iqm") -> float:
+        key = _AB_METRICS[metric]
+        return float(point[bound] if key is None else point["extra_metrics"][key][bound])
+
+    for factor, levels in grid.items():
+        for level in levels:
+            chosen = [p for p in points if p["point"][factor] == level]
+            for metric in _AB_METRICS:
+                macros.fixed(["ab", metric, factor, level], sum(value(p, metric) for p in chosen) / len(chosen))
+    for hypergradient in grid["hypergradient"]:
+        for steps in grid["env_steps_per_outer_step"]:
+            chosen = [p for p in points if p["point"]["hypergradient"] == hypergradient
+                      and p["point"]["env_steps_per_outer_step"] == steps]
+            for metric in _AB_METRICS:
+                macros.fixed(["ab", hypergradient, steps, metric], sum(value(p, metric) for p in chosen) / len(chosen))
+    floor = 0.05  # a trial at or below the random policy's normalized return (≈ 0)
+    for hypergradient in grid["hypergradient"]:
+        trials = [t for t in data["trials"] if t["point"]["hypergradient"] == hypergradient]
+        macros.number(["ab", hypergradient, "trials"], len(trials))
+        macros.number(["ab", hypergradient, "at random"], sum(1 for t in trials if float(t["metric"]) <= floor))
+    widths = sorted(float(p["high"]) - float(p["low"]) for p in points)
+    macros.fixed(["ab median ci width"], widths[len(widths) // 2])
+    best = max((p for p in points if p["point"]["hypergradient"] == "maxent"), key=lambda p: float(p["iqm"]))
+    macros.fixed_interval(["ab best"], best)
+    macros.text(["ab best structure"], str(best["point"]["reward_structure"]).replace("_", "-"))
+    macros.number(["ab best steps"], int(best["point"]["env_steps_per_outer_step"]))
+    macros.number(["ab best demonstrations"], int(best["point"]["num_demonstrations"]))
+    rows = []
+    order = sorted(points, key=lambda p: (grid["hypergradient"].index(p["point"]["hypergradient"]),
+                                          int(p["point"]["env_steps_per_outer_step"]),
+                                          grid["reward_structure"].index(p["point"]["reward_structure"]),
+                                          int(p["point"]["num_demonstrations"])))
+    for point in order:
+        setting = point["point"]
+        rows.append([escape(str(setting["hypergradient"])), str(setting["env_steps_per_outer_step"]),
+                     escape(str(setting["reward_structure"]).replace("_", "-")), str(setting["num_demonstrations"]),
+                     iqm_ci(point), iqm_ci(point["extra_metrics"]["summary.epic_distance"]),
+                     iqm_ci(point["extra_metrics"]["transfer_normalized_return"])])
+    header = ["hypergradient", "steps per outer step", "reward", "demos", "final return", "EPIC", "transfer"]
+    return {"irl_ablation": tabular("lrlrccc", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
 # results/seeds_<experiment>.json: `irlb sweep --spec sweeps/seeds_<experiment>.json`, a single-seed experiment
 # over 5 seeds (no grid)
 
 
-def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per swept metric (a dotted path into the experiment's result file), the IQM and 95% CI over seeds:
     ``Seeds<Experiment><Path>Iqm`` / ``Low`` / ``High``, and ``Seeds<Experiment>NumSeeds``."""
     (point,) = data["grid_points"]  # a seed sweep has one grid point
@@ -814,9 +1006,18 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "shaping_classic_control": shaping_classic_control,
     "sentiment_frontier": sentiment_frontier,
     "preference_noise": preference_noise,
+    "aspect_labels": aspect_labels,
+    "preference_feedback": preference_feedback,
     "seeds_feedback_consistency": seed_sweep,
     "seeds_reward_recovery": seed_sweep,
     "seeds_sentiment_frontier": seed_sweep,
+}
+
+# Result files that `irlb reproduce` does not write (their commands are in irlb.paper.results_page): read when
+# present; a missing one is no warning, and the paper does not use them.
+EXTRA_RESULT_HANDLERS: dict[str, Handler] = {
+    "ml_irl_cartpole": ml_irl_cartpole,
+    "irl_ablation_sweep": irl_ablation_sweep,
 }
 
 # The first key of every macro each handler writes (``macro_name(prefix, ...)``): a macro the paper uses that starts
@@ -833,4 +1034,8 @@ RESULT_PREFIXES: dict[str, str] = {
     "shaping_classic_control": "scc",
     "sentiment_frontier": "sf",
     "preference_noise": "pn",
+    "aspect_labels": "al",
+    "preference_feedback": "pf",
+    "ml_irl_cartpole": "ml",
+    "irl_ablation_sweep": "ab",
 }
