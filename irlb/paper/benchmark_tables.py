@@ -47,8 +47,10 @@ def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> d
         macros.number(["mce imitation seconds", key], imitation["seconds"], digits=3)
         macros.number(["mce dense seconds", key], dense["seconds"])
         macros.number(["mce sparse seconds", key], sparse["seconds"])
-        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])))
-        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])))
+        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])),
+                   float(ratio["ours_dense"]))
+        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])),
+                   float(ratio["ours_sparse"]))
         macros.number(["mce linf imitation", key], imitation["error"]["state_visitation_linf"])
         macros.number(["mce linf dense", key], dense["error"]["state_visitation_linf"])
         macros.number(["mce linf sparse", key], sparse["error"]["state_visitation_linf"])
@@ -299,8 +301,9 @@ def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) 
             ours, theirs = ours_summary[str(budget)], theirs_summary[str(budget)]
             difference = float(ours["iqm"]) - float(theirs["iqm"])
             differences.append(difference)
-            if budget in ranks:
-                for side, stats in (("ours", ours), ("imitation", theirs)):
+            for side, stats in (("ours", ours), ("imitation", theirs)):
+                macros.fixed_interval(["pvi", key, side, "at", budget], stats)
+                if budget in ranks:
                     macros.fixed_interval(["pvi", key, side, ranks[budget], "budget"], stats)
             first = len(rows) == groups[-1]
             rows.append([escape(env_id) if first else "", str(budget), iqm_ci(ours), iqm_ci(theirs),

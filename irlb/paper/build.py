@@ -89,6 +89,28 @@ def generic_macros(name: str, data: dict[str, Any], macros: Macros) -> None:
         macros.number([prefix, "num seeds"], seeds)
     if isinstance(data.get("seconds"), (int, float)):
         macros.number([prefix, "seconds"], float(data["seconds"]))
+    seconds = compute_seconds(data)
+    if seconds:
+        macros.number([prefix, "compute minutes"], seconds / 60)
+
+
+def compute_seconds(data: dict[str, Any]) -> float:
+    """The compute time a result file records: the larger of its top-level time (``seconds``, ``wall_seconds`` or
+    ``times.total``: the last invocation) and the sum of its runs' own times (``seconds`` or ``wall_s`` of
+    ``runs``, ``trials``, ``seeds`` and of each environment's ``runs`` and ``seeds``: what a resumed or joined run
+    spent over all its invocations). 0 where the file records none."""
+    top = data.get("seconds") or data.get("wall_seconds") or (data.get("times") or {}).get("total") or 0.0
+    lists: list[Any] = [data.get(key) for key in ("runs", "trials", "seeds")]
+    envs = data.get("envs")
+    if isinstance(envs, dict):
+        lists += [env.get(key) for env in envs.values() if isinstance(env, dict) for key in ("runs", "seeds")]
+    units = 0.0
+    for records in lists:
+        for record in records if isinstance(records, list) else []:
+            value = record.get("seconds", record.get("wall_s")) if isinstance(record, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                units += float(value)
+    return max(float(top), units)
 
 
 def _warn(message: str) -> None:
@@ -135,8 +157,10 @@ class Collected:
 
 
 def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] | None = None,
-            paper: Path | None = PAPER) -> Collected:
-    """Read every result file through its handler (see :func:`generate` for what is skipped and why)."""
+            paper: Path | None = PAPER, warn: bool = True) -> Collected:
+    """Read every result file through its handler (see :func:`generate` for what is skipped and why); ``warn``
+    prints a warning on stderr for each file skipped."""
+    report = _warn if warn else (lambda message: None)
     if experiments is None:
         experiments = list(EXPERIMENTS)
     names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
@@ -153,7 +177,7 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
             absent.append(str(path))
             continue
         if not path.exists():
-            _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
+            report(f"{path} is missing: its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
             continue
         data = json.loads(path.read_text())
@@ -167,7 +191,7 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
         except (KeyError, IndexError, TypeError, ValueError, StopIteration) as error:
             # A file this code cannot read: nothing of it is kept, as if it were missing.
             macros.remove(set(macros.values) - before)
-            _warn(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
+            report(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
                   f"code? Its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
         else:

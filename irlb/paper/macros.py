@@ -128,11 +128,14 @@ class Macros:
         self.source = ""
         self.scale: str | None = None
 
-    def add(self, name: str, value: str) -> None:
+    def add(self, name: str, value: str, number: float | None = None) -> None:
+        """Define ``\\name`` as the LaTeX ``value``; ``number`` is its unformatted value where it has one."""
         if name in self.values:
             raise ValueError(f"macro \\{name} defined twice ({self.sources[name]} and {self.source})")
         self.values[name] = value
         self.sources[name] = self.source
+        if number is not None:
+            self.numbers[name] = float(number)
 
     def missing(self, parts: Iterable[Any]) -> None:
         """Define the macro as the placeholder: the result file does not produce this statistic."""
