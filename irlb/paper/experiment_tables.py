@@ -210,6 +210,13 @@ def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> d
     for teacher in ("mistake", "skip", "equal"):
         macros.number(["fc", teacher, "rate"], float(setting["teachers"][teacher][teacher]))
     macros.number(["fc myopic gamma"], float(setting["teachers"]["myopic"]["gamma"]))
+    macros.number(["fc segments"], int(data["config"]["num_items"]))
+    macros.number(["fc segment length"], int(data["config"]["segment_length"]))
+    macros.number(["fc margin"], float(setting["threshold_margin"]), digits=3)
+    macros.number(["fc truth tie percent"], round(100 * float(setting["truth_tie_rate"])))
+    threshold = float(setting["teachers"]["equal"]["equal"]) * float(setting["threshold_margin"])
+    macros.number(["fc equal threshold"], threshold)
+    macros.fixed(["fc skipped percent"], 100 * (1 - float(table["skip"]["answered_rate"])), 1)
     macros.number(["fc stochastic beta"], float(setting["teachers"]["stochastic"]["beta"]))
     for name, row in table.items():
         macros.fixed(["fc", name, "flip"], row["flip_rate"], 3)

@@ -770,18 +770,21 @@ def _provenance(page: Page) -> list[str]:
     trees = page.collected.trees
     dirty = [tree for tree in trees if tree.dirty]
     no_diff = [tree for tree in dirty if not tree.diff_saved]
-    listing = ", ".join(f"`{_relative(tree.path)}`" + ("" if all(r.dirty for r in tree.records) else " (in part)")
-                        for tree in dirty)
+    listing = ", ".join(f"`{_relative(tree.path)}`" + (" (in part)" if tree.status.startswith("partly") else "")
+                        for tree in no_diff)
+    saved = len(dirty) - len(no_diff)
     return [
         "## Provenance of the result files",
         "",
-        f"{len(dirty)} of the {len(trees)} result files were written, wholly or in part, from a working tree with "
-        f"uncommitted changes ({len(no_diff)} of them before runs kept the diff): their records name the commit "
-        "(marked `-dirty`), but the exact code that ran cannot be restored from it where the diff was not saved. "
-        f"They are {listing or 'none'}. Their numbers are those the runs wrote. `python -m irlb.paper.provenance` "
-        "lists every file with its commits and tree state (`irlb paper` writes the same table as "
-        "`paper/generated/result_provenance.tex`); runs now record a dirty tree's diff in the result itself "
-        "(`provenance.git_diff`) and the versions of the compared libraries.",
+        "<!-- dirty-tree:start -->",
+        f"{len(no_diff)} of the {len(trees)} result files were written, wholly or in part, from a working tree with "
+        "uncommitted changes before runs kept the diff: their records name the commit (marked `-dirty`), but the "
+        f"exact code that ran cannot be restored from it. They are {listing or 'none'}"
+        + (f" ({saved} more from a dirty tree whose diff was saved)" if saved else "") + ". Their numbers are "
+        "those the runs wrote. `python -m irlb.paper.provenance` lists every file with its commits and tree state "
+        "(`irlb paper` writes the same table as `paper/generated/result_provenance.tex`); runs now record a dirty "
+        "tree's diff in the result itself (`provenance.git_diff`) and the versions of the compared libraries.",
+        "<!-- dirty-tree:end -->",
         "",
     ]
 
@@ -884,8 +887,23 @@ def _block_costs(page: Page) -> str:
 
 
 def _block_feedback_table(page: Page) -> str:
-    return page.table("feedback_consistency") if "feedback_consistency" in page.collected.read else \
-        "Not run yet: `irlb reproduce --only feedback_consistency`."
+    if "feedback_consistency" not in page.collected.read:
+        return "Not run yet: `irlb reproduce --only feedback_consistency`."
+    p = page
+    return "\n".join([
+        f"{_source(p, 'feedback_consistency')}, {p('FeedbackConsistencyScale')} scale, seed "
+        f"{p('FeedbackConsistencySeed')} (ObjectWorld {p('FcGridSize')}×{p('FcGridSize')}, {p('FcSegments')} segments "
+        f"of {p('FcSegmentLength')} steps, {p('FcQueries')} queries; the truth ties on {p('FcTruthTiePercent')}% of "
+        f"them; threshold margin {p('FcMargin')}):",
+        "",
+        p.table("feedback_consistency"),
+        "",
+        f"Fleiss' κ (Krippendorff's nominal α): the six teachers {p('FcTeachersFleiss')} ({p('FcTeachersAlpha')}), "
+        f"the population {p('FcPopulationFleiss')} ({p('FcPopulationAlpha')}), everyone {p('FcAllFleiss')} "
+        f"({p('FcAllAlpha')}). On ObjectWorld's {{−1, 0, 1}} rewards the equal teacher's threshold ε·m "
+        f"({p('FcEqualThreshold')}) is below the reward's granularity, so it only ties exact ties, and the skip "
+        f"teacher skips {p('FcSkippedPercent')}% of queries: both collapse onto the oracle.",
+    ])
 
 
 def _block_builtin_model(page: Page) -> str:
@@ -893,8 +911,14 @@ def _block_builtin_model(page: Page) -> str:
         "Not run yet: `python benchmarks/llm_foundation.py`."
 
 
+def _block_trl_parity(page: Page) -> str:
+    return "\n".join(_trl_parity(page)) if "trl_loss_parity" in page.collected.read else \
+        "Not run yet: `python benchmarks/trl_loss_parity.py`."
+
+
 BLOCKS: dict[str, Callable[[Page], str]] = {
     "costs": _block_costs,
+    "trl-parity": _block_trl_parity,
     "feedback-table": _block_feedback_table,
     "builtin-model": _block_builtin_model,
 }
@@ -951,3 +975,36 @@ def write(results_dir: Path, benchmarks_dir: Path, page_path: Path, block_files:
             if not check:
                 path.write_text(new)
     return changed
+
+
+# ---------------------------------------------------------------------------------------------------- hand-typed numbers
+
+_FENCE = re.compile(r"^```.*?^```[ \t]*$", re.S | re.M)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_EXEMPT_BLOCK = re.compile(r"<!-- (generated:[a-z0-9-]+|ci-time) -->.*?<!-- /(generated:[a-z0-9-]+|ci-time) -->", re.S)
+_RESULT_LIKE = re.compile(
+    r"(?<![\w.])\d+(?:\.\d+)?×(?!\d)"  # ratios (3×; a size such as 5×5 is not one)
+    r"|(?<![\w.])\d+(?:\.\d+)?\s?%"  # percentages
+    r"|(?<![\w.])\d+(?:\.\d+)?\s?(?:s|min|h|ms)\b"  # durations
+    r"|(?<![\w.])[−-]?(?:\d[\d,]*\.\d+(?:e[−-]?\d+)?|\d+e[−-]?\d+)(?!\.?\d)")  # decimals, scientific notation
+
+
+def prose(text: str) -> str:
+    """Markdown without what may hold numbers that are not typed results: fenced code, code spans, generated
+    blocks (checked against their files) and the ``ci-time`` sentence (the CI run's measured time)."""
+    return _CODE_SPAN.sub("", _FENCE.sub("", _EXEMPT_BLOCK.sub("", text)))
+
+
+def result_like_numbers(text: str) -> list[str]:
+    """The tokens of ``text``'s prose that look like results (decimals, scientific notation, percentages,
+    durations, ratios), in order.
+
+    >>> result_like_numbers("DPO reaches 0.73 in 5 min (2.4×), `beta=0.1`, a 5×5 grid, 12% of 300 steps")
+    ['0.73', '5 min', '2.4×', '12%']
+    """
+    return [match.group(0) for match in _RESULT_LIKE.finditer(prose(text))]
+
+
+def count_numbers(text: str) -> int:
+    """How many numbers a Markdown text prints (every digit run, with its decimals)."""
+    return len(re.findall(r"\d+(?:[.,]\d+)*(?:e[−-]?\d+)?", text))
