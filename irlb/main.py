@@ -54,8 +54,8 @@ from llm.commands import (
 
 SCALES = ("tiny", "quick", "full")
 Scale = Literal["tiny", "quick", "full"]
-# `irlb reproduce` writes here unless told otherwise: the committed results/ and figures/output/ hold what the README
-# and the paper quote, and a newcomer's `--scale tiny` must not replace them.
+# `irlb reproduce` writes here unless told otherwise: the committed results/ and figures/output/ hold what the
+# results page and the paper quote, and a newcomer's `--scale tiny` must not replace them.
 REPRODUCE_RESULTS = "runs/reproduce/results"
 REPRODUCE_FIGURES = "runs/reproduce/figures"
 
@@ -79,7 +79,7 @@ class ReproduceConfig(Config):
     figures: str | None = None
     """folder for the figures (default runs/reproduce/figures, git-ignored)"""
     update_committed: bool = False
-    """write into the committed results/ and figures/output/ (what the README and the paper quote) instead of the
+    """write into the committed results/ and figures/output/ (what the results page and the paper quote) instead of the
     git-ignored runs folder"""
     only: tuple[Experiment, ...] = ()
     """run only these experiments (default: all but the extended ones)"""

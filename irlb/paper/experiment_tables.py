@@ -161,7 +161,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, T
     macros.number(["ls expert steps"], int(data["budgets"]["expert_env_steps"]))
     macros.number(["ls gradient steps"], int(data["budgets"]["cpl_gradient_steps"]))
     macros.number(["ls num losses"], len(data["losses"]))
-    # The headline is the sampled (stochastic) policy, as in the README and the figure; the greedy policy's
+    # The headline is the sampled (stochastic) policy, as on the results page and in the figure; the greedy policy's
     # return is the second column.
     metric = "normalized_return_stochastic"
     rows = []

@@ -19,9 +19,12 @@ _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight
 def macro_name(*parts: Any) -> str:
     """Letters-only CamelCase macro name from keys.
 
-    ``("mce", "speedup_dense", "S1024")`` → ``MceSpeedupDenseSOneZeroTwoFour``. Words are split at anything
-    that is not a letter or digit and at lower-to-upper changes; digits are spelled out one by one (LaTeX
-    control words are letters only)."""
+    Words are split at anything that is not a letter or digit and at lower-to-upper changes; digits are spelled out
+    one by one (LaTeX control words are letters only):
+
+    >>> macro_name("mce", "speedup_dense", "S1024")
+    'MceSpeedupDenseSOneZeroTwoFour'
+    """
     words: list[str] = []
     for part in parts:
         text = str(part)
