@@ -163,17 +163,18 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
     report = _warn if warn else (lambda message: None)
     if experiments is None:
         experiments = list(EXPERIMENTS)
-    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
+    experiments = list(experiments)
+    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS, *EXTRA_RESULT_HANDLERS]))
     macros = Macros()
     tables: dict[str, Table] = {}
     skipped: list[str] = []
-    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name)) for name in names]
+    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name) or EXTRA_RESULT_HANDLERS.get(name))
+               for name in names]
     sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
-    sources += [(results_dir / f"{name}.json", name, handler) for name, handler in EXTRA_RESULT_HANDLERS.items()]
     read: dict[str, tuple[str, str | None]] = {}  # the files read: name → (path, scale)
     absent: list[str] = []
     for path, name, handler in sources:
-        if not path.exists() and name in EXTRA_RESULT_HANDLERS:
+        if not path.exists() and name in EXTRA_RESULT_HANDLERS and name not in experiments:
             absent.append(str(path))
             continue
         if not path.exists():

@@ -984,6 +984,90 @@ def irl_ablation_sweep(data: dict[str, Any], macros: Macros, source: str) -> dic
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/smollm2_frontier.json and results/smollm2_ai_feedback.json (the real pretrained model)
+
+
+def _interval_cell(stats: dict[str, Any] | None, digits: int = 2) -> str:
+    """``IQM [low, high]`` with :func:`format_number` (for values that are not in [0, 1], such as KL)."""
+    if stats is None or not stats.get("n"):
+        return "--"
+    values = [float(stats[bound]) for bound in ("iqm", "low", "high")]
+    if any(math.isnan(value) for value in values):
+        return "--"
+    iqm, low, high = (format_number(value, digits) if value else "0" for value in values)
+    return f"{iqm} [{low}, {high}]"
+
+
+def smollm2_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """The sentiment frontier on SmolLM2: per method the final gold sentiment, KL and gold total, IQM [CI] over
+    seeds (``Sm<Method>Sentiment{Iqm,Low,High}``), in the order of the sentiment IQM with whether each method's
+    interval is apart from the next one's (table ``smollm2_frontier``); the acceptance check (every DPO β above the
+    reference, intervals apart)."""
+    config, summary = data["config"], data["summary"]
+    macros.text(["sm model"], str(data["model"]["name"]))
+    macros.number(["sm parameters"], int(data["model"]["parameters"]))
+    macros.number(["sm seeds"], int(config["seeds"]))
+    macros.number(["sm steps"], int(config["steps"]))
+    macros.number(["sm train prompts"], int(config["train_prompts"]))
+    macros.number(["sm test prompts"], int(config["test_prompts"]))
+    macros.text(["sm dpo betas"], ", ".join(f"{float(b):g}" for b in config["dpo_betas"]))
+    macros.text(["sm accepted"], "met" if summary["acceptance"]["passed"] else "not met")
+    rows = []
+    for entry in summary["order"]:
+        name = entry["method"]
+        stats = summary["methods"][name]
+        macros.fixed_interval(["sm", name, "sentiment"], stats["sentiment"])
+        for bound in ("iqm", "low", "high"):
+            macros.number(["sm", name, "kl", bound], float(stats["kl"][bound]))
+        rows.append([escape(name.replace("_", " ")), iqm_ci(stats["sentiment"]), _interval_cell(stats["kl"]),
+                     iqm_ci(stats["total"]), {True: "yes", False: "no", None: "--"}[entry["apart_from_next"]]])
+    header = ["method", "gold sentiment", "KL (nats)", "gold total", "apart from next"]
+    return {"smollm2_frontier": tabular("lcccc", header, rows, source)}
+
+
+def smollm2_ai_feedback(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """AI feedback on SmolLM2: each evaluator's agreement with the gold labels (table
+    ``smollm2_ai_feedback_agreement``), the judge per question (``smollm2_ai_feedback_questions``), and DPO trained
+    on each labelling (``smollm2_ai_feedback_dpo``: gold sentiment at a matched KL, final sentiment and KL), IQM [CI]
+    over seeds."""
+    config, summary = data["config"], data["summary"]
+    macros.text(["aif model"], str(config["model"]))
+    macros.number(["aif seeds"], int(config["seeds"]))
+    macros.fixed_interval(["aif fleiss"], summary["fleiss_kappa"])
+    macros.fixed_interval(["aif mistake rate"], summary["mistake_rate"])
+    macros.fixed_interval(["aif reference sentiment"], summary["reference_sentiment"])
+    for bound in ("iqm", "low", "high"):
+        macros.number(["aif matched kl", bound], float(summary["matched_kl"][bound]))
+    agreement = []
+    for name, measures in summary["overall"].items():
+        macros.fixed_interval(["aif", name, "accuracy"], measures["accuracy"])
+        macros.fixed_interval(["aif", name, "kappa"], measures["cohen_kappa"])
+        agreement.append([escape(name.replace("_", " ")), *(iqm_ci(measures[key]) for key in
+                                                            ("accuracy", "cohen_kappa", "flip_rate", "tie_rate",
+                                                             "intransitive_rate"))])
+    questions = []
+    for question, measures in summary["judge_per_question"].items():
+        macros.fixed_interval(["aif question", question, "accuracy"], measures["accuracy"])
+        questions.append([escape(question), *(iqm_ci(measures[key]) for key in
+                                              ("accuracy", "cohen_kappa", "position_bias"))])
+    dpo = []
+    for label_source, outcome in summary["dpo"].items():
+        macros.fixed_interval(["aif dpo", label_source, "matched"], outcome["matched_sentiment"])
+        dpo.append([escape(label_source.replace("_", " ")), iqm_ci(outcome["matched_sentiment"]),
+                    iqm_ci(outcome["final_sentiment"]), _interval_cell(outcome["final_kl"]),
+                    _interval_cell(outcome["pairs"], 3)])
+    return {
+        "smollm2_ai_feedback_agreement": tabular(
+            "lccccc", ["evaluator", "accuracy", r"Cohen's $\kappa$", "flip", "ties", "intransitive"], agreement,
+            source),
+        "smollm2_ai_feedback_questions": tabular(
+            "lccc", ["question", "judge accuracy", r"$\kappa$", "position bias"], questions, source),
+        "smollm2_ai_feedback_dpo": tabular(
+            "lcccc", ["DPO labels", "sentiment at matched KL", "final sentiment", "final KL", "pairs"], dpo, source),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
 # results/seeds_<experiment>.json: `irlb sweep --spec sweeps/seeds_<experiment>.json`, a single-seed experiment
 # over 5 seeds (no grid)
 
@@ -1020,11 +1104,14 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "seeds_sentiment_frontier": seed_sweep,
 }
 
-# Result files that `irlb reproduce` does not write (their commands are in irlb.paper.results_page): read when
-# present; a missing one is no warning, and the paper does not use them.
+# Result files the paper does not use, read when present (the results page summarizes them): files `irlb reproduce`
+# does not write (a missing one is no warning; their commands are in irlb.paper.results_page) and experiments whose
+# committed file may not have landed yet (a missing one is warned about, as every experiment of the registry).
 EXTRA_RESULT_HANDLERS: dict[str, Handler] = {
     "ml_irl_cartpole": ml_irl_cartpole,
     "irl_ablation_sweep": irl_ablation_sweep,
+    "smollm2_frontier": smollm2_frontier,
+    "smollm2_ai_feedback": smollm2_ai_feedback,
 }
 
 # The first key of every macro each handler writes (``macro_name(prefix, ...)``): a macro the paper uses that starts
@@ -1045,4 +1132,6 @@ RESULT_PREFIXES: dict[str, str] = {
     "preference_feedback": "pf",
     "ml_irl_cartpole": "ml",
     "irl_ablation_sweep": "ab",
+    "smollm2_frontier": "sm",
+    "smollm2_ai_feedback": "aif",
 }

@@ -731,6 +731,53 @@ def _llm_foundation(p: Page) -> list[str]:
     ]
 
 
+def _smollm2_frontier(p: Page) -> list[str]:
+    data = p.data("smollm2_frontier")
+    methods = list(data["summary"]["methods"])
+    dpo = [name for name in methods if name.startswith("dpo")]
+    words = [f"{name} against the reference {p.vs(m('sm', name, 'sentiment'), 'SmReferenceSentiment')}"
+             for name in dpo if "reference" in methods]
+    return [
+        f"{_source(p, 'smollm2_frontier')}: the controlled-sentiment frontier on a pretrained model, "
+        f"`{p('SmModel')}` ({p('SmParameters')} parameters) with a LoRA adapter, {p('SmSeeds')} seeds, "
+        f"{p('SmTrainPrompts')} training prompts, {p('SmSteps')} steps per method, DPO at β = {p('SmDpoBetas')}. "
+        "Final point per method (gold sentiment of the completions, KL to the reference, gold total), IQM [95% CI] "
+        "over seeds, in the order of the sentiment IQM:",
+        "",
+        p.table("smollm2_frontier"),
+        "",
+        f"DPO: {'; '.join(words) if words else 'no DPO run'}. The acceptance check (every DPO β above the reference, "
+        f"intervals apart) is **{p('SmAccepted')}**.",
+    ]
+
+
+def _smollm2_ai_feedback(p: Page) -> list[str]:
+    data = p.data("smollm2_ai_feedback")
+    sources = list(data["summary"]["dpo"])
+    words = [f"{source.replace('_', ' ')} labels against gold labels "
+             f"{p.vs(m('aif dpo', source, 'matched'), 'AifDpoGoldMatched')}" for source in sources if source != "gold"]
+    return [
+        f"{_source(p, 'smollm2_ai_feedback')}: `{p('AifModel')}` as an LM judge (through its chat template, "
+        f"{len(data['questions'])} questions), a reward model and the B-Pref teachers label the same pairs, {p('AifSeeds')} seeds; then DPO "
+        "trains on each labelling. Agreement of each evaluator with the gold labels, IQM [95% CI] over seeds (Fleiss' "
+        f"κ across all of them {p.ci('AifFleiss')}):",
+        "",
+        p.table("smollm2_ai_feedback_agreement"),
+        "",
+        "The judge per question:",
+        "",
+        p.table("smollm2_ai_feedback_questions"),
+        "",
+        f"DPO on each labelling (gold sentiment at a KL matched across labellings; the reference's "
+        f"{p.ci('AifReferenceSentiment')}; the mistake teacher flips labels at the judge's measured rate, "
+        f"{p.ci('AifMistakeRate')}):",
+        "",
+        p.table("smollm2_ai_feedback_dpo"),
+        "",
+        ("At the matched KL: " + "; ".join(words) + ".") if words else "",
+    ]
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("MCE IRL against imitation", ("mce_irl_vs_imitation",), "make benchmark", _mce),
     Section("Hypergradients against finite differences", ("hypergradient_accuracy",),
@@ -773,6 +820,10 @@ SECTIONS: tuple[Section, ...] = (
             _agentic_search),
     Section("Learned shaping on text tasks with a LoRA inner loop", ("agentic_shaping",),
             "irlb reproduce --only agentic_shaping", _agentic_shaping),
+    Section("The sentiment frontier on SmolLM2", ("smollm2_frontier",), "irlb reproduce --only smollm2_frontier",
+            _smollm2_frontier),
+    Section("AI feedback on SmolLM2: an LM judge, a reward model and simulated teachers", ("smollm2_ai_feedback",),
+            "irlb reproduce --only smollm2_ai_feedback", _smollm2_ai_feedback),
 )
 
 
