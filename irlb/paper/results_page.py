@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from irl_bilevel.validation import ValidationError
 from irlb.paper.build import Collected, collect
 from irlb.paper.macros import macro_name
 from irlb.paper.markdown import Interval, compare, markdown_table, to_markdown
@@ -1042,13 +1043,16 @@ def write(results_dir: Path, benchmarks_dir: Path, page_path: Path, block_files:
           check: bool = False) -> list[Path]:
     """Write the results page and refresh the generated blocks of ``block_files``; returns the files that changed
     (with ``check``, writes nothing and returns the files that would change)."""
+    for folder, what in ((results_dir, "results"), (benchmarks_dir, "benchmarks")):
+        if not folder.is_dir():
+            raise ValidationError(f"--{what}: {folder} is not a folder of result files")
+    if page_path.is_dir():
+        raise ValidationError(f"--page: {page_path} is a folder; expected the Markdown file to write")
+    if page_path.exists() and not page_path.read_text().startswith(HEADER):
+        raise ValidationError(f"--page: {page_path} was not written by `irlb results` (its first line is not the "
+                              f"generated header); refusing to overwrite it")
     text, page = render_page(results_dir, benchmarks_dir)
     changed: list[Path] = []
-    if page_path.exists() and not page_path.read_text().startswith(HEADER):
-        from irl_bilevel.validation import ValidationError
-
-        raise ValidationError(f"{page_path}: not written by `irlb results` (its first line is not the generated "
-                              f"header); refusing to overwrite it")
     if not page_path.exists() or page_path.read_text() != text:
         changed.append(page_path)
         if not check:
