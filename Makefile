@@ -77,6 +77,12 @@ benchmark: baselines
 clean:
 	rm -rf $(VENV) build *.egg-info
 
+# Regenerates docs/results.md and the generated blocks of README.md and docs/ from the result files (`irlb results`;
+# tests/test_results_page.py fails while they differ).
+.PHONY: results
+results: install
+	$(VENV)/bin/irlb results
+
 # Builds paper/main.pdf: `irlb paper` writes the macros and tables from results/ and benchmarks/results/, LaTeX is
 # installed from the distribution's packages if latexmk is missing, latexmk builds into paper/build/.
 .PHONY: paper

@@ -55,7 +55,7 @@ Goal (issue 3): ours ≥ AIRL's and GAIL's normalized return on every testbed us
 score than AIRL (IQM at least 0.1 higher). Reported as measured; nothing is tuned for either side.
 
 Run: ``python benchmarks/irl_vs_imitation.py --quick`` (5 seeds, three testbeds; about 70 minutes of one core),
-``--full`` (5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand
+``--full`` (5 seeds, the full budgets of ``TESTBEDS``), ``--smoke`` (1 seed, CartPole only, a few thousand
 steps).
 """
 
@@ -103,10 +103,8 @@ BC_EPOCHS = 20
 # rollouts mean more reward updates per env step for every method alike (ML-IRL's single-loop regime).
 # Pendulum: rl-zoo's PPO entry (gSDE, γ 0.9, 4 envs × 1024 steps), because SB3's defaults do not learn Pendulum at
 # these budgets; SAC would fit Pendulum better but AIRL needs an actor-critic policy (imitation computes log π(a|s)
-# through evaluate_actions) and SAC costs about 10 ms per step on one core here (shared/stack.md), too slow for
-# --quick.
-# Budgets (env steps) per scale; transfer budgets likewise. "full" follows shared/benchmarks.md (CartPole 100k,
-# Pendulum 200k) and uses 200k for Acrobot and MountainCar.
+# through evaluate_actions) and SAC's per-step updates are too slow on one core for --quick.
+# Budgets (env steps) per scale; transfer budgets likewise.
 TESTBEDS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
         "ppo": {"gamma": 0.99, "n_steps": 512}, "n_envs": 1, "eval_every": 2048,
@@ -132,13 +130,11 @@ TESTBEDS: dict[str, dict[str, Any]] = {
     },
 }
 # The testbeds a scale runs by default (``--testbeds`` picks any). MountainCar-v0 only at full scale: PPO with the
-# shared settings never reaches its flag on the *true* reward within a quick budget (0.00 at 16k steps in the
-# reference row; 0 of 3 seeds in 90k steps with rl-zoo's settings and observations rescaled to [-1, 1],
+# shared settings does not reach its flag on the *true* reward within a quick budget (see the method `none` of
 # results/shaping_classic_control.json), so no learned reward can show a better return or transfer there and the
 # quick cells could not tell the methods apart. MountainCarContinuous-v0 is no substitute at that budget: rl-zoo's
-# PPO (gSDE, 8-step rollouts) reaches its flag on 3 of 3 seeds within 20k steps but falls back below 0 on two of
-# them before 20k (probe, benchmarks/README.md). A testbed whose reference misses the target is reported as not
-# decidable rather than scored (summarize).
+# PPO (gSDE, 8-step rollouts) reaches its flag but does not keep it (benchmarks/README.md). A testbed whose
+# reference misses the target is reported as not decidable rather than scored (summarize).
 DEFAULT_TESTBEDS = {"smoke": ["CartPole-v1"], "quick": ["CartPole-v1", "Acrobot-v1", "Pendulum-v1"],
                     "full": list(TESTBEDS)}
 SEEDS = {"smoke": 1, "quick": 5, "full": 5}
@@ -756,7 +752,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="5 seeds, quick budgets (the default)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, the budgets of shared/benchmarks.md")
+    scale.add_argument("--full", action="store_true", help="5 seeds, the full budgets of TESTBEDS")
     scale.add_argument("--smoke", action="store_true", help="1 seed, CartPole only, a few thousand steps")
     parser.add_argument("--testbeds", nargs="+", help=f"subset of {list(TESTBEDS)}")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="subset of the methods (default all)")

@@ -22,8 +22,8 @@ Protocol (see benchmarks/README.md, "RL from preferences"):
   ``learn`` call rounds up to a rollout); fragment length = ours; on Pendulum-v1 its agent is the same SAC as ours
   (lr 1e-3), because the docs' PPO does not learn Pendulum within these budgets.
 * **Episode semantics (CartPole-v1).** imitation refuses variable-horizon episodes by default
-  (``allow_variable_horizon=False``), and on CartPole-v1 fragments without a termination all return ``L``
-  (``shared/benchmarks.md``). Its side therefore runs on CartPole-v1 wrapped by :class:`AbsorbAfterTermination`:
+  (``allow_variable_horizon=False``), and on CartPole-v1 fragments without a termination all return ``L``.
+  Its side therefore runs on CartPole-v1 wrapped by :class:`AbsorbAfterTermination`:
   after a termination the episode continues, until CartPole-v1's 500-step time limit, in an absorbing observation
   (all zeros plus an indicator feature) with reward 0 — the fixed-horizon convention of seals' CartPole, and the
   same absorbing semantics our segments use (``classic_rl.preference_rl``). Its fragments then span terminations.

@@ -21,17 +21,15 @@ the tabular runs differ only in the inner solver and the estimator.
 The agent trains on the learned reward shifted so that the absorbing state pays 0 (``anchor_absorbing``, default;
 :class:`~classic_rl.learned_reward_env.AbsorbingAnchoredReward`): the same policies and the same MaxEnt gradient, but no
 ``γ/(1 − γ) · r_θ(absorbing)`` spike on terminal transitions (99 times the absorbing reward at ``γ = 0.99``, which
-the running-RMS scale, fitted to per-step rewards, does not shrink). In the IRL benchmark's quick run it raised our
-final CartPole-v1 return from 0.77 to 0.90 and our Acrobot-v1 reward transfer from 0.31 to 1.00, and slowed the
-first Acrobot-v1 successes (0.9 first after 18.9k env steps instead of 6.0k)
-(``benchmarks/results/irl_vs_imitation.json``; README).
+the running-RMS scale, fitted to per-step rewards, does not shrink), so that terminal transitions do not dominate
+the agent's updates while the reward is still being learned. Its effect on the benchmark is in
+``benchmarks/results/irl_vs_imitation.json`` (``docs/results.md``).
 
 The MaxEnt gradient ``E_expert[Σ_t γ_occ^t ∇θ r] − E_learner[Σ_t γ_occ^t ∇θ r]`` (normalized occupancy weights)
 takes ``γ_occ = occupancy_discount`` (0.99 by default), not the agent's discount: the occupancy measure to match is
 a property of the demonstrations, while an RL discount below 0.99 is a variance-reduction setting of the policy
-gradient. With rl-zoo's γ = 0.9 on Pendulum-v1 the weights covered only the first ~10 steps of each 200-step
-episode; with 0.99 the benchmark's Pendulum return went from −0.08 to 0.87 and the reward's EPIC distance to the true
-one from 0.71 to 0.23.
+gradient. With rl-zoo's γ = 0.9 on Pendulum-v1 the weights ``0.9^t`` cover only the first steps of each episode
+(the swing-up from a random start) and never the upright balance the expert holds for the rest of it.
 
 The output folder receives ``config.json`` (config + seed, versions, git commit), ``metrics.jsonl`` (one row per
 outer step: loss, true return, expert-normalized return, env steps), ``checkpoint.pt`` (resumed by re-running on

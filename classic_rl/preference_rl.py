@@ -17,7 +17,7 @@ segments (``refresh="every_step"``). Each outer step:
 3. the outer optimizer fits the reward to all labelled data: ``reward_iterations`` L-BFGS iterations (strong-Wolfe
    line search; default) or one Adam step, on the direct gradient of the likelihood (plus ``l2/2 ‖θ‖²``).
 
-Episode semantics (``shared/design.md``): segments have a fixed length ``L``. A segment that reaches a
+Episode semantics (:mod:`classic_rl.learned_reward_env`): segments have a fixed length ``L``. A segment that reaches a
 *termination* after ``n < L`` real steps is padded with ``L − n`` absorbing steps: true reward 0 (what the teacher
 sums), reward-model input the absorbing state (DAC's separate state with ``absorbing_indicator``; its learned value
 is the same one the inner solver uses after terminations, ``classic_rl.learned_reward_env``). On CartPole-v1 this
@@ -25,8 +25,8 @@ is what gives segments a signal at all: equal-length segments without a terminat
 crosses a *truncation* (time limit) or a restart: starts whose episode runs out of recorded steps before ``L``
 without terminating are not used. The inner solver trains on :class:`AbsorbingAnchoredReward`, ``r_θ − r_θ(absorbing)``:
 a constant shift, invisible to the preference likelihood (equal-length segments) and to the absorbing-state inner
-problem, that spares the agent a ``γ/(1 − γ) · r_abs`` spike on every terminal transition (on CartPole-v1 it made
-the difference between 0.27 and 1.00 normalized return in one 30k-step run).
+problem, that spares the agent a ``γ/(1 − γ) · r_abs`` spike on every terminal transition (which would otherwise
+dominate its updates while the reward is still being learned).
 
 The output folder receives the same files as ``irlb gym-irl``: ``config.json`` (config, seed, versions, commit),
 ``metrics.jsonl`` (per outer step: loss, queries used, labelled pairs, true and normalized return every
@@ -39,8 +39,8 @@ real step and whose episodes end by a *termination* (Acrobot-v1 and MountainCar-
 CartPole-v1: +1 per step until the pole falls), two equal-length segments without a termination have equal true
 return, so any teacher that judges true return can only answer "equal" (the oracle labels an exact tie 0.5, which
 the Bradley-Terry likelihood drops). Early in an Acrobot-v1 run no learner segment reaches the goal, so the queries
-of the first sessions are spent on ties: in ``results/preference_feedback.json`` (before this option) 82–84% of
-the oracle's answers were ties and one seed of three got no preference at all. With the option on:
+of the first sessions are spent on ties, and a seed whose learner never reaches the goal gets no preference at
+all. With the option on:
 
 * *pool*: up to half of the ``2 × candidate_factor × k`` segments cut for a session are drawn from the admissible
   starts whose episode terminates within the segment, the rest from the others (uniformly within each group);

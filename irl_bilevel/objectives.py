@@ -274,7 +274,7 @@ class SampleMaxEntObjective(OuterObjective):
     come from the next observation, and for the last step from ``final_observations`` (``[N, obs_dim]``) where
     given (``classic_rl.experts.RolloutDemonstrations`` carries them); without them ``next_states`` is None.
 
-    Termination (``shared/design.md``, "Episode semantics"): with ``absorbing=True`` a terminated episode
+    Termination: with ``absorbing=True`` a terminated episode
     (``terminated [N]``) continues in an absorbing state (see :func:`absorbing_transitions`) of weight
     ``γ^T / (1 − γ)``, exactly as the inner solver's learner samples do, so a reward's constant offset changes
     neither side's optimal behaviour and the absorbing state's reward is learned like any other. With

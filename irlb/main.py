@@ -54,8 +54,8 @@ from llm.commands import (
 
 SCALES = ("tiny", "quick", "full")
 Scale = Literal["tiny", "quick", "full"]
-# `irlb reproduce` writes here unless told otherwise: the committed results/ and figures/output/ hold what the README
-# and the paper quote, and a newcomer's `--scale tiny` must not replace them.
+# `irlb reproduce` writes here unless told otherwise: the committed results/ and figures/output/ hold what the
+# results page and the paper quote, and a newcomer's `--scale tiny` must not replace them.
 REPRODUCE_RESULTS = "runs/reproduce/results"
 REPRODUCE_FIGURES = "runs/reproduce/figures"
 
@@ -79,7 +79,7 @@ class ReproduceConfig(Config):
     figures: str | None = None
     """folder for the figures (default runs/reproduce/figures, git-ignored)"""
     update_committed: bool = False
-    """write into the committed results/ and figures/output/ (what the README and the paper quote) instead of the
+    """write into the committed results/ and figures/output/ (what the results page and the paper quote) instead of the
     git-ignored runs folder"""
     only: tuple[Experiment, ...] = ()
     """run only these experiments (default: all but the extended ones)"""
@@ -152,6 +152,22 @@ class PaperConfig(Config):
     """folder of the experiments' result files"""
     benchmarks: str = "benchmarks/results"
     """folder of the benchmark result files"""
+
+
+@dataclass(frozen=True)
+class ResultsConfig(Config):
+    """``irlb results``: where the result files are and which Markdown files to write."""
+
+    results: str = "results"
+    """folder of the experiments' result files"""
+    benchmarks: str = "benchmarks/results"
+    """folder of the benchmark result files"""
+    page: str = "docs/results.md"
+    """the results page to write (regenerated in place; a file `irlb results` did not write is refused)"""
+    blocks: tuple[str, ...] = ("README.md", "docs")
+    """Markdown files, or folders of them, whose generated blocks (<!-- generated:NAME -->) to refresh"""
+    check: bool = False
+    """write nothing; list the files that differ from their result files and exit with status 1 if any"""
 
 
 @dataclass(frozen=True)
@@ -296,6 +312,19 @@ def _paper(config: Any, args: argparse.Namespace) -> int:
     print(f"{report['macros']} macros; wrote {', '.join(str(path) for path in report['written'])}")
     if report["skipped"]:
         print(f"missing (their macros are undefined): {', '.join(report['skipped'])}", file=sys.stderr)
+    return 0
+
+
+def _results(config: Any, args: argparse.Namespace) -> int:
+    from irlb.paper.results_page import write
+
+    changed = write(Path(config.results), Path(config.benchmarks), Path(config.page),
+                    [Path(path) for path in config.blocks], check=config.check)
+    if config.check:
+        for path in changed:
+            print(f"{path}: differs from the result files (run `irlb results`)", file=sys.stderr)
+        return 1 if changed else 0
+    print(f"wrote {', '.join(str(path) for path in changed)}" if changed else "up to date")
     return 0
 
 
@@ -479,6 +508,11 @@ COMMANDS = [
             "write numbers.tex (one \\newcommand per number) and the generated LaTeX tables into --out. A missing "
             "result file is skipped with a warning: its macros stay undefined, so the paper does not build.",
             lambda: PaperConfig, _paper, _paper_options, sources=False),
+    Command("results", "write the results page (docs/results.md) and the README's generated blocks",
+            "Read the result files as `irlb paper` does and write the results page (every number from a file, "
+            "comparison words from the 95% intervals) and the generated blocks (<!-- generated:NAME -->) of the "
+            "README and docs/. With --check, write nothing and fail if any of them differs from the files.",
+            lambda: ResultsConfig, _results, sources=False),
     Command("testbeds", "list the tabular testbeds", "List the tabular testbeds that tabular-irl accepts.",
             lambda: TestbedsConfig, _testbeds, sources=False),
 ]

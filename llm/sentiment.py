@@ -7,7 +7,7 @@ grammar) and is judged by a structured gold reward (:class:`GoldReward`) with na
 aspect          value for a completion ``y`` of prompt ``x``
 ==============  =========================================================================================
 sentiment       VADER's compound score in ``[−1, 1]`` of the review ``x + y`` (or of ``y`` alone); VADER's
-                lexicon replaces the paper's RoBERTa sentiment classifier (``../shared/tasks.md``)
+                lexicon replaces the DPO paper's RoBERTa sentiment classifier
 fluency         mean per-token log-likelihood ``log π_ref(y|x) / |y|`` under the frozen reference (the base
                 model, adapter disabled), in nats per token (``<= 0``)
 conciseness     ``−max(0, words(y) − target_words) / target_words``: 0 up to the target length, then linear

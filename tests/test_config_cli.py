@@ -284,6 +284,7 @@ def _failed_starts(tmp: Path) -> list[tuple[str, list[str]]]:
         ("sweep", ["sweep", "--experiment", "loss_gradient_weights", "--grid", "no_such_key=[1,2]", "--out",
                    "{out}"]),
         ("merge-sweeps", ["merge-sweeps", missing + ".json", "--out", "{out}/merged.json"]),
+        ("results", ["results", "--results", missing, "--page", "{out}/results.md", "--blocks", "{out}"]),
     ]
 
 

@@ -246,6 +246,11 @@ def test_tiny_reproduction_defines_every_macro_and_writes_every_figure(tmp_path:
     # Placeholders name the scale of the file they stand for: the tiny results, or a committed benchmark file.
     assert {scale for name, scale in placeholders.items() if not name.startswith(("Mce", "Ivi", "Pvi", "Dpo", "Trl"))} \
         <= {"tiny"}
+    # The results page renders from the same tiny files: every experiment's section reads its file.
+    from irlb.paper.results_page import render_page
+
+    page, _ = render_page(results, BENCHMARKS)
+    assert not [name for name in EXPERIMENTS if f"`results/{name}.json` is missing" in page]
     for path in paper_sources(PAPER):
         for reference in re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}",
                                     without_comments(path.read_text())):

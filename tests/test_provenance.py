@@ -88,12 +88,12 @@ def test_benchmarks_use_the_shared_provenance_helpers() -> None:
             f"{script.name}: has its own git or versions helper; use irl_bilevel.runs.git_state/package_versions"
 
 
-def test_readme_names_every_result_file_written_from_a_dirty_tree() -> None:
-    """The README's note lists exactly the committed result files from a dirty tree whose diff was not kept."""
+def test_the_results_page_names_every_result_file_written_from_a_dirty_tree() -> None:
+    """The results page's note lists exactly the committed result files from a dirty tree whose diff was not kept."""
     from irlb.paper.provenance import dirty_without_diff, result_trees
 
-    readme = (ROOT / "README.md").read_text()
-    note = readme[readme.index("<!-- dirty-tree:start -->"):readme.index("<!-- dirty-tree:end -->")]
+    page = (ROOT / "docs" / "results.md").read_text()
+    note = page[page.index("<!-- dirty-tree:start -->"):page.index("<!-- dirty-tree:end -->")]
     folders = [ROOT / "results", ROOT / "benchmarks" / "results"]
     dirty = dirty_without_diff(folders)
     listed = set(re.findall(r"`((?:benchmarks/)?results/[\w.-]+\.json)`", note))

@@ -18,11 +18,10 @@ inner loop; Bradley-Terry likelihood) in three parts, every run ending in the ex
    ``harder.termination_queries`` (:mod:`classic_rl.preference_rl`: pairs must contain a termination, and a
    session whose window holds none is postponed) and ``harder.exploration`` (``state_entropy``: PEBBLE's
    unsupervised exploration until the first decided label, :class:`classic_rl.preference_rl.ExploringInnerSolver`).
-   History (each step kept in the JSON by :func:`rerun_part` as ``reruns[i].replaced``): with neither option,
-   82–84% of the oracle's answers were ties and seeds 0 and 2 of 3 stayed at the random policy's return; with
-   termination-aware queries alone every answer is a preference but the same two seeds stay there, because a policy
-   trained on the random initial reward never reaches the goal, so no query is ever asked. The exploration phase
-   is what reaches the first goals.
+   Why both: without termination-aware queries most of the oracle's answers are ties; with them alone every answer
+   is a preference, but a policy trained on the random initial reward may never reach the goal, so no query is
+   ever asked. The exploration phase is what reaches the first goals. :func:`rerun_part` keeps the replaced part of
+   a file in its ``reruns`` list.
 
 A selection run identical to a teacher-sweep run (oracle, ``teacher_selection``, ``selection_budget`` among the
 budgets) is not run twice: its result is reused and marked ``reused``. Summary per cell: IQM and 95% bootstrap CI
@@ -151,8 +150,8 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "total_env_steps": 1024, "budgets": [4, 8], "teachers": ["oracle", "skip"],
              "selections": ["uniform", "disagreement"], "selection_budget": 4, "seeds": 1, "eval_episodes": 2,
              "harder": {**_HARDER, "total_env_steps": 1024, "budgets": [4], "seeds": 1}},
-    # CartPole-v1 reaches 1.00 with 25 oracle queries in 30k steps (benchmarks/results/preferences_vs_imitation.json
-    # and a measured run), so the budgets double from 2 up: the curve lives at a handful of queries.
+    # On CartPole-v1 a handful of oracle queries already teach the reward (benchmarks/results/
+    # preferences_vs_imitation.json), so the budgets double from 2 up: the curve lives at a handful of queries.
     "quick": {**_COMMON, "total_env_steps": 30_720, "budgets": [2, 4, 8, 16, 32, 64], "selection_budget": 4,
               "seeds": 5, "eval_episodes": 10,
               "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 5}},

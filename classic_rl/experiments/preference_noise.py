@@ -9,9 +9,7 @@ true flip rate (``flip_rate`` / smoothing = ε; at ε = 0 they are Bradley-Terry
 
 Query selection: ``selection`` for every run, ``uniform`` at every scale. Uniform selection keeps the study about
 the loss: with ensemble-disagreement selection the queries depend on an ensemble fitted to the noisy labels, so
-selection and loss interact (in the previous version of this study, with disagreement selection — the
-``results/preference_noise.json`` of commit 913268a — the robust loss lost 24% of its return at ε = 0.2, with
-uniform selection it loses none; we have not isolated why).
+selection and loss interact.
 
 Per (loss, ε, seed): the final expert-normalized true return (deterministic policy, fixed evaluation seeds).
 Summary per (loss, ε): IQM and 95% bootstrap CI over seeds, and the *degradation* ``1 − IQM(ε) / IQM(0)``.

@@ -13,17 +13,17 @@ Inner loop: SB3 PPO with rl-baselines3-zoo's settings for each task (``hyperpara
 MountainCar's ``n_steps`` is 256 as Acrobot's: ``n_envs · n_steps = steps_per_outer_step``, one PPO update per
 outer step, so the episodes the outer estimate reads were collected by the policy it differentiates — the premise
 of the one-step chain rule. With the zoo's 16, a 200-step episode spans 12 PPO updates, ``∇ log π`` of the final
-policy is evaluated on another policy's actions, and the estimate is biased by how PPO moved in between (a probe,
-3 seeds: the learned weights then drifted to the tip-height potential, which alone never keeps the goal). The zoo's
+policy is evaluated on another policy's actions, and the estimate is biased by how PPO moved in between (the
+learned weights then drift to the tip-height potential, which alone never keeps the goal). The zoo's
 ``normalize: true`` (running observation and reward statistics) is replaced by a fixed affine map of the
 observation box onto [−1, 1] (:class:`classic_rl.shaping_sb3.ScaledObservation`; MountainCar's velocity spans
 ±0.07 and PPO barely sees it unscaled) and no reward normalization, for every method. PPO trains on
 ``r_env + F_θ`` (``SB3InnerSolver(add_env_reward=True)``, ``termination="none"``: ``Φ(terminal) = 0``),
 warm-started across outer steps (``steps_per_outer_step`` env steps each). Every method gets the same env-step
-budget, seeds, PPO settings and shaping scale ``S`` (MountainCar 270: at 90, the scale of an earlier version, the
-equal-weight start puts only 30 on the useful energy potential and rarely reaches the flag, so the task gradient
-stays zero; at 270 its energy share equals the 90 that the hand-designed potential needs at a third of the scale.
-Chosen by a 3-seed probe over {90, 270}; the same S for every method).
+budget, seeds, PPO settings and shaping scale ``S`` (the same S for every method; on MountainCar S is three times
+the scale at which the hand-designed potential alone reaches the flag, so that the equal-weight start, a third of
+whose weight is on the useful energy potential, shapes with that strength: at a third of this S the start rarely
+reaches the flag and the task gradient stays zero).
 
 Methods (the shaping term ``F`` is a reward model of the shared interface; ψ are the task's candidate features in
 ``classic_rl.shaping_sb3``, each in [0, 1], potentials ``S (ψ − 1)``, ``S = shaping_scale``):

@@ -3,8 +3,8 @@ the sentiment frontier as IQM with a 95% bootstrap CI over seeds.
 
 Those three experiments run one seed per call (their result files and figures show one world, one set of
 demonstrations, one trained policy each); this one runs each of them once per seed as an :mod:`irlb.sweep` (Ray
-Tune trials, resumable: a finished trial keeps its ``done.json``) and reads the numbers the README and the paper
-quote from every trial's result file (:data:`METRICS`, dotted paths). Seeds change everything random in those
+Tune trials, resumable: a finished trial keeps its ``done.json``) and reads the numbers the results page and the
+paper quote from every trial's result file (:data:`METRICS`, dotted paths). Seeds change everything random in those
 experiments: the ObjectWorld layout, the demonstrations and the labels, the training pairs and the LoRA
 initialization.
 
@@ -28,7 +28,7 @@ from irlb.sweep import SweepSpec, run_sweep
 NAME = "seed_sweeps"
 
 # Per experiment: the swept metric (first) and the extra metrics, dotted paths into its result file; each is a
-# number the README or the paper quotes for seed 0.
+# number the results page or the paper quotes for seed 0.
 METRICS: dict[str, tuple[str, ...]] = {
     # rows of results/reward_recovery.json: 0 LP-IRL gridworld, 1 gridworld exact occupancy, 3 gridworld from 100
     # demonstrations, 5 / 6 ObjectWorld linear / MLP from the exact occupancy, 10 ObjectWorld MLP from 100

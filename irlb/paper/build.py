@@ -23,13 +23,14 @@ import json
 import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS, BENCHMARK_PREFIXES
-from irlb.paper.experiment_tables import RESULT_HANDLERS, RESULT_PREFIXES, loss_catalog
-from irlb.paper.macros import Macros, escape, macro_name, tabular
-from irlb.paper.provenance import result_trees
+from irlb.paper.experiment_tables import EXTRA_RESULT_HANDLERS, RESULT_HANDLERS, RESULT_PREFIXES, loss_catalog
+from irlb.paper.macros import Macros, Table, escape, macro_name, tabular
+from irlb.paper.provenance import ResultTree, result_trees
 from irlb.registry import EXPERIMENTS
 
 PAPER = Path(__file__).resolve().parents[2] / "paper"
@@ -88,6 +89,28 @@ def generic_macros(name: str, data: dict[str, Any], macros: Macros) -> None:
         macros.number([prefix, "num seeds"], seeds)
     if isinstance(data.get("seconds"), (int, float)):
         macros.number([prefix, "seconds"], float(data["seconds"]))
+    seconds = compute_seconds(data)
+    if seconds:
+        macros.number([prefix, "compute minutes"], seconds / 60)
+
+
+def compute_seconds(data: dict[str, Any]) -> float:
+    """The compute time a result file records: the larger of its top-level time (``seconds``, ``wall_seconds`` or
+    ``times.total``: the last invocation) and the sum of its runs' own times (``seconds`` or ``wall_s`` of
+    ``runs``, ``trials``, ``seeds`` and of each environment's ``runs`` and ``seeds``: what a resumed or joined run
+    spent over all its invocations). 0 where the file records none."""
+    top = data.get("seconds") or data.get("wall_seconds") or (data.get("times") or {}).get("total") or 0.0
+    lists: list[Any] = [data.get(key) for key in ("runs", "trials", "seeds")]
+    envs = data.get("envs")
+    if isinstance(envs, dict):
+        lists += [env.get(key) for env in envs.values() if isinstance(env, dict) for key in ("runs", "seeds")]
+    units = 0.0
+    for records in lists:
+        for record in records if isinstance(records, list) else []:
+            value = record.get("seconds", record.get("wall_s")) if isinstance(record, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                units += float(value)
+    return max(float(top), units)
 
 
 def _warn(message: str) -> None:
@@ -106,9 +129,8 @@ def fill_not_produced(used: set[str], read: dict[str, tuple[str, str | None]], m
             macros.missing([name])
 
 
-def provenance_table(folders: list[Path], macros: Macros) -> str:
+def provenance_table(trees: list[ResultTree], folders: list[Path], macros: Macros) -> Table:
     """The table ``result_provenance`` (file, commits, tree state) and the counts of files from a dirty tree."""
-    trees = result_trees(folder for folder in folders if folder.is_dir())
     macros.source = "irlb.paper.provenance"
     macros.scale = None
     macros.number(["result files"], len(trees))
@@ -119,27 +141,44 @@ def provenance_table(folders: list[Path], macros: Macros) -> str:
     return tabular("lll", ["result file", "commit", "source tree"], rows, ", ".join(str(f) for f in folders))
 
 
-def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
-             experiments: Iterable[str] | None = None, paper: Path | None = PAPER) -> dict[str, Any]:
-    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``.
+@dataclass
+class Collected:
+    """Everything read from the result files: the macros (``name → LaTeX``, with the unformatted numbers), the
+    tables, the files read (``name → (path, scale)``), the files skipped (missing or unreadable), the optional files
+    absent (:data:`~irlb.paper.experiment_tables.EXTRA_RESULT_HANDLERS`) and the provenance of every result file.
+    :func:`generate` writes it as LaTeX; :mod:`irlb.paper.results_page` as Markdown."""
 
-    Returns ``written`` (paths), ``skipped`` (result files missing or unreadable; their macros are not defined),
-    ``placeholders`` (macros written as ``n/a``: statistics a file does not produce at its scale), ``dirty`` (result
-    files written, wholly or in part, from a tree with uncommitted changes) and ``macros`` (how many).
-    ``experiments`` defaults to the names in ``irlb.registry.EXPERIMENTS``; ``paper`` is the folder of the paper's
-    sources, whose used macros get placeholders where a present result file does not produce them (None: none)."""
+    macros: Macros
+    tables: dict[str, Table]
+    read: dict[str, tuple[str, str | None]]
+    skipped: list[str]
+    trees: list[ResultTree]
+    absent: list[str] = field(default_factory=list)
+
+
+def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] | None = None,
+            paper: Path | None = PAPER, warn: bool = True) -> Collected:
+    """Read every result file through its handler (see :func:`generate` for what is skipped and why); ``warn``
+    prints a warning on stderr for each file skipped."""
+    report = _warn if warn else (lambda message: None)
     if experiments is None:
         experiments = list(EXPERIMENTS)
-    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS]))
+    experiments = list(experiments)
+    names = list(dict.fromkeys([*experiments, *RESULT_HANDLERS, *EXTRA_RESULT_HANDLERS]))
     macros = Macros()
-    tables: dict[str, str] = {}
+    tables: dict[str, Table] = {}
     skipped: list[str] = []
-    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name)) for name in names]
+    sources = [(results_dir / f"{name}.json", name, RESULT_HANDLERS.get(name) or EXTRA_RESULT_HANDLERS.get(name))
+               for name in names]
     sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
     read: dict[str, tuple[str, str | None]] = {}  # the files read: name → (path, scale)
+    absent: list[str] = []
     for path, name, handler in sources:
+        if not path.exists() and name in EXTRA_RESULT_HANDLERS and name not in experiments:
+            absent.append(str(path))
+            continue
         if not path.exists():
-            _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
+            report(f"{path} is missing: its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
             continue
         data = json.loads(path.read_text())
@@ -152,10 +191,8 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
                 tables.update(handler(data, macros, str(path)))
         except (KeyError, IndexError, TypeError, ValueError, StopIteration) as error:
             # A file this code cannot read: nothing of it is kept, as if it were missing.
-            for added in set(macros.values) - before:
-                del macros.values[added], macros.sources[added]
-            macros.placeholders = [n for n in macros.placeholders if n in macros.values]
-            _warn(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
+            macros.remove(set(macros.values) - before)
+            report(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
                   f"code? Its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
         else:
@@ -163,9 +200,24 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
     if paper is not None and paper.is_dir():
         fill_not_produced(used_macros(paper), read, macros)
     tables.update(loss_catalog(macros))
-    tables["result_provenance"] = provenance_table([results_dir, benchmarks_dir], macros)
-    dirty = [str(tree.path) for tree in result_trees(f for f in (results_dir, benchmarks_dir) if f.is_dir())
-             if tree.dirty]
+    folders = [results_dir, benchmarks_dir]
+    trees = result_trees(folder for folder in folders if folder.is_dir())
+    tables["result_provenance"] = provenance_table(trees, folders, macros)
+    return Collected(macros, tables, read, skipped, trees, absent)
+
+
+def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
+             experiments: Iterable[str] | None = None, paper: Path | None = PAPER) -> dict[str, Any]:
+    """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``.
+
+    Returns ``written`` (paths), ``skipped`` (result files missing or unreadable; their macros are not defined),
+    ``placeholders`` (macros written as ``n/a``: statistics a file does not produce at its scale), ``dirty`` (result
+    files written, wholly or in part, from a tree with uncommitted changes) and ``macros`` (how many).
+    ``experiments`` defaults to the names in ``irlb.registry.EXPERIMENTS``; ``paper`` is the folder of the paper's
+    sources, whose used macros get placeholders where a present result file does not produce them (None: none)."""
+    collected = collect(results_dir, benchmarks_dir, experiments, paper)
+    macros, tables = collected.macros, collected.tables
+    dirty = [str(tree.path) for tree in collected.trees if tree.dirty]
     if macros.placeholders:
         _warn(f"{len(macros.placeholders)} statistics are not produced by these result files at their scale and "
               f"read 'n/a (not produced at scale ...)': {', '.join(macros.placeholders)}")
@@ -177,9 +229,9 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
     for stale in out_dir.glob("*.tex"):
         if stale.name != "numbers.tex" and stale.stem not in tables:
             stale.unlink()
-    for name, text in tables.items():
+    for name, table in tables.items():
         path = out_dir / f"{name}.tex"
-        path.write_text(text)
+        path.write_text(table.latex())
         written.append(path)
-    return {"written": written, "skipped": skipped, "placeholders": list(macros.placeholders), "dirty": dirty,
-            "macros": len(macros.values)}
+    return {"written": written, "skipped": collected.skipped, "placeholders": list(macros.placeholders),
+            "dirty": dirty, "macros": len(macros.values)}

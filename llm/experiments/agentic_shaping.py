@@ -23,11 +23,11 @@ deliberately harmful ``stall`` bonus ``b`` per step that does not end the episod
   chain rule, the math shared with the SB3 inner loop in :mod:`irl_bilevel.shaping`), one hypergradient per
   inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes). It
   starts from the equal-weight sum, i.e. from ``fixed_candidates``, harmful candidate included;
-* ``learned_from_none`` (the method as changed after the 3-seed results, where ``learned_weights`` ended below no
-  shaping): the same hypergradient and outer loop, but real, signed weights (:class:`irl_bilevel.rewards.
-  LearnedWeights`) that start at **zero**, so the first solve is exactly ``none`` and every change of the shaping is
-  a step along the estimated task gradient; a candidate can also be turned around (a negative ``stall`` weight is a
-  per-step cost). Adam at ``outer_lr_from_none``.
+* ``learned_from_none`` (because a start that includes the harmful candidate can keep training episodes from the
+  goal, where the task gradient is zero): the same hypergradient and outer loop, but real, signed weights
+  (:class:`irl_bilevel.rewards.LearnedWeights`) that start at **zero**, so the first solve is exactly ``none`` and
+  every change of the shaping is a step along the estimated task gradient; a candidate can also be turned around
+  (a negative ``stall`` weight is a per-step cost). Adam at ``outer_lr_from_none``.
 
 Every method gets the same RLOO update budget (``total_updates``, i.e. ``total_updates · starts_per_update ·
 episodes_per_start`` training episodes), the same start sequence (the inner config's seed) and the same fresh

@@ -125,7 +125,7 @@ SCALES: dict[str, dict[str, Any]] = {
              "eval_every": 1, "eval_samples": 1, "rl_kl_coef": 0.05, "rl_steps": 2, "rl_prompts_per_step": 2,
              "rl_samples_per_prompt": 2, "rl_learning_rate": 1e-3, "rl_eval_every": 1, "rm_steps": 2,
              "rm_batch_size": 4, "rm_learning_rate": 1e-2, "rm_lora_r": 0, "best_of_n": [2]},
-    # sized for about 3 hours of a 2-core CPU for all 5 seeds (the README states the measured time)
+    # sized for about 3 hours of a 2-core CPU for all 5 seeds (the results page states the time the file records)
     "quick": {"model": "smollm2-135m-instruct", "seeds": 5, "train_prompts": 96, "test_prompts": 32,
               "pair_samples": 4, "max_new_tokens": 32, "target_words": 24, "lora_r": 8, "lora_alpha": 16.0,
               "dpo_betas": [0.05, 0.1, 0.5], "other_losses": {"ipo": {"beta": 0.5},
