@@ -10,8 +10,8 @@ Models (``--models``; each measured separately):
   tokens; ``llm.builtin_model``), LoRA on ``c_attn``;
 * ``llama_20m``: a randomly initialized Llama (4 layers × 256, 4 heads, MLP 688, vocabulary 32000, untied
   embeddings: 19.6M parameters), LoRA on ``q_proj`` and ``v_proj``;
-* ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (the shape of the TRL
-  measurements in ``../shared/benchmarks.md``), LoRA on ``c_attn``;
+* ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (a small model with a
+  realistic vocabulary), LoRA on ``c_attn``;
 * ``llama_134m``: a randomly initialized Llama of 134M parameters (12 layers × 768, 12 heads, MLP 2048,
   vocabulary 32000), LoRA on ``q_proj`` and ``v_proj``, for the GPU check (``benchmarks/gpu_check.sh``);
 * ``llama_tiny``: 2 layers × 32, for dry runs of the script itself (``tests/test_dpo_benchmark.py``).
@@ -360,7 +360,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
             "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
             "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
-            "lora": {**lora.as_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
+            "lora": {**lora.to_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
             "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}
 

@@ -32,11 +32,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
@@ -427,32 +428,69 @@ def _loss_batch(batch_type: type, chosen: RewardOutput, rejected: RewardOutput):
     return RankingBatch(torch.stack([chosen.total, rejected.total], dim=1))
 
 
-def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "bradley_terry", *,
-                       steps: int = 100, batch_size: int = 32, learning_rate: float = 1e-2,
-                       weight_decay: float = 0.0, beta: float | None = None,
-                       per_pair: Mapping[str, Any] | None = None, seed: int = 0,
-                       **loss_params: Any) -> TrainingResult:
+def _reward_model_losses() -> list[str]:
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items() if entry.batch_type in PAIR_BATCH_TYPES)
+
+
+def _not_a_reward_model_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} trains a policy's log-probs ({PREFERENCE_LOSSES[name].batch_type.__name__}); a reward model "
+                f"takes a loss on scores: {_reward_model_losses()}")
+    return None
+
+
+@dataclass(frozen=True)
+class RewardModelTrainingConfig(Config):
+    """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``): the
+    function's keyword defaults are this class's."""
+
+    loss: Annotated[str, OneOf(_reward_model_losses, "preference loss", _not_a_reward_model_loss)] = "bradley_terry"
+    """reward-model loss of the catalog: one on scores (RankingBatch) or per-aspect rewards (AspectPairBatch)"""
+    beta: PositiveFloat | None = None
+    """the loss's temperature β, if it has one; null: the loss's own default"""
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    """the loss's other parameters, e.g. ``{"margin": 0.5}`` (``--set loss_params.margin=0.5``)"""
+    steps: PositiveInt = 100
+    """AdamW steps"""
+    batch_size: PositiveInt = 32
+    """pairs per step"""
+    learning_rate: PositiveFloat = 1e-2
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    seed: int = 0
+    """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
+
+    def validate(self) -> None:
+        entry = PREFERENCE_LOSSES[self.loss]
+        unknown = sorted(set(self.loss_params) - set(entry.defaults))
+        if unknown:
+            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
+                                  f"{sorted(entry.defaults)}")
+
+
+_DEFAULTS = RewardModelTrainingConfig()
+
+
+def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = _DEFAULTS.loss, *,
+                       steps: int = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size,
+                       learning_rate: float = _DEFAULTS.learning_rate, weight_decay: float = _DEFAULTS.weight_decay,
+                       beta: float | None = _DEFAULTS.beta, per_pair: Mapping[str, Any] | None = None,
+                       seed: int = _DEFAULTS.seed, **loss_params: Any) -> TrainingResult:
     """Minimize the catalog loss ``loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or an
     ``AspectPairBatch`` of per-aspect rewards) over ``steps`` AdamW minibatch steps, the minibatches drawn without
-    replacement (reshuffled each pass) from a generator seeded with ``seed``.
+    replacement (reshuffled each pass) from a generator seeded with ``seed``. The settings are those of
+    :class:`RewardModelTrainingConfig`, checked by it.
 
     ``per_pair``: loss parameters with one row per pair (``aspect_labels [P, K]``, ``labels [P]``, ``margin [P]``,
     ``aspect_mask [P, K]``), sliced with each minibatch; ``loss_params`` are passed as they are. Models with frozen
     features embed every text once. The model is left in eval mode.
     """
-    if loss not in PREFERENCE_LOSSES:
-        raise ValidationError(f"loss: unknown preference loss {loss!r}; expected one of {sorted(PREFERENCE_LOSSES)}")
+    RewardModelTrainingConfig(loss=loss, beta=beta, loss_params=loss_params, steps=steps, batch_size=batch_size,
+                              learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
     entry = PREFERENCE_LOSSES[loss]
-    if entry.batch_type not in PAIR_BATCH_TYPES:
-        raise ValidationError(f"loss: {loss} trains a policy's log-probs ({entry.batch_type.__name__}); a reward "
-                              f"model takes a loss on scores, e.g. bradley_terry or aspect_bradley_terry")
     if not isinstance(model, HeadedRewardModel):
         raise ValidationError(f"model: expected a reward model with heads, got {type(model).__name__}")
-    if steps < 1 or batch_size < 1 or not 0 < learning_rate < math.inf:
-        raise ValidationError(f"steps, batch_size, learning_rate: expected positive values, got {steps}, "
-                              f"{batch_size}, {learning_rate}")
-    if not 0 <= weight_decay < math.inf:
-        raise ValidationError(f"weight_decay: expected a finite number >= 0, got {weight_decay}")
     size = len(pairs)
     rows_of: dict[str, torch.Tensor] = {}
     for name, value in (per_pair or {}).items():
@@ -558,7 +596,7 @@ def text_reward_spec(model: TextRewardModel) -> TextRewardSpec:
         return TextRewardSpec(kind="backbone", aspect_names=list(model.aspect_names), aggregator=model.aggregator_name,
                               aggregator_options=_jsonable_options(model.aggregator_options),
                               feature_dim=model.heads.in_features, backbone=_backbone_reference(model.backbone_path),
-                              lora=None if model.lora is None else model.lora.as_dict())
+                              lora=None if model.lora is None else model.lora.to_dict())
     if isinstance(model, EncoderRewardModel):
         return TextRewardSpec(kind="encoder", aspect_names=list(model.aspect_names), aggregator=model.aggregator_name,
                               aggregator_options=_jsonable_options(model.aggregator_options),
@@ -618,7 +656,7 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
     values = read_json_file(spec_path, "reward model spec", recovery=hint)
     try:
         spec = TextRewardSpec.from_dict(values)
-        lora = None if spec.lora is None else LoraSettings(**typed_fields(LoraSettings, spec.lora))
+        lora = None if spec.lora is None else LoraSettings.from_dict(spec.lora, "lora")
     except ValidationError as error:
         raise ValidationError(f"reward model spec: {spec_path} is not a text reward spec: {error}{hint}") from error
     if spec.kind == "dpo":

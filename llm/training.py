@@ -35,11 +35,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
+from irl_bilevel.config import (
+    Config,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    check_value,
+)
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
 from irl_bilevel.validation import ValidationError
 from llm.completion_logprobs import completion_logprobs, fuse_activations
@@ -197,21 +207,22 @@ class EpisodePreferenceDataset:
 
 
 # ---------------------------------------------------------------------- configs and results
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{name}: expected a positive integer, got {value!r}")
+def policy_losses() -> list[str]:
+    """The catalog losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
+                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
 
 
-def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-            value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValidationError(f"{name}: expected a finite number {bound}, got {value!r}")
+def _not_a_policy_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} is a reward-model loss on {PREFERENCE_LOSSES[name].batch_type.__name__}, not a policy loss; "
+                f"policy training takes losses on PreferenceBatch or UnpairedBatch: {policy_losses()}")
+    return None
 
 
 @dataclass(frozen=True)
-class PreferenceTrainingConfig:
-    """Settings of :func:`train_preferences`.
+class PreferenceTrainingConfig(Config):
+    """Settings of :func:`train_preferences` (and the training settings of ``irlb train-preferences``).
 
     ``loss``: a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` taking a ``PreferenceBatch`` or an
     ``UnpairedBatch``; ``beta``: its temperature (``None``: the loss's default; must stay ``None`` for ORPO);
@@ -221,49 +232,42 @@ class PreferenceTrainingConfig:
     ``eval_every``: steps between evaluation callbacks (0: only at the start and the end).
     """
 
-    loss: str = "sigmoid"
-    beta: float | None = None
+    loss: Annotated[str, OneOf(policy_losses, "preference loss", _not_a_policy_loss)] = "sigmoid"
+    """policy loss of the catalog (one on PreferenceBatch or UnpairedBatch): sigmoid is DPO"""
+    beta: PositiveFloat | None = None
+    """the loss's temperature β; null: the loss's own default"""
     loss_params: dict[str, Any] = field(default_factory=dict)
-    steps: int = 100
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 0
+    """the loss's other parameters, e.g. ``{"gamma": 0.5}`` for SimPO (``--set loss_params.gamma=0.5``)"""
+    steps: PositiveInt = 100
+    """optimizer steps"""
+    batch_size: PositiveInt = 16
+    """pairs per step (unpaired losses: examples per step)"""
+    learning_rate: PositiveFloat = 1e-3
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """clip the gradient norm at this (null: no clipping)"""
+    eval_every: NonNegativeInt = 0
+    """steps between evaluation callbacks (0: only at the start and the end)"""
     seed: int = 0
-    chunk_size: int = 64  # sequences per forward pass when precomputing reference log-probs
-    progress: bool = True
+    """seed of the minibatch order (and of the LoRA initialization in irlb's commands)"""
+    chunk_size: PositiveInt = 64
+    """sequences per forward pass when precomputing reference log-probs"""
+    progress: bool = field(default=True, metadata={"cli": False})
+    """show a progress bar (irlb's commands: --quiet)"""
 
-    def __post_init__(self) -> None:
-        if self.loss not in PREFERENCE_LOSSES:
-            raise ValidationError(f"loss: unknown preference loss {self.loss!r}; expected one of "
-                                  f"{sorted(PREFERENCE_LOSSES)}")
+    def validate(self) -> None:
         entry = PREFERENCE_LOSSES[self.loss]
-        if entry.batch_type not in (PreferenceBatch, UnpairedBatch):
-            raise ValidationError(f"loss: {self.loss} is a reward-model loss on {entry.batch_type.__name__}, not a "
-                                  f"policy loss; policy training takes losses on PreferenceBatch or UnpairedBatch")
-        if self.beta is not None:
-            _check_positive(self.beta, "beta")
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
             raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
                                   f"{sorted(entry.defaults)}")
-        for name in ("steps", "batch_size", "chunk_size"):
-            _check_positive_int(getattr(self, name), name)
-        _check_positive(self.learning_rate, "learning_rate")
-        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
-        if self.max_grad_norm is not None:
-            _check_positive(self.max_grad_norm, "max_grad_norm")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class RLConfig:
-    """Settings of :func:`train_rl`.
+class RLConfig(Config):
+    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``).
 
     Each step samples ``samples_per_prompt`` (``k``) completions for each of ``prompts_per_step`` prompts (cycling
     through a seeded permutation of the prompts) with ``max_new_tokens`` and ``temperature`` (1: the policy's own
@@ -273,42 +277,40 @@ class RLConfig:
     """
 
     algorithm: Literal["rloo", "reinforce"] = "rloo"
-    steps: int = 100
-    prompts_per_step: int = 8
-    samples_per_prompt: int = 4
-    kl_coef: float = 0.05
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    max_new_tokens: int = 24
-    temperature: float = 1.0
-    baseline_decay: float = 0.9
-    eval_every: int = 0
+    """RLOO (leave-one-out baseline over the k samples of a prompt) or REINFORCE with a moving-average baseline"""
+    steps: PositiveInt = 100
+    """optimizer steps"""
+    prompts_per_step: PositiveInt = 8
+    """prompts per step"""
+    samples_per_prompt: PositiveInt = 4
+    """completions sampled per prompt (k; RLOO needs 2 or more)"""
+    kl_coef: NonNegativeFloat = 0.05
+    """β of the KL penalty to the base model"""
+    learning_rate: PositiveFloat = 1e-3
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """clip the gradient norm at this (null: no clipping)"""
+    max_new_tokens: PositiveInt = 24
+    """tokens sampled per completion"""
+    temperature: PositiveFloat = 1.0
+    """sampling temperature (1: the policy's own distribution, which the KL penalty assumes)"""
+    baseline_decay: Annotated[float, Range(0, 1, high_open=True)] = 0.9
+    """REINFORCE: decay of the moving-average baseline"""
+    eval_every: NonNegativeInt = 0
+    """steps between evaluation callbacks (0: only at the start and the end)"""
     seed: int = 0
-    progress: bool = True
-    add_special_tokens: bool = True  # False for prompts already rendered by a chat template
+    """seed of the prompt order and the sampling (and of the LoRA initialization in irlb's commands)"""
+    progress: bool = field(default=True, metadata={"cli": False})
+    """show a progress bar (irlb's commands: --quiet)"""
+    add_special_tokens: bool = field(default=True, metadata={"cli": False})
+    """False for prompts already rendered by a chat template (irlb rloo sets it from the data)"""
 
-    def __post_init__(self) -> None:
-        if self.algorithm not in ("rloo", "reinforce"):
-            raise ValidationError(f"algorithm: expected 'rloo' or 'reinforce', got {self.algorithm!r}")
-        for name in ("steps", "prompts_per_step", "samples_per_prompt", "max_new_tokens"):
-            _check_positive_int(getattr(self, name), name)
+    def validate(self) -> None:
         if self.algorithm == "rloo" and self.samples_per_prompt < 2:
             raise ValidationError(f"samples_per_prompt: RLOO's leave-one-out baseline needs k >= 2 samples per "
                                   f"prompt, got {self.samples_per_prompt}")
-        _check_positive(self.kl_coef, "kl_coef", allow_zero=True)
-        _check_positive(self.learning_rate, "learning_rate")
-        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
-        _check_positive(self.temperature, "temperature")
-        if self.max_grad_norm is not None:
-            _check_positive(self.max_grad_norm, "max_grad_norm")
-        if not 0 <= self.baseline_decay < 1:
-            raise ValidationError(f"baseline_decay: expected a value in [0, 1), got {self.baseline_decay!r}")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -440,7 +442,7 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
         if _should_evaluate(step, config.steps, config.eval_every):
             _evaluate(evaluate, policy, step, evaluations)
     bar.close()
-    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
+    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
                           reference_seconds)
 
 
@@ -635,7 +637,7 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         if _should_evaluate(step, config.steps, config.eval_every):
             _evaluate(evaluate, policy, step, evaluations)
     bar.close()
-    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started)
+    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------- best-of-n
@@ -661,7 +663,7 @@ def best_of_n(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFuncti
               max_new_tokens: int = 24, temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> BestOfN:
     """Sample ``n`` completions per prompt from ``policy`` (adapter as it is; wrap in
     :func:`llm.models.reference_mode` to sample the reference), score them with ``reward_fn`` and keep the best."""
-    _check_positive_int(n, "n")
+    check_value(n, PositiveInt, "n")
     prompts = list(prompts)
     if not prompts:
         raise ValidationError("prompts: is empty; expected at least one prompt")

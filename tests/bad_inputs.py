@@ -433,8 +433,8 @@ def run_case(case: Case, art: Artifacts, folder: Path) -> Outcome:
 # ---------------------------------------------------------------------- base invocations (tiny budgets)
 # The two spellings of this branch's command line that the CLI generated from the typed configs changes (main):
 # set them to ("--frozen-backbone",) and "--lora-target-modules" there. Everything else is spelt alike.
-FROZEN_BACKBONE: tuple[str, ...] = ("--lora-r", "0")  # train-reward-model: a linear probe on the frozen backbone
-TARGET_MODULES = "--target-modules"  # the LoRA target modules of train-preferences, train-reward-model and rloo
+FROZEN_BACKBONE: tuple[str, ...] = ("--frozen-backbone",)  # train-reward-model: a linear probe on the frozen backbone
+TARGET_MODULES = "--lora-target-modules"  # the LoRA target modules of train-preferences, train-reward-model and rloo
 
 # Settings a case may change go through --set (a later --set wins; a flag would win over any --set or --config).
 # occupancy_target=null: no early stop, so a run folder's checkpoint is at step 3 with 3 rows of metrics.

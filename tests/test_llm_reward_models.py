@@ -16,7 +16,6 @@ from llm.evaluation import (
     accuracy_from_scores,
     load_rewardbench_file,
     rewardbench_accuracy,
-    rewardbench_command,
     write_rewardbench_file,
 )
 from llm.models import LoraSettings, load_causal_lm, with_lora
@@ -280,20 +279,20 @@ def test_rewardbench_command_scores_a_saved_model(tiny_lm_path, tmp_path, capsys
     test = TextPairs(*(getattr(sentiment_pairs(8, seed=6), f) for f in ("prompts", "chosen", "rejected")),
                      subsets=["alpacaeval-easy"] * 4 + ["donotanswer"] * 4)
     file = write_rewardbench_file(test, tmp_path / "test.jsonl")
-    from irlb.main import build_parser
+    from irlb.main import main
 
-    parser = build_parser()  # the `irlb rewardbench` arguments, as the command line defines them
-    args = parser.parse_args(["rewardbench", "--model", str(tmp_path / "rm"), "--file", str(file), "--out",
-                              str(tmp_path / "out.json")])
-    assert rewardbench_command(args) == 0
+    assert main(["rewardbench", "--model", str(tmp_path / "rm"), "--file", str(file), "--out",
+                 str(tmp_path / "out.json")]) == 0
     written = json.loads((tmp_path / "out.json").read_text())
     expected = rewardbench_accuracy(model, test)
     assert written["subset_accuracy"] == expected.subset_accuracy
     assert set(written["section_accuracy"]) == {"Chat", "Safety"}
     assert json.loads(capsys.readouterr().out)["num_pairs"] == 8
-    bad = parser.parse_args(["rewardbench", "--model", str(tmp_path), "--file", str(file)])
-    with pytest.raises(ValidationError, match="holds neither"):
-        rewardbench_command(bad)
+    assert main(["rewardbench", "--model", str(tmp_path), "--file", str(file)]) == 2
+    assert "holds neither" in capsys.readouterr().err
+    assert main(["rewardbench", "--model", str(tmp_path / "rm"), "--file", str(file), "--out",
+                 str(tmp_path / "out.json")]) == 2  # an existing result is replaced only with --overwrite
+    assert "--overwrite" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- frozen sentence encoder
