@@ -184,14 +184,18 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     earlier = earlier_record(path, scale, settings, differing=("seeds",))
     if earlier is not None and earlier.get("seed_offset") != seed:
         earlier = None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
+    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
                               "provenance": provenance(seed), "complete": False, "questions": QUESTIONS,
                               "judge_template": JUDGE_TEMPLATE, "seeds": dict(earlier["seeds"]) if earlier else {}}
 
     def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started
+        record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
+        # this process's CPU time over the segments: the cost of the run on a machine it shares with other jobs
+        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
+        record["torch_threads"] = torch.get_num_threads()
         write_json(path, record)
 
     model, tokenizer = load_causal_lm(config.model)
