@@ -16,13 +16,13 @@ docstring (the attribute docstrings of CleanRL's and tyro's configs)::
 
 **One validation path.** Every way of making a config ends in its ``__post_init__``: each field's value is checked
 against its annotation by :func:`check_value` (and converted: an int for a float, a JSON list for a tuple), the
-constraints in its ``Annotated[...]`` metadata (:class:`Range`, :class:`OneOf`) are applied, then the class's
-:meth:`Config.validate` hook runs the checks that involve several fields. :meth:`Config.from_dict` (what JSON files,
-``--set key=value`` and the generated command-line flags of :mod:`irl_bilevel.config_cli` go through) checks with
-the dotted key of each value and prefixes the hook's errors with it, so ``--steps 2.5``, ``--set steps=2.5`` and
-``{"steps": 2.5}`` in a ``--config`` file all fail with ``<command>.steps: expected int, got 2.5 (float)``. A
-subclass therefore never defines ``__post_init__`` (enforced): constraints live in the annotations and in
-``validate()``, whose messages start with the field's name.
+constraints in its ``Annotated[...]`` metadata (:class:`Range`, :class:`OneOf`, :class:`NonEmpty`) are applied, then
+the class's :meth:`Config.validate` hook runs the checks that involve several fields. :meth:`Config.from_dict`
+(what JSON files, ``--set key=value`` and the generated command-line flags of :mod:`irl_bilevel.config_cli` go
+through) checks with the dotted key of each value and prefixes the hook's errors with it, so ``--steps 2.5``,
+``--set steps=2.5`` and ``{"steps": 2.5}`` in a ``--config`` file all fail with ``<command>.steps: expected int, got
+2.5 (float)``. A subclass therefore never defines ``__post_init__`` (enforced): constraints live in the annotations
+and in ``validate()``, whose messages start with the field's name.
 
 **Field documentation** is the string literal after each field, read once per class from the source with
 :mod:`ast` (:meth:`Config.field_docs`). Attribute docstrings, not ``field(metadata={"help": ...})`` as
@@ -38,7 +38,7 @@ are). That is how a command config combines run configs (:class:`llm.training.Pr
 :class:`llm.models.LoraSettings`) without a second copy of their fields, while Python code reads
 ``config.training.learning_rate`` and the public (dict, file, flag) form stays flat.
 
-Supported field types: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``, ``None``,
+Supported field types: ``bool``, ``int``, ``float`` (finite; an int is accepted and converted), ``str``, ``None``,
 ``X | Y``, ``Literal[...]``, ``list[T]``, ``tuple[T, ...]`` (a JSON list is converted; prefer it, the config is then
 immutable), ``tuple[A, B]``, ``dict[str, T]``, ``Any``, ``Annotated[T, constraint, ...]`` and nested configs.
 :meth:`Config.to_dict` gives plain JSON-ready dicts and lists back: what result files record and resumed runs
@@ -139,6 +139,18 @@ class OneOf(Constraint):
         return "one of " + ", ".join(self.names())
 
 
+@dataclasses.dataclass(frozen=True)
+class NonEmpty(Constraint):
+    """A list or tuple with at least one item (a sweep over nothing runs nothing)."""
+
+    def check(self, value: Any, key: str) -> None:
+        if value is not None and len(value) == 0:
+            raise ValidationError(f"{key}: expected {self.describe()}, got {list(value)!r}")
+
+    def describe(self) -> str:
+        return "a non-empty list"
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
@@ -148,6 +160,9 @@ NonNegativeInt = Annotated[int, Range(low=0)]
 PositiveFloat = Annotated[float, Range(low=0, low_open=True)]
 NonNegativeFloat = Annotated[float, Range(low=0)]
 Probability = Annotated[float, Range(low=0, high=1)]
+Discount = Annotated[float, Range(low=0, high=1, high_open=True)]
+Seed = Annotated[int, Range(low=0, high=2**32 - 1)]
+"""A random seed: numpy, gymnasium and SB3 take ``0 .. 2**32 - 1`` (torch takes more; one range for every run)."""
 
 
 # ---------------------------------------------------------------------- sections
@@ -327,6 +342,10 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
     if annotation is Any:
         return value
     if origin is Annotated:
+        if isinstance(value, float) and not math.isfinite(value):  # a Range says better what is expected instead
+            for constraint in annotation.__metadata__:
+                if isinstance(constraint, Range):
+                    constraint.check(value, key)
         checked = check_value(value, args[0], key)
         for constraint in annotation.__metadata__:
             if isinstance(constraint, Constraint):
@@ -379,10 +398,10 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif annotation is float:
-        if isinstance(value, float):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # JSON reads NaN and Infinity; no setting means them
+                raise ValidationError(f"{key}: expected a finite number, got {value!r}")
+            return value if isinstance(value, float) else float(value)
     elif annotation is None or annotation is type(None):
         if value is None:
             return None

@@ -181,12 +181,7 @@ def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwr
                                   f"its files (other files there are kept), or choose a new folder")
         _check_writable(folder, option)
         return True
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValidationError(f"{option}: {existing} is a file, so {folder} cannot be created (nothing was changed)")
-    _check_writable(existing, option)
+    check_creatable(folder, option)
     return False
 
 
@@ -297,25 +292,40 @@ def claim_output_file(path: Path | str, command: str, *, overwrite: bool = False
                                   f"{command} wrote (nothing was changed)")
         _check_writable(path.parent, option)
         return
-    existing = path.parent
-    while not existing.exists():
+    check_creatable(path, option)
+
+
+def check_creatable(path: Path | str, option: str = "--out") -> None:
+    """Check that ``path`` can be written: an existing folder this process can write into, or a path that does not
+    exist whose nearest existing ancestor is such a folder. Otherwise a
+    :class:`~irl_bilevel.validation.ValidationError` naming ``option``."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: creating it would fail, or write where the link points
+            raise ValidationError(f"{option}: {existing} is a link to {os.readlink(existing)}, which does not exist; "
+                                  f"choose another place (nothing was changed)")
         existing = existing.parent
     if not existing.is_dir():
         raise ValidationError(f"{option}: {existing} is a file, so {path} cannot be created (nothing was changed)")
-    _check_writable(existing, option)
+    _check_writable(existing, option, path)
 
 
-def _check_writable(folder: Path, option: str) -> None:
-    """Create (and remove) a temporary file in ``folder``: ``os.access`` says yes to root and on read-only mounts,
-    and some places (``/proc``) refuse every new file whatever the permission bits say."""
+def _check_writable(folder: Path, option: str, target: Path | None = None) -> None:
+    """Create (and remove) a temporary file in ``folder`` (where ``target`` is to be written): ``os.access`` says
+    yes to root and on read-only mounts, and some places (``/proc``) refuse every new file whatever the permission
+    bits say."""
     from irl_bilevel.validation import ValidationError
 
     try:
         with tempfile.TemporaryFile(dir=folder, prefix=".irlb-write-check-"):
             pass
     except OSError as error:
-        raise ValidationError(f"{option}: cannot write into {folder} ({error.strerror or error}); choose another "
-                              f"folder (nothing was changed)") from error
+        where = f"{target} cannot be created: " if target is not None and target != folder else ""
+        raise ValidationError(f"{option}: {where}cannot write into {folder} ({error.strerror or error}); choose "
+                              f"another place (nothing was changed)") from error
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -53,9 +53,9 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from irl_bilevel.config import Config, load_json_object, parse_overrides
+from irl_bilevel.config import Config, NonEmpty, Seed, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError, read_json_file
@@ -80,8 +80,8 @@ class SweepSpec(Config):
 
     experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)
     scale: str = "quick"  # base settings: the experiment's SCALES entry
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> values (Cartesian product)
-    seeds: tuple[int, ...] = (0,)  # every grid point runs once per seed
+    grid: dict[str, Annotated[list[Any], NonEmpty()]] = field(default_factory=dict)  # dotted key -> values (product)
+    seeds: Annotated[tuple[Seed, ...], NonEmpty()] = (0,)  # every grid point runs once per seed
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed dotted config key -> value, before the grid
     metric: str | None = None  # dotted path into the result file (default: DEFAULT_METRICS, else "seconds")
     extra_metrics: tuple[str, ...] = ()  # more dotted paths, summarized per grid point like the metric
@@ -115,13 +115,7 @@ def load_spec(spec_file: str | Path | None = None, **options: Any) -> SweepSpec:
     values.update({k: v for k, v in options.items() if v is not None})
     if "experiment" not in values:
         raise ValidationError("experiment: a sweep needs an experiment (--experiment or \"experiment\" in --spec)")
-    spec = SweepSpec.from_dict(values, "sweep")
-    if not spec.seeds:
-        raise ValidationError("sweep.seeds: expected at least one seed")
-    for key, grid_values in spec.grid.items():
-        if not grid_values:
-            raise ValidationError(f"sweep.grid.{key}: expected a non-empty list of values")
-    return spec
+    return SweepSpec.from_dict(values, "sweep")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:

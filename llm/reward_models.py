@@ -37,7 +37,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
@@ -458,7 +458,7 @@ class RewardModelTrainingConfig(Config):
     """AdamW learning rate"""
     weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
 
     def validate(self) -> None:

@@ -15,10 +15,8 @@ judged by :func:`run_case`:
 * ``changed``: the command failed as it should, but left the case's folder changed (a file written, replaced or
   deleted; an empty out folder created).
 
-``needs`` marks a case that another change fixes (``typed-config``: the CLI generated from typed configs, which
-refuses ``2.5`` for an int and ``"maybe"`` for a bool and checks ``--out`` before it reads or writes anything;
-``gym-own-env``: ``irlb gym-irl`` on demonstrations alone; ``paper-out``: ``irlb paper`` keeping files it did not
-write); the suite expects those to fail until the change is merged (``xfail(strict=True)``).
+``needs`` (the name of a branch) marks a case that a change not merged yet fixes; the suite expects it to fail until
+then (``xfail(strict=True)``: an unexpected pass fails, so the tag goes with the merge). No case carries one now.
 
 Run ``python tests/bad_inputs.py`` for a table of outcomes by family (``--verbose`` prints each failing case's
 message or traceback). Cheap by construction: tiny models and testbeds built once (:class:`Artifacts`), tiny
@@ -437,9 +435,10 @@ FROZEN_BACKBONE: tuple[str, ...] = ("--frozen-backbone",)  # train-reward-model:
 TARGET_MODULES = "--lora-target-modules"  # the LoRA target modules of train-preferences, train-reward-model and rloo
 
 # Settings a case may change go through --set (a later --set wins; a flag would win over any --set or --config).
-# occupancy_target=null: no early stop, so a run folder's checkpoint is at step 3 with 3 rows of metrics.
+# occupancy_target=null, grad_tol=0, loss_rtol=0: no early stop, so a run folder's checkpoint is at step 3 with 3 rows
+# of metrics.
 TABULAR = ["tabular-irl", "--testbed", "gridworld", "--set", "reward_model=tabular", "--set", "steps=3", "--set",
-           "occupancy_target=null", "--quiet"]
+           "occupancy_target=null", "--set", "grad_tol=0", "--set", "loss_rtol=0", "--quiet"]
 
 
 def tabular(c: Context, *extra: str, out: str = "run") -> list[str]:
@@ -478,9 +477,11 @@ def train_preferences(c: Context, *extra: str, data: Path | None = None, model: 
 
 
 def train_reward_model(c: Context, *extra: str, data: Path | None = None, model: Path | None = None,
-                       out: str = "reward") -> list[str]:
+                       out: str = "reward", frozen: bool = True) -> list[str]:
+    """``frozen``: a linear probe on the frozen backbone (fast); False: LoRA on the backbone (its settings apply)."""
     return ["train-reward-model", "--model", str(model or c.art.lm), "--data", str(data or c.copy(c.art.pairs)),
-            "--steps", "1", "--batch-size", "2", *FROZEN_BACKBONE, "--threads", "1", "--out", c.s(out), *extra]
+            "--steps", "1", "--batch-size", "2", *(FROZEN_BACKBONE if frozen else ()), "--threads", "1", "--out",
+            c.s(out), *extra]
 
 
 def rloo(c: Context, *extra: str, prompts: Path | None = None, reward: Path | None = None, model: Path | None = None,
@@ -533,7 +534,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 add("missing_file", "tabular-irl --mdp-file", "no.npz",
     lambda c: ["tabular-irl", "--mdp-file", c.s("no.npz"), "--quiet", "--out", c.s("run")])
 add("missing_file", "tabular-irl --demonstrations-file", "no_demos.npz",
-    lambda c: tabular(c, "--demonstrations-file", c.s("no_demos.npz")), needs="typed-config")
+    lambda c: tabular(c, "--demonstrations-file", c.s("no_demos.npz")))
 add("missing_file", "tabular-irl --config", "no_config.json", lambda c: tabular(c, "--config", c.s("no_config.json")))
 add("missing_file", "gym-irl demonstrations_file", "no_demos.npz", lambda c: gym(c, demos=c.path("no_demos.npz")))
 add("missing_file", "gym-irl --config", "no_config.json", lambda c: gym(c, "--config", c.s("no_config.json")))
@@ -562,8 +563,7 @@ add("missing_file", "sweep --spec", "no_spec.json",
 add("missing_file", "merge-sweeps summary", "no_sweep.json",
     lambda c: ["merge-sweeps", str(c.copy(c.art.sweep / "sweep.json")), c.s("no_sweep.json"),
                "--out", c.s("m.json")])
-add("missing_file", "paper --results", "no_results", lambda c: paper(c, results=c.path("no_results")),
-    needs="paper-out")
+add("missing_file", "paper --results", "no_results", lambda c: paper(c, results=c.path("no_results")))
 
 
 def _library(function: Callable[..., Any], *arguments: Any, **options: Any) -> Callable[[], Any]:
@@ -684,11 +684,6 @@ def _datasets_folder(c: Context, corrupt: Callable[[Path], Path]) -> list[str]:
     return train_preferences(c, data=folder)
 
 
-# Targets whose failures another change fixes: tabular-irl writes config.json before it reads the demonstrations
-# (typed-config validates first); an emptied metrics.jsonl is a resume that lost its history (the solver's resume
-# must compare it with the checkpoint's step).
-FILE_TARGET_NEEDS = {("tabular-irl --demonstrations-file", None): "typed-config",
-                     ("tabular-irl run metrics.jsonl", "empty_file"): "solver-resume"}
 FILE_TARGETS: list[tuple[str, tuple[str, ...], Callable[[Context, Callable[[Path], Path]], Invocation]]] = [
     ("tabular-irl --mdp-file", ("mdp.npz",), lambda c, k: [
         *tabular_file(c), "--mdp-file", str(_corrupt_copy(c, c.art.mdp, k, "bad_mdp.npz"))]),
@@ -761,8 +756,7 @@ FILE_TARGETS: list[tuple[str, tuple[str, ...], Callable[[Context, Callable[[Path
 ]
 for _family, _corrupt in (("empty_file", emptied), ("truncated_file", truncated), ("random_bytes", random_bytes)):
     for _label, _names, _build in FILE_TARGETS:
-        add(_family, _label, _names, (lambda build, corrupt: lambda c: build(c, corrupt))(_build, _corrupt),
-            needs=FILE_TARGET_NEEDS.get((_label, None)) or FILE_TARGET_NEEDS.get((_label, _family)))
+        add(_family, _label, _names, (lambda build, corrupt: lambda c: build(c, corrupt))(_build, _corrupt))
 
 
 
@@ -770,14 +764,13 @@ for _family, _corrupt in (("empty_file", emptied), ("truncated_file", truncated)
 add("wrong_json_types", "tabular-irl --config a list", "settings.json",
     lambda c: tabular(c, "--config", str(c.json("settings.json", [1, 2]))))
 add("wrong_json_types", "tabular-irl --config lr a string", "lr",
-    lambda c: tabular(c, "--config", str(c.json("settings.json", {"lr": "fast"}))), needs="typed-config")
+    lambda c: tabular(c, "--config", str(c.json("settings.json", {"lr": "fast"}))))
 add("wrong_json_types", "tabular-irl --config testbed_options a number", "testbed_options",
-    lambda c: tabular(c, "--config", str(c.json("settings.json", {"testbed_options": 3}))), needs="typed-config")
+    lambda c: tabular(c, "--config", str(c.json("settings.json", {"testbed_options": 3}))))
 add("wrong_json_types", "gym-irl --config hidden_sizes a string", "hidden_sizes",
-    lambda c: gym(c, "--config", str(c.json("settings.json", {"hidden_sizes": "abc"}))), needs="typed-config")
+    lambda c: gym(c, "--config", str(c.json("settings.json", {"hidden_sizes": "abc"}))))
 add("wrong_json_types", "preference-rl --config teacher_options a list", "teacher_options",
-    lambda c: preference_rl(c, "--config", str(c.json("settings.json", {"teacher_options": []}))),
-    needs="typed-config")
+    lambda c: preference_rl(c, "--config", str(c.json("settings.json", {"teacher_options": []}))))
 add("wrong_json_types", "agentic --config envs a number", "envs",
     lambda c: agentic(c, "--config", str(c.json("settings.json", {"envs": 3}))))
 add("wrong_json_types", "reproduce --config an experiment's settings a number", "loss_gradient_weights",
@@ -824,7 +817,7 @@ def _paper_with(c: Context, value: Any) -> list[str]:
 
 add("wrong_json_types", "paper result file a list", "loss_gradient_weights.json", lambda c: _paper_with(c, [1, 2]))
 add("wrong_json_types", "paper result file without its results", "loss_gradient_weights.json",
-    lambda c: _paper_with(c, {"name": "loss_gradient_weights"}), needs="paper-out")
+    lambda c: _paper_with(c, {"name": "loss_gradient_weights"}))
 
 
 def _reward_spec(c: Context, change: Callable[[dict[str, Any]], Any]) -> Callable[[], Any]:
@@ -1053,8 +1046,7 @@ DEMONSTRATION_CASES: list[tuple[str, str, Callable[[Context], Invocation]]] = [
      lambda c: _tabular_demos(c, via_cli=True, actions=np.array([[0, 1, 2], [1, 0, 0]]))),
 ]
 for _label, _names, _build in DEMONSTRATION_CASES:
-    add("npz_arrays", f"demonstrations {_label}", (_names, "user_demos.npz"), _build,
-        needs="typed-config" if _label.startswith("cli") else None)
+    add("npz_arrays", f"demonstrations {_label}", (_names, "user_demos.npz"), _build)
 
 
 def _gym(c: Context, via_cli: bool = True, drop: tuple[str, ...] = (), **changes: Any) -> Invocation:
@@ -1133,10 +1125,10 @@ add("run_folder", "checkpoint.pt holding a pickled object", "checkpoint.pt",
     lambda c: _tabular_run_with(c, lambda f: _save_torch(f / "checkpoint.pt", {"step": Opaque()})))
 add("run_folder", "checkpoint.pt without its step", "checkpoint.pt",
     lambda c: _tabular_run_with(c, lambda f: _save_torch(f / "checkpoint.pt", {
-        k: v for k, v in _checkpoint_dict(f).items() if k != "step"})), needs="solver-resume")
+        k: v for k, v in _checkpoint_dict(f).items() if k != "step"})))
 add("run_folder", "checkpoint.pt of another reward model", "checkpoint.pt",
     lambda c: _tabular_run_with(c, lambda f: _save_torch(f / "checkpoint.pt", {
-        **_checkpoint_dict(f), "reward_model": {"weights": __import__("torch").zeros(3)}})), needs="solver-resume")
+        **_checkpoint_dict(f), "reward_model": {"weights": __import__("torch").zeros(3)}})))
 add("run_folder", "checkpoint.pt a folder", "checkpoint.pt",
     lambda c: _tabular_run_with(c, lambda f: ((f / "checkpoint.pt").unlink(), (f / "checkpoint.pt").mkdir())))
 add("run_folder", "metrics.jsonl a line that is a list", "metrics.jsonl",
@@ -1147,7 +1139,7 @@ add("run_folder", "metrics.jsonl step a string", "metrics.jsonl",
     lambda c: _tabular_run_with(c, lambda f: (f / "metrics.jsonl").write_text('{"step": "one"}\n')))
 add("run_folder", "metrics.jsonl rows missing", "metrics.jsonl",
     lambda c: _tabular_run_with(c, lambda f: (f / "metrics.jsonl").write_text(
-        (f / "metrics.jsonl").read_text().splitlines()[0] + "\n")), needs="solver-resume")
+        (f / "metrics.jsonl").read_text().splitlines()[0] + "\n")))
 add("run_folder", "config.json without its config", "config.json",
     lambda c: _tabular_run_with(c, lambda f: (f / "config.json").write_text('{"seed": 0}')))
 add("run_folder", "config.json a folder", "config.json",
@@ -1378,91 +1370,80 @@ def _out_option(command: str) -> str:
     return "--" + command.split("--")[1] if "--" in command else "--out"
 
 
-# The output checks of the commands whose --out the typed-config change checks first (claim_output_folder; for LM
-# commands only the unwritable place, which os.access misjudges for root), and of `irlb paper`.
-OUT_NEEDS = {"tabular-irl": "typed-config", "gym-irl": "typed-config", "preference-rl": "typed-config",
-             "agentic": "typed-config", "sweep": "typed-config", "reproduce --results": "typed-config",
-             "reproduce --figures": "typed-config", "paper": "paper-out"}
 for _command, _build in OUT_COMMANDS.items():
     _option = _out_option(_command)
-    _needs = OUT_NEEDS.get(_command)
     add("out_folder", f"{_command} {_option} a file", ("out.txt",),
-        (lambda build: lambda c: build(c, str(c.file("out.txt", "my results\n"))))(_build), needs=_needs)
+        (lambda build: lambda c: build(c, str(c.file("out.txt", "my results\n"))))(_build))
     add("out_folder", f"{_command} {_option} inside a file", ("out.txt",),
-        (lambda build: lambda c: build(c, str(c.file("out.txt", "my results\n") / "sub")))(_build), needs=_needs)
+        (lambda build: lambda c: build(c, str(c.file("out.txt", "my results\n") / "sub")))(_build))
     add("out_folder", f"{_command} {_option} unwritable", ("irlb-bad-inputs",),
-        (lambda build: lambda c: build(c, UNWRITABLE))(_build), needs=_needs or "typed-config")
-    # tabular-irl, gym-irl and preference-rl already refuse it (its config.json is not a run's)
+        (lambda build: lambda c: build(c, UNWRITABLE))(_build))
     add("out_folder", f"{_command} {_option} a folder of the user's files", ("mine",),
-        (lambda build: lambda c: build(c, str(c.user_folder())))(_build),
-        needs=None if _command in ("tabular-irl", "gym-irl", "preference-rl") else _needs)
+        (lambda build: lambda c: build(c, str(c.user_folder())))(_build))
 for _command, _build in OUT_FILE_COMMANDS.items():
     add("out_folder", f"{_command} --out a folder", ("mine",),
-        (lambda build: lambda c: build(c, str(c.user_folder())))(_build),
-        needs="typed-config" if _command == "merge-sweeps" else None)
+        (lambda build: lambda c: build(c, str(c.user_folder())))(_build))
     add("out_folder", f"{_command} --out a file of the user's", ("notes.json",),
-        (lambda build: lambda c: build(c, str(c.file("notes.json", '{"mine": true}'))))(_build),
-        needs="typed-config" if _command == "merge-sweeps" else None)
+        (lambda build: lambda c: build(c, str(c.file("notes.json", '{"mine": true}'))))(_build))
     add("out_folder", f"{_command} --out unwritable", ("irlb-bad-inputs",),
-        (lambda build: lambda c: build(c, UNWRITABLE + "/result.json"))(_build),
-        needs="typed-config" if _command == "merge-sweeps" else None)
+        (lambda build: lambda c: build(c, UNWRITABLE + "/result.json"))(_build))
 
 
 # Family `numeric_settings`: zero, negative, NaN, infinite, fractional counts and non-booleans.
 NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], str | None]] = [
-    ("tabular-irl --steps 0", lambda c: tabular(c, "--steps", "0"), ("steps",), "typed-config"),
-    ("tabular-irl --steps -1", lambda c: tabular(c, "--steps", "-1"), ("steps",), "typed-config"),
-    ("tabular-irl steps=2.5", lambda c: tabular(c, "--set", "steps=2.5"), ("steps",), "typed-config"),
-    ("tabular-irl --lr nan", lambda c: tabular(c, "--lr", "nan"), ("lr",), "typed-config"),
-    ("tabular-irl --lr inf", lambda c: tabular(c, "--lr", "inf"), ("lr",), "typed-config"),
-    ("tabular-irl --lr -1", lambda c: tabular(c, "--optimizer", "adam", "--lr", "-1"), ("lr",), "typed-config"),
+    ("tabular-irl --steps 0", lambda c: tabular(c, "--steps", "0"), ("steps",), None),
+    ("tabular-irl --steps -1", lambda c: tabular(c, "--steps", "-1"), ("steps",), None),
+    ("tabular-irl steps=2.5", lambda c: tabular(c, "--set", "steps=2.5"), ("steps",), None),
+    ("tabular-irl --lr nan", lambda c: tabular(c, "--lr", "nan"), ("lr",), None),
+    ("tabular-irl --lr inf", lambda c: tabular(c, "--lr", "inf"), ("lr",), None),
+    ("tabular-irl --lr -1", lambda c: tabular(c, "--optimizer", "adam", "--lr", "-1"), ("lr",), None),
     ("tabular-irl --num-demonstrations 0", lambda c: tabular(c, "--num-demonstrations", "0"),
-     ("num_demonstrations",), "typed-config"),
+     ("num_demonstrations",), None),
     ("tabular-irl demonstration_length=0", lambda c: tabular(c, "--num-demonstrations", "3", "--set",
                                                              "demonstration_length=0"),
-     ("demonstration_length",), "typed-config"),
+     ("demonstration_length",), None),
     ("tabular-irl checkpoint_every=0", lambda c: tabular(c, "--set", "checkpoint_every=0"), ("checkpoint_every",),
-     "typed-config"),
+     None),
     ("tabular-irl state_action_reward=maybe", lambda c: tabular(c, "--set", "state_action_reward=maybe"),
-     ("state_action_reward",), "typed-config"),
+     ("state_action_reward",), None),
     ("tabular-irl hidden_sizes=[0]", lambda c: tabular(c, "--reward-model", "mlp", "--set", "hidden_sizes=[0]"),
-     ("hidden_sizes",), "typed-config"),
+     ("hidden_sizes",), None),
     ("tabular-irl lp_l1_penalty=-1", lambda c: tabular(c, "--algorithm", "lp", "--set", "lp_l1_penalty=-1"),
-     ("lp_l1_penalty",), "typed-config"),
+     ("lp_l1_penalty",), None),
     ("tabular-irl occupancy_target=-1", lambda c: tabular(c, "--set", "occupancy_target=-1"),
-     ("occupancy_target",), "typed-config"),
+     ("occupancy_target",), None),
     ("tabular-irl testbed size 0", lambda c: tabular(c, "--set", 'testbed_options={"size": 0}'),
      ("size",), None),
     ("tabular-irl testbed size 2.5", lambda c: tabular(c, "--set", 'testbed_options={"size": 2.5}'),
      ("size",), None),
     ("gym-irl --outer-steps 0", lambda c: gym(c, "--outer-steps", "0"), ("outer_steps",), None),
-    ("gym-irl outer_steps=2.5", lambda c: gym(c, "--set", "outer_steps=2.5"), ("outer_steps",), "typed-config"),
-    ("gym-irl lr=nan", lambda c: gym(c, "--set", "lr=NaN"), ("lr",), "typed-config"),
-    ("gym-irl lr=inf", lambda c: gym(c, "--set", "lr=Infinity"), ("lr",), "typed-config"),
+    ("gym-irl outer_steps=2.5", lambda c: gym(c, "--set", "outer_steps=2.5"), ("outer_steps",), None),
+    ("gym-irl lr=nan", lambda c: gym(c, "--set", "lr=NaN"), ("lr",), None),
+    ("gym-irl lr=inf", lambda c: gym(c, "--set", "lr=Infinity"), ("lr",), None),
     ("gym-irl discount=1.5", lambda c: gym(c, "--set", "discount=1.5"), ("discount",), None),
-    ("gym-irl n_envs=2.5", lambda c: gym(c, "--set", "n_envs=2.5"), ("n_envs",), "typed-config"),
+    ("gym-irl n_envs=2.5", lambda c: gym(c, "--set", "n_envs=2.5"), ("n_envs",), None),
     ("gym-irl state_action_reward=maybe", lambda c: gym(c, "--set", "state_action_reward=maybe"),
-     ("state_action_reward",), "typed-config"),
-    ("gym-irl hidden_sizes=[-1]", lambda c: gym(c, "--set", "hidden_sizes=[-1]"), ("hidden_sizes",), "typed-config"),
+     ("state_action_reward",), None),
+    ("gym-irl hidden_sizes=[-1]", lambda c: gym(c, "--set", "hidden_sizes=[-1]"), ("hidden_sizes",), None),
     ("gym-irl eval_episodes=0", lambda c: gym(c, "--set", "eval_episodes=0"), ("eval_episodes",), None),
     ("gym-irl occupancy_discount=1.5", lambda c: gym(c, "--set", "occupancy_discount=1.5"),
      ("occupancy_discount",), None),
     ("gym-irl --transfer-steps -5", lambda c: gym(c, "--transfer-steps", "-5"), ("transfer_steps",), None),
-    ("gym-irl l2=-1", lambda c: gym(c, "--set", "l2=-1"), ("l2",), "typed-config"),
+    ("gym-irl l2=-1", lambda c: gym(c, "--set", "l2=-1"), ("l2",), None),
     ("gym-irl --num-demonstrations 0", lambda c: gym(c, "--num-demonstrations", "0"), ("num_demonstrations",), None),
     ("preference-rl --query-budget 0", lambda c: preference_rl(c, "--query-budget", "0"), ("query_budget",), None),
     ("preference-rl query_fraction=0", lambda c: preference_rl(c, "--set", "query_fraction=0"),
      ("query_fraction",), None),
     ("preference-rl lr=nan", lambda c: preference_rl(c, "--set", "lr=NaN"), ("lr",), None),
     ("preference-rl ensemble_size=2.5", lambda c: preference_rl(c, "--set", "ensemble_size=2.5"),
-     ("ensemble_size",), "typed-config"),
+     ("ensemble_size",), None),
     ("preference-rl segment_length=0", lambda c: preference_rl(c, "--set", "segment_length=0"),
      ("segment_length",), None),
     ("preference-rl termination_queries=maybe", lambda c: preference_rl(c, "--set", "termination_queries=maybe"),
      ("termination_queries",), None),
     ("preference-rl --total-env-steps -1", lambda c: preference_rl(c, "--total-env-steps", "-1"),
      ("total_env_steps",), None),
-    ("preference-rl l2=nan", lambda c: preference_rl(c, "--set", "l2=NaN"), ("l2",), "typed-config"),
+    ("preference-rl l2=nan", lambda c: preference_rl(c, "--set", "l2=NaN"), ("l2",), None),
     ("train-preferences --steps 0", lambda c: train_preferences(c, "--steps", "0"), ("steps",), None),
     ("train-preferences --batch-size 0", lambda c: train_preferences(c, "--batch-size", "0"), ("batch_size",), None),
     ("train-preferences --learning-rate nan", lambda c: train_preferences(c, "--learning-rate", "nan"),
@@ -1493,7 +1474,7 @@ NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], 
      ("batch_size",), None),
     ("train-reward-model --learning-rate nan", lambda c: train_reward_model(c, "--learning-rate", "nan"),
      ("learning_rate",), None),
-    ("train-reward-model --lora-r -1", lambda c: train_reward_model(c, "--lora-r", "-1"), ("r",), "typed-config"),
+    ("train-reward-model --lora-r -1", lambda c: train_reward_model(c, "--lora-r", "-1"), ("r",), None),
     ("train-reward-model --beta nan", lambda c: train_reward_model(c, "--beta", "nan"), ("beta",), None),
     ("train-reward-model --weight-decay nan", lambda c: train_reward_model(c, "--weight-decay", "nan"),
      ("weight_decay",), None),
@@ -1511,7 +1492,7 @@ NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], 
     ("sweep --cpus-per-trial 0", lambda c: sweep(c, "--cpus-per-trial", "0"), ("cpus_per_trial",), None),
     ("sweep --max-failures -1", lambda c: sweep(c, "--max-failures", "-1"), ("max_failures",), None),
     ("sweep --max-concurrent 0", lambda c: sweep(c, "--max-concurrent", "0"), ("max_concurrent",), None),
-    ("sweep --num-cpus 0", lambda c: sweep(c, "--num-cpus", "0"), ("num_cpus",), "typed-config"),
+    ("sweep --num-cpus 0", lambda c: sweep(c, "--num-cpus", "0"), ("num_cpus",), None),
     ("sweep --seeds a,b", lambda c: [*sweep(c), "--seeds", "a,b"], ("seeds",), None),
     ("sweep --seeds [1.5]", lambda c: [*sweep(c), "--seeds", "[1.5]"], ("seeds",), None),
     ("sweep --seeds empty", lambda c: [*sweep(c), "--seeds", ","], ("seeds",), None),
@@ -1532,30 +1513,31 @@ for _label, _build, _names, _needs in NUMERIC_CASES:
 # Family `unknown_names`: names of losses, testbeds, environments, modules, devices and dtypes that do not exist.
 UNKNOWN_CASES: list[tuple[str, Callable[[Context], Invocation], tuple[str, ...], str | None]] = [
     ("tabular-irl --testbed", lambda c: tabular(c, "--testbed", "mazeworld"), ("mazeworld",), None),
-    ("tabular-irl --hypergradient", lambda c: tabular(c, "--hypergradient", "bogus"), ("bogus",), "typed-config"),
-    ("tabular-irl optimizer", lambda c: tabular(c, "--set", "optimizer=bogus"), ("bogus",), "typed-config"),
-    ("tabular-irl reward_model", lambda c: tabular(c, "--set", "reward_model=bogus"), ("bogus",), "typed-config"),
+    ("tabular-irl --hypergradient", lambda c: tabular(c, "--hypergradient", "bogus"), ("bogus",), None),
+    ("tabular-irl optimizer", lambda c: tabular(c, "--set", "optimizer=bogus"), ("bogus",), None),
+    ("tabular-irl reward_model", lambda c: tabular(c, "--set", "reward_model=bogus"), ("bogus",), None),
     ("tabular-irl algorithm", lambda c: tabular(c, "--set", "algorithm=bogus"), ("bogus",), None),
-    ("tabular-irl --algorithm", lambda c: tabular(c, "--algorithm", "bogus"), ("--algorithm",), None),
+    ("tabular-irl --algorithm", lambda c: tabular(c, "--algorithm", "bogus"), ("algorithm", "bogus"), None),
     ("tabular-irl hypergradient option", lambda c: tabular(c, "--set", 'hypergradient_options={"bogus": 1}'),
-     ("bogus",), "typed-config"),
+     ("bogus",), None),
     ("tabular-irl setting", lambda c: tabular(c, "--set", "stepz=3"), ("stepz",), None),
     ("gym-irl env_id", lambda c: gym(c, "--set", "env_id=Bogus-v0"), ("Bogus-v0",), None),
     ("gym-irl env_id module", lambda c: gym(c, "--set", "env_id=no_such_module:Env-v0"), ("no_such_module",), None),
-    ("gym-irl algorithm", lambda c: gym(c, "--set", "algorithm=bogus"), ("bogus",), "typed-config"),
+    ("gym-irl algorithm", lambda c: gym(c, "--set", "algorithm=bogus"), ("bogus",), None),
     ("gym-irl hypergradient", lambda c: gym(c, "--set", "hypergradient=bogus"), ("bogus",), None),
-    ("gym-irl optimizer", lambda c: gym(c, "--set", "optimizer=bogus"), ("bogus",), "typed-config"),
+    ("gym-irl optimizer", lambda c: gym(c, "--set", "optimizer=bogus"), ("bogus",), None),
     ("gym-irl SB3 hyperparameter", lambda c: gym(c, "--set", 'hyperparameters={"bogus_kw": 1}'),
-     ("bogus_kw",), "typed-config"),
-    ("gym-irl --reward-structure", lambda c: gym(c, "--reward-structure", "bogus"), ("--reward-structure",), None),
+     ("bogus_kw",), None),
+    ("gym-irl --reward-structure", lambda c: gym(c, "--reward-structure", "bogus"), ("reward_structure", "bogus"),
+     None),
     ("preference-rl env_id", lambda c: preference_rl(c, "--set", "env_id=Bogus-v0"), ("Bogus-v0",), None),
     ("preference-rl --loss", lambda c: preference_rl(c, "--loss", "bogus"), ("bogus",), None),
     ("preference-rl teacher", lambda c: preference_rl(c, "--set", "teacher=bogus"), ("bogus",), None),
     ("preference-rl selection", lambda c: preference_rl(c, "--set", "selection=bogus"), ("bogus",), None),
     ("preference-rl exploration", lambda c: preference_rl(c, "--set", "exploration=bogus"), ("bogus",), None),
-    ("preference-rl algorithm", lambda c: preference_rl(c, "--set", "algorithm=bogus"), ("bogus",), "typed-config"),
+    ("preference-rl algorithm", lambda c: preference_rl(c, "--set", "algorithm=bogus"), ("bogus",), None),
     ("preference-rl teacher option", lambda c: preference_rl(c, "--set", 'teacher_options={"bogus": 1}'),
-     ("bogus",), "typed-config"),
+     ("bogus",), None),
     ("train-preferences --loss", lambda c: train_preferences(c, "--loss", "bogus"), ("bogus",), None),
     ("train-preferences --loss of a reward model", lambda c: train_preferences(c, "--loss", "bradley_terry"),
      ("bradley_terry",), None),
@@ -1564,12 +1546,13 @@ UNKNOWN_CASES: list[tuple[str, Callable[[Context], Invocation], tuple[str, ...],
     ("train-preferences --device cuda", lambda c: train_preferences(c, "--device", "cuda"), ("--device",), None),
     ("train-preferences --device tpu", lambda c: train_preferences(c, "--device", "tpu"), ("device", "tpu"), None),
     ("train-preferences --device cuda:7", lambda c: train_preferences(c, "--device", "cuda:7"), ("--device",), None),
-    ("train-preferences --dtype", lambda c: train_preferences(c, "--dtype", "float16"), ("--dtype",), None),
+    ("train-preferences --dtype", lambda c: train_preferences(c, "--dtype", "float16"), ("dtype", "float16"), None),
     ("train-preferences loss parameter", lambda c: train_preferences(c, "--set", "bogus=1"), ("bogus",), None),
     ("train-reward-model --loss", lambda c: train_reward_model(c, "--loss", "bogus"), ("bogus",), None),
     ("train-reward-model --loss of a policy", lambda c: train_reward_model(c, "--loss", "sigmoid"), ("sigmoid",), None),
     ("train-reward-model --target-modules", lambda c: train_reward_model(c, "--lora-r", "4", TARGET_MODULES,
-                                                                         "bogus"), ("bogus", "c_attn"), None),
+                                                                         "bogus", frozen=False), ("bogus", "c_attn"),
+     None),
     ("train-reward-model --device cuda", lambda c: train_reward_model(c, "--device", "cuda"), ("--device",), None),
     ("rloo --device cuda", lambda c: rloo(c, "--device", "cuda"), ("--device",), None),
     ("rloo --target-modules", lambda c: rloo(c, TARGET_MODULES, "bogus"), ("bogus", "c_attn"), None),
@@ -1579,7 +1562,7 @@ UNKNOWN_CASES: list[tuple[str, Callable[[Context], Invocation], tuple[str, ...],
     ("agentic setting", lambda c: agentic(c, "--set", "bogus=1"), ("bogus",), None),
     ("agentic --scale", lambda c: agentic(c, "--scale", "huge"), ("--scale",), None),
     ("config experiment", lambda c: ["config", "bogus"], ("bogus",), None),
-    ("config --scale", lambda c: ["config", SWEEP_EXPERIMENT, "--scale", "huge"], ("--scale",), None),
+    ("config --scale", lambda c: ["config", SWEEP_EXPERIMENT, "--scale", "huge"], ("scale", "huge"), None),
     ("reproduce --only", lambda c: reproduce(c, "--only", "bogus"), ("bogus",), None),
     ("reproduce setting", lambda c: reproduce(c, "--set", "loss_gradient_weights.bogus=1"), ("bogus",), None),
     ("sweep --experiment", lambda c: [*sweep(c), "--experiment", "bogus"], ("bogus",), None),
@@ -1617,27 +1600,27 @@ def _model_config(c: Context, change: Callable[[dict[str, Any]], Any]) -> Path:
 
 MORE_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ...], str | None]] = [
     # gymnasium and numpy refuse negative seeds deep inside a run (torch takes them: the other commands accept -1)
-    ("numeric_settings", "gym-irl --seed -1", lambda c: gym(c, "--seed", "-1"), ("seed",), "typed-config"),
+    ("numeric_settings", "gym-irl --seed -1", lambda c: gym(c, "--seed", "-1"), ("seed",), None),
     ("numeric_settings", "preference-rl --seed -1", lambda c: preference_rl(c, "--seed", "-1"), ("seed",),
-     "typed-config"),
+     None),
     # experiment settings out of their range: the typed experiment configs check types, not ranges yet
     ("numeric_settings", "config a count 0", lambda c: ["config", SWEEP_EXPERIMENT, "--set", "num_margins=0"],
-     ("num_margins",), "config-ranges"),
+     ("num_margins",), None),
     ("numeric_settings", "config a limit NaN",
      lambda c: ["config", SWEEP_EXPERIMENT, "--set", "scaled_margin_limit=NaN"], ("scaled_margin_limit",),
-     "config-ranges"),
+     None),
     ("numeric_settings", "reproduce a count -1", lambda c: reproduce(c, "--set", f"{SWEEP_EXPERIMENT}.num_margins=-1"),
-     ("num_margins",), "config-ranges"),
+     ("num_margins",), None),
     ("numeric_settings", "sweep a count 0", lambda c: sweep(c, "--set", "num_margins=0"), ("num_margins",),
-     "config-ranges"),
+     None),
     ("numeric_settings", "agentic a count 0", lambda c: agentic(c, "--set", "agentic_documents=0"),
      ("agentic_documents",), None),
     ("unknown_names", "tabular-irl testbed option", lambda c: tabular(c, "--set", 'testbed_options={"bogus": 1}'),
      ("bogus",), None),
     ("unknown_names", "gym-irl SB3 hyperparameter value", lambda c: gym(
-        c, "--set", 'hyperparameters={"learning_rate": "fast"}'), ("learning rate", "fast"), "typed-config"),
+        c, "--set", 'hyperparameters={"learning_rate": "fast"}'), ("learning rate", "fast"), None),
     ("unknown_names", "preference-rl loss option", lambda c: preference_rl(c, "--set", 'loss_options={"bogus": 1}'),
-     ("bogus",), "typed-config"),
+     ("bogus",), None),
     ("unknown_names", "train-preferences model type", lambda c: train_preferences(
         c, model=_model_config(c, lambda config: {**config, "model_type": "bogus_model"})), ("config.json",), None),
     ("unknown_names", "train-preferences a model that is not a causal LM", lambda c: train_preferences(
@@ -1689,9 +1672,9 @@ RUN_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ...]
         c, c.art.preference_run, preference_rl, lambda f: truncated(f / "config.json")), ("config.json",), None),
     *[("run_folder", f"gym-irl checkpoint.pt {kind}", (lambda k: lambda c: _rerun(
         c, c.art.gym_run, gym, lambda f: CORRUPTIONS[k](f / "checkpoint.pt")))(kind), ("checkpoint.pt",),
-       "gym-resume-order") for kind in CORRUPTIONS],
+       None) for kind in CORRUPTIONS],
     ("run_folder", "gym-irl metrics.jsonl cut short", lambda c: _rerun(
-        c, c.art.gym_run, gym, lambda f: truncated(f / "metrics.jsonl")), ("metrics.jsonl",), "gym-resume-order"),
+        c, c.art.gym_run, gym, lambda f: truncated(f / "metrics.jsonl")), ("metrics.jsonl",), None),
     ("run_folder", "gym-irl config.json random bytes", lambda c: _rerun(
         c, c.art.gym_run, gym, lambda f: random_bytes(f / "config.json")), ("config.json",), None),
     ("run_folder", "load_reward_model of a gym-irl run, reward.safetensors cut short", lambda c: _library(
@@ -1705,6 +1688,142 @@ for _family, _label, _build, _names, _needs in RUN_CASES:
     add(_family, _label, _names, _build, needs=_needs)
 
 
+# Families a fresh probe tries beyond the ones above: `irlb results`, symbolic links as the output place, negative
+# and too large seeds, experiment settings out of their range, malformed --set, SB3 settings of preference-rl and of
+# a configured expert, files of the user where `irlb paper` and `irlb reproduce` would write theirs.
+def results_page(c: Context, *extra: str, page: Path | None = None, blocks: Path | None = None) -> list[str]:
+    """``irlb results`` on a results folder of one good file, writing ``page.md`` and the blocks of ``notes.md``."""
+    folder = c.dir / "results" if (c.dir / "results").is_dir() else paper_results(c)
+    blocks = blocks if blocks is not None else c.file("notes.md", "# My notes\n")
+    return ["results", "--results", str(folder), "--benchmarks", c.s("benchmarks"), "--page",
+            str(page if page is not None else c.path("page.md")), "--blocks", str(blocks), *extra]
+
+
+def _symlink(c: Context, name: str, target: Path) -> Path:
+    link = c.dir / name
+    link.symlink_to(target)
+    return link
+
+
+def _earlier_reproduction(c: Context) -> list[str]:
+    """A results folder of an earlier reproduction (reward_recovery's result) where the user keeps a file named like
+    the result file of the experiment to run."""
+    folder = c.dir / "results"
+    folder.mkdir()
+    shutil.copy2(REPOSITORY / "results" / "reward_recovery.json", folder)
+    (folder / f"{SWEEP_EXPERIMENT}.json").write_text('{"mine": true}\n')
+    return ["reproduce", "--scale", "tiny", "--only", SWEEP_EXPERIMENT, "--results", str(folder), "--figures",
+            c.s("figures")]
+
+
+def _generated_with_user_table(c: Context) -> list[str]:
+    """An earlier `irlb paper` output folder where the user keeps a table of theirs named like a generated one."""
+    out = c.dir / "generated"
+    out.mkdir()
+    (out / "numbers.tex").write_text("% Generated by `irlb paper` from the result files named below; do not edit.\n")
+    (out / "loss_catalog.tex").write_text("% my own loss table\n")
+    return [*paper(c, results=paper_results(c))[:-1], str(out)]
+
+
+PROBE_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ...]]] = [
+    # irlb results: its inputs, its page and its blocks
+    ("missing_file", "results --results", lambda c: ["results", "--results", c.s("no_results"), "--benchmarks",
+                                                     c.s("no_benchmarks"), "--page", c.s("page.md")],
+     ("no_results",)),
+    ("missing_file", "results --blocks", lambda c: results_page(c, blocks=c.path("no_notes.md")), ("no_notes.md",)),
+    ("random_bytes", "results --page", lambda c: results_page(c, page=random_bytes(c.file("page.md", b"x"))),
+     ("page.md",)),
+    ("random_bytes", "results --blocks", lambda c: results_page(c, blocks=random_bytes(c.file("notes.md", b"x"))),
+     ("notes.md",)),
+    ("unknown_names", "results a generated block of no name known", lambda c: results_page(
+        c, blocks=c.file("notes.md", "<!-- generated:bogus -->\nold\n<!-- /generated:bogus -->\n")), ("bogus",)),
+    ("out_folder", "results --page a file of the user's", lambda c: results_page(
+        c, page=c.file("page.md", "# my page\n")), ("page.md",)),
+    ("out_folder", "results --page a folder", lambda c: results_page(c, page=c.user_folder()), ("mine",)),
+    ("out_folder", "results --page inside a file", lambda c: results_page(
+        c, page=c.file("out.txt", "my results\n") / "page.md"), ("out.txt",)),
+    ("out_folder", "results --page unwritable", lambda c: results_page(c, page=Path(UNWRITABLE) / "page.md"),
+     ("irlb-bad-inputs",)),
+    # symbolic links as the output place: one to the user's folder, one that points nowhere
+    ("out_folder", "tabular-irl --out a link to the user's folder", lambda c: tabular(
+        c, out=str(_symlink(c, "link", c.user_folder()))), ("link",)),
+    ("out_folder", "tabular-irl --out a dangling link", lambda c: tabular(
+        c, out=str(_symlink(c, "link", c.path("nowhere")))), ("link",)),
+    ("out_folder", "train-preferences --out a link to the user's folder", lambda c: train_preferences(
+        c, out=str(_symlink(c, "link", c.user_folder()).name)), ("link",)),
+    ("out_folder", "train-preferences --out a dangling link", lambda c: train_preferences(
+        c, out=str(_symlink(c, "link", c.path("nowhere")).name)), ("link",)),
+    ("out_folder", "paper --out a dangling link", lambda c: [
+        *paper(c, results=paper_results(c))[:-1], str(_symlink(c, "link", c.path("nowhere")))], ("link",)),
+    # files of the user where irlb paper and irlb reproduce would write theirs
+    ("out_folder", "paper --out a table of the user's named like a generated one", _generated_with_user_table,
+     ("loss_catalog.tex",)),
+    ("out_folder", "reproduce --results a file of the user's named like a result", _earlier_reproduction,
+     (f"{SWEEP_EXPERIMENT}.json",)),
+    # seeds: numpy, gymnasium and SB3 take 0 .. 2**32 - 1; every config refuses what they would
+    ("numeric_settings", "tabular-irl --seed -1", lambda c: tabular(c, "--seed", "-1"), ("seed",)),
+    ("numeric_settings", "gym-irl --seed 2**32", lambda c: gym(c, "--seed", str(2**32)), ("seed",)),
+    ("numeric_settings", "gym-irl eval_seed=-5", lambda c: gym(c, "--set", "eval_seed=-5"), ("eval_seed",)),
+    ("numeric_settings", "preference-rl eval_seed 2**40", lambda c: preference_rl(c, "--set", f"eval_seed={2**40}"),
+     ("eval_seed",)),
+    ("numeric_settings", "train-reward-model --seed -1", lambda c: train_reward_model(c, "--seed", "-1"), ("seed",)),
+    ("numeric_settings", "reproduce --seed -1", lambda c: reproduce(c, "--seed", "-1"), ("seed",)),
+    ("numeric_settings", "sweep --seeds -1", lambda c: sweep(c, "--seeds", "-1"), ("seeds", "-1")),
+    # experiment settings out of their range (every experiment's config declares them)
+    ("numeric_settings", "config reward_recovery slip 2", lambda c: [
+        "config", "reward_recovery", "--set", "gridworld.slip=2"], ("gridworld.slip",)),
+    ("numeric_settings", "config reward_recovery num_demos []", lambda c: [
+        "config", "reward_recovery", "--set", "objectworld.num_demos=[]"], ("objectworld.num_demos",)),
+    ("numeric_settings", "config hypergradient_accuracy discount 1", lambda c: [
+        "config", "hypergradient_accuracy", "--set", "discount=1"], ("discount",)),
+    ("numeric_settings", "config hypergradient_accuracy ks [0]", lambda c: [
+        "config", "hypergradient_accuracy", "--set", "ks=[0]"], ("ks",)),
+    ("numeric_settings", "config loss_sweep held_out_fraction 1", lambda c: [
+        "config", "loss_sweep", "--set", "held_out_fraction=1"], ("held_out_fraction",)),
+    ("numeric_settings", "config loss_sweep epsilons [1.5]", lambda c: [
+        "config", "loss_sweep", "--set", "epsilons=[1.5]"], ("epsilons",)),
+    ("numeric_settings", "config learned_shaping step_cost NaN", lambda c: [
+        "config", "learned_shaping", "--set", "step_cost=NaN"], ("step_cost",)),
+    ("numeric_settings", "config feedback_consistency concentration 0", lambda c: [
+        "config", "feedback_consistency", "--set", "concentration=0"], ("concentration",)),
+    ("numeric_settings", "config preference_noise mistake_rates [-0.1]", lambda c: [
+        "config", "preference_noise", "--set", "mistake_rates=[-0.1]"], ("mistake_rates",)),
+    ("numeric_settings", "config sentiment_frontier rl_samples_per_prompt 1", lambda c: [
+        "config", "sentiment_frontier", "--set", "rl_samples_per_prompt=1"], ("rl_samples_per_prompt",)),
+    ("numeric_settings", "config shaping_classic_control goal_threshold 2", lambda c: [
+        "config", "shaping_classic_control", "--set", "goal_threshold=2"], ("goal_threshold",)),
+    ("numeric_settings", "config seed_sweeps seeds 0", lambda c: [
+        "config", "seed_sweeps", "--set", "seeds=0"], ("seeds",)),
+    ("numeric_settings", "config smollm2_frontier batch_size -2", lambda c: [
+        "config", "smollm2_frontier", "--set", "batch_size=-2"], ("batch_size",)),
+    ("numeric_settings", "reproduce an experiment's learning rate -1", lambda c: [
+        "reproduce", "--scale", "tiny", "--only", "aspect_labels", "--results", c.s("results"), "--figures",
+        c.s("figures"), "--set", "aspect_labels.learning_rate=-1"], ("learning_rate",)),
+    ("numeric_settings", "sweep a grid value out of range", lambda c: sweep(c, "--grid", "num_margins=[5, -5]"),
+     ("num_margins",)),
+    # --set that is not KEY=VALUE
+    ("wrong_json_types", "tabular-irl --set without =", lambda c: tabular(c, "--set", "steps"), ("steps",)),
+    ("wrong_json_types", "tabular-irl --set without a key", lambda c: tabular(c, "--set", "=3"), ("=3",)),
+    ("wrong_json_types", "tabular-irl --set an empty value", lambda c: tabular(c, "--set", "steps="), ("steps",)),
+    ("wrong_json_types", "gym-irl --set into a setting that is no section", lambda c: gym(
+        c, "--set", "outer_steps.inner=1"), ("outer_steps",)),
+    # SB3 settings the algorithm does not take (found before anything is written)
+    ("unknown_names", "preference-rl SB3 hyperparameter", lambda c: preference_rl(
+        c, "--set", 'hyperparameters={"bogus_kw": 1}'), ("bogus_kw",)),
+    ("unknown_names", "preference-rl SB3 hyperparameter value", lambda c: preference_rl(
+        c, "--set", 'hyperparameters={"n_steps": "many"}'), ("hyperparameters",)),
+    ("unknown_names", "gym-irl expert hyperparameter", lambda c: gym(
+        c, "--set", "demonstrations_file=null", "--set", "expert_algorithm=ppo", "--set", "expert_timesteps=64",
+        "--set", 'expert_hyperparameters={"bogus_kw": 1}'), ("bogus_kw",)),
+    ("unknown_names", "gym-irl an expert that cannot act", lambda c: gym(
+        c, "--set", "demonstrations_file=null", "--set", "expert_algorithm=sac", "--set", "expert_timesteps=64"),
+     ("expert_algorithm",)),
+    ("unknown_names", "gym-irl env_id empty", lambda c: gym(c, "--set", 'env_id=""'), ("env_id",)),
+]
+for _family, _label, _build, _names in PROBE_CASES:
+    add(_family, _label, _names, _build)
+
+
 # The data-safety test: a folder of the user's files (Context.user_folder) given to every command, as its output
 # folder, as an output file inside it, or as an input. (label, build(context, folder) -> arguments, needs).
 def _into(build: Callable[..., list[str]], file: str = "") -> Callable[[Context, Path], Invocation]:
@@ -1713,13 +1832,10 @@ def _into(build: Callable[..., list[str]], file: str = "") -> Callable[[Context,
 
 
 DATA_SAFETY: list[tuple[str, Callable[[Context, Path], Invocation], str | None]] = [
-    *[(f"{command} {_out_option(command)}", _into(build),
-       None if command in ("tabular-irl", "gym-irl", "preference-rl") else OUT_NEEDS.get(command))
-      for command, build in OUT_COMMANDS.items()],
-    *[(f"{command} --out (the folder)", _into(build), "typed-config" if command == "merge-sweeps" else None)
+    *[(f"{command} {_out_option(command)}", _into(build), None) for command, build in OUT_COMMANDS.items()],
+    *[(f"{command} --out (the folder)", _into(build), None) for command, build in OUT_FILE_COMMANDS.items()],
+    *[(f"{command} --out (a file in it)", _into(build, "data.json"), None)
       for command, build in OUT_FILE_COMMANDS.items()],
-    *[(f"{command} --out (a file in it)", _into(build, "data.json"),
-       "typed-config" if command == "merge-sweeps" else None) for command, build in OUT_FILE_COMMANDS.items()],
     ("tabular-irl --mdp-file", lambda c, folder: ["tabular-irl", "--mdp-file", str(folder), "--out", c.s("run")],
      None),
     ("tabular-irl --config", lambda c, folder: tabular(c, "--config", str(folder / "data.json")), None),
@@ -1738,7 +1854,10 @@ DATA_SAFETY: list[tuple[str, Callable[[Context, Path], Invocation], str | None]]
     ("sweep --spec", lambda c, folder: ["sweep", "--spec", str(folder / "data.json"), "--out", c.s("s")], None),
     ("merge-sweeps summaries", lambda c, folder: ["merge-sweeps", str(folder / "data.json"),
                                                   str(folder / "config.json"), "--out", c.s("merged.json")], None),
-    ("paper --results", lambda c, folder: paper(c, results=folder), "paper-out"),
+    ("paper --results", lambda c, folder: paper(c, results=folder), None),
+    ("results --results", lambda c, folder: ["results", "--results", str(folder), "--benchmarks", str(folder),
+                                             "--page", c.s("page.md"), "--blocks", str(folder / "notes")], None),
+    ("results --page", lambda c, folder: results_page(c, page=folder / "thesis.tex"), None),
 ]
 
 
