@@ -239,11 +239,13 @@ def expert_key(env_id: str, seed: int, total_timesteps: int, config: ExpertConfi
 
 
 def train_expert(env_id: str, seed: int = 0, cache_dir: Path | str | None = None,
-                 total_timesteps: int | None = None, config: ExpertConfig | None = None):
+                 total_timesteps: int | None = None, config: ExpertConfig | None = None, where: str = ""):
     """An SB3 expert trained on the true reward with ``EXPERT_CONFIGS[env_id]`` (or ``config``), cached.
 
     Returns the ``BaseAlgorithm`` (PPO, SAC, DQN, ...); a cache hit loads it with the algorithm's ``load``
-    without training. The first call costs the training (see the README of ``benchmarks`` for times).
+    without training. The first call costs the training (see the README of ``benchmarks`` for times). An algorithm
+    or settings SB3 refuses are a :class:`ValidationError` naming ``expert_algorithm`` or ``expert_hyperparameters``
+    after the prefix ``where`` (a command's ``"gym-irl."``).
     """
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -261,8 +263,8 @@ def train_expert(env_id: str, seed: int = 0, cache_dir: Path | str | None = None
                                                **sb3_hyperparameters(config.hyperparameters)))
             except (AssertionError, TypeError, ValueError) as error:  # SB3's checks of its arguments
                 env.close()
-                raise sb3_argument_error(error, config.algorithm, env_id, "expert_algorithm",
-                                         "expert_hyperparameters", config.hyperparameters) from error
+                raise sb3_argument_error(error, config.algorithm, env_id, f"{where}expert_algorithm",
+                                         f"{where}expert_hyperparameters", config.hyperparameters) from error
             model.learn(total_timesteps=budget)
         env.close()
         return model

@@ -310,7 +310,7 @@ def train_configured_expert(config: GymIRLConfig) -> Any:
     (:func:`classic_rl.experts.train_expert`; the cache key holds the env id, not its code: give your env a new
     version when you change it). Settings SB3 rejects are a ValidationError naming ``expert_hyperparameters``."""
     expert = config.expert_config()
-    return train_expert(config.env_id, config=expert)
+    return train_expert(config.env_id, config=expert, where=f"{COMMAND}.")
 
 
 NO_EXPERT_RETURN = ("normalized returns not reported: the demonstrations file has no 'returns' array and no expert "

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from irl_bilevel.runs import tree_records
+from irlb.registry import FIGURE_SOFTWARE
 
 RC = {
     "font.size": 10,
@@ -54,10 +55,6 @@ def scale_and_seed(results: dict[str, Any]) -> str:
     return f"scale {results.get('scale', '?')}, seed {prov.get('seed', '?')}"
 
 
-SOFTWARE = "irl-bilevel"
-"""The figures' Software (PNG) / Creator (PDF) metadata starts with it: ``irlb reproduce`` recognises its figures."""
-
-
 def provenance_metadata(name: str, sources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The metadata of ``name``'s PNG and PDF: the scale and the source trees (commit, dirty, diff SHA-256) of the
     result files it was drawn from, so that titles need not carry them."""
@@ -68,7 +65,7 @@ def provenance_metadata(name: str, sources: list[dict[str, Any]]) -> dict[str, d
         for record in trees if record.commit))
     scales = list(dict.fromkeys(str(source["scale"]) for source in sources if source.get("scale")))
     description = f"scale {', '.join(scales) or 'unknown'}; commit {'; '.join(commits) or 'unknown'}"
-    software = f"{SOFTWARE} figures/{name}.py (matplotlib {matplotlib.__version__})"
+    software = f"{FIGURE_SOFTWARE} figures/{name}.py (matplotlib {matplotlib.__version__})"
     return {"png": {"Title": name, "Software": software, "Description": description,
                     "Commit": "; ".join(commits) or "unknown"},
             # No creation date: a figure redrawn from the same results is the same file.

@@ -413,6 +413,25 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
     raise ValidationError(f"{key}: expected {type_name(annotation)}, got {value!r} ({type(value).__name__})")
 
 
+def typed_fields(cls: type, values: Any) -> dict[str, Any]:
+    """``values`` (a mapping read from a file) checked against the fields of the dataclass ``cls``: no unknown field,
+    every field without a default present, each value of its annotated type (:func:`check_value`: an
+    int is no float's substitute the other way round, ``"maybe"`` is no bool). Returns the checked values, ready
+    for ``cls(**...)``. Errors name the field; the caller adds the file."""
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"expected a JSON object of fields, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValidationError(f"unknown key(s) {unknown}; expected some of {sorted(fields)}")
+    missing = [name for name, f in fields.items() if name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValidationError(f"missing field(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    return {key: check_value(value, hints[key], key) for key, value in values.items()}
+
+
 def type_name(annotation: Any) -> str:
     """A readable name: ``int``, ``tuple[int, ...]``, ``str | None``, ``int >= 1``, ``one of 'a', 'b'``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)

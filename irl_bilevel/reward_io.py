@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from irl_bilevel.config import typed_fields
 from irl_bilevel.rewards import (
     Aggregator,
     FixedWeights,
@@ -30,7 +31,7 @@ from irl_bilevel.rewards import (
     SoftMin,
 )
 from irl_bilevel.runs import write_atomic, write_json
-from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors, typed_fields
+from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
 
 ARCHITECTURES = ("linear", "mlp")
 AGGREGATORS = ("fixed", "simplex", "softmin")

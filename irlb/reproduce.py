@@ -10,7 +10,7 @@ from pathlib import Path
 from irl_bilevel.runs import check_creatable
 from irl_bilevel.validation import ValidationError
 from irlb.config import reproduce_configs
-from irlb.registry import EXPERIMENTS, selected_experiments
+from irlb.registry import EXPERIMENTS, FIGURE_SOFTWARE, selected_experiments
 
 
 def is_result_file(path: Path, name: str) -> bool:
@@ -24,11 +24,9 @@ def is_result_file(path: Path, name: str) -> bool:
 
 
 def is_figure_file(path: Path) -> bool:
-    """Whether ``path`` is a figure drawn by ``figures/`` (its metadata names :data:`figures.style.SOFTWARE`)."""
-    from figures.style import SOFTWARE
-
+    """Whether ``path`` is a figure drawn by ``figures/`` (its metadata names :data:`irlb.registry.FIGURE_SOFTWARE`)."""
     try:
-        return path.is_file() and f"{SOFTWARE} figures/".encode() in path.read_bytes()
+        return path.is_file() and f"{FIGURE_SOFTWARE} figures/".encode() in path.read_bytes()
     except OSError:
         return False
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 
-from irl_bilevel.validation import ValidationError, read_text_file
+from irl_bilevel.validation import ValidationError, read_json_file, read_text_file
 from llm.training import PreferenceDataset, UnpairedDataset
 
 PAIRED_COLUMNS = ("prompt", "chosen", "rejected")
@@ -84,17 +84,11 @@ def read_preference_file(path: str | Path, *, split: str = "train", ignore_colum
 
 
 def _json_rows(path: Path) -> list[tuple[str, Any]]:
-    text = read_text_file(path, "data")
     if path.suffix == ".json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValidationError(f"data: {path} is not valid JSON ({error.msg} at line {error.lineno}); expected "
-                                  f"a list of objects, or use .jsonl for one object per line") from error
-        if not isinstance(value, list):
-            raise ValidationError(f"data: {path} must hold a JSON list of objects")
+        value = read_json_file(path, "data", expected=list,
+                               recovery="; expected a list of objects, or use .jsonl for one object per line")
         return [(f"item {index}", item) for index, item in enumerate(value)]
-    return json_lines(text, path, "data", "one object per line")
+    return json_lines(read_text_file(path, "data"), path, "data", "one object per line")
 
 
 def json_lines(text: str, path: Path, field: str, expected: str) -> list[tuple[str, Any]]:

@@ -37,11 +37,11 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
-from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors, typed_fields
+from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
 from llm.models import (
     LoraSettings,
     adapter_base_model,

@@ -409,9 +409,9 @@ def run_case(case: Case, art: Artifacts, folder: Path) -> Outcome:
     except BaseException:
         trace = traceback.format_exc()
     message = stderr.getvalue()
-    if trace:
-        return Outcome("traceback", None, message, trace)
     changes = differences(before, snapshot(folder))
+    if trace:
+        return Outcome("traceback", None, message, trace, changes=changes)
     if code == 0:
         return Outcome("silent", code, message + stdout.getvalue()[-500:], changes=changes)
     if "Traceback (most recent call last)" in message:
@@ -505,6 +505,11 @@ def agentic(c: Context, *extra: str, model: Path | None = None, out: str = "out"
 def sweep(c: Context, *extra: str, out: str = "sweep") -> list[str]:
     return ["sweep", "--experiment", SWEEP_EXPERIMENT, "--scale", "tiny", "--seeds", "0,1", "--metric", SWEEP_METRIC,
             "--out", c.s(out), *extra]
+
+
+def sweep_seeds(c: Context, seeds: str) -> list[str]:
+    """The base sweep with ``--seeds seeds`` instead of its own (a second --seeds would add to them)."""
+    return [seeds if argument == "0,1" else argument for argument in sweep(c)]
 
 
 def reproduce(c: Context, *extra: str) -> list[str]:
@@ -1493,9 +1498,9 @@ NUMERIC_CASES: list[tuple[str, Callable[[Context], list[str]], tuple[str, ...], 
     ("sweep --max-failures -1", lambda c: sweep(c, "--max-failures", "-1"), ("max_failures",), None),
     ("sweep --max-concurrent 0", lambda c: sweep(c, "--max-concurrent", "0"), ("max_concurrent",), None),
     ("sweep --num-cpus 0", lambda c: sweep(c, "--num-cpus", "0"), ("num_cpus",), None),
-    ("sweep --seeds a,b", lambda c: [*sweep(c), "--seeds", "a,b"], ("seeds",), None),
-    ("sweep --seeds [1.5]", lambda c: [*sweep(c), "--seeds", "[1.5]"], ("seeds",), None),
-    ("sweep --seeds empty", lambda c: [*sweep(c), "--seeds", ","], ("seeds",), None),
+    ("sweep --seeds a,b", lambda c: sweep_seeds(c, "a,b"), ("seeds",), None),
+    ("sweep --seeds [1.5]", lambda c: sweep_seeds(c, "[1.5]"), ("seeds",), None),
+    ("sweep --seeds empty", lambda c: sweep_seeds(c, ","), ("seeds",), None),
     ("sweep --grid not a list", lambda c: sweep(c, "--grid", "seeds=3"), ("grid",), None),
     ("sweep --grid an empty list", lambda c: sweep(c, "--grid", "seeds=[]"), ("seeds",), None),
     ("agentic --set a count 2.5", lambda c: agentic(c, "--set", "agentic_documents=2.5"),
@@ -1768,7 +1773,7 @@ PROBE_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ..
      ("eval_seed",)),
     ("numeric_settings", "train-reward-model --seed -1", lambda c: train_reward_model(c, "--seed", "-1"), ("seed",)),
     ("numeric_settings", "reproduce --seed -1", lambda c: reproduce(c, "--seed", "-1"), ("seed",)),
-    ("numeric_settings", "sweep --seeds -1", lambda c: sweep(c, "--seeds", "-1"), ("seeds", "-1")),
+    ("numeric_settings", "sweep --seeds -1", lambda c: sweep_seeds(c, "-1"), ("seeds", "-1")),
     # experiment settings out of their range (every experiment's config declares them)
     ("numeric_settings", "config reward_recovery slip 2", lambda c: [
         "config", "reward_recovery", "--set", "gridworld.slip=2"], ("gridworld.slip",)),
@@ -1863,9 +1868,11 @@ DATA_SAFETY: list[tuple[str, Callable[[Context, Path], Invocation], str | None]]
 
 # ====================================================================== the report script
 def report(selected: list[Case], root: Path, verbose: bool = False) -> dict[str, int]:
-    """Run ``selected`` under ``root`` and print one line per case and the counts of each outcome."""
+    """Run ``selected`` under ``root`` and print one line per case and the counts of each outcome, with the files of
+    the case folders (all the user's) that the failing cases deleted or changed, and the folders they left changed."""
     art = Artifacts(root / "artifacts")
     counts: dict[str, int] = {}
+    damage = {"folders left changed": 0, "files deleted": 0, "files changed": 0}
     for number, item in enumerate(selected):
         started = time.perf_counter()
         try:
@@ -1874,12 +1881,16 @@ def report(selected: list[Case], root: Path, verbose: bool = False) -> dict[str,
             outcome = Outcome("build-error", None, "", traceback.format_exc())
         seconds = time.perf_counter() - started
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        if outcome.changes:
+            damage["folders left changed"] += 1
+            damage["files deleted"] += sum(change.startswith("-") for change in outcome.changes)
+            damage["files changed"] += sum(change.startswith("~") for change in outcome.changes)
         tag = f" [needs {item.needs}]" if item.needs else ""
         first = next((line for line in (outcome.trace or outcome.message).strip().splitlines()[-1:]), "")
         print(f"{outcome.status:10s} {seconds:5.1f}s {item.id}{tag}: {first[:200]}", flush=True)
         if verbose and outcome.status != "ok":
             print("    " + outcome.describe().replace("\n", "\n    "), flush=True)
-    print(json.dumps({"cases": len(selected), **counts}, sort_keys=True))
+    print(json.dumps({"cases": len(selected), **counts, **damage}, sort_keys=True))
     return counts
 
 

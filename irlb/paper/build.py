@@ -261,19 +261,20 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
     claim_generated_folder(out_dir)
     collected = collect(results_dir, benchmarks_dir, experiments, paper, warn=not strict)
     if strict:
-        for path, reason in collected.unreadable.items():
-            raise ValidationError(f"result file: {path} cannot be read by this version of the code ({reason}); run "
-                                  f"its experiment again (irlb reproduce --only {Path(path).stem}) or restore it")
-        for path in collected.skipped:
-            _warn(f"{path} is missing: its macros and tables are not written (the paper will not build)")
-    if not any(path.startswith(str(results_dir)) for path, _ in collected.read.values()):
+        for unreadable, reason in collected.unreadable.items():
+            raise ValidationError(f"result file: {unreadable} cannot be read by this version of the code ({reason}); "
+                                  f"run its experiment again (irlb reproduce --only {Path(unreadable).stem}) or "
+                                  f"restore it")
+        for missing in collected.skipped:
+            _warn(f"{missing} is missing: its macros and tables are not written (the paper will not build)")
+    if not any(source.startswith(str(results_dir)) for source, _ in collected.read.values()):
         raise ValidationError(f"--results: {results_dir} holds none of the experiments' result files "
                               f"(<experiment>.json of irlb reproduce, e.g. {next(iter(EXPERIMENTS))}.json)")
     macros, tables = collected.macros, collected.tables
     targets = ["numbers.tex", *(f"{name}.tex" for name in tables)]
-    for name in targets:
-        if (out_dir / name).exists() and not is_generated(out_dir / name):
-            raise ValidationError(f"--out: {out_dir / name} was not written by irlb paper (its first line is not "
+    for target in targets:
+        if (out_dir / target).exists() and not is_generated(out_dir / target):
+            raise ValidationError(f"--out: {out_dir / target} was not written by irlb paper (its first line is not "
                                   f"{GENERATED!r}); move it away or choose another folder (nothing was changed)")
     dirty = [str(tree.path) for tree in collected.trees if tree.dirty]
     if macros.placeholders:
