@@ -1869,10 +1869,11 @@ DATA_SAFETY: list[tuple[str, Callable[[Context, Path], Invocation], str | None]]
 # ====================================================================== the report script
 def report(selected: list[Case], root: Path, verbose: bool = False) -> dict[str, int]:
     """Run ``selected`` under ``root`` and print one line per case and the counts of each outcome, with the files of
-    the case folders (all the user's) that the failing cases deleted or changed, and the folders they left changed."""
+    the case folders (all the user's) that the cases deleted or changed, and how many failed starts (every outcome
+    but ``silent``) left their folder changed."""
     art = Artifacts(root / "artifacts")
     counts: dict[str, int] = {}
-    damage = {"folders left changed": 0, "files deleted": 0, "files changed": 0}
+    damage = {"failed starts that changed the folder": 0, "files deleted": 0, "files changed": 0}
     for number, item in enumerate(selected):
         started = time.perf_counter()
         try:
@@ -1882,7 +1883,7 @@ def report(selected: list[Case], root: Path, verbose: bool = False) -> dict[str,
         seconds = time.perf_counter() - started
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         if outcome.changes:
-            damage["folders left changed"] += 1
+            damage["failed starts that changed the folder"] += outcome.status != "silent"
             damage["files deleted"] += sum(change.startswith("-") for change in outcome.changes)
             damage["files changed"] += sum(change.startswith("~") for change in outcome.changes)
         tag = f" [needs {item.needs}]" if item.needs else ""
