@@ -41,7 +41,7 @@ class ChatEnv(FiniteTextEnv[Hashable, Hashable]):
         if not getattr(tokenizer, "chat_template", None):
             raise ValidationError("tokenizer: has no chat template; a chat view needs an instruction-tuned model's "
                                   "tokenizer")
-        super().__init__(env.reward_mode, env.weights)
+        super().__init__(env.reward_mode, env.weights.tolist())
         self.env, self.tokenizer = env, tokenizer
         self.name, self.aspect_names, self.max_steps = env.name, env.aspect_names, env.max_steps
         self._texts: dict[Hashable, str] = {}

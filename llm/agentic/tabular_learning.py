@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,14 +58,14 @@ MALFORMED = "<malformed text>"
 """The extra action of :func:`with_malformed_action` (an answer the parser cannot read)."""
 
 
-def with_malformed_action(export: TabularExport) -> TabularExport:
+def with_malformed_action(export: TabularExport, weights: Sequence[float]) -> TabularExport:
     """``export`` with one more action, :data:`MALFORMED`, after the canonical ones (module docstring): a self-loop
     with the malformed step's aspects ``export.extra_aspects[0]`` in non-terminal states, zero aspects in terminal
-    ones. State indices and the canonical actions' indices are unchanged; ``true_reward`` uses the environment's
-    weights as the original does (recovered from it by least squares on the aspect table)."""
-    if export.extra_aspects is None:
-        raise ValidationError("export: has no extra_aspects (built by an older build_tabular_mdp); rebuild it")
+    ones. State indices and the canonical actions' indices are unchanged; ``true_reward = aspects @ weights`` (the
+    environment's weights, ``env.weights``)."""
     mdp = export.mdp
+    if export.extra_aspects is None or mdp.successors is None:
+        raise ValidationError("export: expected build_tabular_mdp's export (sparse successors and extra_aspects)")
     num_states, num_actions, num_aspects = export.aspect_table.shape
     terminal = mdp.successors[:, :, 0].eq(torch.arange(num_states)[:, None]).all(dim=1) & \
         export.aspect_table.abs().sum(dim=(1, 2)).eq(0)
@@ -72,12 +73,13 @@ def with_malformed_action(export: TabularExport) -> TabularExport:
     malformed[terminal] = 0.0
     aspects = torch.cat([export.aspect_table, malformed[:, None, :]], dim=1)
     successors = torch.cat([mdp.successors, torch.arange(num_states)[:, None, None]], dim=1)
-    weights = torch.linalg.lstsq(export.aspect_table.reshape(-1, num_aspects),
-                                 mdp.true_reward.reshape(-1, 1)).solution.reshape(-1)
+    w = torch.as_tensor(list(weights), dtype=aspects.dtype)
+    if w.shape != (num_aspects,):
+        raise ValidationError(f"weights: expected {num_aspects} weights (one per aspect), got {list(w.shape)}")
     extended = dataclasses.replace(
         mdp, successors=successors, successor_probabilities=torch.ones(num_states, num_actions + 1, 1,
                                                                        dtype=mdp.start.dtype),
-        state_action_features=aspects, true_reward=aspects @ weights)
+        state_action_features=aspects, true_reward=aspects @ w)
     actions = [*export.actions, MALFORMED]
     return TabularExport(extended, export.states, actions, export.state_index,
                          {**export.action_index, MALFORMED: num_actions}, aspects, export.aspect_names,
@@ -122,15 +124,18 @@ def learn_from_demonstrations(env: FiniteTextEnv, export: TabularExport,
     environment's own (the malformed action is added here)."""
     config = config or TabularLearningConfig()
     started = time.perf_counter()
-    learning = with_malformed_action(export)
+    learning = with_malformed_action(export, env.weights.tolist())
     demonstrations = optimal_demonstrations(env, learning, absorbing_steps=config.absorbing_steps)
     reward = AspectTableReward(learning, initial_scales=config.initial_scales)
     inner = SoftValueIterationSolver(learning.mdp, temperature=config.temperature, tol=1e-10)
     objective = MaxEntDemonstrationLoss.from_demonstrations(learning.mdp, demonstrations)
+
+    def metrics() -> dict[str, Any]:
+        return {"scales": reward.scales.detach().tolist()}
+
     result = BilevelSolver(BilevelProblem(reward, inner, objective), MaxEntHypergradient(),
-                           OuterConfig(steps=config.outer_steps, l2=config.l2,
-                                       checkpoint_every=config.outer_steps),
-                           metrics=lambda: {"scales": reward.scales.detach().tolist()}, progress=False).run()
+                           OuterConfig(steps=config.outer_steps, l2=config.l2, checkpoint_every=config.outer_steps),
+                           metrics=metrics, progress=False).run()
     return LearnedScales(reward.scales.detach().tolist(), result.history, time.perf_counter() - started)
 
 
@@ -155,6 +160,8 @@ class SoftPolicyPreferences(PreferenceLikelihood):
         self.query_budget, self.queries_per_refresh = query_budget, queries_per_refresh
         self.teacher = teacher if teacher is not None else Teacher.oracle()
         self.generator = torch.Generator().manual_seed(seed)
+        if export.mdp.true_reward is None:
+            raise ValidationError("export: the teacher judges the true reward, but the MDP has none")
         self.true_rewards = tabular_reward_function(export.mdp.true_reward)
         self.encode = tabular_transitions(torch.eye(export.mdp.num_states, dtype=export.mdp.start.dtype),
                                           export.mdp.num_actions)
@@ -201,14 +208,17 @@ def learn_from_preferences(env: FiniteTextEnv, export: TabularExport, config: Ta
     own (the malformed action is added here)."""
     config = config or TabularLearningConfig()
     started = time.perf_counter()
-    learning = with_malformed_action(export)
+    learning = with_malformed_action(export, env.weights.tolist())
     reward = AspectTableReward(learning, initial_scales=config.initial_scales)
     inner = SoftValueIterationSolver(learning.mdp, temperature=config.temperature, tol=1e-10)
     objective = SoftPolicyPreferences(reward, learning, env.max_steps, config.query_budget,
                                       config.queries_per_refresh, teacher, seed)
+
+    def metrics() -> dict[str, Any]:
+        return {"scales": reward.scales.detach().tolist(), **objective.stats()}
+
     result = BilevelSolver(BilevelProblem(reward, inner, objective), DirectHypergradient(refresh="every_step"),
                            OuterConfig(steps=config.outer_steps, l2=config.l2, checkpoint_every=config.outer_steps),
-                           metrics=lambda: {"scales": reward.scales.detach().tolist(), **objective.stats()},
-                           progress=False).run()
+                           metrics=metrics, progress=False).run()
     return LearnedScales(reward.scales.detach().tolist(), result.history, time.perf_counter() - started,
                          objective.stats())

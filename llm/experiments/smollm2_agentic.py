@@ -410,9 +410,10 @@ def diagnose(summary: dict[str, Any], goals: dict[str, Any], entry: dict[str, An
         why = []
         if identical[name]:
             why.append(f"the {name} and sparse rewards' searches find identical plans on every seed")
-        elif search[name] is not None and search["sparse"] is not None and search["sparse"] >= search[name]:
+        elif (planned := search[name]) is not None and (sparse := search["sparse"]) is not None and \
+                sparse >= planned:
             why.append(f"the sparse reward's search plans as many starts as the {name} reward's "
-                       f"({search['sparse']:.2f} vs {search[name]:.2f} of the starts)")
+                       f"({sparse:.2f} vs {planned:.2f} of the starts)")
         true = summary.get("true")
         if true is not None and true["success_iqm"]["iqm"] < 0.5:
             why.append(f"the adapter does not reproduce even the true reward's plans: success IQM "
