@@ -217,6 +217,7 @@ def test_every_part_of_the_tiny_scale_is_recorded(tiny_result):
         for key, check in record["goals"][game].items():
             assert check["met"] == (check["learned"]["low"] > check["sparse"]["high"])
             assert check["met"] or record["diagnostics"][game]["why_not_met"][key]  # a failed goal says why
+    assert record["goal"]["met"] == (len(record["goal"]["textarena_games_met"]) >= 3)
     for condition in RL_CONDITIONS:
         result = record["rl"]["0"][condition]
         assert len(result["curve"]) == settings["rl_updates"] and "true_return" in result["curve"][0]

@@ -5,8 +5,10 @@ episodes still running go to :func:`llm.models.generate_completions` as one left
 ``generate`` keeps a KV cache across the answer's tokens within the move); each answer is parsed by the episode's own
 copy of the environment (``env.step``: malformed and invalid text counted, never fatal), and an episode leaves the
 batch when it terminates or reaches the move cap. The cost of a move is one batched prefill of the live prompts plus
-``max_new_tokens`` batched decode steps, instead of one of each per episode: on CPUs the decode steps, which read all
-weights for a handful of tokens, gain most from the batch.
+``max_new_tokens`` batched decode steps, instead of one of each per episode. What batching saves is the per-call
+overhead and the weight reads of the decode steps (memory-bound at batch 1); the prefill of the prompts, compute-bound
+and the larger part of a move for prompts of a few hundred tokens on a CPU, costs the same batched or not. A GPU or
+several CPU threads gain more from the batch (``benchmarks/smollm2_agentic_rollout.py`` measures the speed-up).
 
 Sampling: ``temperature > 0`` samples (no top-k / top-p truncation), seeded per move with ``seed · 1,000,003 +
 move``, so a rollout depends only on the seed; ``temperature = 0`` decodes greedily. Greedy episodes do not depend on
