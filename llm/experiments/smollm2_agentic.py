@@ -166,7 +166,7 @@ SCALES: dict[str, dict[str, Any]] = {
              "rl_learning_rate": 1e-3},
     # the real model, sized for about 6 hours of a 2-core CPU for the whole study (the README states the measured time)
     "quick": {**_COMMON, "model": "smollm2-135m-instruct", "zero_shot_sampled_episodes": 16, "seeds": 5,
-              "distill_steps": 24, "distill_batch_size": 8, "distill_learning_rate": 1e-3, "max_new_tokens": 8,
+              "distill_steps": 24, "distill_batch_size": 8, "distill_learning_rate": 3e-3, "max_new_tokens": 8,
               "rl_seeds": 2, "rl_updates": 6, "rl_episodes_per_start": 4, "rl_learning_rate": 5e-4},
     # for a GPU
     "full": {**_COMMON, "model": "smollm2-135m-instruct", "zero_shot_sampled_episodes": 64, "games": list(GAMES),
@@ -440,11 +440,13 @@ def diagnose(summary: dict[str, Any], goals: dict[str, Any], entry: dict[str, An
             "zero_shot_success_rate": greedy.get("success_rate"), "why_not_met": reasons}
 
 
-def summarize_rl(record: dict[str, Any]) -> dict[str, Any]:
-    """Per RL condition: greedy success per seed with its IQM and CI, and the last update's sampled statistics."""
+def summarize_rl(record: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """Per RL condition over ``seeds``: greedy success per seed with its IQM and CI, and the first and last updates'
+    sampled statistics."""
     table: dict[str, Any] = {}
+    entries = [record["rl"][str(s)] for s in seeds if str(s) in record["rl"]]
     for condition in RL_CONDITIONS:
-        rows = [entry[condition] for entry in record["rl"].values() if condition in entry]
+        rows = [entry[condition] for entry in entries if condition in entry]
         if rows:
             table[condition] = {
                 "success_per_seed": [r["success_rate"] for r in rows],
@@ -528,7 +530,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     games_met = sorted({TEXTARENA_GAME_OF[name] for name, met in record["goals_met"].items()
                         if met and name in TEXTARENA_GAME_OF})
     record["goal"] = {"textarena_games_met": games_met, "required": GOAL_GAMES, "met": len(games_met) >= GOAL_GAMES}
-    record["rl_summary"] = summarize_rl(record)
+    record["rl_summary"] = summarize_rl(record, rl_seeds)
     record["timing"] = timing(record)
     record["complete"] = True
     save()
