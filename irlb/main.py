@@ -12,6 +12,7 @@ from irl_bilevel.validation import ValidationError
 from llm.commands import (
     add_data_arguments,
     add_device_arguments,
+    add_loop_arguments,
     add_lora_arguments,
     add_model_arguments,
     apply_threads,
@@ -388,6 +389,7 @@ def _add_llm_commands(commands) -> None:
     train.add_argument("--weight-decay", dest="weight_decay", type=float, default=0.0)
     train.add_argument("--max-grad-norm", dest="max_grad_norm", type=float, default=1.0)
     add_lora_arguments(train)
+    add_loop_arguments(train)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train_preferences)
@@ -410,6 +412,7 @@ def _add_llm_commands(commands) -> None:
     reward.add_argument("--learning-rate", dest="learning_rate", type=float, default=1e-3)
     reward.add_argument("--weight-decay", dest="weight_decay", type=float, default=0.0)
     add_lora_arguments(reward)
+    add_loop_arguments(reward)
     reward.add_argument("--seed", type=int, default=0)
     reward.set_defaults(handler=_train_reward_model)
 
@@ -432,6 +435,7 @@ def _add_llm_commands(commands) -> None:
     rloo.add_argument("--learning-rate", dest="learning_rate", type=float, default=5e-4)
     rloo.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32)
     add_lora_arguments(rloo)
+    add_loop_arguments(rloo)
     rloo.add_argument("--seed", type=int, default=0)
     rloo.add_argument("--quiet", action="store_true", help="no progress bar")
     rloo.set_defaults(handler=_rloo)

@@ -13,19 +13,27 @@ with any Hugging Face causal LM from a local folder (or a hub id named explicitl
   (:mod:`llm.experiments.agentic_reward_learning`) with a user's model as the policy.
 
 ``irlb rewardbench`` (:func:`llm.evaluation.rewardbench_command`) scores any of the results.
+
+The three training commands run on the training engine (:mod:`llm.accelerated`): ``--out`` also receives
+``metrics.jsonl``, ``tensorboard/`` and, every ``--checkpoint-every`` steps, a checkpoint; rerunning the same command
+after an interruption (even ``kill -9``) resumes from it and ends with the same result, without ``--overwrite``
+(:func:`llm.checkpoints.claim_training_output`). Launched on several processes (``accelerate launch``, ``torchrun``),
+each process trains on its share of every batch and only the main process writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from irl_bilevel.config import parse_overrides
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
-from irl_bilevel.runs import claim_output_folder, provenance, write_json
+from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 
 DTYPES = ("float32", "bfloat16")
@@ -80,6 +88,80 @@ def lora_settings(args: argparse.Namespace):
     return LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets)
 
 
+LOOP_OPTIONS = ("gradient_accumulation_steps", "lr_scheduler", "warmup_steps", "mixed_precision", "log_every",
+                "checkpoint_every")
+"""The training engine's settings (:class:`llm.accelerated.LoopSettings`) that the training commands take."""
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training engine's options (:data:`LOOP_OPTIONS`); ``--out`` is its ``output_dir``."""
+    from llm.accelerated import SCHEDULERS
+
+    parser.add_argument("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=int, default=1,
+                        help="micro-batches per optimizer step (the batch is split into them; the same mean loss)")
+    parser.add_argument("--lr-scheduler", dest="lr_scheduler", choices=SCHEDULERS, default="constant",
+                        help="learning-rate schedule (transformers.get_scheduler) over the steps")
+    parser.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=0,
+                        help="linear warm-up steps (with a schedule other than constant)")
+    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"),
+                        help="autocast of the forward passes, bf16 or fp16 on a GPU (default: accelerate's setting, "
+                        "e.g. accelerate launch --mixed_precision; else no)")
+    parser.add_argument("--log-every", dest="log_every", type=int, default=1,
+                        help="steps between rows of --out/metrics.jsonl and TensorBoard points (0: none)")
+    parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=50,
+                        help="steps between checkpoints in --out/checkpoints (0: none); rerunning the same command "
+                        "resumes from the last one")
+
+
+def loop_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine's settings of a training command: its :data:`LOOP_OPTIONS` and ``output_dir = --out``."""
+    return {**{name: getattr(args, name) for name in LOOP_OPTIONS}, "output_dir": str(args.out)}
+
+
+def launch_state(args: argparse.Namespace):
+    """accelerate's process state when the command runs on several processes (``accelerate launch``, ``torchrun``:
+    ``WORLD_SIZE > 1``), else None. There ``--device`` (unset or ``cuda``) becomes this process's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+
+    from llm.accelerated import distributed_state
+
+    cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    state = distributed_state(cpu)
+    if args.device in (None, "cuda"):
+        args.device = str(state.device)
+    return state
+
+
+def claim_out(args: argparse.Namespace, marker: str, command: str, loop: str, state) -> bool:
+    """Check ``--out`` (:func:`llm.checkpoints.claim_training_output`; only the main process removes files) and wait
+    for every process; True when an unfinished run there resumes."""
+    from llm.checkpoints import claim_training_output
+
+    main = state is None or state.is_main_process
+    resumes = claim_training_output(args.out, marker, command, loop, overwrite=args.overwrite, remove=main)
+    if state is not None:
+        state.wait_for_everyone()
+    if resumes and main:
+        print(f"irlb {command}: resuming the unfinished run in {args.out}", file=sys.stderr)
+    return resumes
+
+
+def finish_out(args: argparse.Namespace, state) -> None:
+    """After the output is written (marker last): drop the checkpoints; end the process group."""
+    from llm.checkpoints import remove_checkpoints
+
+    if state is None or state.is_main_process:
+        remove_checkpoints(args.out)
+    if state is not None:
+        import torch.distributed
+
+        state.wait_for_everyone()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def context_length(model) -> int | None:
     """The model's context (``max_position_embeddings`` or ``n_positions``), None when its config names none."""
     config = model.config
@@ -105,7 +187,8 @@ def train_preferences_command(args: argparse.Namespace) -> int:
     from llm.preference_data import PER_PAIR_PARAMETERS, read_preference_file, tokenize_preferences
     from llm.training import PreferenceTrainingConfig, save_trained_adapter, train_preferences
 
-    claim_output_folder(args.out, ADAPTER_INFO_FILE, "train-preferences", overwrite=args.overwrite)
+    state = launch_state(args)
+    claim_out(args, ADAPTER_INFO_FILE, "train-preferences", "train_preferences", state)
     if args.loss not in PREFERENCE_LOSSES:
         raise ValidationError(f"--loss: unknown loss {args.loss!r}; expected one of {policy_losses()}")
     entry = PREFERENCE_LOSSES[args.loss]
@@ -113,7 +196,7 @@ def train_preferences_command(args: argparse.Namespace) -> int:
     config = PreferenceTrainingConfig(loss=args.loss, beta=args.beta, loss_params=loss_params, steps=args.steps,
                                       batch_size=args.batch_size, learning_rate=args.learning_rate,
                                       weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-                                      seed=args.seed, progress=not args.quiet)
+                                      seed=args.seed, progress=not args.quiet, **loop_settings(args))
     records = read_preference_file(args.data, split=args.split, ignore_columns=_columns(args.ignore_columns))
     if records.kind == "unpaired" and entry.batch_type is not UnpairedBatch:
         raise ValidationError(f"--loss: {args.loss} is a paired loss; {args.data} holds unpaired labels "
@@ -124,6 +207,9 @@ def train_preferences_command(args: argparse.Namespace) -> int:
     policy = with_lora(model, lora_settings(args), seed=args.seed)
     started = time.perf_counter()
     result = train_preferences(policy, data, tokenizer.pad_token_id, config)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     summary: dict[str, Any] = {"model": str(args.model), "data": str(args.data), "rows": len(records),
                                "format": f"{records.kind}, {'conversational' if records.conversational else 'text'}",
                                "loss": args.loss, "steps": args.steps, "seconds": time.perf_counter() - started,
@@ -133,6 +219,7 @@ def train_preferences_command(args: argparse.Namespace) -> int:
                                                            entry.needs_reference)
     folder = save_trained_adapter(policy, args.out, result, extra={
         "run": _run_record(args, "train-preferences"), "summary": summary})
+    finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))
     return 0
 
@@ -167,6 +254,7 @@ def training_pair_accuracy(policy, data, pad_token_id: int, with_reference: bool
 def train_reward_model_command(args: argparse.Namespace) -> int:
     """Train a text reward model on the user's preference pairs and save it (``save_text_reward_model``)."""
     apply_threads(args)
+    from llm.accelerated import LoopSettings
     from llm.preference_data import read_preference_file, rendered_text
     from llm.reward_models import (
         TextPairs,
@@ -175,7 +263,8 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
         train_reward_model,
     )
 
-    claim_output_folder(args.out, "training.json", "train-reward-model", overwrite=args.overwrite)
+    state = launch_state(args)
+    claim_out(args, "training.json", "train-reward-model", "train_reward_model", state)
     records = read_preference_file(args.data, split=args.split, ignore_columns=_columns(args.ignore_columns))
     if records.kind != "paired":
         raise ValidationError(f"--data: a reward model trains on pairs (prompt/chosen/rejected); {args.data} holds "
@@ -190,13 +279,17 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = train_reward_model(model, pairs, args.loss, steps=args.steps, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, weight_decay=args.weight_decay, beta=args.beta,
-                                seed=args.seed, **loss_params)
+                                seed=args.seed, loop=LoopSettings(**loop_settings(args)), **loss_params)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     spec = save_text_reward_model(model, args.out)
     summary = {"model": str(args.model), "data": str(args.data), "pairs": len(pairs), "loss": args.loss,
                "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
                "seconds": time.perf_counter() - started, "lora": spec.lora}
     write_json(Path(args.out) / "training.json", {**summary, "losses": result.losses,
                                                   "run": _run_record(args, "train-reward-model")})
+    finish_out(args, state)
     print(json.dumps({**summary, "reward_model": str(args.out)}, indent=2))
     return 0
 
@@ -210,7 +303,8 @@ def rloo_command(args: argparse.Namespace) -> int:
     from llm.reward_models import load_text_reward_model
     from llm.training import RLConfig, save_trained_adapter, train_rl
 
-    claim_output_folder(args.out, ADAPTER_INFO_FILE, "rloo", overwrite=args.overwrite)
+    state = launch_state(args)
+    claim_out(args, ADAPTER_INFO_FILE, "rloo", "train_rl", state)
     records = read_preference_file(args.prompts, split=args.split, prompts_only=True)
     reward_model, _ = load_text_reward_model(args.reward_model, device=args.device)
     model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=args.dtype)
@@ -218,7 +312,7 @@ def rloo_command(args: argparse.Namespace) -> int:
     config = RLConfig(algorithm="rloo", steps=args.steps, prompts_per_step=args.prompts_per_step,
                       samples_per_prompt=args.samples_per_prompt, kl_coef=args.kl_coef,
                       learning_rate=args.learning_rate, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                      progress=not args.quiet, add_special_tokens=not records.conversational)
+                      progress=not args.quiet, add_special_tokens=not records.conversational, **loop_settings(args))
     policy = with_lora(model, lora_settings(args), seed=args.seed)
 
     def reward(prompt_list: list[str], completions: list[str]):
@@ -226,11 +320,15 @@ def rloo_command(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = train_rl(policy, tokenizer, prompts, reward, config)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     summary = {"model": str(args.model), "prompts": len(prompts), "reward_model": str(args.reward_model),
                "steps": args.steps, "first_reward": result.history[0]["reward"],
                "last_reward": result.history[-1]["reward"], "last_kl": result.history[-1]["kl"],
                "seconds": time.perf_counter() - started}
     folder = save_trained_adapter(policy, args.out, result, extra={"run": _run_record(args, "rloo"),
                                                                    "summary": summary})
+    finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))
     return 0

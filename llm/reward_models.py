@@ -14,8 +14,9 @@ Three kinds share one interface (:class:`TextRewardModel`), so LM training code 
 * :class:`DPOImplicitReward`: DPO's implicit reward ``r(x, y) = β (log πθ(y|x) − log πref(y|x))`` (Rafailov et al.
   2023, Eq. 5), or ``β log πθ(y|x)`` without the reference (RewardBench's reference-free DPO score), one aspect.
 
-Training (:func:`train_reward_model`) minimizes any of the core's reward-model losses by name on pairs
-(:class:`TextPairs`): ``bradley_terry`` and its robust / smoothed / tie variants on the totals (a ``RankingBatch``),
+Training (:func:`train_reward_model`, through the training engine :class:`llm.accelerated.TrainingEngine`) minimizes
+any of the core's reward-model losses by name on pairs (:class:`TextPairs`): ``bradley_terry`` and its robust /
+smoothed / tie variants on the totals (a ``RankingBatch``),
 ``aspect_bradley_terry`` on the per-aspect rewards with per-aspect labels (an ``AspectPairBatch``). Models whose
 features are frozen (no LoRA, or the encoder) embed every text once and train the heads on cached features.
 
@@ -42,6 +43,7 @@ from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from llm.accelerated import RUN_FIELDS, LoopSettings, MinibatchSampler, TrainingEngine, fingerprint, parameter_digest
 from llm.models import (
     LoraSettings,
     collate_completions,
@@ -430,15 +432,18 @@ def _loss_batch(batch_type: type, chosen: RewardOutput, rejected: RewardOutput):
 def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "bradley_terry", *,
                        steps: int = 100, batch_size: int = 32, learning_rate: float = 1e-2,
                        weight_decay: float = 0.0, beta: float | None = None,
-                       per_pair: Mapping[str, Any] | None = None, seed: int = 0,
-                       **loss_params: Any) -> TrainingResult:
+                       per_pair: Mapping[str, Any] | None = None, seed: int = 0, max_grad_norm: float | None = None,
+                       loop: LoopSettings | None = None, **loss_params: Any) -> TrainingResult:
     """Minimize the catalog loss ``loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or an
     ``AspectPairBatch`` of per-aspect rewards) over ``steps`` AdamW minibatch steps, the minibatches drawn without
-    replacement (reshuffled each pass) from a generator seeded with ``seed``.
+    replacement (reshuffled each pass) from a generator seeded with ``seed``, the gradient norm clipped at
+    ``max_grad_norm`` (None: not clipped).
 
     ``per_pair``: loss parameters with one row per pair (``aspect_labels [P, K]``, ``labels [P]``, ``margin [P]``,
     ``aspect_mask [P, K]``), sliced with each minibatch; ``loss_params`` are passed as they are. Models with frozen
-    features embed every text once. The model is left in eval mode.
+    features embed every text once (each process its share). ``loop``: the training engine's settings
+    (:class:`llm.accelerated.LoopSettings`: processes, accumulation, schedule, autocast, logging and checkpoints in
+    ``loop.output_dir``, from which a rerun resumes). The model is left in eval mode.
     """
     if loss not in PREFERENCE_LOSSES:
         raise ValidationError(f"loss: unknown preference loss {loss!r}; expected one of {sorted(PREFERENCE_LOSSES)}")
@@ -451,6 +456,8 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
     if steps < 1 or batch_size < 1 or not learning_rate > 0:
         raise ValidationError(f"steps, batch_size, learning_rate: expected positive values, got {steps}, "
                               f"{batch_size}, {learning_rate}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValidationError(f"max_grad_norm: expected a positive number or None, got {max_grad_norm}")
     size = len(pairs)
     rows_of: dict[str, torch.Tensor] = {}
     for name, value in (per_pair or {}).items():
@@ -463,11 +470,27 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
         raise ValidationError("aspect_labels: aspect_bradley_terry needs per-aspect labels [P, K]; pass "
                               "per_pair={'aspect_labels': ...} (see aspect_labels_from_rewards)")
 
+    settings = loop or LoopSettings()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    engine = TrainingEngine(model, optimizer, settings, total_steps=steps, max_grad_norm=max_grad_norm,
+                            what=f"reward model ({loss})", loop="train_reward_model")
+    sampler = MinibatchSampler(size, batch_size, seed)
+    engine.micro_batches(torch.arange(sampler.batch_size))
+    run_state = {"settings": fingerprint({"loss": loss, "steps": steps, "batch_size": batch_size,
+                                          "learning_rate": learning_rate, "weight_decay": weight_decay, "beta": beta,
+                                          "seed": seed, "max_grad_norm": max_grad_norm, "loss_params": loss_params,
+                                          "loop": {k: v for k, v in asdict(settings).items() if k not in RUN_FIELDS}}),
+                 "data": fingerprint({"pairs": pairs, "per_pair": rows_of}),
+                 "parameters": parameter_digest(parameters)} if settings.output_dir else {}
+
     cached: tuple[torch.Tensor, torch.Tensor] | None = None
     if model.features_frozen:
         model.eval()
+        mine = pairs.subset(engine.process_rows(size))
         with torch.no_grad():
-            cached = (model.features(pairs.prompts, pairs.chosen), model.features(pairs.prompts, pairs.rejected))
+            cached = (engine.gather(engine.run(model.features, mine.prompts, mine.chosen)),
+                      engine.gather(engine.run(model.features, mine.prompts, mine.rejected)))
 
     def outputs(rows: list[int]) -> tuple[RewardOutput, RewardOutput]:
         if cached is not None:
@@ -480,22 +503,29 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
         params = {**loss_params, **{k: v[torch.tensor(rows)] for k, v in rows_of.items()}}
         return entry(_loss_batch(entry.batch_type, chosen, rejected), beta, **params)
 
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    losses, accuracies = [], []
+    def compute(rows: torch.Tensor):
+        index = rows.tolist()
+        return evaluate(index, *outputs(index))
+
+    checkpoint = engine.start(run_state)
+    losses: list[float] = []
+    accuracies: list[float] = []
+    if checkpoint is not None:
+        sampler.load_state_dict({key[len("loop.sampler."):]: value for key, value in checkpoint.tensors.items()
+                                 if key.startswith("loop.sampler.")})
+        losses, accuracies = checkpoint.state["loop"]["losses"], checkpoint.state["loop"]["accuracies"]
     model.train()
-    for _ in range(steps):
-        if len(order) < min(batch_size, size):
-            order = torch.randperm(size, generator=generator).tolist()
-        rows, order = order[:batch_size], order[batch_size:]
-        output = evaluate(rows, *outputs(rows))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+    for step in range(len(losses) + 1, steps + 1):
+        rows = sampler.next()
+        step_outputs, norm = engine.step(engine.micro_batches(rows), compute, len(rows))
+        output = engine.whole_batch(step_outputs)
         losses.append(float(output.loss.detach()))
         accuracies.append(output.reward_accuracy)
+        engine.log({"loss": losses[-1], "reward_accuracy": accuracies[-1], "grad_norm": norm}, step)
+        if engine.checkpoint_due(step):
+            engine.save(step, {f"sampler.{k}": v for k, v in sampler.state_dict().items()},
+                        {"losses": losses, "accuracies": accuracies})
+    engine.finish()
     model.eval()
     with torch.no_grad():
         everything = list(range(size))
