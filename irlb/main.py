@@ -378,7 +378,8 @@ def _add_llm_commands(commands) -> None:
         f"it). Losses: {losses}.")
     add_model_arguments(train)
     add_data_arguments(train)
-    train.add_argument("--out", required=True, help="adapter folder to write (new or empty)")
+    train.add_argument("--out", required=True, help="adapter folder to write (new or empty; an unfinished "
+                       "run of this command there resumes)")
     train.add_argument("--overwrite", action="store_true", help="replace the adapter files of an earlier run in --out")
     train.add_argument("--loss", default="sigmoid", help="catalog policy loss (default sigmoid: DPO)")
     train.add_argument("--beta", type=float, help="the loss's temperature β (default: the loss's own)")
@@ -402,7 +403,8 @@ def _add_llm_commands(commands) -> None:
         "it).")
     add_model_arguments(reward)
     add_data_arguments(reward)
-    reward.add_argument("--out", required=True, help="folder to write the reward model into (new or empty)")
+    reward.add_argument("--out", required=True, help="folder to write the reward model into (new or "
+                        "empty; an unfinished run there resumes)")
     reward.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     reward.add_argument("--loss", default="bradley_terry", help="reward-model loss (default bradley_terry)")
     reward.add_argument("--beta", type=float, help="the loss's temperature, if it has one")
@@ -426,7 +428,8 @@ def _add_llm_commands(commands) -> None:
     rloo.add_argument("--prompts", required=True, help=".jsonl file or datasets folder with a prompt column")
     rloo.add_argument("--split", default="train")
     rloo.add_argument("--reward-model", dest="reward_model", required=True, help="folder of a saved reward model")
-    rloo.add_argument("--out", required=True, help="adapter folder to write (new or empty)")
+    rloo.add_argument("--out", required=True, help="adapter folder to write (new or empty; an unfinished "
+                      "run of this command there resumes)")
     rloo.add_argument("--overwrite", action="store_true", help="replace the adapter files of an earlier run in --out")
     rloo.add_argument("--steps", type=int, default=50)
     rloo.add_argument("--prompts-per-step", dest="prompts_per_step", type=int, default=8)

@@ -25,6 +25,10 @@ log-probs by calling the model's body and head themselves (:mod:`llm.completion_
 
 On one process without accumulation, with the constant schedule and no mixed precision, a step is exactly
 ``zero_grad; loss.mean().backward(); clip_grad_norm_; optimizer.step()`` on the caller's optimizer.
+
+Every process must call :meth:`TrainingEngine.run`, :meth:`TrainingEngine.step` and :meth:`TrainingEngine.gather`
+equally often and in the same order (they synchronize). Checkpoints hold the whole optimizer state: they are
+refused under FSDP and DeepSpeed, which shard it.
 """
 
 from __future__ import annotations
@@ -66,14 +70,13 @@ class LoopSettings:
     mixed_precision: MixedPrecision | None = None  # autocast (bf16, fp16: GPU); None: accelerate's setting, else no
     output_dir: str | None = None  # metrics.jsonl, tensorboard/ and checkpoints/ go here (None: nothing is written)
     log_every: int = 1  # steps between rows of metrics.jsonl and TensorBoard points (0: none; needs output_dir)
-    checkpoint_every: int = 50  # steps between checkpoints in output_dir (0: none); a rerun resumes from the last
+    checkpoint_every: int = 50  # steps between checkpoints in output_dir (0: none); a rerun resumes from the last one
 
     def check_loop_settings(self) -> None:
         """Raise a :class:`ValidationError` naming the first bad field."""
-        for name in ("gradient_accumulation_steps",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationError(f"{name}: expected a positive integer, got {value!r}")
+        value = self.gradient_accumulation_steps
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationError(f"gradient_accumulation_steps: expected a positive integer, got {value!r}")
         for name in ("warmup_steps", "log_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -205,6 +208,10 @@ class TrainingEngine:
                 log_with="tensorboard" if logging else None, project_dir=settings.output_dir)
         except ValueError as error:  # accelerate fixes one mixed precision and device per process
             raise ValidationError(f"mixed_precision: {error}") from error
+        sharded = str(self.accelerator.distributed_type).split(".")[-1] in ("FSDP", "DEEPSPEED")
+        if sharded and settings.output_dir is not None and settings.checkpoint_every > 0:
+            raise ValidationError(f"checkpoint_every: checkpoints hold the whole optimizer state, which "
+                                  f"{self.accelerator.distributed_type} shards; set checkpoint_every to 0 there")
         self.module, self.optimizer = self.accelerator.prepare(_Forward(model), optimizer)
         if total_steps is None and settings.lr_scheduler != "constant":
             raise ValidationError(f"lr_scheduler: {what} has no fixed number of steps; only 'constant' applies")
@@ -264,7 +271,7 @@ class TrainingEngine:
             from accelerate.state import GradientState  # another Accelerator in this process changed the shared state
 
             GradientState(self.plugin)
-        scale = self.num_processes * self.settings.gradient_accumulation_steps / total
+        copies = self.num_processes * self.settings.gradient_accumulation_steps
         outputs: list[Output] = []
         norm: Any = math.nan
         self.step_learning_rate = float(self.scheduler.get_last_lr()[0])
@@ -273,8 +280,8 @@ class TrainingEngine:
             with self.accelerator.accumulate(self.module):
                 output = self.run(compute, part)
                 losses = output.losses
-                factor = len(losses) * scale
-                loss = losses.mean() if factor == 1.0 else losses.mean() * factor
+                share = len(losses) * copies  # == total when the split is even: then the plain mean
+                loss = losses.mean() if share == total else losses.mean() * (share / total)
                 self._check_finite(loss)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients:
