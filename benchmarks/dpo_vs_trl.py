@@ -26,8 +26,11 @@ review from the built-in grammar and a positive and a negative continuation of `
 ``--pairs`` of them (default 16) are the batch of every step. Sigmoid loss, β = 0.1, AdamW (lr 1e-3, no weight
 decay, constant schedule, no gradient clipping).
 
-Sides, each run in a fresh Python process with ``torch.set_num_threads(t)`` (and ``OMP/MKL_NUM_THREADS=t``), the
-runs of the sides interleaved (run 1 of every side, then run 2, ...) so that load drift hits every side alike:
+Sides, each run in a fresh Python process with ``torch.set_num_threads(t)`` (and ``OMP/MKL_NUM_THREADS=t``,
+``OMP_WAIT_POLICY=--omp-wait-policy``, default ``PASSIVE``: OpenMP's threads sleep while they wait instead of
+spinning; on a CPU shared with other jobs, spinning threads made a 2-thread step of the tiny built-in model cost
+75–324 ms of CPU time instead of 6–7 ms), the runs of the sides interleaved (run 1 of every side, then run 2, ...)
+so that load drift hits every side alike:
 
 * ``ours``: the library's training path, ``llm.training.train_preferences`` on a ``PreferenceDataset`` of the
   pairs' token ids, model loaded with ``llm.models.load_causal_lm`` (reference log-probs computed once before the
@@ -482,6 +485,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="the base model's dtype on both sides (bfloat16 on a GPU)")
     parser.add_argument("--goal", type=float, default=2.0, help="the goal ratio ours / trl_precompute")
+    parser.add_argument("--omp-wait-policy", dest="omp_wait_policy", choices=["PASSIVE", "ACTIVE"], default="PASSIVE",
+                        help="OMP_WAIT_POLICY of every run (PASSIVE: waiting threads sleep; ACTIVE spins, which on a "
+                        "shared CPU burns the other jobs' time)")
     parser.add_argument("--worker", dest="side", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -518,6 +524,7 @@ def main() -> None:
                 for run in range(protocols[model_name]["repeats"]):
                     for side in sides:
                         env = {**os.environ, "OMP_NUM_THREADS": str(count), "MKL_NUM_THREADS": str(count),
+                               "OMP_WAIT_POLICY": args.omp_wait_policy,
                                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
                                "HF_DATASETS_CACHE": str(workdir / "datasets-cache"), "TMPDIR": str(workdir)}
                         load_before = os.getloadavg()[0]
@@ -553,6 +560,7 @@ def main() -> None:
                      "parity_steps": args.parity_steps, "threads": threads, "sides": sides, "models": models,
                      "pairs": args.pairs, "prompt_words": args.prompt_words,
                      "completion_words": list(args.completion_words), "device": args.device, "dtype": args.dtype,
+                     "omp_wait_policy": args.omp_wait_policy,
                      "ours": "llm.training.train_preferences (the library's training path)",
                      "trl_settings": "bf16=False (True for --dtype bfloat16 on a GPU), gradient_checkpointing=False, "
                                      "max_grad_norm=0, constant lr, adamw_torch, no logging/saving/eval, "
