@@ -28,9 +28,8 @@ decay, constant schedule, no gradient clipping).
 
 Sides, each run in a fresh Python process with ``torch.set_num_threads(t)`` (and ``OMP/MKL_NUM_THREADS=t``,
 ``OMP_WAIT_POLICY=--omp-wait-policy``, default ``PASSIVE``: OpenMP's threads sleep while they wait instead of
-spinning; on a CPU shared with other jobs, spinning threads made a 2-thread step of the tiny built-in model cost
-75–324 ms of CPU time instead of 6–7 ms), the runs of the sides interleaved (run 1 of every side, then run 2, ...)
-so that load drift hits every side alike:
+spinning, which on a CPU shared with other jobs burns their time and multiplies a multi-thread step's CPU time),
+the runs of the sides interleaved (run 1 of every side, then run 2, ...) so that load drift hits every side alike:
 
 * ``ours``: the library's training path, ``llm.training.train_preferences`` on a ``PreferenceDataset`` of the
   pairs' token ids, model loaded with ``llm.models.load_causal_lm`` (reference log-probs computed once before the
