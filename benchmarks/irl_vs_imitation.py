@@ -55,7 +55,7 @@ Goal (issue 3): ours ≥ AIRL's and GAIL's normalized return on every testbed us
 score than AIRL (IQM at least 0.1 higher). Reported as measured; nothing is tuned for either side.
 
 Run: ``python benchmarks/irl_vs_imitation.py --quick`` (5 seeds, three testbeds; about 70 minutes of one core),
-``--full`` (5 seeds, budgets of ``shared/benchmarks.md``), ``--smoke`` (1 seed, CartPole only, a few thousand
+``--full`` (5 seeds, the full budgets of ``TESTBEDS``), ``--smoke`` (1 seed, CartPole only, a few thousand
 steps).
 """
 
@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -83,6 +82,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
+from irl_bilevel.runs import git_state, package_versions  # noqa: E402
 from irl_bilevel.validation import ValidationError  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "irl_vs_imitation.json"
@@ -103,10 +103,8 @@ BC_EPOCHS = 20
 # rollouts mean more reward updates per env step for every method alike (ML-IRL's single-loop regime).
 # Pendulum: rl-zoo's PPO entry (gSDE, γ 0.9, 4 envs × 1024 steps), because SB3's defaults do not learn Pendulum at
 # these budgets; SAC would fit Pendulum better but AIRL needs an actor-critic policy (imitation computes log π(a|s)
-# through evaluate_actions) and SAC costs about 10 ms per step on one core here (shared/stack.md), too slow for
-# --quick.
-# Budgets (env steps) per scale; transfer budgets likewise. "full" follows shared/benchmarks.md (CartPole 100k,
-# Pendulum 200k) and uses 200k for Acrobot and MountainCar.
+# through evaluate_actions) and SAC's per-step updates are too slow on one core for --quick.
+# Budgets (env steps) per scale; transfer budgets likewise.
 TESTBEDS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
         "ppo": {"gamma": 0.99, "n_steps": 512}, "n_envs": 1, "eval_every": 2048,
@@ -132,13 +130,11 @@ TESTBEDS: dict[str, dict[str, Any]] = {
     },
 }
 # The testbeds a scale runs by default (``--testbeds`` picks any). MountainCar-v0 only at full scale: PPO with the
-# shared settings never reaches its flag on the *true* reward within a quick budget (0.00 at 16k steps in the
-# reference row; 0 of 3 seeds in 90k steps with rl-zoo's settings and observations rescaled to [-1, 1],
+# shared settings does not reach its flag on the *true* reward within a quick budget (see the method `none` of
 # results/shaping_classic_control.json), so no learned reward can show a better return or transfer there and the
 # quick cells could not tell the methods apart. MountainCarContinuous-v0 is no substitute at that budget: rl-zoo's
-# PPO (gSDE, 8-step rollouts) reaches its flag on 3 of 3 seeds within 20k steps but falls back below 0 on two of
-# them before 20k (probe, benchmarks/README.md). A testbed whose reference misses the target is reported as not
-# decidable rather than scored (summarize).
+# PPO (gSDE, 8-step rollouts) reaches its flag but does not keep it (benchmarks/README.md). A testbed whose
+# reference misses the target is reported as not decidable rather than scored (summarize).
 DEFAULT_TESTBEDS = {"smoke": ["CartPole-v1"], "quick": ["CartPole-v1", "Acrobot-v1", "Pendulum-v1"],
                     "full": list(TESTBEDS)}
 SEEDS = {"smoke": 1, "quick": 5, "full": 5}
@@ -177,8 +173,13 @@ def eval_every(testbed: str) -> int:
     return every
 
 
+# The libraries a cell's numbers depend on: a resumed run must have the same versions of these.
+_PROTOCOL_PACKAGES = ("python", "torch", "numpy", "imitation", "gymnasium", "stable-baselines3")
+
+
 def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -> dict[str, Any]:
     """Everything a cell's result depends on; a resumed run must have the same one."""
+    versions = package_versions()
     return {
         "scale": scale, "seeds": list(range(seeds)), "methods": list(METHODS), "demonstrations": demonstrations,
         "demonstration_seed": DEMONSTRATION_SEED, "eval_seed": EVAL_SEED,
@@ -192,29 +193,8 @@ def protocol(scale: str, testbeds: list[str], seeds: int, demonstrations: int) -
                             "transfer_budget": TESTBEDS[name]["transfer"][scale],
                             "rollout": rollout_steps(name), "eval_every": eval_every(name)}
                       for name in testbeds},
-        "versions": {k: v for k, v in _versions().items() if k != "irl-bilevel"},
+        "versions": {name: versions.get(name) for name in _PROTOCOL_PACKAGES},
     }
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("torch", "numpy", "imitation", "gymnasium", "stable-baselines3", "irl-bilevel"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _git() -> dict[str, Any]:
-    def run(*command: str) -> str:
-        try:
-            return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain"))}
 
 
 def normalized(value: float, random: float, expert: float) -> float:
@@ -719,7 +699,7 @@ def run_driver(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {
         "benchmark": "irl_vs_imitation", "scale": scale, "date": first_started,
         "last_invocation": started.isoformat(timespec="seconds"),
-        "git": _git(), "versions": _versions(),
+        "git": git_state(ROOT), "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads_per_worker": 1,
                     "note": "shared machine; cells run one at a time, each in a fresh process"},
@@ -772,7 +752,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="5 seeds, quick budgets (the default)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, the budgets of shared/benchmarks.md")
+    scale.add_argument("--full", action="store_true", help="5 seeds, the full budgets of TESTBEDS")
     scale.add_argument("--smoke", action="store_true", help="1 seed, CartPole only, a few thousand steps")
     parser.add_argument("--testbeds", nargs="+", help=f"subset of {list(TESTBEDS)}")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="subset of the methods (default all)")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -345,7 +344,7 @@ def worker_ours(spec: dict[str, Any], seed: int, expert_path: Path, sparse: bool
     occupancy = torch.as_tensor(expert["occupancy"])
     torch.manual_seed(seed)
     model = make_reward_model("linear", mdp)  # zero-initialized weights, no bias
-    config = OuterConfig(steps=OURS_MAX_STEPS, optimizer="lbfgs", lr=1.0, grad_tol=OURS_GRAD_TOL,
+    config = OuterConfig(steps=OURS_MAX_STEPS, optimizer="lbfgs", lr=1.0, grad_tol=OURS_GRAD_TOL, loss_rtol=0.0,
                          checkpoint_every=10**9, lbfgs_iterations_per_step=OURS_LBFGS_ITERATIONS_PER_STEP)
     # The first torch.optim optimizer built in a process imports torch._dynamo (about 1 s): a one-time
     # import, not training (imitation's side pays it in its constructor, outside its timed train()).
@@ -401,28 +400,6 @@ def run_worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- the driver
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("torch", "numpy", "scipy", "imitation", "seals", "gymnasium", "stable-baselines3",
-                    "irl-bilevel"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _git() -> dict[str, Any]:
-    def run(*command: str) -> str:
-        try:
-            return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain"))}
-
-
 def _spawn(role: str, spec: dict[str, Any], seed: int, expert: Path, work: Path) -> dict[str, Any]:
     result_path = work / f"{spec['name']}-{role}.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--spec", json.dumps(spec),
@@ -485,6 +462,8 @@ def _add_projections(problems: list[dict[str, Any]]) -> None:
 
 
 def run_driver(args: argparse.Namespace) -> None:
+    from irl_bilevel.runs import git_state, package_versions
+
     specs = problem_specs(args.quick, args.sizes, not args.skip_4096, args.imitation_cap_4096_s,
                           args.imitation_cap_s)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -526,11 +505,11 @@ def run_driver(args: argparse.Namespace) -> None:
         "mode": "quick" if args.quick else "full",
         "date": started.isoformat(timespec="seconds"),
         "wall_seconds": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
-        "git": _git(),
+        "git": git_state(ROOT),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads_per_worker": 1,
                     "note": "shared machine; workers run one at a time, each in a fresh process"},
-        "versions": _versions(),
+        "versions": package_versions(),
         "seeds": {"env_generator_seed": args.seed, "torch_seed": args.seed, "imitation_rng_seed": args.seed,
                   "random_reward_check_seed": args.seed + 1},
         "protocol": {

@@ -22,8 +22,8 @@ Protocol (see benchmarks/README.md, "RL from preferences"):
   ``learn`` call rounds up to a rollout); fragment length = ours; on Pendulum-v1 its agent is the same SAC as ours
   (lr 1e-3), because the docs' PPO does not learn Pendulum within these budgets.
 * **Episode semantics (CartPole-v1).** imitation refuses variable-horizon episodes by default
-  (``allow_variable_horizon=False``), and on CartPole-v1 fragments without a termination all return ``L``
-  (``shared/benchmarks.md``). Its side therefore runs on CartPole-v1 wrapped by :class:`AbsorbAfterTermination`:
+  (``allow_variable_horizon=False``), and on CartPole-v1 fragments without a termination all return ``L``.
+  Its side therefore runs on CartPole-v1 wrapped by :class:`AbsorbAfterTermination`:
   after a termination the episode continues, until CartPole-v1's 500-step time limit, in an absorbing observation
   (all zeros plus an indicator feature) with reward 0 — the fixed-horizon convention of seals' CartPole, and the
   same absorbing semantics our segments use (``classic_rl.preference_rl``). Its fragments then span terminations.
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -255,27 +254,6 @@ def run_worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- the driver
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("torch", "numpy", "imitation", "seals", "gymnasium", "stable-baselines3", "irl-bilevel"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _git() -> dict[str, Any]:
-    def run(*command: str) -> str:
-        try:
-            return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain"))}
-
-
 def _machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "load_average": list(os.getloadavg())}
@@ -352,6 +330,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_driver(args: argparse.Namespace) -> None:
+    from irl_bilevel.runs import git_state, package_versions
+
     scale = "smoke" if args.smoke else "full" if args.full else "quick"
     cells = cells_of(scale, args.teachers, args.seeds, args.envs, args.budgets, args.methods)
     work = Path(args.work) / scale
@@ -369,7 +349,7 @@ def run_driver(args: argparse.Namespace) -> None:
     output = {
         "benchmark": "preferences_vs_imitation", "scale": scale,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(), "versions": _versions(), "git": _git(),
+        "machine": _machine(), "versions": package_versions(), "git": git_state(ROOT),
         "seeds": sorted({c["seed"] for c in cells}), "settings": SCALES[scale], "teachers": args.teachers,
         "eval": {"episodes": EVAL_EPISODES, "seed": EVAL_SEED, "deterministic": True},
         "references": references, "cells": records, **summarize(records),

@@ -12,7 +12,7 @@
 * :func:`evaluate_policy_return` / :func:`random_policy_return`: mean, std and per-episode returns on the *true*
   reward over seeded episodes (episode ``i`` is reset with ``seed + i``).
 
-Episode semantics (``shared/design.md``): ``RolloutDemonstrations.terminated[n]`` says whether episode ``n``
+Episode semantics: ``RolloutDemonstrations.terminated[n]`` says whether episode ``n``
 *terminated* (the MDP reached a terminal state: CartPole fell, MountainCar reached the goal) as opposed to
 being *truncated* by the time limit. Only a termination is followed by the absorbing state (see
 ``irl_bilevel.objectives.SampleMaxEntObjective``); a truncation just stops recording. ``final_observations[n]``
@@ -69,7 +69,7 @@ EXPERT_CONFIGS: dict[str, ExpertConfig] = {
     ),
     "Pendulum-v1": ExpertConfig(
         "sac", {"learning_rate": 1e-3}, default_timesteps=20_000,
-        notes="rl-zoo budget 20k; about 8k steps already reach about -140 (benchmarks.md)",
+        notes="rl-zoo budget 20k",
     ),
     "Acrobot-v1": ExpertConfig(
         "dqn",

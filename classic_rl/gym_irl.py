@@ -1,29 +1,35 @@
 """`irlb gym-irl`: sample-based bilevel IRL on a gymnasium testbed with an SB3 inner loop, from one config.
 
-The run (ML-IRL, Zeng et al. 2022): demonstrations of the cached SB3 expert (:mod:`classic_rl.experts`) or of a
-user's ``.npz`` file; a reward model built from a :class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect
-with learned simplex weights, or potential-shaped); :class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started
-across outer steps; :class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name
-(``maxent``: learner minus expert expectation of ``∇θ r``; ``penalty``: the penalty-based first-order method of Shen,
-Yang, Chen (ICML 2024) with an upper copy of the policy network, :mod:`classic_rl.sb3_penalty`, its options —
-``penalty``, ``upper_steps``, ``upper_lr``, ``upper_rollout_steps``, ``upper_entropy`` — in ``hypergradient_options``
-and its rollouts counted in ``env_steps``; ``zeroth_order``: the black-box baseline); all through
-:class:`~irl_bilevel.solver.BilevelSolver` — the tabular runs differ only in the inner solver and the estimator.
+The environment: any gymnasium id, a registered one (``CartPole-v1``) or your own in gymnasium's
+``module:EnvName-vN`` form (the module is imported and registers it). Its episodes end as the env says:
+*terminated* episodes continue in the absorbing state, *truncated* ones are cut (``absorbing_indicator``,
+:class:`~classic_rl.learned_reward_env.LearnedRewardVecEnv`).
+
+The run (ML-IRL, Zeng et al. 2022): demonstrations of an SB3 expert, trained once on the env's reward and cached
+(:mod:`classic_rl.experts`: the built-in configuration of the env, or the one the ``expert_*`` fields give), or of a
+user's ``.npz`` file (demonstrations only: no expert is trained; without a ``returns`` array the expert-normalized
+return is not reported, and the summary's ``notes`` says so); a reward model built from a
+:class:`~irl_bilevel.reward_io.RewardSpec` (scalar, multi-aspect with learned simplex weights, or potential-shaped);
+:class:`~classic_rl.sb3_inner.SB3InnerSolver` warm-started across outer steps;
+:class:`~irl_bilevel.objectives.SampleMaxEntObjective`; a hypergradient method by name (``maxent``: learner minus
+expert expectation of ``∇θ r``; ``penalty``: the penalty-based first-order method of Shen, Yang, Chen (ICML 2024)
+with an upper copy of the policy network, :mod:`classic_rl.sb3_penalty`, its options — ``penalty``, ``upper_steps``,
+``upper_lr``, ``upper_rollout_steps``, ``upper_entropy`` — in ``hypergradient_options`` and its rollouts counted in
+``env_steps``; ``zeroth_order``: the black-box baseline); all through :class:`~irl_bilevel.solver.BilevelSolver` —
+the tabular runs differ only in the inner solver and the estimator.
 
 The agent trains on the learned reward shifted so that the absorbing state pays 0 (``anchor_absorbing``, default;
 :class:`~classic_rl.learned_reward_env.AbsorbingAnchoredReward`): the same policies and the same MaxEnt gradient, but no
 ``γ/(1 − γ) · r_θ(absorbing)`` spike on terminal transitions (99 times the absorbing reward at ``γ = 0.99``, which
-the running-RMS scale, fitted to per-step rewards, does not shrink). In the IRL benchmark's quick run it raised our
-final CartPole-v1 return from 0.77 to 0.90 and our Acrobot-v1 reward transfer from 0.31 to 1.00, and slowed the
-first Acrobot-v1 successes (0.9 first after 18.9k env steps instead of 6.0k)
-(``benchmarks/results/irl_vs_imitation.json``; README).
+the running-RMS scale, fitted to per-step rewards, does not shrink), so that terminal transitions do not dominate
+the agent's updates while the reward is still being learned. Its effect on the benchmark is in
+``benchmarks/results/irl_vs_imitation.json`` (``docs/results.md``).
 
 The MaxEnt gradient ``E_expert[Σ_t γ_occ^t ∇θ r] − E_learner[Σ_t γ_occ^t ∇θ r]`` (normalized occupancy weights)
 takes ``γ_occ = occupancy_discount`` (0.99 by default), not the agent's discount: the occupancy measure to match is
 a property of the demonstrations, while an RL discount below 0.99 is a variance-reduction setting of the policy
-gradient. With rl-zoo's γ = 0.9 on Pendulum-v1 the weights covered only the first ~10 steps of each 200-step
-episode; with 0.99 the benchmark's Pendulum return went from −0.08 to 0.87 and the reward's EPIC distance to the true
-one from 0.71 to 0.23.
+gradient. With rl-zoo's γ = 0.9 on Pendulum-v1 the weights ``0.9^t`` cover only the first steps of each episode
+(the swing-up from a random start) and never the upright balance the expert holds for the rest of it.
 
 The output folder receives ``config.json`` (config + seed, versions, git commit), ``metrics.jsonl`` (one row per
 outer step: loss, true return, expert-normalized return, env steps), ``checkpoint.pt`` (resumed by re-running on
@@ -31,24 +37,28 @@ the folder), ``policy.zip`` (``PPO.load``-able, or the algorithm's), ``reward.sa
 (:func:`irl_bilevel.reward_io.load_reward_model` rebuilds it), ``tensorboard/`` (outer metrics and SB3's own
 logs) and ``summary.json`` (with ``epic_distance``, the learned reward's sample-based EPIC distance to the env's true
 reward on expert, random-policy and learner transitions, :func:`epic_to_true_reward`). Final files are written only
-when the run ends; a killed run leaves its config, metrics and last checkpoint, and resumes from them (SB3's
-optimizer moments and the running episodes restart, see :class:`~classic_rl.sb3_inner.SB3InnerSolver`).
+when the run ends; a killed run leaves its config, metrics and last checkpoint, and resumes from them to the same
+result as an uninterrupted run (the inner solver restarts its episodes at every solve, so its ``state_dict`` holds
+all it carries; :class:`~classic_rl.sb3_inner.SB3InnerSolver`). The summary's ``wall_s`` adds up the segments.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from classic_rl.experts import (
+    EXPERT_CONFIGS,
+    ExpertConfig,
     RolloutDemonstrations,
     evaluate_policy_return,
     normalized_return,
@@ -58,82 +68,102 @@ from classic_rl.experts import (
     uniform_random_policy,
 )
 from classic_rl.learned_reward_env import AbsorbingAnchoredReward
-from classic_rl.sb3_inner import SB3InnerSolver, check_occupancy_discount
+from classic_rl.sb3_inner import SB3InnerSolver, gym_env_spec
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
-from irl_bilevel.config import dataclass_from_sources
+from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import provenance, write_json
+from irl_bilevel.runs import begin_run, claim_run_folder, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
-REWARD_STRUCTURES = ("scalar", "multi_aspect", "shaped")
-HYPERGRADIENTS = ("maxent", "zeroth_order", "penalty")
 
+@dataclass(frozen=True)
+class GymIRLConfig(Config):
+    """Everything a gymnasium IRL run depends on: what ``irlb gym-irl``'s flags, ``--config`` and ``--set`` fill
+    and ``config.json`` records."""
 
-@dataclass
-class GymIRLConfig:
-    """Everything a gymnasium IRL run depends on; a JSON file and ``--set key=value`` overrides fill it."""
-
-    env_id: str = "CartPole-v1"
-    algorithm: str = "ppo"  # the inner SB3 algorithm: ppo | a2c | sac | dqn
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # SB3 constructor overrides
-    n_envs: int = 1
-    hypergradient: str = "maxent"  # maxent | penalty | zeroth_order
+    env_id: str = field(default="CartPole-v1", metadata={"aliases": ("--env",)})
+    """gymnasium environment id, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1, or ``module:EnvName-v0`` for your own
+    (importing the module registers it; give the expert_* settings or a demonstrations_file)"""
+    algorithm: Literal["ppo", "a2c", "sac", "dqn"] = "ppo"
+    """the inner SB3 algorithm"""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """SB3 constructor overrides, e.g. ``{"n_steps": 512}``"""
+    n_envs: PositiveInt = 1
+    """parallel environments of the inner solver"""
+    hypergradient: Literal["maxent", "zeroth_order", "penalty"] = "maxent"
+    """outer gradient on a sampled inner loop: the MaxEnt gradient, the black-box baseline, or the penalty method
+    (Shen, Yang, Chen 2024)"""
     hypergradient_options: dict[str, Any] = field(default_factory=dict)
-    reward_structure: str = "scalar"  # scalar | multi_aspect | shaped
-    num_aspects: int = 3  # multi_aspect: heads aggregated by learned simplex weights
+    """keyword options of the hypergradient method (penalty: penalty, upper_steps, upper_lr, ...)"""
+    reward_structure: Literal["scalar", "multi_aspect", "shaped"] = "scalar"
+    """the reward model: one scalar head, several aspect heads with learned simplex weights, or potential-shaped"""
+    num_aspects: PositiveInt = 3
+    """multi_aspect: heads aggregated by learned simplex weights"""
     state_action_reward: bool = False
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    num_demonstrations: int = 10
-    demonstrations_file: str | None = None  # .npz (see load_demonstrations); default: roll out the cached expert
-    outer_steps: int = 30
-    env_steps_per_outer_step: int = 2048
-    learner_solves: int = 1  # the learner expectation averages the last this many solves' samples (SB3InnerSolver)
-    optimizer: str = "adam"
-    lr: float = 1e-2
-    l2: float = 0.0
-    discount: float = 0.99
-    # γ of the occupancy weights in the IRL gradient (expert and learner alike); null: the agent's discount. Not the
-    # agent's discount by default: an RL discount below 0.99 (rl-zoo's 0.9 for Pendulum) reduces policy-gradient
-    # variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode.
-    occupancy_discount: float | None = 0.99
+    """learn r(s, a) instead of r(s)"""
+    hidden_sizes: list[PositiveInt] = field(default_factory=lambda: [64, 64])
+    """hidden layer widths of the reward network"""
+    num_demonstrations: PositiveInt = 10
+    """expert episodes rolled out as demonstrations (when no demonstrations_file is given)"""
+    demonstrations_file: str | None = None
+    """your demonstrations as an ``.npz`` file (see load_demonstrations); default: roll out the cached expert. Without
+    a ``returns`` array the expert-normalized return is not reported (no expert is trained)"""
+    expert_algorithm: Literal["ppo", "a2c", "sac", "dqn", "td3"] | None = None
+    """the SB3 algorithm of the expert whose demonstrations are rolled out, for an env without a built-in expert
+    configuration (classic_rl.experts.EXPERT_CONFIGS), e.g. your own ``my_package.envs:MyEnv-v0``; for a built-in
+    env it replaces that configuration; null: the built-in one. Unused with demonstrations_file"""
+    expert_hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """the expert's SB3 settings (``"lin_X"``: a linear schedule from X); needs expert_algorithm"""
+    expert_timesteps: PositiveInt | None = None
+    """the expert's training budget in env steps; null: the built-in one (100k for a configured expert)"""
+    outer_steps: PositiveInt = 30
+    """outer (reward) steps, one inner solve each"""
+    env_steps_per_outer_step: PositiveInt = 2048
+    """inner env steps per outer step"""
+    learner_solves: PositiveInt = 1
+    """the learner expectation averages the last this many solves' samples (SB3InnerSolver)"""
+    optimizer: Literal["adam", "sgd", "lbfgs"] = "adam"
+    """outer optimizer of the reward parameters"""
+    lr: PositiveFloat = 1e-2
+    """outer learning rate"""
+    l2: NonNegativeFloat = 0.0
+    """weight of the (l2 / 2) ‖θ‖² penalty on the reward parameters"""
+    discount: Annotated[float, Range(0, 1, high_open=True)] = 0.99
+    """the agent's discount γ"""
+    occupancy_discount: Annotated[float, Range(0, 1, high_open=True)] | None = 0.99
+    """γ of the occupancy weights in the IRL gradient (expert and learner alike); null: the agent's discount. Not
+    the agent's discount by default: an RL discount below 0.99 (rl-zoo's 0.9 for Pendulum) reduces policy-gradient
+    variance, but as occupancy weights it would match only the first ~1/(1 − γ) steps of every episode"""
     normalize_reward: bool = True
-    absorbing_indicator: bool = True  # DAC's separate absorbing state (see classic_rl.learned_reward_env)
-    anchor_absorbing: bool = True  # the agent sees r_θ − r_θ(absorbing) (learned_reward_env.AbsorbingAnchoredReward)
-    eval_episodes: int = 10
-    eval_every: int = 1  # evaluate the policy on the true reward every this many outer steps (and at the last)
-    transfer_steps: int = 0  # > 0: train a fresh policy on the frozen learned reward for this many env steps
-    target_normalized_return: float | None = None  # stop once the policy's normalized return reaches this
-    checkpoint_every: int = 1
+    """scale the learned reward by a running RMS before the agent sees it"""
+    absorbing_indicator: bool = True
+    """DAC's separate absorbing state (see classic_rl.learned_reward_env)"""
+    anchor_absorbing: bool = True
+    """the agent sees r_θ − r_θ(absorbing) (learned_reward_env.AbsorbingAnchoredReward)"""
+    eval_episodes: PositiveInt = 10
+    """true-reward evaluation episodes of the policy"""
+    eval_every: PositiveInt = 1
+    """evaluate the policy on the true reward every this many outer steps (and at the last)"""
+    transfer_steps: NonNegativeInt = 0
+    """> 0: train a fresh policy on the frozen learned reward for this many env steps (0: no transfer)"""
+    target_normalized_return: float | None = None
+    """stop once the policy's normalized return reaches this"""
+    checkpoint_every: PositiveInt = 1
+    """outer steps between checkpoints (a rerun on the folder resumes from the last one)"""
     seed: int = 0
+    """seed of the reward model, the inner solver and its environments"""
     demonstration_seed: int = 1000
+    """seed of the expert's demonstration episodes"""
     eval_seed: int = 10_000
+    """seed of the evaluation episodes (the same for every policy)"""
 
-    def __post_init__(self) -> None:
-        try:
-            gym.spec(self.env_id)
-        except gym.error.Error as error:
-            raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
-        for name in ("outer_steps", "env_steps_per_outer_step", "learner_solves", "num_demonstrations", "eval_episodes",
-                     "eval_every", "n_envs", "checkpoint_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
-        if self.transfer_steps < 0:
-            raise ValidationError(f"transfer_steps: expected 0 (no transfer) or a positive budget, got "
-                                  f"{self.transfer_steps}")
-        if self.reward_structure not in REWARD_STRUCTURES:
-            raise ValidationError(f"reward_structure: expected one of {REWARD_STRUCTURES}, got "
-                                  f"{self.reward_structure!r}")
-        if self.hypergradient not in HYPERGRADIENTS:
-            raise ValidationError(f"hypergradient: expected one of {HYPERGRADIENTS} for a sampled inner loop, got "
-                                  f"{self.hypergradient!r}")
-        if not isinstance(self.hypergradient_options, dict):
-            raise ValidationError(f"hypergradient_options: expected a mapping of option names to values, got "
-                                  f"{self.hypergradient_options!r}")
+    def validate(self) -> None:
+        gym_env_spec(self.env_id)
         try:  # bad options fail here, when the config is read, not after the expert and the demonstrations
             make_hypergradient(self.hypergradient, **self.hypergradient_options)
         except ValidationError as error:
@@ -143,16 +173,35 @@ class GymIRLConfig:
                                   f"{UPPER_POLICY_ALGORITHMS}, got {self.algorithm!r}")
         if self.reward_structure == "multi_aspect" and self.num_aspects < 2:
             raise ValidationError(f"num_aspects: multi_aspect needs at least 2, got {self.num_aspects}")
-        if not 0.0 <= self.discount < 1.0:
-            raise ValidationError(f"discount: expected 0 <= discount < 1, got {self.discount}")
         if self.anchor_absorbing and not self.absorbing_indicator:
             raise ValidationError("anchor_absorbing: needs absorbing_indicator (one absorbing state to anchor at); set "
                                   "anchor_absorbing=false together with absorbing_indicator=false")
-        check_occupancy_discount(self.occupancy_discount)  # here too: a bad value fails before the expert trains
+        if self.expert_hyperparameters and self.expert_algorithm is None:
+            raise ValidationError("expert_hyperparameters: given without expert_algorithm; name the algorithm they "
+                                  "are settings of")
+        if not self.demonstrations_file and self.expert_algorithm is None and self.env_id not in EXPERT_CONFIGS:
+            raise ValidationError(f"expert_algorithm: {self.env_id!r} has no built-in expert configuration; give the "
+                                  f"expert's expert_algorithm (with expert_hyperparameters and expert_timesteps), or "
+                                  f"demonstrations_file to learn from demonstrations only")
 
-    @classmethod
-    def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> GymIRLConfig:
-        return dataclass_from_sources(cls, config_file, overrides)
+    def expert_config(self) -> ExpertConfig:
+        """The expert to train: the built-in configuration of ``env_id``, or the one the ``expert_*`` fields give
+        (``expert_timesteps`` replaces the built-in budget either way)."""
+        if self.expert_algorithm is not None:
+            return ExpertConfig(self.expert_algorithm, dict(self.expert_hyperparameters),
+                                default_timesteps=self.expert_timesteps or 100_000, source="GymIRLConfig")
+        if self.env_id not in EXPERT_CONFIGS:
+            raise ValidationError(f"expert_algorithm: {self.env_id!r} has no built-in expert configuration")
+        built_in = EXPERT_CONFIGS[self.env_id]
+        if self.expert_timesteps is None:
+            return built_in
+        return dataclasses.replace(built_in, default_timesteps=self.expert_timesteps)
+
+
+COMMAND = "gym-irl"
+# What gym-irl writes into its folder: --overwrite removes these (and only these) before a new run.
+OUTPUT_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "policy.zip", "reward.safetensors",
+                "reward.json", "tensorboard")
 
 
 # ---------------------------------------------------------------------- demonstrations
@@ -270,36 +319,64 @@ def epic_to_true_reward(config: GymIRLConfig, reward: RewardModel, demonstration
 
 
 # ---------------------------------------------------------------------- the run
-def _start_or_resume(output_dir: Path, config: GymIRLConfig) -> bool:
-    """Write the run's config, or check that an existing folder holds the same one; returns whether it resumes."""
-    path = output_dir / "config.json"
-    if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
-        if recorded != json.loads(json.dumps(asdict(config))):
-            raise ValidationError(f"out: {output_dir} holds a run with a different config; resume it with the same "
-                                  f"settings or choose a new folder")
-        return True
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"config": asdict(config), **provenance(config.seed)})
-    return False
+def train_configured_expert(config: GymIRLConfig) -> Any:
+    """The SB3 expert of :meth:`GymIRLConfig.expert_config`, trained on the env's reward once and cached
+    (:func:`classic_rl.experts.train_expert`; the cache key holds the env id, not its code: give your env a new
+    version when you change it). Settings SB3 rejects are a ValidationError naming ``expert_hyperparameters``."""
+    expert = config.expert_config()
+    try:
+        return train_expert(config.env_id, config=expert)
+    except TypeError as error:  # SB3's constructor: an unknown setting
+        raise ValidationError(f"gym-irl.expert_hyperparameters: {expert.algorithm} rejects "
+                              f"{sorted(expert.hyperparameters)}: {error}") from error
+    except AssertionError as error:  # SB3 asserts the action spaces it supports
+        raise ValidationError(f"gym-irl.expert_algorithm: {expert.algorithm} cannot act in {config.env_id}: "
+                              f"{error}") from error
 
 
-def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes."""
+NO_EXPERT_RETURN = ("normalized returns not reported: the demonstrations file has no 'returns' array and no expert "
+                    "is trained in a demonstrations-only run, so the expert's return (the normalization's reference) "
+                    "is unknown; add returns [N] to the file to have them")
+
+
+def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = True,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) the IRL run of ``config`` in ``output_dir``; returns the summary it writes.
+
+    ``output_dir`` is checked first (:func:`irl_bilevel.runs.claim_run_folder`: new, the same run to resume, or with
+    ``overwrite`` a gym-irl run to replace), then the demonstrations are read and checked, and only then is anything
+    written: a failed start leaves the folder as it was.
+
+    The expert-normalized return ``(R − R_random) / (R_expert − R_random)`` needs the expert's return: the mean of
+    the demonstrations' ``returns``, else the trained expert's evaluated return. A demonstrations-only run whose
+    file has no ``returns`` reports true returns only; its summary's ``notes`` says so (and
+    ``target_normalized_return`` is refused before anything is written)."""
     from torch.utils.tensorboard import SummaryWriter
 
     output_dir = Path(output_dir)
+    claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite,
+                             defaults=GymIRLConfig().to_dict())
     torch.set_num_threads(1)
     torch.manual_seed(config.seed)
+    notes: list[str] = []
     if config.demonstrations_file:
         demonstrations = load_demonstrations(config.demonstrations_file)
         check_demonstrations_match(demonstrations, config.env_id)
         expert_model = None
+        if demonstrations.returns is None:
+            if config.target_normalized_return is not None:
+                raise ValidationError(f"target_normalized_return: needs the expert's return, but "
+                                      f"{config.demonstrations_file} has no 'returns' array and a demonstrations-only "
+                                      f"run trains no expert; add returns [N] to the file or drop the target")
+            notes.append(NO_EXPERT_RETURN)
+            if progress:
+                print(f"gym-irl: {NO_EXPERT_RETURN}", file=sys.stderr)
     else:
-        expert_model = train_expert(config.env_id)
+        expert_model = train_configured_expert(config)
         demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
                                                 seed=config.demonstration_seed)
-    resumed = _start_or_resume(output_dir, config)
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
+    resumed = claim == "resume"
 
     def make_inner(budget: int, seed: int, tensorboard: Path | None) -> SB3InnerSolver:
         hyperparameters = {**config.hyperparameters, "gamma": config.discount}
@@ -324,14 +401,20 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         trained = AbsorbingAnchoredReward.for_env(reward, inner.env)
     problem = BilevelProblem(trained, inner, objective)
     random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
-    expert_return = (float(demonstrations.returns.mean()) if demonstrations.returns is not None
-                     else evaluate_policy_return(expert_model, config.env_id, config.eval_episodes,
-                                                 config.eval_seed)[0])
+    expert_return: float | None = None
+    if demonstrations.returns is not None:
+        expert_return = float(demonstrations.returns.mean())
+    elif expert_model is not None:
+        expert_return = evaluate_policy_return(expert_model, config.env_id, config.eval_episodes, config.eval_seed)[0]
     writer = SummaryWriter(str(output_dir / "tensorboard" / "outer"))
+
+    def normalized(value: float) -> float | None:
+        return None if expert_return is None else normalized_return(value, random, expert_return)
 
     def evaluate() -> dict[str, float]:
         value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
-        return {"true_return": value, "normalized_return": normalized_return(value, random, expert_return)}
+        score = normalized(value)
+        return {"true_return": value} if score is None else {"true_return": value, "normalized_return": score}
 
     def metrics() -> dict[str, float]:
         # SB3's step count (restored from the checkpoint on resume), so a resumed run counts every step, plus the
@@ -345,21 +428,23 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
             writer.add_scalar(f"outer/{key}", number, int(row["env_steps"]))
         return row
 
-    started = time.perf_counter()
+    # No tolerance stop: the loss and gradient are estimates from the learner's latest samples, noisy at any θ; the
+    # budget is outer_steps (and target_normalized_return), as the committed results were made. No runaway guard
+    # either (non-finite values still stop the run): the reported loss is the demonstrations' NLL under the learner,
+    # a diagnostic that a sharp continuous policy makes large without anything diverging.
     outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
-                        checkpoint_every=config.checkpoint_every)
+                        grad_tol=0.0, loss_rtol=0.0, divergence_factor=0.0, checkpoint_every=config.checkpoint_every)
     target = config.target_normalized_return
     solver = BilevelSolver(problem, method, outer, output_dir=output_dir, metrics=metrics, progress=progress,
                            stop_when=None if target is None
                            else lambda row: row.get("normalized_return", -math.inf) >= target)
     result = solver.run(resume=True)
+    solved = time.perf_counter()
     writer.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
     epic = epic_to_true_reward(config, reward, demonstrations, inner)  # before inner.close(): reads its recorded steps
-    upper = getattr(method, "upper", None)
-    if upper is not None:
-        upper.close()
+    method.close()
     inner.close()
 
     history = result.history
@@ -367,11 +452,14 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     final = history[-1] if "true_return" in history[-1] else {**history[-1], **evaluate()}
     summary: dict[str, Any] = {
         "env_id": config.env_id, "resumed": resumed, "outer_steps": result.steps,
-        "final_true_return": final["true_return"], "final_normalized_return": final["normalized_return"],
+        "final_true_return": final["true_return"], "final_normalized_return": final.get("normalized_return"),
         "env_steps": history[-1]["env_steps"], "env_steps_to_0.9": reached[0] if reached else None,
-        "expert_return": expert_return, "random_return": random, "wall_s": time.perf_counter() - started,
-        "epic_distance": epic,
+        "expert_return": expert_return, "random_return": random, "epic_distance": epic,
+        # the solver's time over every segment of a resumed run (result.seconds), plus this segment's saving
+        "wall_s": result.seconds + time.perf_counter() - solved,
     }
+    if notes:
+        summary["notes"] = notes
     if config.transfer_steps:
         reward.requires_grad_(False)
         transfer = make_inner(config.transfer_steps, config.seed + 100, None)
@@ -379,7 +467,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         value = evaluate_policy_return(transfer.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
         transfer.close()
         summary.update(transfer_true_return=value,
-                       transfer_normalized_return=normalized_return(value, random, expert_return),
+                       transfer_normalized_return=normalized(value),
                        transfer_env_steps=config.transfer_steps)
     write_json(output_dir / "summary.json", summary)
     return summary

@@ -5,7 +5,7 @@ true episode returns). It is the one wrapper every SB3 agent here trains through
 (:mod:`classic_rl.sb3_inner`), RL from preferences, the penalty method's upper policy and the reward-model-then-PPO
 baseline of the loss sweep.
 
-Termination (``shared/design.md``, "Episode semantics"), ``termination=``:
+Termination, ``termination=``:
 
 * ``"absorbing"`` (default; Kostrikov et al. 2019's absorbing state, in closed form): a *terminated* episode
   continues forever in an absorbing state, the terminal observation with an all-zero action vector

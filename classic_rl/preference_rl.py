@@ -17,7 +17,7 @@ segments (``refresh="every_step"``). Each outer step:
 3. the outer optimizer fits the reward to all labelled data: ``reward_iterations`` L-BFGS iterations (strong-Wolfe
    line search; default) or one Adam step, on the direct gradient of the likelihood (plus ``l2/2 ‖θ‖²``).
 
-Episode semantics (``shared/design.md``): segments have a fixed length ``L``. A segment that reaches a
+Episode semantics (:mod:`classic_rl.learned_reward_env`): segments have a fixed length ``L``. A segment that reaches a
 *termination* after ``n < L`` real steps is padded with ``L − n`` absorbing steps: true reward 0 (what the teacher
 sums), reward-model input the absorbing state (DAC's separate state with ``absorbing_indicator``; its learned value
 is the same one the inner solver uses after terminations, ``classic_rl.learned_reward_env``). On CartPole-v1 this
@@ -25,8 +25,8 @@ is what gives segments a signal at all: equal-length segments without a terminat
 crosses a *truncation* (time limit) or a restart: starts whose episode runs out of recorded steps before ``L``
 without terminating are not used. The inner solver trains on :class:`AbsorbingAnchoredReward`, ``r_θ − r_θ(absorbing)``:
 a constant shift, invisible to the preference likelihood (equal-length segments) and to the absorbing-state inner
-problem, that spares the agent a ``γ/(1 − γ) · r_abs`` spike on every terminal transition (on CartPole-v1 it made
-the difference between 0.27 and 1.00 normalized return in one 30k-step run).
+problem, that spares the agent a ``γ/(1 − γ) · r_abs`` spike on every terminal transition (which would otherwise
+dominate its updates while the reward is still being learned).
 
 The output folder receives the same files as ``irlb gym-irl``: ``config.json`` (config, seed, versions, commit),
 ``metrics.jsonl`` (per outer step: loss, queries used, labelled pairs, true and normalized return every
@@ -39,8 +39,8 @@ real step and whose episodes end by a *termination* (Acrobot-v1 and MountainCar-
 CartPole-v1: +1 per step until the pole falls), two equal-length segments without a termination have equal true
 return, so any teacher that judges true return can only answer "equal" (the oracle labels an exact tie 0.5, which
 the Bradley-Terry likelihood drops). Early in an Acrobot-v1 run no learner segment reaches the goal, so the queries
-of the first sessions are spent on ties: in ``results/preference_feedback.json`` (before this option) 82–84% of
-the oracle's answers were ties and one seed of three got no preference at all. With the option on:
+of the first sessions are spent on ties, and a seed whose learner never reaches the goal gets no preference at
+all. With the option on:
 
 * *pool*: up to half of the ``2 × candidate_factor × k`` segments cut for a session are drawn from the admissible
   starts whose episode terminates within the segment, the rest from the others (uniformly within each group);
@@ -80,12 +80,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -94,11 +93,11 @@ import torch
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
 from classic_rl.learned_reward_env import AbsorbingAnchoredReward, LearnedRewardVecEnv
 from classic_rl.sb3_inner import SB3InnerSolver
-from irl_bilevel.config import dataclass_from_sources
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Range
 from irl_bilevel.exploration import StateEntropyReward
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
 from irl_bilevel.objectives import absorbing_transitions
-from irl_bilevel.preference_likelihood import PAIRWISE_SCORE_LOSSES, PreferenceLikelihood
+from irl_bilevel.preference_likelihood import PAIRWISE_SCORE_LOSSES, PreferenceLikelihood, check_loss_options
 from irl_bilevel.query_selection import (
     query_schedule,
     select_disagreement,
@@ -109,13 +108,19 @@ from irl_bilevel.query_selection import (
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
-from irl_bilevel.runs import provenance, write_json, write_metrics
+from irl_bilevel.runs import (
+    RUN_RECORD,
+    begin_run,
+    claim_run_folder,
+    remove_own_files,
+    write_json,
+    write_metrics,
+)
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
 from irl_bilevel.validation import ValidationError
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
-EXPLORATIONS = ("none", "state_entropy")
 TEACHERS = tuple(t.name for t in bpref_teachers())
 
 # Inner-loop defaults per env (SB3 constructor arguments): rl-zoo's settings with constant learning rates (a
@@ -127,9 +132,10 @@ INNER_DEFAULTS: dict[str, tuple[str, int, dict[str, Any]]] = {
 }
 
 
-@dataclass
-class PreferenceRLConfig:
-    """Everything a preference-RL run depends on; a JSON file and ``--set key=value`` overrides fill it.
+@dataclass(frozen=True)
+class PreferenceRLConfig(Config):
+    """Everything a preference-RL run depends on: what ``irlb preference-rl``'s flags, ``--config`` and ``--set``
+    fill and ``config.json`` records.
 
     ``algorithm``/``n_envs``/``hyperparameters``: ``None`` takes :data:`INNER_DEFAULTS` for the env (PPO otherwise).
     ``query_budget``: oracle queries in total, asked in ``query_sessions`` sessions spread over the first
@@ -143,82 +149,92 @@ class PreferenceRLConfig:
     trains on the learned reward from the start.
     """
 
-    env_id: str = "CartPole-v1"
-    algorithm: str | None = None
-    n_envs: int | None = None
+    env_id: str = field(default="CartPole-v1", metadata={"aliases": ("--env",)})
+    """gymnasium environment id, e.g. CartPole-v1, Pendulum-v1"""
+    algorithm: Literal["ppo", "a2c", "sac", "dqn"] | None = None
+    """the inner SB3 algorithm; null: the env's entry of INNER_DEFAULTS (PPO otherwise)"""
+    n_envs: PositiveInt | None = None
+    """parallel environments of the inner solver; null: the env's default"""
     hyperparameters: dict[str, Any] | None = None
-    total_env_steps: int = 50_000
-    env_steps_per_outer_step: int = 512
-    segment_length: int = 50
-    segment_window: int = 4096  # recorded learner steps (all envs) that segments are cut from
+    """SB3 constructor arguments; null: the env's defaults (rl-zoo's, INNER_DEFAULTS)"""
+    total_env_steps: PositiveInt = 50_000
+    """inner env steps of the whole run"""
+    env_steps_per_outer_step: PositiveInt = 512
+    """inner env steps per outer (reward) step"""
+    segment_length: PositiveInt = 50
+    """steps per preference segment"""
+    segment_window: PositiveInt = 4096
+    """recorded learner steps (all envs) that segments are cut from"""
     query_budget: int = 200
-    query_sessions: int = 10
-    query_fraction: float = 0.5
-    query_schedule_kind: str = "linear_decay"
-    candidate_factor: int = 10
-    selection: str = "disagreement"
+    """oracle queries in total"""
+    query_sessions: PositiveInt = 10
+    """feedback sessions the budget is spread over"""
+    query_fraction: Annotated[float, Range(0, 1, low_open=True)] = 0.5
+    """the sessions are spread over this first fraction of the outer steps"""
+    query_schedule_kind: Literal["constant", "linear_decay"] = "linear_decay"
+    """queries per session: equal, or decaying linearly"""
+    candidate_factor: PositiveInt = 10
+    """each session picks its k queries from candidate_factor × k random candidate pairs"""
+    selection: Annotated[str, OneOf(SELECTIONS, "selection")] = "disagreement"
+    """how queries are picked among the candidates: uniformly, by ensemble disagreement, by entropy, or k-center +
+    disagreement (diversity)"""
     termination_queries: bool = False
-    exploration: str = "none"  # none | state_entropy (PEBBLE's unsupervised exploration until the first label)
-    exploration_neighbours: int = 5
-    ensemble_size: int = 3
-    teacher: str = "oracle"
+    """draw pairs that contain a termination and postpone a session whose window holds none (module docstring)"""
+    exploration: Literal["none", "state_entropy"] = "none"
+    """none | state_entropy (PEBBLE's unsupervised exploration until the first label)"""
+    exploration_neighbours: PositiveInt = 5
+    """k of the state-entropy reward's k-nearest-neighbour estimate"""
+    ensemble_size: PositiveInt = 3
+    """reward models in the ensemble (disagreement and diversity selection need 2 or more)"""
+    teacher: Annotated[str, OneOf(TEACHERS, "teacher")] = "oracle"
+    """the simulated B-Pref teacher that labels the queries from the true reward"""
     teacher_options: dict[str, Any] = field(default_factory=dict)
-    loss: str = "bradley_terry"
+    """parameters of the teacher, e.g. ``{"mistake": 0.2}``"""
+    loss: Annotated[str, OneOf(PAIRWISE_SCORE_LOSSES, "pairwise loss")] = "bradley_terry"
+    """the preference likelihood: a pairwise loss of the catalog on reward-model scores"""
     loss_options: dict[str, Any] = field(default_factory=dict)
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    state_action_reward: bool = False  # r(s); True: r(s, a) (one-hot discrete actions)
+    """parameters of the loss"""
+    hidden_sizes: list[PositiveInt] = field(default_factory=lambda: [64, 64])
+    """hidden layer widths of each reward network"""
+    state_action_reward: bool = False
+    """r(s); True: r(s, a) (one-hot discrete actions)"""
     absorbing_indicator: bool = True
+    """DAC's separate absorbing state for padded segments and terminal transitions"""
     normalize_reward: bool = True
-    optimizer: str = "lbfgs"  # lbfgs: reward_iterations L-BFGS iterations per outer step; adam: one Adam step
-    reward_iterations: int = 10
-    lr: float = 1.0  # 1 for L-BFGS (line search); e.g. 3e-3 for Adam
-    l2: float = 1e-4
-    eval_every: int = 10
-    eval_episodes: int = 10
+    """scale the learned reward by a running RMS before the agent sees it"""
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    """lbfgs: reward_iterations L-BFGS iterations per outer step; adam: one Adam step"""
+    reward_iterations: PositiveInt = 10
+    """L-BFGS iterations per outer step"""
+    lr: PositiveFloat = 1.0
+    """1 for L-BFGS (line search); e.g. 3e-3 for Adam"""
+    l2: NonNegativeFloat = 1e-4
+    """weight of the (l2 / 2) ‖θ‖² penalty on the reward parameters"""
+    eval_every: PositiveInt = 10
+    """evaluate the policy on the true reward every this many outer steps (and at the last)"""
+    eval_episodes: PositiveInt = 10
+    """true-reward evaluation episodes of the policy"""
     seed: int = 0
+    """seed of the reward models, the inner solver, the queries and the teacher"""
     eval_seed: int = 10_000
+    """seed of the evaluation episodes (the same for every policy)"""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         try:
             gym.spec(self.env_id)
         except gym.error.Error as error:
             raise ValidationError(f"env_id: unknown gymnasium environment {self.env_id!r}") from error
-        for name in ("total_env_steps", "env_steps_per_outer_step", "segment_length", "segment_window",
-                     "query_sessions", "candidate_factor", "ensemble_size", "eval_every", "eval_episodes"):
-            if int(getattr(self, name)) < 1:
-                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
         if self.query_budget < 1:
             raise ValidationError(f"query_budget: expected at least 1 oracle query (with none, the preference "
                                   f"likelihood is undefined), got {self.query_budget}")
         if self.total_env_steps < self.env_steps_per_outer_step:
             raise ValidationError(f"total_env_steps: expected at least env_steps_per_outer_step "
                                   f"({self.env_steps_per_outer_step}), got {self.total_env_steps}")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ValidationError(f"optimizer: expected 'lbfgs' or 'adam', got {self.optimizer!r}")
-        if self.reward_iterations < 1:
-            raise ValidationError(f"reward_iterations: expected at least 1, got {self.reward_iterations}")
-        if not 0.0 < self.query_fraction <= 1.0:
-            raise ValidationError(f"query_fraction: expected a fraction in (0, 1], got {self.query_fraction}")
-        if self.query_schedule_kind not in ("constant", "linear_decay"):
-            raise ValidationError(f"query_schedule_kind: expected 'constant' or 'linear_decay', got "
-                                  f"{self.query_schedule_kind!r}")
-        if self.selection not in SELECTIONS:
-            raise ValidationError(f"selection: expected one of {SELECTIONS}, got {self.selection!r}")
         if self.selection in ("disagreement", "diversity") and self.ensemble_size < 2:
             raise ValidationError(f"ensemble_size: {self.selection} selection needs an ensemble of at least 2 "
                                   f"reward models, got {self.ensemble_size}")
-        if self.teacher not in TEACHERS:
-            raise ValidationError(f"teacher: expected one of {TEACHERS}, got {self.teacher!r}")
-        if self.loss not in PAIRWISE_SCORE_LOSSES:
-            raise ValidationError(f"loss: expected one of {PAIRWISE_SCORE_LOSSES}, got {self.loss!r}")
-        if self.exploration not in EXPLORATIONS:
-            raise ValidationError(f"exploration: expected one of {EXPLORATIONS}, got {self.exploration!r}")
-        if self.exploration_neighbours < 1:
-            raise ValidationError(f"exploration_neighbours: expected at least 1, got {self.exploration_neighbours}")
-        if not isinstance(self.termination_queries, bool):
-            raise ValidationError(f"termination_queries: expected true or false, got {self.termination_queries!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValidationError(f"lr: expected a positive number, got {self.lr}")
+        check_loss_options(self.loss, self.loss_options)
+        make_teacher(self.teacher, **self.teacher_options)  # bad options fail here, before the run writes
 
     @property
     def outer_steps(self) -> int:
@@ -232,10 +248,6 @@ class PreferenceRLConfig:
             hyperparameters = {}
         return (self.algorithm or algorithm, self.n_envs or n_envs,
                 dict(self.hyperparameters if self.hyperparameters is not None else hyperparameters))
-
-    @classmethod
-    def from_sources(cls, config_file: str | None = None, overrides: list[str] | None = None) -> PreferenceRLConfig:
-        return dataclass_from_sources(cls, config_file, overrides)
 
 
 def make_teacher(name: str, **options: Any) -> Teacher:
@@ -566,6 +578,14 @@ class PreferenceRLObjective(PreferenceLikelihood):
             reward_model = reward_model.base  # the shift cancels in every query (segments of equal length)
         return super().reward_loss(reward_model)
 
+    def feedback_may_grow(self) -> bool:
+        """True until every scheduled session has run and no query is owed."""
+        return self.refreshes < len(self.schedule) or self.owed > 0
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError("the query loop's transition window and teacher are not checkpointed; a "
+                                  "preference-RL run starts over")
+
     def stats(self) -> dict[str, float]:
         return {"queries_used": self.queries_used, "labelled_pairs": len(self), "ties": self.ties,
                 "skipped": self.skipped, "postponed_sessions": self.postponed_sessions,
@@ -579,7 +599,7 @@ def session_schedule(config: PreferenceRLConfig) -> list[int]:
     sessions = max(1, min(config.query_sessions, evaluations))
     span = max(1, int(config.query_fraction * evaluations))
     interval = max(1, span // sessions)
-    counts = query_schedule(config.query_budget, sessions, config.query_schedule_kind)  # type: ignore[arg-type]
+    counts = query_schedule(config.query_budget, sessions, config.query_schedule_kind)
     schedule = [0] * max(evaluations, (sessions - 1) * interval + 1)
     for s, count in enumerate(counts):
         schedule[s * interval] += count
@@ -594,20 +614,24 @@ def reward_spec(config: PreferenceRLConfig, obs_dim: int, action_dim: int, disco
                       uses_actions=config.state_action_reward, discount=discount)
 
 
-def _prepare_folder(output_dir: Path, config: PreferenceRLConfig) -> dict[str, Any] | None:
-    """The finished run's summary if ``output_dir`` holds one with this config; otherwise a fresh folder."""
-    path = output_dir / "config.json"
-    if path.exists():
-        recorded = json.loads(path.read_text()).get("config")
-        if recorded != json.loads(json.dumps(asdict(config))):
-            raise ValidationError(f"out: {output_dir} holds a run with a different config; choose a new folder")
+COMMAND = "preference-rl"
+# What preference-rl writes into its folder: --overwrite removes these (and only these) before a new run.
+OUTPUT_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "policy.zip", "reward.safetensors",
+                "reward.json", "reward_member_*.safetensors", "reward_member_*.json", "tensorboard")
+
+
+def _prepare_folder(output_dir: Path, config: PreferenceRLConfig, overwrite: bool) -> dict[str, Any] | None:
+    """The finished run's summary if ``output_dir`` holds one with this config; otherwise the folder is made ready
+    for a fresh run (:func:`irl_bilevel.runs.claim_run_folder` decides first, so nothing is changed when it
+    refuses)."""
+    claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite)
+    if claim == "resume":
         if (output_dir / "summary.json").exists() and (output_dir / "policy.zip").exists():
             return json.loads((output_dir / "summary.json").read_text())
-        for stale in ("metrics.jsonl", "checkpoint.pt", "summary.json"):
-            (output_dir / stale).unlink(missing_ok=True)
-        shutil.rmtree(output_dir / "tensorboard", ignore_errors=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"config": asdict(config), **provenance(config.seed)})
+        # An unfinished run starts over (the labelled dataset is not checkpointed): its partial files go.
+        remove_own_files(output_dir, [name for name in OUTPUT_FILES if name != RUN_RECORD])
+        return None
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
     return None
 
 
@@ -620,13 +644,14 @@ def reference_returns(env_id: str, eval_episodes: int, eval_seed: int) -> tuple[
 
 
 def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progress: bool = True,
-                      references: tuple[float, float] | None = None) -> dict[str, Any]:
+                      references: tuple[float, float] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run the preference-RL run of ``config`` in ``output_dir``; returns the summary it writes.
 
     ``references``: ``(random, expert)`` returns for the normalized return (default: :func:`reference_returns`).
+    ``overwrite``: replace the files of an earlier preference-rl run with another config in ``output_dir``.
     """
     output_dir = Path(output_dir)
-    finished = _prepare_folder(output_dir, config)
+    finished = _prepare_folder(output_dir, config, overwrite)
     if finished is not None:
         return finished
     torch.set_num_threads(1)
@@ -652,11 +677,14 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     problem = BilevelProblem(trained, solving, objective)  # type: ignore[arg-type]
     steps_done = 0
 
+    def exploring_solves() -> int:
+        return solving.exploring_solves if isinstance(solving, ExploringInnerSolver) else 0
+
     def metrics() -> dict[str, float]:
         nonlocal steps_done
         steps_done += 1
         row: dict[str, float] = {**objective.stats(), "env_steps": int(inner.model.num_timesteps),
-                                 "exploring_solves": getattr(solving, "exploring_solves", 0),
+                                 "exploring_solves": exploring_solves(),
                                  "train_true_return": inner.recent_true_return()}
         if steps_done % config.eval_every == 0 or steps_done == config.outer_steps:
             value = evaluate_policy_return(inner.model, config.env_id, config.eval_episodes, seed=config.eval_seed)[0]
@@ -664,8 +692,10 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         return row
 
     started = time.perf_counter()
+    # No tolerance stop: the labelled data and the learner's samples change every step; the budget is outer_steps.
+    # (A zero gradient stops only once the query loop is over: grad_tol = 0 is the rule the results were made with.)
     outer = OuterConfig(steps=config.outer_steps, optimizer=config.optimizer, lr=config.lr, l2=config.l2,
-                        checkpoint_every=max(1, config.outer_steps),
+                        grad_tol=0.0, loss_rtol=0.0, checkpoint_every=max(1, config.outer_steps),
                         lbfgs_iterations_per_step=config.reward_iterations)
     # No output_dir for the solver: its checkpoint would not hold the labelled dataset or the transition window,
     # so resuming would not be exact; the run writes its metrics itself and a killed run starts over.
@@ -690,7 +720,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
         "env_steps": final["env_steps"], "queries_used": objective.queries_used, "query_budget": config.query_budget,
         "queries_unasked": config.query_budget - objective.queries_used,
         "postponed_sessions": objective.postponed_sessions,
-        "exploring_solves": getattr(solving, "exploring_solves", 0),
+        "exploring_solves": exploring_solves(),
         "labelled_pairs": len(objective), "ties": objective.ties, "skipped": objective.skipped,
         "label_agreement": final["label_agreement"], "expert_return": expert, "random_return": random,
         "final_loss": result.loss, "wall_s": time.perf_counter() - started,

@@ -17,6 +17,7 @@ the same as relabelling before every ``train()`` call, at one pass over the buff
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,25 @@ from irl_bilevel.validation import ValidationError
 
 ON_POLICY = ("ppo", "a2c")
 OFF_POLICY = ("sac", "dqn")
+
+
+def gym_env_spec(env_id: str) -> Any:
+    """The gymnasium ``EnvSpec`` of ``env_id``: a registered id (``CartPole-v1``) or gymnasium's
+    ``module:EnvName-vN`` form, whose module is imported first (importing it registers the env), as ``gym.make``
+    does. A ValidationError names ``env_id`` when the module cannot be imported or registers no such env."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValidationError(f"env_id: cannot import {module!r}, the module that should register {name!r} "
+                                  f"({error})") from error
+    try:
+        return gym.spec(name)
+    except gym.error.Error as error:
+        where = f" after importing {module!r}" if module else ""
+        raise ValidationError(f"env_id: unknown gymnasium environment {name!r}{where}; expected a registered id "
+                              f"such as CartPole-v1 or module:EnvName-v0 for your own ({error})") from error
 
 
 def check_occupancy_discount(value: float | None) -> None:
@@ -105,10 +125,7 @@ class SB3InnerSolver:
             raise ValidationError(f"n_envs: expected at least 1, got {n_envs}")
         if add_env_reward and algorithm not in ON_POLICY:
             raise ValidationError(f"add_env_reward: supported for on-policy algorithms {ON_POLICY}, got {algorithm!r}")
-        try:
-            gym.spec(env_id)
-        except gym.error.Error as error:
-            raise ValidationError(f"env_id: unknown gymnasium environment {env_id!r}") from error
+        gym_env_spec(env_id)
         self.env_id, self.algorithm, self.seed = env_id, algorithm, seed
         self.env_steps_per_outer_step = int(env_steps_per_outer_step)
         hyperparameters = dict(hyperparameters or {})

@@ -8,7 +8,7 @@ Everything is drawn from the caller's generator, in a fixed order, so a seeded e
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,13 +18,13 @@ from irl_bilevel.sampling import sample_trajectories
 from irl_bilevel.tabular import soft_value_iteration
 
 
-def behaviour_episodes(mdp, config: dict[str, Any], generator: torch.Generator) -> Trajectories:
+def behaviour_episodes(mdp, temperatures: Sequence[float], episodes_per_policy: int, episode_length: int,
+                       generator: torch.Generator) -> Trajectories:
     """``episodes_per_policy`` episodes of ``episode_length`` steps from the soft-optimal policy at each of
     ``temperatures`` (on the MDP's true reward) and from the uniform policy, concatenated in that order."""
-    policies = [soft_value_iteration(mdp, mdp.true_reward, temperature=t).log_policy for t in config["temperatures"]]
+    policies = [soft_value_iteration(mdp, mdp.true_reward, temperature=t).log_policy for t in temperatures]
     policies.append(torch.full((mdp.num_states, mdp.num_actions), -float(np.log(mdp.num_actions))))
-    parts = [sample_trajectories(mdp, p, config["episodes_per_policy"], config["episode_length"], generator)
-             for p in policies]
+    parts = [sample_trajectories(mdp, p, episodes_per_policy, episode_length, generator) for p in policies]
     return Trajectories(torch.cat([p.observations for p in parts]), torch.cat([p.actions for p in parts]),
                         torch.cat([p.lengths for p in parts]), mdp.num_states, mdp.num_actions)
 

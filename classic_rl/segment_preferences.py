@@ -1,6 +1,6 @@
 """Trajectory segments and oracle preference labels on a gymnasium task (CartPole-v1 by default).
 
-Episode semantics (see ``shared/design.md``, "Episode semantics"): a segment has a fixed length ``L`` and may
+Episode semantics (:mod:`classic_rl.learned_reward_env`): a segment has a fixed length ``L`` and may
 run past a *termination*. After termination the episode is **absorbed**: the remaining ``L − length`` steps are
 padding (``Trajectories.lengths`` marks the valid steps, ``Segments.terminated`` flags the absorption) with
 zero true reward. A segment that ends early therefore has a lower true return; this is what gives CartPole

@@ -54,6 +54,7 @@ from torch import nn
 from classic_rl.experts import float32_default
 from classic_rl.sb3_inner import SB3InnerSolver
 from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, parameter_gradients
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.rewards import Aggregator, PotentialShaping, RewardModel, SimplexWeights, Transitions
 from irl_bilevel.shaping import one_step_shaping_surrogate, policy_gradient_directions, task_advantages
 from irl_bilevel.validation import ValidationError
@@ -218,7 +219,7 @@ def learned_potential(potentials: StatePotentials, discount: float, scale: float
 
 
 # ---------------------------------------------------------------------- the outer objective and its hypergradient
-class SB3TaskReturnObjective:
+class SB3TaskReturnObjective(OuterObjective):
     """``loss = −J``: minus the learner's mean true (environment) return over its recent training episodes."""
 
     def loss(self, log_policy: torch.Tensor) -> torch.Tensor:

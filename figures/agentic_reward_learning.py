@@ -84,7 +84,6 @@ def _curves(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
     ax.set_ylabel("training success")
     ax.set_ylim(bottom=0)
     ax.set_title(f"(b) {env}: update budget (running mean)", fontsize=8)
-    ax.legend(fontsize=6)
 
 
 def _scales(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
@@ -94,19 +93,20 @@ def _scales(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
                ("preference_scales", "preference_identifiability", "prefs", "C9")]
     sources = [source for source in sources if source[0] in entry["seeds"][0]]
     width = 0.8 / (len(sources) + 1)
+    epics = []
     for i, (key, ident, label, colour) in enumerate(sources):
         scales = np.asarray([row[key] for row in entry["seeds"]])
         epic = [row[ident]["epic"] for row in entry["seeds"] if ident in row]
         shift = (i - len(sources) / 2) * width
-        epic_text = f", EPIC {np.median(epic):.2f}" if epic else ""
-        ax.bar(x + shift, np.median(scales, 0), width, color=colour, alpha=0.8, label=f"{label}{epic_text}")
+        if epic:
+            epics.append(f"{label} {np.median(epic):.2f}")
+        ax.bar(x + shift, np.median(scales, 0), width, color=colour, alpha=0.8, label=label)
         for row in scales:
             ax.scatter(x + shift, row, s=8, color="k", zorder=3)
     ax.bar(x + len(sources) / 2 * width, TRUE_WEIGHTS[:len(names)], width, color="C2", alpha=0.8, label="true")
     ax.set_xticks(x, names, fontsize=7)
     ax.set_ylabel("scale θ_k (median, seeds)")
-    ax.set_title(f"(c) {env}: learned aspect scales, EPIC to true (median)", fontsize=8)
-    ax.legend(fontsize=6)
+    ax.set_title(f"(c) {env}: learned aspect scales\nEPIC to true (median): {', '.join(epics) or 'n/a'}", fontsize=8)
 
 
 def _search(ax: plt.Axes, search: dict[str, Any], env: str) -> None:
@@ -134,15 +134,14 @@ def _distillation(ax: plt.Axes, entry: dict[str, Any], env: str) -> None:
     ax.set_ylabel("−log π(action | prompt)")
     ax.set_yscale("log")
     ax.set_title(f"(e) {env}: imitating the search plans", fontsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6)
 
 
 def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     style.apply()
     results = style.read_results(results_dir, NAME)
     envs = list(results["envs"])
-    fig, axes = plt.subplots(5, len(envs), figsize=(4.6 * len(envs), 15.5), squeeze=False)
+    fig, axes = plt.subplots(5, len(envs), figsize=(4.6 * len(envs) + 1.6, 15.5), squeeze=False,
+                             layout="constrained")
     for column, env in enumerate(envs):
         entry = results["envs"][env]
         conditions = [c for c in LABELS if c in entry["summary"]]
@@ -151,11 +150,12 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         _scales(axes[2, column], entry, env)
         _search(axes[3, column], entry["search"], env)
         _distillation(axes[4, column], entry, env)
+    for row in (1, 2, 4):  # the same series in every column: one legend per row, right of the last panel
+        style.shared_legend(list(axes[row]), fontsize=7)
     config = results["config"]
     fig.suptitle(f"LoRA policy LM on agentic text tasks: fresh adapters, {config['transfer_updates']} RLOO updates "
-                 f"on each frozen reward (DPO: as many steps)\n({style.provenance_line(results)})", fontsize=10)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+                 f"on each frozen reward (DPO: as many steps)\n({style.scale_and_seed(results)})", fontsize=10)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     summary = results["summary"]
     methods = [m for m in LABELS if m in summary]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4), layout="constrained")
     ax = axes[0]
     for x, method in enumerate(methods):
         ci = summary[method]["success"]
@@ -49,7 +49,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     ax.set_xticks(range(len(tasks)), tasks, fontsize=7, rotation=20)
     ax.set_ylabel("expansions (mean over seeds)")
     ax.set_title("(b) expansions per task (gold calls)")
-    ax.legend(fontsize=7)
+    style.legend_outside(ax, fontsize=7)
     ax = axes[2]
     names = results["aspect_names"]
     thetas = np.asarray([row["theta"] for row in results["seeds"]])
@@ -61,10 +61,9 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("weight")
     ax.set_title("(c) reward weights learned from preferences")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"Tool use: reward-guided A* against plain sampling ({style.provenance_line(results)})", fontsize=9)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+    style.legend_outside(ax, fontsize=7)
+    fig.suptitle(f"Tool use: reward-guided A* against plain sampling ({style.scale_and_seed(results)})", fontsize=9)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 if __name__ == "__main__":

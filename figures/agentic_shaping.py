@@ -62,34 +62,33 @@ def _weights(ax: plt.Axes, env_result: dict[str, Any], candidates: list[str], ha
         ax.set_ylim(0, 1)
     ax.set_xlabel("outer step")
     ax.set_ylabel("learned weight")
-    if runs:
-        ax.legend(fontsize=7)
 
 
 def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     style.apply()
     envs = list(results["envs"])
-    fig, axes = plt.subplots(len(envs), 4, figsize=(18, 3.6 * len(envs)), squeeze=False)
+    fig, axes = plt.subplots(len(envs), 4, figsize=(21, 3.6 * len(envs)), squeeze=False, layout="constrained")
     for row, env in enumerate(envs):
         env_result = results["envs"][env]
         summary = env_result["summary"]
         _band(axes[row, 0], summary, "evaluation_curve", "goal_rate")
         axes[row, 0].set_ylabel("goal rate (sampled, every start)")
         axes[row, 0].set_title(f"(a) {env}: task return, IQM + 95% CI", fontsize=9)
-        axes[row, 0].legend(fontsize=6, loc="upper left")
         _band(axes[row, 1], summary, "train_curve", "train_goal_rate")
         axes[row, 1].set_ylabel("training goal rate per solve")
         axes[row, 1].set_title(f"(b) {env}: training episodes", fontsize=9)
         for column, method in ((2, "learned_weights"), (3, "learned_from_none")):
             _weights(axes[row, column], env_result, results["candidates"], results["harmful_candidate"], method)
             zero = summary.get(method, {}).get("zero_task_gradient_fraction")
-            zero_text = "" if zero is None else f", zero task gradient {zero:.0%} of steps"
+            zero_text = "" if zero is None else f"\nzero task gradient on {zero:.0%} of outer steps"
             axes[row, column].set_title(f"({'cd'[column - 2]}) {env}: {method}{zero_text}", fontsize=8)
+        # The methods' legend beside (b), for (a) and (b); the candidates' beside (d), for (c) and (d).
+        style.shared_legend([axes[row, 0], axes[row, 1]], fontsize=6)
+        style.shared_legend([axes[row, 2], axes[row, 3]], fontsize=7)
     fig.suptitle(f"Learned reward shaping with a LoRA policy LM, {results['config']['total_updates']} RLOO updates "
-                 f"per method ({style.provenance_line(results)})", fontsize=9)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+                 f"per method ({style.scale_and_seed(results)})", fontsize=9)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
                                                        results["config"]["aspect_weights"], strict=True))
     seeds = results["config"]["seeds"]
     fig.suptitle(f"Scalar vs per-aspect labels on ObjectWorld (true reward = {weights}); IQM and 95% CI over "
-                 f"{seeds} seeds\n{style.provenance_line(results)}", fontsize=9)
-    return style.save(fig, out_dir, NAME)
+                 f"{seeds} seeds\n{style.scale_and_seed(results)}", fontsize=9)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -66,9 +66,9 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
              f"α ordinal {g['krippendorff_alpha_ordinal']:.2f}" for group, g in groups.items()]
     setting = results["setting"]
     fig.suptitle(f"Feedback consistency on {setting['testbed']}: {setting['num_queries']} queries "
-                 f"(truth ties {setting['truth_tie_rate']:.0%}), {style.provenance_line(results)}\n"
+                 f"(truth ties {setting['truth_tie_rate']:.0%}), {style.scale_and_seed(results)}\n"
                  + "; ".join(parts), fontsize=9)
-    return style.save(fig, out_dir, NAME)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def _row(axes: np.ndarray, case: dict[str, Any], labels: dict[str, str]) -> None
         fitted = [f for f in fitted if f is not None]
         if fitted:
             err_ax.plot([], [], linestyle="none", label=f"fitted rate, from zeros: {np.median(fitted):.2f}")
-        err_ax.legend(fontsize=7, loc="lower left")
+        style.legend_outside(err_ax, fontsize=7)
     else:
         horizon = case["horizon"]
         err_ax.axvline(horizon, color="0.4", linewidth=1, linestyle="--")
@@ -135,7 +135,7 @@ def _row(axes: np.ndarray, case: dict[str, Any], labels: dict[str, str]) -> None
     sample_ax.set_yscale("log")
     sample_ax.set_xlabel(f"learner rollouts n ({mdps[0]['maxent_sampled']['rollout_length']} steps each)")
     sample_ax.set_ylabel("relative error")
-    sample_ax.legend(fontsize=7, loc="lower left")
+    style.legend_outside(sample_ax, fontsize=7)
 
 
 def _case_title(case: dict[str, Any]) -> str:
@@ -161,17 +161,18 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     cases = results["cases"]
     labels = dict(results["methods"])
-    fig = plt.figure(figsize=(20, 4.6 * len(cases) + 1.2), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(cases), 1))
+    fig = plt.figure(figsize=(24, 4.6 * len(cases) + 1.2), layout="constrained")
+    # One row of panels per case, then a strip of its own for the methods' legend (below every axes).
+    subfigs = fig.subfigures(len(cases) + 1, 1, height_ratios=[4.6] * len(cases) + [1.0])
     for subfig, case in zip(subfigs, cases):
         _row(subfig.subplots(1, 4), case, labels)
         subfig.suptitle(_case_title(case), fontsize=10, fontweight="bold")
-    fig.legend(handles=_legend_handles(labels), loc="outside lower center", ncol=5, fontsize=9)
+    subfigs[-1].legend(handles=_legend_handles(labels), loc="center", ncol=5, fontsize=9)
     cfg = results["config"]
-    fig.suptitle(f"Hypergradient accuracy, float64 ({style.provenance_line(results)}; times: median of "
+    fig.suptitle(f"Hypergradient accuracy, float64 ({style.scale_and_seed(results)}; times: median of "
                  f"{cfg['repeats']} calls; bands: min–max over MDPs). Errors against implicit differentiation "
                  f"with a direct solve; all methods share one converged, warm-started inner solve.", fontsize=10)
-    return style.save(fig, out_dir, NAME)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -79,11 +79,10 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     spec = results["spec"]
     env = spec.get("overrides", {}).get("env_id", "the default testbed")
     seeds = ", ".join(str(seed) for seed in spec["seeds"])
-    commit = (results.get("provenance") or {}).get("git_commit") or "unknown"
     fig.suptitle(f"IRL ablation on {env}: {len(results['trials'])} trials, seeds {seeds} per setting "
-                 f"(scale {results['scale']}, commit {commit[:12]})", fontsize=10)
+                 f"(scale {results['scale']})", fontsize=10)
     fig.tight_layout(rect=(0, 0.12 / len(rows), 1, 1))
-    return style.save(fig, figures_dir, NAME)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 def json_key(point: dict[str, Any]) -> str:

@@ -101,8 +101,8 @@ def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> Non
     ax.set_xticks(range(len(testbeds)), [f"{t}\n({b // 1000}k steps)" for t, b in zip(testbeds, budgets,
                                                                                      strict=True)])
     ax.set_ylabel("normalized return")
-    ax.set_title("reward transfer: fresh PPO on the frozen learned reward (IQM, 95% CI, seeds)", fontsize=9)
-    ax.legend(loc="best", fontsize=7)
+    ax.set_title("reward transfer: fresh PPO on the frozen learned reward\n(IQM, 95% CI, seeds)", fontsize=9)
+    style.legend_outside(ax, fontsize=7)
 
 
 def _epic(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> None:
@@ -118,26 +118,26 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     testbeds = list(results["protocol"]["testbeds"])
     columns = len(testbeds)
-    fig = plt.figure(figsize=(max(4.0 * columns, 6.0), 7.0))
+    fig = plt.figure(figsize=(max(4.0 * columns, 6.0) + 2.5, 7.0), layout="constrained")
     grid = fig.add_gridspec(2, columns, height_ratios=[1.0, 0.9])
+    curves = []
     for j, testbed in enumerate(testbeds):
         ax = fig.add_subplot(grid[0, j])
+        curves.append(ax)
         _curves(ax, results, testbed)
         if j == 0:
             ax.set_ylabel("normalized true return (IQM, 95% CI)")
-            ax.legend(loc="best", fontsize=7)
+    style.shared_legend(curves, fontsize=7)
     has_epic = any("epic_distance" in cell for cell in results.get("cells", {}).values())
     split = max(1, columns // 2) if has_epic and columns > 1 else columns
     _transfer(fig.add_subplot(grid[1, :split]), results, testbeds)
     if has_epic and split < columns:  # results written before the benchmark measured EPIC have no such panel
         _epic(fig.add_subplot(grid[1, split:]), results, testbeds)
-    commit = (results.get("git", {}).get("commit") or "unknown")[:12]
     seeds = len(results["protocol"]["seeds"])
     demonstrations = results["protocol"]["demonstrations"]
     fig.suptitle(f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}, scale "
-                 f"{results.get('scale', '?')}, commit {commit}", fontsize=10)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+                 f"{results.get('scale', '?')}", fontsize=10)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 def main() -> None:

@@ -52,7 +52,9 @@ def _curves(ax: plt.Axes, results: dict[str, Any]) -> None:
     ax.set_xlabel("inner soft value-iteration sweeps from Q = 0")
     ax.set_ylabel("true (sparse) task return J(π_k)")
     ax.set_title("(a) learning speed under each shaping")
-    ax.legend(fontsize=7, loc="lower right")
+    # A strip of its own below every panel: the labels carry J(π_K) and the exact check, too long for a side legend.
+    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8,
+                     title="(a) shaping: J(π_K) at the budget; greedy optimal policy of the task reward")
 
 
 def _outer_progress(ax: plt.Axes, results: dict[str, Any]) -> None:
@@ -68,7 +70,7 @@ def _outer_progress(ax: plt.Axes, results: dict[str, Any]) -> None:
     ax.set_xlabel("outer step (Adam, exact unrolled hypergradient)")
     ax.set_ylabel("−outer loss = J(π_K) (− L2 penalty)")
     ax.set_title("(b) outer objective over outer steps")
-    ax.legend(fontsize=7, loc="lower right")
+    style.legend_outside(ax, fontsize=7)
 
 
 def _weights(ax: plt.Axes, results: dict[str, Any]) -> None:
@@ -82,7 +84,7 @@ def _weights(ax: plt.Axes, results: dict[str, Any]) -> None:
     ax.set_xlabel("outer step")
     ax.set_ylabel("simplex weight")
     ax.set_title("(f) learned aggregator weights\n(candidates: potential-based signals)")
-    ax.legend(fontsize=8)
+    style.legend_outside(ax, fontsize=8)
 
 
 def _potentials(fig: Any, axes: list[plt.Axes], results: dict[str, Any]) -> None:
@@ -118,14 +120,14 @@ def _accuracy(ax: plt.Axes, results: dict[str, Any]) -> None:
     fd, weights = accuracy["finite_difference_relative_error"], accuracy["exact_weights_relative_error"]
     ax.set_title(f"(e) sampled (REINFORCE × exact ∂log π/∂θ) vs exact\nhypergradient at the hand potential "
                  f"(FD vs exact: {fd:.1e}; exact weights: {weights:.1e})")
-    ax.legend(fontsize=8)
+    style.legend_outside(ax, fontsize=8)
 
 
 def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     """Draw ``out_dir/learned_shaping.{png,pdf}`` from ``results_dir/learned_shaping.json``."""
     style.apply()
     results = style.read_results(results_dir, NAME)
-    fig = plt.figure(figsize=(17, 9.5), layout="constrained")
+    fig = plt.figure(figsize=(20, 10.5), layout="constrained")
     grid = fig.add_gridspec(2, 4, width_ratios=[1.5, 1.2, 0.6, 0.6])
     _curves(fig.add_subplot(grid[0, 0]), results)
     _outer_progress(fig.add_subplot(grid[0, 1]), results)
@@ -145,8 +147,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     fig.suptitle(f"Learned shaping on {mdp['name']} ({mdp['num_states']} states incl. absorbing end, "
                  f"γ={mdp['discount']}, slip {cfg['slip']}, step cost {cfg['step_cost']}); inner learner: "
                  f"K={cfg['budget']} soft-VI sweeps (τ={cfg['temperature']}) from Q=0; outer loss −J(π_K). "
-                 f"{style.provenance_line(results)}", fontsize=10)
-    return style.save(fig, out_dir, NAME)
+                 f"{style.scale_and_seed(results)}", fontsize=10)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     order = sorted((name for name in summary if name not in (BASELINE, CONTROL)),
                    key=lambda n: -summary[n][metric]["iqm"])
     cfg = results["config"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(order) + 2.2), sharey=True, layout="constrained",
+    fig, axes = plt.subplots(1, 2, figsize=(15, 0.32 * len(order) + 2.2), sharey=True, layout="constrained",
                              gridspec_kw={"width_ratios": [1.4, 1]})
     _panel(axes[0], summary, order, metric, "normalized_return_deterministic")
     axes[0].invert_yaxis()  # best first (the axes share y: invert once)
@@ -63,12 +63,12 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     axes[0].axvline(0.0, color="0.4", linestyle=":", linewidth=1)
     axes[0].set_xlabel("expert-normalized true return (0 random, 1 expert)")
     axes[0].set_title("Policy quality on the true reward")
-    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, fontsize=8)
+    style.legend_outside(axes[0], fontsize=8)
     _panel(axes[1], summary, order, "reward_accuracy", None)
     axes[1].axvline(0.5, color="0.4", linestyle=":", linewidth=1)
     axes[1].set_xlabel("reward accuracy on held-out pairs")
     axes[1].set_title("Preference fit (held out)")
-    axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=1, fontsize=8)
+    style.legend_outside(axes[1], fontsize=8)
     seeds = cfg["seeds"]
     ref = results["reference_returns"]
     pairs = results["data"][str(results["provenance"]["seed"])]["train_pairs"]
@@ -77,8 +77,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
                  f"{seeds} seed{'s' if seeds > 1 else ''}, IQM with bootstrap 95% CI; "
                  f"segments of {cfg['segment_length']} steps, {pairs} "
                  f"train pairs/seed; R_random {ref['random']:.1f}, R_expert {ref['expert']:.1f} "
-                 f"({style.provenance_line(results)})", fontsize=9)
-    return style.save(fig, out_dir, NAME)
+                 f"({style.scale_and_seed(results)})", fontsize=9)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

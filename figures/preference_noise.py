@@ -22,7 +22,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     style.apply()
     results = style.read_results(results_dir, NAME)
     cfg = results["config"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), layout="constrained")
     for index, loss in enumerate(cfg["losses"]):
         per_rate = results["summary"][loss]
         rates = [float(rate) for rate in per_rate]
@@ -37,10 +37,10 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
                    color=colour, alpha=0.6)
     ax.set_xlabel("mistake teacher's flip probability ε")
     ax.set_ylabel("normalized true return (IQM, 95% CI)")
-    ax.legend(loc="lower left")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
     ax.set_title(f"{cfg['env_id']}: {cfg['query_budget']} queries, {cfg['total_env_steps']} env steps, "
-                 f"{cfg['seeds']} seeds\n{style.provenance_line(results)}", fontsize=9)
-    return style.save(fig, out_dir, NAME)
+                 f"{cfg['seeds']} seeds\n{style.scale_and_seed(results)}", fontsize=9)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,9 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False)
     seeds = results.get("seeds", [])
-    fig.suptitle(f"RL from preferences vs imitation — scale {results.get('scale', '?')}, {len(seeds)} seed(s), "
-                 f"commit {str((results.get('git') or {}).get('commit') or 'unknown')[:12]}", fontsize=9)
-    return style.save(fig, out_dir, NAME)
+    fig.suptitle(f"RL from preferences vs imitation — scale {results.get('scale', '?')}, {len(seeds)} seed(s)",
+                 fontsize=9)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

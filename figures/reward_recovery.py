@@ -89,7 +89,7 @@ def _degradation(ax: plt.Axes, results: dict[str, Any], testbed: str) -> None:
     repeats = results["config"]["demo_repeats"]
     ax.set_title("MaxEnt IRL vs. amount of data" + (f"\n(mean, min–max over {repeats} draws)" if repeats > 1
                                                      else ""))
-    ax.legend(fontsize=7, loc="lower left")
+    style.legend_outside(ax, fontsize=7)
 
 
 def _row(subfig: Any, results: dict[str, Any], testbed: str) -> None:
@@ -127,11 +127,11 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     for subfig, testbed in zip(np.atleast_1d(subfigs), testbeds):
         _row(subfig, results, testbed)
     cfg = results["config"]
-    fig.suptitle(f"Reward recovery ({style.provenance_line(results)}). MaxEnt IRL: L-BFGS; on sampled "
+    fig.suptitle(f"Reward recovery ({style.scale_and_seed(results)}). MaxEnt IRL: L-BFGS; on sampled "
                  f"demonstrations, implicit-differentiation gradient of the likelihood + L2 {cfg['demo_l2']:g}. "
                  f"Titles: EPIC to the true reward, L1 of the soft-optimal occupancy to the expert's, normalized "
                  f"return.", fontsize=10)
-    return style.save(fig, out_dir, NAME)
+    return style.save(fig, out_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     experiments = [name for name in PANELS if f"seeds_{name}.json" in record["files"]]
     fig, axes = plt.subplots(len(experiments), 1, figsize=(9, 2.6 * len(experiments)), layout="constrained",
                              squeeze=False)
+    sweeps = []
     for ax, experiment in zip(axes[:, 0], experiments):
         sweep = style.read_results(results_dir, f"seeds_{experiment}")
+        sweeps.append(sweep)
         (point,) = sweep["grid_points"]
         by_path = {sweep["metric"]: point, **point.get("extra_metrics", {})}
         # a metric absent at this scale (e.g. best-of-16 at tiny scale) has no values: no bar
@@ -67,8 +69,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         lowest = min(min(by_path[path]["values"]) for path, _ in rows)
         ax.set_ylim(min(0.0, lowest) - 0.05, 1.05)
         ax.set_title(f"{TITLES[experiment]}: {point['n']} seeds (dots), IQM and 95% CI (bars)")
-    fig.suptitle(f"Single-seed experiments over seeds ({style.provenance_line(record)})", fontsize=10)
-    return style.save(fig, out_dir, NAME)
+    fig.suptitle(f"Single-seed experiments over seeds ({style.scale_and_seed(record)})", fontsize=10)
+    return style.save(fig, out_dir, NAME, [record, *sweeps])
 
 
 if __name__ == "__main__":

@@ -96,9 +96,9 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
                        for v in variants]
     fig.legend(handles=method_handles + variant_handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(f"Controlled sentiment: gold reward vs KL, one point per evaluation "
-                 f"({style.provenance_line(results)})", fontsize=9)
+                 f"({style.scale_and_seed(results)})", fontsize=9)
     fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 if __name__ == "__main__":

@@ -55,29 +55,29 @@ def _weights(ax: plt.Axes, testbed: dict[str, Any]) -> None:
     ax.set_ylim(0, 1)
     ax.set_xlabel("outer step")
     ax.set_ylabel("learned weight")
-    ax.legend(fontsize=7)
+    style.legend_outside(ax, fontsize=7)
 
 
 def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     style.apply()
     testbeds = results["testbeds"]
-    fig, axes = plt.subplots(len(testbeds), 3, figsize=(14, 3.6 * len(testbeds)), squeeze=False)
+    fig, axes = plt.subplots(len(testbeds), 3, figsize=(18, 3.6 * len(testbeds)), squeeze=False,
+                             layout="constrained")
     for row, testbed in enumerate(testbeds):
         summary, env_id = testbed["summary"], testbed["env_id"]
         _band(axes[row, 0], summary, "goal_rate")
         axes[row, 0].axhline(results["config"]["goal_threshold"], color="k", linewidth=0.8, linestyle=":")
         axes[row, 0].set_ylabel("goal rate (deterministic policy)")
         axes[row, 0].set_title(f"({chr(97 + 3 * row)}) {env_id}: goal rate, IQM + 95% CI")
-        axes[row, 0].legend(fontsize=7, loc="upper left")
         _band(axes[row, 1], summary, "mean_return")
         axes[row, 1].set_ylabel("true task return")
         axes[row, 1].set_title(f"({chr(98 + 3 * row)}) {env_id}: true return")
+        style.shared_legend([axes[row, 0], axes[row, 1]], fontsize=7)  # the methods, for both panels
         _weights(axes[row, 2], testbed)
-        axes[row, 2].set_title(f"({chr(99 + 3 * row)}) {env_id}: learned candidate weights (per seed)")
-    fig.suptitle(f"Learned reward shaping with a PPO inner loop ({style.provenance_line(results)})", fontsize=9)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME)
+        axes[row, 2].set_title(f"({chr(99 + 3 * row)}) {env_id}: learned candidate\nweights (per seed)")
+    fig.suptitle(f"Learned reward shaping with a PPO inner loop ({style.scale_and_seed(results)})", fontsize=9)
+    return style.save(fig, figures_dir, NAME, results)
 
 
 if __name__ == "__main__":

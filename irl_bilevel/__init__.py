@@ -15,7 +15,7 @@ from irl_bilevel.hypergradients import (
     make_hypergradient,
 )
 from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver, SoftValueIterationSolver
-from irl_bilevel.objectives import MaxEntDemonstrationLoss
+from irl_bilevel.objectives import MaxEntDemonstrationLoss, OuterObjective
 from irl_bilevel.rewards import (
     FixedWeights,
     Gated,
@@ -30,7 +30,7 @@ from irl_bilevel.rewards import (
     TabularReward,
     Transitions,
 )
-from irl_bilevel.solver import BilevelResult, BilevelSolver, OuterConfig
+from irl_bilevel.solver import BilevelResult, BilevelSolver, DivergenceError, OuterConfig
 from irl_bilevel.tabular import (
     TabularMDP,
     feature_expectations,
@@ -45,6 +45,7 @@ __all__ = [
     "BilevelResult",
     "BilevelSolver",
     "Demonstrations",
+    "DivergenceError",
     "FiniteDifferenceHypergradient",
     "FixedPointInnerSolver",
     "FixedWeights",
@@ -59,6 +60,7 @@ __all__ = [
     "MaxEntDemonstrationLoss",
     "MaxEntHypergradient",
     "OuterConfig",
+    "OuterObjective",
     "PotentialShaping",
     "Preferences",
     "Rankings",

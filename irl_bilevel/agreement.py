@@ -65,7 +65,15 @@ def _ratings_matrix(ratings: Any, field: str = "ratings") -> np.ndarray:
 
 def cohen_kappa(first: Any, second: Any, categories: Sequence[float] | None = None) -> float:
     """Cohen's κ of two raters over the items both rated (``NaN`` = missing). ``NaN`` when fewer than one common
-    item; 1.0 when both raters use one and the same category everywhere (``p_e = 1``, perfect agreement)."""
+    item; 1.0 when both raters use one and the same category everywhere (``p_e = 1``, perfect agreement).
+
+    ``κ = (p_o − p_e) / (1 − p_e)`` (Cohen 1960). The 2 × 2 table (20, 5; 10, 15): ``p_o = 0.7``, ``p_e = 0.5``:
+
+    >>> first = [1] * 25 + [0] * 25
+    >>> second = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    >>> round(cohen_kappa(first, second), 6)
+    0.4
+    """
     a, b = _array(first, "first"), _array(second, "second")
     if a.ndim != 1 or a.shape != b.shape:
         raise ValidationError(f"second: expected the shape of first [N], got {list(a.shape)} and {list(b.shape)}")

@@ -33,32 +33,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import higher
 import torch
 import torchopt
 
 from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver, SoftValueIterationSolver
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.rewards import RewardModel
 from irl_bilevel.tabular import state_action_occupancy
 from irl_bilevel.validation import ValidationError
-
-
-class OuterObjective(Protocol):
-    """The outer loss on the inner policy."""
-
-    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
-        """Differentiable loss of a policy given by its log-probabilities."""
-        ...
-
-    def evaluate(self, inner: InnerSolver) -> torch.Tensor:
-        """The loss of the inner solver's current policy (no gradient needed)."""
-        ...
-
-    def expert_reward_expectation(self, inner: InnerSolver, reward_model: RewardModel) -> torch.Tensor:
-        """``E_{d_E}[r_θ]`` under the feedback, differentiable in ``θ`` (for the MaxEnt gradient)."""
-        ...
 
 
 @dataclass
@@ -94,9 +79,14 @@ class Hypergradient:
 class HypergradientMethod(ABC):
     """One way of computing ``dL/dθ``; leaves the inner solver warm for the next outer step.
 
+    Every hook the bilevel solver calls is declared here; all but :meth:`compute` have defaults.
+
     ``fresh_each_step``: every ``compute`` advances a stochastic inner learner (e.g. trains an RL agent for a
     budget), so the bilevel solver must compute once per outer step even when ``θ`` did not move, rather than
-    reuse the evaluation it holds for equal parameters.
+    reuse the evaluation it holds for equal parameters. :meth:`begin_outer_step` runs once at the start of every
+    outer step. :meth:`state_dict` / :meth:`load_state_dict`: what the method carries from step to step that a
+    resumed run needs (random generators, an upper-level policy), saved in the solver's checkpoint as tensors and
+    plain containers. :meth:`close` releases what the method holds (e.g. environments).
     """
 
     name: str = "base"
@@ -104,6 +94,34 @@ class HypergradientMethod(ABC):
 
     @abstractmethod
     def compute(self, problem: BilevelProblem) -> Hypergradient: ...
+
+    def begin_outer_step(self, problem: BilevelProblem) -> bool:
+        """Called by the solver before each outer step; returns whether it changed what :meth:`compute` returns at
+        given ``θ`` (the solver then drops the evaluation it holds). Default: nothing, False."""
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's run state for a checkpoint. Default: none (a method that carries nothing across steps)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        return None  # an optional hook: nothing to restore by default
+
+    def close(self) -> None:
+        """Release held resources. Default: none."""
+        return None  # an optional hook: nothing held by default
+
+
+def generator_state(generator: torch.Generator) -> dict[str, Any]:
+    """``{"generator": state}``: the state dict of a method whose only run state is its random generator."""
+    return {"generator": generator.get_state()}
+
+
+def load_generator_state(generator: torch.Generator, state: dict[str, Any]) -> None:
+    """Restore :func:`generator_state` into ``generator`` (nothing if the state holds none)."""
+    if "generator" in state:
+        generator.set_state(state["generator"])
 
 
 class TapeHypergradientMethod(HypergradientMethod):
@@ -140,11 +158,12 @@ def parameter_gradients(loss: torch.Tensor, parameters: list[torch.nn.Parameter]
 class MaxEntHypergradient(TapeHypergradientMethod):
     """Learner minus expert expectation of ``∇_θ r_θ`` (exact occupancies, or ``num_samples`` rollouts).
 
-    This is the exact gradient of the maximum-causal-entropy dual ``L(θ) = log Z_θ − E_{d_E}[r_θ]`` with
-    ``log Z_θ = (1 − γ) ρ0ᵀ V_θ`` (Ziebart 2010), which the method reports as the loss where the inner solver
-    knows ``log Z`` (``InnerSolver.log_partition``). For an expert occupancy that obeys the flow constraint
-    (an exact one) the dual equals the negative log-likelihood that the other methods differentiate; for
-    occupancies estimated from demonstrations the two objectives differ slightly.
+    This is the exact gradient of ``L(θ) = log Z_θ − D(θ)`` with ``log Z_θ = (1 − γ) ρ0ᵀ V_θ`` (Ziebart 2010) and
+    ``D`` the objective's data term (:meth:`~irl_bilevel.objectives.OuterObjective.expert_reward_expectation`),
+    which the method reports as the loss where the inner solver knows ``log Z`` (``InnerSolver.log_partition``),
+    else the objective's :meth:`~irl_bilevel.objectives.OuterObjective.evaluate`. For
+    :class:`~irl_bilevel.objectives.MaxEntDemonstrationLoss` it is the negative log-likelihood of the
+    demonstrations (times the temperature), for exact and estimated occupancies alike.
     """
 
     name = "maxent"
@@ -167,6 +186,13 @@ class MaxEntHypergradient(TapeHypergradientMethod):
         samples = self.num_samples
         learner = inner.learner_reward_expectation(model, samples, self.generator if samples else None)
         return loss, learner - expert
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator of the sampled learner rollouts."""
+        return generator_state(self.generator)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_generator_state(self.generator, state)
 
 
 LINEAR_SOLVERS = ("normal_cg", "neumann", "direct")
@@ -388,6 +414,13 @@ class ZeroOrderHypergradient(HypergradientMethod):
         gradients = list(torch.autograd.grad(loss, leaves))
         return Hypergradient(black_box.restore(), gradients)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The generator of the smoothing directions."""
+        return generator_state(self.generator)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_generator_state(self.generator, state)
+
 
 class UpperPolicy(Protocol):
     """The penalty method's upper policy ``π`` on a sampled inner loop: a trainable policy with its own rollouts.
@@ -418,6 +451,10 @@ class UpperPolicy(Protocol):
 
     def reward_expectation(self, reward_model: RewardModel) -> torch.Tensor:
         """``E_{d_π}[r_θ]`` on the held batch, differentiable in ``θ``."""
+        ...
+
+    def close(self) -> None:
+        """Release the policy's own environments."""
         ...
 
 
@@ -473,7 +510,9 @@ class PenaltyHypergradient(HypergradientMethod):
       the entropy weight the inner learner optimizes (SB3's ``ent_coef``, 0 by default; with a normalized reward,
       relative to its scale), so that ``π*`` maximizes the same ``V_θ``.
 
-    The upper policy is not part of the solver's checkpoint: a resumed run re-initializes it at ``π*``.
+    Resume: on tabular inner solvers the upper logits and their Adam state are the method's :meth:`state_dict`
+    (a resumed run continues exactly). The sampled upper policy is not saved (its held rollouts are env state): a
+    resumed sampled run re-initializes it at ``π*``.
     """
 
     name = "penalty"
@@ -512,11 +551,25 @@ class PenaltyHypergradient(HypergradientMethod):
         raise ValidationError(f"hypergradient: penalty needs a tabular SoftValueIterationSolver (exact occupancies) or "
                               f"a sampled inner solver with make_upper_policy (SB3), got {type(inner).__name__}")
 
+    def state_dict(self) -> dict[str, Any]:
+        """Tabular: the upper logits and their optimizer's state; nothing before the first compute or when sampled."""
+        if self.upper_logits is None or self._optimizer is None:
+            return {}
+        return {"upper_logits": self.upper_logits.detach().clone(), "optimizer": self._optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "upper_logits" in state:
+            self.upper_logits = state["upper_logits"].clone().requires_grad_(True)
+            self._optimizer = torch.optim.Adam([self.upper_logits], lr=self.upper_lr)
+            self._optimizer.load_state_dict(state["optimizer"])
+
+    def close(self) -> None:
+        """Close the sampled upper policy's environment, if one was made."""
+        if self.upper is not None:
+            self.upper.close()
+
     def _compute_sampled(self, problem: BilevelProblem, inner: SampledPenaltyInner) -> Hypergradient:
-        policy_loss = getattr(problem.objective, "policy_loss", None)
-        if policy_loss is None:
-            raise ValidationError(f"objective: the sampled penalty method needs an objective with policy_loss(policy) "
-                                  f"(the demonstration likelihood), got {type(problem.objective).__name__}")
+        policy_loss = problem.objective.policy_loss
         model = problem.reward_model
         with torch.no_grad():
             inner.solve(model)
@@ -588,8 +641,8 @@ class DirectHypergradient(TapeHypergradientMethod):
     are queried next. A refresh:
 
     1. solves the inner problem for the current reward (warm start, without gradients);
-    2. calls ``objective.refresh(inner, reward_model)`` when the objective has one (e.g. cut segments from the
-       learner's new transitions, select queries, have a teacher label them, add them to ``D``).
+    2. calls ``objective.refresh(inner, reward_model)`` (e.g. cut segments from the learner's new transitions,
+       select queries, have a teacher label them, add them to ``D``; a no-op for objectives on fixed data).
 
     :meth:`compute` returns ``objective.reward_loss(reward_model)`` and its autograd gradient in ``θ``.
     ``refresh="every_evaluation"``: each :meth:`compute` refreshes first (one refresh per outer step with Adam or
@@ -613,44 +666,43 @@ class DirectHypergradient(TapeHypergradientMethod):
     def _refresh(problem: BilevelProblem) -> None:
         with torch.no_grad():
             problem.inner.solve(problem.reward_model)
-        refresh = getattr(problem.objective, "refresh", None)
-        if refresh is not None:
-            refresh(problem.inner, problem.reward_model)
+        problem.objective.refresh(problem.inner, problem.reward_model)
 
-    def begin_outer_step(self, problem: BilevelProblem) -> None:
-        """Called by :class:`~irl_bilevel.solver.BilevelSolver` before each outer step."""
+    def begin_outer_step(self, problem: BilevelProblem) -> bool:
+        """Refreshes with ``refresh="every_step"``. Returns True either way: the data may have changed since the
+        solver's last evaluation (every refresh grows them)."""
         if self.refresh == "every_step":
             self._refresh(problem)
+        return True
 
     def differentiable_loss(self, problem: BilevelProblem) -> tuple[float, torch.Tensor]:
-        reward_loss = getattr(problem.objective, "reward_loss", None)
-        if reward_loss is None:
-            raise ValidationError(
-                f"objective: the direct hypergradient needs an objective with reward_loss(reward_model) (a loss "
-                f"that depends on θ only through r_θ), got {type(problem.objective).__name__}"
-            )
+        reward_loss = problem.objective.reward_loss  # the objective's default names what is missing
         if self.refresh == "every_evaluation":
             self._refresh(problem)
         loss = reward_loss(problem.reward_model)
         return float(loss.detach()), loss
 
 
+# Name -> builder of every hypergradient method: what make_hypergradient, the configs' choices and --help read.
+HYPERGRADIENTS: dict[str, Callable[..., HypergradientMethod]] = {
+    "maxent": MaxEntHypergradient,
+    "implicit": ImplicitHypergradient,
+    "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
+    "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
+    "zeroth_order": ZeroOrderHypergradient,
+    "penalty": PenaltyHypergradient,
+    "direct": DirectHypergradient,
+    "finite_differences": FiniteDifferenceHypergradient,
+}
+
+
 def make_hypergradient(name: str, **options: object) -> HypergradientMethod:
-    """Build a method by name: ``maxent``, ``implicit``, ``unrolled_torchopt``, ``unrolled_higher``,
-    ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data, e.g. preferences)."""
-    builders: dict[str, Callable[..., HypergradientMethod]] = {
-        "maxent": MaxEntHypergradient,
-        "implicit": ImplicitHypergradient,
-        "unrolled_torchopt": lambda **o: UnrolledHypergradient(backend="torchopt", **o),
-        "unrolled_higher": lambda **o: UnrolledHypergradient(backend="higher", **o),
-        "zeroth_order": ZeroOrderHypergradient,
-        "penalty": PenaltyHypergradient,
-        "direct": DirectHypergradient,
-        "finite_differences": FiniteDifferenceHypergradient,
-    }
-    if name not in builders:
-        raise ValidationError(f"hypergradient: unknown method {name!r}; expected one of {sorted(builders)}")
+    """Build a method of :data:`HYPERGRADIENTS` by name: ``maxent``, ``implicit``, ``unrolled_torchopt``,
+    ``unrolled_higher``, ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data,
+    e.g. preferences)."""
+    if name not in HYPERGRADIENTS:
+        raise ValidationError(f"hypergradient: unknown method {name!r}; expected one of {sorted(HYPERGRADIENTS)}")
     try:
-        return builders[name](**options)
+        return HYPERGRADIENTS[name](**options)
     except TypeError as error:
         raise ValidationError(f"hypergradient {name!r}: bad options {sorted(options)}: {error}") from error

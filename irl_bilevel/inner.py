@@ -11,7 +11,7 @@ inner solution as the fixed point ``x* = T_θ(x*)`` of a differentiable map.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -28,12 +28,17 @@ from irl_bilevel.tabular import (
 
 
 @runtime_checkable
-class Policy(Protocol):
-    """What an inner solver exposes of its policy: log-probabilities of actions, and sampling."""
+class LogProbPolicy(Protocol):
+    """A policy that scores actions: what a demonstration likelihood needs (``log π(a | s)``)."""
 
     def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``log π(a | s)`` for a batch: ``states [B, ...]``, ``actions [B, ...]`` → ``[B]``."""
         ...
+
+
+@runtime_checkable
+class Policy(LogProbPolicy, Protocol):
+    """What an inner solver exposes of its policy: log-probabilities of actions, and sampling."""
 
     def act(self, states: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample one action per state."""
@@ -73,9 +78,23 @@ class InnerSolver(Protocol):
         """``log Z`` of the current soft-optimal policy, normalized like the occupancies, where known."""
         ...
 
-    def state_dict(self) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs of the solver (its warm start: the last solution, a policy and its
+        optimizer, counters), as tensors and plain containers, so checkpoints load with ``weights_only=True``."""
+        ...
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+@runtime_checkable
+class PolicyInnerSolver(InnerSolver, Protocol):
+    """An inner solver that exposes its current policy (None where it has no useful log-probabilities, e.g. a
+    greedy DQN)."""
+
+    @property
+    def policy(self) -> LogProbPolicy | None: ...
 
 
 @runtime_checkable

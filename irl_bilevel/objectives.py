@@ -1,24 +1,145 @@
-"""Outer objectives: losses on the inner policy that the outer loop minimizes over reward parameters."""
+"""Outer objectives: losses on the inner policy that the outer loop minimizes over reward parameters.
+
+:class:`OuterObjective` declares every hook the bilevel solver and the hypergradient methods call on an objective;
+the optional ones have defaults (no feedback growth, no state to save, a clear error where a method needs a loss the
+objective does not define).
+"""
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
 from irl_bilevel.feedback import Trajectories
-from irl_bilevel.inner import Policy, SoftValueIterationSolver
+from irl_bilevel.inner import InnerSolver, LogProbPolicy, PolicyInnerSolver, SoftValueIterationSolver
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.sampling import empirical_occupancy
-from irl_bilevel.tabular import TabularMDP
+from irl_bilevel.tabular import TabularMDP, state_action_occupancy
 from irl_bilevel.validation import ValidationError, check_distribution, check_shape
 
 
-class MaxEntDemonstrationLoss:
+class OuterObjective(ABC):
+    """The outer loss ``L`` of the bilevel problem, with every hook the solver and the hypergradient methods call.
+
+    Required: :meth:`evaluate`. Each of the other losses is needed by some hypergradient methods only, and its
+    default raises a :class:`ValidationError` naming the objective and the methods that need it:
+
+    * :meth:`loss` (a differentiable loss of a log-policy table): ``implicit``, ``unrolled_*``, tabular ``penalty``;
+    * :meth:`expert_reward_expectation` (the data term of the MaxEnt dual): ``maxent``;
+    * :meth:`reward_loss` (a loss that depends on ``θ`` only through ``r_θ`` on data): ``direct``;
+    * :meth:`policy_loss` (the demonstrations' likelihood under any scoring policy): sampled ``penalty``.
+
+    Online feedback (objectives whose data grow while the run goes on, e.g. a preference query loop):
+    :meth:`refresh` (called by the ``direct`` method after each inner solve; default: nothing),
+    :meth:`has_feedback` (False while no outer step can be informed; default True) and :meth:`feedback_may_grow`
+    (True while more data may come, so a zero gradient is not convergence; default False).
+
+    Resume: :meth:`state_dict` / :meth:`load_state_dict` hold what the objective changes during a run (tensors and
+    plain containers, saved in the solver's checkpoint). Default: nothing (objectives on fixed data, rebuilt from
+    their constructor's inputs). An objective whose run state cannot be saved raises ``NotImplementedError`` in
+    :meth:`state_dict`; the solver then refuses a run folder.
+    """
+
+    @abstractmethod
+    def evaluate(self, inner: InnerSolver) -> torch.Tensor:
+        """The loss of the inner solver's current policy (a scalar; no gradient needed)."""
+
+    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
+        """The loss of a policy given by its log-probabilities ``[S, A]`` or ``[H, S, A]``, differentiable in them."""
+        raise ValidationError(
+            f"objective: {type(self).__name__} has no differentiable loss of a log-policy table, which implicit and "
+            f"unrolled differentiation (and the tabular penalty method) need; use the 'maxent', 'direct' or "
+            f"'zeroth_order' hypergradient"
+        )
+
+    def expert_reward_expectation(self, inner: InnerSolver, reward_model: RewardModel) -> torch.Tensor:
+        """The data term ``D(θ)`` of the MaxEnt dual ``L(θ) = log Z_θ − D(θ)``, differentiable in ``θ``: the expert's
+        ``E_{d_E}[r_θ]`` (plus any correction the objective needs for ``L`` to be its loss, see
+        :class:`MaxEntDemonstrationLoss`). The ``maxent`` hypergradient is ``E_{d_π}[∇r_θ] − ∇D(θ)``."""
+        raise ValidationError(
+            f"objective: {type(self).__name__} has no expert data, which the 'maxent' hypergradient needs; use "
+            f"implicit or unrolled differentiation, finite differences or 'zeroth_order'"
+        )
+
+    def reward_loss(self, reward_model: RewardModel) -> torch.Tensor:
+        """``L(θ)`` for a loss that depends on ``θ`` only through ``r_θ`` on fixed data (the ``direct`` method)."""
+        raise ValidationError(
+            f"objective: the direct hypergradient needs an objective with reward_loss(reward_model) (a loss that "
+            f"depends on θ only through r_θ), got {type(self).__name__}"
+        )
+
+    def policy_loss(self, policy: LogProbPolicy) -> torch.Tensor:
+        """The loss of any policy that scores actions, differentiable in its parameters (the sampled penalty
+        method's upper level)."""
+        raise ValidationError(
+            f"objective: the sampled penalty method needs an objective with policy_loss(policy) (the demonstration "
+            f"likelihood), got {type(self).__name__}"
+        )
+
+    def refresh(self, inner: Any, reward_model: RewardModel) -> None:
+        """Grow the data after an inner solve (e.g. ask new queries about the learner's behaviour); ``inner``: the
+        problem's inner solver, of the kind the objective reads (its docstring says which). Default: none."""
+        return None  # an optional hook: fixed data by default
+
+    def has_feedback(self) -> bool:
+        """False while the objective holds no feedback yet: the solver then takes no outer step."""
+        return True
+
+    def feedback_may_grow(self) -> bool:
+        """True while :meth:`refresh` may still add data: the solver's tolerance stops then do not apply."""
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the objective changed during the run, for a checkpoint (tensors and plain containers)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        return None  # an optional hook: nothing to restore by default
+
+
+def flow_correction(mdp: TabularMDP, occupancy: torch.Tensor) -> torch.Tensor | None:
+    """The start mass by which a normalized occupancy ``w`` violates the flow constraint from ``ρ0``, or None.
+
+    Discounted: ``w_s = (1 − γ) ρ0 + γ Pᵀ w`` holds for every policy's occupancy; returns
+    ``u = (w_s − γ Pᵀ w) / (1 − γ) − ρ0`` ``[S]``. Finite horizon (``w [H, S, A]``, normalizer ``N = Σ_t γ^t``):
+    with ``c_0 = w_0 − ρ0 / N`` and ``c_t = w_t − γ Pᵀ w_{t−1}``, returns ``u[t] = N c_t / γ^t`` ``[H, S]``. Both are
+    the ``start`` of :func:`~irl_bilevel.tabular.state_action_occupancy` that turns a policy's occupancy into the
+    correction ``(I − γ P_πᵀ)⁻¹ c`` (normalized like ``w``). None when the constraint holds to rounding
+    (``max |u| ≤ 10⁴ ε`` of the dtype): exact occupancies. Empirical ones (finite samples, truncated rollouts) do not.
+    """
+    tolerance = 1e4 * torch.finfo(occupancy.dtype).eps
+    gamma = mdp.discount
+    if occupancy.dim() == 2:
+        correction = (occupancy.sum(-1) - gamma * mdp.push_forward(occupancy)) / (1.0 - gamma) - mdp.start
+    else:
+        assert mdp.horizon is not None
+        normalizer = sum(gamma**t for t in range(mdp.horizon))
+        flows = [occupancy[0].sum(-1) - mdp.start / normalizer]
+        flows += [occupancy[t].sum(-1) - gamma * mdp.push_forward(occupancy[t - 1]) for t in range(1, mdp.horizon)]
+        correction = torch.stack([normalizer * flow / gamma**t for t, flow in enumerate(flows)])
+    return None if float(correction.abs().max()) <= tolerance else correction
+
+
+class MaxEntDemonstrationLoss(OuterObjective):
     """Negative MaxEnt (maximum causal entropy) log-likelihood of expert behaviour on a tabular MDP.
 
-    ``L(θ) = −Σ_{t,s,a} w[t, s, a] log π_θ(a | s, t)``, with ``w`` the expert's normalized (discounted)
-    occupancy, exact or estimated from demonstrations (Ziebart 2010). When ``w`` obeys the flow
-    constraint from ``ρ0`` (it does for an exact occupancy) this equals ``−(Σ w r_θ − (1 − γ) ρ0ᵀ V_θ)``,
-    whose gradient is ``E_{d_π}[∇r_θ] − E_{d_E}[∇r_θ]`` (the MaxEnt hypergradient).
+    ``L(θ) = −Σ_{t,s,a} w[t, s, a] log π_θ(a | s, t) ≥ 0``, with ``w`` the expert's normalized (discounted)
+    occupancy, exact or estimated from demonstrations (Ziebart 2010). With ``log π = (Q − V) / τ`` and
+    ``Q = r + γ P V`` this is exactly ``(1/τ) (log Z_θ − D(θ))``, ``log Z_θ = (1 − γ) ρ0ᵀ V_θ``, with the data term
+    (:meth:`expert_reward_expectation`)
+
+        ``D(θ) = Σ w r_θ − cᵀ V_θ``,   ``c = w_s − γ Pᵀ w − (1 − γ) ρ0``
+
+    (finite horizon: ``c_t`` per step, :func:`flow_correction`). ``c = 0`` when ``w`` obeys the flow constraint
+    from ``ρ0`` (an exact occupancy): then ``D = E_{d_E}[r_θ]`` and ``L`` is the MaxEnt dual. An empirical ``w``
+    (sampled, truncated demonstrations) violates it, and the dual alone is then unbounded below (a reward can pay
+    the expert's pairs more than any policy's flow can reach); keeping ``cᵀ V_θ`` keeps the likelihood. Its
+    gradient is ``∇cᵀV_θ = Σ d_c ∇r_θ`` with ``d_c`` the signed occupancy of the current policy started from ``c``
+    (the soft-optimal ``V``'s envelope theorem), so the ``maxent`` hypergradient ``E_{d_π}[∇r] − ∇D`` is the exact
+    gradient of ``τ L`` without differentiating through the inner solution.
 
     ``expert_occupancy``: ``[S, A]`` (discounted) or ``[H, S, A]`` (finite horizon), summing to one.
     """
@@ -33,6 +154,7 @@ class MaxEntDemonstrationLoss:
         check_distribution(expert_occupancy.reshape(-1), "expert_occupancy", atol=1e-6)
         self.mdp = mdp
         self.expert_occupancy = expert_occupancy.to(mdp.start.dtype)
+        self.start_correction = flow_correction(mdp, self.expert_occupancy)
 
     @classmethod
     def from_demonstrations(cls, mdp: TabularMDP, demonstrations: Trajectories) -> MaxEntDemonstrationLoss:
@@ -51,12 +173,21 @@ class MaxEntDemonstrationLoss:
         return self.loss(inner.current_log_policy)
 
     def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
+        """``D(θ) = Σ w r_θ − cᵀ V_θ`` (class docstring); ``Σ w r_θ`` alone when ``w`` obeys the flow constraint."""
         if not isinstance(inner, SoftValueIterationSolver):
             raise ValidationError("inner: the tabular MaxEnt loss needs a SoftValueIterationSolver")
         occupancy = (
             self.expert_occupancy.sum(0) if self.expert_occupancy.dim() == 3 else self.expert_occupancy
         )
-        return (occupancy * inner.reward(reward_model)).sum()
+        reward = inner.reward(reward_model)
+        data_term = (occupancy * reward).sum()
+        if self.start_correction is None:
+            return data_term
+        # cᵀV = Σ d_c (r − τ log π) (V is the soft value of π), and its θ-gradient is Σ d_c ∇r: d_c and log π fixed.
+        log_policy = inner.current_log_policy.detach()
+        corrected = state_action_occupancy(self.mdp, log_policy, start=self.start_correction).detach()
+        soft_reward = reward - inner.temperature * log_policy
+        return data_term - (corrected * soft_reward).sum()
 
 
 def absorbing_transitions(final_states: torch.Tensor, action_dim: int | None, indicator: bool = False) -> Transitions:
@@ -130,7 +261,7 @@ def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights:
     return (weights * total).sum() / weights.sum()
 
 
-class SampleMaxEntObjective:
+class SampleMaxEntObjective(OuterObjective):
     """Sample-based MaxEnt / ML-IRL objective from demonstrations of a continuous-state task.
 
     The gradient of the ML-IRL objective (Zeng et al. 2022; Ziebart 2010) is ``E_{d_π}[∇r_θ] − E_{d_E}[∇r_θ]``;
@@ -143,7 +274,7 @@ class SampleMaxEntObjective:
     come from the next observation, and for the last step from ``final_observations`` (``[N, obs_dim]``) where
     given (``classic_rl.experts.RolloutDemonstrations`` carries them); without them ``next_states`` is None.
 
-    Termination (``shared/design.md``, "Episode semantics"): with ``absorbing=True`` a terminated episode
+    Termination: with ``absorbing=True`` a terminated episode
     (``terminated [N]``) continues in an absorbing state (see :func:`absorbing_transitions`) of weight
     ``γ^T / (1 − γ)``, exactly as the inner solver's learner samples do, so a reward's constant offset changes
     neither side's optimal behaviour and the absorbing state's reward is learned like any other. With
@@ -234,13 +365,13 @@ class SampleMaxEntObjective:
         return weighted_reward_mean(reward_model, self.transitions, self.weights)
 
     def evaluate(self, inner: object) -> torch.Tensor:
-        policy = getattr(inner, "policy", None)
-        if policy is None or not hasattr(policy, "log_prob"):
+        policy = inner.policy if isinstance(inner, PolicyInnerSolver) else None
+        if policy is None:
             return torch.tensor(float("nan"))
         with torch.no_grad():
             return self.policy_loss(policy)
 
-    def policy_loss(self, policy: Policy) -> torch.Tensor:
+    def policy_loss(self, policy: LogProbPolicy) -> torch.Tensor:
         """``f(π) = −Σ_D γ^t log π(a_t|s_t) / Σ_D γ^t`` over the demonstrated steps (the ML-IRL outer objective;
         behaviour cloning), on the autograd tape of whatever ``policy.log_prob`` differentiates (the penalty
         method's upper policy, :class:`~irl_bilevel.hypergradients.PenaltyHypergradient`)."""
@@ -251,8 +382,3 @@ class SampleMaxEntObjective:
         weights = self.weights[: self.num_steps].to(log_prob.dtype)
         return -(weights * log_prob).sum() / weights.sum()
 
-    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
-        raise ValidationError(
-            "objective: the sample-based MaxEnt objective has no closed-form loss of a log-policy table; use the "
-            "'maxent' (or 'zeroth_order') hypergradient, not implicit or unrolled differentiation"
-        )

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from irl_bilevel.losses import PREFERENCE_LOSSES, RankingBatch, preference_loss
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError, as_tensor, check_finite, check_shape
@@ -53,21 +54,36 @@ def _concatenate(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
     return torch.cat([p for p in parts if p is not None])
 
 
-class PreferenceLikelihood:
+def check_loss_options(loss: str, loss_options: dict[str, Any] | None) -> None:
+    """``loss`` must be a name in :data:`PAIRWISE_SCORE_LOSSES` and ``loss_options`` parameters of it (or ``beta``);
+    a :class:`ValidationError` naming the field otherwise."""
+    if loss not in PAIRWISE_SCORE_LOSSES:
+        what = "not a loss on reward-model scores of pairs" if loss in PREFERENCE_LOSSES else "unknown"
+        raise ValidationError(f"loss: {loss!r} is {what}; expected one of {PAIRWISE_SCORE_LOSSES}")
+    options = dict(loss_options or {})
+    options.pop("beta", None)
+    unknown = sorted(set(options) - set(PREFERENCE_LOSSES[loss].defaults) - {"labels"})
+    if unknown or "labels" in options:
+        raise ValidationError(f"loss_options: {(unknown or ['labels'])[0]} is not a parameter of {loss}; expected "
+                              f"some of {sorted(set(PREFERENCE_LOSSES[loss].defaults) - {'labels'})} and beta")
+
+
+class PreferenceLikelihood(OuterObjective):
     """The outer loss over every query labelled so far (see the module docstring).
 
     ``reward_model``: the model whose parameters are optimized (:meth:`evaluate` reads it, so that the black-box
     hypergradient methods work too). ``loss``: a name in :data:`PAIRWISE_SCORE_LOSSES`; ``loss_options``: its
     parameters (``flip_rate``, ``label_smoothing``, ``theta``, ``nu``, ``margin``) and ``beta``.
+
+    Run state (:meth:`state_dict`): the labelled dataset (both segment batches and the labels). Subclasses that
+    grow it with :meth:`refresh` hold more (their query loop) and say whether they can save it.
     """
 
     zero_when_empty = False  # online query loops set it: no decided label yet is a zero loss, not an error
 
     def __init__(self, reward_model: RewardModel | RewardEnsemble, segment_length: int,
                  loss: str = "bradley_terry", loss_options: dict[str, Any] | None = None) -> None:
-        if loss not in PAIRWISE_SCORE_LOSSES:
-            what = "not a loss on reward-model scores of pairs" if loss in PREFERENCE_LOSSES else "unknown"
-            raise ValidationError(f"loss: {loss!r} is {what}; expected one of {PAIRWISE_SCORE_LOSSES}")
+        check_loss_options(loss, loss_options)
         if int(segment_length) < 1:
             raise ValidationError(f"segment_length: expected at least 1 step, got {segment_length}")
         options = dict(loss_options or {})
@@ -75,10 +91,6 @@ class PreferenceLikelihood:
         self.loss_options = options
         self.loss_name = loss
         self.takes_labels = "labels" in PREFERENCE_LOSSES[loss].defaults
-        unknown = sorted(set(options) - set(PREFERENCE_LOSSES[loss].defaults) - {"labels"})
-        if unknown or "labels" in options:
-            raise ValidationError(f"loss_options: {(unknown or ['labels'])[0]} is not a parameter of {loss}; expected "
-                                  f"some of {sorted(set(PREFERENCE_LOSSES[loss].defaults) - {'labels'})} and beta")
         self.reward_model = reward_model
         self.segment_length = int(segment_length)
         self.first: Transitions | None = None
@@ -163,6 +175,25 @@ class PreferenceLikelihood:
     def evaluate(self, inner: object) -> torch.Tensor:
         with torch.no_grad():
             return self.reward_loss(self.reward_model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The labelled dataset: ``labels [N]`` and the two segment batches' fields (absent ones left out)."""
+        state: dict[str, Any] = {"labels": self.labels.clone()}
+        for name, batch in (("first", self.first), ("second", self.second)):
+            if batch is not None:
+                fields = {"states": batch.states, "actions": batch.actions, "next_states": batch.next_states,
+                          "dones": batch.dones}
+                state[name] = {key: value.clone() for key, value in fields.items() if value is not None}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "labels" not in state:
+            return
+        self.labels = state["labels"].clone()
+        batches = [None if name not in state else Transitions(
+            state[name]["states"], state[name].get("actions"), state[name].get("next_states"), state[name].get("dones"))
+            for name in ("first", "second")]
+        self.first, self.second = batches
 
     def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
         raise ValidationError("objective: the preference likelihood does not depend on the policy; use the "

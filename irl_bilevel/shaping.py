@@ -52,6 +52,7 @@ rewards of the same steps.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -62,10 +63,13 @@ from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
     TapeHypergradientMethod,
+    generator_state,
+    load_generator_state,
     parameter_gradients,
     require_fixed_point_inner,
 )
 from irl_bilevel.inner import SoftValueIterationSolver, effective_horizon
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.rewards import Aggregator, RewardModel, RewardOutput, SimplexWeights, TabularReward, Transitions
 from irl_bilevel.sampling import sample_trajectories
 from irl_bilevel.tabular import (
@@ -94,7 +98,7 @@ def _task_reward(mdp: TabularMDP, reward: torch.Tensor | None, field: str = "tru
 
 
 # ---------------------------------------------------------------------- the outer objective
-class TaskReturnObjective:
+class TaskReturnObjective(OuterObjective):
     """``loss(log π) = −J(π)``: minus the exact return of the inner policy under the task reward.
 
     ``true_reward``: ``[S]`` or ``[S, A]`` (default ``mdp.true_reward``). ``normalize``: multiply by ``1 − γ``
@@ -131,7 +135,7 @@ class TaskReturnObjective:
         )
 
 
-class _WeightedLogLikelihood:
+class _WeightedLogLikelihood(OuterObjective):
     """The surrogate ``−Σ w · log π`` whose gradient through the inner solution is the sampled hypergradient."""
 
     def __init__(self, weights: torch.Tensor) -> None:
@@ -146,8 +150,6 @@ class _WeightedLogLikelihood:
     def evaluate(self, inner: object) -> torch.Tensor:  # pragma: no cover - never black-boxed
         raise ValidationError("inner: the policy-gradient surrogate cannot be evaluated as a black box")
 
-    def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
-        raise ValidationError("hypergradient: the policy-gradient surrogate has no expert term")
 
 
 # ---------------------------------------------------------------------- policy-gradient weights
@@ -277,6 +279,13 @@ class PolicyGradientHypergradient(HypergradientMethod):
         _, output = self.through.differentiable_loss(surrogate)
         gradients = parameter_gradients(objective.scale * output, problem.parameters)
         return Hypergradient(loss, gradients)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator of the sampled rollouts."""
+        return generator_state(self.generator)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_generator_state(self.generator, state)
 
 
 # ---------------------------------------------------------------------- an inner learner with a budget

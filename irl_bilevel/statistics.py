@@ -26,7 +26,11 @@ IQM_TRIM = 0.25  # fraction cut from each end
 
 
 def iqm(values: Sequence[float] | np.ndarray) -> float:
-    """Interquartile mean of the finite entries of a 1-D array; NaN if there is none."""
+    """Interquartile mean of the finite entries of a 1-D array; NaN if there is none.
+
+    >>> iqm([1.0, 2.0, 3.0, 4.0, 100.0])  # floor(5 / 4) = 1 value cut from each end: the mean of 2, 3, 4
+    3.0
+    """
     x = _finite_1d(values, "values")
     return float(trim_mean(x, IQM_TRIM)) if len(x) else float("nan")
 
@@ -38,6 +42,9 @@ def iqm_with_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, 
     Each of ``resamples`` bootstrap samples draws ``n`` values with replacement (numpy generator seeded
     with ``seed``, so the CI is reproducible); ``low``/``high`` are the ``(1 ± confidence) / 2`` quantiles
     of the resampled IQMs. With one value the CI collapses to it; with 3 seeds read the CI as a spread.
+
+    >>> iqm_with_ci([0.5, 0.5, 0.5, 0.5])
+    {'iqm': 0.5, 'low': 0.5, 'high': 0.5, 'n': 4}
     """
     _check_bootstrap(confidence, resamples)
     x = _finite_1d(values, "values")

@@ -281,25 +281,35 @@ def soft_value_iteration(
 
 
 # ---------------------------------------------------------------------- occupancy measures
-def state_action_occupancy(mdp: TabularMDP, log_policy: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def state_action_occupancy(
+    mdp: TabularMDP, log_policy: torch.Tensor, normalize: bool = True, start: torch.Tensor | None = None
+) -> torch.Tensor:
     """Occupancy of a (possibly time-varying) policy.
 
     Discounted: ``d(s, a) = Σ_t γ^t Pr(s_t = s, a_t = a)``, i.e. ``d_s = ρ0 + γ P_πᵀ d_s`` and
     ``d(s, a) = d_s(s) π(a|s)``; multiplied by ``1 − γ`` when ``normalize`` (it then sums to one).
     Finite horizon: ``d[t, s, a] = γ^t Pr(s_t = s, a_t = a)`` of shape ``[H, S, A]`` (``normalize`` divides by
     ``Σ_t γ^t`` so that the whole tensor sums to one).
+
+    ``start``: the mass entering the chain instead of ``ρ0``: ``[S]`` (at ``t = 0``) or, finite horizon, ``[H, S]``
+    (``start[t]`` enters at step ``t``: ``Pr(s_t) = P_πᵀ Pr(s_{t−1}) + start[t]``). The map is linear in it, so a
+    signed ``start`` gives the signed occupancy of a flow correction (``MaxEntDemonstrationLoss``).
     """
     policy = log_policy.exp()
+    initial = mdp.start if start is None else start
     if mdp.is_finite_horizon:
         assert mdp.horizon is not None
         if policy.dim() == 2:
             policy = policy.expand(mdp.horizon, *policy.shape)
-        state = mdp.start
+        entering = initial if initial.dim() == 2 else None
+        state = initial[0] if entering is not None else initial
         per_step = []
         for t in range(mdp.horizon):
             mass = state.unsqueeze(-1) * policy[t]
             per_step.append(mass * mdp.discount**t)
             state = mdp.push_forward(mass)
+            if entering is not None and t + 1 < mdp.horizon:
+                state = state + entering[t + 1]
         occupancy = torch.stack(per_step)
         if normalize:
             occupancy = occupancy / sum(mdp.discount**t for t in range(mdp.horizon))
@@ -309,11 +319,11 @@ def state_action_occupancy(mdp: TabularMDP, log_policy: torch.Tensor, normalize:
         # d_sᵀ (I − γ P_π) = ρ0ᵀ, with P_π[s, s'] = Σ_a π(a|s) P[s, a, s'].
         policy_transitions = torch.einsum("ij,ijk->ik", policy, mdp.dense_transitions())
         system = torch.eye(mdp.num_states, dtype=policy.dtype) - gamma * policy_transitions
-        state = torch.linalg.solve(system.T, mdp.start)
+        state = torch.linalg.solve(system.T, initial)
     else:
-        state = mdp.start
+        state = initial
         for _ in range(100_000):
-            new_state = mdp.start + gamma * mdp.push_forward(state.unsqueeze(-1) * policy)
+            new_state = initial + gamma * mdp.push_forward(state.unsqueeze(-1) * policy)
             # P_π is non-expansive in L1, so the remaining error is at most γ/(1 − γ) times the last change.
             if gamma * float((new_state - state).detach().abs().sum()) <= 1e-13:
                 state = new_state

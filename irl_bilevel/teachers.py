@@ -2,7 +2,7 @@
 (learned reward models) that label the same queries through the same interface.
 
 A teacher compares two segments by their (myopically discounted) true returns. Its parameters
-(``../shared/tasks.md``; Lee et al. 2021, "B-Pref: Benchmarking Preference-Based Reinforcement Learning"):
+(Lee et al. 2021, "B-Pref: Benchmarking Preference-Based Reinforcement Learning"):
 
 ==========  ===========  =======  =========  ======  =======
 teacher     β            γ        ε_mistake  ε_skip  ε_equal

@@ -1,7 +1,7 @@
 """Typed configs of the reproduction experiments: a scale's settings, then a JSON file, then ``key=value`` overrides.
 
 Every experiment of :data:`irlb.registry.EXPERIMENTS` exposes ``CONFIG`` (a frozen
-:class:`~irl_bilevel.config.ExperimentConfig` dataclass), ``SCALES`` (scale name -> the settings of that scale)
+:class:`~irl_bilevel.config.Config` dataclass), ``SCALES`` (scale name -> the settings of that scale)
 and ``run(scale, results_dir, seed=0, progress=True, config=None)``. A config file or override names only the
 settings it changes; nested sections merge (``gridworld.size=6``); unknown keys and wrongly typed values are a
 :class:`~irl_bilevel.validation.ValidationError` naming the key and the expected type.
@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides, scale_config
+from irl_bilevel.config import Config, load_json_object, parse_overrides, scale_config
 from irl_bilevel.validation import ValidationError
 from irlb.registry import EXPERIMENTS
 
@@ -33,7 +33,7 @@ def experiment_module(name: str) -> ModuleType:
 
 def experiment_config(name: str, scale: str, config_file: str | Path | None = None,
                       overrides: Iterable[str] | dict[str, Any] = (), module: ModuleType | None = None
-                      ) -> ExperimentConfig:
+                      ) -> Config:
     """The typed config of ``name`` at ``scale``, updated by ``config_file`` (a JSON object of settings) and
     then by ``overrides`` (``"key=json"`` strings or an already parsed ``{dotted key: value}`` dict)."""
     module = module or experiment_module(name)
@@ -44,7 +44,7 @@ def experiment_config(name: str, scale: str, config_file: str | Path | None = No
     return config.updated(changes, where=name)
 
 
-def _config_class(module: ModuleType, name: str) -> type[ExperimentConfig]:
+def _config_class(module: ModuleType, name: str) -> type[Config]:
     config_class = getattr(module, "CONFIG", None)
     if config_class is None:
         raise ValidationError(f"{name}: the experiment declares no typed config (CONFIG in {module.__name__}), "
@@ -53,7 +53,7 @@ def _config_class(module: ModuleType, name: str) -> type[ExperimentConfig]:
 
 
 def reproduce_configs(names: Sequence[str], scale: str, config_file: str | Path | None = None,
-                      overrides: Iterable[str] = ()) -> dict[str, ExperimentConfig | None]:
+                      overrides: Iterable[str] = ()) -> dict[str, Config | None]:
     """Configs of the experiments ``names`` for ``irlb reproduce``: the file holds ``{experiment: {settings}}``,
     each override reads ``experiment.key=value``; naming an experiment outside ``names`` is an error. An
     experiment without a ``CONFIG`` gets None (it runs with its scale's settings and cannot be changed)."""
@@ -73,7 +73,7 @@ def reproduce_configs(names: Sequence[str], scale: str, config_file: str | Path 
         if unselected:
             raise ValidationError(f"{source}: settings for {unselected}, which this run does not include "
                                   f"(selected: {list(names)})")
-    configs: dict[str, ExperimentConfig | None] = {}
+    configs: dict[str, Config | None] = {}
     for name in names:
         module = experiment_module(name)
         if getattr(module, "CONFIG", None) is None and name not in per_file and name not in per_set:

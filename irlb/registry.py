@@ -25,10 +25,13 @@ EXPERIMENTS = {
     "agentic_search": ("llm.experiments.agentic_search", "figures.agentic_search"),
     "preference_feedback": ("classic_rl.experiments.preference_feedback", "figures.preference_feedback"),
     "seed_sweeps": ("irlb.experiments.seed_sweeps", "figures.seed_sweeps"),
+    "smollm2_frontier": ("llm.experiments.smollm2_frontier", "figures.smollm2_frontier"),
+    "smollm2_ai_feedback": ("llm.experiments.smollm2_ai_feedback", "figures.smollm2_ai_feedback"),
 }
 # Run only with `extended=True` (`irlb reproduce --extended`, `make figures-extended`) or by name (`--only`): each
 # takes 10 minutes to a few hours at quick scale on two cores, which would more than double the default reproduction.
-EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback", "seed_sweeps")
+EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback", "seed_sweeps", "smollm2_frontier",
+            "smollm2_ai_feedback")
 
 
 def selected_experiments(only: list[str] | None = None, extended: bool = False) -> list[str]:

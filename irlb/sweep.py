@@ -7,11 +7,12 @@ into its own folder ``<sweep_dir>/<trial_id>/``; the trial id is the experiment 
 full config, scale and seed, and the seed, so the same trial always lands in the same folder. A trial folder
 holds
 
-* ``trial.json``: experiment, scale, grid point, seed, the full config, provenance (versions, commit, machine)
-  and the attempt number, written when the attempt starts;
+* ``trial.json``: experiment, scale, grid point, seed, the full config, provenance (versions, commit, machine),
+  the attempt number and the node it runs on (:func:`node_record`), written when the attempt starts;
 * the experiment's result file ``<experiment>.json`` (per-step metrics, summary, provenance of the experiment);
 * ``error.json``: the traceback of the last failed attempt, if any;
-* ``done.json``: the completion marker (seconds, key metric), written atomically after the result file.
+* ``done.json``: the completion marker (seconds, key metric, attempt, node), written atomically after the result
+  file.
 
 ``extra_metrics`` (dotted paths, e.g. a reward-quality number beside the return) are read from each finished
 trial's result file when the sweep is summarized, so adding one to a finished sweep needs no rerun (a trial whose
@@ -29,7 +30,9 @@ and, per grid point, the IQM of the metric over seeds with a 95% bootstrap CI
 recomputes the per-point statistics over every seed; each part keeps its own provenance (commit, versions).
 
 Ray runs in-process on this machine's cores by default, or on an existing cluster given its address (the sweep
-folder must then be on a filesystem that every node mounts at the same path: workers write the trial folders).
+folder must then be on a filesystem that every node mounts at the same path: workers write the trial folders). A
+Ray started here dies with this process, ``kill -9`` included (:mod:`irlb.ray_processes`); a cluster is left as it
+was. A trial lost with its node is a failed attempt like any other (``max_failures``), and the rerun runs it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ import importlib
 import itertools
 import json
 import os
+import secrets
 import shutil
+import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -49,11 +55,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from irl_bilevel.config import ExperimentConfig, load_json_object, parse_overrides
+from irl_bilevel.config import Config, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from irlb.config import experiment_config
+from irlb.ray_processes import MARKER, Watchdog, start_watchdog
 from irlb.registry import EXPERIMENTS
 
 # The number a trial reports when the sweep does not name one: a dotted path into the experiment's result file.
@@ -64,11 +71,11 @@ DEFAULT_METRICS = {
 }
 FALLBACK_METRIC = "seconds"
 DONE = "done.json"
-_CREATED_TEMP_DIRS: list[str] = []
+_LOCAL_RAYS: list[tuple[Watchdog | None, str | None]] = []  # what start_ray started: stop_ray ends it
 
 
 @dataclass(frozen=True)
-class SweepSpec(ExperimentConfig):
+class SweepSpec(Config):
     """What a sweep runs; a JSON file of these keys, updated by command-line options."""
 
     experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)
@@ -163,7 +170,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     attempt = json.loads(previous.read_text()).get("attempt", 0) + 1 if previous.is_file() else 1
     torch.set_num_threads(int(payload["threads"]))
     write_json(previous, {**{k: payload[k] for k in ("trial_id", "experiment", "scale", "point", "seed", "config")},
-                          "attempt": attempt, "provenance": provenance(payload["seed"])})
+                          "attempt": attempt, "node": node_record(), "provenance": provenance(payload["seed"])})
     started = time.perf_counter()
     try:
         module = importlib.import_module(payload["module"])
@@ -178,10 +185,20 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     record = {"trial_id": payload["trial_id"], "status": "done", "seconds": seconds, "metric": metric,
               "metric_path": payload["metric"], "result_file": result_path.name, "attempt": attempt,
-              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "node": node_record(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (trial_dir / "error.json").unlink(missing_ok=True)
     write_json(trial_dir / DONE, record)  # last: its presence means the trial is complete
     return {"metric": metric, "seconds": seconds, "attempt": attempt}
+
+
+def node_record() -> dict[str, Any]:
+    """Where this process runs: the host name and, inside Ray, the node's IP address and Ray node id (the only
+    one of the three that tells apart two Ray nodes on one host)."""
+    record: dict[str, Any] = {"hostname": socket.gethostname()}
+    ray = sys.modules.get("ray")  # imported in every Ray worker; never imported here for a trial run without Ray
+    if ray is not None and ray.is_initialized():
+        record.update(node_ip=ray.util.get_node_ip_address(), node_id=ray.get_runtime_context().get_node_id())
+    return record
 
 
 def lookup(record: Any, path: str) -> float | None:
@@ -205,7 +222,11 @@ def _tune_trainable(config: dict[str, Any]) -> dict[str, Any]:
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to the cluster at ``address``, or start Ray in this process with ``num_cpus`` (default: every
-    core) and no dashboard. Returns whether this call started Ray (then the caller shuts it down)."""
+    core) and no dashboard. Returns whether this call started Ray (then the caller shuts it down with
+    :func:`stop_ray`).
+
+    A Ray started here is tagged and watched (:mod:`irlb.ray_processes`): if this process dies, even by
+    ``kill -9``, a watchdog kills every process of that Ray and removes its temp folder."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local in-process Ray: no token (silences a warning)
@@ -215,20 +236,37 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, log_to_driver=False)
         return True
     temp_dir = short_ray_temp_dir()
-    if temp_dir is not None:
-        _CREATED_TEMP_DIRS.append(temp_dir)  # removed by stop_ray
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-             _temp_dir=temp_dir)
+    token = f"{os.getpid()}-{secrets.token_hex(6)}"
+    _LOCAL_RAYS.append((start_watchdog(token, temp_dir), temp_dir))  # started first: it must not carry the token
+    previous = os.environ.get(MARKER)
+    os.environ[MARKER] = token  # inherited by every process ray.init starts, and by every process those start
+    try:
+        # address="local": a new Ray even where RAY_ADDRESS or a `ray start` on this machine names a cluster
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, _temp_dir=temp_dir)
+    except BaseException:
+        stop_ray()
+        raise
+    finally:
+        if previous is None:
+            del os.environ[MARKER]
+        else:
+            os.environ[MARKER] = previous
     return True
 
 
 def stop_ray() -> None:
-    """Shut Ray down and remove the temp folders :func:`start_ray` created."""
+    """Shut Ray down; for a Ray that :func:`start_ray` started, kill what is left of it and remove its temp
+    folder."""
     import ray
 
     ray.shutdown()
-    while _CREATED_TEMP_DIRS:
-        shutil.rmtree(_CREATED_TEMP_DIRS.pop(), ignore_errors=True)
+    while _LOCAL_RAYS:
+        watchdog, temp_dir = _LOCAL_RAYS.pop()
+        if watchdog is not None:
+            watchdog.close()  # it kills the leftovers and removes temp_dir
+        elif temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def short_ray_temp_dir() -> str | None:
@@ -305,7 +343,7 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
         if is_done(folder):
             done = json.loads((folder / DONE).read_text())
             row.update(status="done" if trial.trial_id in ran else "skipped", seconds=done["seconds"],
-                       metric=done["metric"], attempts=done.get("attempt"))
+                       metric=done["metric"], attempts=done.get("attempt"), node=done.get("node"))
             if spec.extra_metrics:
                 result = json.loads((folder / done["result_file"]).read_text())
                 row["extra_metrics"] = {path: lookup(result, path) for path in spec.extra_metrics}

@@ -36,10 +36,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from irl_bilevel.config import Config, NonNegativeInt, PositiveInt
 from irl_bilevel.losses import LossOutput
 from irl_bilevel.validation import ValidationError
 from llm import checkpoints
@@ -61,42 +61,34 @@ RUN_FIELDS = ("progress", "output_dir", "log_every", "checkpoint_every")
 
 
 @dataclass(frozen=True)
-class LoopSettings:
-    """Settings of the training engine that every LM training loop shares (:class:`TrainingEngine`)."""
+class LoopSettings(Config):
+    """Settings of the training engine that every LM training loop shares (:class:`TrainingEngine`); the loops'
+    configs (:class:`llm.training.PreferenceTrainingConfig`, :class:`llm.training.RLConfig`,
+    :class:`llm.reward_models.RewardModelTrainingConfig`) inherit them, so the training commands' flags are
+    generated from these fields too."""
 
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (the batch is split; same mean loss)
-    lr_scheduler: SchedulerName = "constant"  # learning-rate schedule (transformers.get_scheduler) over the steps
-    warmup_steps: int = 0  # linear warm-up steps of the schedule ("constant" has none: use "constant_with_warmup")
-    mixed_precision: MixedPrecision | None = None  # autocast (bf16, fp16: GPU); None: accelerate's setting, else no
-    output_dir: str | None = None  # metrics.jsonl, tensorboard/ and checkpoints/ go here (None: nothing is written)
-    log_every: int = 1  # steps between rows of metrics.jsonl and TensorBoard points (0: none; needs output_dir)
-    checkpoint_every: int = 50  # steps between checkpoints in output_dir (0: none); a rerun resumes from the last one
+    gradient_accumulation_steps: PositiveInt = 1
+    """micro-batches per optimizer step (the step's batch is split into them; the same mean loss)"""
+    lr_scheduler: SchedulerName = "constant"
+    """learning-rate schedule over the steps (transformers.get_scheduler); the learning rate is its peak"""
+    warmup_steps: NonNegativeInt = 0
+    """linear warm-up steps of the schedule ("constant" has none: use "constant_with_warmup")"""
+    mixed_precision: MixedPrecision | None = None
+    """autocast of the forward passes (bf16, fp16: on a GPU); null: accelerate's setting (accelerate launch
+    --mixed_precision), else no"""
+    output_dir: str | None = field(default=None, metadata={"cli": False})
+    """metrics.jsonl, tensorboard/ and checkpoints/ go here (null: nothing is written; irlb's commands: --out)"""
+    log_every: NonNegativeInt = 1
+    """steps between rows of metrics.jsonl and TensorBoard points (0: none; written only with an output folder)"""
+    checkpoint_every: NonNegativeInt = 50
+    """steps between checkpoints in the output folder (0: none); a rerun of the same run resumes from the last one"""
 
-    def check_loop_settings(self) -> None:
-        """Raise a :class:`ValidationError` naming the first bad field."""
-        value = self.gradient_accumulation_steps
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValidationError(f"gradient_accumulation_steps: expected a positive integer, got {value!r}")
-        for name in ("warmup_steps", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValidationError(f"{name}: expected an integer >= 0, got {value!r}")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ValidationError(f"lr_scheduler: expected one of {list(SCHEDULERS)}, got {self.lr_scheduler!r}")
+    def validate(self) -> None:
         if self.lr_scheduler == "constant" and self.warmup_steps > 0:
             raise ValidationError("warmup_steps: the 'constant' schedule has no warm-up; use lr_scheduler="
                                   "'constant_with_warmup' (or another schedule) with warm-up steps")
-        if self.mixed_precision is not None and self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValidationError(f"mixed_precision: expected 'no', 'bf16', 'fp16' or None, got "
-                                  f"{self.mixed_precision!r}")
-        if self.output_dir is not None:
-            if not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir):
-                raise ValidationError(f"output_dir: expected a folder path or None, got {self.output_dir!r}")
-            object.__setattr__(self, "output_dir", str(self.output_dir))
-
-    def loop_settings(self) -> LoopSettings:
-        """The engine's settings alone (of a loop config that extends this class)."""
-        return LoopSettings(**{f.name: getattr(self, f.name) for f in fields(LoopSettings)})
+        if self.output_dir == "":
+            raise ValidationError("output_dir: expected a folder path or null, got ''")
 
 
 # ---------------------------------------------------------------------- data
@@ -191,7 +183,6 @@ class TrainingEngine:
         from accelerate.utils import GradientAccumulationPlugin
         from transformers import get_scheduler
 
-        settings.check_loop_settings()
         self.model, self.raw_optimizer, self.settings = model, optimizer, settings
         self.total_steps, self.max_grad_norm, self.what, self.loop = total_steps, max_grad_norm, what, loop
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]

@@ -4,7 +4,7 @@
   polarity (positive, negative or neutral) that decides, word by word and with noise, whether opinion words are
   positive, negative or neutral ones, so a model trained on the corpus learns that a review which turned
   positive tends to go on positively: sentiment continuation is learnable (the scaled-down IMDb task of the
-  DPO paper, ``../shared/tasks.md``). Opinion words are taken from VADER's lexicon.
+  DPO paper, Rafailov et al. 2023). Opinion words are taken from VADER's lexicon.
 * :class:`BuiltinRecipe` fixes everything that determines the model: grammar seed and corpus size, a word-level
   tokenizer trained with the ``tokenizers`` library, a GPT-2-shaped transformer (``GPT2Config``) and its
   training budget.

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -171,24 +171,19 @@ def remove_checkpoints(folder: Path | str) -> None:
     shutil.rmtree(Path(folder) / CHECKPOINTS, ignore_errors=True)
 
 
-def claim_training_output(folder: Path | str, marker: str, command: str, loop: str, *, overwrite: bool = False,
-                          remove: bool = True) -> bool:
+def claim_training_output(folder: Path | str, marker: str, command: str, loop: str, *, overwrite: bool = False
+                          ) -> Literal["new", "resume", "replace"]:
     """:func:`irl_bilevel.runs.claim_output_folder` for a training command, which also accepts an unfinished run of
-    the same loop (a run record and no ``marker``): without ``overwrite`` it resumes (the loop checks that the
-    settings and data match), with ``overwrite`` its files are removed and it starts over. Before an earlier
-    complete output is replaced (``overwrite``), its run files go too (``remove=False``: check only, for the processes
-    other than the main one). Returns True when the run resumes."""
+    the same loop (a run record and no ``marker``): without ``overwrite`` it resumes (``"resume"``; the loop checks
+    that the settings and data match), with ``overwrite`` it starts over (``"replace"``). An earlier complete output
+    is ``"replace"`` with ``overwrite`` (refused without); a missing or empty folder is ``"new"``. Nothing is removed
+    here: on ``"replace"`` the caller removes the earlier run's files (:func:`remove_run_files`) once its inputs are
+    read and checked, so that a failed start leaves the folder as it was."""
     folder = Path(folder)
     record = read_run(folder) if folder.is_dir() else None
     if record is not None and not (folder / marker).is_file():
         if record.get("loop") != loop:
             raise ValidationError(f"--out: {folder} holds an unfinished {record.get('loop')} run, not a {command} "
                                   f"run; choose another folder (nothing was changed)")
-        if overwrite:
-            if remove:
-                remove_run_files(folder)
-            return False
-        return True
-    if claim_output_folder(folder, marker, command, overwrite=overwrite) and remove:
-        remove_run_files(folder)
-    return False
+        return "replace" if overwrite else "resume"
+    return "replace" if claim_output_folder(folder, marker, command, overwrite=overwrite) else "new"

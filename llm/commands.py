@@ -28,124 +28,163 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from irl_bilevel.config import parse_overrides
+from irl_bilevel.config import Config, PositiveFloat, PositiveInt, check_value, parse_value, section
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
+from llm.models import LoraSettings
+from llm.reward_models import RewardModelTrainingConfig
+from llm.training import PreferenceTrainingConfig, RLConfig
 
 DTYPES = ("float32", "bfloat16")
 
 
-# ---------------------------------------------------------------------- shared arguments
-def add_model_arguments(parser: argparse.ArgumentParser, help_text: str = "the causal LM: a local folder written by "
-                        "save_pretrained (or a hub id, downloaded unless HF_HUB_OFFLINE=1)") -> None:
-    parser.add_argument("--model", required=True, help=help_text)
-    add_device_arguments(parser)
+# ---------------------------------------------------------------------- the commands' configs
+@dataclass(frozen=True, kw_only=True)
+class LMCommandConfig(Config):
+    """What every LM command loads: a causal LM (or a reward model) on a device in a dtype."""
+
+    model: str
+    """the causal LM: a local folder written by save_pretrained (or a hub id, downloaded unless HF_HUB_OFFLINE=1)"""
+    device: str | None = None
+    """cpu, cuda, cuda:1, ...; null: cuda when a GPU is visible, else cpu"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """dtype of the base model's weights (LoRA adapters and heads stay float32)"""
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when a GPU is visible, else cpu)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32",
-                        help="dtype of the base model's weights (LoRA adapters and heads stay float32)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; on a CPU shared with "
-                        "other jobs, 1 avoids OpenMP threads spinning against each other)")
+@dataclass(frozen=True, kw_only=True)
+class PreferenceDataConfig(LMCommandConfig):
+    """An LM command that trains on a preference file in TRL's format (:mod:`llm.preference_data`)."""
+
+    data: str
+    """preference data in TRL's format: a .jsonl file or a datasets save_to_disk folder (prompt/chosen/rejected or
+    prompt/completion/label; text or chat messages)"""
+    split: str = "train"
+    """split of a DatasetDict folder"""
+    ignore_columns: tuple[str, ...] = ()
+    """extra columns of the data to skip"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainPreferencesConfig(PreferenceDataConfig):
+    """``irlb train-preferences``: the model, the data, the training settings
+    (:class:`~llm.training.PreferenceTrainingConfig`, flattened) and the adapter's (``lora_*``)."""
+
+    training: PreferenceTrainingConfig = section(PreferenceTrainingConfig, prefix="")
+    lora: LoraSettings = section(LoraSettings, prefix="lora_")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainRewardModelConfig(PreferenceDataConfig):
+    """``irlb train-reward-model``: the backbone, the pairs, the training settings
+    (:class:`~llm.reward_models.RewardModelTrainingConfig`, flattened) and the LoRA adapter's (``lora_*``)."""
+
+    frozen_backbone: bool = False
+    """train only linear heads on the frozen backbone (a linear probe; the lora_* settings are then unused)"""
+    training: RewardModelTrainingConfig = section(RewardModelTrainingConfig, prefix="")
+    lora: LoraSettings = section(LoraSettings, prefix="lora_")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RLOOCommandConfig(LMCommandConfig):
+    """``irlb rloo``: the policy's base model, the prompts, the reward model, the RL settings
+    (:class:`~llm.training.RLConfig`, flattened) and the adapter's (``lora_*``)."""
+
+    prompts: str
+    """a .jsonl file or datasets folder with a prompt column (chat messages go through the chat template)"""
+    split: str = "train"
+    """split of a DatasetDict folder"""
+    reward_model: str
+    """folder of a saved text reward model (irlb train-reward-model)"""
+    training: RLConfig = section(RLConfig, prefix="")
+    lora: LoraSettings = section(LoraSettings, prefix="lora_")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardBenchConfig(LMCommandConfig):
+    """``irlb rewardbench``: what to score and how."""
+
+    model: str
+    """folder from save_text_reward_model (irlb train-reward-model), or a DPO adapter folder"""
+    file: str
+    """pairs in RewardBench's format (.jsonl or .json with prompt, chosen, rejected, subset)"""
+    stem: str = "reward"
+    """file stem of the saved reward model"""
+    backbone: str | None = None
+    """load the backbone (or the DPO adapter's base model) from this folder instead of the recorded one"""
+    beta: PositiveFloat = 0.1
+    """β of a DPO adapter's implicit reward β log πθ(y|x)/πref(y|x)"""
+    reference: bool = True
+    """DPO adapter: subtract the reference's log-prob (false: score β log πθ(y|x) alone)"""
+    batch_size: PositiveInt = 32
+    """pairs scored per forward pass"""
+
+
+# ---------------------------------------------------------------------- command options
+def add_run_options(parser: argparse.ArgumentParser, out_help: str, *, out_required: bool = True,
+                    overwrite: bool = True, quiet: bool = True, threads: bool = True) -> None:
+    """The options of a run that are not settings of what it computes: where it writes and how it shows."""
+    group = parser.add_argument_group("run options")
+    group.add_argument("--out", required=out_required, help=out_help)
+    if overwrite:
+        group.add_argument("--overwrite", action="store_true",
+                           help="replace the files of an earlier output of this command in --out (only those)")
+    if quiet:
+        group.add_argument("--quiet", action="store_true", help="no progress bar")
+    if threads:
+            group.add_argument("--threads", metavar="INT", help="torch CPU threads (default: torch's; on a CPU shared "
+                           "with other jobs, 1 avoids OpenMP threads spinning against each other)")
 
 
 def apply_threads(args: argparse.Namespace) -> None:
-    """``torch.set_num_threads(args.threads)`` when ``--threads`` was given."""
+    """``torch.set_num_threads(--threads)`` when ``--threads`` was given (checked like a config setting)."""
     if getattr(args, "threads", None) is not None:
         import torch
 
-        if args.threads < 1:
-            raise ValidationError(f"--threads: expected a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(check_value(parse_value(args.threads), PositiveInt, "--threads"))
 
 
-def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lora-r", dest="lora_r", type=int, default=8, help="LoRA rank")
-    parser.add_argument("--lora-alpha", dest="lora_alpha", type=float, default=16.0, help="LoRA scaling alpha")
-    parser.add_argument("--lora-dropout", dest="lora_dropout", type=float, default=0.0)
-    parser.add_argument("--target-modules", dest="target_modules",
-                        help="comma-separated module names to adapt (default: peft's for the architecture)")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="preference data in TRL's format: a .jsonl file or a "
-                        "datasets save_to_disk folder (prompt/chosen/rejected or prompt/completion/label; text or "
-                        "chat messages)")
-    parser.add_argument("--split", default="train", help="split of a DatasetDict folder (default train)")
-    parser.add_argument("--ignore-columns", dest="ignore_columns", default="",
-                        help="comma-separated extra columns of the data to skip")
-
-
-def lora_settings(args: argparse.Namespace):
-    from llm.models import LoraSettings
-
-    targets = tuple(t.strip() for t in (args.target_modules or "").split(",") if t.strip()) or None
-    return LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets)
-
-
-LOOP_OPTIONS = ("gradient_accumulation_steps", "lr_scheduler", "warmup_steps", "mixed_precision", "log_every",
-                "checkpoint_every")
-"""The training engine's settings (:class:`llm.accelerated.LoopSettings`) that the training commands take."""
-
-
-def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training engine's options (:data:`LOOP_OPTIONS`); ``--out`` is its ``output_dir``."""
-    from llm.accelerated import SCHEDULERS
-
-    parser.add_argument("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=int, default=1,
-                        help="micro-batches per optimizer step (the batch is split into them; the same mean loss)")
-    parser.add_argument("--lr-scheduler", dest="lr_scheduler", choices=SCHEDULERS, default="constant",
-                        help="learning-rate schedule (transformers.get_scheduler) over the steps")
-    parser.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=0,
-                        help="linear warm-up steps (with a schedule other than constant)")
-    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16", "fp16"),
-                        help="autocast of the forward passes, bf16 or fp16 on a GPU (default: accelerate's setting, "
-                        "e.g. accelerate launch --mixed_precision; else no)")
-    parser.add_argument("--log-every", dest="log_every", type=int, default=1,
-                        help="steps between rows of --out/metrics.jsonl and TensorBoard points (0: none)")
-    parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=50,
-                        help="steps between checkpoints in --out/checkpoints (0: none); rerunning the same command "
-                        "resumes from the last one")
-
-
-def loop_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine's settings of a training command: its :data:`LOOP_OPTIONS` and ``output_dir = --out``."""
-    return {**{name: getattr(args, name) for name in LOOP_OPTIONS}, "output_dir": str(args.out)}
-
-
-def launch_state(args: argparse.Namespace):
-    """accelerate's process state when the command runs on several processes (``accelerate launch``, ``torchrun``:
-    ``WORLD_SIZE > 1``), else None. There ``--device`` (unset or ``cuda``) becomes this process's device."""
+def launch_state(device: str | None) -> tuple[Any, str | None]:
+    """``(state, device)``: accelerate's process state when the command runs on several processes (``accelerate
+    launch``, ``torchrun``: ``WORLD_SIZE > 1``; else None), and the device this process loads the model on: there a
+    ``--device`` that is unset or ``cuda`` becomes the process's own device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
+        return None, device
     import torch
 
     from llm.accelerated import distributed_state
 
-    cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     state = distributed_state(cpu)
-    if args.device in (None, "cuda"):
-        args.device = str(state.device)
-    return state
+    return state, str(state.device) if device in (None, "cuda") else device
 
 
-def claim_out(args: argparse.Namespace, marker: str, command: str, loop: str, state) -> bool:
-    """Check ``--out`` (:func:`llm.checkpoints.claim_training_output`; only the main process removes files) and wait
-    for every process; True when an unfinished run there resumes."""
+def claim_out(args: argparse.Namespace, marker: str, command: str, loop: str, state) -> str:
+    """Check ``--out`` before anything is read (:func:`llm.checkpoints.claim_training_output`) and wait for every
+    process; returns the claim (``"new"``, ``"resume"``: an unfinished run there resumes, ``"replace"``)."""
     from llm.checkpoints import claim_training_output
 
-    main = state is None or state.is_main_process
-    resumes = claim_training_output(args.out, marker, command, loop, overwrite=args.overwrite, remove=main)
+    claim = claim_training_output(args.out, marker, command, loop, overwrite=args.overwrite)
     if state is not None:
         state.wait_for_everyone()
-    if resumes and main:
+    if claim == "resume" and (state is None or state.is_main_process):
         print(f"irlb {command}: resuming the unfinished run in {args.out}", file=sys.stderr)
-    return resumes
+    return claim
+
+
+def start_out(args: argparse.Namespace, claim: str, state) -> None:
+    """Once the inputs are read and checked, before the first step: on ``"replace"`` the earlier run's own files
+    (checkpoints, metrics, TensorBoard events) go (main process; every process waits)."""
+    from llm.checkpoints import remove_run_files
+
+    if claim == "replace" and (state is None or state.is_main_process):
+        remove_run_files(args.out)
+    if state is not None:
+        state.wait_for_everyone()
 
 
 def finish_out(args: argparse.Namespace, state) -> None:
@@ -169,64 +208,49 @@ def context_length(model) -> int | None:
     return int(value) if value else None
 
 
-def _columns(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
-def _run_record(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    values = {k: v for k, v in vars(args).items() if k != "handler" and isinstance(v, (str, int, float, bool,
-                                                                                       type(None), list))}
-    return {"command": command, "arguments": values, "provenance": provenance(getattr(args, "seed", None))}
+def _run_record(config: Config, command: str, seed: int) -> dict[str, Any]:
+    return {"command": command, "config": config.to_dict(), "provenance": provenance(seed)}
 
 
 # ---------------------------------------------------------------------- irlb train-preferences
-def train_preferences_command(args: argparse.Namespace) -> int:
+def train_preferences_command(config: TrainPreferencesConfig, args: argparse.Namespace) -> int:
     """Train a LoRA adapter with a catalog loss on the user's preference data and save it (module docstring)."""
-    apply_threads(args)
     from llm.models import ADAPTER_INFO_FILE, load_causal_lm, with_lora
     from llm.preference_data import PER_PAIR_PARAMETERS, read_preference_file, tokenize_preferences
-    from llm.training import PreferenceTrainingConfig, save_trained_adapter, train_preferences
+    from llm.training import save_trained_adapter, train_preferences
 
-    state = launch_state(args)
-    claim_out(args, ADAPTER_INFO_FILE, "train-preferences", "train_preferences", state)
-    if args.loss not in PREFERENCE_LOSSES:
-        raise ValidationError(f"--loss: unknown loss {args.loss!r}; expected one of {policy_losses()}")
-    entry = PREFERENCE_LOSSES[args.loss]
-    loss_params = parse_overrides(args.set or [], "--set")
-    config = PreferenceTrainingConfig(loss=args.loss, beta=args.beta, loss_params=loss_params, steps=args.steps,
-                                      batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                      weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-                                      seed=args.seed, progress=not args.quiet, **loop_settings(args))
-    records = read_preference_file(args.data, split=args.split, ignore_columns=_columns(args.ignore_columns))
+    state, device = launch_state(config.device)
+    claim = claim_out(args, ADAPTER_INFO_FILE, "train-preferences", "train_preferences", state)
+    apply_threads(args)
+    training = replace(config.training, progress=not args.quiet, output_dir=str(args.out))
+    entry = PREFERENCE_LOSSES[training.loss]
+    records = read_preference_file(config.data, split=config.split, ignore_columns=list(config.ignore_columns))
     if records.kind == "unpaired" and entry.batch_type is not UnpairedBatch:
-        raise ValidationError(f"--loss: {args.loss} is a paired loss; {args.data} holds unpaired labels "
+        raise ValidationError(f"loss: {training.loss} is a paired loss; {config.data} holds unpaired labels "
                               f"(prompt/completion/label), which train kto")
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=args.dtype)
+    model, tokenizer = load_causal_lm(config.model, device=device, dtype=config.dtype)
     per_pair = [name for name in PER_PAIR_PARAMETERS if name in entry.defaults]
     data = tokenize_preferences(records, tokenizer, max_length=context_length(model), per_pair=per_pair)
-    policy = with_lora(model, lora_settings(args), seed=args.seed)
+    policy = with_lora(model, config.lora, seed=training.seed)
+    start_out(args, claim, state)
     started = time.perf_counter()
-    result = train_preferences(policy, data, tokenizer.pad_token_id, config)
+    result = train_preferences(policy, data, tokenizer.pad_token_id, training)
     if state is not None and not state.is_main_process:
         finish_out(args, state)
         return 0
-    summary: dict[str, Any] = {"model": str(args.model), "data": str(args.data), "rows": len(records),
+    summary: dict[str, Any] = {"model": config.model, "data": config.data, "rows": len(records),
                                "format": f"{records.kind}, {'conversational' if records.conversational else 'text'}",
-                               "loss": args.loss, "steps": args.steps, "seconds": time.perf_counter() - started,
+                               "loss": training.loss, "steps": training.steps,
+                               "seconds": time.perf_counter() - started,
                                "first_loss": result.history[0]["loss"], "last_loss": result.history[-1]["loss"]}
     if entry.batch_type is PreferenceBatch:
         summary["training_pairs"] = training_pair_accuracy(policy, data, tokenizer.pad_token_id,
                                                            entry.needs_reference)
     folder = save_trained_adapter(policy, args.out, result, extra={
-        "run": _run_record(args, "train-preferences"), "summary": summary})
+        "run": _run_record(config, "train-preferences", training.seed), "summary": summary})
     finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))
     return 0
-
-
-def policy_losses() -> list[str]:
-    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
-                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
 
 
 def training_pair_accuracy(policy, data, pad_token_id: int, with_reference: bool) -> dict[str, float]:
@@ -251,10 +275,8 @@ def training_pair_accuracy(policy, data, pad_token_id: int, with_reference: bool
 
 
 # ---------------------------------------------------------------------- irlb train-reward-model
-def train_reward_model_command(args: argparse.Namespace) -> int:
+def train_reward_model_command(config: TrainRewardModelConfig, args: argparse.Namespace) -> int:
     """Train a text reward model on the user's preference pairs and save it (``save_text_reward_model``)."""
-    apply_threads(args)
-    from llm.accelerated import LoopSettings
     from llm.preference_data import read_preference_file, rendered_text
     from llm.reward_models import (
         TextPairs,
@@ -263,71 +285,70 @@ def train_reward_model_command(args: argparse.Namespace) -> int:
         train_reward_model,
     )
 
-    state = launch_state(args)
-    claim_out(args, "training.json", "train-reward-model", "train_reward_model", state)
-    records = read_preference_file(args.data, split=args.split, ignore_columns=_columns(args.ignore_columns))
+    state, device = launch_state(config.device)
+    claim = claim_out(args, "training.json", "train-reward-model", "train_reward_model", state)
+    apply_threads(args)
+    training = replace(config.training, output_dir=str(args.out))
+    records = read_preference_file(config.data, split=config.split, ignore_columns=list(config.ignore_columns))
     if records.kind != "paired":
-        raise ValidationError(f"--data: a reward model trains on pairs (prompt/chosen/rejected); {args.data} holds "
+        raise ValidationError(f"data: a reward model trains on pairs (prompt/chosen/rejected); {config.data} holds "
                               f"{records.kind} rows")
-    lora = lora_settings(args) if args.lora_r > 0 else None  # rank 0: a linear probe on the frozen backbone
-    model = backbone_reward_model(args.model, lora=lora, seed=args.seed, device=args.device, dtype=args.dtype)
+    lora = None if config.frozen_backbone else config.lora  # frozen: a linear probe on the backbone's features
+    model = backbone_reward_model(config.model, lora=lora, seed=training.seed, device=device, dtype=config.dtype)
     texts = [(rendered_text(model.tokenizer, records, row, "chosen"), rendered_text(model.tokenizer, records, row,
                                                                                     "rejected"))
              for row in records.rows]
     pairs = TextPairs([c[0] for c, _ in texts], [c[1] for c, _ in texts], [r[1] for _, r in texts])
-    loss_params = parse_overrides(args.set or [], "--set")
+    start_out(args, claim, state)
     started = time.perf_counter()
-    result = train_reward_model(model, pairs, args.loss, steps=args.steps, batch_size=args.batch_size,
-                                learning_rate=args.learning_rate, weight_decay=args.weight_decay, beta=args.beta,
-                                seed=args.seed, loop=LoopSettings(**loop_settings(args)), **loss_params)
+    result = train_reward_model(model, pairs, training)
     if state is not None and not state.is_main_process:
         finish_out(args, state)
         return 0
     spec = save_text_reward_model(model, args.out)
-    summary = {"model": str(args.model), "data": str(args.data), "pairs": len(pairs), "loss": args.loss,
+    summary = {"model": config.model, "data": config.data, "pairs": len(pairs), "loss": training.loss,
                "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
                "seconds": time.perf_counter() - started, "lora": spec.lora}
     write_json(Path(args.out) / "training.json", {**summary, "losses": result.losses,
-                                                  "run": _run_record(args, "train-reward-model")})
+                                                  "run": _run_record(config, "train-reward-model", training.seed)})
     finish_out(args, state)
     print(json.dumps({**summary, "reward_model": str(args.out)}, indent=2))
     return 0
 
 
 # ---------------------------------------------------------------------- irlb rloo
-def rloo_command(args: argparse.Namespace) -> int:
+def rloo_command(config: RLOOCommandConfig, args: argparse.Namespace) -> int:
     """RLOO of a fresh adapter on ``--model`` against a saved text reward model, on the prompts of ``--prompts``."""
-    apply_threads(args)
     from llm.models import ADAPTER_INFO_FILE, load_causal_lm, with_lora
     from llm.preference_data import prompt_texts, read_preference_file
     from llm.reward_models import load_text_reward_model
-    from llm.training import RLConfig, save_trained_adapter, train_rl
+    from llm.training import save_trained_adapter, train_rl
 
-    state = launch_state(args)
-    claim_out(args, ADAPTER_INFO_FILE, "rloo", "train_rl", state)
-    records = read_preference_file(args.prompts, split=args.split, prompts_only=True)
-    reward_model, _ = load_text_reward_model(args.reward_model, device=args.device)
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=args.dtype)
+    state, device = launch_state(config.device)
+    claim = claim_out(args, ADAPTER_INFO_FILE, "rloo", "train_rl", state)
+    apply_threads(args)
+    records = read_preference_file(config.prompts, split=config.split, prompts_only=True)
+    reward_model, _ = load_text_reward_model(config.reward_model, device=device)
+    model, tokenizer = load_causal_lm(config.model, device=device, dtype=config.dtype)
     prompts = prompt_texts(tokenizer, records)
-    config = RLConfig(algorithm="rloo", steps=args.steps, prompts_per_step=args.prompts_per_step,
-                      samples_per_prompt=args.samples_per_prompt, kl_coef=args.kl_coef,
-                      learning_rate=args.learning_rate, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                      progress=not args.quiet, add_special_tokens=not records.conversational, **loop_settings(args))
-    policy = with_lora(model, lora_settings(args), seed=args.seed)
+    training = replace(config.training, progress=not args.quiet, add_special_tokens=not records.conversational,
+                       output_dir=str(args.out))
+    policy = with_lora(model, config.lora, seed=training.seed)
 
     def reward(prompt_list: list[str], completions: list[str]):
         return reward_model.score(prompt_list, completions).total
 
+    start_out(args, claim, state)
     started = time.perf_counter()
-    result = train_rl(policy, tokenizer, prompts, reward, config)
+    result = train_rl(policy, tokenizer, prompts, reward, training)
     if state is not None and not state.is_main_process:
         finish_out(args, state)
         return 0
-    summary = {"model": str(args.model), "prompts": len(prompts), "reward_model": str(args.reward_model),
-               "steps": args.steps, "first_reward": result.history[0]["reward"],
+    summary = {"model": config.model, "prompts": len(prompts), "reward_model": config.reward_model,
+               "steps": training.steps, "first_reward": result.history[0]["reward"],
                "last_reward": result.history[-1]["reward"], "last_kl": result.history[-1]["kl"],
                "seconds": time.perf_counter() - started}
-    folder = save_trained_adapter(policy, args.out, result, extra={"run": _run_record(args, "rloo"),
+    folder = save_trained_adapter(policy, args.out, result, extra={"run": _run_record(config, "rloo", training.seed),
                                                                    "summary": summary})
     finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +33,9 @@ from irl_bilevel.rewards import RewardOutput
 from irl_bilevel.validation import ValidationError
 from llm.preference_data import json_lines
 from llm.reward_models import TextPairs
+
+if TYPE_CHECKING:
+    from llm.commands import RewardBenchConfig
 
 # RewardBench v1 (allenai/reward-bench, rewardbench/constants.py).
 EXAMPLE_COUNTS: dict[str, int] = {
@@ -220,17 +223,23 @@ def load_scorer(model: Path | str, stem: str = "reward", backbone: str | None = 
                           f"adapter_config.json (a DPO adapter)")
 
 
-def rewardbench_command(args: argparse.Namespace) -> int:
-    """``irlb rewardbench``: print (and optionally write) the accuracies of a model on a RewardBench-format file."""
-    from irl_bilevel.runs import provenance, write_json
+def rewardbench_command(config: RewardBenchConfig, args: argparse.Namespace) -> int:
+    """``irlb rewardbench``: print (and with ``--out``, write) the accuracies of a model on a RewardBench-format
+    file."""
+    from irl_bilevel.runs import claim_output_file, provenance, write_json
+    from llm.commands import apply_threads
 
-    pairs = load_rewardbench_file(args.file)
-    scorer = load_scorer(args.model, args.stem, args.backbone, args.beta, args.reference,
-                         getattr(args, "device", None), getattr(args, "dtype", "float32"))
-    result = rewardbench_accuracy(scorer, pairs, args.batch_size)
-    summary = {"model": str(args.model), "file": str(args.file), **result.summary()}
+    if args.out:
+        claim_output_file(args.out, "rewardbench", overwrite=args.overwrite, marker_key="pair_accuracy")
+    apply_threads(args)
+    pairs = load_rewardbench_file(config.file)
+    scorer = load_scorer(config.model, config.stem, config.backbone, config.beta, config.reference, config.device,
+                         config.dtype)
+    result = rewardbench_accuracy(scorer, pairs, config.batch_size)
+    summary = {"model": config.model, "file": config.file, **result.summary()}
     print(json.dumps(summary, indent=2))
     if args.out:
         write_json(Path(args.out), {**summary, "chosen_scores": result.chosen_scores,
-                                    "rejected_scores": result.rejected_scores, "provenance": provenance(None)})
+                                    "rejected_scores": result.rejected_scores, "config": config.to_dict(),
+                                    "provenance": provenance(None)})
     return 0

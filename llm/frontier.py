@@ -70,16 +70,17 @@ def _mean_and_error(values: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_policy(policy, tokenizer, prompts: Sequence[str], gold: GoldReward, *, samples_per_prompt: int = 1,
-                    max_new_tokens: int = 24, seed: int = 0, chunk_size: int = 64) -> dict[str, Any]:
+                    max_new_tokens: int = 24, seed: int = 0, chunk_size: int = 64,
+                    add_special_tokens: bool = True) -> dict[str, Any]:
     """One frontier point: sample from ``policy`` on ``prompts``, score with the gold reward, estimate the KL.
 
     Returns ``kl`` and ``kl_se`` (nats), ``reward/<aspect>`` and ``reward/<aspect>_se`` for every gold aspect,
     ``reward/total`` (the gold aggregate) and its standard error, the mean completion length in tokens, and one
     example completion. The same seed gives the same samples for the same policy (common random numbers across
-    checkpoints and methods).
+    checkpoints and methods). ``add_special_tokens=False`` for prompts rendered by a chat template.
     """
     samples = generate_completions(policy, tokenizer, prompts, max_new_tokens, num_samples=samples_per_prompt,
-                                   seed=seed)
+                                   seed=seed, add_special_tokens=add_special_tokens)
     kl = kl_estimate(sequence_logratios(policy, samples, tokenizer.pad_token_id, chunk_size))
     rewards = gold(samples)
     point: dict[str, Any] = {"kl": kl.mean, "kl_se": kl.standard_error}
@@ -110,3 +111,35 @@ def gold_text_reward(gold: GoldReward, aspect: str | None = None):
         return output.aspects[:, output.aspect_names.index(aspect)]
 
     return reward
+
+
+def best_of_n_points(model, tokenizer, prompts: Sequence[str], gold: GoldReward, ns: Sequence[int],
+                     max_new_tokens: int, seed: int, selectors: dict[str, str | None], *,
+                     add_special_tokens: bool = True) -> list[dict[str, Any]]:
+    """Best-of-n frontier points: ``max(ns)`` samples per prompt from ``model`` as it is (the reference, for a
+    fresh or disabled adapter), scored once by the gold reward; for each selector ``label -> aspect`` (``None``: the
+    gold total) and each ``n`` in ``ns``, the sample among the first ``n`` with the highest selected reward.
+
+    Each point: ``variant`` (the label), ``n``, ``kl`` = ``log n − (n−1)/n`` (the analytic bound, ``kl_is_bound``;
+    Stiennon et al. 2020, Beirami et al. 2024), and the chosen samples' ``reward/<aspect>``, ``reward/total`` with
+    standard errors over prompts.
+    """
+    largest = max(ns)
+    samples = generate_completions(model, tokenizer, prompts, max_new_tokens, num_samples=largest, seed=seed,
+                                   add_special_tokens=add_special_tokens)
+    rewards = gold(samples)
+    count = len(prompts)
+    aspects = rewards.aspects.reshape(count, largest, -1)
+    totals = rewards.total.reshape(count, largest)
+    rows = torch.arange(count)
+    points = []
+    for label, aspect in selectors.items():
+        target = totals if aspect is None else aspects[..., rewards.aspect_names.index(aspect)]
+        for n in ns:
+            best = target[:, :n].argmax(dim=1)
+            point: dict[str, Any] = {"variant": label, "n": n, "kl": math.log(n) - (n - 1) / n, "kl_is_bound": True}
+            point["reward/total"], point["reward/total_se"] = _mean_and_error(totals[rows, best])
+            for column, name in enumerate(rewards.aspect_names):
+                point[f"reward/{name}"], point[f"reward/{name}_se"] = _mean_and_error(aspects[rows, best, column])
+            points.append(point)
+    return points

@@ -50,12 +50,14 @@ class LanguageModelJudge:
     ``model``/``tokenizer``: a transformers causal LM and its tokenizer (with a pad token; see
     :func:`llm.models.prepare_tokenizer`). ``rule``: the teacher rule the margins go through (default: the
     deterministic oracle rule). ``batch_size``: judging prompts per forward pass. ``max_length``: the model's context
-    (a longer judging prompt is a :class:`ValidationError`, not silently cut).
+    (a longer judging prompt is a :class:`ValidationError`, not silently cut). ``chat``: render each judging text
+    as the user's message through the tokenizer's chat template, with the assistant's turn opened, so that the
+    verdict is the first token(s) of the answer (what an instruction-tuned judge expects).
     """
 
     def __init__(self, model, tokenizer, template: str = DEFAULT_TEMPLATE,
                  verdicts: tuple[str, str] = DEFAULT_VERDICTS, rule: Teacher | None = None, name: str = "lm_judge",
-                 batch_size: int = 32, max_length: int | None = None) -> None:
+                 batch_size: int = 32, max_length: int | None = None, chat: bool = False) -> None:
         missing = [field for field in ("{prompt}", "{first}", "{second}") if field not in template]
         if missing:
             raise ValidationError(f"template: expected the fields {{prompt}}, {{first}} and {{second}}, missing "
@@ -71,6 +73,10 @@ class LanguageModelJudge:
                                   f"unknown token)")
         if tokenizer.pad_token_id is None:
             raise ValidationError("tokenizer: has no pad token (see llm.models.prepare_tokenizer)")
+        if chat and getattr(tokenizer, "chat_template", None) is None:
+            raise ValidationError("chat: the tokenizer has no chat template; a chat judge needs an instruction-tuned "
+                                  "model's tokenizer")
+        self.chat = chat
         self.model, self.tokenizer, self.template, self.verdicts = model, tokenizer, template, tuple(verdicts)
         self.rule = rule if rule is not None else Teacher(name)
         self.name, self.batch_size, self.max_length = name, int(batch_size), max_length
@@ -78,8 +84,15 @@ class LanguageModelJudge:
     def verdict_scores(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
         """``s(x, y₁, y₂) = log p(v_A | t) − log p(v_B | t)`` for ``N`` pairs in the given order, ``[N]`` float64."""
         texts = [self.template.format(prompt=p, first=a, second=b) for p, a, b in zip(prompts, first, second)]
-        judging_ids, verdict_ids = encode_texts(self.tokenizer, texts + texts,
-                                                [self.verdicts[0]] * len(texts) + [self.verdicts[1]] * len(texts))
+        verdicts = [self.verdicts[0]] * len(texts) + [self.verdicts[1]] * len(texts)
+        if self.chat:  # the judging text is the user's message; the verdict opens the assistant's answer
+            rendered = [self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                           add_generation_prompt=True, tokenize=False)
+                        for text in texts]
+            judging_ids = self.tokenizer(rendered + rendered, add_special_tokens=False)["input_ids"]
+            verdict_ids = self.tokenizer(verdicts, add_special_tokens=False)["input_ids"]
+        else:
+            judging_ids, verdict_ids = encode_texts(self.tokenizer, texts + texts, verdicts)
         batch = collate_completions(judging_ids, verdict_ids, self.tokenizer.pad_token_id, self.max_length)
         training = self.model.training
         self.model.eval()

@@ -25,12 +25,13 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
+from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
 from irl_bilevel.losses.batches import PreferenceBatch
 from irl_bilevel.validation import ValidationError
 from llm.completion_logprobs import (
@@ -98,12 +99,12 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm.pretrained import is_named_model, provision
+    from llm.pretrained import is_named_model, provision_named
 
     text = str(name_or_path)
     if not text:
         raise ValidationError("name_or_path: expected a local model folder or a hub model id, got ''")
-    local_path = provision(text) if is_named_model(text) else Path(text).expanduser()
+    local_path = provision_named(text) if is_named_model(text) else Path(text).expanduser()
     if local_path.exists():
         if not (local_path / "config.json").is_file():
             raise ValidationError(f"name_or_path: {local_path} has no config.json; expected a folder written by "
@@ -147,31 +148,23 @@ def prepare_tokenizer(tokenizer, model) -> None:
 
 # ---------------------------------------------------------------------- LoRA and the reference model
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(Config):
     """LoRA (Hu et al. 2022): ``W x + (alpha / r) B A x`` with rank ``r``; ``B`` starts at zero, so a fresh
     adapter leaves the model unchanged. ``target_modules``: module names to adapt (``None``: peft's default for
     the architecture, e.g. ``c_attn`` for GPT-2, ``q_proj``/``v_proj`` for Llama and Qwen)."""
 
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] | None = None
+    r: PositiveInt = 8
+    """LoRA rank"""
+    alpha: PositiveFloat = 16.0
+    """LoRA scaling alpha (the update is scaled by alpha / r)"""
+    dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0
+    """dropout on the adapter's input"""
+    target_modules: tuple[str, ...] | None = field(default=None, metadata={"aliases": ("--target-modules",)})
+    """module names to adapt (comma-separated or one per token); null: peft's default for the architecture"""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.r, int) or self.r < 1:
-            raise ValidationError(f"r: expected a positive integer rank, got {self.r!r}")
-        if not self.alpha > 0:
-            raise ValidationError(f"alpha: expected a positive scaling, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ValidationError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if self.target_modules is not None:
-            modules = tuple(self.target_modules)
-            if not modules or not all(isinstance(m, str) and m for m in modules):
-                raise ValidationError(f"target_modules: expected module names, got {self.target_modules!r}")
-            object.__setattr__(self, "target_modules", modules)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def validate(self) -> None:
+        if self.target_modules is not None and (not self.target_modules or not all(self.target_modules)):
+            raise ValidationError(f"target_modules: expected module names, got {list(self.target_modules)!r}")
 
 
 def with_lora(model, settings: LoraSettings | None = None, seed: int | None = None):

@@ -23,6 +23,10 @@ Simon Willison's ``llm`` CLI and ``llama-cpp-python`` (which compiles from sourc
 read the file. The package is located with :func:`importlib.util.find_spec`, never imported (its ``__init__``
 imports those dependencies). ``make install`` brings both the package and ``gguf``.
 
+``smollm2-tiny-random`` (:data:`TINY_VARIANTS`) is SmolLM2's configuration scaled down to 2 layers of width 48 with
+random weights and SmolLM2's own tokenizer and chat template: what the tests and the tiny scale of the real-model
+experiments run on, in seconds.
+
 A hub id or any local folder keeps working wherever a model is named (:func:`llm.models.load_causal_lm`).
 """
 
@@ -70,8 +74,37 @@ NAMED_MODELS: dict[str, PackagedGGUF] = {
 """Short model names accepted wherever a model is named, each provisioned by :func:`provision`."""
 
 
+@dataclass(frozen=True)
+class TinyRandomVariant:
+    """A randomly initialized model with the architecture family, tokenizer and chat template of a named model,
+    scaled down (``layers`` decoder layers of width ``hidden``): what tests and the tiny scale of the real-model
+    experiments run on. Its weights are random (seeded), so its outputs mean nothing."""
+
+    base: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    seed: int = 0
+
+
+TINY_VARIANTS: dict[str, TinyRandomVariant] = {
+    "smollm2-tiny-random": TinyRandomVariant(base="smollm2-135m-instruct", layers=2, hidden=48, heads=6, kv_heads=2,
+                                             intermediate=96),
+}
+"""Short names of scaled-down random variants (:func:`provision_tiny`); the tokenizer is the base model's."""
+
+
 def is_named_model(name: str | os.PathLike[str]) -> bool:
-    return str(name) in NAMED_MODELS
+    return str(name) in NAMED_MODELS or str(name) in TINY_VARIANTS
+
+
+def provision_named(name: str, cache_dir: Path | str | None = None, progress: bool = True) -> Path:
+    """The folder of a packaged model (:func:`provision`) or of a tiny random variant (:func:`provision_tiny`)."""
+    if name in TINY_VARIANTS:
+        return provision_tiny(name, cache_dir)
+    return provision(name, cache_dir, progress)
 
 
 def gguf_path(name: str) -> Path:
@@ -124,6 +157,52 @@ def provision(name: str, cache_dir: Path | str | None = None, progress: bool = T
             os.rename(temporary, folder)
         except OSError:
             if not (folder / PROVISION_FILE).is_file():  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return folder
+
+
+def provision_tiny(name: str, cache_dir: Path | str | None = None) -> Path:
+    """The folder of the tiny random variant ``name`` (:data:`TINY_VARIANTS`): the base model's configuration with
+    fewer and narrower layers, seeded random weights, the base model's tokenizer and chat template. Built once into
+    ``<cache>/llm/<name>-<package version>`` (atomically), from the base model's provisioned folder when it exists,
+    else from the tokenizer inside its GGUF file (no weights are dequantized)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    variant = TINY_VARIANTS[name]
+    base = provisioned_path(variant.base, cache_dir)
+    folder = base.parent / f"{name}-{base.name.rsplit('-', 1)[-1]}"
+    if (folder / PROVISION_FILE).is_file():
+        return folder
+    if (base / PROVISION_FILE).is_file():
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    else:
+        gguf = gguf_path(variant.base)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=variant.hidden, intermediate_size=variant.intermediate,
+                         num_hidden_layers=variant.layers, num_attention_heads=variant.heads,
+                         num_key_value_heads=variant.kv_heads, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(variant.seed)
+            model = LlamaForCausalLM(config)
+            model.float()  # whatever the ambient default dtype (the test suite's is float64)
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
+        record = {"name": name, "description": f"random weights, {variant.base}'s tokenizer and chat template",
+                  "variant": {**variant.__dict__}, "parameters": sum(p.numel() for p in model.parameters())}
+        (temporary / PROVISION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.chmod(temporary, 0o777 & ~_umask())
+        try:
+            os.rename(temporary, folder)
+        except OSError:
+            if not (folder / PROVISION_FILE).is_file():
                 raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

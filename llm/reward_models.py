@@ -34,11 +34,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
+from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
@@ -429,35 +430,68 @@ def _loss_batch(batch_type: type, chosen: RewardOutput, rejected: RewardOutput):
     return RankingBatch(torch.stack([chosen.total, rejected.total], dim=1))
 
 
-def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "bradley_terry", *,
-                       steps: int = 100, batch_size: int = 32, learning_rate: float = 1e-2,
-                       weight_decay: float = 0.0, beta: float | None = None,
-                       per_pair: Mapping[str, Any] | None = None, seed: int = 0, max_grad_norm: float | None = None,
-                       loop: LoopSettings | None = None, **loss_params: Any) -> TrainingResult:
-    """Minimize the catalog loss ``loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or an
-    ``AspectPairBatch`` of per-aspect rewards) over ``steps`` AdamW minibatch steps, the minibatches drawn without
-    replacement (reshuffled each pass) from a generator seeded with ``seed``, the gradient norm clipped at
-    ``max_grad_norm`` (None: not clipped).
+def _reward_model_losses() -> list[str]:
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items() if entry.batch_type in PAIR_BATCH_TYPES)
+
+
+def _not_a_reward_model_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} trains a policy's log-probs ({PREFERENCE_LOSSES[name].batch_type.__name__}); a reward model "
+                f"takes a loss on scores: {_reward_model_losses()}")
+    return None
+
+
+@dataclass(frozen=True)
+class RewardModelTrainingConfig(LoopSettings):
+    """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``), the
+    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`)."""
+
+    loss: Annotated[str, OneOf(_reward_model_losses, "preference loss", _not_a_reward_model_loss)] = "bradley_terry"
+    """reward-model loss of the catalog: one on scores (RankingBatch) or per-aspect rewards (AspectPairBatch)"""
+    beta: PositiveFloat | None = None
+    """the loss's temperature β, if it has one; null: the loss's own default"""
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    """the loss's other parameters, e.g. ``{"margin": 0.5}`` (``--set loss_params.margin=0.5``)"""
+    steps: PositiveInt = 100
+    """AdamW steps"""
+    batch_size: PositiveInt = 32
+    """pairs per step"""
+    learning_rate: PositiveFloat = 1e-2
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = None
+    """clip the gradient norm at this (null: no clipping)"""
+    seed: int = 0
+    """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
+
+    def validate(self) -> None:
+        super().validate()
+        entry = PREFERENCE_LOSSES[self.loss]
+        unknown = sorted(set(self.loss_params) - set(entry.defaults))
+        if unknown:
+            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
+                                  f"{sorted(entry.defaults)}")
+
+
+def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, config: RewardModelTrainingConfig | None = None,
+                       *, per_pair: Mapping[str, Any] | None = None) -> TrainingResult:
+    """Minimize the catalog loss ``config.loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or
+    an ``AspectPairBatch`` of per-aspect rewards; its temperature ``config.beta`` and other parameters
+    ``config.loss_params``) over ``config.steps`` AdamW minibatch steps of ``config.batch_size`` pairs (the global
+    batch, split over processes and micro-batches), the minibatches drawn without replacement (reshuffled each pass)
+    from a generator seeded with ``config.seed``, the gradient norm clipped at ``config.max_grad_norm``.
 
     ``per_pair``: loss parameters with one row per pair (``aspect_labels [P, K]``, ``labels [P]``, ``margin [P]``,
-    ``aspect_mask [P, K]``), sliced with each minibatch; ``loss_params`` are passed as they are. Models with frozen
-    features embed every text once (each process its share). ``loop``: the training engine's settings
-    (:class:`llm.accelerated.LoopSettings`: processes, accumulation, schedule, autocast, logging and checkpoints in
-    ``loop.output_dir``, from which a rerun resumes). The model is left in eval mode.
+    ``aspect_mask [P, K]``), sliced with each minibatch. Models with frozen features embed every text once (each
+    process its share). Every step goes through the training engine (:class:`llm.accelerated.TrainingEngine`:
+    processes, accumulation, schedule, autocast; with ``config.output_dir``, logging and checkpoints there, from
+    which a rerun resumes). The model is left in eval mode.
     """
-    if loss not in PREFERENCE_LOSSES:
-        raise ValidationError(f"loss: unknown preference loss {loss!r}; expected one of {sorted(PREFERENCE_LOSSES)}")
-    entry = PREFERENCE_LOSSES[loss]
-    if entry.batch_type not in PAIR_BATCH_TYPES:
-        raise ValidationError(f"loss: {loss} trains a policy's log-probs ({entry.batch_type.__name__}); a reward "
-                              f"model takes a loss on scores, e.g. bradley_terry or aspect_bradley_terry")
+    config = config or RewardModelTrainingConfig()
+    entry = PREFERENCE_LOSSES[config.loss]
     if not isinstance(model, HeadedRewardModel):
         raise ValidationError(f"model: expected a reward model with heads, got {type(model).__name__}")
-    if steps < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ValidationError(f"steps, batch_size, learning_rate: expected positive values, got {steps}, "
-                              f"{batch_size}, {learning_rate}")
-    if max_grad_norm is not None and not max_grad_norm > 0:
-        raise ValidationError(f"max_grad_norm: expected a positive number or None, got {max_grad_norm}")
     size = len(pairs)
     rows_of: dict[str, torch.Tensor] = {}
     for name, value in (per_pair or {}).items():
@@ -470,19 +504,15 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
         raise ValidationError("aspect_labels: aspect_bradley_terry needs per-aspect labels [P, K]; pass "
                               "per_pair={'aspect_labels': ...} (see aspect_labels_from_rewards)")
 
-    settings = loop or LoopSettings()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    engine = TrainingEngine(model, optimizer, settings, total_steps=steps, max_grad_norm=max_grad_norm,
-                            what=f"reward model ({loss})", loop="train_reward_model")
-    sampler = MinibatchSampler(size, batch_size, seed)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    engine = TrainingEngine(model, optimizer, config, total_steps=config.steps, max_grad_norm=config.max_grad_norm,
+                            what=f"reward model ({config.loss})", loop="train_reward_model")
+    sampler = MinibatchSampler(size, config.batch_size, config.seed)
     engine.micro_batches(torch.arange(sampler.batch_size))
-    run_state = {"settings": fingerprint({"loss": loss, "steps": steps, "batch_size": batch_size,
-                                          "learning_rate": learning_rate, "weight_decay": weight_decay, "beta": beta,
-                                          "seed": seed, "max_grad_norm": max_grad_norm, "loss_params": loss_params,
-                                          "loop": {k: v for k, v in asdict(settings).items() if k not in RUN_FIELDS}}),
-                 "data": fingerprint({"pairs": pairs, "per_pair": rows_of}),
-                 "parameters": parameter_digest(parameters)} if settings.output_dir else {}
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
+    run_state = {"config": fingerprint(settings), "data": fingerprint({"pairs": pairs, "per_pair": rows_of}),
+                 "parameters": parameter_digest(parameters)} if config.output_dir else {}
 
     cached: tuple[torch.Tensor, torch.Tensor] | None = None
     if model.features_frozen:
@@ -500,8 +530,8 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
         return model(part.prompts, part.chosen), model(part.prompts, part.rejected)
 
     def evaluate(rows: list[int], chosen: RewardOutput, rejected: RewardOutput):
-        params = {**loss_params, **{k: v[torch.tensor(rows)] for k, v in rows_of.items()}}
-        return entry(_loss_batch(entry.batch_type, chosen, rejected), beta, **params)
+        params = {**config.loss_params, **{k: v[torch.tensor(rows)] for k, v in rows_of.items()}}
+        return entry(_loss_batch(entry.batch_type, chosen, rejected), config.beta, **params)
 
     def compute(rows: torch.Tensor):
         index = rows.tolist()
@@ -515,7 +545,7 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = "
                                  if key.startswith("loop.sampler.")})
         losses, accuracies = checkpoint.state["loop"]["losses"], checkpoint.state["loop"]["accuracies"]
     model.train()
-    for step in range(len(losses) + 1, steps + 1):
+    for step in range(len(losses) + 1, config.steps + 1):
         rows = sampler.next()
         step_outputs, norm = engine.step(engine.micro_batches(rows), compute, len(rows))
         output = engine.whole_batch(step_outputs)
@@ -585,7 +615,7 @@ def text_reward_spec(model: TextRewardModel) -> TextRewardSpec:
         return TextRewardSpec(kind="backbone", aspect_names=list(model.aspect_names), aggregator=model.aggregator_name,
                               aggregator_options=_jsonable_options(model.aggregator_options),
                               feature_dim=model.heads.in_features, backbone=_backbone_reference(model.backbone_path),
-                              lora=None if model.lora is None else model.lora.as_dict())
+                              lora=None if model.lora is None else model.lora.to_dict())
     if isinstance(model, EncoderRewardModel):
         return TextRewardSpec(kind="encoder", aspect_names=list(model.aspect_names), aggregator=model.aggregator_name,
                               aggregator_options=_jsonable_options(model.aggregator_options),

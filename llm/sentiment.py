@@ -7,7 +7,7 @@ grammar) and is judged by a structured gold reward (:class:`GoldReward`) with na
 aspect          value for a completion ``y`` of prompt ``x``
 ==============  =========================================================================================
 sentiment       VADER's compound score in ``[−1, 1]`` of the review ``x + y`` (or of ``y`` alone); VADER's
-                lexicon replaces the paper's RoBERTa sentiment classifier (``../shared/tasks.md``)
+                lexicon replaces the DPO paper's RoBERTa sentiment classifier
 fluency         mean per-token log-likelihood ``log π_ref(y|x) / |y|`` under the frozen reference (the base
                 model, adapter disabled), in nats per token (``<= 0``)
 conciseness     ``−max(0, words(y) − target_words) / target_words``: 0 up to the target length, then linear
@@ -69,6 +69,23 @@ def sentiment_prompts(count: int, split: str = "train", seed: int = 0, min_words
         words = grammar.review(rng)[0].split()
         prompts.append(" ".join(words[:rng.randint(min_words, max_words)]))
     return prompts
+
+
+REVIEW_INSTRUCTION = 'Continue this movie review in one or two sentences: "{prefix}"'
+"""The user message around a review prefix when the policy is a chat model (:func:`chat_review_prompts`)."""
+
+
+def chat_review_prompts(tokenizer, prefixes: Sequence[str], instruction: str = REVIEW_INSTRUCTION) -> list[str]:
+    """Review prefixes as chat prompts: ``instruction`` (with ``{prefix}``, the prefix capitalized) as the user's
+    message, rendered by the tokenizer's chat template with the assistant's turn opened. The returned texts already
+    hold the template's special tokens: encode them without adding more (``add_special_tokens=False``)."""
+    if "{prefix}" not in instruction:
+        raise ValidationError(f"instruction: expected the field {{prefix}}, got {instruction!r}")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValidationError("tokenizer: has no chat template; chat prompts need an instruction-tuned model's "
+                              "tokenizer")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": instruction.format(
+        prefix=prefix[:1].upper() + prefix[1:])}], add_generation_prompt=True, tokenize=False) for prefix in prefixes]
 
 
 # ---------------------------------------------------------------------- gold reward

@@ -41,11 +41,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
+from irl_bilevel.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    check_value,
+)
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
 from irl_bilevel.validation import ValidationError
 from llm.accelerated import (
@@ -211,21 +220,23 @@ class EpisodePreferenceDataset:
         return len(self.chosen)
 
 # ---------------------------------------------------------------------- configs and results
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{name}: expected a positive integer, got {value!r}")
+def policy_losses() -> list[str]:
+    """The catalog losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
+                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
 
 
-def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-            value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValidationError(f"{name}: expected a finite number {bound}, got {value!r}")
+def _not_a_policy_loss(name: Any) -> str | None:
+    if name in PREFERENCE_LOSSES:
+        return (f"{name} is a reward-model loss on {PREFERENCE_LOSSES[name].batch_type.__name__}, not a policy loss; "
+                f"policy training takes losses on PreferenceBatch or UnpairedBatch: {policy_losses()}")
+    return None
 
 
 @dataclass(frozen=True)
 class PreferenceTrainingConfig(LoopSettings):
-    """Settings of :func:`train_preferences` (and, inherited, of the training engine: :class:`LoopSettings`).
+    """Settings of :func:`train_preferences` (and the training settings of ``irlb train-preferences``), the
+    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`).
 
     ``loss``: a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` taking a ``PreferenceBatch`` or an
     ``UnpairedBatch``; ``beta``: its temperature (``None``: the loss's default; must stay ``None`` for ORPO);
@@ -236,50 +247,44 @@ class PreferenceTrainingConfig(LoopSettings):
     (0: only at the start and the end).
     """
 
-    loss: str = "sigmoid"
-    beta: float | None = None
+    loss: Annotated[str, OneOf(policy_losses, "preference loss", _not_a_policy_loss)] = "sigmoid"
+    """policy loss of the catalog (one on PreferenceBatch or UnpairedBatch): sigmoid is DPO"""
+    beta: PositiveFloat | None = None
+    """the loss's temperature β; null: the loss's own default"""
     loss_params: dict[str, Any] = field(default_factory=dict)
-    steps: int = 100
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 0
+    """the loss's other parameters, e.g. ``{"gamma": 0.5}`` for SimPO (``--set loss_params.gamma=0.5``)"""
+    steps: PositiveInt = 100
+    """optimizer steps"""
+    batch_size: PositiveInt = 16
+    """pairs per step (unpaired losses: examples per step)"""
+    learning_rate: PositiveFloat = 1e-3
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """clip the gradient norm at this (null: no clipping)"""
+    eval_every: NonNegativeInt = 0
+    """steps between evaluation callbacks (0: only at the start and the end)"""
     seed: int = 0
-    chunk_size: int = 64  # sequences per forward pass when precomputing reference log-probs
-    progress: bool = True
+    """seed of the minibatch order (and of the LoRA initialization in irlb's commands)"""
+    chunk_size: PositiveInt = 64
+    """sequences per forward pass when precomputing reference log-probs"""
+    progress: bool = field(default=True, metadata={"cli": False})
+    """show a progress bar (irlb's commands: --quiet)"""
 
-    def __post_init__(self) -> None:
-        if self.loss not in PREFERENCE_LOSSES:
-            raise ValidationError(f"loss: unknown preference loss {self.loss!r}; expected one of "
-                                  f"{sorted(PREFERENCE_LOSSES)}")
+    def validate(self) -> None:
+        super().validate()
         entry = PREFERENCE_LOSSES[self.loss]
-        if entry.batch_type not in (PreferenceBatch, UnpairedBatch):
-            raise ValidationError(f"loss: {self.loss} is a reward-model loss on {entry.batch_type.__name__}, not a "
-                                  f"policy loss; policy training takes losses on PreferenceBatch or UnpairedBatch")
-        if self.beta is not None:
-            _check_positive(self.beta, "beta")
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
             raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
                                   f"{sorted(entry.defaults)}")
-        for name in ("steps", "batch_size", "chunk_size"):
-            _check_positive_int(getattr(self, name), name)
-        _check_positive(self.learning_rate, "learning_rate")
-        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
-        if self.max_grad_norm is not None:
-            _check_positive(self.max_grad_norm, "max_grad_norm")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
-        self.check_loop_settings()
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
 class RLConfig(LoopSettings):
-    """Settings of :func:`train_rl` (and, inherited, of the training engine: :class:`LoopSettings`).
+    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``), the training engine's included
+    (inherited from :class:`~llm.accelerated.LoopSettings`).
 
     Each step samples ``samples_per_prompt`` (``k``) completions for each of ``prompts_per_step`` prompts (cycling
     through a seeded permutation of the prompts; the global batch, split over processes and micro-batches) with
@@ -289,43 +294,41 @@ class RLConfig(LoopSettings):
     """
 
     algorithm: Literal["rloo", "reinforce"] = "rloo"
-    steps: int = 100
-    prompts_per_step: int = 8
-    samples_per_prompt: int = 4
-    kl_coef: float = 0.05
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    max_new_tokens: int = 24
-    temperature: float = 1.0
-    baseline_decay: float = 0.9
-    eval_every: int = 0
+    """RLOO (leave-one-out baseline over the k samples of a prompt) or REINFORCE with a moving-average baseline"""
+    steps: PositiveInt = 100
+    """optimizer steps"""
+    prompts_per_step: PositiveInt = 8
+    """prompts per step"""
+    samples_per_prompt: PositiveInt = 4
+    """completions sampled per prompt (k; RLOO needs 2 or more)"""
+    kl_coef: NonNegativeFloat = 0.05
+    """β of the KL penalty to the base model"""
+    learning_rate: PositiveFloat = 1e-3
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """clip the gradient norm at this (null: no clipping)"""
+    max_new_tokens: PositiveInt = 24
+    """tokens sampled per completion"""
+    temperature: PositiveFloat = 1.0
+    """sampling temperature (1: the policy's own distribution, which the KL penalty assumes)"""
+    baseline_decay: Annotated[float, Range(0, 1, high_open=True)] = 0.9
+    """REINFORCE: decay of the moving-average baseline"""
+    eval_every: NonNegativeInt = 0
+    """steps between evaluation callbacks (0: only at the start and the end)"""
     seed: int = 0
-    progress: bool = True
-    add_special_tokens: bool = True  # False for prompts already rendered by a chat template
+    """seed of the prompt order and the sampling (and of the LoRA initialization in irlb's commands)"""
+    progress: bool = field(default=True, metadata={"cli": False})
+    """show a progress bar (irlb's commands: --quiet)"""
+    add_special_tokens: bool = field(default=True, metadata={"cli": False})
+    """False for prompts already rendered by a chat template (irlb rloo sets it from the data)"""
 
-    def __post_init__(self) -> None:
-        if self.algorithm not in ("rloo", "reinforce"):
-            raise ValidationError(f"algorithm: expected 'rloo' or 'reinforce', got {self.algorithm!r}")
-        for name in ("steps", "prompts_per_step", "samples_per_prompt", "max_new_tokens"):
-            _check_positive_int(getattr(self, name), name)
+    def validate(self) -> None:
+        super().validate()
         if self.algorithm == "rloo" and self.samples_per_prompt < 2:
             raise ValidationError(f"samples_per_prompt: RLOO's leave-one-out baseline needs k >= 2 samples per "
                                   f"prompt, got {self.samples_per_prompt}")
-        _check_positive(self.kl_coef, "kl_coef", allow_zero=True)
-        _check_positive(self.learning_rate, "learning_rate")
-        _check_positive(self.weight_decay, "weight_decay", allow_zero=True)
-        _check_positive(self.temperature, "temperature")
-        if self.max_grad_norm is not None:
-            _check_positive(self.max_grad_norm, "max_grad_norm")
-        if not 0 <= self.baseline_decay < 1:
-            raise ValidationError(f"baseline_decay: expected a value in [0, 1), got {self.baseline_decay!r}")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValidationError(f"eval_every: expected an integer >= 0, got {self.eval_every!r}")
-        self.check_loop_settings()
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -391,7 +394,7 @@ def _evaluate(evaluate: EvaluationCallback | None, engine: TrainingEngine, polic
 def _run_state(config, data: Any, parameters: list[torch.nn.Parameter]) -> dict[str, Any]:
     """What identifies a run for resuming it: its settings (less those that only change what it writes), a digest
     of its data and of its initial trainable parameters."""
-    settings = {k: v for k, v in config.as_dict().items() if k not in RUN_FIELDS}
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
     return {"config": fingerprint(settings), "data": fingerprint(data), "parameters": parameter_digest(parameters)}
 
 
@@ -455,7 +458,7 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
                               f"an UnpairedDataset")
     parameters = trainable_parameters(policy)
     optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
-    engine = TrainingEngine(policy, optimizer, config.loop_settings(), total_steps=config.steps,
+    engine = TrainingEngine(policy, optimizer, config, total_steps=config.steps,
                             max_grad_norm=config.max_grad_norm, what=f"loss {config.loss}", loop="train_preferences")
     sampler = MinibatchSampler(len(dataset), config.batch_size, config.seed)
     engine.micro_batches(torch.arange(sampler.batch_size))  # a batch too small to split is an error before any work
@@ -492,7 +495,7 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
         _save(engine, step, sampler, history, evaluations)
     bar.close()
     engine.finish()
-    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
+    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
                           reference_seconds, engine.num_processes, checkpoint.step if checkpoint else 0)
 
 
@@ -694,7 +697,7 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         raise ValidationError("prompts: is empty; expected at least one prompt for RL")
     parameters = trainable_parameters(policy)
     optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
-    engine = TrainingEngine(policy, optimizer, config.loop_settings(), total_steps=config.steps,
+    engine = TrainingEngine(policy, optimizer, config, total_steps=config.steps,
                             max_grad_norm=config.max_grad_norm, what=f"RL ({config.algorithm})", loop="train_rl")
     sampler = MinibatchSampler(len(prompts), config.prompts_per_step, config.seed)
     engine.micro_batches(torch.arange(sampler.batch_size), "prompts_per_step")
@@ -749,7 +752,7 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         _save(engine, step, sampler, history, evaluations, baseline=baseline)
     bar.close()
     engine.finish()
-    return TrainingResult(config.as_dict(), history, evaluations, time.perf_counter() - started,
+    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started,
                           processes=engine.num_processes, resumed_from=checkpoint.step if checkpoint else 0)
 
 
@@ -776,7 +779,7 @@ def best_of_n(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFuncti
               max_new_tokens: int = 24, temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> BestOfN:
     """Sample ``n`` completions per prompt from ``policy`` (adapter as it is; wrap in
     :func:`llm.models.reference_mode` to sample the reference), score them with ``reward_fn`` and keep the best."""
-    _check_positive_int(n, "n")
+    check_value(n, PositiveInt, "n")
     prompts = list(prompts)
     if not prompts:
         raise ValidationError("prompts: is empty; expected at least one prompt")

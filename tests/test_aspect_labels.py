@@ -21,19 +21,19 @@ def test_every_scale_validates(scale):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"budget": [10]}, r"^aspect_labels: unknown key\(s\) \['budget'\]"),
-    ({"budgets": [25, 10]}, r"^budgets: expected strictly increasing"),
-    ({"budgets": [0, 10]}, r"^budgets: expected strictly increasing query counts >= 1"),
-    ({"budgets": []}, r"^budgets"),
+    ({"budgets": [25, 10]}, r"^aspect_labels\.budgets: expected strictly increasing"),
+    ({"budgets": [0, 10]}, r"^aspect_labels\.budgets: expected strictly increasing query counts >= 1"),
+    ({"budgets": []}, r"^aspect_labels\.budgets"),
     ({"budgets": "ten"}, r"^aspect_labels\.budgets: expected tuple\[int, \.\.\.\]"),
     ({"budgets": [10, 2.5]}, r"^aspect_labels\.budgets\[1\]: expected int"),
-    ({"teachers": ["oracle", "sloppy"]}, r"^teachers: expected some of"),
+    ({"teachers": ["oracle", "sloppy"]}, r"^aspect_labels\.teachers: expected some of"),
     ({"aspect_weights": [1.0, 0.5]}, r"^aspect_labels\.aspect_weights"),
-    ({"aspect_weights": [1.0, -0.5, 0.5]}, r"^aspect_weights: expected finite weights >= 0"),
-    ({"mistake_rate": 1.5}, r"^mistake_rate"),
-    ({"num_colours": 1}, r"^num_colours"),
-    ({"segment_length": 40}, r"^segment_length"),
-    ({"num_items": 1}, r"^num_items"),
-    ({"l2": -1.0}, r"^l2"),
+    ({"aspect_weights": [1.0, -0.5, 0.5]}, r"^aspect_labels\.aspect_weights: expected finite weights >= 0"),
+    ({"mistake_rate": 1.5}, r"^aspect_labels\.mistake_rate"),
+    ({"num_colours": 1}, r"^aspect_labels\.num_colours"),
+    ({"segment_length": 40}, r"^aspect_labels\.segment_length"),
+    ({"num_items": 1}, r"^aspect_labels\.num_items"),
+    ({"l2": -1.0}, r"^aspect_labels\.l2"),
 ])
 def test_bad_settings_name_the_field(change, message):
     with pytest.raises(ValidationError, match=message):

@@ -1,4 +1,4 @@
-"""The core imports neither the RL nor the language-model stack (design.md, "Boundaries")."""
+"""The core imports neither the RL nor the language-model stack (the layout of the developers' guide)."""
 
 import subprocess
 import sys

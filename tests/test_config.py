@@ -5,20 +5,20 @@ from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
 
-from irl_bilevel.config import ExperimentConfig, parse_overrides
+from irl_bilevel.config import Config, parse_overrides
 from irl_bilevel.validation import ValidationError
 from irlb.config import experiment_config, experiment_module, experiment_names, reproduce_configs
 from irlb.main import main
 
 
 @dataclass(frozen=True)
-class Section(ExperimentConfig):
+class Section(Config):
     size: int
     widths: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Example(ExperimentConfig):
+class Example(Config):
     name: str
     rate: float
     section: Section

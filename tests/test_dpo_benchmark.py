@@ -40,7 +40,7 @@ def test_the_library_side_trains_the_benchmark_pairs_and_clocks_every_step(tmp_p
     assert benchmark.goal_checks(summary, 2.0)["memory"] is False
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 50-80 s on a shared 2-core machine: benchmarks/gpu_check.sh end to end, a subprocess per side
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "dry.json"

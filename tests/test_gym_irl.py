@@ -14,6 +14,7 @@ from classic_rl.experts import rollout_demonstrations
 from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
 from irl_bilevel.reward_io import load_reward_model
 from irl_bilevel.rewards import Transitions
+from irl_bilevel.runs import load_checkpoint
 from irl_bilevel.validation import ValidationError
 
 TINY = {"outer_steps": 3, "env_steps_per_outer_step": 128, "hidden_sizes": [16], "eval_episodes": 2,
@@ -79,9 +80,11 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, demon
     with pytest.raises(KeyboardInterrupt):
         run_gym_irl(config, tmp_path / "killed", progress=False)
     assert not (tmp_path / "killed" / "summary.json").exists() and not (tmp_path / "killed" / "policy.zip").exists()
+    first_segment = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["seconds"]
     monkeypatch.setattr(gym_irl, "evaluate_policy_return", original)
     summary = run_gym_irl(config, tmp_path / "killed", progress=False)
     assert summary["resumed"]
+    assert summary["wall_s"] > first_segment > 0  # both segments count, not the last one alone
     whole = (tmp_path / "whole" / "metrics.jsonl").read_text()
     assert (tmp_path / "killed" / "metrics.jsonl").read_text() == whole
     assert (tmp_path / "killed" / "reward.safetensors").read_bytes() == (
@@ -211,3 +214,80 @@ def test_the_occupancy_weights_use_their_own_discount_and_null_means_the_agents(
     for a, b in zip(agents, explicit):
         torch.testing.assert_close(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(default, agents))
+
+
+# ---------------------------------------------------------------------- a user's own environment
+CORRIDOR = "custom_gym_env:Corridor-v0"  # tests/custom_gym_env.py, imported by gymnasium (tests/ is on sys.path)
+CORRIDOR_SETTINGS = ["outer_steps=2", "env_steps_per_outer_step=64", "hidden_sizes=[8]", "eval_episodes=2",
+                     'hyperparameters={"n_steps": 64, "batch_size": 32, "n_epochs": 1}']
+
+
+def corridor_arguments(out, *settings: str) -> list[str]:
+    arguments = ["gym-irl", "--env", CORRIDOR, "--out", str(out), "--quiet"]
+    for setting in [*CORRIDOR_SETTINGS, *settings]:
+        arguments += ["--set", setting]
+    return arguments
+
+
+def test_your_own_env_learns_from_demonstrations_only(tmp_path, capsys):
+    from irlb.main import main
+
+    demos = rollout_demonstrations(lambda observation: 1, CORRIDOR, 6, seed=0)  # always right: reaches the goal
+    assert bool(demos.terminated.all())
+    path = tmp_path / "corridor.npz"  # no `returns`: the expert's return is unknown
+    np.savez(path, observations=demos.observations.numpy(), actions=demos.actions.numpy(),
+             lengths=demos.lengths.numpy(), terminated=demos.terminated.numpy(),
+             final_observations=demos.final_observations.numpy())
+    assert main(corridor_arguments(tmp_path / "run", f'demonstrations_file="{path}"')) == 0
+    printed = json.loads(capsys.readouterr().out)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert printed == summary
+    assert summary["expert_return"] is None and summary["final_normalized_return"] is None
+    assert any("'returns'" in note for note in summary["notes"])
+    assert np.isfinite(summary["final_true_return"]) and summary["outer_steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("true_return" in row and "normalized_return" not in row for row in rows)
+    # The absorbing state after the goal: the reward model reads the terminal flag's indicator feature.
+    assert json.loads((tmp_path / "run" / "reward.json").read_text())["input_dim"] == 1 + 1
+
+    # A target on the normalized return cannot be met without the expert's return: refused before any write.
+    assert main(corridor_arguments(tmp_path / "target", f'demonstrations_file="{path}"',
+                                   "target_normalized_return=0.9")) == 2
+    assert "target_normalized_return" in capsys.readouterr().err and not (tmp_path / "target").exists()
+
+
+def test_your_own_env_with_the_experts_settings(tmp_path, capsys):
+    from irlb.main import main
+
+    expert = ['expert_algorithm="ppo"', 'expert_hyperparameters={"n_steps": 64, "batch_size": 32, "n_epochs": 1}',
+              "expert_timesteps=128", "num_demonstrations=2"]
+    assert main(corridor_arguments(tmp_path / "run", *expert)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert np.isfinite(summary["expert_return"]) and np.isfinite(summary["final_normalized_return"])
+    assert "notes" not in summary
+
+
+@pytest.mark.parametrize("settings, field", [
+    ([], "expert_algorithm"),  # no built-in expert, no settings, no demonstrations
+    (['expert_algorithm="newton"'], "expert_algorithm"),
+    (['expert_hyperparameters={"n_steps": 64}'], "expert_hyperparameters"),  # without an algorithm
+    (['expert_algorithm="ppo"', "expert_timesteps=0"], "expert_timesteps"),
+    (['expert_algorithm="ppo"', 'expert_hyperparameters={"no_such_setting": 1}', "expert_timesteps=64"],
+     "expert_hyperparameters"),
+])
+def test_bad_expert_settings_are_named(tmp_path, capsys, settings, field):
+    from irlb.main import main
+
+    assert main(corridor_arguments(tmp_path / "run", *settings)) == 2
+    assert f"irlb: error: gym-irl.{field}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("env_id, message", [("no_such_module_here:Corridor-v0", "cannot import"),
+                                             ("custom_gym_env:Hallway-v0", "unknown gymnasium environment")])
+def test_an_env_that_cannot_be_found_is_named(tmp_path, capsys, env_id, message):
+    from irlb.main import main
+
+    assert main(["gym-irl", "--env", env_id, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("irlb: error: gym-irl.env_id") and message in error

@@ -13,8 +13,8 @@ from conftest import ARCHITECTURES
 
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
-from llm.commands import policy_losses
 from llm.preference_data import read_preference_file, tokenize_preferences
+from llm.training import policy_losses
 
 POSITIVE = ["great", "wonderful", "excellent", "charming", "superb"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "painful"]
@@ -92,7 +92,7 @@ def test_every_catalog_policy_loss_trains_through_the_command(hf_model_paths, tm
     rows = [{**row, "aspect_labels": [1.0, float(i % 2)], "other_chosen_rewards": [0.5],
              "other_rejected_rewards": [0.1 * i]} for i, row in enumerate(pair_rows(6))]
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)
-    extra = ["--set", "weights=[1.0, 0.5]"] if loss == "modpo" else []
+    extra = ["--set", "loss_params.weights=[1.0, 0.5]"] if loss == "modpo" else []
     code = main(["train-preferences", "--model", str(hf_model_paths[architecture]), "--data", data, "--out",
                  str(tmp_path / "adapter"), "--loss", loss, "--steps", "2", "--batch-size", "4", "--quiet",
                  *extra, *device_args()])
@@ -190,7 +190,7 @@ def test_reward_model_rloo_and_rewardbench_commands_run_on_each_architecture(hf_
     data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(8))
     bench = write_jsonl(tmp_path / "bench.jsonl", [{**row, "subset": "chat"} for row in pair_rows(8)])
     assert main(["train-reward-model", "--model", path, "--data", data, "--out", str(tmp_path / "rm"), "--steps",
-                 "30", "--learning-rate", "3e-2", "--lora-r", "0", *device_args()]) == 0
+                 "30", "--learning-rate", "3e-2", "--frozen-backbone", *device_args()]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["final_accuracy"] == 1.0  # the frozen backbone's features separate 8 pairs
     assert main(["rewardbench", "--model", str(tmp_path / "rm"), "--file", bench, *device_args()]) == 0

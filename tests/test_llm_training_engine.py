@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_llm_training import PROMPTS, synthetic_pairs
 
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
 from irl_bilevel.validation import ValidationError
@@ -23,7 +24,7 @@ from irlb.main import main
 from llm.accelerated import process_shares
 from llm.completion_logprobs import completion_logprobs, fuse_activations
 from llm.models import encode_texts, generate_completions, load_causal_lm, reference_mode, with_lora
-from llm.reward_models import TextPairs, backbone_reward_model, train_reward_model
+from llm.reward_models import RewardModelTrainingConfig, TextPairs, backbone_reward_model, train_reward_model
 from llm.training import (
     PreferenceDataset,
     PreferenceTrainingConfig,
@@ -34,8 +35,6 @@ from llm.training import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ["i watched this movie", "this film tells the", "i saw this film", "the story of",
-           "i went to see", "this movie is about", "the acting was", "i finally saw this"]
 
 
 @pytest.fixture(autouse=True)
@@ -45,14 +44,6 @@ def float32():
     torch.set_default_dtype(torch.float32)
     yield
     torch.set_default_dtype(previous)
-
-
-def synthetic_pairs(tokenizer) -> PreferenceDataset:
-    chosen = ["the film was great .", "the plot was really wonderful ."] * 4
-    rejected = ["the film was awful .", "the plot was really boring ."] * 4
-    prompt_ids, chosen_ids = encode_texts(tokenizer, PROMPTS, chosen)
-    _, rejected_ids = encode_texts(tokenizer, PROMPTS, rejected)
-    return PreferenceDataset(prompt_ids, chosen_ids, rejected_ids)
 
 
 def fresh_policy(path):
@@ -274,13 +265,12 @@ def run_rl(path, out, evaluate=None):
 
 
 def run_reward_model(path, out):
-    from llm.accelerated import LoopSettings
     from llm.models import LoraSettings
 
     model = backbone_reward_model(path, lora=LoraSettings(r=2), seed=0)
     pairs = TextPairs(PROMPTS, ["the film was great ."] * 8, ["the film was awful ."] * 8)
-    return model, train_reward_model(model, pairs, steps=6, batch_size=3, learning_rate=5e-2,
-                                     loop=LoopSettings(output_dir=str(out), checkpoint_every=2))
+    return model, train_reward_model(model, pairs, RewardModelTrainingConfig(
+        steps=6, batch_size=3, learning_rate=5e-2, output_dir=str(out), checkpoint_every=2))
 
 
 @pytest.mark.parametrize("loop", ["preferences", "rl"])
@@ -399,3 +389,54 @@ def test_two_processes_train_the_same_adapter_as_one(hf_model_paths, tmp_path):
     single = json.loads((tmp_path / "one" / "irl_bilevel_adapter.json").read_text())["metadata"]["training"]
     assert [h["loss"] for h in info["history"]] == pytest.approx([h["loss"] for h in single["history"]], abs=1e-5)
     assert not math.isnan(info["history"][-1]["grad_norm"])
+
+
+def _tree(root: Path) -> list[tuple[str, bytes]]:
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else b"<dir>") for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("earlier", ["finished", "unfinished"])
+def test_overwrite_with_a_bad_input_leaves_the_earlier_run_as_it_was(hf_model_paths, tmp_path, earlier, capsys):
+    """--overwrite removes the earlier run's files only once the inputs are read: a failed start changes nothing."""
+    data = cli_pairs(tmp_path)
+    out = tmp_path / "run"
+    arguments = ["train-preferences", "--model", str(hf_model_paths["llama"]), "--steps", "4", "--batch-size", "4",
+                 "--checkpoint-every", "2", "--device", "cpu", "--quiet", "--threads", "1", "--out", str(out)]
+    if earlier == "finished":
+        assert main([*arguments, "--data", data]) == 0
+    else:
+        killed = subprocess.run([sys.executable, "-c", KILLER, *arguments, "--data", data],
+                                env={**os.environ, "KILL_AFTER_STEP": "2"}, capture_output=True, text=True, cwd=ROOT,
+                                timeout=300)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert (out / "checkpoints" / "step-00000002").is_dir()
+    assert (out / "metrics.jsonl").is_file()
+    before = _tree(out)
+    capsys.readouterr()
+    assert main([*arguments, "--data", str(tmp_path / "missing.jsonl"), "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith("irlb: error: ")
+    assert _tree(out) == before
+
+
+def test_the_engine_settings_are_generated_flags_with_the_configs_defaults(capsys):
+    """The engine's settings (LoopSettings, a typed Config) are flags of the three training commands, their help
+    the fields' docs and defaults, checked by the same validator as --set and --config."""
+    from irl_bilevel.config_cli import flag_name
+    from llm.accelerated import LoopSettings
+
+    docs = LoopSettings.field_docs()
+    for command in ("train-preferences", "train-reward-model", "rloo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for setting in LoopSettings.settings():
+            if setting.cli:
+                assert flag_name(setting.key) in text, (command, setting.key)
+                assert " ".join(docs[setting.key].split()[:4]) in text, (command, setting.key)
+            else:
+                assert flag_name(setting.key) not in text  # output_dir is --out
+    assert main(["train-preferences", "--model", "m", "--data", "d", "--out", "o", "--warmup-steps", "2"]) == 2
+    assert "train-preferences.warmup_steps: the 'constant' schedule has no warm-up" in capsys.readouterr().err
+    assert main(["rloo", "--model", "m", "--prompts", "p", "--reward-model", "r", "--out", "o",
+                 "--set", "gradient_accumulation_steps=0"]) == 2
+    assert "rloo.gradient_accumulation_steps: expected a positive integer, got 0" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from classic_rl.gym_irl import GymIRLConfig
 from classic_rl.sb3_inner import SB3InnerSolver
 from classic_rl.sb3_penalty import returns_to_go
 from irl_bilevel.hypergradients import BilevelProblem, MaxEntHypergradient, PenaltyHypergradient, make_hypergradient
-from irl_bilevel.objectives import SampleMaxEntObjective
+from irl_bilevel.objectives import OuterObjective, SampleMaxEntObjective
 from irl_bilevel.reward_io import RewardSpec, build_reward_model
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
@@ -164,13 +164,13 @@ def test_the_gradient_raises_the_reward_of_what_the_demonstrations_do_more(demon
 
 
 def test_the_penalty_method_without_a_policy_objective_or_a_sampled_inner_is_named(demonstrations):
-    class NoPolicyLoss:
-        def expert_reward_expectation(self, inner, reward_model):
+    class NoPolicyLoss(OuterObjective):
+        def evaluate(self, inner):
             raise AssertionError
 
     inner = make_inner()
     with pytest.raises(ValidationError, match="policy_loss"):
-        PenaltyHypergradient().compute(BilevelProblem(linear_reward(), inner, NoPolicyLoss()))  # type: ignore[arg-type]
+        PenaltyHypergradient().compute(BilevelProblem(linear_reward(), inner, NoPolicyLoss()))
     inner.close()
 
     class Opaque:

@@ -27,6 +27,7 @@ from irl_bilevel.hypergradients import (
     FiniteDifferenceHypergradient,
     make_hypergradient,
 )
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.preference_likelihood import PreferenceLikelihood
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.reward_io import load_reward_model
@@ -192,8 +193,37 @@ def test_bradley_terry_orients_pairs_by_label():
     assert float(a.reward_loss(reward).detach()) == pytest.approx(float(b.reward_loss(reward).detach()), abs=1e-14)
 
 
+def test_the_labelled_dataset_is_the_likelihoods_run_state():
+    torch.manual_seed(0)
+    reward = MLPReward(5, [4], uses_actions=True)
+    objective = PreferenceLikelihood(reward, 4)
+    assert objective.state_dict()["labels"].numel() == 0
+    first, second, labels = _random_segments(6, 4, seed=1)
+    objective.add(first, second, labels)
+    state = objective.state_dict()
+    restored = PreferenceLikelihood(reward, 4)
+    restored.load_state_dict(state)
+    assert len(restored) == len(objective) == 5
+    assert torch.equal(restored.reward_loss(reward), objective.reward_loss(reward))
+
+
+def test_a_query_loop_without_a_checkpointable_state_refuses_a_run_folder(tmp_path):
+    config = PreferenceRLConfig(**TINY)
+    reward = MLPReward(4 + 1, [8])
+    objective = PreferenceRLObjective(reward, config, 2, session_schedule(config))
+    assert objective.feedback_may_grow()  # sessions ahead: a zero gradient is not convergence
+    from irl_bilevel.solver import BilevelSolver
+
+    problem = BilevelProblem(reward, _NoInner(), objective)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="output_dir: PreferenceRLObjective cannot save its run state"):
+        BilevelSolver(problem, DirectHypergradient(refresh="every_step"), output_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    objective.refreshes = len(objective.schedule)
+    assert not objective.feedback_may_grow()  # every session ran and nothing is owed
+
+
 def test_direct_hypergradient_needs_a_reward_loss():
-    class Other:
+    class Other(OuterObjective):
         def evaluate(self, inner):
             return torch.zeros(())
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from irl_bilevel.runs import write_json
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
-from irlb.sweep import expand, load_spec, merge_sweeps, parse_grid, run_sweep, start_ray
+from irlb.ray_processes import kill_marked_processes, marked_processes
+from irlb.sweep import expand, load_spec, merge_sweeps, parse_grid, run_sweep, start_ray, stop_ray
 
 # An experiment registered only here: it counts its runs in its trial folder; the trial of value 2 fails its first
 # attempt (a flaky failure: the retry succeeds), the trial of value 3 every attempt while a block file exists (a
@@ -26,14 +28,14 @@ FLAKY_MODULE = '''
 from dataclasses import dataclass
 from pathlib import Path
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import write_json
 
 NAME = "flaky"
 
 
 @dataclass(frozen=True)
-class FlakyConfig(ExperimentConfig):
+class FlakyConfig(Config):
     value: float
     block_file: str
 
@@ -43,20 +45,20 @@ CONFIG = FlakyConfig
 
 
 def run(scale, results_dir, seed=0, progress=True, config=None):
-    settings = scale_settings(FlakyConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(FlakyConfig, SCALES, scale, NAME, config)
     counter = Path(results_dir) / "runs.txt"
     runs = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(runs))
-    if settings["value"] == 2.0 and runs == 1:
+    if settings.value == 2.0 and runs == 1:
         raise RuntimeError("flaky: first attempt fails")
-    if settings["value"] == 3.0 and Path(settings["block_file"]).exists():
+    if settings.value == 3.0 and Path(settings.block_file).exists():
         raise RuntimeError("blocked")
-    if settings["value"] == 4.0 and Path(settings["block_file"]).exists():
+    if settings.value == 4.0 and Path(settings.block_file).exists():
         import time
 
         time.sleep(120)  # a long trial, killed with its sweep in test_killed_sweep_...
     path = Path(results_dir) / "flaky.json"
-    write_json(path, {"score": 10 * settings["value"] + seed})
+    write_json(path, {"score": 10 * settings.value + seed})
     return path
 '''
 
@@ -73,8 +75,6 @@ def flaky_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_session(flaky_dir):
     """Ray started once, in this process, with 2 CPUs; its workers import the test-only experiment module."""
-    import ray
-
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: ray's socket paths are length-limited
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", ray_tmp)
@@ -85,7 +85,7 @@ def ray_session(flaky_dir):
             assert not start_ray(num_cpus=2)  # already running: reused, not restarted
             yield
         finally:
-            ray.shutdown()
+            stop_ray()
             sys.modules.pop("sweep_flaky_experiment", None)
             shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -219,9 +219,11 @@ def test_bad_sweeps_fail_before_anything_runs(tmp_path):
     assert main(["sweep", "--spec", str(spec_file), "--out", str(tmp_path / "s"), "--max-failures", "-1"]) == 2
 
 
-@pytest.mark.slow  # ~15-20 s: a second Ray in a subprocess; the default tests simulate the kill instead
-def test_killed_sweep_resumes_with_only_the_missing_trials(ray_session, flaky_dir, tmp_path):
-    """`irlb sweep` killed (SIGKILL, with its Ray) while one trial runs; the re-run runs only that trial."""
+@pytest.mark.slow  # ~30-45 s: a second Ray in a subprocess; test_ray_processes checks the watchdog without Ray
+def test_a_killed_sweep_leaves_no_ray_process_and_resumes_with_only_the_missing_trials(ray_session, flaky_dir,
+                                                                                       tmp_path):
+    """`kill -9` of the `irlb sweep` driver alone, while one trial runs: within seconds no process of its Ray is
+    left (GCS, raylet, agents, workers), and the re-run runs only the unfinished trial."""
     sweep_dir, block = tmp_path / "sweep", flaky_dir / "block"
     block.write_text("")
     spec_file = tmp_path / "spec.json"
@@ -229,20 +231,30 @@ def test_killed_sweep_resumes_with_only_the_missing_trials(ray_session, flaky_di
                                      "grid": {"value": [1.0, 4.0]}, "seeds": [0], "metric": "score"}))
     fast, slow = expand(load_spec(spec_file))
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    token = uuid.uuid4().hex  # every process the sweep starts inherits it: the test's own way to find them
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "IRLB_TEST_SWEEP": token}
     command = [str(Path(sys.executable).parent / "irlb"), "sweep", "--spec", str(spec_file), "--out", str(sweep_dir),
                "--num-cpus", "2", "--max-failures", "0"]
-    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not ((sweep_dir / fast.trial_id / "done.json").exists() and
                    (sweep_dir / slow.trial_id / "runs.txt").exists()):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.5)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the sweep's process group: its driver and its Ray
+        started = marked_processes(token, "IRLB_TEST_SWEEP")
+        assert len(started) >= 6  # the driver's watchdog, GCS server, raylet, its two agents, the trial's worker...
+        process.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` of `irlb sweep` does
         process.wait()
+        deadline = time.monotonic() + 10
+        while (left := marked_processes(token, "IRLB_TEST_SWEEP")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        kill_marked_processes(token, "IRLB_TEST_SWEEP")
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert not (sweep_dir / slow.trial_id / "done.json").exists()
 
@@ -251,6 +263,7 @@ def test_killed_sweep_resumes_with_only_the_missing_trials(ray_session, flaky_di
     assert [r["status"] for r in summary["trials"]] == ["skipped", "done"]
     runs = [int((sweep_dir / t.trial_id / "runs.txt").read_text()) for t in (fast, slow)]
     assert runs == [1, 2] and summary["complete"]
+    assert [r["metric"] for r in summary["trials"]] == [10.0, 40.0]
 
 
 def test_a_deep_ray_temp_dir_is_replaced_by_a_short_one(monkeypatch, tmp_path):

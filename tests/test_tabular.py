@@ -50,7 +50,7 @@ def test_occupancy_matches_rollouts_and_return(horizon):
 
 
 def test_maxent_gradient_identity_is_occupancy_difference():
-    """∇_r of the MaxEnt log-likelihood is d_E − d_π (design.md: a test oracle)."""
+    """∇_r of the MaxEnt log-likelihood is d_E − d_π (a test oracle)."""
     mdp = random_mdp(num_states=5, num_actions=3)
     expert = state_action_occupancy(mdp, soft_value_iteration(mdp, mdp.true_reward).log_policy)
     reward = torch.zeros(5, 3, requires_grad=True)

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.feedback import Trajectories
 from irl_bilevel.losses import AspectPairBatch, RankingBatch, preference_loss
 from irl_bilevel.metrics import epic_distance, normalized_return
@@ -82,30 +82,49 @@ METRICS = ("epic", "normalized_return", "test_accuracy")
 
 
 @dataclass(frozen=True)
-class AspectLabelsConfig(ExperimentConfig):
+class AspectLabelsConfig(Config):
     """Settings of the scalar-vs-per-aspect-labels experiment on ObjectWorld."""
 
-    grid_size: int  # ObjectWorld side
-    num_objects: int  # objects placed at random (seeded per world)
-    num_colours: int  # object colours (the aspects need colours 0 and 1)
-    episode_length: int  # steps per behaviour episode
-    segment_length: int  # steps per segment (item)
-    temperatures: tuple[float, ...]  # soft-optimal behaviour policies of the true reward (plus uniform)
-    episodes_per_policy: int  # behaviour episodes per policy
-    aspect_weights: tuple[float, float, float]  # w: true reward = Σ_k w_k a_k (task, near colour 0, near colour 1)
-    budgets: tuple[int, ...]  # queries per fit (strictly increasing, >= 1)
-    teachers: tuple[str, ...]  # labellers, some of oracle / stochastic / mistake
-    mistake_rate: float  # flip probability of the mistake teacher
-    num_items: int  # segments in the training item pool
-    test_items: int  # segments in the disjoint held-out pool
-    test_queries: int  # held-out pairs for preference accuracy
-    learning_rate: float  # Adam step size
-    train_steps: int  # full-batch Adam steps per fit
-    l2: float  # ridge penalty l2 · ‖θ‖² (both models)
-    planning_temperature: float  # τ of the soft-optimal policies scored by normalized return
-    seeds: int  # seeds (worlds), starting at the run's seed
+    grid_size: int
+    """ObjectWorld side"""
+    num_objects: int
+    """objects placed at random (seeded per world)"""
+    num_colours: int
+    """object colours (the aspects need colours 0 and 1)"""
+    episode_length: int
+    """steps per behaviour episode"""
+    segment_length: int
+    """steps per segment (item)"""
+    temperatures: tuple[float, ...]
+    """soft-optimal behaviour policies of the true reward (plus uniform)"""
+    episodes_per_policy: int
+    """behaviour episodes per policy"""
+    aspect_weights: tuple[float, float, float]
+    """w: true reward = Σ_k w_k a_k (task, near colour 0, near colour 1)"""
+    budgets: tuple[int, ...]
+    """queries per fit (strictly increasing, >= 1)"""
+    teachers: tuple[str, ...]
+    """labellers, some of oracle / stochastic / mistake"""
+    mistake_rate: float
+    """flip probability of the mistake teacher"""
+    num_items: int
+    """segments in the training item pool"""
+    test_items: int
+    """segments in the disjoint held-out pool"""
+    test_queries: int
+    """held-out pairs for preference accuracy"""
+    learning_rate: float
+    """Adam step size"""
+    train_steps: int
+    """full-batch Adam steps per fit"""
+    l2: float
+    """ridge penalty l2 · ‖θ‖² (both models)"""
+    planning_temperature: float
+    """τ of the soft-optimal policies scored by normalized return"""
+    seeds: int
+    """seeds (worlds), starting at the run's seed"""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         budgets = self.budgets
         if len(budgets) == 0 or any(b < 1 for b in budgets) or any(a >= b for a, b in itertools.pairwise(budgets)):
             raise ValidationError(f"budgets: expected strictly increasing query counts >= 1, got {list(budgets)}")
@@ -152,25 +171,25 @@ CONFIG = AspectLabelsConfig  # the typed settings; every SCALES entry validates 
 
 
 # ---------------------------------------------------------------------- the task
-def _world(config: dict[str, Any], seed: int) -> tuple[TabularMDP, torch.Tensor]:
+def _world(config: AspectLabelsConfig, seed: int) -> tuple[TabularMDP, torch.Tensor]:
     """ObjectWorld whose ``true_reward`` is the aggregate ``a(s) @ w`` ``[S]``; returns it and ``a [S, 3]``."""
-    mdp = objectworld(config["grid_size"], config["num_colours"], config["num_objects"], seed=seed)
-    distances = objectworld(config["grid_size"], config["num_colours"], config["num_objects"], continuous=True,
+    mdp = objectworld(config.grid_size, config.num_colours, config.num_objects, seed=seed)
+    distances = objectworld(config.grid_size, config.num_colours, config.num_objects, continuous=True,
                             seed=seed).features[:, :2]
     assert mdp.true_reward is not None
-    aspects = torch.stack([mdp.true_reward, 1 - distances[:, 0] / config["grid_size"],
-                           1 - distances[:, 1] / config["grid_size"]], dim=1)
-    weights = torch.tensor(config["aspect_weights"], dtype=aspects.dtype)
+    aspects = torch.stack([mdp.true_reward, 1 - distances[:, 0] / config.grid_size,
+                           1 - distances[:, 1] / config.grid_size], dim=1)
+    weights = torch.tensor(config.aspect_weights, dtype=aspects.dtype)
     return dataclasses.replace(mdp, true_reward=aspects @ weights, name=f"{mdp.name}_aspects"), aspects
 
 
-def _teacher(name: str, config: dict[str, Any]) -> Teacher:
-    options: dict[str, Any] = {"aspect_weights": tuple(config["aspect_weights"]), "per_aspect": True}
+def _teacher(name: str, config: AspectLabelsConfig) -> Teacher:
+    options: dict[str, Any] = {"aspect_weights": tuple(config.aspect_weights), "per_aspect": True}
     if name == "oracle":
         return Teacher.oracle(**options)
     if name == "stochastic":
         return Teacher.stochastic(**options)
-    return Teacher.mistaken(config["mistake_rate"], **options)
+    return Teacher.mistaken(config.mistake_rate, **options)
 
 
 # ---------------------------------------------------------------------- fitting
@@ -180,7 +199,7 @@ def _summed_features(segments: Trajectories, features: torch.Tensor) -> torch.Te
 
 
 def _fit(method: str, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, aspect_labels: torch.Tensor,
-         config: dict[str, Any], generator: torch.Generator) -> LinearReward:
+         config: AspectLabelsConfig, generator: torch.Generator) -> LinearReward:
     """Fit one reward model on ``n`` queries.
 
     ``first``, ``second``: summed features ``[n, F]`` of each query's segments; ``labels [n]`` the scalar labels,
@@ -192,7 +211,7 @@ def _fit(method: str, first: torch.Tensor, second: torch.Tensor, labels: torch.T
     n, num_features = first.shape
     per_aspect = method != "scalar"
     names = ASPECTS if per_aspect else ("reward",)
-    aggregator = FixedWeights(config["aspect_weights"]) if per_aspect else None
+    aggregator = FixedWeights(config.aspect_weights) if per_aspect else None
     model = LinearReward(num_features, aspect_names=names, aggregator=aggregator, bias=False)
     mask = None
     if method == "per_aspect_split":
@@ -200,8 +219,8 @@ def _fit(method: str, first: torch.Tensor, second: torch.Tensor, labels: torch.T
         start = int(torch.randint(len(ASPECTS), (1,), generator=generator))
         which = (torch.arange(n) + start) % len(ASPECTS)
         mask = torch.nn.functional.one_hot(which, len(ASPECTS)).bool()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-    for _ in range(config["train_steps"]):
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    for _ in range(config.train_steps):
         out_first, out_second = model(Transitions(first)), model(Transitions(second))
         if per_aspect:
             batch = AspectPairBatch(out_first.aspects, out_second.aspects)
@@ -211,7 +230,7 @@ def _fit(method: str, first: torch.Tensor, second: torch.Tensor, labels: torch.T
             forward = preference_loss("bradley_terry", RankingBatch.from_pairs(out_first.total, out_second.total))
             backward = preference_loss("bradley_terry", RankingBatch.from_pairs(out_second.total, out_first.total))
             loss = (labels * forward.losses + (1 - labels) * backward.losses).mean()
-        loss = loss + config["l2"] * model.linear.weight.pow(2).sum()
+        loss = loss + config.l2 * model.linear.weight.pow(2).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -226,7 +245,7 @@ def _head_scales(model: LinearReward, features: torch.Tensor, aspects: torch.Ten
     return [float((heads[:, k] * truth[:, k]).sum() / (truth[:, k] ** 2).sum()) for k in range(aspects.shape[1])]
 
 
-def _scores(mdp: TabularMDP, reward: torch.Tensor, expert_log_policy: torch.Tensor, config: dict[str, Any],
+def _scores(mdp: TabularMDP, reward: torch.Tensor, expert_log_policy: torch.Tensor, config: AspectLabelsConfig,
             test_first: torch.Tensor, test_second: torch.Tensor, test_truth: torch.Tensor) -> dict[str, float]:
     """EPIC, normalized return (reward rescaled to the true reward's std over states) and held-out accuracy of a
     state reward ``[S]``; ``test_first``/``test_second`` are the held-out segments' state counts ``[M, S]``."""
@@ -234,7 +253,7 @@ def _scores(mdp: TabularMDP, reward: torch.Tensor, expert_log_policy: torch.Tens
     epic = epic_distance(reward, mdp.true_reward, mdp.num_states, mdp.num_actions, mdp.discount)
     spread = float(reward.std())
     scaled = (reward - reward.mean()) * (float(mdp.true_reward.std()) / spread) if spread > 0 else reward * 0
-    ret = normalized_return(mdp, scaled, expert_log_policy, config["planning_temperature"])
+    ret = normalized_return(mdp, scaled, expert_log_policy, config.planning_temperature)
     predicted = (test_first - test_second) @ reward
     correct = ((predicted > 0) == (test_truth == 1)).double()
     correct = torch.where(predicted == 0, torch.full_like(correct, 0.5), correct)
@@ -242,21 +261,22 @@ def _scores(mdp: TabularMDP, reward: torch.Tensor, expert_log_policy: torch.Tens
 
 
 # ---------------------------------------------------------------------- one world
-def _one_seed(config: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _one_seed(config: AspectLabelsConfig, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     generator = torch.Generator().manual_seed(seed)
     mdp, aspects = _world(config, seed)
     assert mdp.true_reward is not None
     features = mdp.features
-    expert = soft_value_iteration(mdp, mdp.true_reward, config["planning_temperature"]).log_policy
-    episodes = behaviour_episodes(mdp, config, generator)
-    items = random_segments(episodes, config["num_items"], config["segment_length"], generator)
-    largest = max(config["budgets"])
-    first_index, second_index = random_pairs(config["num_items"], largest, generator)
+    expert = soft_value_iteration(mdp, mdp.true_reward, config.planning_temperature).log_policy
+    episodes = behaviour_episodes(mdp, config.temperatures, config.episodes_per_policy, config.episode_length,
+                                  generator)
+    items = random_segments(episodes, config.num_items, config.segment_length, generator)
+    largest = max(config.budgets)
+    first_index, second_index = random_pairs(config.num_items, largest, generator)
     first, second = items.subset(first_index), items.subset(second_index)
     sum_first, sum_second = _summed_features(first, features), _summed_features(second, features)
 
-    test_items = random_segments(episodes, config["test_items"], config["segment_length"], generator)
-    t_first, t_second = random_pairs(config["test_items"], config["test_queries"], generator)
+    test_items = random_segments(episodes, config.test_items, config.segment_length, generator)
+    t_first, t_second = random_pairs(config.test_items, config.test_queries, generator)
     counts = torch.nn.functional.one_hot(test_items.observations.long(), mdp.num_states).sum(dim=1).to(features.dtype)
     test_truth = Teacher("truth").label_segments(test_items.subset(t_first), test_items.subset(t_second),
                                                  tabular_reward_function(mdp.true_reward)).labels
@@ -271,12 +291,12 @@ def _one_seed(config: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], 
 
     aspect_fn = tabular_aspect_function(aspects)
     rows = []
-    for teacher_name in config["teachers"]:
+    for teacher_name in config.teachers:
         labelled = _teacher(teacher_name, config).label_segments(first, second, aspect_fn, generator=generator)
         assert labelled.aspect_labels is not None
         setting = {"tie_rate": float((labelled.labels == 0.5).double().mean()),
                    "aspect_tie_rates": (labelled.aspect_labels == 0.5).double().mean(dim=0).tolist()}
-        for budget in config["budgets"]:
+        for budget in config.budgets:
             part = slice(0, budget)
             for method in METHODS:
                 model = _fit(method, sum_first[part], sum_second[part], labelled.labels[part],
@@ -294,16 +314,16 @@ def _one_seed(config: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], 
     return rows, world
 
 
-def _summary(rows: list[dict[str, Any]], config: dict[str, Any], seed: int) -> dict[str, Any]:
+def _summary(rows: list[dict[str, Any]], config: AspectLabelsConfig, seed: int) -> dict[str, Any]:
     """``summary[teacher][method][metric]``: one ``{budget, iqm, low, high, n}`` per budget."""
     summary: dict[str, Any] = {}
-    for teacher in config["teachers"]:
+    for teacher in config.teachers:
         summary[teacher] = {}
         for method in METHODS:
             summary[teacher][method] = {}
             for metric in METRICS:
                 cells = []
-                for budget in config["budgets"]:
+                for budget in config.budgets:
                     values = [r[metric] for r in rows
                               if r["teacher"] == teacher and r["method"] == method and r["budget"] == budget]
                     cells.append({"budget": budget, **iqm_with_ci(values, seed=seed)})
@@ -314,23 +334,23 @@ def _summary(rows: list[dict[str, Any]], config: dict[str, Any], seed: int) -> d
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AspectLabelsConfig | None = None) -> Path:
     """Every (seed, teacher, budget, method) fit at ``scale``; writes ``results_dir/aspect_labels.json``."""
-    settings = scale_settings(AspectLabelsConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(AspectLabelsConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     worlds = []
     with default_dtype(torch.float64):
-        for index in tqdm(range(settings["seeds"]), desc=NAME, disable=not progress):
+        for index in tqdm(range(settings.seeds), desc=NAME, disable=not progress):
             seed_rows, world = _one_seed(settings, seed + index)
             rows += seed_rows
             worlds.append(world)
     reference = {metric: iqm_with_ci([w["linear_fit"][metric] for w in worlds], seed=seed) for metric in METRICS}
     record = {
-        "name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+        "name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
         "setting": {"testbed": "objectworld", "aspects": list(ASPECTS), "methods": list(METHODS),
                     "metrics": list(METRICS), "aggregator": "fixed (known) weights",
                     "labels_per_query": {"scalar": 1, "per_aspect": len(ASPECTS), "per_aspect_split": 1},
                     "mean_tie_rate": {t: float(np.mean([r["tie_rate"] for r in rows if r["teacher"] == t]))
-                                      for t in settings["teachers"]}},
+                                      for t in settings.teachers}},
         "runs": rows, "worlds": worlds, "linear_fit": reference,
         "summary": _summary(rows, settings, seed),
         "seconds": time.perf_counter() - started,

@@ -40,7 +40,7 @@ from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel import agreement
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import RankingBatch, preference_loss
 from irl_bilevel.reward_ensemble import RewardEnsemble
@@ -61,24 +61,39 @@ NAME = "feedback_consistency"
 
 
 @dataclass(frozen=True)
-class FeedbackConsistencyConfig(ExperimentConfig):
+class FeedbackConsistencyConfig(Config):
     """Settings of the feedback-consistency experiment on ObjectWorld."""
 
-    grid_size: int  # ObjectWorld side
-    num_objects: int  # objects placed at random (seeded)
-    num_colours: int  # object colours
-    episode_length: int  # steps per behaviour episode
-    segment_length: int  # steps per segment (item)
-    temperatures: tuple[float, ...]  # soft-optimal behaviour policies (plus the uniform policy)
-    concentration: float  # Dirichlet concentration of the annotators' aspect weights
-    learning_rate: float  # Adam step size of the AI evaluator's reward models
-    ai_train_steps: int  # full-batch steps per ensemble member
-    ensemble_members: int  # reward models in the AI evaluator's ensemble
-    episodes_per_policy: int  # behaviour episodes per policy
-    num_items: int  # segments labelled (every pair is a query)
-    num_annotators: int  # oracles of the disagreeing population
-    train_items: int  # segments of the AI evaluator's separate training pool
-    train_queries: int  # oracle-labelled training pairs of the AI evaluator
+    grid_size: int
+    """ObjectWorld side"""
+    num_objects: int
+    """objects placed at random (seeded)"""
+    num_colours: int
+    """object colours"""
+    episode_length: int
+    """steps per behaviour episode"""
+    segment_length: int
+    """steps per segment (item)"""
+    temperatures: tuple[float, ...]
+    """soft-optimal behaviour policies (plus the uniform policy)"""
+    concentration: float
+    """Dirichlet concentration of the annotators' aspect weights"""
+    learning_rate: float
+    """Adam step size of the AI evaluator's reward models"""
+    ai_train_steps: int
+    """full-batch steps per ensemble member"""
+    ensemble_members: int
+    """reward models in the AI evaluator's ensemble"""
+    episodes_per_policy: int
+    """behaviour episodes per policy"""
+    num_items: int
+    """segments labelled (every pair is a query)"""
+    num_annotators: int
+    """oracles of the disagreeing population"""
+    train_items: int
+    """segments of the AI evaluator's separate training pool"""
+    train_queries: int
+    """oracle-labelled training pairs of the AI evaluator"""
 
 
 _COMMON: dict[str, Any] = {"grid_size": 8, "num_objects": 10, "num_colours": 2, "episode_length": 30,
@@ -106,7 +121,8 @@ def _all_pairs(num_items: int, generator: torch.Generator) -> tuple[torch.Tensor
 
 
 def _fit_ai_evaluator(mdp, items: Trajectories, first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor,
-                      config: dict[str, Any], generator: torch.Generator) -> tuple[RewardEnsemble, list[float]]:
+                      config: FeedbackConsistencyConfig,
+                      generator: torch.Generator) -> tuple[RewardEnsemble, list[float]]:
     """Linear reward models on the binary features, each fitted by Bradley-Terry on a bootstrap of the strict
     oracle labels (chosen segment first)."""
     encode = tabular_transitions(mdp.features)
@@ -115,11 +131,11 @@ def _fit_ai_evaluator(mdp, items: Trajectories, first: torch.Tensor, second: tor
     chosen = torch.where(labels == 1, first, second)[strict]
     rejected = torch.where(labels == 1, second, first)[strict]
     members, final_losses = [], []
-    for _ in range(config["ensemble_members"]):
+    for _ in range(config.ensemble_members):
         sample = torch.randint(len(chosen), (len(chosen),), generator=generator)
         model = LinearReward(mdp.features.shape[1], aspect_names=("reward",), bias=False)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-        for _ in range(config["ai_train_steps"]):
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        for _ in range(config.ai_train_steps):
             returns = model(steps).total.reshape(len(items), -1).sum(dim=1)
             batch = RankingBatch(torch.stack([returns[chosen[sample]], returns[rejected[sample]]], dim=1))
             loss = preference_loss("bradley_terry", batch).loss
@@ -157,25 +173,26 @@ def _group_agreement(ratings: dict[str, np.ndarray]) -> dict[str, Any]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: FeedbackConsistencyConfig | None = None) -> Path:
     """Label one query set with every labeller at ``scale``; writes ``results_dir/feedback_consistency.json``."""
-    settings = scale_settings(FeedbackConsistencyConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(FeedbackConsistencyConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     with default_dtype(torch.float64):
-        mdp = objectworld(settings["grid_size"], settings["num_colours"], settings["num_objects"], seed=seed)
-        distances = objectworld(settings["grid_size"], settings["num_colours"], settings["num_objects"],
+        mdp = objectworld(settings.grid_size, settings.num_colours, settings.num_objects, seed=seed)
+        distances = objectworld(settings.grid_size, settings.num_colours, settings.num_objects,
                                 continuous=True, seed=seed).features[:, :2]
         assert mdp.true_reward is not None
         true_reward = mdp.true_reward
-        aspect_table = torch.stack([true_reward, 1 - distances[:, 0] / settings["grid_size"],
-                                    1 - distances[:, 1] / settings["grid_size"]], dim=1)
-        episodes = behaviour_episodes(mdp, settings, generator)
+        aspect_table = torch.stack([true_reward, 1 - distances[:, 0] / settings.grid_size,
+                                    1 - distances[:, 1] / settings.grid_size], dim=1)
+        episodes = behaviour_episodes(mdp, settings.temperatures, settings.episodes_per_policy,
+                                      settings.episode_length, generator)
         reward_fn = tabular_reward_function(true_reward)
         mean_return = float(reward_fn(episodes).sum(dim=1).mean())
-        margin = threshold_margin(mean_return, settings["segment_length"], settings["episode_length"])
+        margin = threshold_margin(mean_return, settings.segment_length, settings.episode_length)
 
         # the AI evaluator, fitted on oracle labels of a separate query set over a disjoint item pool
-        train_items = random_segments(episodes, settings["train_items"], settings["segment_length"], generator)
-        t_first, t_second = random_pairs(settings["train_items"], settings["train_queries"], generator)
+        train_items = random_segments(episodes, settings.train_items, settings.segment_length, generator)
+        t_first, t_second = random_pairs(settings.train_items, settings.train_queries, generator)
         train_returns = reward_fn(train_items).sum(dim=1)
         train_labels = Teacher.oracle().label(train_returns[t_first, None], train_returns[t_second, None]).labels
         ensemble, train_losses = _fit_ai_evaluator(mdp, train_items, t_first, t_second, train_labels, settings,
@@ -183,8 +200,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         evaluator = RewardModelEvaluator(ensemble, tabular_transitions(mdp.features), name="reward_model")
 
         # the evaluation queries: every pair of a fresh item pool
-        items = random_segments(episodes, settings["num_items"], settings["segment_length"], generator)
-        first_index, second_index = _all_pairs(settings["num_items"], generator)
+        items = random_segments(episodes, settings.num_items, settings.segment_length, generator)
+        first_index, second_index = _all_pairs(settings.num_items, generator)
         first, second = items.subset(first_index), items.subset(second_index)
         true_returns = reward_fn(items).sum(dim=1)
         truth = Teacher("truth").label_segments(first, second, reward_fn)
@@ -194,7 +211,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         for teacher in tqdm(teachers, desc=NAME, disable=not progress):
             labelled[teacher.name] = teacher.label_segments(first, second, reward_fn, margin=margin,
                                                             generator=generator)
-        population = TeacherPopulation.dirichlet(settings["num_annotators"], len(ASPECTS), settings["concentration"],
+        population = TeacherPopulation.dirichlet(settings.num_annotators, len(ASPECTS), settings.concentration,
                                                  generator)
         aspect_fn = tabular_aspect_function(aspect_table)
         for annotator in population.teachers:
@@ -207,7 +224,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             member_returns = ensemble.segment_returns(item_steps, items.mask)
         disagreement = RewardEnsemble.disagreement(member_returns[:, first_index], member_returns[:, second_index])
 
-    fi, si, n_items = first_index.numpy(), second_index.numpy(), settings["num_items"]
+    fi, si, n_items = first_index.numpy(), second_index.numpy(), settings.num_items
     returns_np = true_returns.numpy()
     table = {name: _labeller_row(p, truth, fi, si, n_items, returns_np) for name, p in labelled.items()}
     truth_row = _labeller_row(truth, truth, fi, si, n_items, returns_np)
@@ -219,7 +236,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     aspect_truth = {name: agreement.agreement_with_reference(per_aspect.aspect_labels[:, k], truth.labels)
                     for k, name in enumerate(ASPECTS)}
     record = {
-        "name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+        "name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
         "setting": {"testbed": mdp.name, "aspects": list(ASPECTS), "threshold_margin": margin,
                     "mean_episode_return": mean_return, "num_queries": len(truth),
                     "truth_tie_rate": float((truth.labels == 0.5).double().mean()),
@@ -227,7 +244,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                     "teachers": {t.name: {"beta": t.beta, "gamma": t.gamma, "mistake": t.mistake, "skip": t.skip,
                                           "equal": t.equal} for t in teachers},
                     "ai_evaluator": {"members": len(ensemble), "final_train_losses": train_losses,
-                                     "train_queries": settings["train_queries"],
+                                     "train_queries": settings.train_queries,
                                      "mean_disagreement": float(disagreement.mean())}},
         "labellers": list(labelled), "groups": {"teachers": teacher_names, "population": annotator_names,
                                                 "ai": [evaluator.name]},

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.maxent_irl import make_reward_model
 from classic_rl.testbeds import garnet
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.hypergradients import (
     BilevelProblem,
     FiniteDifferenceHypergradient,
@@ -66,33 +66,51 @@ NAME = "hypergradient_accuracy"
 
 
 @dataclass(frozen=True)
-class FiniteHorizonCase(ExperimentConfig):
+class FiniteHorizonCase(Config):
     """The finite-horizon Garnet case (a linear reward unless named otherwise)."""
 
-    num_states: int  # Garnet states
-    horizon: int  # H
-    reward_models: tuple[str, ...]  # linear | mlp
+    num_states: int
+    """Garnet states"""
+    horizon: int
+    """H"""
+    reward_models: tuple[str, ...]
+    """linear | mlp"""
 
 
 @dataclass(frozen=True)
-class HypergradientAccuracyConfig(ExperimentConfig):
+class HypergradientAccuracyConfig(Config):
     """Settings of the hypergradient accuracy / time / memory experiment on random Garnet MDPs."""
 
-    num_states: int  # Garnet states (discounted case)
-    num_actions: int  # actions per state
-    branching: int  # successor states per (s, a)
-    num_features: int  # state features of the linear true reward
-    discount: float  # γ of the discounted case
-    reward_models: tuple[str, ...]  # linear | mlp
-    hidden_sizes: tuple[int, ...]  # MLP reward widths
-    num_mdps: int  # random MDPs per case
-    ks: tuple[int, ...]  # inner horizons K of the unrolled / truncated methods
-    repeats: int  # timed calls per method (median reported)
-    fd_epsilon: float  # step of central finite differences
-    inner_tol: float  # convergence tolerance of the reference inner solve
-    sample_sizes: tuple[int, ...]  # learner rollouts of the sample-based MaxEnt gradient
-    sample_repeats: int  # sampling seeds per rollout count
-    finite_horizon: FiniteHorizonCase | None  # None: skip the finite-horizon case
+    num_states: int
+    """Garnet states (discounted case)"""
+    num_actions: int
+    """actions per state"""
+    branching: int
+    """successor states per (s, a)"""
+    num_features: int
+    """state features of the linear true reward"""
+    discount: float
+    """γ of the discounted case"""
+    reward_models: tuple[str, ...]
+    """linear | mlp"""
+    hidden_sizes: tuple[int, ...]
+    """MLP reward widths"""
+    num_mdps: int
+    """random MDPs per case"""
+    ks: tuple[int, ...]
+    """inner horizons K of the unrolled / truncated methods"""
+    repeats: int
+    """timed calls per method (median reported)"""
+    fd_epsilon: float
+    """step of central finite differences"""
+    inner_tol: float
+    """convergence tolerance of the reference inner solve"""
+    sample_sizes: tuple[int, ...]
+    """learner rollouts of the sample-based MaxEnt gradient"""
+    sample_repeats: int
+    """sampling seeds per rollout count"""
+    finite_horizon: FiniteHorizonCase | None
+    """None: skip the finite-horizon case"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -209,19 +227,19 @@ def _second_eigenvalue(mdp: TabularMDP, log_policy: torch.Tensor) -> float:
     return float(moduli[1]) if moduli.numel() > 1 else 0.0
 
 
-def _measure(problem: BilevelProblem, config: dict[str, Any], finite_horizon: bool, mdp_seed: int,
+def _measure(problem: BilevelProblem, config: HypergradientAccuracyConfig, finite_horizon: bool, mdp_seed: int,
              progress_bar: Any) -> dict[str, Any]:
     mdp = problem.inner.mdp  # type: ignore[attr-defined]
-    ks, repeats = list(config["ks"]), int(config["repeats"])
+    ks, repeats = list(config.ks), int(config.repeats)
     exact = ImplicitHypergradient("direct").compute(problem).flat().detach()
     started = time.perf_counter()
-    fd = FiniteDifferenceHypergradient(config["fd_epsilon"]).compute(problem).flat().detach()
+    fd = FiniteDifferenceHypergradient(config.fd_epsilon).compute(problem).flat().detach()
     fd_seconds = time.perf_counter() - started
     out: dict[str, Any] = {
         "mdp_seed": mdp_seed, "num_parameters": int(exact.numel()), "gradient_norm": float(exact.norm()),
         "inner_size": int(problem.inner.solution.q.numel()),  # type: ignore[attr-defined]
         "finite_differences": {"rel_error_exact": relative_error(fd, exact), "seconds": fd_seconds,
-                               "epsilon": config["fd_epsilon"],
+                               "epsilon": config.fd_epsilon,
                                "black_box_solves": 2 * int(exact.numel())},
         "methods": {},
     }
@@ -251,10 +269,10 @@ def _measure(problem: BilevelProblem, config: dict[str, Any], finite_horizon: bo
         row["first_k_at_round_off"] = exact_from[0] if exact_from else None
         out["methods"][name] = row
     # Sample-based MaxEnt: error against the number of learner rollouts.
-    sampled: dict[str, Any] = {"num_samples": list(config["sample_sizes"]), "rel_error_exact": [], "seconds": []}
-    for n in config["sample_sizes"]:
+    sampled: dict[str, Any] = {"num_samples": list(config.sample_sizes), "rel_error_exact": [], "seconds": []}
+    for n in config.sample_sizes:
         errors, times = [], []
-        for repeat in range(config["sample_repeats"]):
+        for repeat in range(config.sample_repeats):
             method = MaxEntHypergradient(num_samples=n, seed=1_000_003 * mdp_seed + repeat)
             started = time.perf_counter()
             gradient = method.compute(problem).flat().detach()
@@ -285,34 +303,34 @@ def _problem(mdp: TabularMDP, kind: str, hidden_sizes: tuple[int, ...], seed: in
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: HypergradientAccuracyConfig | None = None) -> Path:
     """Run the hypergradient-accuracy experiment at ``scale``; writes ``results_dir/hypergradient_accuracy.json``."""
-    settings = scale_settings(HypergradientAccuracyConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(HypergradientAccuracyConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
-                              "methods": {name: label for name, (label, _) in {**FIXED_METHODS,
-                                                                                 **K_METHODS}.items()}}
+    methods = {name: label for name, (label, _) in {**FIXED_METHODS, **K_METHODS}.items()}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed), "methods": methods}
     started = time.perf_counter()
-    cases = [("discounted", kind, settings["num_states"], None) for kind in settings["reward_models"]]
-    finite = settings.get("finite_horizon")
+    cases: list[tuple[str, str, int, int | None]] = [("discounted", kind, settings.num_states, None)
+                                                     for kind in settings.reward_models]
+    finite = settings.finite_horizon
     if finite:
-        cases += [("finite_horizon", kind, finite["num_states"], finite["horizon"])
-                  for kind in finite["reward_models"]]
-    per_problem = (len(FIXED_METHODS) + len(K_METHODS) * len(settings["ks"]) + len(settings["sample_sizes"]))
-    total = per_problem * settings["num_mdps"] * len(cases)
+        cases += [("finite_horizon", kind, finite.num_states, finite.horizon) for kind in finite.reward_models]
+    per_problem = (len(FIXED_METHODS) + len(K_METHODS) * len(settings.ks) + len(settings.sample_sizes))
+    total = per_problem * settings.num_mdps * len(cases)
     results = []
     with default_dtype(torch.float64), quiet_torchopt(), tqdm(total=total, desc=NAME, disable=not progress) as bar:
         for case, kind, num_states, horizon in cases:
             entry: dict[str, Any] = {"case": case, "reward_model": kind, "num_states": num_states,
-                                     "num_actions": settings["num_actions"], "branching": settings["branching"],
-                                     "num_features": settings["num_features"],
-                                     "discount": settings["discount"] if horizon is None else 1.0,
-                                     "horizon": horizon, "hidden_sizes": settings["hidden_sizes"] if kind == "mlp"
+                                     "num_actions": settings.num_actions, "branching": settings.branching,
+                                     "num_features": settings.num_features,
+                                     "discount": settings.discount if horizon is None else 1.0,
+                                     "horizon": horizon, "hidden_sizes": settings.hidden_sizes if kind == "mlp"
                                      else None, "mdps": []}
-            for index in range(settings["num_mdps"]):
+            for index in range(settings.num_mdps):
                 mdp_seed = 1000 * seed + index
-                mdp = garnet(num_states, settings["num_actions"], settings["branching"], settings["num_features"],
-                             discount=settings["discount"] if horizon is None else None, horizon=horizon,
+                mdp = garnet(num_states, settings.num_actions, settings.branching, settings.num_features,
+                             discount=settings.discount if horizon is None else None, horizon=horizon,
                              seed=mdp_seed)
-                problem = _problem(mdp, kind, tuple(settings["hidden_sizes"]), mdp_seed, settings["inner_tol"])
+                problem = _problem(mdp, kind, tuple(settings.hidden_sizes), mdp_seed, settings.inner_tol)
                 entry["mdps"].append(_measure(problem, settings, horizon is not None, mdp_seed, bar))
             results.append(entry)
     record["cases"] = results

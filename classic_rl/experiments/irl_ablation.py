@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 
@@ -28,23 +28,34 @@ HYPERGRADIENTS = ("maxent", "penalty", "zeroth_order")
 
 
 @dataclass(frozen=True)
-class IRLAblationConfig(ExperimentConfig):
+class IRLAblationConfig(Config):
     """One ablation cell (see :class:`classic_rl.gym_irl.GymIRLConfig` for the meaning of each setting)."""
 
-    env_id: str  # gymnasium testbed
-    hypergradient: Literal["maxent", "penalty", "zeroth_order"]  # the outer gradient estimator
-    # Per method, the options of that method only (a sweep over methods carries every method's options):
-    # e.g. {"penalty": {"upper_steps": 5}, "zeroth_order": {"num_samples": 4}}.
+    env_id: str
+    """gymnasium testbed"""
+    hypergradient: Literal["maxent", "penalty", "zeroth_order"]
+    """the outer gradient estimator"""
     hypergradient_options: dict[str, dict[str, Any]]
+    """per method, the options of that method only (a sweep over methods carries every method's options), e.g.
+    ``{"penalty": {"upper_steps": 5}, "zeroth_order": {"num_samples": 4}}``"""
     reward_structure: Literal["scalar", "multi_aspect", "shaped"]
-    env_steps_per_outer_step: int  # inner PPO budget per outer step (= PPO's rollout length here)
+    """scalar reward, multi-aspect heads with learned simplex weights, or potential-shaped"""
+    env_steps_per_outer_step: int
+    """inner PPO budget per outer step (= PPO's rollout length here)"""
     num_demonstrations: int
-    env_step_budget: int  # total inner env steps; outer steps = budget / inner steps − 1
-    hidden_sizes: tuple[int, ...]  # reward MLP
+    """expert episodes used as demonstrations"""
+    env_step_budget: int
+    """total inner env steps; outer steps = budget / inner steps − 1"""
+    hidden_sizes: tuple[int, ...]
+    """reward MLP"""
     eval_episodes: int
-    eval_every: int  # outer steps between evaluations
-    transfer_steps: int  # fresh PPO on the frozen learned reward (0: skip)
-    demonstrations_file: str | None = None  # .npz demonstrations (default: roll out the cached SB3 expert)
+    """true-reward evaluation episodes of the policy"""
+    eval_every: int
+    """outer steps between evaluations"""
+    transfer_steps: int
+    """fresh PPO on the frozen learned reward (0: skip)"""
+    demonstrations_file: str | None = None
+    """.npz demonstrations (default: roll out the cached SB3 expert)"""
 
 
 # The penalty method's upper policy takes upper_steps × upper_rollout_steps env steps per outer step beyond the
@@ -69,25 +80,26 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     """Run the cell; writes and returns ``results_dir/irl_ablation.json`` (the run folder is ``results_dir/run``)."""
     from classic_rl.gym_irl import GymIRLConfig, run_gym_irl
 
-    settings = scale_settings(IRLAblationConfig, SCALES, scale, NAME, config)
-    unknown = sorted(set(settings["hypergradient_options"]) - set(HYPERGRADIENTS))
+    settings = experiment_settings(IRLAblationConfig, SCALES, scale, NAME, config)
+    unknown = sorted(set(settings.hypergradient_options) - set(HYPERGRADIENTS))
     if unknown:
         raise ValidationError(f"hypergradient_options: {unknown[0]!r} is not a hypergradient method; expected keys "
                               f"among {list(HYPERGRADIENTS)}")
-    steps = settings["env_steps_per_outer_step"]
+    steps = settings.env_steps_per_outer_step
     run_config = GymIRLConfig(
-        env_id=settings["env_id"], hypergradient=settings["hypergradient"],
-        hypergradient_options=dict(settings["hypergradient_options"].get(settings["hypergradient"], {})),
-        reward_structure=settings["reward_structure"], hyperparameters={"n_steps": steps},
-        env_steps_per_outer_step=steps, num_demonstrations=settings["num_demonstrations"],
-        outer_steps=max(1, settings["env_step_budget"] // steps - 1), hidden_sizes=list(settings["hidden_sizes"]),
-        eval_episodes=settings["eval_episodes"], eval_every=settings["eval_every"],
-        transfer_steps=settings["transfer_steps"], demonstrations_file=settings["demonstrations_file"],
+        env_id=settings.env_id, hypergradient=settings.hypergradient,
+        hypergradient_options=dict(settings.hypergradient_options.get(settings.hypergradient, {})),
+        reward_structure=settings.reward_structure, hyperparameters={"n_steps": steps},
+        env_steps_per_outer_step=steps, num_demonstrations=settings.num_demonstrations,
+        outer_steps=max(1, settings.env_step_budget // steps - 1), hidden_sizes=list(settings.hidden_sizes),
+        eval_episodes=settings.eval_episodes, eval_every=settings.eval_every,
+        transfer_steps=settings.transfer_steps, demonstrations_file=settings.demonstrations_file,
         checkpoint_every=10, seed=seed)
     results_dir = Path(results_dir)
     summary = run_gym_irl(run_config, results_dir / "run", progress=progress)
     evaluated = [row for row in _metrics(results_dir / "run") if "normalized_return" in row]
-    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed), "summary": summary,
+    record = {"name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
+              "summary": summary,
               "final_normalized_return": summary["final_normalized_return"],
               "best_normalized_return": max(row["normalized_return"] for row in evaluated),
               "env_steps_to_0.9": summary["env_steps_to_0.9"],

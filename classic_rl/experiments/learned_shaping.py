@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.testbeds import grid_distance_to, optimal_policy, sparse_gridworld
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem, FiniteDifferenceHypergradient, UnrolledHypergradient
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights, TabularReward
 from irl_bilevel.runs import provenance, write_json
@@ -63,25 +63,41 @@ NAME = "learned_shaping"
 
 
 @dataclass(frozen=True)
-class LearnedShapingConfig(ExperimentConfig):
+class LearnedShapingConfig(Config):
     """Settings of the decision-aware shaping experiment on the sparse gridworld."""
 
-    slip: float  # probability that the move goes in a random direction
-    discount: float  # γ
-    step_cost: float  # reward per step before the goal
-    temperature: float  # τ of the inner soft value-iteration sweeps
-    hand_potential_scale: float  # c of the hand potential Φ(s) = −c · distance to the goal
-    candidate_scale: float  # scale of the candidate potential signals
-    bonus_l2: float  # L2 penalty weight of the free bonus
-    size: int  # grid side
-    budget: int  # inner sweep budget K
-    curve_sweeps: int  # sweeps of the learning curves
-    outer_steps: int  # Adam steps of the outer loop
-    lr_potential: float  # outer step size of the learned potential
-    lr_weights: float  # outer step size of the learned candidate weights
-    lr_bonus: float  # outer step size of the free bonus
-    sample_sizes: tuple[int, ...]  # rollouts of the policy-gradient hypergradient
-    sample_repeats: int  # sampling seeds per rollout count
+    slip: float
+    """probability that the move goes in a random direction"""
+    discount: float
+    """γ"""
+    step_cost: float
+    """reward per step before the goal"""
+    temperature: float
+    """τ of the inner soft value-iteration sweeps"""
+    hand_potential_scale: float
+    """c of the hand potential Φ(s) = −c · distance to the goal"""
+    candidate_scale: float
+    """scale of the candidate potential signals"""
+    bonus_l2: float
+    """L2 penalty weight of the free bonus"""
+    size: int
+    """grid side"""
+    budget: int
+    """inner sweep budget K"""
+    curve_sweeps: int
+    """sweeps of the learning curves"""
+    outer_steps: int
+    """Adam steps of the outer loop"""
+    lr_potential: float
+    """outer step size of the learned potential"""
+    lr_weights: float
+    """outer step size of the learned candidate weights"""
+    lr_bonus: float
+    """outer step size of the free bonus"""
+    sample_sizes: tuple[int, ...]
+    """rollouts of the policy-gradient hypergradient"""
+    sample_repeats: int
+    """sampling seeds per rollout count"""
 
 
 _COMMON: dict[str, Any] = {
@@ -131,9 +147,9 @@ def _shaped_table(model: RewardModel, inner: SweepBudgetSolver) -> torch.Tensor:
         return inner.reward(model).detach().clone()
 
 
-def _train(model: RewardModel, mdp: TabularMDP, config: dict[str, Any], lr: float, l2: float,
+def _train(model: RewardModel, mdp: TabularMDP, config: LearnedShapingConfig, lr: float, l2: float,
            progress: bool) -> list[dict[str, Any]]:
-    inner = SweepBudgetSolver(mdp, config["budget"], config["temperature"])
+    inner = SweepBudgetSolver(mdp, config.budget, config.temperature)
     problem = BilevelProblem(model, inner, TaskReturnObjective(mdp))
 
     def metrics() -> dict[str, Any]:
@@ -143,27 +159,29 @@ def _train(model: RewardModel, mdp: TabularMDP, config: dict[str, Any], lr: floa
         return {}
 
     initial = {"step": 0, "loss": float(problem.black_box_loss()), **metrics()}
-    solver = BilevelSolver(problem, UnrolledHypergradient(config["budget"], warm_start=False),
-                           OuterConfig(steps=config["outer_steps"], optimizer="adam", lr=lr, l2=l2),
+    solver = BilevelSolver(problem, UnrolledHypergradient(config.budget, warm_start=False),
+                           # The stop rule the results were made with: outer_steps, or an exactly zero gradient.
+                           OuterConfig(steps=config.outer_steps, optimizer="adam", lr=lr, l2=l2, grad_tol=0.0,
+                                       loss_rtol=0.0),
                            metrics=metrics, progress=progress)
     return [initial, *solver.run(resume=False).history]
 
 
-def _hypergradient_accuracy(mdp: TabularMDP, config: dict[str, Any], hand: torch.Tensor, seed: int,
+def _hypergradient_accuracy(mdp: TabularMDP, config: LearnedShapingConfig, hand: torch.Tensor, seed: int,
                             progress: bool) -> dict[str, Any]:
     potential = tabular_potential(mdp.num_states)
     with torch.no_grad():
         potential.weight[0] = hand
     assert mdp.true_reward is not None
     model = PotentialShaping(FixedReward(mdp.true_reward), potential, mdp.discount)
-    budget = config["budget"]
-    problem = BilevelProblem(model, SweepBudgetSolver(mdp, budget, config["temperature"]), TaskReturnObjective(mdp))
+    budget = config.budget
+    problem = BilevelProblem(model, SweepBudgetSolver(mdp, budget, config.temperature), TaskReturnObjective(mdp))
     exact = UnrolledHypergradient(budget, warm_start=False).compute(problem)
     finite = FiniteDifferenceHypergradient(1e-6).compute(problem)
     exact_weights = PolicyGradientHypergradient(
         through=UnrolledHypergradient(budget, warm_start=False), exact=True).compute(problem)
     rows = []
-    jobs = [(n, r) for n in config["sample_sizes"] for r in range(config["sample_repeats"])]
+    jobs = [(n, r) for n in config.sample_sizes for r in range(config.sample_repeats)]
     for n, repeat in tqdm(jobs, desc=f"{NAME}: sampled hypergradients", disable=not progress, leave=False):
         method = PolicyGradientHypergradient(n, through=UnrolledHypergradient(budget, warm_start=False),
                                              seed=1_000 * seed + repeat)
@@ -173,7 +191,7 @@ def _hypergradient_accuracy(mdp: TabularMDP, config: dict[str, Any], hand: torch
                      "relative_error": relative_error(sampled.flat(), exact.flat()),
                      "sampled_return": -sampled.loss})
     summary = []
-    for n in config["sample_sizes"]:
+    for n in config.sample_sizes:
         errors = [row["relative_error"] for row in rows if row["num_trajectories"] == n]
         summary.append({"num_trajectories": n, "mean_relative_error": float(np.mean(errors)),
                         "max_relative_error": float(np.max(errors))})
@@ -186,21 +204,21 @@ def _hypergradient_accuracy(mdp: TabularMDP, config: dict[str, Any], hand: torch
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: LearnedShapingConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/learned_shaping.json``."""
-    settings = scale_settings(LearnedShapingConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(LearnedShapingConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
-                              "candidates": list(CANDIDATES)}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed), "candidates": list(CANDIDATES)}
     started = time.perf_counter()
     torch.manual_seed(seed)
     with default_dtype(torch.float64), quiet_torchopt():
-        size = settings["size"]
-        mdp = sparse_gridworld(size, settings["slip"], settings["discount"], settings["step_cost"])
+        size = settings.size
+        mdp = sparse_gridworld(size, settings.slip, settings.discount, settings.step_cost)
         assert mdp.true_reward is not None
         task = mdp.true_reward
         true_actions = optimal_policy(mdp)
         optimal_onehot = torch.nn.functional.one_hot(true_actions, mdp.num_actions).to(task.dtype)
-        hand = -settings["hand_potential_scale"] * _distances(size, 0, size - 1)
-        tables = candidate_tables(mdp, size, settings["candidate_scale"])
+        hand = -settings.hand_potential_scale * _distances(size, 0, size - 1)
+        tables = candidate_tables(mdp, size, settings.candidate_scale)
         k = len(CANDIDATES)
 
         def potential_model(values: torch.Tensor | None) -> PotentialShaping:
@@ -219,10 +237,10 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             "learned_potential": potential_model(None),
             "free_bonus": AdditiveShaping(FixedReward(task), TabularReward(mdp.num_states, mdp.num_actions)),
         }
-        training = {"learned_weights": (settings["lr_weights"], 0.0),
-                    "learned_potential": (settings["lr_potential"], 0.0),
-                    "free_bonus": (settings["lr_bonus"], settings["bonus_l2"])}
-        budget_solver = SweepBudgetSolver(mdp, settings["budget"], settings["temperature"])
+        training = {"learned_weights": (settings.lr_weights, 0.0),
+                    "learned_potential": (settings.lr_potential, 0.0),
+                    "free_bonus": (settings.lr_bonus, settings.bonus_l2)}
+        budget_solver = SweepBudgetSolver(mdp, settings.budget, settings.temperature)
         methods = []
         for name, model in tqdm(models.items(), desc=NAME, disable=not progress):
             history: list[dict[str, Any]] = []
@@ -231,13 +249,13 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                 lr, l2 = training[name]
                 history = _train(model, mdp, settings, lr, l2, progress)
             shaped = _shaped_table(model, budget_solver)
-            curve = learning_curve(mdp, shaped, task, settings["curve_sweeps"], settings["temperature"])
+            curve = learning_curve(mdp, shaped, task, settings.curve_sweeps, settings.temperature)
             entry: dict[str, Any] = {
                 "method": name, "learned": name in training, "history": history,
-                "curve": curve.tolist(), "return_at_budget": float(curve[settings["budget"]]),
+                "curve": curve.tolist(), "return_at_budget": float(curve[settings.budget]),
                 "shaped_reward": shaped.tolist(), "seconds": time.perf_counter() - method_started,
                 **_greedy_check(mdp, shaped, true_actions),
-                "soft_bias": shaping_bias(mdp, shaped, task, settings["temperature"]),
+                "soft_bias": shaping_bias(mdp, shaped, task, settings.temperature),
             }
             if name in ("hand_potential", "learned_potential"):
                 assert isinstance(model, PotentialShaping) and isinstance(model.potential, torch.nn.Linear)

@@ -45,7 +45,7 @@ from classic_rl.segment_preferences import (
     policy_actor,
     train_ppo,
 )
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci  # re-exported: loss_sweep.iqm_with_ci stays valid
 from irl_bilevel.validation import ValidationError
@@ -54,25 +54,41 @@ NAME = "loss_sweep"
 
 
 @dataclass(frozen=True)
-class LossSweepConfig(ExperimentConfig):
+class LossSweepConfig(Config):
     """Settings of the CartPole loss sweep (see the module docstring for the protocol)."""
 
-    env_id: str  # gymnasium task with discrete actions
-    segment_length: int  # steps per preference segment (L)
-    held_out_fraction: float  # share of segments (and pairs) kept for held-out reward accuracy
-    epsilons: tuple[float, ...]  # ε of the ε-random behaviour policies around the PPO expert
-    learning_rate: float  # Adam step size of CPL training and of the baseline's reward model
-    batch_size: int  # preference pairs per gradient step
-    reward_model_epochs: int  # epochs of the baseline's Bradley-Terry reward model
-    losses: Literal["all"] | tuple[str, ...]  # pairwise catalog losses to train, or "all"
-    seeds: int  # number of seeds, run as seed, seed + 1, ...
-    expert_steps: int  # PPO env steps of the (cached) expert
-    episodes_per_policy: int  # behaviour episodes per ε
-    segments_per_policy: int  # segments cut from each ε's episodes
-    pairs: int  # labelled pairs per seed (train + held out)
-    epochs: int  # CPL epochs over the training pairs
-    eval_episodes: int  # true-reward evaluation episodes per policy
-    baseline_steps: int  # PPO env steps of the reward-model baseline and of the true-reward control
+    env_id: str
+    """gymnasium task with discrete actions"""
+    segment_length: int
+    """steps per preference segment (L)"""
+    held_out_fraction: float
+    """share of segments (and pairs) kept for held-out reward accuracy"""
+    epsilons: tuple[float, ...]
+    """ε of the ε-random behaviour policies around the PPO expert"""
+    learning_rate: float
+    """Adam step size of CPL training and of the baseline's reward model"""
+    batch_size: int
+    """preference pairs per gradient step"""
+    reward_model_epochs: int
+    """epochs of the baseline's Bradley-Terry reward model"""
+    losses: Literal["all"] | tuple[str, ...]
+    """pairwise catalog losses to train, or ``"all"`` for every one"""
+    seeds: int
+    """number of seeds, run as seed, seed + 1, ..."""
+    expert_steps: int
+    """PPO env steps of the (cached) expert"""
+    episodes_per_policy: int
+    """behaviour episodes per ε"""
+    segments_per_policy: int
+    """segments cut from each ε's episodes"""
+    pairs: int
+    """labelled pairs per seed (train + held out)"""
+    epochs: int
+    """CPL epochs over the training pairs"""
+    eval_episodes: int
+    """true-reward evaluation episodes per policy"""
+    baseline_steps: int
+    """PPO env steps of the reward-model baseline and of the true-reward control"""
 
 
 _COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "segment_length": 25, "held_out_fraction": 0.2,
@@ -118,15 +134,15 @@ def _scores(returns: dict[str, float], reference: dict[str, float]) -> dict[str,
     return out
 
 
-def _data(config: dict[str, Any], expert, seed: int):
+def _data(config: LossSweepConfig, expert, seed: int):
     """Train and held-out labelled pairs of one seed, from disjoint segment pools."""
-    segments = behaviour_segments(config["env_id"], expert, config["epsilons"], config["episodes_per_policy"],
-                                  config["segments_per_policy"], config["segment_length"], seed)
+    segments = behaviour_segments(config.env_id, expert, list(config.epsilons), config.episodes_per_policy,
+                                  config.segments_per_policy, config.segment_length, seed)
     rng = np.random.default_rng(seed + 1)
     order = rng.permutation(len(segments))
-    cut = round(len(segments) * config["held_out_fraction"])
-    held_out_pairs = max(1, round(config["pairs"] * config["held_out_fraction"]))
-    train = label_pairs(segments.subset(order[cut:]), config["pairs"] - held_out_pairs, rng)
+    cut = round(len(segments) * config.held_out_fraction)
+    held_out_pairs = max(1, round(config.pairs * config.held_out_fraction))
+    train = label_pairs(segments.subset(order[cut:]), config.pairs - held_out_pairs, rng)
     held_out = label_pairs(segments.subset(order[:cut]), held_out_pairs, rng)
     stats = {"segments": len(segments), "terminated_fraction": float(segments.terminated.double().mean()),
              "mean_segment_return": float(segments.returns.mean()), "train_pairs": len(train),
@@ -134,14 +150,14 @@ def _data(config: dict[str, Any], expert, seed: int):
     return train, held_out, stats
 
 
-def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int,
+def _baseline(config: LossSweepConfig, train, held_out, cpl: CPLConfig, seed: int,
               reference: dict[str, float]) -> dict[str, Any]:
     started = time.perf_counter()
-    obs_dim, num_actions = discrete_task(config["env_id"])
+    obs_dim, num_actions = discrete_task(config.env_id)
     model = train_reward_model(train.preferences, obs_dim, num_actions,
-                               CPLConfig(config["reward_model_epochs"], cpl.batch_size, cpl.learning_rate), seed)
-    agent = train_ppo(config["env_id"], config["baseline_steps"], seed, reward_model=model.shifted())
-    returns = policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+                               CPLConfig(config.reward_model_epochs, cpl.batch_size, cpl.learning_rate), seed)
+    agent = train_ppo(config.env_id, config.baseline_steps, seed, reward_model=model.shifted())
+    returns = policy_returns(config.env_id, agent.policy, config.eval_episodes)
     chosen = train.preferences.first
     with torch.no_grad():
         shifted = model.step_rewards(chosen.observations[chosen.mask].float(), chosen.actions[chosen.mask])
@@ -152,12 +168,12 @@ def _baseline(config: dict[str, Any], train, held_out, cpl: CPLConfig, seed: int
             "mean_shifted_step_reward_on_chosen": float(shifted.mean()), "seconds": time.perf_counter() - started}
 
 
-def _true_reward_control(config: dict[str, Any], seed: int, reference: dict[str, float]) -> dict[str, Any]:
+def _true_reward_control(config: LossSweepConfig, seed: int, reference: dict[str, float]) -> dict[str, Any]:
     """PPO on the true reward with the baseline's budget and seed: separates PPO's own seed-to-seed spread at
     this budget from the reward model's error."""
     started = time.perf_counter()
-    agent = train_ppo(config["env_id"], config["baseline_steps"], seed)
-    returns = policy_returns(config["env_id"], agent.policy, config["eval_episodes"])
+    agent = train_ppo(config.env_id, config.baseline_steps, seed)
+    returns = policy_returns(config.env_id, agent.policy, config.eval_episodes)
     nan = float("nan")
     return {"method": "ppo_true_reward", "loss": None, "seed": seed, **_scores(returns, reference),
             "held_out": {"reward_accuracy": nan, "mean_margin": nan}, "seconds": time.perf_counter() - started}
@@ -169,22 +185,22 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
 
     ``cache``: folder for the PPO expert (default ``$IRL_BILEVEL_CACHE`` or ``~/.cache/irl_bilevel``).
     """
-    settings = scale_settings(LossSweepConfig, SCALES, scale, NAME, config)
-    losses = pairwise_losses() if settings["losses"] == "all" else list(settings["losses"])
+    settings = experiment_settings(LossSweepConfig, SCALES, scale, NAME, config)
+    losses = pairwise_losses() if settings.losses == "all" else list(settings.losses)
     unknown = sorted(set(losses) - set(pairwise_losses()))
     if unknown:
         raise ValidationError(f"losses: {unknown} are not pairwise segment losses; expected some of "
                               f"{pairwise_losses()}")
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "losses": losses,
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(), "losses": losses,
                               "provenance": provenance(seed)}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started = time.perf_counter()
     try:
         with default_dtype(torch.float32):
-            env_id, episodes = settings["env_id"], settings["eval_episodes"]
-            expert = expert_policy(env_id, settings["expert_steps"], seed=seed, cache=cache)
+            env_id, episodes = settings.env_id, settings.eval_episodes
+            expert = expert_policy(env_id, settings.expert_steps, seed=seed, cache=cache)
             num_actions = discrete_task(env_id)[1]
             rng = np.random.default_rng(0)
             reference = {
@@ -194,9 +210,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
             }
             record["reference_returns"] = reference
             record["times"] = {"expert_and_reference": time.perf_counter() - started}
-            cpl = CPLConfig(settings["epochs"], settings["batch_size"], settings["learning_rate"])
+            cpl = CPLConfig(settings.epochs, settings.batch_size, settings.learning_rate)
             runs, data = [], {}
-            jobs = [(s, loss) for s in range(seed, seed + settings["seeds"]) for loss in [*losses, None, "control"]]
+            jobs = [(s, loss) for s in range(seed, seed + settings.seeds) for loss in [*losses, None, "control"]]
             current, train, held_out = None, None, None
             for run_seed, loss in tqdm(jobs, desc=NAME, disable=not progress):
                 if run_seed != current:
@@ -222,11 +238,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True, cac
     record["data"] = {str(k): v for k, v in data.items()}
     record["runs"] = runs
     record["summary"] = _summary(runs)
-    record["budgets"] = {"expert_env_steps": settings["expert_steps"],
-                         "baseline_ppo_env_steps": settings["baseline_steps"],
-                         "cpl_gradient_steps": settings["epochs"] * -(-data[seed]["train_pairs"] // cpl.batch_size),
-                         "cpl_env_steps": 0, "behaviour_episodes_per_seed": settings["episodes_per_policy"]
-                         * len(settings["epsilons"])}
+    record["budgets"] = {"expert_env_steps": settings.expert_steps,
+                         "baseline_ppo_env_steps": settings.baseline_steps,
+                         "cpl_gradient_steps": settings.epochs * -(-data[seed]["train_pairs"] // cpl.batch_size),
+                         "cpl_env_steps": 0, "behaviour_episodes_per_seed": settings.episodes_per_policy
+                         * len(settings.epsilons)}
     record["times"]["total"] = time.perf_counter() - started
     record["times"]["cpl_mean_run"] = float(np.mean([r["seconds"] for r in runs if r["method"] == "cpl"]))
     for method in ("reward_model_ppo", "ppo_true_reward"):

@@ -76,7 +76,8 @@ def run_seed(config: dict[str, Any], seed: int, expert: Any, demonstrations: Any
 
     start = time.perf_counter()
     solver = BilevelSolver(problem, MaxEntHypergradient(), OuterConfig(
-        steps=config["outer_steps"], optimizer="adam", lr=COMMON["lr"], l2=COMMON["l2"]), metrics=metrics,
+        steps=config["outer_steps"], optimizer="adam", lr=COMMON["lr"], l2=COMMON["l2"], grad_tol=0.0, loss_rtol=0.0),
+        metrics=metrics,
         progress=progress)
     result = solver.run(resume=False)
     wall = time.perf_counter() - start

@@ -18,11 +18,10 @@ inner loop; Bradley-Terry likelihood) in three parts, every run ending in the ex
    ``harder.termination_queries`` (:mod:`classic_rl.preference_rl`: pairs must contain a termination, and a
    session whose window holds none is postponed) and ``harder.exploration`` (``state_entropy``: PEBBLE's
    unsupervised exploration until the first decided label, :class:`classic_rl.preference_rl.ExploringInnerSolver`).
-   History (each step kept in the JSON by :func:`rerun_part` as ``reruns[i].replaced``): with neither option,
-   82–84% of the oracle's answers were ties and seeds 0 and 2 of 3 stayed at the random policy's return; with
-   termination-aware queries alone every answer is a preference but the same two seeds stay there, because a policy
-   trained on the random initial reward never reaches the goal, so no query is ever asked. The exploration phase
-   is what reaches the first goals.
+   Why both: without termination-aware queries most of the oracle's answers are ties; with them alone every answer
+   is a preference, but a policy trained on the random initial reward may never reach the goal, so no query is
+   ever asked. The exploration phase is what reaches the first goals. :func:`rerun_part` keeps the replaced part of
+   a file in its ``reruns`` list.
 
 A selection run identical to a teacher-sweep run (oracle, ``teacher_selection``, ``selection_budget`` among the
 budgets) is not run twice: its result is reused and marked ``reused``. Summary per cell: IQM and 95% bootstrap CI
@@ -42,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
+from irl_bilevel.validation import ValidationError
 
 NAME = "preference_feedback"
 TeacherName = Literal["oracle", "stochastic", "mistake", "skip", "equal", "myopic"]
@@ -56,60 +56,80 @@ RERUNNABLE_PARTS = ("harder",)
 
 
 @dataclass(frozen=True)
-class HarderTestbedConfig(ExperimentConfig):
+class HarderTestbedConfig(Config):
     """The harder testbed: env, inner PPO settings (``None``: ``INNER_DEFAULTS`` of the env), oracle budgets,
     ``termination_queries`` and ``exploration`` (:class:`classic_rl.preference_rl.PreferenceRLConfig`'s options;
     ``False`` / ``"none"`` for records written before they existed)."""
 
     env_id: str
+    """gymnasium testbed of the harder part"""
     total_env_steps: int
+    """inner env steps per run"""
     budgets: tuple[int, ...]
+    """oracle query budgets"""
     algorithm: str | None
+    """inner SB3 algorithm (null: the env's INNER_DEFAULTS)"""
     n_envs: int | None
+    """parallel environments of the inner solver (null: the env's default)"""
     hyperparameters: dict[str, Any] | None
+    """SB3 constructor arguments (null: the env's defaults)"""
     seeds: int
+    """seeds per budget, starting at the run's seed"""
     termination_queries: bool = False
+    """draw pairs that contain a termination (PreferenceRLConfig.termination_queries)"""
     exploration: str = "none"
+    """exploration before the first label: none or state_entropy (PreferenceRLConfig.exploration)"""
 
 
 @dataclass(frozen=True)
-class PreferenceFeedbackConfig(ExperimentConfig):
+class PreferenceFeedbackConfig(Config):
     """Settings of the feedback study (teacher sweep, selection comparison, harder testbed)."""
 
-    env_id: str  # testbed of the teacher sweep and the selection comparison
-    total_env_steps: int  # inner PPO env steps per run
+    env_id: str
+    """testbed of the teacher sweep and the selection comparison"""
+    total_env_steps: int
+    """inner PPO env steps per run"""
     env_steps_per_outer_step: int
+    """inner env steps per outer (reward) step"""
     segment_length: int
-    ensemble_size: int  # reward models (disagreement-based selection needs >= 2)
+    """steps per preference segment"""
+    ensemble_size: int
+    """reward models (disagreement-based selection needs >= 2)"""
     teachers: tuple[TeacherName, ...]
-    budgets: tuple[int, ...]  # query budgets of the teacher sweep
-    teacher_selection: SelectionName  # selection method of the teacher sweep
+    """B-Pref teachers of the teacher sweep"""
+    budgets: tuple[int, ...]
+    """query budgets of the teacher sweep"""
+    teacher_selection: SelectionName
+    """selection method of the teacher sweep"""
     selections: tuple[SelectionName, ...]
+    """query selection methods compared (with the oracle teacher)"""
     selection_budget: int
-    seeds: int  # seeds per cell, starting at the run's seed
+    """query budget of the selection comparison"""
+    seeds: int
+    """seeds per cell, starting at the run's seed"""
     eval_episodes: int
+    """true-reward evaluation episodes of each final policy"""
     harder: HarderTestbedConfig
+    """the harder testbed (Acrobot-v1) with termination-aware queries"""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         import gymnasium as gym
-
-        from irl_bilevel.validation import ValidationError
 
         for name, env_id in (("env_id", self.env_id), ("harder.env_id", self.harder.env_id)):
             try:
                 gym.spec(env_id)
             except gym.error.Error as error:
-                raise ValidationError(f"{NAME}.{name}: unknown gymnasium environment {env_id!r}") from error
+                raise ValidationError(f"{name}: unknown gymnasium environment {env_id!r}") from error
         for name in ("total_env_steps", "env_steps_per_outer_step", "segment_length", "ensemble_size",
                      "selection_budget", "seeds", "eval_episodes"):
             if getattr(self, name) < 1:
-                raise ValidationError(f"{NAME}.{name}: expected a positive number, got {getattr(self, name)}")
+                raise ValidationError(f"{name}: expected a positive number, got {getattr(self, name)}")
         for name, budgets in (("budgets", self.budgets), ("harder.budgets", self.harder.budgets)):
             if not budgets or min(budgets) < 1:
-                raise ValidationError(f"{NAME}.{name}: expected one or more positive query budgets, got {budgets}")
+                raise ValidationError(f"{name}: expected one or more positive query budgets, got {budgets}")
         if self.harder.seeds < 1 or self.harder.total_env_steps < self.env_steps_per_outer_step:
-            raise ValidationError(f"{NAME}.harder: expected seeds >= 1 and total_env_steps >= "
-                                  f"env_steps_per_outer_step, got {self.harder}")
+            raise ValidationError(f"harder: expected seeds >= 1 and total_env_steps >= env_steps_per_outer_step, "
+                                  f"got {self.harder}")
 
 
 _HARDER: dict[str, Any] = {
@@ -130,8 +150,8 @@ SCALES: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "total_env_steps": 1024, "budgets": [4, 8], "teachers": ["oracle", "skip"],
              "selections": ["uniform", "disagreement"], "selection_budget": 4, "seeds": 1, "eval_episodes": 2,
              "harder": {**_HARDER, "total_env_steps": 1024, "budgets": [4], "seeds": 1}},
-    # CartPole-v1 reaches 1.00 with 25 oracle queries in 30k steps (benchmarks/results/preferences_vs_imitation.json
-    # and a measured run), so the budgets double from 2 up: the curve lives at a handful of queries.
+    # On CartPole-v1 a handful of oracle queries already teach the reward (benchmarks/results/
+    # preferences_vs_imitation.json), so the budgets double from 2 up: the curve lives at a handful of queries.
     "quick": {**_COMMON, "total_env_steps": 30_720, "budgets": [2, 4, 8, 16, 32, 64], "selection_budget": 4,
               "seeds": 5, "eval_episodes": 10,
               "harder": {**_HARDER, "total_env_steps": 30_720, "budgets": [25, 100, 400], "seeds": 5}},
@@ -152,23 +172,24 @@ def _cell_summary(runs: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     return stats
 
 
-def _cells(settings: dict[str, Any], seed: int) -> list[tuple[str, str, str, int, int, dict[str, Any]]]:
+def _cells(settings: PreferenceFeedbackConfig, seed: int) -> list[tuple[str, str, str, int, int, dict[str, Any]]]:
     """``(part, teacher, selection, budget, seed, env settings)`` of every run, in run order."""
-    harder = settings["harder"]
-    seeds = [seed + index for index in range(settings["seeds"])]
-    main_env = {"env_id": settings["env_id"], "total_env_steps": settings["total_env_steps"]}
-    hard_env = {key: harder[key] for key in ("env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters",
-                                             "termination_queries", "exploration")}
-    cells = [("teachers", teacher, settings["teacher_selection"], budget, s, main_env)
-             for teacher in settings["teachers"] for budget in settings["budgets"] for s in seeds]
-    cells += [("selections", "oracle", selection, settings["selection_budget"], s, main_env)
-              for selection in settings["selections"] for s in seeds]
-    cells += [("harder", "oracle", settings["teacher_selection"], budget, seed + index, hard_env)
-              for budget in harder["budgets"] for index in range(harder["seeds"])]
+    harder = settings.harder
+    seeds = [seed + index for index in range(settings.seeds)]
+    main_env: dict[str, Any] = {"env_id": settings.env_id, "total_env_steps": settings.total_env_steps}
+    hard_env: dict[str, Any] = {key: getattr(harder, key) for key in (
+        "env_id", "total_env_steps", "algorithm", "n_envs", "hyperparameters", "termination_queries", "exploration")}
+    cells: list[tuple[str, str, str, int, int, dict[str, Any]]] = [
+        ("teachers", teacher, settings.teacher_selection, budget, s, main_env)
+        for teacher in settings.teachers for budget in settings.budgets for s in seeds]
+    cells += [("selections", "oracle", selection, settings.selection_budget, s, main_env)
+              for selection in settings.selections for s in seeds]
+    cells += [("harder", "oracle", settings.teacher_selection, budget, seed + index, hard_env)
+              for budget in harder.budgets for index in range(harder.seeds)]
     return cells
 
 
-def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], settings: dict[str, Any],
+def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], settings: PreferenceFeedbackConfig,
                references: dict[str, tuple[float, float]], progress: bool) -> list[dict[str, Any]]:
     """One record per cell; a cell equal to an earlier one (same env settings, teacher, selection, budget, seed) is
     deterministic, so its record is reused and marked ``reused``."""
@@ -182,9 +203,9 @@ def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], sett
             runs.append({**done[key], "part": part, "reused": True})
             continue
         run_config = PreferenceRLConfig(
-            **env, env_steps_per_outer_step=settings["env_steps_per_outer_step"],
-            segment_length=settings["segment_length"], query_budget=budget, selection=selection,
-            ensemble_size=settings["ensemble_size"], teacher=teacher, eval_episodes=settings["eval_episodes"],
+            **env, env_steps_per_outer_step=settings.env_steps_per_outer_step,
+            segment_length=settings.segment_length, query_budget=budget, selection=selection,
+            ensemble_size=settings.ensemble_size, teacher=teacher, eval_episodes=settings.eval_episodes,
             eval_every=10**9, eval_seed=EVAL_SEED, seed=run_seed)
         with tempfile.TemporaryDirectory(prefix="preference-feedback-") as folder:
             summary = run_preference_rl(run_config, Path(folder), progress=False,
@@ -204,35 +225,36 @@ def _run_cells(cells: list[tuple[str, str, str, int, int, dict[str, Any]]], sett
     return runs
 
 
-def _part_summary(part: str, runs: list[dict[str, Any]], settings: dict[str, Any], seed: int) -> dict[str, Any]:
+def _part_summary(part: str, runs: list[dict[str, Any]], settings: PreferenceFeedbackConfig,
+                  seed: int) -> dict[str, Any]:
     """The summary table of one part from its runs."""
 
     def pick(**match: Any) -> list[dict[str, Any]]:
         return [r for r in runs if r["part"] == part and all(r[k] == v for k, v in match.items())]
 
     if part == "teachers":
-        return {teacher: {str(b): _cell_summary(pick(teacher=teacher, budget=b), seed) for b in settings["budgets"]}
-                for teacher in settings["teachers"]}
+        return {teacher: {str(b): _cell_summary(pick(teacher=teacher, budget=b), seed) for b in settings.budgets}
+                for teacher in settings.teachers}
     if part == "selections":
-        return {selection: _cell_summary(pick(selection=selection), seed) for selection in settings["selections"]}
-    return {str(b): _cell_summary(pick(budget=b), seed) for b in settings["harder"]["budgets"]}
+        return {selection: _cell_summary(pick(selection=selection), seed) for selection in settings.selections}
+    return {str(b): _cell_summary(pick(budget=b), seed) for b in settings.harder.budgets}
 
 
-def _references(settings: dict[str, Any], env_ids: list[str]) -> dict[str, tuple[float, float]]:
+def _references(settings: PreferenceFeedbackConfig, env_ids: list[str]) -> dict[str, tuple[float, float]]:
     from classic_rl.preference_rl import reference_returns
 
-    return {env: reference_returns(env, settings["eval_episodes"], EVAL_SEED) for env in dict.fromkeys(env_ids)}
+    return {env: reference_returns(env, settings.eval_episodes, EVAL_SEED) for env in dict.fromkeys(env_ids)}
 
 
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: PreferenceFeedbackConfig | None = None) -> Path:
     """Every teacher/selection/harder-testbed run; writes and returns ``results_dir/preference_feedback.json``."""
-    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
-    references = _references(settings, [settings["env_id"], settings["harder"]["env_id"]])
+    references = _references(settings, [settings.env_id, settings.harder.env_id])
     runs = _run_cells(_cells(settings, seed), settings, references, progress)
     summary_table = {part: _part_summary(part, runs, settings, seed) for part in ("teachers", "selections", "harder")}
-    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+    record = {"name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
               "references": {env: {"random": r, "expert": e} for env, (r, e) in references.items()},
               "runs": runs, "summary": summary_table, "seconds": time.perf_counter() - started}
     results_dir = Path(results_dir)
@@ -257,7 +279,7 @@ def rerun_part(scale: str, results_dir: Path, part: str = "harder", seed: int = 
 
     if part not in RERUNNABLE_PARTS:
         raise ValidationError(f"part: expected one of {RERUNNABLE_PARTS} (the other parts share runs), got {part!r}")
-    settings = scale_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(PreferenceFeedbackConfig, SCALES, scale, NAME, config)
     path = Path(results_dir) / f"{NAME}.json"
     if not path.exists():
         raise ValidationError(f"results_dir: no {path.name} in {results_dir} to rerun a part of; run the experiment")
@@ -267,12 +289,13 @@ def rerun_part(scale: str, results_dir: Path, part: str = "harder", seed: int = 
                               f"{record.get('provenance', {}).get('seed')}; asked for {scale!r}, seed {seed}")
     # the recorded config through the current dataclass (fills defaults added since, e.g. termination_queries)
     recorded = PreferenceFeedbackConfig.from_dict(record["config"], NAME).to_dict()
-    changed = sorted(key for key in settings if key != part and settings[key] != recorded[key])
+    current = settings.to_dict()
+    changed = sorted(key for key in current if key != part and current[key] != recorded[key])
     if changed:
         raise ValidationError(f"config: settings outside {part!r} differ from {path}'s: {changed}; rerun the whole "
                               f"experiment")
     started = time.perf_counter()
-    env_id = settings["harder"]["env_id"]
+    env_id = settings.harder.env_id
     references = _references(settings, [env_id])
     stored = record["references"].get(env_id)
     if stored is None or (stored["random"], stored["expert"]) != references[env_id]:
@@ -283,7 +306,7 @@ def rerun_part(scale: str, results_dir: Path, part: str = "harder", seed: int = 
     replaced = {"config": record["config"][part], "summary": record["summary"][part],
                 "runs": [r for r in record["runs"] if r["part"] == part]}
     record["runs"] = [r for r in record["runs"] if r["part"] != part] + runs
-    record["config"][part] = settings[part]
+    record["config"][part] = current[part]
     record["summary"][part] = _part_summary(part, runs, settings, seed)
     record.setdefault("reruns", []).append({"part": part, "provenance": provenance(seed),
                                             "seconds": time.perf_counter() - started, "replaced": replaced})

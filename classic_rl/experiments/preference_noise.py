@@ -9,9 +9,7 @@ true flip rate (``flip_rate`` / smoothing = ε; at ε = 0 they are Bradley-Terry
 
 Query selection: ``selection`` for every run, ``uniform`` at every scale. Uniform selection keeps the study about
 the loss: with ensemble-disagreement selection the queries depend on an ensemble fitted to the noisy labels, so
-selection and loss interact (in the previous version of this study, with disagreement selection — the
-``results/preference_noise.json`` of commit 913268a — the robust loss lost 24% of its return at ε = 0.2, with
-uniform selection it loses none; we have not isolated why).
+selection and loss interact.
 
 Per (loss, ε, seed): the final expert-normalized true return (deterministic policy, fixed evaluation seeds).
 Summary per (loss, ε): IQM and 95% bootstrap CI over seeds, and the *degradation* ``1 − IQM(ε) / IQM(0)``.
@@ -29,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 
@@ -38,19 +36,29 @@ LOSS_OPTION = {"bradley_terry": None, "robust_bradley_terry": "flip_rate", "smoo
 
 
 @dataclass(frozen=True)
-class PreferenceNoiseConfig(ExperimentConfig):
+class PreferenceNoiseConfig(Config):
     """Settings of the label-noise study."""
 
-    env_id: str  # gymnasium testbed
-    total_env_steps: int  # inner PPO env steps per run
+    env_id: str
+    """gymnasium testbed"""
+    total_env_steps: int
+    """inner PPO env steps per run"""
     env_steps_per_outer_step: int
-    query_budget: int  # oracle queries per run
+    """inner env steps per outer (reward) step"""
+    query_budget: int
+    """oracle queries per run"""
     segment_length: int
-    mistake_rates: tuple[float, ...]  # ε of the mistake teacher
-    losses: tuple[str, ...]  # catalog preference losses compared
-    selection: str  # query selection of every run (classic_rl.preference_rl.SELECTIONS)
-    seeds: int  # seeds per (loss, ε), starting at the run's seed
+    """steps per preference segment"""
+    mistake_rates: tuple[float, ...]
+    """ε of the mistake teacher"""
+    losses: tuple[str, ...]
+    """catalog preference losses compared"""
+    selection: str
+    """query selection of every run (classic_rl.preference_rl.SELECTIONS)"""
+    seeds: int
+    """seeds per (loss, ε), starting at the run's seed"""
     eval_episodes: int
+    """true-reward evaluation episodes of each final policy"""
 
 
 _COMMON: dict[str, Any] = {"env_id": "CartPole-v1", "env_steps_per_outer_step": 512, "segment_length": 50,
@@ -77,18 +85,19 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     """Every (loss, ε, seed) run; writes and returns ``results_dir/preference_noise.json``."""
     from classic_rl.preference_rl import PreferenceRLConfig, run_preference_rl
 
-    settings = scale_settings(PreferenceNoiseConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(PreferenceNoiseConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{NAME}.json"
     # Runs of an earlier record with the same settings but other seeds (an interrupted run, or fewer seeds) are kept.
-    previous = earlier_record(path, scale, settings, differing=("seeds",))
+    previous = earlier_record(path, scale, settings.to_dict(), differing=("seeds",))
     kept = {(r["loss"], r["mistake_rate"], r["seed"]): r for r in (previous or {}).get("runs", [])}
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed)}
     runs: list[dict[str, Any]] = []
-    cells = [(loss, rate, seed + index) for loss in settings["losses"] for rate in settings["mistake_rates"]
-             for index in range(settings["seeds"])]
+    cells = [(loss, rate, seed + index) for loss in settings.losses for rate in settings.mistake_rates
+             for index in range(settings.seeds)]
     if previous is not None and any(cell in kept for cell in cells):
         record["kept_runs_from"] = {"provenance": previous["provenance"], "seeds": sorted({c[2] for c in kept})}
     for number, (loss, rate, run_seed) in enumerate(cells, 1):
@@ -96,11 +105,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
             runs.append(kept[(loss, rate, run_seed)])
             continue
         run_config = PreferenceRLConfig(
-            env_id=settings["env_id"], total_env_steps=settings["total_env_steps"],
-            env_steps_per_outer_step=settings["env_steps_per_outer_step"], segment_length=settings["segment_length"],
-            query_budget=settings["query_budget"], selection=settings["selection"], teacher="mistake",
+            env_id=settings.env_id, total_env_steps=settings.total_env_steps,
+            env_steps_per_outer_step=settings.env_steps_per_outer_step, segment_length=settings.segment_length,
+            query_budget=settings.query_budget, selection=settings.selection, teacher="mistake",
             teacher_options={"mistake": rate}, loss=loss,
-            loss_options=noise_loss_options(loss, rate), eval_episodes=settings["eval_episodes"], eval_every=10**9,
+            loss_options=noise_loss_options(loss, rate), eval_episodes=settings.eval_episodes, eval_every=10**9,
             seed=run_seed)
         with tempfile.TemporaryDirectory(prefix="preference-noise-") as folder:
             summary = run_preference_rl(run_config, Path(folder), progress=False)
@@ -116,12 +125,12 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         write_json(path, {**record, "runs": [*runs, *ahead], "complete": False,
                           "seconds": time.perf_counter() - started})
     summary_table: dict[str, dict[str, Any]] = {}
-    for loss in settings["losses"]:
+    for loss in settings.losses:
         per_rate: dict[str, dict[str, Any]] = {}
-        for rate in settings["mistake_rates"]:
+        for rate in settings.mistake_rates:
             values = [r["normalized_return"] for r in runs if r["loss"] == loss and r["mistake_rate"] == rate]
             per_rate[str(rate)] = iqm_with_ci(values, seed=seed)
-        clean = per_rate[str(settings["mistake_rates"][0])]["iqm"]
+        clean = per_rate[str(settings.mistake_rates[0])]["iqm"]
         for stats in per_rate.values():
             stats["degradation"] = 1.0 - stats["iqm"] / clean if clean else None
         summary_table[loss] = per_rate

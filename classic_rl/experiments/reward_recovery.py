@@ -12,14 +12,13 @@ Every run records the recovered reward table, the metrics of ``irl_bilevel.metri
 learned reward's soft-optimal policy to the *exact* expert occupancy, EPIC distance to the true reward,
 normalized return under the true reward), outer steps, hypergradient evaluations and wall time.
 
-Sampled demonstrations: ``irl_bilevel.sampling.empirical_occupancy`` weighs each visit by ``γ^t`` and
-normalizes (a self-normalized estimator). Such an estimate violates the flow constraint, so the MaxEnt
-identity (learner minus expert expectations) is the gradient of the causal-entropy dual rather than of the
-likelihood; runs on samples use the exact gradient of the likelihood by implicit differentiation
-(``demo_hypergradient``; ``"maxent"`` selects the identity instead). On samples the likelihood is flat along
-reward directions that only change the reward of unvisited states, and unregularized L-BFGS drives the
-weights there to thousands (occupancy still fine, EPIC poor); runs on samples therefore add
-``demo_l2 / 2 · ‖θ‖²`` to the loss (``OuterConfig.l2``). Runs on exact occupancies are unregularized.
+Sampled demonstrations: ``irl_bilevel.sampling.empirical_occupancy`` weighs each visit by ``γ^t`` and normalizes (a
+self-normalized estimator). Such an estimate violates the flow constraint; runs on samples use the exact gradient of
+the likelihood by implicit differentiation (``demo_hypergradient``; ``"maxent"`` selects the MaxEnt identity, which
+``MaxEntDemonstrationLoss`` corrects for the violation, so it is the same gradient). On samples the likelihood is
+flat along reward directions that only change the reward of unvisited states, and unregularized L-BFGS drives the
+weights there to thousands (occupancy still fine, EPIC poor); runs on samples therefore add ``demo_l2 / 2 · ‖θ‖²``
+to the loss (``OuterConfig.l2``). Runs on exact occupancies are unregularized.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +35,7 @@ from classic_rl.experiments import default_dtype, quiet_torchopt
 from classic_rl.lp_irl import lp_irl
 from classic_rl.maxent_irl import make_reward_model, maxent_irl
 from classic_rl.testbeds import gridworld, objectworld, optimal_policy
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
@@ -53,46 +52,71 @@ NAME = "reward_recovery"
 
 
 @dataclass(frozen=True)
-class GridworldRecovery(ExperimentConfig):
+class GridworldRecovery(Config):
     """The 5×5 gridworld of Ng & Russell (2000)."""
 
-    size: int  # grid side
-    slip: float  # probability that the move goes in a random direction
-    discount: float  # γ
-    reward_models: tuple[str, ...]  # MaxEnt reward models (linear | mlp | tabular)
-    num_demos: tuple[int, ...]  # sampled demonstration counts (beside the exact occupancy)
-    demo_length: int  # steps per demonstration
-    highlight_demos: int  # demonstration count the figure highlights
+    size: int
+    """grid side"""
+    slip: float
+    """probability that the move goes in a random direction"""
+    discount: float
+    """γ"""
+    reward_models: tuple[str, ...]
+    """MaxEnt reward models (linear | mlp | tabular)"""
+    num_demos: tuple[int, ...]
+    """sampled demonstration counts (beside the exact occupancy)"""
+    demo_length: int
+    """steps per demonstration"""
+    highlight_demos: int
+    """demonstration count the figure highlights"""
 
 
 @dataclass(frozen=True)
-class ObjectworldRecovery(ExperimentConfig):
+class ObjectworldRecovery(Config):
     """ObjectWorld of Levine et al. (2011) with binary distance features."""
 
-    size: int  # grid side
-    num_colours: int  # object colours
-    num_objects: int  # objects placed at random (seeded)
-    slip: float  # probability that the move goes in a random direction
-    discount: float  # γ
-    reward_models: tuple[str, ...]  # MaxEnt reward models (linear | mlp | tabular)
-    hidden_sizes: tuple[int, ...]  # MLP reward widths
-    num_demos: tuple[int, ...]  # sampled demonstration counts (beside the exact occupancy)
-    demo_length: int  # steps per demonstration
-    highlight_demos: int  # demonstration count the figure highlights
+    size: int
+    """grid side"""
+    num_colours: int
+    """object colours"""
+    num_objects: int
+    """objects placed at random (seeded)"""
+    slip: float
+    """probability that the move goes in a random direction"""
+    discount: float
+    """γ"""
+    reward_models: tuple[str, ...]
+    """MaxEnt reward models (linear | mlp | tabular)"""
+    hidden_sizes: tuple[int, ...]
+    """MLP reward widths"""
+    num_demos: tuple[int, ...]
+    """sampled demonstration counts (beside the exact occupancy)"""
+    demo_length: int
+    """steps per demonstration"""
+    highlight_demos: int
+    """demonstration count the figure highlights"""
 
 
 @dataclass(frozen=True)
-class RewardRecoveryConfig(ExperimentConfig):
+class RewardRecoveryConfig(Config):
     """Settings of the reward-recovery experiment (LP-IRL and MaxEnt IRL on two testbeds)."""
 
     gridworld: GridworldRecovery
+    """the gridworld testbed"""
     objectworld: ObjectworldRecovery
-    max_steps: int  # L-BFGS outer steps at most
-    grad_tol: float  # stop when the gradient norm falls below this
-    demo_repeats: int  # demonstration samples (seeds) per demonstration count
-    demo_hypergradient: str  # hypergradient on sampled demonstrations (implicit_direct | maxent | ...)
-    demo_l2: float  # L2 penalty weight of runs on sampled demonstrations
-    temperature: float  # soft-optimality temperature of the expert
+    """the objectworld testbed"""
+    max_steps: int
+    """L-BFGS outer steps at most"""
+    grad_tol: float
+    """stop when the gradient norm falls below this"""
+    demo_repeats: int
+    """demonstration samples (seeds) per demonstration count"""
+    demo_hypergradient: Literal["implicit_direct", "maxent"]
+    """hypergradient on sampled demonstrations: implicit differentiation of the likelihood, or the MaxEnt identity"""
+    demo_l2: float
+    """L2 penalty weight of runs on sampled demonstrations"""
+    temperature: float
+    """soft-optimality temperature of the expert"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -189,7 +213,7 @@ def _lp_run(testbed: _Testbed) -> dict[str, Any]:
 
 
 def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], target: torch.Tensor,
-                method_name: str, config: dict[str, Any], seed: int, data: dict[str, Any]) -> dict[str, Any]:
+                method_name: str, config: RewardRecoveryConfig, seed: int, data: dict[str, Any]) -> dict[str, Any]:
     mdp = testbed.mdp
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -197,9 +221,9 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
     method = MaxEntHypergradient() if method_name == "maxent" else _demo_method(method_name)
     started = time.perf_counter()
     outcome = maxent_irl(mdp, target, model, method=method,
-                         config=OuterConfig(steps=config["max_steps"], optimizer="lbfgs",
-                                            grad_tol=config["grad_tol"],
-                                            l2=config["demo_l2"] if data["data"] == "demonstrations" else 0.0),
+                         config=OuterConfig(steps=config.max_steps, optimizer="lbfgs",
+                                            grad_tol=config.grad_tol, loss_rtol=0.0,
+                                            l2=config.demo_l2 if data["data"] == "demonstrations" else 0.0),
                          temperature=testbed.temperature, progress=False)
     seconds = time.perf_counter() - started
     reward = outcome.learned_reward.detach()
@@ -207,7 +231,7 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
     metrics["occupancy_l1_to_data"] = float(outcome.metrics["occupancy_l1"])
     metrics["loss"] = float(outcome.result.loss)
     return {"testbed": testbed.name, "algorithm": "maxent", "reward_model": kind, "hypergradient": method_name,
-            "l2": config["demo_l2"] if data["data"] == "demonstrations" else 0.0,
+            "l2": config.demo_l2 if data["data"] == "demonstrations" else 0.0,
             "recovered_reward": reward.tolist(), "metrics": metrics, "steps": outcome.result.steps,
             "hypergradient_evaluations": int(outcome.metrics.get("hypergradient_evaluations", 0)),
             "converged": bool(outcome.result.converged), "seconds": seconds, **data}
@@ -216,34 +240,34 @@ def _maxent_run(testbed: _Testbed, kind: str, hidden_sizes: tuple[int, ...], tar
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: RewardRecoveryConfig | None = None) -> Path:
     """Run the reward-recovery experiment at ``scale``; writes and returns ``results_dir/reward_recovery.json``."""
-    settings = scale_settings(RewardRecoveryConfig, SCALES, scale, NAME, config)
-    _demo_method(settings["demo_hypergradient"])  # validate before any work
+    settings = experiment_settings(RewardRecoveryConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed)}
     started = time.perf_counter()
     with default_dtype(torch.float64), quiet_torchopt():
-        grid_cfg, world_cfg = settings["gridworld"], settings["objectworld"]
-        testbeds = [
-            (_Testbed("gridworld", gridworld(grid_cfg["size"], grid_cfg["slip"], grid_cfg["discount"]),
-                      grid_cfg["size"], settings["temperature"]), grid_cfg),
+        grid_cfg, world_cfg = settings.gridworld, settings.objectworld
+        testbeds: list[tuple[_Testbed, GridworldRecovery | ObjectworldRecovery]] = [
+            (_Testbed("gridworld", gridworld(grid_cfg.size, grid_cfg.slip, grid_cfg.discount),
+                      grid_cfg.size, settings.temperature), grid_cfg),
             (_Testbed("objectworld",
-                      objectworld(world_cfg["size"], world_cfg["num_colours"], world_cfg["num_objects"],
-                                  world_cfg["slip"], world_cfg["discount"], continuous=False, seed=seed),
-                      world_cfg["size"], settings["temperature"]), world_cfg),
+                      objectworld(world_cfg.size, world_cfg.num_colours, world_cfg.num_objects,
+                                  world_cfg.slip, world_cfg.discount, continuous=False, seed=seed),
+                      world_cfg.size, settings.temperature), world_cfg),
         ]
         # Every run as (testbed, reward model, hidden sizes, number of demonstrations or None, demo seed).
         jobs: list[tuple[_Testbed, str, tuple[int, ...], int | None, int | None]] = []
         for testbed, cfg in testbeds:
-            hidden = tuple(cfg.get("hidden_sizes", (32, 32)))
+            hidden = tuple(cfg.hidden_sizes) if isinstance(cfg, ObjectworldRecovery) else (32, 32)
             if testbed.name == "gridworld":
                 jobs.append((testbed, "lp_irl", hidden, None, None))
-            jobs += [(testbed, kind, hidden, None, None) for kind in cfg["reward_models"]]
-            for num_demos in cfg["num_demos"]:
-                for repeat in range(settings["demo_repeats"]):
+            jobs += [(testbed, kind, hidden, None, None) for kind in cfg.reward_models]
+            for num_demos in cfg.num_demos:
+                for repeat in range(settings.demo_repeats):
                     demo_seed = 1_000_003 * seed + 10_007 * repeat + num_demos
-                    jobs += [(testbed, kind, hidden, num_demos, demo_seed) for kind in cfg["reward_models"]]
+                    jobs += [(testbed, kind, hidden, num_demos, demo_seed) for kind in cfg.reward_models]
         runs = []
-        lengths = {testbed.name: cfg["demo_length"] for testbed, cfg in testbeds}
+        lengths = {testbed.name: cfg.demo_length for testbed, cfg in testbeds}
         for testbed, kind, hidden, num_demos, demo_seed in tqdm(jobs, desc=NAME, disable=not progress):
             if kind == "lp_irl":
                 runs.append(_lp_run(testbed))
@@ -255,8 +279,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                 assert demo_seed is not None
                 runs.append(_demo_run(testbed, kind, hidden, num_demos, lengths[testbed.name], demo_seed, settings,
                                       seed))
-        record["testbeds"] = {testbed.name: {**testbed.describe(), "demo_length": cfg["demo_length"],
-                                             "highlight_demos": cfg["highlight_demos"]}
+        record["testbeds"] = {testbed.name: {**testbed.describe(), "demo_length": cfg.demo_length,
+                                             "highlight_demos": cfg.highlight_demos}
                               for testbed, cfg in testbeds}
     record["runs"] = runs
     record["seconds"] = time.perf_counter() - started
@@ -266,8 +290,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
 
 def _demo_run(testbed: _Testbed, kind: str, hidden: tuple[int, ...], num_demos: int, length: int,
-              demo_seed: int, config: dict[str, Any], seed: int) -> dict[str, Any]:
+              demo_seed: int, config: RewardRecoveryConfig, seed: int) -> dict[str, Any]:
     target, data_error = testbed.demonstrations(num_demos, length, demo_seed)
-    return _maxent_run(testbed, kind, hidden, target, config["demo_hypergradient"], config, seed,
+    return _maxent_run(testbed, kind, hidden, target, config.demo_hypergradient, config, seed,
                        {"data": "demonstrations", "num_demos": num_demos, "demo_seed": demo_seed,
                         "demo_length": length, "demo_occupancy_l1": data_error})

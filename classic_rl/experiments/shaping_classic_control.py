@@ -13,17 +13,17 @@ Inner loop: SB3 PPO with rl-baselines3-zoo's settings for each task (``hyperpara
 MountainCar's ``n_steps`` is 256 as Acrobot's: ``n_envs · n_steps = steps_per_outer_step``, one PPO update per
 outer step, so the episodes the outer estimate reads were collected by the policy it differentiates — the premise
 of the one-step chain rule. With the zoo's 16, a 200-step episode spans 12 PPO updates, ``∇ log π`` of the final
-policy is evaluated on another policy's actions, and the estimate is biased by how PPO moved in between (a probe,
-3 seeds: the learned weights then drifted to the tip-height potential, which alone never keeps the goal). The zoo's
+policy is evaluated on another policy's actions, and the estimate is biased by how PPO moved in between (the
+learned weights then drift to the tip-height potential, which alone never keeps the goal). The zoo's
 ``normalize: true`` (running observation and reward statistics) is replaced by a fixed affine map of the
 observation box onto [−1, 1] (:class:`classic_rl.shaping_sb3.ScaledObservation`; MountainCar's velocity spans
 ±0.07 and PPO barely sees it unscaled) and no reward normalization, for every method. PPO trains on
 ``r_env + F_θ`` (``SB3InnerSolver(add_env_reward=True)``, ``termination="none"``: ``Φ(terminal) = 0``),
 warm-started across outer steps (``steps_per_outer_step`` env steps each). Every method gets the same env-step
-budget, seeds, PPO settings and shaping scale ``S`` (MountainCar 270: at 90, the scale of an earlier version, the
-equal-weight start puts only 30 on the useful energy potential and rarely reaches the flag, so the task gradient
-stays zero; at 270 its energy share equals the 90 that the hand-designed potential needs at a third of the scale.
-Chosen by a 3-seed probe over {90, 270}; the same S for every method).
+budget, seeds, PPO settings and shaping scale ``S`` (the same S for every method; on MountainCar S is three times
+the scale at which the hand-designed potential alone reaches the flag, so that the equal-weight start, a third of
+whose weight is on the useful energy potential, shapes with that strength: at a third of this S the start rarely
+reaches the flag and the task gradient stays zero).
 
 Methods (the shaping term ``F`` is a reward model of the shared interface; ψ are the task's candidate features in
 ``classic_rl.shaping_sb3``, each in [0, 1], potentials ``S (ψ − 1)``, ``S = shaping_scale``):
@@ -80,7 +80,7 @@ from classic_rl.shaping_sb3 import (
     evaluate_goal_rate,
     learned_potential,
 )
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights
 from irl_bilevel.runs import provenance, write_json
@@ -94,33 +94,51 @@ LEARNED = ("learned_weights", "learned_potential")
 
 
 @dataclass(frozen=True)
-class TestbedConfig(ExperimentConfig):
+class TestbedConfig(Config):
     """One task of the experiment."""
 
-    env_id: str  # gymnasium task with candidate potentials in classic_rl.shaping_sb3.POTENTIALS
-    total_steps: int  # env-step budget of every method (rounded down to whole outer steps)
-    steps_per_outer_step: int  # env steps of each inner solve (a multiple of n_envs · n_steps)
-    record_steps: int  # latest inner transitions the outer estimate reads (≥ one episode per env)
-    n_envs: int  # vectorized envs of PPO
-    ppo: dict[str, Any]  # SB3 PPO keyword arguments (rl-zoo settings)
-    shaping_scale: float  # S: scale of every candidate potential (each in [0, 1])
-    potential_offset: float  # potentials are S (ψ − offset): offset 1 makes them ≤ 0, zero where ψ is highest
-    scale_observations: bool  # map the observation box onto [−1, 1] (ScaledObservation) for every method
-    hand_potential: str  # the candidate potential used as the hand-designed one
+    env_id: str
+    """gymnasium task with candidate potentials in classic_rl.shaping_sb3.POTENTIALS"""
+    total_steps: int
+    """env-step budget of every method (rounded down to whole outer steps)"""
+    steps_per_outer_step: int
+    """env steps of each inner solve (a multiple of n_envs · n_steps)"""
+    record_steps: int
+    """latest inner transitions the outer estimate reads (≥ one episode per env)"""
+    n_envs: int
+    """vectorized envs of PPO"""
+    ppo: dict[str, Any]
+    """SB3 PPO keyword arguments (rl-zoo settings)"""
+    shaping_scale: float
+    """S: scale of every candidate potential (each in [0, 1])"""
+    potential_offset: float
+    """potentials are S (ψ − offset): offset 1 makes them ≤ 0, zero where ψ is highest"""
+    scale_observations: bool
+    """map the observation box onto [−1, 1] (ScaledObservation) for every method"""
+    hand_potential: str
+    """the candidate potential used as the hand-designed one"""
 
 
 @dataclass(frozen=True)
-class ShapingClassicControlConfig(ExperimentConfig):
+class ShapingClassicControlConfig(Config):
     """Settings of the classic-control shaping experiment (module docstring)."""
 
     testbeds: tuple[TestbedConfig, ...]
+    """the tasks"""
     methods: tuple[str, ...]
-    seeds: int  # run as seed, seed + 1, ...
-    eval_episodes: int  # deterministic evaluation episodes per checkpoint (fixed seeds)
-    lr_weights: float  # Adam step size on the simplex logits
-    lr_potential: float  # Adam step size on the potential coefficients
-    goal_threshold: float  # goal rate that counts as "reaches the goal reliably"
-    sustain_checkpoints: int  # ... averaged over this many consecutive evaluations (1: the first one that reaches it)
+    """shaping methods compared (some of METHODS)"""
+    seeds: int
+    """run as seed, seed + 1, ..."""
+    eval_episodes: int
+    """deterministic evaluation episodes per checkpoint (fixed seeds)"""
+    lr_weights: float
+    """Adam step size on the simplex logits"""
+    lr_potential: float
+    """Adam step size on the potential coefficients"""
+    goal_threshold: float
+    """goal rate that counts as reaching the goal reliably"""
+    sustain_checkpoints: int
+    """... averaged over this many consecutive evaluations (1: the first one that reaches it)"""
 
 
 _MOUNTAIN_CAR_PPO = {"n_steps": 256, "gae_lambda": 0.98, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0}
@@ -149,17 +167,17 @@ CONFIG = ShapingClassicControlConfig  # the typed settings; every SCALES entry v
 EVAL_SEED = 100_000  # evaluation episode i is reset with EVAL_SEED + i, for every method and training seed
 
 
-def shaping_model(method: str, testbed: dict[str, Any]) -> RewardModel:
+def shaping_model(method: str, testbed: TestbedConfig) -> RewardModel:
     """The shaping term ``F`` of ``method`` (added to the env reward by the inner solver)."""
-    potentials = StatePotentials(testbed["env_id"], testbed["potential_offset"], testbed["scale_observations"])
-    k, gamma, scale = len(potentials.names), float(testbed["ppo"].get("gamma", 0.99)), testbed["shaping_scale"]
+    potentials = StatePotentials(testbed.env_id, testbed.potential_offset, testbed.scale_observations)
+    k, gamma, scale = len(potentials.names), float(testbed.ppo.get("gamma", 0.99)), testbed.shaping_scale
     if method == "none":
         return ZeroReward()
     if method == "hand_potential":
-        if testbed["hand_potential"] not in potentials.names:
+        if testbed.hand_potential not in potentials.names:
             raise ValidationError(f"hand_potential: expected one of {potentials.names}, got "
-                                  f"{testbed['hand_potential']!r}")
-        onehot = [float(name == testbed["hand_potential"]) for name in potentials.names]
+                                  f"{testbed.hand_potential!r}")
+        onehot = [float(name == testbed.hand_potential) for name in potentials.names]
         model = PotentialShaping(ZeroReward(), LinearPotential(potentials, scale, onehot), gamma)
         model.requires_grad_(False)
         return model
@@ -193,22 +211,22 @@ def steps_to_threshold(curve: list[dict[str, Any]], threshold: float, sustain: i
                  if np.mean(rates[i - sustain + 1: i + 1]) >= threshold), None)
 
 
-def run_method(method: str, testbed: dict[str, Any], config: dict[str, Any], seed: int) -> dict[str, Any]:
+def run_method(method: str, testbed: TestbedConfig, config: ShapingClassicControlConfig, seed: int) -> dict[str, Any]:
     """Train one method on one testbed with one seed; returns its learning curve and learned parameters."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (SB3 shuffles minibatches with the global generator)
     model = shaping_model(method, testbed)
-    wrapper = ScaledObservation if testbed["scale_observations"] else None
-    inner = SB3InnerSolver(testbed["env_id"], "ppo", testbed["steps_per_outer_step"], testbed["n_envs"],
-                           dict(testbed["ppo"]), seed, termination="none", learner_steps=testbed["record_steps"],
+    wrapper = ScaledObservation if testbed.scale_observations else None
+    inner = SB3InnerSolver(testbed.env_id, "ppo", testbed.steps_per_outer_step, testbed.n_envs,
+                           dict(testbed.ppo), seed, termination="none", learner_steps=testbed.record_steps,
                            add_env_reward=True, wrapper_class=wrapper)
-    solves = testbed["total_steps"] // testbed["steps_per_outer_step"]
-    eval_seeds = [EVAL_SEED + i for i in range(config["eval_episodes"])]
+    solves = testbed.total_steps // testbed.steps_per_outer_step
+    eval_seeds = [EVAL_SEED + i for i in range(config.eval_episodes)]
     curve: list[dict[str, Any]] = []
 
     def evaluate() -> None:
-        result = evaluate_goal_rate(inner.model, testbed["env_id"], eval_seeds, wrapper)
+        result = evaluate_goal_rate(inner.model, testbed.env_id, eval_seeds, wrapper)
         curve.append({"env_steps": inner.env_steps, "goal_rate": result["goal_rate"],
                       "mean_return": result["mean_return"],
                       "train_return": None if math.isnan(train := inner.recent_true_return()) else train})
@@ -224,9 +242,10 @@ def run_method(method: str, testbed: dict[str, Any], config: dict[str, Any], see
                 parameters.append({"outer_step": len(parameters), **shaping_parameters(model)})
                 return {**hypergradient.last, **shaping_parameters(model)}
 
-            lr = config["lr_weights"] if method == "learned_weights" else config["lr_potential"]
+            lr = config.lr_weights if method == "learned_weights" else config.lr_potential
             # grad_tol < 0: a zero estimate (no successful episode yet) must not stop the run.
-            outer_config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0)
+            outer_config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0,
+                                       loss_rtol=0.0)
             solver = BilevelSolver(problem, hypergradient, outer_config, metrics=metrics, progress=False)
             outer = solver.run(resume=False).history
         else:
@@ -236,16 +255,16 @@ def run_method(method: str, testbed: dict[str, Any], config: dict[str, Any], see
     finally:
         inner.close()
     return {"method": method, "seed": seed, "curve": curve, "parameters": parameters, "outer_history": outer,
-            "steps_to_threshold": steps_to_threshold(curve, config["goal_threshold"], config["sustain_checkpoints"]),
+            "steps_to_threshold": steps_to_threshold(curve, config.goal_threshold, config.sustain_checkpoints),
             "final_goal_rate": curve[-1]["goal_rate"], "final_return": curve[-1]["mean_return"],
             "seconds": time.perf_counter() - started}
 
 
-def summarize(runs: list[dict[str, Any]], testbed: dict[str, Any], threshold: float) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], testbed: TestbedConfig, threshold: float) -> dict[str, Any]:
     """Per method: IQM with bootstrap CI over seeds of the final goal rate / return, the mean goal rate over
     checkpoints (area under the curve), env steps to the threshold (censored at ``budget + steps_per_outer_step``
     for seeds that never reach it), and the curve's IQM and CI at every checkpoint."""
-    censor = testbed["total_steps"] + testbed["steps_per_outer_step"]
+    censor = testbed.total_steps + testbed.steps_per_outer_step
     summary: dict[str, Any] = {}
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
@@ -278,7 +297,7 @@ def summarize(runs: list[dict[str, Any]], testbed: dict[str, Any], threshold: fl
     return summary
 
 
-def goal_check(summary: dict[str, Any], testbed: dict[str, Any], seeds: int) -> dict[str, Any]:
+def goal_check(summary: dict[str, Any], testbed: TestbedConfig, seeds: int) -> dict[str, Any]:
     """The issue's criterion per learned method: every seed reaches the threshold, in fewer env steps (IQM over
     seeds, never-reached censored at budget + one outer step) than unshaped PPO; the ratio of the two IQMs."""
     if "none" not in summary:
@@ -299,26 +318,27 @@ def goal_check(summary: dict[str, Any], testbed: dict[str, Any], seeds: int) -> 
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: ShapingClassicControlConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/shaping_classic_control.json``."""
-    settings = scale_settings(ShapingClassicControlConfig, SCALES, scale, NAME, config)
-    for method in settings["methods"]:
+    settings = experiment_settings(ShapingClassicControlConfig, SCALES, scale, NAME, config)
+    for method in settings.methods:
         if method not in METHODS:
             raise ValidationError(f"methods: unknown method {method!r}; expected one of {METHODS}")
     results_dir = Path(results_dir)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
-                              "torch_threads": torch.get_num_threads(), "testbeds": []}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads(),
+                              "testbeds": []}
     started = time.perf_counter()
-    jobs = [(t, m, seed + s) for t in settings["testbeds"] for s in range(settings["seeds"])
-            for m in settings["methods"]]
-    runs: dict[str, list[dict[str, Any]]] = {t["env_id"]: [] for t in settings["testbeds"]}
+    jobs = [(t, m, seed + s) for t in settings.testbeds for s in range(settings.seeds)
+            for m in settings.methods]
+    runs: dict[str, list[dict[str, Any]]] = {t.env_id: [] for t in settings.testbeds}
     for testbed, method, run_seed in tqdm(jobs, desc=NAME, disable=not progress):
-        runs[testbed["env_id"]].append(run_method(method, testbed, settings, run_seed))
-    for testbed in settings["testbeds"]:
-        mine = runs[testbed["env_id"]]
-        summary = summarize(mine, testbed, settings["goal_threshold"])
+        runs[testbed.env_id].append(run_method(method, testbed, settings, run_seed))
+    for testbed in settings.testbeds:
+        mine = runs[testbed.env_id]
+        summary = summarize(mine, testbed, settings.goal_threshold)
         record["testbeds"].append({
-            "env_id": testbed["env_id"], "candidates": list(StatePotentials(testbed["env_id"]).names),
+            "env_id": testbed.env_id, "candidates": list(StatePotentials(testbed.env_id).names),
             "harmful_candidate": "wrong_goal", "runs": mine, "summary": summary,
-            "goal_check": goal_check(summary, testbed, settings["seeds"])})
+            "goal_check": goal_check(summary, testbed, settings.seeds)})
     record["seconds"] = time.perf_counter() - started
     path = results_dir / f"{NAME}.json"
     write_json(path, record)

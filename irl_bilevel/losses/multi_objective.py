@@ -44,7 +44,14 @@ def modpo(batch: PreferenceBatch, beta: float, *, other_chosen_rewards: Any = No
 def aspect_dissent_rate(aspect_labels: torch.Tensor, aspect_weights: torch.Tensor | None = None,
                         aspect_mask: torch.Tensor | None = None) -> torch.Tensor:
     """``ε_i = Σ_k w̃_ik (1 − y_ik)``: the weighted share of aspects preferring the rejected sequence (ties
-    count half), with ``w̃_ik = w_k m_ik / Σ_j w_j m_ij`` the weights renormalized over labelled aspects."""
+    count half), with ``w̃_ik = w_k m_ik / Σ_j w_j m_ij`` the weights renormalized over labelled aspects.
+
+    ``aspect_labels [B, K]`` (1: chosen preferred, 0: rejected, 0.5: tie), ``aspect_weights [K]``,
+    ``aspect_mask [B, K]``; returns ``[B]``:
+
+    >>> aspect_dissent_rate(torch.tensor([[1.0, 0.0, 0.5], [1.0, 1.0, 1.0]])).tolist()
+    [0.5, 0.0]
+    """
     labels = aspect_labels
     num_aspects = int(labels.shape[1])
     weight = torch.ones(num_aspects, dtype=labels.dtype) if aspect_weights is None else aspect_weights

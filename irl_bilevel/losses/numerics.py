@@ -11,7 +11,11 @@ import torch.nn.functional as F
 def smoothed_logistic_loss(logits: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
     """``−(1−ε) log σ(z) − ε log σ(−z)``: the cross-entropy of ``σ(z)`` against the soft label ``1 − ε``.
 
-    ``smoothing`` may be a number or a tensor broadcasting against ``logits`` (per-pair rates).
+    ``smoothing`` may be a number or a tensor broadcasting against ``logits`` (per-pair rates). At ``z = 0`` it is
+    ``log 2`` whatever ``ε``:
+
+    >>> round(float(smoothed_logistic_loss(torch.tensor(0.0), 0.1)), 6)
+    0.693147
     """
     return -F.logsigmoid(logits) * (1 - smoothing) - F.logsigmoid(-logits) * smoothing
 
@@ -20,6 +24,9 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """``log(1 − exp(x))`` for ``x < 0`` without cancellation (Mächler 2012, "Accurately computing log(1 − exp(−|a|))").
 
     ``log(−expm1(x))`` near 0, ``log1p(−exp(x))`` below ``−log 2``.
+
+    >>> round(float(log1mexp(torch.tensor(-1e-10, dtype=torch.float64))), 4)  # log(1e-10): no cancellation
+    -23.0259
     """
     near_zero = x > -math.log(2.0)
     # Evaluate each branch only where it is accurate; the other branch sees a harmless placeholder value.

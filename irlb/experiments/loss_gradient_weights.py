@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, UnpairedBatch, preference_loss
 from irl_bilevel.runs import provenance, write_json
 
@@ -40,11 +40,13 @@ NAME = "loss_gradient_weights"
 
 
 @dataclass(frozen=True)
-class LossGradientWeightsConfig(ExperimentConfig):
+class LossGradientWeightsConfig(Config):
     """Settings of the loss / gradient-weight tabulation (deterministic: no seed-dependent setting)."""
 
-    num_margins: int  # grid points of the scaled margin z = β d
-    scaled_margin_limit: float  # the grid spans z ∈ [−limit, limit]
+    num_margins: int
+    """grid points of the scaled margin z = β d"""
+    scaled_margin_limit: float
+    """the grid spans z ∈ [−limit, limit]"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -159,12 +161,12 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
     Deterministic (no sampling): ``seed`` is recorded for the shared result format only.
     """
-    settings = scale_settings(LossGradientWeightsConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(LossGradientWeightsConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
-    limit = settings["scaled_margin_limit"]
+    limit = settings.scaled_margin_limit
     curves = []
     with torch.no_grad():
-        scaled_margins = torch.linspace(-limit, limit, settings["num_margins"], dtype=torch.float64)
+        scaled_margins = torch.linspace(-limit, limit, settings.num_margins, dtype=torch.float64)
     for label, name, params, group in tqdm(CURVES, desc=NAME, disable=not progress):
         loss = PREFERENCE_LOSSES[name]
         curves.append({"label": label, "loss_name": name, "params": params, "group": group,
@@ -173,7 +175,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                        **evaluate_curve(name, params, scaled_margins)})
     record = {
         "name": NAME, "scale": scale,
-        "config": {**settings, "reference_free_anchor": ANCHOR, "modpo_other_reward_gap": OTHER_REWARD_GAP},
+        "config": {**settings.to_dict(), "reference_free_anchor": ANCHOR, "modpo_other_reward_gap": OTHER_REWARD_GAP},
         "provenance": provenance(seed), "groups": [{"group": g, "title": t} for g, t in GROUPS],
         "scaled_margins": scaled_margins, "curves": curves, "seconds": time.perf_counter() - started,
     }

@@ -3,8 +3,8 @@ the sentiment frontier as IQM with a 95% bootstrap CI over seeds.
 
 Those three experiments run one seed per call (their result files and figures show one world, one set of
 demonstrations, one trained policy each); this one runs each of them once per seed as an :mod:`irlb.sweep` (Ray
-Tune trials, resumable: a finished trial keeps its ``done.json``) and reads the numbers the README and the paper
-quote from every trial's result file (:data:`METRICS`, dotted paths). Seeds change everything random in those
+Tune trials, resumable: a finished trial keeps its ``done.json``) and reads the numbers the results page and the
+paper quote from every trial's result file (:data:`METRICS`, dotted paths). Seeds change everything random in those
 experiments: the ObjectWorld layout, the demonstrations and the labels, the training pairs and the LoRA
 initialization.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from irlb.sweep import SweepSpec, run_sweep
@@ -28,7 +28,7 @@ from irlb.sweep import SweepSpec, run_sweep
 NAME = "seed_sweeps"
 
 # Per experiment: the swept metric (first) and the extra metrics, dotted paths into its result file; each is a
-# number the README or the paper quotes for seed 0.
+# number the results page or the paper quotes for seed 0.
 METRICS: dict[str, tuple[str, ...]] = {
     # rows of results/reward_recovery.json: 0 LP-IRL gridworld, 1 gridworld exact occupancy, 3 gridworld from 100
     # demonstrations, 5 / 6 ObjectWorld linear / MLP from the exact occupancy, 10 ObjectWorld MLP from 100
@@ -50,13 +50,17 @@ METRICS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class SeedSweepsConfig(ExperimentConfig):
+class SeedSweepsConfig(Config):
     """Settings of the seed sweeps."""
 
-    experiments: tuple[str, ...]  # some of METRICS
-    seeds: int  # seeds per experiment: seed, seed + 1, ...
-    experiment_scale: Literal["tiny", "quick", "full"]  # the scale each swept experiment runs at
-    max_concurrent: int  # trials at once (one core each)
+    experiments: tuple[str, ...]
+    """some of METRICS"""
+    seeds: int
+    """seeds per experiment: seed, seed + 1, ..."""
+    experiment_scale: Literal["tiny", "quick", "full"]
+    """the scale each swept experiment runs at"""
+    max_concurrent: int
+    """trials at once (one core each)"""
 
 
 _ALL = list(METRICS)
@@ -81,19 +85,20 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: SeedSweepsConfig | None = None) -> Path:
     """Sweep every configured experiment over its seeds; writes ``results_dir/seeds_<experiment>.json`` each and
     returns ``results_dir/seed_sweeps.json``."""
-    settings = scale_settings(SeedSweepsConfig, SCALES, scale, NAME, config)
+    settings = experiment_settings(SeedSweepsConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     started = time.perf_counter()
-    seeds = list(range(seed, seed + settings["seeds"]))
+    seeds = list(range(seed, seed + settings.seeds))
     written = []
-    for experiment in settings["experiments"]:
-        spec = sweep_spec(experiment, settings["experiment_scale"], seeds)
-        summary = run_sweep(spec, results_dir / NAME / experiment, num_cpus=settings["max_concurrent"],
-                            max_concurrent=settings["max_concurrent"], verbose=progress)
+    for experiment in settings.experiments:
+        spec = sweep_spec(experiment, settings.experiment_scale, seeds)
+        summary = run_sweep(spec, results_dir / NAME / experiment, num_cpus=settings.max_concurrent,
+                            max_concurrent=settings.max_concurrent, verbose=progress)
         path = results_dir / f"seeds_{experiment}.json"
         write_json(path, summary)
         written.append(path.name)
-    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed), "seeds": seeds,
+    record = {"name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
+              "seeds": seeds,
               "files": written, "seconds": time.perf_counter() - started}
     path = results_dir / f"{NAME}.json"
     write_json(path, record)

@@ -3,12 +3,14 @@ side with imitation and TRL."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from irlb.paper.macros import (
     Handler,
     Macros,
+    Table,
     escape,
     format_fixed,
     format_number,
@@ -22,7 +24,7 @@ from irlb.paper.macros import (
 # benchmarks/results/mce_irl_vs_imitation.json
 
 
-def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     macros.text(["mce imitation version"], data["versions"]["imitation"])
     macros.number(["mce cpus"], int(data["machine"]["cpu_count"]))
     first = data["problems"][0]
@@ -45,8 +47,10 @@ def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> d
         macros.number(["mce imitation seconds", key], imitation["seconds"], digits=3)
         macros.number(["mce dense seconds", key], dense["seconds"])
         macros.number(["mce sparse seconds", key], sparse["seconds"])
-        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])))
-        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])))
+        macros.add(macro_name("mce speedup dense", key), ge + format_number(float(ratio["ours_dense"])),
+                   float(ratio["ours_dense"]))
+        macros.add(macro_name("mce speedup sparse", key), ge + format_number(float(ratio["ours_sparse"])),
+                   float(ratio["ours_sparse"]))
         macros.number(["mce linf imitation", key], imitation["error"]["state_visitation_linf"])
         macros.number(["mce linf dense", key], dense["error"]["state_visitation_linf"])
         macros.number(["mce linf sparse", key], sparse["error"]["state_visitation_linf"])
@@ -79,7 +83,7 @@ def mce_irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> d
 # benchmarks/results/trl_loss_parity.json
 
 
-def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     macros.text(["trl version"], data["trl_version"])
     macros.number(["trl dpo trainer losses"], len(data["dpo_trainer_names"]))
     macros.number(["trl other losses"], len(data["other_trainers"]))
@@ -102,7 +106,7 @@ _DPO_MODELS = {"builtin": "builtin", "llama_20m": "llama", "gpt2_v2000": "wide v
 _DPO_SIDES = ("ours", "trl", "trl_precompute")
 
 
-def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     protocol = data["protocol"]
     macros.text(["dpo trl version"], data["trl_version"])
     macros.number(["dpo repeats"], int(protocol["repeats"]))
@@ -164,25 +168,27 @@ _IVI_ORDER = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0")  # t
 
 
 
-def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str, prefix: str = "ivi",
+                     table: str = "irl_vs_imitation") -> dict[str, Table]:
     """Per gymnasium testbed and method (ours, AIRL, GAIL, BC, and PPO on the true reward as the reference): final
     normalized return (IQM [CI]), env steps to the target among the seeds that reach it, reward transfer and EPIC
     distance to the true reward (IQM [CI]), and the issue's goal checks; the table ``irl_vs_imitation``. Macro
-    names use the testbed without its version (``IviCartPoleOursFinalIqm``)."""
+    names start with ``prefix`` and use the testbed without its version (``IviCartPoleOursFinalIqm``); the full-scale
+    CartPole run and its reference are read by the same code under the prefixes ``ivif`` and ``ivir``."""
     protocol, summary = data["protocol"], data["summary"]
-    macros.text(["ivi imitation version"], protocol["versions"]["imitation"])
-    macros.number(["ivi seeds"], len(protocol["seeds"]))
-    macros.number(["ivi demonstrations"], int(protocol["demonstrations"]))
-    macros.number(["ivi eval episodes"], int(protocol["eval_episodes"]))
-    macros.number(["ivi bc epochs"], int(protocol["bc_epochs"]))
-    macros.fixed(["ivi target"], float(protocol["target"]), 1)
-    macros.number(["ivi cpus"], int(data["machine"]["cpu_count"]))
+    macros.text([prefix, "imitation version"], protocol["versions"]["imitation"])
+    macros.number([prefix, "seeds"], len(protocol["seeds"]))
+    macros.number([prefix, "demonstrations"], int(protocol["demonstrations"]))
+    macros.number([prefix, "eval episodes"], int(protocol["eval_episodes"]))
+    macros.number([prefix, "bc epochs"], int(protocol["bc_epochs"]))
+    macros.fixed([prefix, "target"], float(protocol["target"]), 1)
+    macros.number([prefix, "cpus"], int(data["machine"]["cpu_count"]))
     # null: the file has no ours-vs-baseline comparison (benchmarks/irl_vs_imitation.py summarize)
-    macros.text(["ivi goal met"], {True: "yes", False: "no", None: "not evaluated"}[summary["goal_met"]])
+    macros.text([prefix, "goal met"], {True: "yes", False: "no", None: "not evaluated"}[summary["goal_met"]])
     match = re.search(r"\+\s*([0-9.]+)", summary.get("goal", ""))
     if match:
-        macros.number(["ivi transfer margin"], float(match.group(1)))
-    macros.number(["ivi wall minutes"], float(data["wall_seconds"]) / 60)
+        macros.number([prefix, "transfer margin"], float(match.group(1)))
+    macros.number([prefix, "wall minutes"], float(data["wall_seconds"]) / 60)
     rows: list[list[str]] = []
     groups: list[int] = []
     # results written before the benchmark measured EPIC (the learned reward's distance to the true one) lack it
@@ -191,20 +197,20 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
     for env_id, spec in sorted(protocol["testbeds"].items(), key=lambda item: order.get(item[0], len(order))):
         entry = summary[env_id]
         key = testbed_key(env_id)
-        macros.text(["ivi", key, "env"], env_id)
-        macros.number(["ivi", key, "budget"], int(spec["budget"]))
-        macros.number(["ivi", key, "half budget"], int(spec["budget"]) // 2)
-        macros.number(["ivi", key, "transfer budget"], int(spec["transfer_budget"]))
-        macros.number(["ivi", key, "rollout"], int(spec["rollout"]))
+        macros.text([prefix, key, "env"], env_id)
+        macros.number([prefix, key, "budget"], int(spec["budget"]))
+        macros.number([prefix, key, "half budget"], int(spec["budget"]) // 2)
+        macros.number([prefix, key, "transfer budget"], int(spec["transfer_budget"]))
+        macros.number([prefix, key, "rollout"], int(spec["rollout"]))
         reference = data["references"][env_id]
-        macros.number(["ivi", key, "expert return"], float(reference["expert_return"]))
-        macros.number(["ivi", key, "random return"], float(reference["random_return"]))
-        macros.text(["ivi", key, "expert algorithm"], reference["expert_algorithm"])
+        macros.number([prefix, key, "expert return"], float(reference["expert_return"]))
+        macros.number([prefix, key, "random return"], float(reference["random_return"]))
+        macros.text([prefix, key, "expert algorithm"], reference["expert_algorithm"])
         for name, verdict in entry["goal"].items():
-            macros.text(["ivi", key, name.replace("return_at_", ""), "met"],
+            macros.text([prefix, key, name.replace("return_at_", ""), "met"],
                         {True: "yes", False: "no", None: "not decidable"}[verdict["met"]])
         if "true_reward_at_transfer_budget" in entry:
-            macros.fixed(["ivi", key, "true reward at transfer budget"],
+            macros.fixed([prefix, key, "true reward at transfer budget"],
                          float(entry["true_reward_at_transfer_budget"]["iqm"]))
         groups.append(len(rows))
         for method, label in _IVI_METHODS.items():
@@ -215,15 +221,17 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             reached = int(stats["seeds_reaching_target"])
             for metric, short in (("final_normalized_return", "final"), ("half_budget_normalized_return", "half"),
                                   ("transfer_normalized_return", "transfer")):
-                macros.fixed_interval(["ivi", key, method, short], stats[metric])
-            macros.number(["ivi", key, method, "reached"], reached)
+                if metric == "transfer_normalized_return" and not stats[metric]["n"]:
+                    continue  # BC and PPO on the true reward learn no reward: nothing to transfer
+                macros.fixed_interval([prefix, key, method, short], stats[metric])
+            macros.number([prefix, key, method, "reached"], reached)
             transfers = [cell.get("transfer_normalized_return") for cell in data["cells"].values()
                          if cell["testbed"] == env_id and cell["method"] == method]
-            macros.number(["ivi", key, method, "transfer reached"],
+            macros.number([prefix, key, method, "transfer reached"],
                           sum(1 for value in transfers if value is not None and value >= float(protocol["target"])))
             steps = stats["env_steps_to_target"]
             steps_text = "--" if not reached else format_number(round(float(steps["iqm"])))
-            macros.add(macro_name("ivi", key, method, "steps iqm"), steps_text)
+            macros.add(macro_name(prefix, key, method, "steps iqm"), steps_text)
             steps_cell = f"{steps_text} ({reached}/{seeds})"
             first = len(rows) == groups[-1]
             row = [escape(env_id) if first else "", escape(label), iqm_ci(stats["final_normalized_return"]),
@@ -231,23 +239,23 @@ def irl_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[
             if has_epic:
                 epic = stats.get("epic_distance", {"n": 0})
                 if epic["n"]:
-                    macros.fixed_interval(["ivi", key, method, "epic"], epic)
+                    macros.fixed_interval([prefix, key, method, "epic"], epic)
                 row.append(iqm_ci(epic))
             rows.append(row)
         for baseline, ratio in entry["ratios"].items():
             value = ratio["env_steps_to_target"]
             if value is not None:
-                macros.number(["ivi", key, "steps", baseline.replace("_", " ")], float(value))
+                macros.number([prefix, key, "steps", baseline.replace("_", " ")], float(value))
     header = ["testbed", "method", "final return", f"steps to {format_fixed(float(protocol['target']), 1)} (seeds)",
               "reward transfer"] + (["EPIC"] if has_epic else [])
-    return {"irl_vs_imitation": tabular("llccc" + "c" * has_epic, header, rows, source, groups)}
+    return {table: tabular("llccc" + "c" * has_epic, header, rows, source, groups)}
 
 
 # --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/preferences_vs_imitation.json
 
 
-def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per testbed and query budget: ours and imitation's ``PreferenceComparisons`` (oracle teacher), normalized
     return IQM [CI] over seeds, and the goal checks; the table ``preferences_vs_imitation``."""
     settings, summary = data["settings"], data["summary"]
@@ -293,8 +301,9 @@ def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) 
             ours, theirs = ours_summary[str(budget)], theirs_summary[str(budget)]
             difference = float(ours["iqm"]) - float(theirs["iqm"])
             differences.append(difference)
-            if budget in ranks:
-                for side, stats in (("ours", ours), ("imitation", theirs)):
+            for side, stats in (("ours", ours), ("imitation", theirs)):
+                macros.fixed_interval(["pvi", key, side, "at", budget], stats)
+                if budget in ranks:
                     macros.fixed_interval(["pvi", key, side, ranks[budget], "budget"], stats)
             first = len(rows) == groups[-1]
             rows.append([escape(env_id) if first else "", str(budget), iqm_ci(ours), iqm_ci(theirs),
@@ -308,10 +317,55 @@ def preferences_vs_imitation(data: dict[str, Any], macros: Macros, source: str) 
     return {"preferences_vs_imitation": tabular("lcccr", header, rows, source, groups)}
 
 
+# --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/llm_foundation.json
+
+
+def llm_foundation(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """The built-in language model (``llm.builtin_model``): its size, build time and held-out loss, the throughput of
+    masked log-probs and of a LoRA step, and the mean VADER sentiment of its continuations after a positive and a
+    negative sentence."""
+    build = data["default_build"]
+    macros.number(["lf parameters"], int(build["num_parameters"]))
+    macros.number(["lf vocab"], int(build["vocab_size"]))
+    macros.number(["lf build seconds"], float(build["build_seconds"]))
+    macros.number(["lf train steps"], int(build["recipe"]["train_steps"]))
+    macros.number(["lf corpus"], int(build["recipe"]["corpus_size"]))
+    macros.fixed(["lf held out loss"], float(build["held_out_loss"]), 3)
+    macros.fixed(["lf held out perplexity"], float(build["held_out_perplexity"]), 2)
+    macros.fixed(["lf train loss"], float(build["train_loss"]), 3)
+    throughput = data["logprob_throughput"]
+    macros.number(["lf no grad sequences per second"], float(throughput["no_grad_sequences_per_second"]))
+    macros.number(["lf lora sequences per second"], float(throughput["lora_train_sequences_per_second"]))
+    macros.number(["lf sampling seconds"], float(data["sampling"]["seconds"]))
+    macros.number(["lf sampling prompts"], int(data["sampling"]["prompts"]))
+    for name, entry in data["sentiment_continuation"].items():
+        key = name.replace("after_", "").replace("_sentence", "")
+        macros.fixed(["lf", key, "completion sentiment"], float(entry["mean_sentiment_completion"]), 2)
+    return {}
+
+
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
     "trl_loss_parity": trl_loss_parity,
     "dpo_vs_trl": dpo_vs_trl,
     "irl_vs_imitation": irl_vs_imitation,
     "preferences_vs_imitation": preferences_vs_imitation,
+    "irl_vs_imitation_full_cartpole": functools.partial(irl_vs_imitation, prefix="ivif",
+                                                        table="irl_vs_imitation_full_cartpole"),
+    "irl_vs_imitation_full_cartpole_reference": functools.partial(irl_vs_imitation, prefix="ivir",
+                                                                  table="irl_vs_imitation_full_cartpole_reference"),
+    "llm_foundation": llm_foundation,
+}
+
+# The first key of every macro each handler writes (see ``irlb.paper.experiment_tables.RESULT_PREFIXES``).
+BENCHMARK_PREFIXES: dict[str, str] = {
+    "mce_irl_vs_imitation": "mce",
+    "trl_loss_parity": "trl",
+    "dpo_vs_trl": "dpo",
+    "irl_vs_imitation": "ivi",
+    "preferences_vs_imitation": "pvi",
+    "irl_vs_imitation_full_cartpole": "ivif",
+    "irl_vs_imitation_full_cartpole_reference": "ivir",
+    "llm_foundation": "lf",
 }

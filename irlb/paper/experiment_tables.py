@@ -10,6 +10,7 @@ from typing import Any
 from irlb.paper.macros import (
     Handler,
     Macros,
+    Table,
     escape,
     format_fixed,
     format_number,
@@ -31,7 +32,7 @@ def _run_label(run: dict[str, Any]) -> tuple[str, str]:
     return f"MaxEnt, {run['reward_model']}", data.get(run["data"], run["data"])
 
 
-def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     testbeds = data["testbeds"]
     rows: list[list[str]] = []
     groups: list[int] = []
@@ -85,7 +86,7 @@ def reward_recovery(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 _EXACT_METHODS = ("maxent_exact", "implicit_direct", "implicit_normal_cg")
 
 
-def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config = data["config"]
     macros.number(["hg", "states"], int(config["num_states"]))
     macros.number(["hg", "actions"], int(config["num_actions"]))
@@ -149,7 +150,7 @@ def hypergradient_accuracy(data: dict[str, Any], macros: Macros, source: str) ->
 # results/loss_sweep.json
 
 
-def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config, summary = data["config"], data["summary"]
     macros.text(["ls env"], config["env_id"])
     macros.number(["ls seeds"], int(config["seeds"]))
@@ -160,7 +161,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
     macros.number(["ls expert steps"], int(data["budgets"]["expert_env_steps"]))
     macros.number(["ls gradient steps"], int(data["budgets"]["cpl_gradient_steps"]))
     macros.number(["ls num losses"], len(data["losses"]))
-    # The headline is the sampled (stochastic) policy, as in the README and the figure; the greedy policy's
+    # The headline is the sampled (stochastic) policy, as on the results page and in the figure; the greedy policy's
     # return is the second column.
     metric = "normalized_return_stochastic"
     rows = []
@@ -199,7 +200,7 @@ def loss_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, s
 # results/feedback_consistency.json
 
 
-def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     setting, table = data["setting"], data["table"]
     macros.number(["fc queries"], int(setting["num_queries"]))
     macros.number(["fc grid size"], int(data["config"]["grid_size"]))
@@ -209,6 +210,13 @@ def feedback_consistency(data: dict[str, Any], macros: Macros, source: str) -> d
     for teacher in ("mistake", "skip", "equal"):
         macros.number(["fc", teacher, "rate"], float(setting["teachers"][teacher][teacher]))
     macros.number(["fc myopic gamma"], float(setting["teachers"]["myopic"]["gamma"]))
+    macros.number(["fc segments"], int(data["config"]["num_items"]))
+    macros.number(["fc segment length"], int(data["config"]["segment_length"]))
+    macros.number(["fc margin"], float(setting["threshold_margin"]), digits=3)
+    macros.number(["fc truth tie percent"], round(100 * float(setting["truth_tie_rate"])))
+    threshold = float(setting["teachers"]["equal"]["equal"]) * float(setting["threshold_margin"])
+    macros.number(["fc equal threshold"], threshold)
+    macros.fixed(["fc skipped percent"], 100 * (1 - float(table["skip"]["answered_rate"])), 1)
     macros.number(["fc stochastic beta"], float(setting["teachers"]["stochastic"]["beta"]))
     for name, row in table.items():
         macros.fixed(["fc", name, "flip"], row["flip_rate"], 3)
@@ -255,7 +263,7 @@ _SHAPING_LABELS = {"none": "no shaping", "hand_potential": "hand-designed potent
                    "free_bonus": "free per-(s, a) bonus"}
 
 
-def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     config, mdp = data["config"], data["mdp"]
     macros.number(["sh grid size"], int(config["size"]))
     macros.number(["sh states"], int(mdp["num_states"]))
@@ -328,7 +336,7 @@ def _censored_steps(entry: dict[str, Any]) -> str:
     return (r"\ensuremath{\ge}\," if reached < seeds else "") + value
 
 
-def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def shaping_classic_control(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per task and shaping method: seeds reaching the goal-rate threshold, env steps to it (IQM, censored),
     final goal rate (IQM [CI]); the learned weights' fate; the table ``shaping_classic_control``."""
     config = data["config"]
@@ -438,7 +446,7 @@ def _listing(values: Iterable[Any]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
-def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per reward variant and method group: the best gold reward (the variant's target) over every evaluation and
     its KL, the best within the KL budget of the largest best-of-n, best-of-n itself, and the reward models'
     held-out accuracies; plus the protocol's settings. Macro names do not depend on the scale's values."""
@@ -519,7 +527,7 @@ _PN_HIGHLIGHT = 0.2  # the issue's acceptance rate of mistakes: robust BT loses 
 _PN_ACCEPTED_DEGRADATION = 0.1
 
 
-def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per loss and mistake rate ε: normalized return IQM [CI] over seeds and the degradation 1 − IQM(ε)/IQM(0);
     the table ``preference_noise``. Macro names do not depend on the scale's rates: the clean rate (``Clean``), the
     rate closest to 0.2 (``Highlight``) and the largest (``Max``)."""
@@ -569,7 +577,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
 # The loss catalog, from the code itself (no result file).
 
 
-def loss_catalog(macros: Macros) -> dict[str, str]:
+def loss_catalog(macros: Macros) -> dict[str, Table]:
     from irl_bilevel.losses import PREFERENCE_LOSSES
 
     macros.source = "irl_bilevel.losses.PREFERENCE_LOSSES"
@@ -602,7 +610,7 @@ _AS_METHODS = {"none": "no shaping (sparse success)", "hand_potential": "hand po
                "learned_from_none": "learned, from zero (changed)"}
 
 
-def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Shaping with the LoRA inner loop on the agentic envs: per env and method the final goal rate (IQM [CI]) (table
     ``agentic_shaping``) and the goal checks (learned ≥ no shaping); macros for the text."""
     config = data["config"]
@@ -672,7 +680,7 @@ _ARL_SEARCH = {"true": "true", "sparse": "sparse", "learned": "demos, structured
                "pref_learned": "prefs, structured", "pref_scalar": "prefs, scalar"}
 
 
-def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Learned rewards for a LoRA policy on the project's and TextArena's tasks: per condition and env the success
     rate (IQM [95% CI] over seeds) and the goal checks (table ``agentic_reward_learning``), reward-guided search
     success per reward (table ``agentic_reward_search``); macros for the text."""
@@ -753,10 +761,11 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
 
 
 _TS_METHODS = {"sampling": "plain sampling", "a_star_uniform": "A*, h = 0 (uniform cost)",
-               "a_star_learned": "A*, heuristic of the learned reward", "a_star_true": "A*, heuristic of the true reward"}
+               "a_star_learned": "A*, heuristic of the learned reward",
+               "a_star_true": "A*, heuristic of the true reward"}
 
 
-def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Tool-use search: per method the tasks solved (IQM [CI]), expansions and tool calls per task (stratified IQM
     [CI]) (table ``agentic_tool_search``); macros for the text."""
     config = data["config"]
@@ -772,9 +781,8 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
         macros.fixed_interval(["ts", method, "success"], entry["success"], 2)
         for metric in ("expansions", "calls"):
             macros.number(["ts", method, metric], float(entry[metric]["iqm"]))
-        rows.append([escape(label), iqm_ci(entry["success"]),
-                     f"{format_number(float(entry['expansions']['iqm']))} [{format_number(float(entry['expansions']['low']))}, "
-                     f"{format_number(float(entry['expansions']['high']))}]",
+        expansions = [format_number(float(entry["expansions"][bound])) for bound in ("iqm", "low", "high")]
+        rows.append([escape(label), iqm_ci(entry["success"]), f"{expansions[0]} [{expansions[1]}, {expansions[2]}]",
                      format_number(float(entry["calls"]["iqm"]))])
     ratios = [row["theta"][3] / row["theta"][4] for row in data["seeds"] if row["theta"][4] > 0]
     if ratios:
@@ -785,11 +793,286 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
 
 
 # --------------------------------------------------------------------------------------------------------------
+# results/aspect_labels.json
+
+_AL_METHODS = {"scalar": "scalar label", "per_aspect": "one label per aspect",
+               "per_aspect_split": "one aspect label per query"}
+
+
+def aspect_labels(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """Scalar against per-aspect labels: per teacher, method and query budget the normalized return and the EPIC
+    distance, IQM [CI] over seeds (``Al<Teacher><Method><Budget><Metric>Iqm``); the tables ``aspect_labels_return``
+    and ``aspect_labels_epic`` (rows teacher × method, columns budgets)."""
+    config, setting, summary = data["config"], data["setting"], data["summary"]
+    budgets = [int(b) for b in config["budgets"]]
+    macros.number(["al seeds"], int(config["seeds"]))
+    macros.number(["al grid size"], int(config["grid_size"]))
+    macros.number(["al mistake rate"], float(config["mistake_rate"]))
+    macros.text(["al aspects"], ", ".join(a.replace("_", " ") for a in setting["aspects"]))
+    macros.text(["al aspect weights"], " / ".join(f"{float(w):g}" for w in config["aspect_weights"]))
+    macros.number(["al min budget"], min(budgets))
+    macros.number(["al max budget"], max(budgets))
+    tables: dict[str, Table] = {}
+    for metric in ("normalized_return", "epic"):
+        rows: list[list[str]] = []
+        groups: list[int] = []
+        for teacher in config["teachers"]:
+            groups.append(len(rows))
+            for method, label in _AL_METHODS.items():
+                entries = {int(e["budget"]): e for e in summary[teacher][method][metric]}
+                cells = [escape(teacher) if len(rows) == groups[-1] else "", escape(label)]
+                for budget in budgets:
+                    entry = entries.get(budget)
+                    if entry is not None:
+                        macros.fixed_interval(["al", teacher, method, budget, metric], entry, 3)
+                    cells.append("--" if entry is None else iqm_ci(entry))
+                rows.append(cells)
+        header = ["teacher", "labels", *[f"{b} queries" for b in budgets]]
+        name = "aspect_labels_return" if metric == "normalized_return" else "aspect_labels_epic"
+        tables[name] = tabular("ll" + "c" * len(budgets), header, rows, source, groups)
+    return tables
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/preference_feedback.json
+
+
+def preference_feedback(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """RL from preferences with the six B-Pref teachers, four query-selection rules and a harder testbed: the
+    normalized return IQM [CI] per teacher and budget (table ``preference_feedback_teachers``), per selection rule,
+    per harder-testbed budget with its labelled pairs; the harder runs that end at or above the target."""
+    config, summary = data["config"], data["summary"]
+    harder = config["harder"]
+    macros.text(["pf env"], config["env_id"])
+    macros.number(["pf env steps"], int(config["total_env_steps"]))
+    macros.number(["pf segment length"], int(config["segment_length"]))
+    macros.number(["pf seeds"], int(config["seeds"]))
+    macros.number(["pf selection budget"], int(config["selection_budget"]))
+    macros.text(["pf harder env"], harder["env_id"])
+    macros.number(["pf harder env steps"], int(harder["total_env_steps"]))
+    macros.text(["pf harder exploration"], str(harder["exploration"]).replace("_", " "))
+    budgets = [int(b) for b in config["budgets"]]
+    macros.number(["pf min budget"], min(budgets))
+    macros.number(["pf max budget"], max(budgets))
+    rows = []
+    for teacher in config["teachers"]:
+        cells = [escape(teacher)]
+        for budget in budgets:
+            entry = summary["teachers"][teacher].get(str(budget))
+            if entry is not None:
+                macros.fixed_interval(["pf", teacher, budget], entry)
+            cells.append("--" if entry is None else iqm_ci(entry))
+        rows.append(cells)
+    selection_rows = []
+    for selection in config["selections"]:
+        entry = summary["selections"].get(selection)
+        macros.fixed_interval(["pf selection", selection], entry)
+        selection_rows.append([escape(selection), "--" if entry is None else iqm_ci(entry)])
+    harder_rows = []
+    for budget in (int(b) for b in harder["budgets"]):
+        entry = summary["harder"].get(str(budget))
+        macros.fixed_interval(["pf harder", budget], entry)
+        pairs = None if entry is None else float(entry["labelled_pairs"])
+        macros.number(["pf harder", budget, "pairs"], pairs, digits=3)
+        harder_rows.append([str(budget), "--" if entry is None else iqm_ci(entry),
+                            "--" if pairs is None else format_number(pairs, digits=3)])
+    runs = [run for run in data["runs"] if run["part"] == "harder"]
+    macros.number(["pf harder runs"], len(runs))
+    macros.number(["pf harder runs at expert"], sum(1 for run in runs if float(run["normalized_return"]) >= 0.9))
+    header = ["teacher", *[f"{b} queries" for b in budgets]]
+    return {"preference_feedback_teachers": tabular("l" + "c" * len(budgets), header, rows, source),
+            "preference_feedback_selection": tabular("lc", ["selection", "return, IQM [95\\% CI]"], selection_rows,
+                                                     source),
+            "preference_feedback_harder": tabular("rcr", ["queries", "return, IQM [95\\% CI]", "labelled pairs"],
+                                                  harder_rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/ml_irl_cartpole.json
+
+
+def ml_irl_cartpole(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """ML-IRL with an SB3 inner loop on CartPole: per-seed final and transfer returns with their IQM [CI], env steps
+    to 0.9, and the lowest return after first reaching 0.9 (learning is not monotone)."""
+    from irl_bilevel.statistics import iqm_with_ci
+
+    config = data["config"]
+    macros.number(["ml demonstrations"], int(config["num_demonstrations"]))
+    macros.number(["ml outer steps"], int(config["outer_steps"]))
+    macros.number(["ml steps per outer step"], int(config["env_steps_per_outer_step"]))
+    macros.number(["ml transfer steps"], int(config["transfer_steps"]))
+    runs = sorted(data["runs"], key=lambda run: int(run["seed"]))
+    macros.number(["ml seeds"], len(runs))
+    macros.number(["ml env steps"], max(int(run["env_steps"]) for run in runs))
+    finals = [float(run["final_normalized_return"]) for run in runs]
+    transfers = [float(run["transfer_normalized_return"]) for run in runs]
+    macros.fixed_interval(["ml final"], iqm_with_ci(finals))
+    macros.fixed_interval(["ml transfer"], iqm_with_ci(transfers))
+    macros.text(["ml finals"], " / ".join(format_fixed(value, 3) for value in finals))
+    reached = [run["env_steps_to_0.9"] for run in runs if run.get("env_steps_to_0.9") is not None]
+    macros.number(["ml reached"], len(reached))
+    macros.number(["ml steps to target min"], None if not reached else min(int(r) for r in reached))
+    macros.number(["ml steps to target max"], None if not reached else max(int(r) for r in reached))
+    dips = []
+    for run in runs:
+        history = [float(row["normalized_return"]) for row in run["history"]]
+        first = next((i for i, value in enumerate(history) if value >= 0.9), None)
+        if first is not None:
+            dips.append(min(history[first:]))
+    macros.fixed(["ml lowest after target"], min(dips) if dips else None)
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/irl_ablation_sweep.json (`make ablation`: the sweep sweeps/irl_ablation.json)
+
+_AB_METRICS = {"return": None, "epic": "summary.epic_distance", "transfer": "transfer_normalized_return"}
+
+
+def irl_ablation_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """The IRL ablation on CartPole: per grid point the IQM [CI] over seeds of the final return, the EPIC distance
+    and the reward transfer (table ``irl_ablation``); the mean of the per-point IQMs for every level of every factor
+    (``AbReturnEnvStepsPerOuterStepTwoFiveSix``) and per hypergradient × inner steps; trials at or below the random
+    policy's return; the median CI width of the return."""
+    grid = data["spec"]["grid"]
+    points = data["grid_points"]
+    macros.number(["ab trials"], len(data["trials"]))
+    macros.number(["ab points"], len(points))
+    macros.number(["ab seeds"], len(data["spec"]["seeds"]))
+    macros.text(["ab env"], str(data["spec"]["overrides"].get("env_id", "")))
+
+    def value(point: dict[str, Any], metric: str, bound: str = "iqm") -> float:
+        key = _AB_METRICS[metric]
+        return float(point[bound] if key is None else point["extra_metrics"][key][bound])
+
+    for factor, levels in grid.items():
+        for level in levels:
+            chosen = [p for p in points if p["point"][factor] == level]
+            for metric in _AB_METRICS:
+                macros.fixed(["ab", metric, factor, level], sum(value(p, metric) for p in chosen) / len(chosen))
+    for hypergradient in grid["hypergradient"]:
+        for steps in grid["env_steps_per_outer_step"]:
+            chosen = [p for p in points if p["point"]["hypergradient"] == hypergradient
+                      and p["point"]["env_steps_per_outer_step"] == steps]
+            for metric in _AB_METRICS:
+                macros.fixed(["ab", hypergradient, steps, metric], sum(value(p, metric) for p in chosen) / len(chosen))
+    floor = 0.05  # a trial at or below the random policy's normalized return (≈ 0)
+    for hypergradient in grid["hypergradient"]:
+        trials = [t for t in data["trials"] if t["point"]["hypergradient"] == hypergradient]
+        macros.number(["ab", hypergradient, "trials"], len(trials))
+        macros.number(["ab", hypergradient, "at random"], sum(1 for t in trials if float(t["metric"]) <= floor))
+    widths = sorted(float(p["high"]) - float(p["low"]) for p in points)
+    macros.fixed(["ab median ci width"], widths[len(widths) // 2])
+    best = max((p for p in points if p["point"]["hypergradient"] == "maxent"), key=lambda p: float(p["iqm"]))
+    macros.fixed_interval(["ab best"], best)
+    macros.text(["ab best structure"], str(best["point"]["reward_structure"]).replace("_", "-"))
+    macros.number(["ab best steps"], int(best["point"]["env_steps_per_outer_step"]))
+    macros.number(["ab best demonstrations"], int(best["point"]["num_demonstrations"]))
+    rows = []
+    order = sorted(points, key=lambda p: (grid["hypergradient"].index(p["point"]["hypergradient"]),
+                                          int(p["point"]["env_steps_per_outer_step"]),
+                                          grid["reward_structure"].index(p["point"]["reward_structure"]),
+                                          int(p["point"]["num_demonstrations"])))
+    for point in order:
+        setting = point["point"]
+        rows.append([escape(str(setting["hypergradient"])), str(setting["env_steps_per_outer_step"]),
+                     escape(str(setting["reward_structure"]).replace("_", "-")), str(setting["num_demonstrations"]),
+                     iqm_ci(point), iqm_ci(point["extra_metrics"]["summary.epic_distance"]),
+                     iqm_ci(point["extra_metrics"]["transfer_normalized_return"])])
+    header = ["hypergradient", "steps per outer step", "reward", "demos", "final return", "EPIC", "transfer"]
+    return {"irl_ablation": tabular("lrlrccc", header, rows, source)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results/smollm2_frontier.json and results/smollm2_ai_feedback.json (the real pretrained model)
+
+
+def _interval_cell(stats: dict[str, Any] | None, digits: int = 2) -> str:
+    """``IQM [low, high]`` with :func:`format_number` (for values that are not in [0, 1], such as KL)."""
+    if stats is None or not stats.get("n"):
+        return "--"
+    values = [float(stats[bound]) for bound in ("iqm", "low", "high")]
+    if any(math.isnan(value) for value in values):
+        return "--"
+    iqm, low, high = (format_number(value, digits) if value else "0" for value in values)
+    return f"{iqm} [{low}, {high}]"
+
+
+def smollm2_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """The sentiment frontier on SmolLM2: per method the final gold sentiment, KL and gold total, IQM [CI] over
+    seeds (``Sm<Method>Sentiment{Iqm,Low,High}``), in the order of the sentiment IQM with whether each method's
+    interval is apart from the next one's (table ``smollm2_frontier``); the acceptance check (every DPO β above the
+    reference, intervals apart)."""
+    config, summary = data["config"], data["summary"]
+    macros.text(["sm model"], str(data["model"]["name"]))
+    macros.number(["sm parameters"], int(data["model"]["parameters"]))
+    macros.number(["sm seeds"], int(config["seeds"]))
+    macros.number(["sm steps"], int(config["steps"]))
+    macros.number(["sm train prompts"], int(config["train_prompts"]))
+    macros.number(["sm test prompts"], int(config["test_prompts"]))
+    macros.text(["sm dpo betas"], ", ".join(f"{float(b):g}" for b in config["dpo_betas"]))
+    macros.text(["sm accepted"], "met" if summary["acceptance"]["passed"] else "not met")
+    rows = []
+    for entry in summary["order"]:
+        name = entry["method"]
+        stats = summary["methods"][name]
+        macros.fixed_interval(["sm", name, "sentiment"], stats["sentiment"])
+        for bound in ("iqm", "low", "high"):
+            macros.number(["sm", name, "kl", bound], float(stats["kl"][bound]))
+        rows.append([escape(name.replace("_", " ")), iqm_ci(stats["sentiment"]), _interval_cell(stats["kl"]),
+                     iqm_ci(stats["total"]), {True: "yes", False: "no", None: "--"}[entry["apart_from_next"]]])
+    header = ["method", "gold sentiment", "KL (nats)", "gold total", "apart from next"]
+    return {"smollm2_frontier": tabular("lcccc", header, rows, source)}
+
+
+def smollm2_ai_feedback(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """AI feedback on SmolLM2: each evaluator's agreement with the gold labels (table
+    ``smollm2_ai_feedback_agreement``), the judge per question (``smollm2_ai_feedback_questions``), and DPO trained
+    on each labelling (``smollm2_ai_feedback_dpo``: gold sentiment at a matched KL, final sentiment and KL), IQM [CI]
+    over seeds."""
+    config, summary = data["config"], data["summary"]
+    macros.text(["aif model"], str(config["model"]))
+    macros.number(["aif seeds"], int(config["seeds"]))
+    macros.fixed_interval(["aif fleiss"], summary["fleiss_kappa"])
+    macros.fixed_interval(["aif mistake rate"], summary["mistake_rate"])
+    macros.fixed_interval(["aif reference sentiment"], summary["reference_sentiment"])
+    for bound in ("iqm", "low", "high"):
+        macros.number(["aif matched kl", bound], float(summary["matched_kl"][bound]))
+    agreement = []
+    for name, measures in summary["overall"].items():
+        macros.fixed_interval(["aif", name, "accuracy"], measures["accuracy"])
+        macros.fixed_interval(["aif", name, "kappa"], measures["cohen_kappa"])
+        agreement.append([escape(name.replace("_", " ")), *(iqm_ci(measures[key]) for key in
+                                                            ("accuracy", "cohen_kappa", "flip_rate", "tie_rate",
+                                                             "intransitive_rate"))])
+    questions = []
+    for question, measures in summary["judge_per_question"].items():
+        macros.fixed_interval(["aif question", question, "accuracy"], measures["accuracy"])
+        questions.append([escape(question), *(iqm_ci(measures[key]) for key in
+                                              ("accuracy", "cohen_kappa", "position_bias"))])
+    dpo = []
+    for label_source, outcome in summary["dpo"].items():
+        macros.fixed_interval(["aif dpo", label_source, "matched"], outcome["matched_sentiment"])
+        dpo.append([escape(label_source.replace("_", " ")), iqm_ci(outcome["matched_sentiment"]),
+                    iqm_ci(outcome["final_sentiment"]), _interval_cell(outcome["final_kl"]),
+                    _interval_cell(outcome["pairs"], 3)])
+    return {
+        "smollm2_ai_feedback_agreement": tabular(
+            "lccccc", ["evaluator", "accuracy", r"Cohen's $\kappa$", "flip", "ties", "intransitive"], agreement,
+            source),
+        "smollm2_ai_feedback_questions": tabular(
+            "lccc", ["question", "judge accuracy", r"$\kappa$", "position bias"], questions, source),
+        "smollm2_ai_feedback_dpo": tabular(
+            "lcccc", ["DPO labels", "sentiment at matched KL", "final sentiment", "final KL", "pairs"], dpo, source),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
 # results/seeds_<experiment>.json: `irlb sweep --spec sweeps/seeds_<experiment>.json`, a single-seed experiment
 # over 5 seeds (no grid)
 
 
-def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, str]:
+def seed_sweep(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
     """Per swept metric (a dotted path into the experiment's result file), the IQM and 95% CI over seeds:
     ``Seeds<Experiment><Path>Iqm`` / ``Low`` / ``High``, and ``Seeds<Experiment>NumSeeds``."""
     (point,) = data["grid_points"]  # a seed sweep has one grid point
@@ -814,7 +1097,41 @@ RESULT_HANDLERS: dict[str, Handler] = {
     "shaping_classic_control": shaping_classic_control,
     "sentiment_frontier": sentiment_frontier,
     "preference_noise": preference_noise,
+    "aspect_labels": aspect_labels,
+    "preference_feedback": preference_feedback,
     "seeds_feedback_consistency": seed_sweep,
     "seeds_reward_recovery": seed_sweep,
     "seeds_sentiment_frontier": seed_sweep,
+}
+
+# Result files the paper does not use, read when present (the results page summarizes them): files `irlb reproduce`
+# does not write (a missing one is no warning; their commands are in irlb.paper.results_page) and experiments whose
+# committed file may not have landed yet (a missing one is warned about, as every experiment of the registry).
+EXTRA_RESULT_HANDLERS: dict[str, Handler] = {
+    "ml_irl_cartpole": ml_irl_cartpole,
+    "irl_ablation_sweep": irl_ablation_sweep,
+    "smollm2_frontier": smollm2_frontier,
+    "smollm2_ai_feedback": smollm2_ai_feedback,
+}
+
+# The first key of every macro each handler writes (``macro_name(prefix, ...)``): a macro the paper uses that starts
+# with it belongs to that result file (irlb.paper.build fills it with a placeholder where the file does not produce it).
+RESULT_PREFIXES: dict[str, str] = {
+    "agentic_shaping": "as",
+    "agentic_reward_learning": "arl",
+    "agentic_search": "ts",
+    "reward_recovery": "rr",
+    "hypergradient_accuracy": "hg",
+    "loss_sweep": "ls",
+    "feedback_consistency": "fc",
+    "learned_shaping": "sh",
+    "shaping_classic_control": "scc",
+    "sentiment_frontier": "sf",
+    "preference_noise": "pn",
+    "aspect_labels": "al",
+    "preference_feedback": "pf",
+    "ml_irl_cartpole": "ml",
+    "irl_ablation_sweep": "ab",
+    "smollm2_frontier": "sm",
+    "smollm2_ai_feedback": "aif",
 }

@@ -1,5 +1,8 @@
 """LaTeX for the paper: macro names from result keys, numbers and text formatted for LaTeX, and the macro and table
-containers that :mod:`irlb.paper.build` fills. Nothing here reads a result file."""
+containers that :mod:`irlb.paper.build` fills. Nothing here reads a result file.
+
+The results page (:mod:`irlb.paper.results_page`) renders the same values and tables as Markdown through
+:func:`irlb.paper.markdown.to_markdown`, so the paper and the page print each number with the same digits."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
@@ -15,9 +19,12 @@ _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight
 def macro_name(*parts: Any) -> str:
     """Letters-only CamelCase macro name from keys.
 
-    ``("mce", "speedup_dense", "S1024")`` → ``MceSpeedupDenseSOneZeroTwoFour``. Words are split at anything
-    that is not a letter or digit and at lower-to-upper changes; digits are spelled out one by one (LaTeX
-    control words are letters only)."""
+    Words are split at anything that is not a letter or digit and at lower-to-upper changes; digits are spelled out
+    one by one (LaTeX control words are letters only):
+
+    >>> macro_name("mce", "speedup_dense", "S1024")
+    'MceSpeedupDenseSOneZeroTwoFour'
+    """
     words: list[str] = []
     for part in parts:
         text = str(part)
@@ -95,33 +102,87 @@ def tt(name: str) -> str:
     return rf"\texttt{{{escape(name)}}}"
 
 
+def absent(value: Any) -> bool:
+    """True for a statistic a result file does not hold: None (JSON null) or NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def not_produced(scale: str | None) -> str:
+    """The visible placeholder for a statistic the result file does not produce (e.g. a comparison that needs more
+    seeds than a tiny run has): italic ``n/a (not produced at scale tiny)`` in the PDF, never an empty or made-up
+    number."""
+    where = f"scale {escape(scale)}" if scale else "this scale"
+    return rf"\textit{{n/a (not produced at {where})}}"
+
+
 class Macros:
-    """Collects ``name → LaTeX`` with the file each came from; a name defined twice is an error."""
+    """Collects ``name → LaTeX`` with the file each came from; a name defined twice is an error.
+
+    ``source`` and ``scale`` describe the result file being read (set by :func:`irlb.paper.build.generate`). A value
+    that is absent (None or NaN: the file does not produce that statistic at its scale) becomes the placeholder of
+    :func:`not_produced`, and its name is listed in ``placeholders``."""
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.numbers: dict[str, float] = {}
+        """The unformatted value of every numeric macro (what comparisons of intervals read)."""
         self.sources: dict[str, str] = {}
+        self.placeholders: list[str] = []
         self.source = ""
+        self.scale: str | None = None
 
-    def add(self, name: str, value: str) -> None:
+    def add(self, name: str, value: str, number: float | None = None) -> None:
+        """Define ``\\name`` as the LaTeX ``value``; ``number`` is its unformatted value where it has one."""
         if name in self.values:
             raise ValueError(f"macro \\{name} defined twice ({self.sources[name]} and {self.source})")
         self.values[name] = value
         self.sources[name] = self.source
+        if number is not None:
+            self.numbers[name] = float(number)
+
+    def missing(self, parts: Iterable[Any]) -> None:
+        """Define the macro as the placeholder: the result file does not produce this statistic."""
+        name = macro_name(*parts)
+        self.add(name, not_produced(self.scale))
+        self.placeholders.append(name)
 
     def number(self, parts: Iterable[Any], value: Any, **options: Any) -> None:
-        self.add(macro_name(*parts), format_number(value, **options))
+        if absent(value):
+            self.missing(parts)
+        else:
+            name = macro_name(*parts)
+            self.add(name, format_number(value, **options))
+            if not isinstance(value, bool):
+                self.numbers[name] = float(value)
 
-    def fixed(self, parts: Iterable[Any], value: float, decimals: int = 2) -> None:
-        self.add(macro_name(*parts), format_fixed(value, decimals))
+    def fixed(self, parts: Iterable[Any], value: float | None, decimals: int = 2) -> None:
+        if value is None or math.isnan(value):
+            self.missing(parts)
+        else:
+            name = macro_name(*parts)
+            self.add(name, format_fixed(float(value), decimals))
+            self.numbers[name] = float(value)
 
-    def fixed_interval(self, parts: Iterable[Any], stats: Mapping[str, Any], decimals: int = 2) -> None:
-        """``<parts>Iqm``, ``<parts>Low`` and ``<parts>High`` of an IQM with its confidence interval."""
+    def remove(self, names: Iterable[str]) -> None:
+        """Forget macros (those of a file its handler could not read)."""
+        for name in names:
+            del self.values[name], self.sources[name]
+            self.numbers.pop(name, None)
+        self.placeholders = [n for n in self.placeholders if n in self.values]
+
+    def fixed_interval(self, parts: Iterable[Any], stats: Mapping[str, Any] | None, decimals: int = 2) -> None:
+        """``<parts>Iqm``, ``<parts>Low`` and ``<parts>High`` of an IQM with its confidence interval (placeholders
+        where ``stats`` is missing or a bound is absent)."""
+        parts = list(parts)
         for bound in ("iqm", "low", "high"):
-            self.fixed([*parts, bound], float(stats[bound]), decimals)
+            value = None if stats is None else stats.get(bound)
+            self.fixed([*parts, bound], None if value is None else float(value), decimals)
 
-    def text(self, parts: Iterable[Any], value: str) -> None:
-        self.add(macro_name(*parts), escape(value))
+    def text(self, parts: Iterable[Any], value: str | None) -> None:
+        if value is None:
+            self.missing(parts)
+        else:
+            self.add(macro_name(*parts), escape(value))
 
     def render(self) -> str:
         lines = ["% Generated by `irlb paper` from the result files named below; do not edit.", ""]
@@ -134,17 +195,35 @@ class Macros:
         return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Table:
+    """A table of LaTeX cells: ``header [C]``, ``rows [R][C]``, the file it came from, and the row indices where a
+    new group starts (a rule in LaTeX). :meth:`latex` is the paper's booktabs tabular; the results page renders the
+    same cells as Markdown (:func:`irlb.paper.markdown.markdown_table`)."""
+
+    column_spec: str
+    header: list[str]
+    rows: list[list[str]]
+    source: str
+    groups: list[int] = field(default_factory=list)
+
+    def latex(self) -> str:
+        """A booktabs tabular (no float: the paper wraps it), with the file it came from in a comment."""
+        lines = [f"% Generated by `irlb paper` from {self.source}; do not edit.",
+                 rf"\begin{{tabular}}{{{self.column_spec}}}", r"\toprule", " & ".join(self.header) + r" \\",
+                 r"\midrule"]
+        for index, row in enumerate(self.rows):
+            if index and index in self.groups:
+                lines.append(r"\midrule")
+            lines.append(" & ".join(row) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", ""]
+        return "\n".join(lines)
+
+
 def tabular(column_spec: str, header: list[str], rows: list[list[str]], source: str,
-            groups: list[int] | None = None) -> str:
-    """A booktabs tabular (no float: the paper wraps it), with the file it came from in a comment."""
-    lines = [f"% Generated by `irlb paper` from {source}; do not edit.", rf"\begin{{tabular}}{{{column_spec}}}",
-             r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
-    for index, row in enumerate(rows):
-        if groups and index in groups and index:
-            lines.append(r"\midrule")
-        lines.append(" & ".join(row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
+            groups: list[int] | None = None) -> Table:
+    """A :class:`Table` of LaTeX cells (``column_spec`` as LaTeX's ``tabular`` takes it)."""
+    return Table(column_spec, header, rows, source, list(groups or []))
 
 
 def testbed_key(env_id: str) -> str:
@@ -160,5 +239,5 @@ def iqm_ci(stats: dict[str, Any]) -> str:
     return f"{iqm} [{low}, {high}]"
 
 
-Handler = Callable[[dict[str, Any], Macros, str], dict[str, str]]
-"""``handler(data, macros, source) -> {table name: LaTeX}``: adds the macros of one result file, returns its tables."""
+Handler = Callable[[dict[str, Any], Macros, str], dict[str, Table]]
+"""``handler(data, macros, source) -> {table name: table}``: adds the macros of one result file, returns its tables."""

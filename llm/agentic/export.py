@@ -167,8 +167,8 @@ def demonstrations_from_plans(
     Each trajectory holds the states where an action was taken. ``absorbing_steps`` appends that many steps
     in the terminal (absorbing) state, with action 0, so that the empirical discounted occupancy keeps the
     mass the MDP puts there (``γ^T`` of it is lost at length ``T``): the MaxEnt gradient identity
-    ``E_π[∇r] − E_E[∇r]`` needs an occupancy that obeys the flow from ``ρ0`` (the termination trap of
-    ``shared/design.md``). All actions of an absorbing state are equivalent, so action 0 loses nothing.
+    ``E_π[∇r] − E_E[∇r]`` needs an occupancy that obeys the flow from ``ρ0`` (a truncated terminal state would
+    leak occupancy mass). All actions of an absorbing state are equivalent, so action 0 loses nothing.
     """
     if absorbing_steps < 0:
         raise ValidationError(f"absorbing_steps: expected a non-negative integer, got {absorbing_steps}")

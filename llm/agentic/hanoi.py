@@ -1,6 +1,6 @@
 """Tower of Hanoi over text, with the rules, start sets and move caps of MAP (Webb et al. 2023).
 
-Rules (``shared/tasks.md``): three lists A, B, C hold the numbers ``0..n−1``; only the **last** element of
+Rules: three lists A, B, C hold the numbers ``0..n−1``; only the **last** element of
 a list moves; a number may be appended to a list only if every element already there is smaller. The goal
 is ``A = [] B = [] C = [0, 1, …, n−1]``.
 

@@ -144,6 +144,14 @@ class EpisodePreferenceObjective(PreferenceLikelihood):
         self.add(episode_segments(self.export, first, self.segment_length),
                  episode_segments(self.export, second, self.segment_length), labels.labels, skipped)
 
+    def feedback_may_grow(self) -> bool:
+        """True while queries of the budget remain."""
+        return self.queries_used < self.query_budget
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError("the labelled episodes are text records, not tensors; an agentic preference run "
+                                  "starts over")
+
     def episode_dataset(self) -> EpisodePreferenceDataset:
         """The decided queries as (chosen, rejected) episode pairs of (prompt ids, completion ids) steps."""
         if not self.chosen:

@@ -53,6 +53,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from irl_bilevel.hypergradients import BilevelProblem, Hypergradient, HypergradientMethod, parameter_gradients
+from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.rewards import Aggregator, RewardModel, RewardOutput, SimplexWeights, Transitions
 from irl_bilevel.shaping import one_step_shaping_surrogate, policy_gradient_directions, task_advantages
 from irl_bilevel.validation import ValidationError
@@ -191,7 +192,7 @@ class ShapedTaskReward(RewardModel):
         return RewardOutput(aspects, task.total + shaping, self.aspect_names)
 
 
-class LoRATaskReturnObjective:
+class LoRATaskReturnObjective(OuterObjective):
     """``loss = −J``: minus the mean undiscounted task return (goal reached) of the inner loop's recorded episodes."""
 
     def loss(self, log_policy: torch.Tensor) -> torch.Tensor:

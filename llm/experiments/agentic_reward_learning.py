@@ -37,14 +37,14 @@ table over (state, action column) fitted by L-BFGS to the same pairs with the sa
 reward without the aspect structure) and ``dpo`` (``dpo_loss`` on the raw (chosen, rejected) episode pairs,
 :func:`llm.training.train_preferences`, ``transfer_updates`` steps of ``dpo_batch_size`` pairs, AdamW at
 ``dpo_learning_rate``: the policy trained on the feedback without a reward model). ``pref_scalar`` and ``dpo`` run on
-the environments of ``baseline_envs`` only (the project's two tasks, where the README's claims about them stand).
+the environments of ``baseline_envs`` only (the project's two tasks, whose scalar tables stay small).
 
 (vi) Reward-guided search (:func:`llm.agentic.search.reward_guided_search`, best-first on ``Σ r``, at most
 ``search_expansions`` expansions, no LM): from every start, with the true, sparse, demonstration-learned and (with
 preferences) preference-learned structured and scalar rewards; success = a goal found within the move cap.
 
-(viii) Plan, then imitate (``with_distillation``; the method as changed after the first 1-seed probe, where no reward,
-the true one included, moved the policy off zero success on ``ta-hanoi`` and ``ta-lightsout`` in the RLOO budget):
+(viii) Plan, then imitate (``with_distillation``; because where no training episode reaches the goal within the RLOO
+budget, no reward, the true one included, moves the policy):
 each reward's search plans of (vi) train a fresh adapter by maximum likelihood (:mod:`llm.agentic.distill`,
 ``distill_steps`` AdamW steps on batches of ``distill_batch_size`` plan steps): ``learned_plans``, ``pref_plans``,
 ``sparse_plans``, ``true_plans``. The reward decides which plans the search finds within ``search_expansions``
@@ -82,7 +82,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import (
+    Config,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    experiment_settings,
+)
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient, MaxEntHypergradient
 from irl_bilevel.metrics import epic_distance
 from irl_bilevel.rewards import RewardModel, TabularReward, Transitions
@@ -113,46 +120,98 @@ DISTILLED = {"learned_plans": "learned", "pref_plans": "pref_learned", "sparse_p
 
 
 @dataclass(frozen=True)
-class AgenticRewardLearningConfig(ExperimentConfig):
+class AgenticPolicyConfig(Config):
+    """What the agentic experiments share: the environments, the built-in model's corpus, the LoRA policy, its RLOO
+    inner loop and the evaluation budget."""
+
+    agentic_documents: PositiveInt
+    """(prompt, legal move) documents per environment in the built-in model's corpus"""
+    envs: tuple[EnvName, ...]
+    """the text environments"""
+    lora_r: PositiveInt
+    """LoRA rank of the policy's adapters"""
+    lora_alpha: PositiveFloat
+    """LoRA scaling alpha of the policy's adapters"""
+    starts_per_update: PositiveInt
+    """start states per RLOO update"""
+    episodes_per_start: PositiveInt
+    """k of RLOO"""
+    kl_coef: NonNegativeFloat
+    """β of the KL penalty to the base model"""
+    learning_rate: PositiveFloat
+    """AdamW learning rate of the LoRA adapter"""
+    max_new_tokens: PositiveInt
+    """tokens sampled per move"""
+    temperature: PositiveFloat
+    """sampling temperature of the policy"""
+    discount: Probability
+    """γ of the inner returns (agentic_shaping: and of the potential term)"""
+    eval_episodes_per_start: PositiveInt
+    """evaluation episodes per start state"""
+    eval_min_episodes: PositiveInt
+    """at least this many evaluation episodes in all (more per start on few-start games)"""
+
+
+@dataclass(frozen=True)
+class AgenticRewardLearningConfig(AgenticPolicyConfig):
     """Settings of the agentic reward-learning experiment (protocol: the module docstring)."""
 
-    model: str  # "builtin" / "builtin-tiny": the built-in recipe (or its tiny test version) with agentic text; or
-    # a local folder of any Hugging Face causal LM (its tokenizer must encode the environments' text)
-    device: str  # "auto": cuda when a GPU is visible, else cpu
-    dtype: Literal["auto", "float32", "bfloat16"]  # "auto": bfloat16 on a GPU that has it, else float32
-    agentic_documents: int  # (prompt, legal move) documents per environment in the built-in model's corpus
-    envs: tuple[EnvName, ...]
-    seeds: int  # seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling
-    lora_r: int
-    lora_alpha: float
-    starts_per_update: int
-    episodes_per_start: int  # k of RLOO
-    kl_coef: float
-    learning_rate: float
-    max_new_tokens: int
-    temperature: float
-    discount: float
-    initial_scales: tuple[float, ...]  # θ at the start of IRL (order: the env's aspect names)
-    outer_steps: int  # Adam steps on θ (one hypergradient each, plus one at the start)
-    outer_lr: float
-    irl_updates_per_solve: int
-    transfer_updates: int  # RLOO updates of each fresh adapter on a frozen reward
-    with_true_reward: bool  # also fine-tune on the true structured reward (reference)
-    eval_episodes_per_start: int
-    eval_min_episodes: int  # at least this many evaluation episodes in all (more per start on few-start games)
-    with_preferences: bool  # (v): reward learning from preferences, the scalar reward and DPO on the same pairs
-    query_budget: int
-    queries_per_refresh: int
-    preference_l2: float
-    dpo_loss: str  # a paired policy loss of the catalog (irl_bilevel.losses.PREFERENCE_LOSSES)
-    dpo_beta: float
-    dpo_batch_size: int
-    dpo_learning_rate: float
-    baseline_envs: tuple[EnvName, ...]  # where pref_scalar and dpo run (module docstring)
-    search_expansions: int
-    with_distillation: bool  # (viii): fresh adapters fine-tuned on each reward's search plans
-    distill_steps: int
-    distill_batch_size: int
+    model: str
+    """builtin / builtin-tiny: the built-in recipe (or its tiny test version) with agentic text; or a local folder of
+    any Hugging Face causal LM (its tokenizer must encode the environments' text)"""
+    device: str
+    """auto: cuda when a GPU is visible, else cpu; or cpu, cuda, cuda:1, ..."""
+    dtype: Literal["auto", "float32", "bfloat16"]
+    """auto: bfloat16 on a GPU that has it, else float32"""
+    seeds: PositiveInt
+    """seeds seed, seed + 1, ...: LoRA init, rollouts and evaluation sampling"""
+    initial_scales: tuple[float, float, float, float, float]
+    """θ at the start of IRL (order: the env's aspect names)"""
+    outer_steps: PositiveInt
+    """Adam steps on θ (one hypergradient each, plus one at the start)"""
+    outer_lr: PositiveFloat
+    """Adam step size on θ"""
+    irl_updates_per_solve: PositiveInt
+    """RLOO updates per inner solve of IRL"""
+    transfer_updates: PositiveInt
+    """RLOO updates of each fresh adapter on a frozen reward"""
+    with_true_reward: bool
+    """also fine-tune on the true structured reward (reference)"""
+    with_preferences: bool
+    """(v): reward learning from preferences, the scalar reward and DPO on the same pairs"""
+    query_budget: PositiveInt
+    """episode-pair queries of preference learning"""
+    queries_per_refresh: PositiveInt
+    """queries asked at each refresh of the preference objective"""
+    preference_l2: NonNegativeFloat
+    """L2 penalty on θ of preference learning"""
+    dpo_loss: str
+    """a paired policy loss of the catalog (irl_bilevel.losses.PREFERENCE_LOSSES)"""
+    dpo_beta: PositiveFloat
+    """β of the DPO loss"""
+    dpo_batch_size: PositiveInt
+    """episode pairs per DPO step"""
+    dpo_learning_rate: PositiveFloat
+    """AdamW learning rate of DPO"""
+    baseline_envs: tuple[EnvName, ...]
+    """where pref_scalar and dpo run (module docstring)"""
+    search_expansions: PositiveInt
+    """A* expansions per start when planning with a reward"""
+    with_distillation: bool
+    """(viii): fresh adapters fine-tuned on each reward's search plans"""
+    distill_steps: PositiveInt
+    """optimizer steps of each distillation"""
+    distill_batch_size: PositiveInt
+    """plan steps per distillation step"""
+
+    def validate(self) -> None:
+        if not self.envs:
+            raise ValidationError(f"envs: expected at least one of {list(ENVS)}")
+        if self.with_preferences:  # the loss is checked before the first run (the catalog's paired policy losses)
+            try:
+                PreferenceTrainingConfig(loss=self.dpo_loss, beta=self.dpo_beta, learning_rate=self.dpo_learning_rate)
+            except ValidationError as error:
+                raise ValidationError(f"dpo_{error}") from error
 
 
 _COMMON: dict[str, Any] = {
@@ -203,33 +262,34 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
-def _inner_config(settings: dict[str, Any], updates: int, seed: int) -> LoRAInnerConfig:
-    return LoRAInnerConfig(updates_per_solve=updates, starts_per_update=settings["starts_per_update"],
-                           episodes_per_start=settings["episodes_per_start"], kl_coef=settings["kl_coef"],
-                           learning_rate=settings["learning_rate"], max_new_tokens=settings["max_new_tokens"],
-                           temperature=settings["temperature"], discount=settings["discount"], seed=seed)
+def _inner_config(settings: AgenticRewardLearningConfig, updates: int, seed: int) -> LoRAInnerConfig:
+    return LoRAInnerConfig(updates_per_solve=updates, starts_per_update=settings.starts_per_update,
+                           episodes_per_start=settings.episodes_per_start, kl_coef=settings.kl_coef,
+                           learning_rate=settings.learning_rate, max_new_tokens=settings.max_new_tokens,
+                           temperature=settings.temperature, discount=settings.discount, seed=seed)
 
 
 class _Run:
     """One environment: the model path, the env, its export and the settings; builds fresh LoRA solvers."""
 
-    def __init__(self, env_name: str, model_path: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, env_name: str, model_path: Path, settings: AgenticRewardLearningConfig) -> None:
         self.env: FiniteTextEnv = AGENTIC_ENVS[env_name]()
         self.model_path, self.settings = model_path, settings
-        self.export = build_tabular_mdp(self.env, settings["discount"])
-        self.lora = LoraSettings(r=settings["lora_r"], alpha=settings["lora_alpha"])
+        self.export = build_tabular_mdp(self.env, settings.discount)
+        self.lora = LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
 
     def solver(self, updates: int, seed: int) -> LoRAInnerSolver:
         """A fresh adapter (initialised from ``seed``; ``B = 0``, so it starts as the base model)."""
         settings = self.settings
-        model, tokenizer = load_causal_lm(self.model_path, None if settings["device"] == "auto" else settings["device"],
-                                          None if settings["dtype"] == "auto" else settings["dtype"])
+        model, tokenizer = load_causal_lm(self.model_path, None if settings.device == "auto" else settings.device,
+                                          None if settings.dtype == "auto" else settings.dtype)
         return LoRAInnerSolver(with_lora(model, self.lora, seed=seed), tokenizer, self.env,
                                _inner_config(self.settings, updates, seed), export=self.export)
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
         """:func:`evaluation_episodes_per_start` sampled episodes from every start, sampling seeded by ``seed``."""
-        k = evaluation_episodes_per_start(self.settings, len(self.env.starts))
+        k = evaluation_episodes_per_start(self.settings.eval_episodes_per_start, self.settings.eval_min_episodes,
+                                          len(self.env.starts))
         starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
         with torch.no_grad():
             episodes = solver.rollout(starts, seed)
@@ -251,19 +311,20 @@ class _Run:
         true = table @ torch.as_tensor(self.env.weights, dtype=table.dtype)
         correlation = np.corrcoef(scales, self.env.weights)[0, 1] if np.std(scales) > 0 else math.nan
         num_states, num_actions = table.shape[0], table.shape[1]
-        return {"epic": epic_distance(learned, true, num_states, num_actions, self.settings["discount"]),
+        return {"epic": epic_distance(learned, true, num_states, num_actions, self.settings.discount),
                 "scale_correlation": _finite_or_none(float(correlation))}
 
 
-def evaluation_episodes_per_start(settings: dict[str, Any], num_starts: int) -> int:
-    """``max(eval_episodes_per_start, ⌈eval_min_episodes / num_starts⌉)``."""
-    return max(settings["eval_episodes_per_start"], -(-settings["eval_min_episodes"] // num_starts))
+def evaluation_episodes_per_start(per_start: int, min_episodes: int, num_starts: int) -> int:
+    """``max(per_start, ⌈min_episodes / num_starts⌉)``: every start ``per_start`` times, ``min_episodes`` in all at
+    least."""
+    return max(per_start, -(-min_episodes // num_starts))
 
 
 def _train_on(run: _Run, reward: RewardModel, seed: int, eval_seed: int) -> dict[str, Any]:
     """A fresh adapter fine-tuned on a frozen reward for ``transfer_updates`` updates, then evaluated."""
     started = time.perf_counter()
-    solver = run.solver(run.settings["transfer_updates"], seed)
+    solver = run.solver(run.settings.transfer_updates, seed)
     solver.solve(reward)
     result = run.evaluate(solver, eval_seed)
     result["training"] = solver.history
@@ -275,9 +336,9 @@ def _learn_reward(run: _Run, seed: int, eval_seed: int) -> tuple[list[float], di
     """MaxEnt IRL of the aspect scales through the bilevel solver with the LoRA inner loop."""
     started = time.perf_counter()
     settings = run.settings
-    inner = run.solver(settings["irl_updates_per_solve"], seed + 50_000)
-    reward = AspectTableReward(run.export, initial_scales=settings["initial_scales"])
-    objective = demonstration_objective(run.env, run.export, settings["discount"])
+    inner = run.solver(settings.irl_updates_per_solve, seed + 50_000)
+    reward = AspectTableReward(run.export, initial_scales=settings.initial_scales)
+    objective = demonstration_objective(run.env, run.export, settings.discount)
     problem = BilevelProblem(reward, inner, objective)
     scales_history: list[list[float]] = []
 
@@ -287,8 +348,11 @@ def _learn_reward(run: _Run, seed: int, eval_seed: int) -> tuple[list[float], di
         return {"scales": scales_history[-1], "inner_success_rate": last["success_rate"],
                 "inner_malformed_rate": last["malformed_rate"], "inner_invalid_rate": last["invalid_rate"]}
 
-    result = BilevelSolver(problem, MaxEntHypergradient(), OuterConfig(steps=settings["outer_steps"],
-                                                                        optimizer="adam", lr=settings["outer_lr"]),
+    # No tolerance stop (a sampled objective is noisy): outer_steps, or an exactly zero gradient, as the results were
+    # made.
+    outer = OuterConfig(steps=settings.outer_steps, optimizer="adam", lr=settings.outer_lr, grad_tol=0.0,
+                        loss_rtol=0.0)
+    result = BilevelSolver(problem, MaxEntHypergradient(), outer,
                            metrics=metrics, progress=False).run(resume=False)
     scales = reward.scales.detach().tolist()
     evaluation = run.evaluate(inner, eval_seed)
@@ -302,10 +366,10 @@ def _learn_from_preferences(run: _Run, seed: int) -> tuple[AspectTableReward, Ep
     """Reward learning from preferences of the aspect scales through the bilevel solver (module docstring, (v))."""
     started = time.perf_counter()
     settings = run.settings
-    inner = run.solver(settings["irl_updates_per_solve"], seed + 60_000)
-    reward = AspectTableReward(run.export, initial_scales=settings["initial_scales"])
-    objective = EpisodePreferenceObjective(reward, run.env, run.export, settings["query_budget"],
-                                           settings["queries_per_refresh"], seed=seed + 70_000)
+    inner = run.solver(settings.irl_updates_per_solve, seed + 60_000)
+    reward = AspectTableReward(run.export, initial_scales=settings.initial_scales)
+    objective = EpisodePreferenceObjective(reward, run.env, run.export, settings.query_budget,
+                                           settings.queries_per_refresh, seed=seed + 70_000)
     problem = BilevelProblem(reward, inner, objective)
 
     def metrics() -> dict[str, Any]:
@@ -313,8 +377,8 @@ def _learn_from_preferences(run: _Run, seed: int) -> tuple[AspectTableReward, Ep
         return {"scales": reward.scales.detach().tolist(), **objective.stats(),
                 "inner_success_rate": last["success_rate"], "inner_invalid_rate": last["invalid_rate"]}
 
-    outer = OuterConfig(steps=settings["outer_steps"], optimizer="lbfgs", lr=1.0, l2=settings["preference_l2"],
-                        checkpoint_every=settings["outer_steps"])
+    outer = OuterConfig(steps=settings.outer_steps, optimizer="lbfgs", lr=1.0, l2=settings.preference_l2,
+                        checkpoint_every=settings.outer_steps, grad_tol=0.0, loss_rtol=0.0)
     result = BilevelSolver(problem, DirectHypergradient(refresh="every_step"), outer, metrics=metrics,
                            progress=False).run(resume=False)
     return reward, objective, {"outer_history": result.history, "inner_updates": inner.updates,
@@ -325,9 +389,9 @@ def _learn_from_preferences(run: _Run, seed: int) -> tuple[AspectTableReward, Ep
 def _fit_scalar_reward(run: _Run, objective: EpisodePreferenceObjective) -> TabularReward:
     """A free scalar table ``r(s, a)`` over the featurization, fitted by L-BFGS to the labelled pairs."""
     reward = TabularReward(run.export.mdp.num_states, run.export.num_action_inputs)
-    optimizer = torch.optim.LBFGS(reward.parameters(), lr=1.0, max_iter=25 * run.settings["outer_steps"],
+    optimizer = torch.optim.LBFGS(reward.parameters(), lr=1.0, max_iter=25 * run.settings.outer_steps,
                                   history_size=20, line_search_fn="strong_wolfe")
-    l2 = run.settings["preference_l2"]
+    l2 = run.settings.preference_l2
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -345,9 +409,9 @@ def _train_dpo(run: _Run, objective: EpisodePreferenceObjective, seed: int, eval
     started = time.perf_counter()
     settings = run.settings
     solver = run.solver(1, seed)
-    config = PreferenceTrainingConfig(loss=settings["dpo_loss"], beta=settings["dpo_beta"],
-                                      steps=settings["transfer_updates"], batch_size=settings["dpo_batch_size"],
-                                      learning_rate=settings["dpo_learning_rate"], seed=seed, progress=False)
+    config = PreferenceTrainingConfig(loss=settings.dpo_loss, beta=settings.dpo_beta,
+                                      steps=settings.transfer_updates, batch_size=settings.dpo_batch_size,
+                                      learning_rate=settings.dpo_learning_rate, seed=seed, progress=False)
     history: list[dict[str, Any]] = []
     if objective.chosen:
         history = train_preferences(solver.model, objective.episode_dataset(), solver.tokenizer.pad_token_id,
@@ -379,7 +443,7 @@ def _search(run: _Run, reward: RewardModel) -> tuple[dict[str, Any], list[tuple[
     """Reward-guided best-first search from every start with ``reward`` (module docstring, (vi)): its statistics and
     the plans that reach the goal within the move cap."""
     env = run.env
-    plans, expansions = plan_starts(env, _table_step_reward(run, reward), run.settings["search_expansions"])
+    plans, expansions = plan_starts(env, _table_step_reward(run, reward), run.settings.search_expansions)
     planned = {start: plan for start, plan in plans}
     solved = [start in planned for start in env.starts]
     ratios = [len(planned[start]) / max(1, env.distance_to_goal(start)) for start in env.starts if start in planned]
@@ -392,7 +456,7 @@ def _distill(run: _Run, plans: list[tuple[Any, list[Any]]], seed: int, eval_seed
     """A fresh adapter fine-tuned on a reward's search plans (:mod:`llm.agentic.distill`), then evaluated."""
     started = time.perf_counter()
     solver = run.solver(1, seed)
-    history = distill_plans(solver, plans, run.settings["distill_steps"], run.settings["distill_batch_size"], seed)
+    history = distill_plans(solver, plans, run.settings.distill_steps, run.settings.distill_batch_size, seed)
     result = run.evaluate(solver, eval_seed)
     result.update({"training": history, "plans": len(plans), "seconds": time.perf_counter() - started})
     return result
@@ -470,27 +534,6 @@ def _search_across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _check(settings: dict[str, Any]) -> None:
-    if not settings["envs"]:
-        raise ValidationError(f"envs: expected at least one of {list(ENVS)}")
-    for name in ("seeds", "agentic_documents", "outer_steps", "irl_updates_per_solve", "transfer_updates",
-                 "eval_episodes_per_start", "eval_min_episodes"):
-        if settings[name] < 1:
-            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
-    if settings["with_preferences"]:
-        for name in ("query_budget", "queries_per_refresh", "dpo_batch_size"):
-            if settings[name] < 1:
-                raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
-        # The loss is checked before the first run (PreferenceTrainingConfig names the catalog's policy losses).
-        PreferenceTrainingConfig(loss=settings["dpo_loss"], beta=settings["dpo_beta"],
-                                 learning_rate=settings["dpo_learning_rate"])
-    for name in ("search_expansions", "distill_steps", "distill_batch_size"):
-        if settings[name] < 1:
-            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
-    if len(settings["initial_scales"]) != 5:
-        raise ValidationError(f"initial_scales: expected 5 numbers (one per aspect), got {settings['initial_scales']}")
-
-
 def _run_seed(run_: _Run, run_seed: int, with_baselines: bool) -> dict[str, Any]:
     """Every condition of one environment and seed (module docstring)."""
     settings = run_.settings
@@ -503,12 +546,12 @@ def _run_seed(run_: _Run, run_seed: int, with_baselines: bool) -> dict[str, Any]
         "learned": run_.fixed_reward(scales), "sparse": run_.fixed_reward(list(SPARSE_WEIGHTS)),
         "true": run_.fixed_reward(run_.env.weights.tolist())}
     for condition in TRAINED:
-        if condition != "true" or settings["with_true_reward"]:
+        if condition != "true" or settings.with_true_reward:
             results[condition] = _train_on(run_, rewards[condition], run_seed, eval_seed)
     seed_record: dict[str, Any] = {"seed": run_seed, "learned_scales": scales,
                                    "aspect_names": list(run_.env.aspect_names),
                                    "learned_identifiability": run_.identifiability(scales)}
-    if settings["with_preferences"]:
+    if settings.with_preferences:
         learned, objective, seed_record["preference_learning"] = _learn_from_preferences(run_, run_seed)
         preference_scales = learned.scales.detach().tolist()
         rewards["pref_learned"] = run_.fixed_reward(preference_scales)
@@ -521,20 +564,20 @@ def _run_seed(run_: _Run, run_seed: int, with_baselines: bool) -> dict[str, Any]
             results["dpo"] = _train_dpo(run_, objective, run_seed, eval_seed)
     searched = {name: _search(run_, rewards[name]) for name in SEARCH_REWARDS if name in rewards}
     seed_record["search"] = {name: stats for name, (stats, _) in searched.items()}
-    if settings["with_distillation"]:
+    if settings.with_distillation:
         for condition, reward_name in DISTILLED.items():
-            if reward_name in searched and (reward_name != "true" or settings["with_true_reward"]):
+            if reward_name in searched and (reward_name != "true" or settings.with_true_reward):
                 results[condition] = _distill(run_, searched[reward_name][1], run_seed, eval_seed)
     return {**seed_record, "conditions": results, "seconds": time.perf_counter() - seed_started}
 
 
-def _env_conditions(settings: dict[str, Any], env_name: str) -> list[str]:
-    conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings["with_true_reward"] else [])
-    if settings["with_preferences"]:
+def _env_conditions(settings: AgenticRewardLearningConfig, env_name: str) -> list[str]:
+    conditions = ["untrained", "irl_inner", "learned", "sparse"] + (["true"] if settings.with_true_reward else [])
+    if settings.with_preferences:
         conditions.append("pref_learned")
-        if env_name in settings["baseline_envs"]:
+        if env_name in settings.baseline_envs:
             conditions += ["pref_scalar", "dpo"]
-    if settings["with_distillation"]:
+    if settings.with_distillation:
         conditions += [name for name, reward in DISTILLED.items() if reward in conditions]
     return conditions
 
@@ -546,53 +589,52 @@ def _across_games(envs: dict[str, Any]) -> dict[str, Any]:
                                           for env, entry in envs.items()}) for name in names}
 
 
-def agentic_model(settings: dict[str, Any], started: float) -> tuple[Path, dict[str, Any]]:
+def agentic_model(model: str, agentic_documents: int, started: float) -> tuple[Path, dict[str, Any]]:
     """The policy's base model of an agentic experiment and its record: the built-in recipe with the environments'
-    documents (built once, then cached), or the user's local model folder; ``started`` times the loading."""
-    if settings["model"] in ("builtin", "builtin-tiny"):
-        model_path = build_builtin_model(agentic_recipe(settings["model"], settings["agentic_documents"]),
-                                         progress=False)
+    documents (``model`` ``builtin`` or ``builtin-tiny``; built once, then cached), or the user's local model folder;
+    ``started`` times the loading."""
+    if model in ("builtin", "builtin-tiny"):
+        model_path = build_builtin_model(agentic_recipe(model, agentic_documents), progress=False)
         info = read_build_info(model_path)
-        return model_path, {"name": settings["model"], "key": info["key"], "held_out_loss": info["held_out_loss"],
+        return model_path, {"name": model, "key": info["key"], "held_out_loss": info["held_out_loss"],
                             "num_parameters": info["num_parameters"], "build_seconds": info.get("build_seconds"),
                             "load_seconds": time.perf_counter() - started}
-    model_path = Path(settings["model"]).expanduser()  # the user's model: a local folder that load_causal_lm reads
+    model_path = Path(model).expanduser()  # the user's model: a local folder that load_causal_lm reads
     if not (model_path / "config.json").is_file():
         raise ValidationError(f"model: expected 'builtin', 'builtin-tiny' or a local model folder with a "
-                              f"config.json, got {settings['model']!r}")
-    return model_path, {"name": settings["model"], "path": str(model_path.resolve()),
-                        "load_seconds": time.perf_counter() - started}
+                              f"config.json, got {model!r}")
+    return model_path, {"name": model, "path": str(model_path.resolve()), "load_seconds": time.perf_counter() - started}
 
 
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AgenticRewardLearningConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_reward_learning.json``, resuming
     an interrupted run of the same settings (module docstring)."""
-    settings = scale_settings(AgenticRewardLearningConfig, SCALES, scale, NAME, config)
-    _check(settings)
+    settings = experiment_settings(AgenticRewardLearningConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     path = results_dir / f"{NAME}.json"
     started = time.perf_counter()
-    previous = unfinished_record(path, scale, settings)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
-                              "torch_threads": torch.get_num_threads()}
+    previous = unfinished_record(path, scale, settings.to_dict())
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads()}
     if previous is not None:
         record["resumed_from"] = previous["provenance"]
-    model_path, record["model"] = agentic_model(settings, started)
-    seeds = [seed + i for i in range(settings["seeds"])]
-    bar = tqdm(total=len(settings["envs"]) * len(seeds), desc=NAME, disable=not progress)
+    model_path, record["model"] = agentic_model(settings.model, settings.agentic_documents, started)
+    seeds = [seed + i for i in range(settings.seeds)]
+    bar = tqdm(total=len(settings.envs) * len(seeds), desc=NAME, disable=not progress)
     record["envs"] = {}
-    for env_name in settings["envs"]:
+    for env_name in settings.envs:
         run_ = _Run(env_name, model_path, settings)
         conditions = _env_conditions(settings, env_name)
         done = {row["seed"]: row for row in (previous or {}).get("envs", {}).get(env_name, {}).get("seeds", [])}
         per_seed: list[dict[str, Any]] = []
         for run_seed in seeds:
             per_seed.append(done[run_seed] if run_seed in done else
-                            _run_seed(run_, run_seed, env_name in settings["baseline_envs"]))
+                            _run_seed(run_, run_seed, env_name in settings.baseline_envs))
             record["envs"][env_name] = {
                 "num_starts": len(run_.env.starts), "move_cap": run_.env.max_steps,
-                "eval_episodes_per_start": evaluation_episodes_per_start(settings, len(run_.env.starts)),
+                "eval_episodes_per_start": evaluation_episodes_per_start(
+                    settings.eval_episodes_per_start, settings.eval_min_episodes, len(run_.env.starts)),
                 "optimal_lengths": [run_.env.distance_to_goal(s) for s in run_.env.starts],
                 "conditions": conditions, "seeds": per_seed, "summary": _across_seeds(per_seed, conditions),
                 "search": _search_across_seeds(per_seed),

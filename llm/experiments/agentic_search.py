@@ -47,13 +47,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, PositiveInt, experiment_settings
 from irl_bilevel.preference_likelihood import PreferenceLikelihood
 from irl_bilevel.rewards import LinearReward, Transitions
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci, stratified_iqm_with_ci
 from irl_bilevel.teachers import Teacher
-from irl_bilevel.validation import ValidationError
 from llm.agentic import ASPECT_NAMES, ToolUseEnv
 from llm.agentic.search import a_star_search, potential_heuristic
 
@@ -62,14 +61,19 @@ METHODS = ("sampling", "a_star_uniform", "a_star_learned", "a_star_true")
 
 
 @dataclass(frozen=True)
-class AgenticSearchConfig(ExperimentConfig):
+class AgenticSearchConfig(Config):
     """Settings of the tool-use search experiment (protocol: the module docstring)."""
 
-    seeds: int  # seeds seed, seed + 1, ...: preference episodes, labels and the sampling baseline
-    pairs_per_task: int  # labelled episode pairs per task
-    l2: float  # on θ (Bradley-Terry on separable pairs has no finite maximizer)
-    call_budget: int  # tool calls per method and task
-    max_expansions: int  # A*'s expansion cap per task
+    seeds: PositiveInt
+    """seeds seed, seed + 1, ...: preference episodes, labels and the sampling baseline"""
+    pairs_per_task: PositiveInt
+    """labelled episode pairs per task"""
+    l2: float
+    """on θ (Bradley-Terry on separable pairs has no finite maximizer)"""
+    call_budget: PositiveInt
+    """tool calls per method and task"""
+    max_expansions: PositiveInt
+    """A*'s expansion cap per task"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -209,25 +213,22 @@ def _summary(per_seed: list[dict[str, Any]], num_tasks: int) -> dict[str, Any]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AgenticSearchConfig | None = None) -> Path:
     """Run at ``scale``; writes ``results_dir/agentic_search.json`` (seconds at every scale: no LM)."""
-    settings = scale_settings(AgenticSearchConfig, SCALES, scale, NAME, config)
-    for name in ("seeds", "pairs_per_task", "call_budget", "max_expansions"):
-        if settings[name] < 1:
-            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
+    settings = experiment_settings(AgenticSearchConfig, SCALES, scale, NAME, config)
     started = time.perf_counter()
     env = ToolUseEnv()
     per_seed: list[dict[str, Any]] = []
-    for run_seed in tqdm([seed + i for i in range(settings["seeds"])], desc=NAME, disable=not progress):
-        theta, preferences = learn_reward(env, settings["pairs_per_task"], settings["l2"], run_seed)
+    for run_seed in tqdm([seed + i for i in range(settings.seeds)], desc=NAME, disable=not progress):
+        theta, preferences = learn_reward(env, settings.pairs_per_task, settings.l2, run_seed)
         rng = np.random.default_rng(run_seed + 10_000)
         row: dict[str, Any] = {"seed": run_seed, "theta": theta, "preferences": preferences}
         tasks = range(len(env.starts))
-        row["sampling"] = [plain_sampling(env, t, settings["call_budget"], rng) for t in tasks]
+        row["sampling"] = [plain_sampling(env, t, settings.call_budget, rng) for t in tasks]
         for method, weights in (("a_star_uniform", None), ("a_star_learned", theta),
                                 ("a_star_true", env.weights.tolist())):
-            row[method] = [a_star(env, t, weights, settings["call_budget"], settings["max_expansions"])
+            row[method] = [a_star(env, t, weights, settings.call_budget, settings.max_expansions)
                            for t in tasks]
         per_seed.append(row)
-    record = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
+    record = {"name": NAME, "scale": scale, "config": settings.to_dict(), "provenance": provenance(seed),
               "aspect_names": list(ASPECT_NAMES), "true_weights": env.weights.tolist(),
               "tasks": [task.name for task in env.tasks], "gold_lengths": [len(task.gold) for task in env.tasks],
               "move_cap": env.max_steps, "seeds": per_seed, "summary": _summary(per_seed, len(env.starts)),

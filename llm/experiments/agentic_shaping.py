@@ -23,11 +23,11 @@ deliberately harmful ``stall`` bonus ``b`` per step that does not end the episod
   chain rule, the math shared with the SB3 inner loop in :mod:`irl_bilevel.shaping`), one hypergradient per
   inner solve of ``updates_per_solve`` RLOO updates; it reuses the solve's own episodes (no extra episodes). It
   starts from the equal-weight sum, i.e. from ``fixed_candidates``, harmful candidate included;
-* ``learned_from_none`` (the method as changed after the 3-seed results, where ``learned_weights`` ended below no
-  shaping): the same hypergradient and outer loop, but real, signed weights (:class:`irl_bilevel.rewards.
-  LearnedWeights`) that start at **zero**, so the first solve is exactly ``none`` and every change of the shaping is
-  a step along the estimated task gradient; a candidate can also be turned around (a negative ``stall`` weight is a
-  per-step cost). Adam at ``outer_lr_from_none``.
+* ``learned_from_none`` (because a start that includes the harmful candidate can keep training episodes from the
+  goal, where the task gradient is zero): the same hypergradient and outer loop, but real, signed weights
+  (:class:`irl_bilevel.rewards.LearnedWeights`) that start at **zero**, so the first solve is exactly ``none`` and
+  every change of the shaping is a step along the estimated task gradient; a candidate can also be turned around
+  (a negative ``stall`` weight is a per-step cost). Adam at ``outer_lr_from_none``.
 
 Every method gets the same RLOO update budget (``total_updates``, i.e. ``total_updates · starts_per_update ·
 episodes_per_start`` training episodes), the same start sequence (the inner config's seed) and the same fresh
@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import FixedWeights, LearnedWeights, SimplexWeights
 from irl_bilevel.runs import provenance, unfinished_record, write_json
@@ -71,7 +71,12 @@ from llm.agentic.shaping import (
     shaping_weights,
 )
 from llm.builtin_model import AGENTIC_ENVS
-from llm.experiments.agentic_reward_learning import ENVS, EnvName, agentic_model, evaluation_episodes_per_start
+from llm.experiments.agentic_reward_learning import (
+    ENVS,
+    AgenticPolicyConfig,
+    agentic_model,
+    evaluation_episodes_per_start,
+)
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
@@ -83,33 +88,38 @@ Candidate = Literal["progress_potential", "invalid", "malformed", "stall"]
 
 
 @dataclass(frozen=True)
-class AgenticShapingConfig(ExperimentConfig):
+class AgenticShapingConfig(AgenticPolicyConfig):
     """Settings of the agentic shaping experiment (protocol: the module docstring)."""
 
-    model: Literal["builtin", "builtin-tiny"]  # the built-in recipe (or its tiny test version) with agentic text
-    agentic_documents: int  # (prompt, legal move) documents per environment in the built-in model's corpus
-    envs: tuple[EnvName, ...]
+    model: Literal["builtin", "builtin-tiny"]
+    """the built-in recipe (or its tiny test version) with agentic text"""
     methods: tuple[Method, ...]
-    seeds: int  # seeds seed, seed + 1, ...: LoRA init, start sequence, rollouts and evaluation sampling
-    lora_r: int
-    lora_alpha: float
-    starts_per_update: int
-    episodes_per_start: int  # k of RLOO
-    kl_coef: float
-    learning_rate: float  # of the LoRA adapter (AdamW)
-    max_new_tokens: int
-    temperature: float
-    discount: float  # γ of the inner returns and of the potential term
-    total_updates: int  # RLOO updates of every method (a multiple of updates_per_solve)
-    updates_per_solve: int  # RLOO updates per inner solve (= per outer step of learned_weights)
-    candidates: tuple[Candidate, ...]  # shaping candidates (fixed_candidates, learned_weights)
-    potential_scale: float  # S of the distance-to-goal potential term
-    stall_bonus: float  # b of the harmful stall bonus
-    outer_lr: float  # Adam step size on the simplex logits (learned_weights)
-    outer_lr_from_none: float  # Adam step size on the signed weights (learned_from_none)
-    eval_every: int  # solves between evaluations (plus one at the start and one at the end)
-    eval_episodes_per_start: int
-    eval_min_episodes: int  # at least this many evaluation episodes in all (more per start on few-start games)
+    """shaping methods compared"""
+    seeds: PositiveInt
+    """seeds seed, seed + 1, ...: LoRA init, start sequence, rollouts and evaluation sampling"""
+    total_updates: PositiveInt
+    """RLOO updates of every method (a multiple of updates_per_solve)"""
+    updates_per_solve: PositiveInt
+    """RLOO updates per inner solve (= per outer step of learned_weights)"""
+    candidates: tuple[Candidate, ...]
+    """shaping candidates (fixed_candidates, learned_weights)"""
+    potential_scale: float
+    """S of the distance-to-goal potential term"""
+    stall_bonus: float
+    """b of the harmful stall bonus"""
+    outer_lr: PositiveFloat
+    """Adam step size on the simplex logits (learned_weights)"""
+    outer_lr_from_none: PositiveFloat
+    """Adam step size on the signed weights (learned_from_none)"""
+    eval_every: PositiveInt
+    """solves between evaluations (plus one at the start and one at the end)"""
+
+    def validate(self) -> None:
+        if self.total_updates % self.updates_per_solve:
+            raise ValidationError(f"total_updates: expected a multiple of updates_per_solve "
+                                  f"({self.updates_per_solve}), got {self.total_updates}")
+        if not self.envs or not self.methods:
+            raise ValidationError("envs, methods: expected at least one environment and one method")
 
 
 _COMMON: dict[str, Any] = {
@@ -132,39 +142,24 @@ SCALES: dict[str, dict[str, Any]] = {
 CONFIG = AgenticShapingConfig  # the typed settings; every SCALES entry validates into it (tests check)
 
 
-def _check(settings: dict[str, Any]) -> None:
-    for name in ("seeds", "agentic_documents", "total_updates", "updates_per_solve", "eval_every",
-                 "eval_episodes_per_start", "eval_min_episodes"):
-        if settings[name] < 1:
-            raise ValidationError(f"{name}: expected a positive integer, got {settings[name]}")
-    if settings["total_updates"] % settings["updates_per_solve"]:
-        raise ValidationError(f"total_updates: expected a multiple of updates_per_solve "
-                              f"({settings['updates_per_solve']}), got {settings['total_updates']}")
-    if not settings["envs"] or not settings["methods"]:
-        raise ValidationError("envs, methods: expected at least one environment and one method")
-    for name in ("outer_lr", "outer_lr_from_none"):
-        if settings[name] <= 0:
-            raise ValidationError(f"{name}: expected a positive number, got {settings[name]}")
-
-
 # ---------------------------------------------------------------------- one environment
 class _Env:
     """One environment: the env, its export, the model path and the settings; builds fresh solvers and rewards."""
 
-    def __init__(self, name: str, model_path: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, name: str, model_path: Path, settings: AgenticShapingConfig) -> None:
         self.name, self.settings, self.model_path = name, settings, model_path
         self.env: FiniteTextEnv = AGENTIC_ENVS[name]()
-        self.export = build_tabular_mdp(self.env, settings["discount"])
-        self.lora = LoraSettings(r=settings["lora_r"], alpha=settings["lora_alpha"])
+        self.export = build_tabular_mdp(self.env, settings.discount)
+        self.lora = LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha)
 
     def solver(self, seed: int) -> LoRAInnerSolver:
         """A fresh adapter (``B = 0``: the base model) whose recorded episodes are one whole solve's."""
         s = self.settings
-        config = LoRAInnerConfig(updates_per_solve=s["updates_per_solve"], starts_per_update=s["starts_per_update"],
-                                 episodes_per_start=s["episodes_per_start"], kl_coef=s["kl_coef"],
-                                 learning_rate=s["learning_rate"], max_new_tokens=s["max_new_tokens"],
-                                 temperature=s["temperature"], discount=s["discount"],
-                                 record_updates=s["updates_per_solve"], seed=seed)
+        config = LoRAInnerConfig(updates_per_solve=s.updates_per_solve, starts_per_update=s.starts_per_update,
+                                 episodes_per_start=s.episodes_per_start, kl_coef=s.kl_coef,
+                                 learning_rate=s.learning_rate, max_new_tokens=s.max_new_tokens,
+                                 temperature=s.temperature, discount=s.discount,
+                                 record_updates=s.updates_per_solve, seed=seed)
         model, tokenizer = load_causal_lm(self.model_path)
         return LoRAInnerSolver(with_lora(model, self.lora, seed=seed), tokenizer, self.env, config,
                                export=self.export)
@@ -172,26 +167,27 @@ class _Env:
     def reward(self, method: str) -> ShapedTaskReward:
         """``r + F`` of ``method`` (module docstring); ``r`` is the sparse success reward."""
         s = self.settings
-        candidates = list(s["candidates"])
+        candidates = list(s.candidates)
         if method == "none":
             shaping = None
         elif method == "hand_potential":
-            shaping = TextShapingSignals(self.env, self.export, ["progress_potential"], s["discount"],
-                                         s["potential_scale"], s["stall_bonus"], FixedWeights([1.0]))
+            shaping = TextShapingSignals(self.env, self.export, ["progress_potential"], s.discount,
+                                         s.potential_scale, s.stall_bonus, FixedWeights([1.0]))
         elif method in ("fixed_candidates", "learned_weights", "learned_from_none"):
             k = len(candidates)
             aggregator = {"fixed_candidates": lambda: FixedWeights([1.0 / k] * k),
                           "learned_weights": lambda: SimplexWeights(k),
                           "learned_from_none": lambda: LearnedWeights([0.0] * k)}[method]()
-            shaping = TextShapingSignals(self.env, self.export, candidates, s["discount"], s["potential_scale"],
-                                         s["stall_bonus"], aggregator)
+            shaping = TextShapingSignals(self.env, self.export, candidates, s.discount, s.potential_scale,
+                                         s.stall_bonus, aggregator)
         else:
             raise ValidationError(f"methods: unknown method {method!r}; expected one of {list(METHODS)}")
         return ShapedTaskReward(self.env, self.export, shaping)
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
         """Goal rate (sparse task return) and success (no invalid / malformed move) over every start."""
-        k = evaluation_episodes_per_start(self.settings, len(self.env.starts))
+        k = evaluation_episodes_per_start(self.settings.eval_episodes_per_start, self.settings.eval_min_episodes,
+                                          len(self.env.starts))
         starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
         with torch.no_grad():
             episodes = solver.rollout(starts, seed)
@@ -216,13 +212,13 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
     settings = env.settings
     solver = env.solver(seed)
     reward = env.reward(method)
-    solves = settings["total_updates"] // settings["updates_per_solve"]
+    solves = settings.total_updates // settings.updates_per_solve
     curve: list[dict[str, Any]] = []
     evaluations = [start_eval]
 
     def after_solve() -> None:
         curve.append(_solve_row(solver))
-        if len(curve) % settings["eval_every"] == 0 or len(curve) == solves:
+        if len(curve) % settings.eval_every == 0 or len(curve) == solves:
             evaluations.append(env.evaluate(solver, eval_seed))
 
     weights = [{"outer_step": 0, "weights": shaping_weights(reward)}] if reward.shaping is not None else []
@@ -236,15 +232,15 @@ def run_method(env: _Env, method: str, seed: int, eval_seed: int, start_eval: di
             return {**hypergradient.last, "weights": weights[-1]["weights"]}
 
         # grad_tol < 0: a zero estimate (no success in a solve yet) must not stop the run.
-        lr = settings["outer_lr"] if method == "learned_weights" else settings["outer_lr_from_none"]
-        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0)
+        lr = settings.outer_lr if method == "learned_weights" else settings.outer_lr_from_none
+        config = OuterConfig(steps=solves - 1, optimizer="adam", lr=lr, grad_tol=-1.0, loss_rtol=0.0)
         outer = BilevelSolver(problem, hypergradient, config, metrics=metrics, progress=False).run(resume=False).history
     else:
         for _ in range(solves):
             solver.solve(reward)
             after_solve()
-    if solver.updates != settings["total_updates"]:
-        raise RuntimeError(f"{method}: ran {solver.updates} RLOO updates, expected {settings['total_updates']}")
+    if solver.updates != settings.total_updates:
+        raise RuntimeError(f"{method}: ran {solver.updates} RLOO updates, expected {settings.total_updates}")
     final = evaluations[-1]
     return {"method": method, "seed": seed, "curve": curve, "evaluations": evaluations, "weights": weights,
             "outer_history": outer, "final_goal_rate": final["goal_rate"], "final_success_rate": final["success_rate"],
@@ -311,41 +307,42 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: AgenticShapingConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_shaping.json``, resuming an
     interrupted run of the same settings (its finished environments and seeds are kept)."""
-    settings = scale_settings(AgenticShapingConfig, SCALES, scale, NAME, config)
-    _check(settings)
+    settings = experiment_settings(AgenticShapingConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     path = results_dir / f"{NAME}.json"
     started = time.perf_counter()
-    previous = unfinished_record(path, scale, settings)
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed),
-                              "torch_threads": torch.get_num_threads(), "candidates": list(settings["candidates"]),
+    previous = unfinished_record(path, scale, settings.to_dict())
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads(),
+                              "candidates": list(settings.candidates),
                               "harmful_candidate": HARMFUL, "task_reward": "success aspect (sparse)"}
     if previous is not None:
         record["resumed_from"] = previous["provenance"]
-    model_path, record["model"] = agentic_model(settings, started)
-    seeds = [seed + i for i in range(settings["seeds"])]
+    model_path, record["model"] = agentic_model(settings.model, settings.agentic_documents, started)
+    seeds = [seed + i for i in range(settings.seeds)]
     record["envs"] = {}
-    bar = tqdm(total=len(settings["envs"]) * len(seeds) * len(settings["methods"]), desc=NAME, disable=not progress)
-    for env_name in settings["envs"]:
+    bar = tqdm(total=len(settings.envs) * len(seeds) * len(settings.methods), desc=NAME, disable=not progress)
+    for env_name in settings.envs:
         env = _Env(env_name, model_path, settings)
         finished = (previous or {}).get("envs", {}).get(env_name, {}).get("runs", [])
         runs: list[dict[str, Any]] = []
         for run_seed in seeds:
             kept = [r for r in finished if r["seed"] == run_seed]
-            if len(kept) == len(settings["methods"]):  # this seed finished before an interruption
+            if len(kept) == len(settings.methods):  # this seed finished before an interruption
                 runs += kept
                 bar.update(len(kept))
             else:
                 eval_seed = run_seed * 1_000 + 17  # every method of a seed: the same evaluation sampling
                 start_eval = env.evaluate(env.solver(run_seed), eval_seed)  # the fresh adapter (B = 0) of this seed
-                for method in settings["methods"]:
+                for method in settings.methods:
                     runs.append(run_method(env, method, run_seed, eval_seed, start_eval))
                     bar.update(1)
                     bar.set_postfix(env=env_name, method=method, goal=f"{runs[-1]['final_goal_rate']:.2f}")
-            summary = summarize_runs(runs, list(settings["candidates"]))
+            summary = summarize_runs(runs, list(settings.candidates))
             record["envs"][env_name] = {"num_starts": len(env.env.starts), "move_cap": env.env.max_steps,
                                         "eval_episodes_per_start": evaluation_episodes_per_start(
-                                            settings, len(env.env.starts)),
+                                            settings.eval_episodes_per_start, settings.eval_min_episodes,
+                                            len(env.env.starts)),
                                         "runs": runs, "summary": summary, "goals": shaping_goals(summary)}
             # Written after every seed (``complete`` false until the end): an interrupted run resumes from here.
             write_json(path, {**record, "complete": False, "seconds": time.perf_counter() - started})

@@ -41,21 +41,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import ExperimentConfig, scale_settings
+from irl_bilevel.config import Config, experiment_settings
 from irl_bilevel.rewards import RewardOutput
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
 from llm.evaluation import accuracy_from_scores
-from llm.frontier import evaluate_policy, gold_text_reward
+from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
 from llm.reward_models import (
     BackboneRewardModel,
+    RewardModelTrainingConfig,
     TextPairs,
     aspect_labels_from_rewards,
     backbone_reward_model,
@@ -63,7 +64,6 @@ from llm.reward_models import (
 )
 from llm.sentiment import GoldReward, PreferencePairs, label_pairs, sentiment_prompts
 from llm.training import (
-    BestOfN,
     PreferenceDataset,
     PreferenceTrainingConfig,
     RewardFunction,
@@ -80,39 +80,79 @@ RL_METHODS = ("rloo", "rm_rloo")  # RLOO against the rl_reward source, and again
 
 
 @dataclass(frozen=True)
-class SentimentFrontierConfig(ExperimentConfig):
+class SentimentFrontierConfig(Config):
     """Settings of the sentiment frontier (protocol: the module docstring)."""
 
-    model: str  # "builtin" (default recipe), "builtin-tiny", or a local folder / hub id of a causal LM
+    model: str
+    """"builtin" (default recipe), "builtin-tiny", or a local folder / hub id of a causal LM"""
     lora_r: int
+    """LoRA rank of the policy's adapters"""
     lora_alpha: float
-    lora_targets: tuple[str, ...] | None  # None: peft's default for the architecture (c_attn for GPT-2)
-    train_prompts: int  # prompts whose reference samples form the preference pairs
-    test_prompts: int  # held-out prompts of the evaluations
-    pair_samples: int  # reference samples per training prompt; best vs worst by the variant's gold reward
+    """LoRA scaling alpha of the policy's adapters"""
+    lora_targets: tuple[str, ...] | None
+    """None: peft's default for the architecture (c_attn for GPT-2)"""
+    train_prompts: int
+    """prompts whose reference samples form the preference pairs"""
+    test_prompts: int
+    """held-out prompts of the evaluations"""
+    pair_samples: int
+    """reference samples per training prompt; best vs worst by the variant's gold reward"""
     max_new_tokens: int
-    target_words: int  # conciseness target of the gold reward
+    """tokens per sampled continuation"""
+    target_words: int
+    """conciseness target of the gold reward"""
     variants: tuple[Literal["scalar", "multi_aspect"], ...]
+    """preference pairs labelled by the scalar gold reward, or by its aspects"""
     dpo_betas: tuple[float, ...]
-    other_losses: dict[str, dict[str, float | None]]  # catalog loss -> {"beta": β or None, other loss params}
-    steps: int  # offline optimizer steps per method
-    batch_size: int  # pairs per step
+    """β values of the DPO runs (the frontier's offline points)"""
+    other_losses: dict[str, dict[str, float | None]]
+    """catalog loss -> {"beta": β or None, other loss params}"""
+    steps: int
+    """offline optimizer steps per method"""
+    batch_size: int
+    """pairs per step"""
     learning_rate: float
+    """AdamW learning rate of the offline methods"""
     eval_every: int
-    eval_samples: int  # samples per test prompt per evaluation
-    rl_reward: str  # a key of REWARD_SOURCES
+    """offline steps between evaluations"""
+    eval_samples: int
+    """samples per test prompt per evaluation"""
+    rl_reward: str
+    """a key of REWARD_SOURCES"""
     rl_kl_coefs: tuple[float, ...]
+    """KL coefficients β of the RLOO runs"""
     rl_steps: int
+    """RLOO optimizer steps per run"""
     rl_prompts_per_step: int
-    rl_samples_per_prompt: int  # k of RLOO
+    """prompts per RLOO step"""
+    rl_samples_per_prompt: int
+    """k of RLOO"""
     rl_learning_rate: float
+    """AdamW learning rate of RLOO"""
     rl_eval_every: int
+    """RLOO steps between evaluations"""
     best_of_n: tuple[int, ...]
-    rm_steps: int  # reward-model optimizer steps (0: no RM + RLOO runs)
-    rm_batch_size: int  # pairs per reward-model step
+    """n of the best-of-n baselines (samples of the reference, the best by the RL reward)"""
+    rm_steps: int
+    """reward-model optimizer steps (0: no RM + RLOO runs)"""
+    rm_batch_size: int
+    """pairs per reward-model step"""
     rm_learning_rate: float
-    rm_lora_r: int  # LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)
-    save_adapters: bool  # write each trained adapter to results_dir/sentiment_frontier_adapters/
+    """AdamW learning rate of the reward model"""
+    rm_lora_r: int
+    """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
+    save_adapters: bool
+    """write each trained adapter to results_dir/sentiment_frontier_adapters/"""
+
+    def validate(self) -> None:
+        if self.rl_reward not in REWARD_SOURCES:
+            raise ValidationError(f"rl_reward: unknown reward source {self.rl_reward!r}; expected one of "
+                                  f"{sorted(REWARD_SOURCES)}")
+        if self.rm_steps < 0 or (self.rl_reward == "reward_model" and self.rm_steps < 1):
+            raise ValidationError(f"rm_steps: expected >= 1 when a reward model is trained (rl_reward "
+                                  f"{self.rl_reward!r}), >= 0 otherwise; got {self.rm_steps}")
+        if not self.variants:
+            raise ValidationError("variants: expected at least one of 'scalar', 'multi_aspect'")
 
 
 _COMMON: dict[str, Any] = {
@@ -153,14 +193,15 @@ CONFIG = SentimentFrontierConfig  # the typed settings; every SCALES entry valid
 @dataclass
 class FrontierContext:
     """What a reward source may use: the frozen base model and tokenizer, the gold reward, the preference pairs
-    of each variant, the training prompts and the config (plain dict)."""
+    of each variant, the training prompts, the config and the run's seed."""
 
     base_model: Any
     tokenizer: Any
     gold: GoldReward
     pairs: dict[str, PreferencePairs]
     train_prompts: list[str]
-    config: dict[str, Any]
+    config: SentimentFrontierConfig
+    seed: int
     held_out_pairs: dict[str, PreferencePairs] = field(default_factory=dict)  # per variant, from the test prompts
     model_path: Path | str | None = None  # where the base model came from (a reward model's backbone loads it)
     reward_models: dict[str, Any] = field(default_factory=dict)  # per variant: trained once, shared by the KL runs
@@ -194,8 +235,31 @@ REWARD_SOURCES: dict[str, Callable[[FrontierContext, str], RewardFunction]] = {
 :func:`train_frontier_reward_model`)."""
 
 
+class RewardModelSettings(Protocol):
+    """The reward-model settings :func:`fit_reward_model` reads (any experiment config that has them)."""
+
+    @property
+    def rm_steps(self) -> int: ...
+    @property
+    def rm_batch_size(self) -> int: ...
+    @property
+    def rm_learning_rate(self) -> float: ...
+    @property
+    def rm_lora_r(self) -> int: ...
+
+
 def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple[BackboneRewardModel,
                                                                                    dict[str, Any]]:
+    """The variant's text reward model (:func:`fit_reward_model`) on the context's pairs and held-out pairs."""
+    if context.model_path is None:
+        raise ValidationError("model_path: a reward model's backbone loads from the base model's folder; none given")
+    return fit_reward_model(context.model_path, context.pairs[variant], context.held_out_pairs[variant],
+                            context.gold, variant, context.config, context.seed)
+
+
+def fit_reward_model(model_path: Path | str, pairs: PreferencePairs, held_out: PreferencePairs, gold: GoldReward,
+                     variant: str, settings: RewardModelSettings, seed: int) -> tuple[BackboneRewardModel,
+                                                                                       dict[str, Any]]:
     """Train the variant's text reward model on its preference pairs and measure it on the held-out pairs.
 
     ``scalar``: one head ``reward``, ``bradley_terry``; ``multi_aspect``: one head per gold aspect,
@@ -205,37 +269,30 @@ def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple
     multi-aspect model the held-out accuracy of each head on its own aspect's labels (tied aspects left out),
     and the training time.
     """
-    settings = context.config
     started = time.perf_counter()
     multi = variant == "multi_aspect"
-    pairs = context.pairs[variant]
     names = tuple(pairs.aspect_names) if multi else ("reward",)
-    options = {"weights": [context.gold.weights[name] for name in names]} if multi else None
-    lora = (LoraSettings(r=settings["rm_lora_r"], alpha=2.0 * settings["rm_lora_r"])
-            if settings["rm_lora_r"] > 0 else None)
-    seed = int(settings.get("seed", 0))
-    if context.model_path is None:
-        raise ValidationError("model_path: a reward model's backbone loads from the base model's folder; none given")
-    model = backbone_reward_model(context.model_path, names, "fixed" if multi else None, options, lora=lora,
+    options = {"weights": [gold.weights[name] for name in names]} if multi else None
+    lora = (LoraSettings(r=settings.rm_lora_r, alpha=2.0 * settings.rm_lora_r)
+            if settings.rm_lora_r > 0 else None)
+    model = backbone_reward_model(model_path, names, "fixed" if multi else None, options, lora=lora,
                                   seed=seed)
     per_pair = ({"aspect_labels": aspect_labels_from_rewards(pairs.chosen_aspects, pairs.rejected_aspects)}
                 if multi else None)
-    fit = train_reward_model(model, TextPairs.from_preference_pairs(pairs, variant),
-                             "aspect_bradley_terry" if multi else "bradley_terry", steps=settings["rm_steps"],
-                             batch_size=settings["rm_batch_size"], learning_rate=settings["rm_learning_rate"],
-                             per_pair=per_pair, seed=seed)
+    fit = train_reward_model(model, TextPairs.from_preference_pairs(pairs, variant), RewardModelTrainingConfig(
+        loss="aspect_bradley_terry" if multi else "bradley_terry", steps=settings.rm_steps,
+        batch_size=settings.rm_batch_size, learning_rate=settings.rm_learning_rate, seed=seed), per_pair=per_pair)
     train_texts = TextPairs.from_preference_pairs(pairs, variant)
     train_accuracy = accuracy_from_scores(model.score(train_texts.prompts, train_texts.chosen).total.double(),
                                           model.score(train_texts.prompts, train_texts.rejected).total.double(),
                                           train_texts.subsets)
-    held_out = context.held_out_pairs[variant]
     texts = TextPairs.from_preference_pairs(held_out, variant)
     chosen = model.score(texts.prompts, texts.chosen)
     rejected = model.score(texts.prompts, texts.rejected)
     accuracy = accuracy_from_scores(chosen.total.double(), rejected.total.double(), texts.subsets)
     report: dict[str, Any] = {
         "loss": "aspect_bradley_terry" if multi else "bradley_terry", "heads": list(names),
-        "aggregator_weights": options["weights"] if options else None, "backbone_lora_r": settings["rm_lora_r"],
+        "aggregator_weights": options["weights"] if options else None, "backbone_lora_r": settings.rm_lora_r,
         "train_pairs": len(pairs), "held_out_pairs": len(held_out), "held_out_accuracy": accuracy.pair_accuracy,
         "train_accuracy": train_accuracy.pair_accuracy, "train_loss": fit.final_loss,
         "train_loss_accuracy": fit.final_accuracy,  # the loss's own accuracy (per aspect for aspect_bradley_terry)
@@ -287,38 +344,30 @@ def _point_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
 def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         config: SentimentFrontierConfig | None = None) -> Path:
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/sentiment_frontier.json``."""
-    settings = scale_settings(SentimentFrontierConfig, SCALES, scale, NAME, config)
-    for source in (settings["rl_reward"],):
-        if source not in REWARD_SOURCES:
-            raise ValidationError(f"rl_reward: unknown reward source {source!r}; expected one of "
-                                  f"{sorted(REWARD_SOURCES)}")
-    if settings["rm_steps"] < 0 or (settings["rl_reward"] == "reward_model" and settings["rm_steps"] < 1):
-        raise ValidationError(f"rm_steps: expected >= 1 when a reward model is trained (rl_reward "
-                              f"{settings['rl_reward']!r}), >= 0 otherwise; got {settings['rm_steps']}")
-    if not settings["variants"]:
-        raise ValidationError("variants: expected at least one of 'scalar', 'multi_aspect'")
+    settings = experiment_settings(SentimentFrontierConfig, SCALES, scale, NAME, config)
     results_dir = Path(results_dir)
     started, cpu_started = time.perf_counter(), time.process_time()
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "provenance": provenance(seed)}
+    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
+                              "provenance": provenance(seed)}
     torch.manual_seed(seed)
-    model_path = _model_path(settings["model"])
-    record["model"] = {"name": settings["model"], "path": str(model_path),
+    model_path = _model_path(settings.model)
+    record["model"] = {"name": settings.model, "path": str(model_path),
                        "load_seconds": time.perf_counter() - started}
-    if settings["model"].startswith("builtin"):
+    if settings.model.startswith("builtin"):
         info = read_build_info(model_path)
         record["model"].update({"key": info["key"], "held_out_loss": info["held_out_loss"],
                                 "num_parameters": info["num_parameters"]})
     base, tokenizer = load_causal_lm(model_path)
-    gold = GoldReward(base, tokenizer, target_words=settings["target_words"])
-    lora = LoraSettings(r=settings["lora_r"], alpha=settings["lora_alpha"],
-                        target_modules=tuple(settings["lora_targets"]) if settings["lora_targets"] else None)
-    train_prompts = sentiment_prompts(settings["train_prompts"], "train", seed=seed)
-    test_prompts = sentiment_prompts(settings["test_prompts"], "test", seed=seed)
+    gold = GoldReward(base, tokenizer, target_words=settings.target_words)
+    lora = LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha,
+                        target_modules=tuple(settings.lora_targets) if settings.lora_targets else None)
+    train_prompts = sentiment_prompts(settings.train_prompts, "train", seed=seed)
+    test_prompts = sentiment_prompts(settings.test_prompts, "test", seed=seed)
     eval_seed = seed + 7_919
-    tokens = settings["max_new_tokens"]
+    tokens = settings.max_new_tokens
 
     def evaluate(policy) -> dict[str, Any]:
-        return evaluate_policy(policy, tokenizer, test_prompts, gold, samples_per_prompt=settings["eval_samples"],
+        return evaluate_policy(policy, tokenizer, test_prompts, gold, samples_per_prompt=settings.eval_samples,
                                max_new_tokens=tokens, seed=eval_seed)
 
     def callback(policy, step: int) -> dict[str, Any]:
@@ -332,10 +381,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
 
     # Preference data: one set of reference samples, labelled once per variant.
     phase = time.perf_counter()
-    samples = generate_completions(base, tokenizer, train_prompts, tokens, num_samples=settings["pair_samples"],
+    samples = generate_completions(base, tokenizer, train_prompts, tokens, num_samples=settings.pair_samples,
                                    seed=seed)
     sample_rewards = gold(samples)
-    pairs = {v: label_pairs(samples, _variant_rewards(sample_rewards, v)) for v in settings["variants"]}
+    pairs: dict[str, PreferencePairs] = {v: label_pairs(samples, _variant_rewards(sample_rewards, v))
+                                         for v in settings.variants}
     for variant, labelled in pairs.items():
         if len(labelled) == 0:
             raise ValidationError(f"train_prompts: the {variant} labeller found no pair with distinct rewards")
@@ -347,13 +397,13 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
                     for i, c, r in zip(multi.prompt_index, multi.chosen_ids, multi.rejected_ids))
         record["data"]["same_pair_fraction"] = agree / max(1, len(multi))
     record["times"]["pairs"] = time.perf_counter() - phase
-    context = FrontierContext(base, tokenizer, gold, pairs, train_prompts, {**settings, "seed": seed},
+    context = FrontierContext(base, tokenizer, gold, pairs, train_prompts, settings, seed,
                               model_path=model_path)
-    if settings["rm_steps"] > 0 and settings["rl_kl_coefs"]:
+    if settings.rm_steps > 0 and settings.rl_kl_coefs:
         # Held-out pairs for the reward models' accuracy: the same protocol on the test prompts (other samples).
         phase = time.perf_counter()
         held_samples = generate_completions(base, tokenizer, test_prompts, tokens,
-                                            num_samples=settings["pair_samples"], seed=seed + 2)
+                                            num_samples=settings.pair_samples, seed=seed + 2)
         held_rewards = gold(held_samples)
         context.held_out_pairs = {v: label_pairs(held_samples, _variant_rewards(held_rewards, v)) for v in pairs}
         for variant, labelled in context.held_out_pairs.items():
@@ -363,35 +413,35 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         record["times"]["held_out_pairs"] = time.perf_counter() - phase
 
     plan: list[dict[str, Any]] = []
-    for variant in settings["variants"]:
+    for variant in settings.variants:
         plan += [{"method": "dpo", "loss": "sigmoid", "beta": beta, "variant": variant}
-                 for beta in settings["dpo_betas"]]
+                 for beta in settings.dpo_betas]
         plan += [{"method": loss, "loss": loss, "beta": params.get("beta"), "variant": variant,
                   "loss_params": {k: v for k, v in params.items() if k != "beta"}}
-                 for loss, params in settings["other_losses"].items()]
-        plan += [{"method": "rloo", "loss": None, "beta": kl, "variant": variant} for kl in settings["rl_kl_coefs"]]
-        if settings["rm_steps"] > 0:
+                 for loss, params in settings.other_losses.items()]
+        plan += [{"method": "rloo", "loss": None, "beta": kl, "variant": variant} for kl in settings.rl_kl_coefs]
+        if settings.rm_steps > 0:
             plan += [{"method": "rm_rloo", "loss": None, "beta": kl, "variant": variant}
-                     for kl in settings["rl_kl_coefs"]]
+                     for kl in settings.rl_kl_coefs]
     for entry in plan:  # check every loss and its parameters before the first run spends time
         if entry["method"] not in RL_METHODS:
             entry["training"] = PreferenceTrainingConfig(
                 loss=entry["loss"], beta=entry["beta"], loss_params=entry.get("loss_params", {}),
-                steps=settings["steps"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-                eval_every=settings["eval_every"], seed=seed, progress=progress)
+                steps=settings.steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                eval_every=settings.eval_every, seed=seed, progress=progress)
     runs = []
     adapters_dir = results_dir / f"{NAME}_adapters"
     for entry in tqdm(plan, desc=NAME, disable=not progress):
         model, _ = load_causal_lm(model_path)
         policy = with_lora(model, lora, seed=seed)
         if entry["method"] in RL_METHODS:
-            source = settings["rl_reward"] if entry["method"] == "rloo" else "reward_model"
+            source = settings.rl_reward if entry["method"] == "rloo" else "reward_model"
             reward_fn = REWARD_SOURCES[source](context, entry["variant"])
-            rl = RLConfig(algorithm="rloo", steps=settings["rl_steps"],
-                          prompts_per_step=settings["rl_prompts_per_step"],
-                          samples_per_prompt=settings["rl_samples_per_prompt"], kl_coef=entry["beta"],
-                          learning_rate=settings["rl_learning_rate"], max_new_tokens=tokens,
-                          eval_every=settings["rl_eval_every"], seed=seed, progress=progress)
+            rl = RLConfig(algorithm="rloo", steps=settings.rl_steps,
+                          prompts_per_step=settings.rl_prompts_per_step,
+                          samples_per_prompt=settings.rl_samples_per_prompt, kl_coef=entry["beta"],
+                          learning_rate=settings.rl_learning_rate, max_new_tokens=tokens,
+                          eval_every=settings.rl_eval_every, seed=seed, progress=progress)
             result: TrainingResult = train_rl(policy, tokenizer, train_prompts, reward_fn, rl, callback)
             entry["reward_source"] = source
             last = result.history[-1]
@@ -405,7 +455,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         entry["points"] = result.evaluations
         entry["seconds"] = result.seconds
         entry["summary"] = _point_summary(result.evaluations)
-        if settings["save_adapters"]:
+        if settings.save_adapters:
             folder = adapters_dir / f"{entry['variant']}-{entry['method']}-{entry['beta']}"
             save_trained_adapter(policy, folder, result, {"experiment": NAME, "entry": entry["method"]})
         runs.append(entry)
@@ -424,33 +474,15 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     return path
 
 
-def _best_of_n(base, tokenizer, prompts: list[str], gold: GoldReward, settings: dict[str, Any],
+def _best_of_n(base, tokenizer, prompts: list[str], gold: GoldReward, settings: SentimentFrontierConfig,
                seed: int) -> list[dict[str, Any]]:
-    """Best of ``n`` reference samples by each variant's gold reward; the chosen samples' gold rewards."""
-    if not settings["best_of_n"]:
+    """Best of ``n`` reference samples by each variant's gold reward (sentiment, or the total)."""
+    if not settings.best_of_n:
         return []
-    largest = max(settings["best_of_n"])
-    samples = generate_completions(base, tokenizer, prompts, settings["max_new_tokens"], num_samples=largest,
-                                   seed=seed + 1)
-    rewards = gold(samples)
-    aspects = rewards.aspects.reshape(len(prompts), largest, -1)
-    totals = rewards.total.reshape(len(prompts), largest)
-    sentiment = rewards.aspect_names.index("sentiment")
-    points = []
-    for variant in settings["variants"]:
-        target = aspects[..., sentiment] if variant == "scalar" else totals
-        for n in settings["best_of_n"]:
-            best = target[:, :n].argmax(dim=1)
-            chosen_aspects = aspects[torch.arange(len(prompts)), best]
-            chosen_total = totals[torch.arange(len(prompts)), best]
-            point = {"variant": variant, "n": n, "kl": BestOfN.kl_bound(n), "kl_is_bound": True,
-                     "reward/total": float(chosen_total.mean()),
-                     "reward/total_se": float(chosen_total.std() / math.sqrt(len(prompts)))}
-            for column, name in enumerate(rewards.aspect_names):
-                point[f"reward/{name}"] = float(chosen_aspects[:, column].mean())
-                point[f"reward/{name}_se"] = float(chosen_aspects[:, column].std() / math.sqrt(len(prompts)))
-            points.append(point)
-    return points
+    selectors: dict[str, str | None] = {variant: "sentiment" if variant == "scalar" else None
+                                        for variant in settings.variants}
+    return best_of_n_points(base, tokenizer, prompts, gold, settings.best_of_n, settings.max_new_tokens, seed + 1,
+                            selectors)
 
 
 def _acceptance(reference: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
