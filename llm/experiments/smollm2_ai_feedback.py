@@ -64,7 +64,7 @@ from irl_bilevel.validation import ValidationError
 from llm.frontier import evaluate_policy
 from llm.judges import LanguageModelJudge
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
-from llm.reward_models import TextPairs, backbone_reward_model, train_reward_model
+from llm.reward_models import RewardModelTrainingConfig, TextPairs, backbone_reward_model, train_reward_model
 from llm.sentiment import GoldReward, chat_review_prompts, sentiment_prompts
 from llm.training import PreferenceDataset, PreferenceTrainingConfig, train_preferences
 
@@ -340,8 +340,9 @@ def reward_model_labels(config: SmolLM2AIFeedbackConfig, seed: int, study: Study
         raise ValidationError(f"rm_prompts: seed {seed}: no reward-model pair differs in the gold total")
     path = provision_named(config.model) if is_named_model(config.model) else config.model
     reward_model = backbone_reward_model(path, seed=seed)
-    train_reward_model(reward_model, TextPairs(kept, chosen, rejected), "bradley_terry", steps=config.rm_steps,
-                       batch_size=config.rm_batch_size, learning_rate=config.rm_learning_rate, seed=seed)
+    train_reward_model(reward_model, TextPairs(kept, chosen, rejected), RewardModelTrainingConfig(
+        loss="bradley_terry", steps=config.rm_steps, batch_size=config.rm_batch_size,
+        learning_rate=config.rm_learning_rate, seed=seed))
     scores = reward_model.score(study.samples.prompts, study.samples.texts).total.double()
     return _sign_labels(scores[study.first] - scores[study.second])
 
