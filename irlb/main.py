@@ -455,20 +455,25 @@ COMMANDS = [
             "catalog on --data in TRL's format (.jsonl or a datasets folder; prompt/chosen/rejected or "
             "prompt/completion/label; text or chat messages, which go through the tokenizer's chat template), and "
             "write it as a peft adapter into --out (PeftModel.from_pretrained loads it).",
-            lambda: TrainPreferencesConfig, _train_preferences, _lm_options("adapter folder to write (new or empty)")),
+            lambda: TrainPreferencesConfig, _train_preferences,
+            _lm_options("adapter folder to write (new or empty; an unfinished run of this command there resumes); "
+                        "also receives metrics.jsonl, tensorboard/ and the checkpoints")),
     Command("train-reward-model", "train a text reward model (heads on your LM's backbone) on preference pairs",
             "Train a reward model (linear heads on the last token's hidden state of --model's backbone, frozen with "
             "--frozen-backbone or LoRA-tuned) with a reward-model loss of the catalog on the pairs of --data, and "
             "write reward.safetensors + reward.json (+ training.json) into --out (irlb rewardbench and irlb rloo "
             "read it).",
             lambda: TrainRewardModelConfig, _train_reward_model,
-            _lm_options("folder to write the reward model into (new or empty)")),
+            _lm_options("folder to write the reward model into (new or empty; an unfinished run of this command "
+                        "there resumes); also receives metrics.jsonl, tensorboard/ and the checkpoints")),
     Command("rloo", "RLOO of a LoRA adapter against a saved text reward model",
             "Fine-tune a fresh LoRA adapter on --model with RLOO (k samples per prompt, leave-one-out baseline, KL "
             "penalty to the base model) against the reward model in --reward-model (irlb train-reward-model), on "
             "the prompts of --prompts (the prompt column of a .jsonl file or datasets folder; chat messages go "
             "through the chat template), and write the adapter into --out.",
-            lambda: RLOOCommandConfig, _rloo, _lm_options("adapter folder to write (new or empty)")),
+            lambda: RLOOCommandConfig, _rloo,
+            _lm_options("adapter folder to write (new or empty; an unfinished run of this command there resumes); "
+                        "also receives metrics.jsonl, tensorboard/ and the checkpoints")),
     Command("agentic", "agentic reward learning (Hanoi, graph navigation, TextArena games), your model as the policy",
             "Run the agentic reward-learning experiment (llm.experiments.agentic_reward_learning: IRL of a "
             "structured reward, its transfer, preferences, DPO on episodes) at --scale with --model as the LoRA "

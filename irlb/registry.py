@@ -27,11 +27,12 @@ EXPERIMENTS = {
     "seed_sweeps": ("irlb.experiments.seed_sweeps", "figures.seed_sweeps"),
     "smollm2_frontier": ("llm.experiments.smollm2_frontier", "figures.smollm2_frontier"),
     "smollm2_ai_feedback": ("llm.experiments.smollm2_ai_feedback", "figures.smollm2_ai_feedback"),
+    "smollm2_agentic": ("llm.experiments.smollm2_agentic", "figures.smollm2_agentic"),
 }
 # Run only with `extended=True` (`irlb reproduce --extended`, `make figures-extended`) or by name (`--only`): each
 # takes 10 minutes to a few hours at quick scale on two cores, which would more than double the default reproduction.
 EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback", "seed_sweeps", "smollm2_frontier",
-            "smollm2_ai_feedback")
+            "smollm2_ai_feedback", "smollm2_agentic")
 
 
 FIGURE_SOFTWARE = "irl-bilevel"

@@ -13,12 +13,20 @@ with any Hugging Face causal LM from a local folder (or a hub id named explicitl
   (:mod:`llm.experiments.agentic_reward_learning`) with a user's model as the policy.
 
 ``irlb rewardbench`` (:func:`llm.evaluation.rewardbench_command`) scores any of the results.
+
+The three training commands run on the training engine (:mod:`llm.accelerated`): ``--out`` also receives
+``metrics.jsonl``, ``tensorboard/`` and, every ``--checkpoint-every`` steps, a checkpoint; rerunning the same command
+after an interruption (even ``kill -9``) resumes from it and ends with the same result, without ``--overwrite``
+(:func:`llm.checkpoints.claim_training_output`). Launched on several processes (``accelerate launch``, ``torchrun``),
+each process trains on its share of every batch and only the main process writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +34,7 @@ from typing import Any, Literal
 
 from irl_bilevel.config import Config, PositiveFloat, PositiveInt, check_value, parse_value, section
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
-from irl_bilevel.runs import claim_output_folder, provenance, write_json
+from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from llm.models import LoraSettings
 from llm.reward_models import RewardModelTrainingConfig
@@ -140,6 +148,59 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(check_value(parse_value(args.threads), PositiveInt, "--threads"))
 
 
+def launch_state(device: str | None) -> tuple[Any, str | None]:
+    """``(state, device)``: accelerate's process state when the command runs on several processes (``accelerate
+    launch``, ``torchrun``: ``WORLD_SIZE > 1``; else None), and the device this process loads the model on: there a
+    ``--device`` that is unset or ``cuda`` becomes the process's own device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None, device
+    import torch
+
+    from llm.accelerated import distributed_state
+
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    state = distributed_state(cpu)
+    return state, str(state.device) if device in (None, "cuda") else device
+
+
+def claim_out(args: argparse.Namespace, marker: str, command: str, loop: str, state) -> str:
+    """Check ``--out`` before anything is read (:func:`llm.checkpoints.claim_training_output`) and wait for every
+    process; returns the claim (``"new"``, ``"resume"``: an unfinished run there resumes, ``"replace"``)."""
+    from llm.checkpoints import claim_training_output
+
+    claim = claim_training_output(args.out, marker, command, loop, overwrite=args.overwrite)
+    if state is not None:
+        state.wait_for_everyone()
+    if claim == "resume" and (state is None or state.is_main_process):
+        print(f"irlb {command}: resuming the unfinished run in {args.out}", file=sys.stderr)
+    return claim
+
+
+def start_out(args: argparse.Namespace, claim: str, state) -> None:
+    """Once the inputs are read and checked, before the first step: on ``"replace"`` the earlier run's own files
+    (checkpoints, metrics, TensorBoard events) go (main process; every process waits)."""
+    from llm.checkpoints import remove_run_files
+
+    if claim == "replace" and (state is None or state.is_main_process):
+        remove_run_files(args.out)
+    if state is not None:
+        state.wait_for_everyone()
+
+
+def finish_out(args: argparse.Namespace, state) -> None:
+    """After the output is written (marker last): drop the checkpoints; end the process group."""
+    from llm.checkpoints import remove_checkpoints
+
+    if state is None or state.is_main_process:
+        remove_checkpoints(args.out)
+    if state is not None:
+        import torch.distributed
+
+        state.wait_for_everyone()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def context_length(model) -> int | None:
     """The model's context (``max_position_embeddings`` or ``n_positions``), None when its config names none."""
     config = model.config
@@ -158,20 +219,25 @@ def train_preferences_command(config: TrainPreferencesConfig, args: argparse.Nam
     from llm.preference_data import PER_PAIR_PARAMETERS, read_preference_file, tokenize_preferences
     from llm.training import save_trained_adapter, train_preferences
 
-    claim_output_folder(args.out, ADAPTER_INFO_FILE, "train-preferences", overwrite=args.overwrite)
+    state, device = launch_state(config.device)
+    claim = claim_out(args, ADAPTER_INFO_FILE, "train-preferences", "train_preferences", state)
     apply_threads(args)
-    training = replace(config.training, progress=not args.quiet)
+    training = replace(config.training, progress=not args.quiet, output_dir=str(args.out))
     entry = PREFERENCE_LOSSES[training.loss]
     records = read_preference_file(config.data, split=config.split, ignore_columns=list(config.ignore_columns))
     if records.kind == "unpaired" and entry.batch_type is not UnpairedBatch:
         raise ValidationError(f"loss: {training.loss} is a paired loss; {config.data} holds unpaired labels "
                               f"(prompt/completion/label), which train kto")
-    model, tokenizer = load_causal_lm(config.model, device=config.device, dtype=config.dtype)
+    model, tokenizer = load_causal_lm(config.model, device=device, dtype=config.dtype)
     per_pair = [name for name in PER_PAIR_PARAMETERS if name in entry.defaults]
     data = tokenize_preferences(records, tokenizer, max_length=context_length(model), per_pair=per_pair)
     policy = with_lora(model, config.lora, seed=training.seed)
+    start_out(args, claim, state)
     started = time.perf_counter()
     result = train_preferences(policy, data, tokenizer.pad_token_id, training)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     summary: dict[str, Any] = {"model": config.model, "data": config.data, "rows": len(records),
                                "format": f"{records.kind}, {'conversational' if records.conversational else 'text'}",
                                "loss": training.loss, "steps": training.steps,
@@ -182,6 +248,7 @@ def train_preferences_command(config: TrainPreferencesConfig, args: argparse.Nam
                                                            entry.needs_reference)
     folder = save_trained_adapter(policy, args.out, result, extra={
         "run": _run_record(config, "train-preferences", training.seed), "summary": summary})
+    finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))
     return 0
 
@@ -218,30 +285,33 @@ def train_reward_model_command(config: TrainRewardModelConfig, args: argparse.Na
         train_reward_model,
     )
 
-    claim_output_folder(args.out, "training.json", "train-reward-model", overwrite=args.overwrite)
+    state, device = launch_state(config.device)
+    claim = claim_out(args, "training.json", "train-reward-model", "train_reward_model", state)
     apply_threads(args)
-    training = config.training
+    training = replace(config.training, output_dir=str(args.out))
     records = read_preference_file(config.data, split=config.split, ignore_columns=list(config.ignore_columns))
     if records.kind != "paired":
         raise ValidationError(f"data: a reward model trains on pairs (prompt/chosen/rejected); {config.data} holds "
                               f"{records.kind} rows")
     lora = None if config.frozen_backbone else config.lora  # frozen: a linear probe on the backbone's features
-    model = backbone_reward_model(config.model, lora=lora, seed=training.seed, device=config.device,
-                                  dtype=config.dtype)
+    model = backbone_reward_model(config.model, lora=lora, seed=training.seed, device=device, dtype=config.dtype)
     texts = [(rendered_text(model.tokenizer, records, row, "chosen"), rendered_text(model.tokenizer, records, row,
                                                                                     "rejected"))
              for row in records.rows]
     pairs = TextPairs([c[0] for c, _ in texts], [c[1] for c, _ in texts], [r[1] for _, r in texts])
+    start_out(args, claim, state)
     started = time.perf_counter()
-    result = train_reward_model(model, pairs, training.loss, steps=training.steps, batch_size=training.batch_size,
-                                learning_rate=training.learning_rate, weight_decay=training.weight_decay,
-                                beta=training.beta, seed=training.seed, **training.loss_params)
+    result = train_reward_model(model, pairs, training)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     spec = save_text_reward_model(model, args.out)
     summary = {"model": config.model, "data": config.data, "pairs": len(pairs), "loss": training.loss,
                "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
                "seconds": time.perf_counter() - started, "lora": spec.lora}
     write_json(Path(args.out) / "training.json", {**summary, "losses": result.losses,
                                                   "run": _run_record(config, "train-reward-model", training.seed)})
+    finish_out(args, state)
     print(json.dumps({**summary, "reward_model": str(args.out)}, indent=2))
     return 0
 
@@ -254,25 +324,32 @@ def rloo_command(config: RLOOCommandConfig, args: argparse.Namespace) -> int:
     from llm.reward_models import load_text_reward_model
     from llm.training import save_trained_adapter, train_rl
 
-    claim_output_folder(args.out, ADAPTER_INFO_FILE, "rloo", overwrite=args.overwrite)
+    state, device = launch_state(config.device)
+    claim = claim_out(args, ADAPTER_INFO_FILE, "rloo", "train_rl", state)
     apply_threads(args)
     records = read_preference_file(config.prompts, split=config.split, prompts_only=True)
-    reward_model, _ = load_text_reward_model(config.reward_model, device=config.device)
-    model, tokenizer = load_causal_lm(config.model, device=config.device, dtype=config.dtype)
+    reward_model, _ = load_text_reward_model(config.reward_model, device=device)
+    model, tokenizer = load_causal_lm(config.model, device=device, dtype=config.dtype)
     prompts = prompt_texts(tokenizer, records)
-    training = replace(config.training, progress=not args.quiet, add_special_tokens=not records.conversational)
+    training = replace(config.training, progress=not args.quiet, add_special_tokens=not records.conversational,
+                       output_dir=str(args.out))
     policy = with_lora(model, config.lora, seed=training.seed)
 
     def reward(prompt_list: list[str], completions: list[str]):
         return reward_model.score(prompt_list, completions).total
 
+    start_out(args, claim, state)
     started = time.perf_counter()
     result = train_rl(policy, tokenizer, prompts, reward, training)
+    if state is not None and not state.is_main_process:
+        finish_out(args, state)
+        return 0
     summary = {"model": config.model, "prompts": len(prompts), "reward_model": config.reward_model,
                "steps": training.steps, "first_reward": result.history[0]["reward"],
                "last_reward": result.history[-1]["reward"], "last_kl": result.history[-1]["kl"],
                "seconds": time.perf_counter() - started}
     folder = save_trained_adapter(policy, args.out, result, extra={"run": _run_record(config, "rloo", training.seed),
                                                                    "summary": summary})
+    finish_out(args, state)
     print(json.dumps({**summary, "adapter": str(folder)}, indent=2))
     return 0

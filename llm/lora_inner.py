@@ -25,8 +25,9 @@ episodes from each. The episode's penalized return is
 (detached; ``π_ref`` = the adapter disabled; the absorbing term is the core's convention for terminated episodes,
 ``irl_bilevel.objectives.absorbing_transitions``; a move-cap truncation has none), the advantages are RLOO's
 leave-one-out ones over the ``k`` episodes of the same start (``llm.training.rloo_advantages``) and the loss is
-``−(1/N) Σ_i A_i Σ_t log π(y_t|x_t)``, one AdamW step on the adapter (clipped). The adapter and its optimizer carry
-over between solves (warm start).
+``−(1/N) Σ_i A_i Σ_t log π(y_t|x_t)``, one AdamW step on the adapter (clipped): the RL step of
+``llm.training.train_rl`` (``llm.training.policy_gradient_losses`` through ``llm.accelerated.TrainingEngine``) with an
+episode's completions summed. The adapter and its optimizer carry over between solves (warm start).
 
 Learner samples: the episodes of the last ``record_updates`` updates (collected by the policy before each update,
 as the SB3 inner solver's rollout). ``learner_reward_expectation(θ)`` is their ``Σ w r_θ / Σ w`` with ``w = γ^t``
@@ -54,6 +55,7 @@ from irl_bilevel.objectives import (
 )
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
+from llm.accelerated import LoopSettings, TrainingEngine
 from llm.agentic.base import FiniteTextEnv, check_aspect_names
 from llm.agentic.export import (
     TabularExport,
@@ -66,7 +68,7 @@ from llm.agentic.export import (
 )
 from llm.agentic.metrics import EpisodeRecord
 from llm.models import batch_logprobs, collate_completions, generate_completions, reference_logprobs
-from llm.training import clipped_optimizer_step, rloo_advantages, trainable_parameters
+from llm.training import PolicyGradientOutput, policy_gradient_losses, rloo_advantages, trainable_parameters
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ class LoRAInnerSolver:
         self.export = export if export is not None else build_tabular_mdp(env, self.config.discount)
         self.parameters = trainable_parameters(model)
         self.optimizer = torch.optim.AdamW(self.parameters, lr=self.config.learning_rate, weight_decay=0.0)
+        self.engine = TrainingEngine(model, self.optimizer, LoopSettings(), total_steps=None,
+                                     max_grad_norm=self.config.max_grad_norm, what="LoRA inner solver",
+                                     loop="lora_inner")
         self.updates = 0
         self.recorded: deque[list[TextEpisode]] = deque(maxlen=self.config.record_updates)
         self.history: list[dict[str, float]] = []
@@ -271,7 +276,8 @@ class LoRAInnerSolver:
                 self.update(reward_model)
 
     def update(self, reward_model: RewardModel) -> dict[str, float]:
-        """One RLOO step on the adapter (module docstring); records the episodes it rolled out."""
+        """One RLOO step on the adapter (module docstring; :func:`llm.training.policy_gradient_losses` through the
+        training engine, as :func:`llm.training.train_rl`); records the episodes it rolled out."""
         config, k = self.config, self.config.episodes_per_start
         generator = torch.Generator().manual_seed(config.seed * 7919 + self.updates)
         starts = torch.randint(len(self.env.starts), (config.starts_per_update,), generator=generator)
@@ -284,20 +290,20 @@ class LoRAInnerSolver:
         prompt_ids = [ids for e in episodes for ids in e.prompt_ids]
         completion_ids = [ids for e in episodes for ids in e.completion_ids]
         step_owner = torch.tensor([i for i, e in enumerate(episodes) for _ in e.prompt_ids])
-        sequences = collate_completions(prompt_ids, completion_ids, self.tokenizer.pad_token_id)
-        summed, _ = batch_logprobs(self.model, sequences)
-        reference, _ = reference_logprobs(self.model, sequences)
-        episode_logprob = torch.zeros(len(episodes), dtype=summed.dtype).index_add(0, step_owner, summed)
-        logratio = torch.zeros(len(episodes), dtype=torch.float64).index_add_(
-            0, step_owner, (summed.detach() - reference).double().cpu())
-        penalized = returns - config.kl_coef * logratio
-        advantages = rloo_advantages(penalized, k).to(summed.dtype)
-        loss = -(advantages * episode_logprob).mean()
-        norm = clipped_optimizer_step(loss, self.optimizer, self.parameters, config.max_grad_norm, "LoRA inner solver")
+        tokens = torch.tensor([float(sum(len(ids) for ids in e.completion_ids)) for e in episodes])
+
+        def compute(part: None) -> PolicyGradientOutput:  # one micro-batch: every episode
+            sequences = collate_completions(prompt_ids, completion_ids, self.tokenizer.pad_token_id)
+            summed, _ = batch_logprobs(self.model, sequences)
+            reference, _ = reference_logprobs(self.model, sequences)
+            return policy_gradient_losses(summed, reference, returns, config.kl_coef,
+                                          lambda penalized: rloo_advantages(penalized, k), tokens, step_owner)
+
+        (output,), norm = self.engine.step([None], compute, len(episodes))
         self.updates += 1
         self.recorded.append(episodes)
         steps = sum(e.record.steps for e in episodes)
-        metrics = {"update": self.updates, "return": float(returns.mean()), "kl": float(logratio.mean()),
+        metrics = {"update": self.updates, "return": float(returns.mean()), "kl": float(output.logratio.mean()),
                    "success_rate": sum(e.record.solved for e in episodes) / len(episodes),
                    "malformed_rate": sum(e.record.num_malformed for e in episodes) / steps,
                    "invalid_rate": sum(e.record.num_invalid for e in episodes) / steps, "grad_norm": norm}

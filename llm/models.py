@@ -582,16 +582,20 @@ def save_adapter(model, folder: Path | str, metadata: dict[str, Any] | None = No
     """Save ``model``'s LoRA adapter in peft's format into ``folder``, with ``irl_bilevel_adapter.json`` holding the
     base model's name or path, the adapter's LoRA settings and ``metadata`` (JSON-serializable).
 
-    ``folder`` must be missing, empty, or an adapter folder this function wrote (it holds
-    ``irl_bilevel_adapter.json``): anything else is a :class:`ValidationError` and nothing is touched. The files are
+    ``folder`` must be missing, empty, an adapter folder this function wrote (it holds ``irl_bilevel_adapter.json``)
+    or the run folder of the training run that trained the adapter (``llm.checkpoints``: it holds the run's
+    record): anything else is a :class:`ValidationError` and nothing is touched. The files are
     built in a temporary sibling folder and each moved into place with an atomic rename (the JSON last); files of
     ``folder`` that peft does not write are kept."""
     from irl_bilevel.runs import claim_output_folder
 
     if not is_peft_model(model):
         raise ValidationError("model: expected a peft model with a LoRA adapter (see with_lora)")
+    from llm.checkpoints import read_run
+
     folder = Path(folder)
-    claim_output_folder(folder, ADAPTER_INFO_FILE, "adapter", overwrite=True, option="folder")
+    if read_run(folder) is None:
+        claim_output_folder(folder, ADAPTER_INFO_FILE, "adapter", overwrite=True, option="folder")
     config = model.peft_config[model.active_adapter]
     info = {
         "base_model": getattr(config, "base_model_name_or_path", None),

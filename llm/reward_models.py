@@ -14,8 +14,9 @@ Three kinds share one interface (:class:`TextRewardModel`), so LM training code 
 * :class:`DPOImplicitReward`: DPO's implicit reward ``r(x, y) = β (log πθ(y|x) − log πref(y|x))`` (Rafailov et al.
   2023, Eq. 5), or ``β log πθ(y|x)`` without the reference (RewardBench's reference-free DPO score), one aspect.
 
-Training (:func:`train_reward_model`) minimizes any of the core's reward-model losses by name on pairs
-(:class:`TextPairs`): ``bradley_terry`` and its robust / smoothed / tie variants on the totals (a ``RankingBatch``),
+Training (:func:`train_reward_model`, through the training engine :class:`llm.accelerated.TrainingEngine`) minimizes
+any of the core's reward-model losses by name on pairs (:class:`TextPairs`): ``bradley_terry`` and its robust /
+smoothed / tie variants on the totals (a ``RankingBatch``),
 ``aspect_bradley_terry`` on the per-aspect rewards with per-aspect labels (an ``AspectPairBatch``). Models whose
 features are frozen (no LoRA, or the encoder) embed every text once and train the heads on cached features.
 
@@ -37,11 +38,12 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
+from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
 from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
+from llm.accelerated import RUN_FIELDS, LoopSettings, MinibatchSampler, TrainingEngine, fingerprint, parameter_digest
 from llm.models import (
     LoraSettings,
     adapter_base_model,
@@ -440,9 +442,9 @@ def _not_a_reward_model_loss(name: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class RewardModelTrainingConfig(Config):
-    """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``): the
-    function's keyword defaults are this class's."""
+class RewardModelTrainingConfig(LoopSettings):
+    """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``), the
+    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`)."""
 
     loss: Annotated[str, OneOf(_reward_model_losses, "preference loss", _not_a_reward_model_loss)] = "bradley_terry"
     """reward-model loss of the catalog: one on scores (RankingBatch) or per-aspect rewards (AspectPairBatch)"""
@@ -458,10 +460,13 @@ class RewardModelTrainingConfig(Config):
     """AdamW learning rate"""
     weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = None
+    """clip the gradient norm at this (null: no clipping)"""
     seed: Seed = 0
     """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
 
     def validate(self) -> None:
+        super().validate()
         entry = PREFERENCE_LOSSES[self.loss]
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
@@ -469,26 +474,22 @@ class RewardModelTrainingConfig(Config):
                                   f"{sorted(entry.defaults)}")
 
 
-_DEFAULTS = RewardModelTrainingConfig()
-
-
-def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = _DEFAULTS.loss, *,
-                       steps: int = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size,
-                       learning_rate: float = _DEFAULTS.learning_rate, weight_decay: float = _DEFAULTS.weight_decay,
-                       beta: float | None = _DEFAULTS.beta, per_pair: Mapping[str, Any] | None = None,
-                       seed: int = _DEFAULTS.seed, **loss_params: Any) -> TrainingResult:
-    """Minimize the catalog loss ``loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or an
-    ``AspectPairBatch`` of per-aspect rewards) over ``steps`` AdamW minibatch steps, the minibatches drawn without
-    replacement (reshuffled each pass) from a generator seeded with ``seed``. The settings are those of
-    :class:`RewardModelTrainingConfig`, checked by it.
+def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, config: RewardModelTrainingConfig | None = None,
+                       *, per_pair: Mapping[str, Any] | None = None) -> TrainingResult:
+    """Minimize the catalog loss ``config.loss`` (a reward-model loss: its batch is a ``RankingBatch`` of totals or
+    an ``AspectPairBatch`` of per-aspect rewards; its temperature ``config.beta`` and other parameters
+    ``config.loss_params``) over ``config.steps`` AdamW minibatch steps of ``config.batch_size`` pairs (the global
+    batch, split over processes and micro-batches), the minibatches drawn without replacement (reshuffled each pass)
+    from a generator seeded with ``config.seed``, the gradient norm clipped at ``config.max_grad_norm``.
 
     ``per_pair``: loss parameters with one row per pair (``aspect_labels [P, K]``, ``labels [P]``, ``margin [P]``,
-    ``aspect_mask [P, K]``), sliced with each minibatch; ``loss_params`` are passed as they are. Models with frozen
-    features embed every text once. The model is left in eval mode.
+    ``aspect_mask [P, K]``), sliced with each minibatch. Models with frozen features embed every text once (each
+    process its share). Every step goes through the training engine (:class:`llm.accelerated.TrainingEngine`:
+    processes, accumulation, schedule, autocast; with ``config.output_dir``, logging and checkpoints there, from
+    which a rerun resumes). The model is left in eval mode.
     """
-    RewardModelTrainingConfig(loss=loss, beta=beta, loss_params=loss_params, steps=steps, batch_size=batch_size,
-                              learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
-    entry = PREFERENCE_LOSSES[loss]
+    config = config or RewardModelTrainingConfig()
+    entry = PREFERENCE_LOSSES[config.loss]
     if not isinstance(model, HeadedRewardModel):
         raise ValidationError(f"model: expected a reward model with heads, got {type(model).__name__}")
     size = len(pairs)
@@ -503,11 +504,23 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = _
         raise ValidationError("aspect_labels: aspect_bradley_terry needs per-aspect labels [P, K]; pass "
                               "per_pair={'aspect_labels': ...} (see aspect_labels_from_rewards)")
 
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    engine = TrainingEngine(model, optimizer, config, total_steps=config.steps, max_grad_norm=config.max_grad_norm,
+                            what=f"reward model ({config.loss})", loop="train_reward_model")
+    sampler = MinibatchSampler(size, config.batch_size, config.seed)
+    engine.micro_batches(torch.arange(sampler.batch_size))
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
+    run_state = {"config": fingerprint(settings), "data": fingerprint({"pairs": pairs, "per_pair": rows_of}),
+                 "parameters": parameter_digest(parameters)} if config.output_dir else {}
+
     cached: tuple[torch.Tensor, torch.Tensor] | None = None
     if model.features_frozen:
         model.eval()
+        mine = pairs.subset(engine.process_rows(size))
         with torch.no_grad():
-            cached = (model.features(pairs.prompts, pairs.chosen), model.features(pairs.prompts, pairs.rejected))
+            cached = (engine.gather(engine.run(model.features, mine.prompts, mine.chosen)),
+                      engine.gather(engine.run(model.features, mine.prompts, mine.rejected)))
 
     def outputs(rows: list[int]) -> tuple[RewardOutput, RewardOutput]:
         if cached is not None:
@@ -517,25 +530,32 @@ def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, loss: str = _
         return model(part.prompts, part.chosen), model(part.prompts, part.rejected)
 
     def evaluate(rows: list[int], chosen: RewardOutput, rejected: RewardOutput):
-        params = {**loss_params, **{k: v[torch.tensor(rows)] for k, v in rows_of.items()}}
-        return entry(_loss_batch(entry.batch_type, chosen, rejected), beta, **params)
+        params = {**config.loss_params, **{k: v[torch.tensor(rows)] for k, v in rows_of.items()}}
+        return entry(_loss_batch(entry.batch_type, chosen, rejected), config.beta, **params)
 
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    losses, accuracies = [], []
+    def compute(rows: torch.Tensor):
+        index = rows.tolist()
+        return evaluate(index, *outputs(index))
+
+    checkpoint = engine.start(run_state)
+    losses: list[float] = []
+    accuracies: list[float] = []
+    if checkpoint is not None:
+        sampler.load_state_dict({key[len("loop.sampler."):]: value for key, value in checkpoint.tensors.items()
+                                 if key.startswith("loop.sampler.")})
+        losses, accuracies = checkpoint.state["loop"]["losses"], checkpoint.state["loop"]["accuracies"]
     model.train()
-    for _ in range(steps):
-        if len(order) < min(batch_size, size):
-            order = torch.randperm(size, generator=generator).tolist()
-        rows, order = order[:batch_size], order[batch_size:]
-        output = evaluate(rows, *outputs(rows))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+    for step in range(len(losses) + 1, config.steps + 1):
+        rows = sampler.next()
+        step_outputs, norm = engine.step(engine.micro_batches(rows), compute, len(rows))
+        output = engine.whole_batch(step_outputs)
         losses.append(float(output.loss.detach()))
         accuracies.append(output.reward_accuracy)
+        engine.log({"loss": losses[-1], "reward_accuracy": accuracies[-1], "grad_norm": norm}, step)
+        if engine.checkpoint_due(step):
+            engine.save(step, {f"sampler.{k}": v for k, v in sampler.state_dict().items()},
+                        {"losses": losses, "accuracies": accuracies})
+    engine.finish()
     model.eval()
     with torch.no_grad():
         everything = list(range(size))

@@ -19,6 +19,12 @@
 * :func:`save_trained_adapter` stores the adapter in peft's format (:func:`llm.models.save_adapter`) with the
   loop's config and metrics in its JSON.
 
+Every optimizer step goes through the training engine (:class:`llm.accelerated.TrainingEngine`, on
+``accelerate.Accelerator``): data parallelism over processes (``accelerate launch``, ``torchrun``), gradient
+accumulation, learning-rate schedules with warm-up, autocast, clipping, logging to ``metrics.jsonl`` and TensorBoard,
+and checkpoints that a rerun resumes from (the :class:`llm.accelerated.LoopSettings` fields of both configs). On one
+process with the default settings a step is the plain ``backward``, ``clip_grad_norm_``, fused AdamW ``step``.
+
 Every log-prob (policy and reference, all losses, RL) comes from :func:`llm.completion_logprobs.completion_logprobs`:
 each pair's prompt once (chosen and rejected share a row), the LM head only on the positions that predict completion
 tokens, float32 log-softmax; the optimizer is fused AdamW.
@@ -41,7 +47,6 @@ import torch
 from tqdm.auto import tqdm
 
 from irl_bilevel.config import (
-    Config,
     NonNegativeFloat,
     NonNegativeInt,
     OneOf,
@@ -52,6 +57,14 @@ from irl_bilevel.config import (
 )
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
 from irl_bilevel.validation import ValidationError
+from llm.accelerated import (
+    RUN_FIELDS,
+    LoopSettings,
+    MinibatchSampler,
+    TrainingEngine,
+    fingerprint,
+    parameter_digest,
+)
 from llm.completion_logprobs import completion_logprobs, fuse_activations
 from llm.models import Completions, generate_completions, reference_mode, save_adapter
 
@@ -59,7 +72,8 @@ RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
 """``reward(prompts, completions) -> rewards [N]``: one finite score per (prompt, completion text) pair."""
 
 EvaluationCallback = Callable[[Any, int], dict[str, Any]]
-"""``evaluate(policy, step) -> metrics``: called at step 0, every ``eval_every`` steps and after the last step."""
+"""``evaluate(policy, step) -> metrics``: called at step 0, every ``eval_every`` steps and after the last step (on the
+main process only)."""
 
 
 # ---------------------------------------------------------------------- datasets
@@ -205,7 +219,6 @@ class EpisodePreferenceDataset:
     def __len__(self) -> int:
         return len(self.chosen)
 
-
 # ---------------------------------------------------------------------- configs and results
 def policy_losses() -> list[str]:
     """The catalog losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
@@ -221,15 +234,17 @@ def _not_a_policy_loss(name: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class PreferenceTrainingConfig(Config):
-    """Settings of :func:`train_preferences` (and the training settings of ``irlb train-preferences``).
+class PreferenceTrainingConfig(LoopSettings):
+    """Settings of :func:`train_preferences` (and the training settings of ``irlb train-preferences``), the
+    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`).
 
     ``loss``: a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` taking a ``PreferenceBatch`` or an
     ``UnpairedBatch``; ``beta``: its temperature (``None``: the loss's default; must stay ``None`` for ORPO);
     ``loss_params``: its other parameters (e.g. ``{"gamma": 0.5}`` for SimPO). ``steps`` optimizer steps on
-    minibatches of ``batch_size`` pairs (unpaired losses: ``batch_size`` examples), AdamW with
-    ``learning_rate`` and ``weight_decay``, gradient norm clipped at ``max_grad_norm`` (``None``: no clipping).
-    ``eval_every``: steps between evaluation callbacks (0: only at the start and the end).
+    minibatches of ``batch_size`` pairs (unpaired losses: ``batch_size`` examples; the global batch, split over
+    processes and micro-batches), AdamW with ``learning_rate`` (the schedule's peak) and ``weight_decay``, gradient
+    norm clipped at ``max_grad_norm`` (``None``: no clipping). ``eval_every``: steps between evaluation callbacks
+    (0: only at the start and the end).
     """
 
     loss: Annotated[str, OneOf(policy_losses, "preference loss", _not_a_policy_loss)] = "sigmoid"
@@ -258,6 +273,7 @@ class PreferenceTrainingConfig(Config):
     """show a progress bar (irlb's commands: --quiet)"""
 
     def validate(self) -> None:
+        super().validate()
         entry = PREFERENCE_LOSSES[self.loss]
         unknown = sorted(set(self.loss_params) - set(entry.defaults))
         if unknown:
@@ -266,14 +282,15 @@ class PreferenceTrainingConfig(Config):
 
 
 @dataclass(frozen=True)
-class RLConfig(Config):
-    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``).
+class RLConfig(LoopSettings):
+    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``), the training engine's included
+    (inherited from :class:`~llm.accelerated.LoopSettings`).
 
     Each step samples ``samples_per_prompt`` (``k``) completions for each of ``prompts_per_step`` prompts (cycling
-    through a seeded permutation of the prompts) with ``max_new_tokens`` and ``temperature`` (1: the policy's own
-    distribution, which the KL penalty assumes). ``kl_coef`` is β of the penalty. ``algorithm``: ``"rloo"``
-    (needs ``k >= 2``) or ``"reinforce"`` (baseline: an exponential moving average of the penalized reward with
-    decay ``baseline_decay``).
+    through a seeded permutation of the prompts; the global batch, split over processes and micro-batches) with
+    ``max_new_tokens`` and ``temperature`` (1: the policy's own distribution, which the KL penalty assumes).
+    ``kl_coef`` is β of the penalty. ``algorithm``: ``"rloo"`` (needs ``k >= 2``) or ``"reinforce"`` (baseline: an
+    exponential moving average of the penalized reward with decay ``baseline_decay``).
     """
 
     algorithm: Literal["rloo", "reinforce"] = "rloo"
@@ -308,6 +325,7 @@ class RLConfig(Config):
     """False for prompts already rendered by a chat template (irlb rloo sets it from the data)"""
 
     def validate(self) -> None:
+        super().validate()
         if self.algorithm == "rloo" and self.samples_per_prompt < 2:
             raise ValidationError(f"samples_per_prompt: RLOO's leave-one-out baseline needs k >= 2 samples per "
                                   f"prompt, got {self.samples_per_prompt}")
@@ -321,8 +339,10 @@ class TrainingResult:
     history: list[dict[str, Any]]
     evaluations: list[dict[str, Any]]
     seconds: float
-    reference_forward_passes: int = 0  # chunks of reference log-probs computed (once per dataset)
+    reference_forward_passes: int = 0  # chunks of reference log-probs computed (once per dataset) by this process
     reference_seconds: float = 0.0  # wall time of those passes
+    processes: int = 1  # data-parallel processes that trained (accelerate launch / torchrun)
+    resumed_from: int = 0  # the step of the checkpoint this run resumed from (0: it started fresh)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -345,7 +365,8 @@ def adamw(parameters: list[torch.nn.Parameter], learning_rate: float, weight_dec
 
 def clipped_optimizer_step(loss: torch.Tensor, optimizer, parameters: list[torch.nn.Parameter],
                            max_grad_norm: float | None, what: str) -> float:
-    """One optimizer step; returns the gradient norm (before clipping). A non-finite loss stops training."""
+    """One plain optimizer step outside the training engine (plan distillation); returns the gradient norm (before
+    clipping). A non-finite loss stops training."""
     if not torch.isfinite(loss.detach()):
         raise FloatingPointError(f"{what}: the loss became non-finite ({loss.item()}); lower the learning rate "
                                  f"or check the data")
@@ -360,27 +381,43 @@ def _should_evaluate(step: int, steps: int, every: int) -> bool:
     return step == 0 or step == steps or (every > 0 and step % every == 0)
 
 
-def _evaluate(evaluate: EvaluationCallback | None, policy, step: int, evaluations: list[dict[str, Any]]) -> None:
-    if evaluate is None:
+def _evaluate(evaluate: EvaluationCallback | None, engine: TrainingEngine, policy, step: int,
+              evaluations: list[dict[str, Any]]) -> None:
+    """The evaluation callback, on the main process only."""
+    if evaluate is None or not engine.is_main:
         return
     with torch.no_grad():
         metrics = evaluate(policy, step)
     evaluations.append({"step": step, **metrics})
 
 
-def _batches(size: int, batch_size: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """``steps`` minibatches of row indices: consecutive slices of fresh permutations (one per epoch)."""
-    batch_size = min(batch_size, size)
-    rows: list[torch.Tensor] = []
-    order = torch.randperm(size, generator=generator)
-    position = 0
-    for _ in range(steps):
-        if position + batch_size > size:
-            order = torch.randperm(size, generator=generator)
-            position = 0
-        rows.append(order[position:position + batch_size])
-        position += batch_size
-    return rows
+def _run_state(config, data: Any, parameters: list[torch.nn.Parameter]) -> dict[str, Any]:
+    """What identifies a run for resuming it: its settings (less those that only change what it writes), a digest
+    of its data and of its initial trainable parameters."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
+    return {"config": fingerprint(settings), "data": fingerprint(data), "parameters": parameter_digest(parameters)}
+
+
+def _progress(engine: TrainingEngine, first: int, steps: int, description: str, show: bool):
+    return tqdm(range(first, steps + 1), total=steps, initial=first - 1, desc=description,
+                disable=not show or not engine.is_main, leave=False)
+
+
+def _resume(checkpoint, sampler: MinibatchSampler) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]], dict]:
+    """``(first step, history, evaluations, loop state)`` from a checkpoint (step 1 and empty without one)."""
+    if checkpoint is None:
+        return 1, [], [], {}
+    sampler.load_state_dict({key[len("loop.sampler."):]: value for key, value in checkpoint.tensors.items()
+                             if key.startswith("loop.sampler.")})
+    state = checkpoint.state["loop"]
+    return checkpoint.step + 1, state["history"], state["evaluations"], state
+
+
+def _save(engine: TrainingEngine, step: int, sampler: MinibatchSampler, history: list[dict[str, Any]],
+          evaluations: list[dict[str, Any]], **extra: Any) -> None:
+    if engine.checkpoint_due(step):
+        engine.save(step, {f"sampler.{k}": v for k, v in sampler.state_dict().items()},
+                    {"history": history, "evaluations": evaluations, **extra})
 
 
 # ---------------------------------------------------------------------- offline preference training
@@ -392,11 +429,16 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
 
     ``data``: a :class:`PreferenceDataset`, anything :meth:`PreferenceDataset.from_pairs` takes, an
     :class:`EpisodePreferenceDataset` (paired losses on whole episodes), or (unpaired losses only) an
-    :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass
-    with gradients; the reference log-probs are looked up from those precomputed before the first step.
-    ``history[s]`` holds the loss's metrics (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy,
-    margin, ...) and the gradient norm. Python tanh-GELU modules of ``policy`` (GPT-2's) are swapped for the same
-    function as one kernel first (:func:`llm.completion_logprobs.fuse_activations`).
+    :class:`UnpairedDataset`. Per step, the minibatch's sequences go through one forward pass with gradients (per
+    process and micro-batch: :class:`llm.accelerated.TrainingEngine`); the reference log-probs are looked up from
+    those precomputed before the first step (split over the processes). ``history[s]`` holds the loss's metrics on
+    the whole step batch (:func:`irl_bilevel.losses.loss_metrics`: loss, reward accuracy, margin, ...), the gradient
+    norm and the learning rate's schedule as logged. With ``config.output_dir`` the run logs and checkpoints there,
+    and a rerun resumes from its last checkpoint. Python tanh-GELU modules of ``policy`` (GPT-2's) are swapped for
+    the same function as one kernel first (:func:`llm.completion_logprobs.fuse_activations`).
+
+    KTO's KL baseline ``z0`` is the mean over the micro-batch's examples on all processes (TRL's ``KTOTrainer``
+    gathers it the same way).
     """
     config = config or PreferenceTrainingConfig()
     entry = PREFERENCE_LOSSES[config.loss]
@@ -416,34 +458,45 @@ def train_preferences(policy, data: PreferenceDataset | UnpairedDataset | Episod
                               f"an UnpairedDataset")
     parameters = trainable_parameters(policy)
     optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
+    engine = TrainingEngine(policy, optimizer, config, total_steps=config.steps,
+                            max_grad_norm=config.max_grad_norm, what=f"loss {config.loss}", loop="train_preferences")
+    sampler = MinibatchSampler(len(dataset), config.batch_size, config.seed)
+    engine.micro_batches(torch.arange(sampler.batch_size))  # a batch too small to split is an error before any work
+    run_state = _run_state(config, dataset, parameters) if config.output_dir else {}
     fuse_activations(policy)  # before the reference pass, so that reference and policy compute the same function
     started = time.perf_counter()
     if unpaired:
         assert isinstance(dataset, UnpairedDataset)
-        step_fn, reference_passes = _unpaired_steps(policy, dataset, pad_token_id, config)
+        step_fn, reference_passes = _unpaired_steps(policy, dataset, pad_token_id, config, engine)
     elif isinstance(dataset, EpisodePreferenceDataset):
-        step_fn, reference_passes = _episode_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
+        step_fn, reference_passes = _episode_steps(policy, dataset, pad_token_id, config, entry.needs_reference,
+                                                   engine)
     else:
         assert isinstance(dataset, PreferenceDataset)
-        step_fn, reference_passes = _paired_steps(policy, dataset, pad_token_id, config, entry.needs_reference)
+        step_fn, reference_passes = _paired_steps(policy, dataset, pad_token_id, config, entry.needs_reference,
+                                                  engine)
     reference_seconds = time.perf_counter() - started
-    history: list[dict[str, Any]] = []
-    evaluations: list[dict[str, Any]] = []
-    _evaluate(evaluate, policy, 0, evaluations)
-    minibatches = _batches(len(dataset), config.batch_size, config.steps, generator)
-    bar = tqdm(minibatches, desc=f"{config.loss} β={config.beta}", disable=not config.progress, leave=False)
-    for step, rows in enumerate(bar, 1):
-        output = step_fn(rows)
-        norm = clipped_optimizer_step(output.loss, optimizer, parameters, config.max_grad_norm, f"loss {config.loss}")
-        metrics = {"step": step, **loss_metrics(output), "grad_norm": norm}
+    checkpoint = engine.start(run_state)
+    first, history, evaluations, _ = _resume(checkpoint, sampler)
+    if checkpoint is None:
+        _evaluate(evaluate, engine, policy, 0, evaluations)
+    bar = _progress(engine, first, config.steps, f"{config.loss} β={config.beta}", config.progress)
+    for step in bar:
+        rows = sampler.next()
+        outputs, norm = engine.step(engine.micro_batches(rows), step_fn, len(rows))
+        metrics = {"step": step, **loss_metrics(engine.whole_batch(outputs)), "grad_norm": norm}
+        if engine.num_processes > 1:
+            metrics["process_examples"] = engine.gather(torch.tensor([sum(len(o.losses) for o in outputs)])).tolist()
         history.append(metrics)
+        engine.log(metrics, step)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['reward_accuracy']:.2f}")
         if _should_evaluate(step, config.steps, config.eval_every):
-            _evaluate(evaluate, policy, step, evaluations)
+            _evaluate(evaluate, engine, policy, step, evaluations)
+        _save(engine, step, sampler, history, evaluations)
     bar.close()
+    engine.finish()
     return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started, reference_passes,
-                          reference_seconds)
+                          reference_seconds, engine.num_processes, checkpoint.step if checkpoint else 0)
 
 
 Episode = list[tuple[list[int], list[int]]]
@@ -468,18 +521,19 @@ def _reference_passes(items: int, chunk_size: int) -> int:
 
 
 def _paired_steps(policy, dataset: PreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
-                  needs_reference: bool):
+                  needs_reference: bool, engine: TrainingEngine):
     """The per-step function ``rows -> LossOutput`` of a paired loss, with reference log-probs precomputed: each
     pair is a pair of one-step episodes (:func:`_episode_steps`), its extras sliced with the minibatch."""
     episodes = EpisodePreferenceDataset([[(p, c)] for p, c in zip(dataset.prompt_ids, dataset.chosen_ids)],
                                         [[(p, r)] for p, r in zip(dataset.prompt_ids, dataset.rejected_ids)])
-    return _episode_steps(policy, episodes, pad_token_id, config, needs_reference, dataset.extras)
+    return _episode_steps(policy, episodes, pad_token_id, config, needs_reference, engine, dataset.extras)
 
 
 def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int, config: PreferenceTrainingConfig,
-                   needs_reference: bool, extras: dict[str, torch.Tensor] | None = None):
+                   needs_reference: bool, engine: TrainingEngine, extras: dict[str, torch.Tensor] | None = None):
     """The per-step function ``rows -> LossOutput`` of a paired loss on episode pairs: log-probs and token counts
-    summed per episode, reference log-probs computed once; ``extras [P, ...]`` go to the loss, sliced by pair.
+    summed per episode, reference log-probs computed once (each process its share of the pairs, then gathered);
+    ``extras [P, ...]`` go to the loss, sliced by pair.
 
     Episodes go in pair order (chosen ``i``, rejected ``i``, chosen ``i+1``, ...), so that a pair's steps with
     one prompt (a preference pair's chosen and rejected completion) share it in one row."""
@@ -490,11 +544,12 @@ def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int,
     passes = 0
     reference: torch.Tensor | None = None  # [P, 2]: chosen, rejected
     if needs_reference:
+        mine = engine.process_rows(len(dataset))
         with torch.no_grad(), reference_mode(policy):
-            summed, _ = _episode_logprobs(policy, interleaved(list(range(len(dataset)))), pad_token_id,
-                                          config.chunk_size)
-        reference = summed.detach().reshape(-1, 2)
-        passes = _reference_passes(sum(len(e) for e in dataset.chosen + dataset.rejected), config.chunk_size)
+            summed, _ = engine.run(_episode_logprobs, policy, interleaved(mine), pad_token_id, config.chunk_size)
+        reference = engine.gather(summed.detach().reshape(-1, 2))
+        passes = _reference_passes(sum(len(dataset.chosen[i]) + len(dataset.rejected[i]) for i in mine),
+                                   config.chunk_size)
 
     def step(rows: torch.Tensor):
         summed, counts = _episode_logprobs(policy, interleaved(rows.tolist()), pad_token_id)
@@ -505,22 +560,25 @@ def _episode_steps(policy, dataset: EpisodePreferenceDataset, pad_token_id: int,
             ref_chosen, ref_rejected = pairs[:, 0], pairs[:, 1]
         preference = PreferenceBatch(summed[:, 0], summed[:, 1], ref_chosen, ref_rejected, counts[:, 0], counts[:, 1])
         params: dict[str, Any] = {**config.loss_params}
-        params.update({name: tensor[rows].to(summed.device) for name, tensor in (extras or {}).items()})
+        params.update({name: tensor[rows.cpu()].to(summed.device) for name, tensor in (extras or {}).items()})
         return PREFERENCE_LOSSES[config.loss](preference, config.beta, **params)
 
     return step, passes
 
 
-def _unpaired_steps(policy, dataset: UnpairedDataset, pad_token_id: int, config: PreferenceTrainingConfig):
+def _unpaired_steps(policy, dataset: UnpairedDataset, pad_token_id: int, config: PreferenceTrainingConfig,
+                    engine: TrainingEngine):
     """The per-step function of an unpaired loss (KTO): examples plus their mismatched pairs for ``z0`` (each
-    example's prompt with its KL partner's completion, :meth:`UnpairedDataset.kl_partners`)."""
+    example's prompt with its KL partner's completion, :meth:`UnpairedDataset.kl_partners`), ``z0`` from the
+    mismatched pairs of the micro-batch on every process."""
     partners = dataset.kl_partners()
     mismatched = [dataset.completion_ids[j] for j in partners]
-    prompts = [p for p in dataset.prompt_ids for _ in range(2)]  # example i, then its mismatched pair
-    completions = [c for pair in zip(dataset.completion_ids, mismatched) for c in pair]
+    mine = engine.process_rows(len(dataset))
+    prompts = [dataset.prompt_ids[i] for i in mine for _ in range(2)]  # example i, then its mismatched pair
+    completions = [c for i in mine for c in (dataset.completion_ids[i], mismatched[i])]
     with torch.no_grad(), reference_mode(policy):
-        summed, _ = completion_logprobs(policy, prompts, completions, pad_token_id, config.chunk_size)
-    reference = summed.detach().reshape(-1, 2)  # [N, 2]: the example, its mismatched pair
+        summed, _ = engine.run(completion_logprobs, policy, prompts, completions, pad_token_id, config.chunk_size)
+    reference = engine.gather(summed.detach().reshape(-1, 2))  # [N, 2]: the example, its mismatched pair
     passes = _reference_passes(len(completions), config.chunk_size)
     desirable = torch.tensor(dataset.desirable)
 
@@ -532,8 +590,9 @@ def _unpaired_steps(policy, dataset: UnpairedDataset, pad_token_id: int, config:
             kl_summed, _ = completion_logprobs(policy, prompts, [mismatched[i] for i in index], pad_token_id)
         device = summed.device
         picked = reference[rows.to(reference.device)].to(device)
-        unpaired = UnpairedBatch(summed, picked[:, 0], desirable[rows].to(device), kl_policy_logps=kl_summed,
-                                 kl_reference_logps=picked[:, 1])
+        unpaired = UnpairedBatch(summed, picked[:, 0], desirable[rows.cpu()].to(device),
+                                 kl_policy_logps=engine.gather(kl_summed),
+                                 kl_reference_logps=engine.gather(picked[:, 1]))
         return PREFERENCE_LOSSES[config.loss](unpaired, config.beta, **config.loss_params)
 
     return step, passes
@@ -555,6 +614,44 @@ def rloo_advantages(rewards: torch.Tensor, samples_per_prompt: int) -> torch.Ten
     grouped = rewards.reshape(-1, k)
     baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)
     return (grouped - baseline).reshape(-1)
+
+
+@dataclass
+class PolicyGradientOutput:
+    """Per-sample terms of a KL-penalized REINFORCE step (:func:`policy_gradient_losses`), ``[N]`` each: the
+    surrogate ``losses`` (with the graph), the detached ``logratio`` and ``penalized`` rewards and ``advantages``
+    (float64), the reward and completion length of each sample."""
+
+    losses: torch.Tensor
+    logratio: torch.Tensor
+    penalized: torch.Tensor
+    advantages: torch.Tensor
+    rewards: torch.Tensor
+    tokens: torch.Tensor
+
+
+def policy_gradient_losses(policy_logps: torch.Tensor, reference_logps: torch.Tensor, rewards: torch.Tensor,
+                           kl_coef: float, advantages: Callable[[torch.Tensor], torch.Tensor],
+                           tokens: torch.Tensor, owner: torch.Tensor | None = None) -> PolicyGradientOutput:
+    """The RL step of every loop (:func:`train_rl`, :class:`llm.lora_inner.LoRAInnerSolver`): ``N`` samples (a
+    completion, or an episode of several completions), their rewards ``[N]``, the policy's and the reference's
+    log-probs ``[M]`` of the ``M`` completions and, when ``M != N``, ``owner [M]``: the sample of each completion.
+
+    ``log π(y_i) = Σ_{m: owner(m) = i} log π(y_m|x_m)``; the penalized reward ``R_i = r_i − β Σ_m (log π − log
+    π_ref)`` (detached, float64); ``A = advantages(R)`` (RLOO: :func:`rloo_advantages`; REINFORCE: ``R − b``); the
+    surrogate ``ℓ_i = −A_i log π(y_i)``, whose mean's gradient estimates ``−∇ E_π[r − β log π/π_ref]``.
+    ``tokens [N]``: completion tokens per sample (reported).
+    """
+    logratio = (policy_logps.detach() - reference_logps).double().cpu()
+    sample_logps = policy_logps
+    if owner is not None:
+        count = len(rewards)
+        logratio = torch.zeros(count, dtype=torch.float64).index_add_(0, owner.cpu(), logratio)
+        sample_logps = policy_logps.new_zeros(count).index_add(0, owner.to(policy_logps.device), policy_logps)
+    penalized = rewards.double().cpu() - kl_coef * logratio
+    values = advantages(penalized)
+    losses = -(values.to(sample_logps.device, sample_logps.dtype) * sample_logps)
+    return PolicyGradientOutput(losses, logratio, penalized, values, rewards, tokens)
 
 
 def _checked_rewards(values: Any, count: int, what: str = "reward_fn") -> torch.Tensor:
@@ -580,15 +677,19 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
     For completions ``y_1..y_k ~ π_θ(·|x)`` of each prompt, the penalized reward is
     ``R_i = r(x, y_i) − β (log π_θ(y_i|x) − log π_ref(y_i|x))`` (a sequence-level log-ratio, summed over the
     completion's tokens, detached; ``π_ref`` = the adapter-disabled model), and the loss is the REINFORCE
-    surrogate ``−(1/N) Σ_i A_i log π_θ(y_i|x)`` whose gradient estimates ``−∇ E_π[r − β log π/π_ref]``:
+    surrogate ``−(1/N) Σ_i A_i log π_θ(y_i|x)`` (:func:`policy_gradient_losses`) whose gradient estimates
+    ``−∇ E_π[r − β log π/π_ref]``:
 
     * ``rloo``: ``A_i = R_i − mean_{j≠i} R_j`` (:func:`rloo_advantages`; Ahmadian et al. 2024, "Back to Basics:
       Revisiting REINFORCE Style Optimization for Learning from Human Feedback in LLMs");
     * ``reinforce``: ``A_i = R_i − b`` with ``b`` an exponential moving average of past mean ``R`` (Williams 1992;
-      the "REINFORCE with baseline" of the same paper).
+      the "REINFORCE with baseline" of the same paper), updated once per micro-batch with its mean over processes.
 
-    ``history[s]``: mean reward, mean KL sample ``log π − log π_ref``, mean penalized reward, loss, gradient norm,
-    mean completion length. Samples are seeded with ``config.seed`` and the step.
+    Each process samples the completions of its share of the step's prompts (:class:`llm.accelerated.TrainingEngine`;
+    a prompt's ``k`` samples stay together). ``history[s]``: mean reward, mean KL sample ``log π − log π_ref``, mean
+    penalized reward, loss, gradient norm, mean completion length, over the whole step. Samples are seeded with
+    ``config.seed``, the step and (beyond the first) the micro-batch and process. With ``config.output_dir`` the
+    run logs and checkpoints there, and a rerun resumes from its last checkpoint.
     """
     config = config or RLConfig()
     prompts = list(prompts)
@@ -596,48 +697,63 @@ def train_rl(policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFunctio
         raise ValidationError("prompts: is empty; expected at least one prompt for RL")
     parameters = trainable_parameters(policy)
     optimizer = adamw(parameters, config.learning_rate, config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
+    engine = TrainingEngine(policy, optimizer, config, total_steps=config.steps,
+                            max_grad_norm=config.max_grad_norm, what=f"RL ({config.algorithm})", loop="train_rl")
+    sampler = MinibatchSampler(len(prompts), config.prompts_per_step, config.seed)
+    engine.micro_batches(torch.arange(sampler.batch_size), "prompts_per_step")
+    run_state = _run_state(config, prompts, parameters) if config.output_dir else {}
     fuse_activations(policy)
     pad = tokenizer.pad_token_id
     k = config.samples_per_prompt
-    baseline: float | None = None
-    history: list[dict[str, Any]] = []
-    evaluations: list[dict[str, Any]] = []
     started = time.perf_counter()
-    _evaluate(evaluate, policy, 0, evaluations)
-    prompt_batches = _batches(len(prompts), config.prompts_per_step, config.steps, generator)
-    bar = tqdm(prompt_batches, desc=f"{config.algorithm} β={config.kl_coef}", disable=not config.progress,
-               leave=False)
-    for step, rows in enumerate(bar, 1):
-        chosen_prompts = [prompts[i] for i in rows.tolist()]
-        samples = generate_completions(policy, tokenizer, chosen_prompts, config.max_new_tokens,
-                                       temperature=config.temperature, num_samples=k,
-                                       seed=config.seed * 1_000_003 + step,
-                                       add_special_tokens=config.add_special_tokens)
-        rewards = _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples))
+    checkpoint = engine.start(run_state)
+    first, history, evaluations, state = _resume(checkpoint, sampler)
+    baseline: float | None = state.get("baseline")
+    if checkpoint is None:
+        _evaluate(evaluate, engine, policy, 0, evaluations)
+
+    def advantages(penalized: torch.Tensor) -> torch.Tensor:
+        nonlocal baseline
+        if config.algorithm == "rloo":
+            return rloo_advantages(penalized, k)
+        mean = float(engine.gather(penalized).mean())
+        baseline = mean if baseline is None else config.baseline_decay * baseline + (1 - config.baseline_decay) * mean
+        return penalized - baseline
+
+    def compute(piece: tuple[Completions, torch.Tensor]) -> PolicyGradientOutput:
+        samples, rewards = piece
         summed, counts = completion_logprobs(policy, samples.prompt_ids, samples.completion_ids, pad)
         with torch.no_grad(), reference_mode(policy):
             reference, _ = completion_logprobs(policy, samples.prompt_ids, samples.completion_ids, pad)
-        logratio = (summed.detach() - reference).double().cpu()
-        penalized = rewards.double().cpu() - config.kl_coef * logratio
-        if config.algorithm == "rloo":
-            advantages = rloo_advantages(penalized, k)
-        else:
-            mean = float(penalized.mean())
-            baseline = mean if baseline is None else config.baseline_decay * baseline + \
-                (1 - config.baseline_decay) * mean
-            advantages = penalized - baseline
-        loss = -(advantages.to(summed.device, summed.dtype) * summed).mean()
-        norm = clipped_optimizer_step(loss, optimizer, parameters, config.max_grad_norm, f"RL ({config.algorithm})")
-        metrics = {"step": step, "reward": float(rewards.mean()), "kl": float(logratio.mean()),
-                   "penalized_reward": float(penalized.mean()), "loss": float(loss.detach()), "grad_norm": norm,
-                   "completion_tokens": float(counts.mean())}
+        return policy_gradient_losses(summed, reference, rewards, config.kl_coef, advantages, counts)
+
+    bar = _progress(engine, first, config.steps, f"{config.algorithm} β={config.kl_coef}", config.progress)
+    for step in bar:
+        parts = engine.micro_batches(sampler.next(), "prompts_per_step")
+        pieces = []
+        for number, part in enumerate(parts):
+            index = engine.process_index * len(parts) + number  # 0 on one process without accumulation
+            samples = generate_completions(policy, tokenizer, [prompts[i] for i in part.tolist()],
+                                           config.max_new_tokens, temperature=config.temperature, num_samples=k,
+                                           seed=config.seed * 1_000_003 + step + 1_000_000_000 * index,
+                                           add_special_tokens=config.add_special_tokens)
+            pieces.append((samples, _checked_rewards(reward_fn(samples.prompts, samples.texts), len(samples))))
+        outputs, norm = engine.step(pieces, compute, sampler.batch_size * k)
+        whole = {name: engine.gather(torch.cat([getattr(o, name).detach() for o in outputs]))
+                 for name in ("rewards", "logratio", "penalized", "losses", "tokens")}
+        metrics = {"step": step, "reward": float(whole["rewards"].mean()), "kl": float(whole["logratio"].mean()),
+                   "penalized_reward": float(whole["penalized"].mean()), "loss": float(whole["losses"].mean()),
+                   "grad_norm": norm, "completion_tokens": float(whole["tokens"].mean())}
         history.append(metrics)
+        engine.log(metrics, step)
         bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.2f}")
         if _should_evaluate(step, config.steps, config.eval_every):
-            _evaluate(evaluate, policy, step, evaluations)
+            _evaluate(evaluate, engine, policy, step, evaluations)
+        _save(engine, step, sampler, history, evaluations, baseline=baseline)
     bar.close()
-    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started)
+    engine.finish()
+    return TrainingResult(config.to_dict(), history, evaluations, time.perf_counter() - started,
+                          processes=engine.num_processes, resumed_from=checkpoint.step if checkpoint else 0)
 
 
 # ---------------------------------------------------------------------- best-of-n

@@ -27,10 +27,17 @@ def test_the_library_side_trains_the_benchmark_pairs_and_clocks_every_step(tmp_p
     assert record["losses"][0] == pytest.approx(math.log(2), abs=1e-6)  # fresh adapter: the policy is the reference
     assert record["losses"][-1] < record["losses"][0]
     assert len(record["step_ends"]) == 3 and record["step_ends"] == sorted(record["step_ends"])
-    runs = {side: {"runs": [{"steps_per_second": rate, "cpu_seconds_per_step": 1 / rate, "losses": [0.69, 0.6]}]}
-            for side, rate in (("ours", 30.0), ("trl", 10.0), ("trl_precompute", 15.0))}
+    runs = {side: {"runs": [{"steps_per_second": rate, "cpu_seconds_per_step": 1 / rate, "losses": [0.69, 0.6],
+                             "peak_rss_bytes": rss}]}
+            for side, rate, rss in (("ours", 30.0, 900), ("trl", 10.0, 1000), ("trl_precompute", 15.0, 1200))}
     summary = benchmark.summarize({(side, 1): record for side, record in runs.items()}, parity_steps=2)
     assert summary["threads_1"]["ratios"] == {"ours/trl": 3.0, "ours/trl_precompute": 2.0}
+    assert summary["threads_1"]["peak_rss_ratios"] == {"ours/trl": 0.9, "ours/trl_precompute": 0.75}
+    assert benchmark.goal_checks(summary, 2.0) == {"speed": True, "memory": True, "losses": True}
+    assert benchmark.goal_checks(summary, 2.5)["speed"] is False
+    runs["ours"]["runs"][0]["peak_rss_bytes"] = 1100  # more than TRL's default side
+    summary = benchmark.summarize({(side, 1): record for side, record in runs.items()}, parity_steps=2)
+    assert benchmark.goal_checks(summary, 2.0)["memory"] is False
 
 
 @pytest.mark.slow  # 50-80 s on a shared 2-core machine: benchmarks/gpu_check.sh end to end, a subprocess per side

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import random
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from llm.evaluation import (
 from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.reward_models import (
     DPOImplicitReward,
+    RewardModelTrainingConfig,
     TextPairs,
     aspect_labels_from_rewards,
     backbone_reward_model,
@@ -88,7 +90,7 @@ def test_long_texts_keep_their_end_within_the_context(tiny_lm_path):
 def test_bradley_terry_training_lowers_the_loss_and_beats_chance(tiny_lm_path):
     train, test = sentiment_pairs(64, seed=0), sentiment_pairs(32, seed=1)
     model = backbone_reward_model(tiny_lm_path, seed=0)
-    result = train_reward_model(model, train, "bradley_terry", steps=300, batch_size=16, learning_rate=0.1, seed=0)
+    result = train_reward_model(model, train, RewardModelTrainingConfig(steps=300, batch_size=16, learning_rate=0.1))
     assert result.final_loss < result.losses[0] - 0.3
     assert result.final_accuracy > 0.95
     held_out = rewardbench_accuracy(model, test)
@@ -100,12 +102,13 @@ def test_robust_bradley_terry_trains_through_flipped_labels(tiny_lm_path):
     labels = torch.ones(len(train))
     labels[::8] = 0.0  # one label in eight says the rejected (negative) review was preferred
     model = backbone_reward_model(tiny_lm_path, seed=0)
-    result = train_reward_model(model, train, "robust_bradley_terry", steps=300, batch_size=16, learning_rate=0.1,
-                                per_pair={"labels": labels}, flip_rate=0.125)
+    robust = RewardModelTrainingConfig(loss="robust_bradley_terry", steps=300, batch_size=16, learning_rate=0.1,
+                                       loss_params={"flip_rate": 0.125})
+    result = train_reward_model(model, train, robust, per_pair={"labels": labels})
     assert result.final_loss < result.losses[0]
     assert rewardbench_accuracy(model, test).pair_accuracy > 0.8
     with pytest.raises(ValidationError, match="one row per pair"):
-        train_reward_model(model, train, "robust_bradley_terry", steps=1, per_pair={"labels": labels[:3]})
+        train_reward_model(model, train, replace(robust, steps=1), per_pair={"labels": labels[:3]})
 
 
 def test_lora_backbone_trains_the_adapter_too(tiny_lm_path):
@@ -113,7 +116,7 @@ def test_lora_backbone_trains_the_adapter_too(tiny_lm_path):
     model = backbone_reward_model(tiny_lm_path, lora=LoraSettings(r=4), seed=0)
     assert not model.features_frozen
     before = {k: v.clone() for k, v in model.head_state().items() if "lora_B" in k}
-    result = train_reward_model(model, pairs, "bradley_terry", steps=6, batch_size=16, learning_rate=2e-2)
+    result = train_reward_model(model, pairs, RewardModelTrainingConfig(steps=6, batch_size=16, learning_rate=2e-2))
     assert result.final_loss < result.losses[0]
     assert any(not torch.equal(before[k], v) for k, v in model.head_state().items() if k in before)
 
@@ -125,8 +128,8 @@ def test_aspect_bradley_terry_learns_each_aspect_from_its_labels(tiny_lm_path):
     labels = aspect_labels_from_rewards(chosen, torch.tensor([[0.0, 1.0]] * len(pairs)))
     assert labels[0].tolist() == [1.0, 0.0]
     model = backbone_reward_model(tiny_lm_path, ("sentiment", "contrarian"), "sum", seed=0)
-    result = train_reward_model(model, pairs, "aspect_bradley_terry", steps=300, batch_size=16,
-                                learning_rate=0.1, per_pair={"aspect_labels": labels})
+    aspects = RewardModelTrainingConfig(loss="aspect_bradley_terry", steps=300, batch_size=16, learning_rate=0.1)
+    result = train_reward_model(model, pairs, aspects, per_pair={"aspect_labels": labels})
     assert result.final_loss < result.losses[0] - 0.3
     test = sentiment_pairs(16, seed=4)
     chosen_scores = model.score(test.prompts, test.chosen).aspects
@@ -134,9 +137,9 @@ def test_aspect_bradley_terry_learns_each_aspect_from_its_labels(tiny_lm_path):
     assert (chosen_scores[:, 0] > rejected_scores[:, 0]).double().mean() > 0.8
     assert (chosen_scores[:, 1] < rejected_scores[:, 1]).double().mean() > 0.8
     with pytest.raises(ValidationError, match="aspect_labels"):
-        train_reward_model(model, pairs, "aspect_bradley_terry", steps=1)
+        train_reward_model(model, pairs, replace(aspects, steps=1))
     with pytest.raises(ValidationError, match="reward model takes a loss on scores"):
-        train_reward_model(model, pairs, "sigmoid", steps=1)
+        train_reward_model(model, pairs, RewardModelTrainingConfig(loss="sigmoid", steps=1))
 
 
 # ---------------------------------------------------------------------- save / load
@@ -274,7 +277,7 @@ def test_malformed_json_file_and_missing_file(tmp_path):
 def test_rewardbench_command_scores_a_saved_model(tiny_lm_path, tmp_path, capsys):
     pairs = sentiment_pairs(24, seed=5)
     model = backbone_reward_model(tiny_lm_path, seed=0)
-    train_reward_model(model, pairs, "bradley_terry", steps=100, batch_size=12, learning_rate=0.1)
+    train_reward_model(model, pairs, RewardModelTrainingConfig(steps=100, batch_size=12, learning_rate=0.1))
     save_text_reward_model(model, tmp_path / "rm")
     test = TextPairs(*(getattr(sentiment_pairs(8, seed=6), f) for f in ("prompts", "chosen", "rejected")),
                      subsets=["alpacaeval-easy"] * 4 + ["donotanswer"] * 4)
@@ -306,7 +309,7 @@ def test_encoder_reward_model_trains_and_round_trips(tmp_path):
     pairs, test = sentiment_pairs(48, seed=7), sentiment_pairs(16, seed=8)
     out = model.score(test.prompts[:3], test.chosen[:3])
     assert out.aspects.shape == (3, 2) and out.aspect_names == ("sentiment", "other")
-    result = train_reward_model(model, pairs, "bradley_terry", steps=60, batch_size=16, learning_rate=5e-2)
+    result = train_reward_model(model, pairs, RewardModelTrainingConfig(steps=60, batch_size=16, learning_rate=5e-2))
     assert result.final_loss < result.losses[0]
     assert rewardbench_accuracy(model, test).pair_accuracy > 0.8
     save_text_reward_model(model, tmp_path / "enc")

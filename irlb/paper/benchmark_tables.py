@@ -102,7 +102,7 @@ def trl_loss_parity(data: dict[str, Any], macros: Macros, source: str) -> dict[s
 # benchmarks/results/dpo_vs_trl.json
 
 # Short macro keys for the benchmark's models (the file's keys have digits, which macro names spell out).
-_DPO_MODELS = {"builtin": "builtin", "llama_20m": "llama", "gpt2_v2000": "wide vocab"}
+_DPO_MODELS = {"builtin": "builtin", "llama_20m": "llama", "gpt2_v2000": "wide vocab", "smollm2_135m": "smollm"}
 _DPO_SIDES = ("ours", "trl", "trl_precompute")
 
 
@@ -115,6 +115,7 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, T
     macros.number(["dpo parity steps"], int(protocol["parity_steps"]))
     threads = [int(t) for t in protocol["threads"]]
     macros.number(["dpo threads"], threads[0])
+    macros.number(["dpo max threads"], threads[-1])
     macros.number(["dpo cpus"], int(data["provenance"]["machine"]["cpus"]))
     match = re.search(r">=\s*([0-9.]+)", data.get("goal", ""))
     if match:
@@ -129,6 +130,15 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, T
             continue
         setup = data["setup"][model]
         result = data["results"][model][f"threads_{threads[0]}"]
+        # files since the SmolLM2 row: each model's own repeats and steps, and the goal checked per model
+        own = protocol.get("per_model", {}).get(model, {"repeats": protocol["repeats"],
+                                                        "steps": protocol["timed_steps"],
+                                                        "warmup": protocol["warmup_steps"]})
+        macros.number(["dpo", key, "repeats"], int(own["repeats"]))
+        macros.number(["dpo", key, "timed steps"], int(own["steps"]))
+        macros.number(["dpo", key, "warmup steps"], int(own["warmup"]))
+        if model in data.get("goal_met", {}):
+            macros.text(["dpo", key, "goal met"], "met" if data["goal_met"][model] else "not met")
         macros.number(["dpo", key, "vocab"], int(setup["embedding_rows"]))
         macros.number(["dpo", key, "trainable"], int(setup["trainable_parameters"]))
         if "parameters" in setup:
@@ -145,6 +155,13 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, T
         for pair, ratio in result.get("cpu_time_ratios", {}).items():
             ours, theirs = pair.split("/")
             macros.number(["dpo", key, ours, "over", theirs, "cpu time"], float(ratio))
+        for pair, ratio in result.get("peak_rss_ratios", {}).items():
+            ours, theirs = pair.split("/")
+            macros.number(["dpo", key, ours, "over", theirs, "peak rss"], float(ratio))
+        for count in threads[1:]:
+            for pair, ratio in data["results"][model][f"threads_{count}"]["ratios"].items():
+                ours, theirs = pair.split("/")
+                macros.number(["dpo", key, ours, "over", theirs, "threads", count], float(ratio))
     first = data["setup"][next(iter(data["setup"]))]
     macros.number(["dpo pairs"], int(first["pairs"]))
     macros.number(["dpo beta"], float(first["beta"]))

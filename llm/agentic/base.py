@@ -54,6 +54,9 @@ ASPECT_NAMES: tuple[str, ...] = ("success", "invalid", "malformed", "progress", 
 DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 0.1, 0.1)
 SPARSE_WEIGHTS: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 0.0)
 REWARD_MODES = ("structured", "sparse")
+ANSWER_FORMAT = "Reply with exactly one move, written like {example}, and nothing else."
+"""The answer-format line of chat prompts (:meth:`TextEnv.chat_messages`): an instruction-tuned model otherwise
+explains its move in prose, which the parsers (rightly) count as malformed."""
 
 State = TypeVar("State", bound=Hashable)
 Action = TypeVar("Action", bound=Hashable)
@@ -98,6 +101,9 @@ class TextEnv(ABC, Generic[State, Action]):
     aspect_names: tuple[str, ...] = ASPECT_NAMES
     # Move cap per phase: every step (legal, invalid or malformed) counts.
     max_steps: int = 10
+    # Whether render_state's text already holds the tokenizer's special tokens (a chat template's rendering:
+    # llm.agentic.chat.ChatEnv); such prompts are encoded with add_special_tokens=False.
+    prompt_has_special_tokens: bool = False
 
     def __init__(self, reward_mode: str = "structured", weights: Sequence[float] | None = None) -> None:
         if reward_mode not in REWARD_MODES:
@@ -163,6 +169,16 @@ class TextEnv(ABC, Generic[State, Action]):
     def phase(self, state: State) -> int:
         """The phase of a multi-phase task; the move cap applies per phase."""
         return 0
+
+    def chat_messages(self, state: State) -> list[dict[str, str]]:
+        """The observation as chat messages for an instruction-tuned model (``llm.agentic.chat.ChatEnv`` renders
+        them through its tokenizer's chat template): a system message that states the answer format, with the
+        canonical text of a legal move of the first start as the example (:data:`ANSWER_FORMAT`), and the
+        observation text as the user's message. Games with their own player prompt override it."""
+        start = self.starts[0]
+        example = self.format_action(self.legal_actions(start)[0])
+        return [{"role": "system", "content": ANSWER_FORMAT.format(example=example)},
+                {"role": "user", "content": self.render_state(state)}]
 
     # ------------------------------------------------------------------ reward
     def step_aspects(self, state: State, action: Action | None, next_state: State, kind: str) -> np.ndarray:

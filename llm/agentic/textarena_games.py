@@ -67,6 +67,9 @@ TEXTARENA_VERSION = "0.7.4"
 """The TextArena release the codecs were written against (``constraints.txt`` pins it; see the comment there)."""
 
 RUNNING, WON, LOST = "running", "won", "lost"
+ARENA_ANSWER_FORMAT = "Reply with exactly one move in that format and nothing else."
+"""The line added to TextArena's player prompt in chat prompts (:meth:`TextArenaGame.chat_messages`): TextArena's
+prompts state the format but not that the answer must hold nothing else (its parsers search the whole message)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class TextArenaGame(FiniteTextEnv[State, Action]):
         self._outcomes: dict[tuple[State, Action], ArenaOutcome[State]] = {}
         self._status: dict[State, str] = {}
         self._texts: dict[State, str] = {}
+        self._prompt: str | None = None
         starts: list[State] = []
         self.start_seeds: list[int] = []  # the board seed of each start
         for seed in self.board_seeds:
@@ -234,6 +238,25 @@ class TextArenaGame(FiniteTextEnv[State, Action]):
     def restated(self, state: State) -> str:
         """A line restating what the board shows in a form a small LM can read (empty by default)."""
         return ""
+
+    def player_prompt(self) -> str:
+        """TextArena's own prompt to the player (rules and action format), as its reset writes it for player 0."""
+        if self._prompt is None:
+            arena = self.reset_arena(self.start_seeds[0])
+            prompts = [str(message) for _, message, kind in arena.state.observations[0] if kind.name == "PROMPT"]
+            if not prompts:
+                raise RuntimeError(f"{self.name}: TextArena's reset wrote no player prompt")
+            self._prompt = prompts[0].strip()
+        return self._prompt
+
+    def chat_messages(self, state: State) -> list[dict[str, str]]:
+        """The game's own text for an instruction-tuned model: TextArena's player prompt (which states the action
+        format) and :data:`ARENA_ANSWER_FORMAT` as the system message, and TextArena's board rendering verbatim (its
+        newlines kept; nothing restated) as the user's message. :meth:`render_state`'s condensed one-line text is the
+        built-in model's; a real LM reads TextArena's own."""
+        board = self.board_text(self.arena_at(state)).strip("\n")
+        return [{"role": "system", "content": f"{self.player_prompt()}\n{ARENA_ANSWER_FORMAT}"},
+                {"role": "user", "content": f"Current board:\n{board}"}]
 
     def legality_error(self, state: State, action: Action) -> str | None:
         outcome = self.play(state, action)
@@ -355,6 +378,15 @@ class ArenaFrozenLake(TextArenaGame[ArenaLakeState, str]):
         return list(LAKE_ACTIONS)
 
 
+class ArenaFrozenLake5x5(ArenaFrozenLake):
+    """TextArena's ``FrozenLake-v0-hardcore``: a 5×5 lake with 6 holes per board seed (module docstring); a larger
+    map than ``FrozenLake-v0``'s, on which blind (sparse-reward) search needs more expansions."""
+
+    name = "ta-frozenlake-5x5"
+    env_id = "FrozenLake-v0-hardcore"
+    default_max_steps = 14
+
+
 # ---------------------------------------------------------------------- Lights Out
 ArenaLightsState = tuple[bool, ...]  # the lights row-major, True = on
 # TextArena 0.7.4, envs/LightsOut/env.py: re.compile(r'\[(\d+)\s+(\d+)\]').fullmatch(action.strip())
@@ -407,5 +439,6 @@ class ArenaLightsOut(TextArenaGame[ArenaLightsState, tuple[int, int]]):
 
 
 TEXTARENA_GAMES: dict[str, type[TextArenaGame]] = {
-    "ta-hanoi": ArenaHanoi, "ta-frozenlake": ArenaFrozenLake, "ta-lightsout": ArenaLightsOut}
+    "ta-hanoi": ArenaHanoi, "ta-frozenlake": ArenaFrozenLake, "ta-frozenlake-5x5": ArenaFrozenLake5x5,
+    "ta-lightsout": ArenaLightsOut}
 """The adapted games by the project's env name (``llm.builtin_model.AGENTIC_ENVS`` builds them with defaults)."""

@@ -92,14 +92,14 @@ from irl_bilevel.config import (
 )
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient, MaxEntHypergradient
 from irl_bilevel.metrics import epic_distance
-from irl_bilevel.rewards import RewardModel, TabularReward, Transitions
+from irl_bilevel.rewards import RewardModel, TabularReward
 from irl_bilevel.runs import provenance, unfinished_record, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.statistics import iqm_with_ci, stratified_iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from llm.agentic import SPARSE_WEIGHTS, FiniteTextEnv, summarize
-from llm.agentic.distill import distill_plans, plan_starts
-from llm.agentic.export import AspectTableReward, build_tabular_mdp, step_inputs
+from llm.agentic.distill import distill_plans, search_plans
+from llm.agentic.export import AspectTableReward, build_tabular_mdp
 from llm.agentic.preferences import EpisodePreferenceObjective
 from llm.builtin_model import AGENTIC_ENVS, BuiltinRecipe, build_builtin_model, read_build_info
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, demonstration_objective
@@ -421,35 +421,10 @@ def _train_dpo(run: _Run, objective: EpisodePreferenceObjective, seed: int, eval
     return result
 
 
-def _table_step_reward(run: _Run, reward: RewardModel) -> Any:
-    """``r(s, a)`` of ``reward`` over the export's states and canonical actions, as a lookup (one table, built once)."""
-    export = run.export
-    num_states, num_actions = export.mdp.num_states, len(export.actions)
-    states, actions = step_inputs(export, [s for s in range(num_states) for _ in range(num_actions)],
-                                  list(range(num_actions)) * num_states)
-    tensors = [*reward.parameters(), *reward.buffers()]  # a frozen AspectTableReward keeps its scales as a buffer
-    dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
-    with torch.no_grad():
-        table = reward(Transitions(states, actions).to(dtype)).total.reshape(num_states, num_actions)
-    values = table.double().tolist()
-
-    def step_reward(state: Any, action: Any) -> float:
-        return values[export.state_index[state]][export.action_index[action]]
-
-    return step_reward
-
-
 def _search(run: _Run, reward: RewardModel) -> tuple[dict[str, Any], list[tuple[Any, list[Any]]]]:
     """Reward-guided best-first search from every start with ``reward`` (module docstring, (vi)): its statistics and
     the plans that reach the goal within the move cap."""
-    env = run.env
-    plans, expansions = plan_starts(env, _table_step_reward(run, reward), run.settings.search_expansions)
-    planned = {start: plan for start, plan in plans}
-    solved = [start in planned for start in env.starts]
-    ratios = [len(planned[start]) / max(1, env.distance_to_goal(start)) for start in env.starts if start in planned]
-    return ({"success_rate": float(np.mean(solved)), "success_per_start": [float(x) for x in solved],
-             "plan_length_ratio": float(np.mean(ratios)) if ratios else None,
-             "expansions_mean": float(np.mean(expansions))}, plans)
+    return search_plans(run.env, run.export, reward, run.settings.search_expansions)
 
 
 def _distill(run: _Run, plans: list[tuple[Any, list[Any]]], seed: int, eval_seed: int) -> dict[str, Any]:

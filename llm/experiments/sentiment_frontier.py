@@ -64,6 +64,7 @@ from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
 from llm.reward_models import (
     BackboneRewardModel,
+    RewardModelTrainingConfig,
     TextPairs,
     aspect_labels_from_rewards,
     backbone_reward_model,
@@ -286,10 +287,9 @@ def fit_reward_model(model_path: Path | str, pairs: PreferencePairs, held_out: P
                                   seed=seed)
     per_pair = ({"aspect_labels": aspect_labels_from_rewards(pairs.chosen_aspects, pairs.rejected_aspects)}
                 if multi else None)
-    fit = train_reward_model(model, TextPairs.from_preference_pairs(pairs, variant),
-                             "aspect_bradley_terry" if multi else "bradley_terry", steps=settings.rm_steps,
-                             batch_size=settings.rm_batch_size, learning_rate=settings.rm_learning_rate,
-                             per_pair=per_pair, seed=seed)
+    fit = train_reward_model(model, TextPairs.from_preference_pairs(pairs, variant), RewardModelTrainingConfig(
+        loss="aspect_bradley_terry" if multi else "bradley_terry", steps=settings.rm_steps,
+        batch_size=settings.rm_batch_size, learning_rate=settings.rm_learning_rate, seed=seed), per_pair=per_pair)
     train_texts = TextPairs.from_preference_pairs(pairs, variant)
     train_accuracy = accuracy_from_scores(model.score(train_texts.prompts, train_texts.chosen).total.double(),
                                           model.score(train_texts.prompts, train_texts.rejected).total.double(),

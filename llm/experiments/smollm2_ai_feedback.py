@@ -64,7 +64,7 @@ from irl_bilevel.validation import ValidationError
 from llm.frontier import evaluate_policy
 from llm.judges import LanguageModelJudge
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
-from llm.reward_models import TextPairs, backbone_reward_model, train_reward_model
+from llm.reward_models import RewardModelTrainingConfig, TextPairs, backbone_reward_model, train_reward_model
 from llm.sentiment import GoldReward, chat_review_prompts, sentiment_prompts
 from llm.training import PreferenceDataset, PreferenceTrainingConfig, train_preferences
 
@@ -136,11 +136,12 @@ SCALES: dict[str, dict[str, Any]] = {
              "eval_samples": 1, "max_new_tokens": 6, "target_words": 16, "judge_batch_size": 8, "lora_r": 4,
              "lora_alpha": 8.0, "dpo_beta": 0.1, "steps": 2, "batch_size": 4, "learning_rate": 1e-3,
              "eval_every": 1},
-    # sized for about 2 hours of a 2-core CPU for all 5 seeds (the results page states the time the file records)
+    # sized for about 1.5 hours of one core for all 5 seeds, beside the frontier on the other core (the results page
+    # states the time the file records); fewer prompts and steps rather than fewer seeds
     "quick": {"model": "smollm2-135m-instruct", "seeds": 5, "study_prompts": 64, "samples_per_prompt": 3,
-              "rm_prompts": 64, "rm_steps": 60, "rm_batch_size": 32, "rm_learning_rate": 1e-3, "test_prompts": 32,
+              "rm_prompts": 64, "rm_steps": 30, "rm_batch_size": 16, "rm_learning_rate": 1e-3, "test_prompts": 16,
               "eval_samples": 2, "max_new_tokens": 32, "target_words": 24, "judge_batch_size": 16, "lora_r": 8,
-              "lora_alpha": 16.0, "dpo_beta": 0.1, "steps": 24, "batch_size": 16, "learning_rate": 5e-4,
+              "lora_alpha": 16.0, "dpo_beta": 0.1, "steps": 16, "batch_size": 8, "learning_rate": 5e-4,
               "eval_every": 8},
     "full": {"model": "smollm2-135m-instruct", "seeds": 5, "study_prompts": 512, "samples_per_prompt": 3,
              "rm_prompts": 512, "rm_steps": 300, "rm_batch_size": 32, "rm_learning_rate": 1e-3, "test_prompts": 256,
@@ -340,8 +341,9 @@ def reward_model_labels(config: SmolLM2AIFeedbackConfig, seed: int, study: Study
         raise ValidationError(f"rm_prompts: seed {seed}: no reward-model pair differs in the gold total")
     path = provision_named(config.model) if is_named_model(config.model) else config.model
     reward_model = backbone_reward_model(path, seed=seed)
-    train_reward_model(reward_model, TextPairs(kept, chosen, rejected), "bradley_terry", steps=config.rm_steps,
-                       batch_size=config.rm_batch_size, learning_rate=config.rm_learning_rate, seed=seed)
+    train_reward_model(reward_model, TextPairs(kept, chosen, rejected), RewardModelTrainingConfig(
+        loss="bradley_terry", steps=config.rm_steps, batch_size=config.rm_batch_size,
+        learning_rate=config.rm_learning_rate, seed=seed))
     scores = reward_model.score(study.samples.prompts, study.samples.texts).total.double()
     return _sign_labels(scores[study.first] - scores[study.second])
 

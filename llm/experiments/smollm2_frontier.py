@@ -125,15 +125,16 @@ SCALES: dict[str, dict[str, Any]] = {
              "eval_every": 1, "eval_samples": 1, "rl_kl_coef": 0.05, "rl_steps": 2, "rl_prompts_per_step": 2,
              "rl_samples_per_prompt": 2, "rl_learning_rate": 1e-3, "rl_eval_every": 1, "rm_steps": 2,
              "rm_batch_size": 4, "rm_learning_rate": 1e-2, "rm_lora_r": 0, "best_of_n": [2]},
-    # sized for about 3 hours of a 2-core CPU for all 5 seeds (the results page states the time the file records)
-    "quick": {"model": "smollm2-135m-instruct", "seeds": 5, "train_prompts": 96, "test_prompts": 32,
+    # sized for under 2 hours of one core for all 5 seeds, so that both real-model studies fit one 2-core machine side
+    # by side (the results page states the time the file records); fewer prompts and steps rather than fewer seeds
+    "quick": {"model": "smollm2-135m-instruct", "seeds": 5, "train_prompts": 64, "test_prompts": 16,
               "pair_samples": 4, "max_new_tokens": 32, "target_words": 24, "lora_r": 8, "lora_alpha": 16.0,
               "dpo_betas": [0.05, 0.1, 0.5], "other_losses": {"ipo": {"beta": 0.5},
                                                               "simpo": {"beta": 2.0, "gamma": 0.5}},
-              "steps": 24, "batch_size": 16, "learning_rate": 5e-4, "eval_every": 8, "eval_samples": 2,
-              "rl_kl_coef": 0.05, "rl_steps": 16, "rl_prompts_per_step": 8, "rl_samples_per_prompt": 4,
-              "rl_learning_rate": 5e-4, "rl_eval_every": 8, "rm_steps": 60, "rm_batch_size": 32,
-              "rm_learning_rate": 1e-3, "rm_lora_r": 0, "best_of_n": [2, 4, 8, 16]},
+              "steps": 16, "batch_size": 8, "learning_rate": 5e-4, "eval_every": 8, "eval_samples": 2,
+              "rl_kl_coef": 0.05, "rl_steps": 12, "rl_prompts_per_step": 4, "rl_samples_per_prompt": 4,
+              "rl_learning_rate": 5e-4, "rl_eval_every": 6, "rm_steps": 30, "rm_batch_size": 16,
+              "rm_learning_rate": 1e-3, "rm_lora_r": 0, "best_of_n": [2, 4, 8]},
     # for a GPU
     "full": {"model": "smollm2-135m-instruct", "seeds": 5, "train_prompts": 1024, "test_prompts": 256,
              "pair_samples": 4, "max_new_tokens": 48, "target_words": 24, "lora_r": 16, "lora_alpha": 32.0,

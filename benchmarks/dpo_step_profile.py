@@ -1,0 +1,150 @@
+"""Where a DPO step's time goes: ``torch.profiler`` over two steps of the library's training path and of TRL 1.16's
+``DPOTrainer`` with precomputed reference log-probs, on one model of ``benchmarks/dpo_vs_trl.py``, same pairs and
+settings; plus the positions each side computes.
+
+Per side: the self CPU time of the ``--top`` operators over steps 2–3 (after one warm-up step; the profiler adds
+overhead, so read shares, not totals). Positions: the pairs' real tokens (each prompt once), the body positions of
+our packed rows (a pair's chosen and rejected behind its prompt, rows padded to the longest), the LM-head positions
+of ours (those that predict completion tokens), and TRL's body-and-head positions (2 × pairs sequences padded to the
+longest prompt + completion).
+
+Run (after ``make baselines``): ``.venv/bin/python benchmarks/dpo_step_profile.py --model smollm2_135m`` (about 3
+minutes at 1 thread) → ``benchmarks/results/dpo_step_profile.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULT = Path(__file__).parent / "results" / "dpo_step_profile.json"
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("dpo_vs_trl", Path(__file__).parent / "dpo_vs_trl.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dpo_vs_trl"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def shares(profile, top: int) -> dict[str, Any]:
+    events = profile.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return {"self_cpu_seconds": total / 1e6,
+            "top": [{"operator": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count}
+                    for e in rows]}
+
+
+def positions(rows: list[dict[str, list[int]]]) -> dict[str, int]:
+    lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
+    longest = max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)
+    return {"real_tokens": sum(lengths), "ours_body": len(rows) * max(lengths),
+            "ours_head": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows),
+            "trl_body_and_head": 2 * len(rows) * longest}
+
+
+def profile_ours(workdir: Path, benchmark) -> Any:
+    from torch.profiler import ProfilerActivity, profile
+
+    from llm.models import load_adapter, load_causal_lm
+    from llm.training import PreferenceDataset, PreferenceTrainingConfig, train_preferences
+
+    model, tokenizer = load_causal_lm(benchmark.settings(workdir)["model_path"])
+    policy = load_adapter(model, workdir / "initial_adapter", trainable=True)
+    rows = json.loads((workdir / "token_ids.json").read_text())
+    data = PreferenceDataset([r["prompt_ids"] for r in rows], [r["chosen_ids"] for r in rows],
+                             [r["rejected_ids"] for r in rows])
+    profiler = profile(activities=[ProfilerActivity.CPU])
+
+    def window(_policy, step: int) -> dict[str, Any]:
+        if step == 1:
+            profiler.start()
+        elif step == 3:
+            profiler.stop()
+        return {}
+
+    config = PreferenceTrainingConfig(loss="sigmoid", beta=benchmark.BETA, steps=3, batch_size=len(rows),
+                                      learning_rate=benchmark.LEARNING_RATE, max_grad_norm=None, eval_every=1,
+                                      progress=False)
+    train_preferences(policy, data, tokenizer.pad_token_id, config, evaluate=window)
+    return profiler
+
+
+def profile_trl(workdir: Path, benchmark) -> Any:
+    import datasets
+    from peft import PeftModel
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    datasets.disable_caching()
+    path = benchmark.settings(workdir)["model_path"]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    policy = PeftModel.from_pretrained(model, str(workdir / "initial_adapter"), is_trainable=True)
+    pairs = json.loads((workdir / "pairs.json").read_text())
+    config = DPOConfig(
+        output_dir=str(workdir / "trl"), per_device_train_batch_size=len(pairs), max_steps=3,
+        learning_rate=benchmark.LEARNING_RATE, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        max_grad_norm=0.0, optim="adamw_torch", beta=benchmark.BETA, loss_type=["sigmoid"], bf16=False, fp16=False,
+        gradient_checkpointing=False, use_cpu=True, precompute_ref_log_probs=True,
+        precompute_ref_batch_size=len(pairs), report_to="none", logging_strategy="no", save_strategy="no",
+        eval_strategy="no", disable_tqdm=True, seed=benchmark.SEED, max_length=None)
+    profiler = profile(activities=[ProfilerActivity.CPU])
+
+    class Window(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                profiler.start()
+            elif state.global_step == 3:
+                profiler.stop()
+
+    trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=datasets.Dataset.from_list(pairs),
+                         processing_class=tokenizer)
+    trainer.add_callback(Window())
+    trainer.train()
+    return profiler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2_135m")
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=RESULT)
+    args = parser.parse_args()
+    from irl_bilevel.runs import provenance, write_json
+
+    torch.set_num_threads(1)
+    benchmark = _benchmark()
+    record: dict[str, Any] = {"benchmark": "dpo_step_profile", "model": args.model, "threads": 1,
+                              "provenance": provenance(benchmark.SEED)}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dpo-profile-") as folder:
+        workdir = Path(folder)
+        setup = argparse.Namespace(pairs=16, prompt_words=5, completion_words=(11, 18), device="cpu",
+                                   dtype="float32")
+        record["setup"] = benchmark.prepare(workdir, args.model, setup)
+        record["positions"] = positions(json.loads((workdir / "token_ids.json").read_text()))
+        record["ours"] = shares(profile_ours(workdir, benchmark), args.top)
+        record["trl_precompute"] = shares(profile_trl(workdir, benchmark), args.top)
+    record["seconds"] = time.perf_counter() - started
+    write_json(args.out, record)
+    for side in ("ours", "trl_precompute"):
+        print(side, ", ".join(f"{row['operator']} {row['self_cpu_share']:.1%}" for row in record[side]["top"][:6]))
+    print(record["positions"])
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
