@@ -372,11 +372,11 @@ _UNREADABLE_CHECKPOINT = (pickle.UnpicklingError, EOFError, OSError, RuntimeErro
                           TypeError, AttributeError, zipfile.BadZipFile)
 
 
-def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+def load_checkpoint(path: Path, required: tuple[str, ...] = (), recovery: str = RESTART_HINT) -> dict[str, Any]:
     """The state dict saved by :func:`save_checkpoint` at ``path``, read with ``torch.load(weights_only=True)``: plain
     tensors and containers only, nothing of the file is run. A missing, unreadable or damaged file, one that holds
     no dict, or one without the ``required`` entries is a :class:`~irl_bilevel.validation.ValidationError` naming it
-    and how to recover."""
+    and how to recover (``recovery``; default: delete the file to restart the run)."""
     from irl_bilevel.validation import ValidationError
 
     path = Path(path)
@@ -388,14 +388,14 @@ def load_checkpoint(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any
     except _UNREADABLE_CHECKPOINT as error:
         reason = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])[:200]
         raise ValidationError(f"checkpoint: {path} is damaged or not a checkpoint of this library ({reason}); "
-                              f"{RESTART_HINT}") from error
+                              f"{recovery}") from error
     if not isinstance(state, dict):
         raise ValidationError(f"checkpoint: {path} holds a {type(state).__name__}, not a checkpoint's dict of states; "
-                              f"{RESTART_HINT}")
+                              f"{recovery}")
     missing = [key for key in required if key not in state]
     if missing:
         raise ValidationError(f"checkpoint: {path} lacks {missing}; it is not a checkpoint of this run; "
-                              f"{RESTART_HINT}")
+                              f"{recovery}")
     return state
 
 

@@ -209,6 +209,35 @@ class Artifacts:
         return folder
 
     @cached_property
+    def training_run(self) -> Path:
+        """An unfinished ``train-preferences`` run folder (:func:`training_run_arguments`): the run stopped right
+        after its checkpoint of step 2 of 4, as a kill -9 there leaves it (the rerun of the same command resumes)."""
+        import llm.checkpoints
+        from irlb.main import main
+
+        folder = self._folder("training_run")
+        save = llm.checkpoints.RunFolder.save
+
+        class Stop(Exception):
+            pass
+
+        def save_then_stop(run_folder: Any, step: int, *arguments: Any, **options: Any) -> Path:
+            save(run_folder, step, *arguments, **options)
+            raise Stop
+
+        llm.checkpoints.RunFolder.save = save_then_stop  # type: ignore[method-assign]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                main(training_run_arguments(self.lm, self.pairs, folder))
+        except Stop:
+            pass
+        finally:
+            llm.checkpoints.RunFolder.save = save  # type: ignore[method-assign]
+        if not (folder / TRAINING_CHECKPOINT / "state.json").is_file():
+            raise RuntimeError(f"the unfinished training run in {folder} has no checkpoint of step 2")
+        return folder
+
+    @cached_property
     def reward_model(self) -> Path:
         from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 
@@ -250,6 +279,14 @@ def _build_run(arguments: list[str]) -> None:
 
 SWEEP_EXPERIMENT = "loss_gradient_weights"
 SWEEP_METRIC = "metric"
+TRAINING_CHECKPOINT = "checkpoints/step-00000002"
+
+
+def training_run_arguments(model: Path, data: Path, out: Path) -> list[str]:
+    """``train-preferences`` of 4 steps with a checkpoint every 2 (the unfinished run of ``Artifacts.training_run``;
+    rerun on a copy of it, it resumes)."""
+    return ["train-preferences", "--model", str(model), "--data", str(data), "--steps", "4", "--batch-size", "2",
+            "--checkpoint-every", "2", "--threads", "1", "--quiet", "--out", str(out)]
 
 
 # ---------------------------------------------------------------------- a case's own folder
@@ -689,6 +726,13 @@ def _datasets_folder(c: Context, corrupt: Callable[[Path], Path]) -> list[str]:
     return train_preferences(c, data=folder)
 
 
+def _training_run_with(c: Context, change: Callable[[Path], Any]) -> list[str]:
+    """Rerun the unfinished training run (it would resume) on a copy of it changed by ``change(folder)``."""
+    folder = c.copy(c.art.training_run)
+    change(folder)
+    return training_run_arguments(c.art.lm, c.copy(c.art.pairs), folder)
+
+
 FILE_TARGETS: list[tuple[str, tuple[str, ...], Callable[[Context, Callable[[Path], Path]], Invocation]]] = [
     ("tabular-irl --mdp-file", ("mdp.npz",), lambda c, k: [
         *tabular_file(c), "--mdp-file", str(_corrupt_copy(c, c.art.mdp, k, "bad_mdp.npz"))]),
@@ -723,6 +767,14 @@ FILE_TARGETS: list[tuple[str, tuple[str, ...], Callable[[Context, Callable[[Path
         *TABULAR, "--set", "checkpoint_every=1", "--out", str(_corrupt_in(c, c.art.tabular_run, "config.json", k))]),
     ("tabular-irl run metrics.jsonl", ("metrics.jsonl",), lambda c, k: [
         *TABULAR, "--set", "checkpoint_every=1", "--out", str(_corrupt_in(c, c.art.tabular_run, "metrics.jsonl", k))]),
+    ("train-preferences unfinished run tensors.safetensors", ("tensors.safetensors",),
+     lambda c, k: _training_run_with(c, lambda f: k(f / TRAINING_CHECKPOINT / "tensors.safetensors"))),
+    ("train-preferences unfinished run objects.pt", ("objects.pt",),
+     lambda c, k: _training_run_with(c, lambda f: k(f / TRAINING_CHECKPOINT / "objects.pt"))),
+    ("train-preferences unfinished run state.json", ("state.json",),
+     lambda c, k: _training_run_with(c, lambda f: k(f / TRAINING_CHECKPOINT / "state.json"))),
+    ("train-preferences unfinished run run.json", ("run.json",),
+     lambda c, k: _training_run_with(c, lambda f: k(f / "checkpoints" / "run.json"))),
     ("sweep trial done.json", ("done.json",), lambda c, k: _sweep_trial_file(c, "done.json", k)),
     ("rewardbench --model reward.json", ("reward.json",), lambda c, k: rewardbench(
         c, model=_corrupt_in(c, c.art.text_reward_model, "reward.json", k))),
@@ -1114,6 +1166,14 @@ def _save_torch(path: Path, value: Any) -> None:
     torch.save(value, path)
 
 
+def _save_safetensors(path: Path) -> None:
+    """A readable safetensors file of tensors that belong to no run of this model."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(path))
+
+
 class Opaque:
     """A class instance: what an unpickling checkpoint loader would run code for."""
 
@@ -1136,6 +1196,24 @@ add("run_folder", "checkpoint.pt of another reward model", "checkpoint.pt",
         **_checkpoint_dict(f), "reward_model": {"weights": __import__("torch").zeros(3)}})))
 add("run_folder", "checkpoint.pt a folder", "checkpoint.pt",
     lambda c: _tabular_run_with(c, lambda f: ((f / "checkpoint.pt").unlink(), (f / "checkpoint.pt").mkdir())))
+add("run_folder", "train-preferences unfinished run state.json a list", "state.json",
+    lambda c: _training_run_with(c, lambda f: (f / TRAINING_CHECKPOINT / "state.json").write_text("[1, 2]")))
+add("run_folder", "train-preferences unfinished run state.json without python_random", "state.json",
+    lambda c: _training_run_with(c, lambda f: (f / TRAINING_CHECKPOINT / "state.json").write_text('{"loop": {}}')))
+add("run_folder", "train-preferences unfinished run objects.pt without the optimizer", "objects.pt",
+    lambda c: _training_run_with(c, lambda f: _save_torch(f / TRAINING_CHECKPOINT / "objects.pt", {"scheduler": {}})))
+add("run_folder", "train-preferences unfinished run optimizer state of another optimizer", TRAINING_CHECKPOINT,
+    lambda c: _training_run_with(c, lambda f: _save_torch(f / TRAINING_CHECKPOINT / "objects.pt", {
+        "optimizer": {"state": {}, "param_groups": []}, "scheduler": {}})))
+add("run_folder", "train-preferences unfinished run tensors.safetensors of another model", "tensors.safetensors",
+    lambda c: _training_run_with(c, lambda f: _save_safetensors(f / TRAINING_CHECKPOINT / "tensors.safetensors")))
+add("run_folder", "train-preferences unfinished run without tensors.safetensors", "tensors.safetensors",
+    lambda c: _training_run_with(c, lambda f: (f / TRAINING_CHECKPOINT / "tensors.safetensors").unlink()))
+add("run_folder", "train-preferences unfinished run run.json a list", "run.json",
+    lambda c: _training_run_with(c, lambda f: (f / "checkpoints" / "run.json").write_text("[]")))
+add("run_folder", "train-preferences unfinished run run.json without its fingerprint", "run.json",
+    lambda c: _training_run_with(c, lambda f: (f / "checkpoints" / "run.json").write_text(
+        '{"loop": "train_preferences"}')))
 add("run_folder", "metrics.jsonl a line that is a list", "metrics.jsonl",
     lambda c: _tabular_run_with(c, lambda f: (f / "metrics.jsonl").write_text("[1, 2]\n")))
 add("run_folder", "metrics.jsonl rows without step", "metrics.jsonl",
@@ -1801,6 +1879,22 @@ PROBE_CASES: list[tuple[str, str, Callable[[Context], Invocation], tuple[str, ..
         "config", "seed_sweeps", "--set", "seeds=0"], ("seeds",)),
     ("numeric_settings", "config smollm2_frontier batch_size -2", lambda c: [
         "config", "smollm2_frontier", "--set", "batch_size=-2"], ("batch_size",)),
+    ("numeric_settings", "config smollm2_agentic seeds 0", lambda c: [
+        "config", "smollm2_agentic", "--set", "seeds=0"], ("seeds",)),
+    ("numeric_settings", "config smollm2_agentic rl_episodes_per_start 1", lambda c: [
+        "config", "smollm2_agentic", "--set", "rl_episodes_per_start=1"], ("rl_episodes_per_start",)),
+    ("numeric_settings", "config smollm2_agentic discount 1", lambda c: [
+        "config", "smollm2_agentic", "--set", "discount=1"], ("discount",)),
+    ("numeric_settings", "config smollm2_agentic search_expansions 0", lambda c: [
+        "config", "smollm2_agentic", "--set", "search_expansions.ta-hanoi=0"], ("search_expansions",)),
+    ("numeric_settings", "train-preferences --seed -1", lambda c: train_preferences(c, "--seed", "-1"), ("seed",)),
+    ("numeric_settings", "rloo --seed 2.5", lambda c: rloo(c, "--seed", "2.5"), ("seed",)),
+    ("numeric_settings", "train-preferences --gradient-accumulation-steps 0", lambda c: train_preferences(
+        c, "--gradient-accumulation-steps", "0"), ("gradient_accumulation_steps",)),
+    ("numeric_settings", "train-reward-model --checkpoint-every -1", lambda c: train_reward_model(
+        c, "--checkpoint-every", "-1"), ("checkpoint_every",)),
+    ("unknown_names", "config smollm2_agentic a search budget for an unknown game", lambda c: [
+        "config", "smollm2_agentic", "--set", "search_expansions.chess=5"], ("search_expansions",)),
     ("numeric_settings", "reproduce an experiment's learning rate -1", lambda c: [
         "reproduce", "--scale", "tiny", "--only", "aspect_labels", "--results", c.s("results"), "--figures",
         c.s("figures"), "--set", "aspect_labels.learning_rate=-1"], ("learning_rate",)),
