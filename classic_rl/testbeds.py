@@ -109,6 +109,25 @@ def _grid_successors(size: int, moves: tuple[tuple[int, int], ...], slip: float)
     return _merge_successors(targets, probabilities, num_states)
 
 
+def _sparse_mdp(name: str, successors: np.ndarray, probabilities: np.ndarray, features: np.ndarray,
+                reward: np.ndarray, discount: float, start: np.ndarray | None = None,
+                horizon: int | None = None) -> TabularMDP:
+    """A :class:`TabularMDP` from numpy arrays: sparse transitions ``successors`` (int) and ``probabilities``
+    ``[S, A, k]``, ``features`` ``[S, F]``, ``reward`` ``[S]``; the start distribution ``start`` ``[S]`` (uniform
+    when None)."""
+    num_states = successors.shape[0]
+    return TabularMDP(
+        start=torch.full((num_states,), 1.0 / num_states) if start is None else torch.from_numpy(start),
+        discount=discount,
+        horizon=horizon,
+        successors=torch.from_numpy(successors.astype(np.int64)),
+        successor_probabilities=torch.from_numpy(probabilities),
+        state_features=torch.from_numpy(features),
+        true_reward=torch.from_numpy(reward),
+        name=name,
+    )
+
+
 # ---------------------------------------------------------------------- Ng & Russell gridworld
 def gridworld(size: int = 5, slip: float = 0.3, discount: float = 0.9) -> TabularMDP:
     """The gridworld of Ng & Russell (2000, section 3): a ``size × size`` grid, reward 1 in the upper-right
@@ -132,15 +151,7 @@ def gridworld(size: int = 5, slip: float = 0.3, discount: float = 0.9) -> Tabula
     successors, probabilities = _grid_successors(size, GRID_MOVES[:4], slip)
     reward = np.zeros(num_states)
     reward[size - 1] = 1.0
-    return TabularMDP(
-        start=torch.full((num_states,), 1.0 / num_states),
-        discount=discount,
-        successors=torch.from_numpy(successors),
-        successor_probabilities=torch.from_numpy(probabilities),
-        state_features=torch.eye(num_states),
-        true_reward=torch.from_numpy(reward),
-        name=f"gridworld{size}x{size}",
-    )
+    return _sparse_mdp(f"gridworld{size}x{size}", successors, probabilities, np.eye(num_states), reward, discount)
 
 
 # ---------------------------------------------------------------------- Levine et al. objectworld
@@ -219,15 +230,7 @@ def objectworld(
         thresholds = np.arange(1, size + 1, dtype=np.float64)
         features = (distances[:, :, None] <= thresholds).astype(np.float64).reshape(num_states, -1)
     successors, probabilities = _grid_successors(size, GRID_MOVES, slip)
-    return TabularMDP(
-        start=torch.full((num_states,), 1.0 / num_states),
-        discount=discount,
-        successors=torch.from_numpy(successors),
-        successor_probabilities=torch.from_numpy(probabilities),
-        state_features=torch.from_numpy(features),
-        true_reward=torch.from_numpy(reward),
-        name=f"objectworld{size}x{size}",
-    )
+    return _sparse_mdp(f"objectworld{size}x{size}", successors, probabilities, features, reward, discount)
 
 
 # ---------------------------------------------------------------------- Garnet MDPs
@@ -274,16 +277,8 @@ def garnet(
     probabilities = rng.dirichlet(np.ones(branching), size=(num_states, num_actions))
     features = rng.standard_normal((num_states, num_features))
     weights = rng.standard_normal(num_features)
-    return TabularMDP(
-        start=torch.full((num_states,), 1.0 / num_states),
-        discount=discount,
-        horizon=horizon,
-        successors=torch.from_numpy(successors.astype(np.int64)),
-        successor_probabilities=torch.from_numpy(probabilities),
-        state_features=torch.from_numpy(features),
-        true_reward=torch.from_numpy(features @ weights),
-        name=f"garnet{num_states}x{num_actions}b{branching}",
-    )
+    return _sparse_mdp(f"garnet{num_states}x{num_actions}b{branching}", successors, probabilities, features,
+                       features @ weights, discount, horizon=horizon)
 
 
 # ---------------------------------------------------------------------- seals CliffWorld
@@ -378,15 +373,8 @@ def sparse_gridworld(size: int = 8, slip: float = 0.1, discount: float = 0.95, s
     reward[goal], reward[end] = 1.0, 0.0
     start = np.zeros(num_states)
     start[(size - 1) * size] = 1.0
-    return TabularMDP(
-        start=torch.from_numpy(start),
-        discount=discount,
-        successors=torch.from_numpy(successors),
-        successor_probabilities=torch.from_numpy(probabilities),
-        state_features=torch.eye(num_states),
-        true_reward=torch.from_numpy(reward),
-        name=f"sparse_gridworld{size}x{size}",
-    )
+    return _sparse_mdp(f"sparse_gridworld{size}x{size}", successors, probabilities, np.eye(num_states), reward,
+                       discount, start=start)
 
 
 def grid_distance_to(size: int, row: int, col: int) -> np.ndarray:

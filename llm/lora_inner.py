@@ -206,16 +206,9 @@ class LoRAInnerSolver:
                                            seed=seed * 1_000_003 + step)
             still = []
             for row, i in enumerate(running):
-                record = records[i]
-                record.observations.append(observations[i])
+                observation = observations[i]
                 observations[i], reward, terminated, truncated, info = envs[i].step(samples.texts[row])
-                record.action_texts.append(samples.texts[row])
-                record.states.append(info["state"])
-                record.aspects.append(info["reward_aspects"])
-                record.total_reward += reward
-                record.reached_goal = info["success"]
-                record.steps, record.num_invalid, record.num_malformed = (
-                    info["steps"], info["num_invalid"], info["num_malformed"])
+                records[i].add_move(observation, samples.texts[row], reward, info)
                 tokens[i][0].append(samples.prompt_ids[row])
                 tokens[i][1].append(samples.completion_ids[row])
                 if not (terminated or truncated):

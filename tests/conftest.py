@@ -17,15 +17,20 @@ on an empty cache. Tests that need a *good* demonstrator use a hand-written cont
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
+
+from classic_rl.experiments import default_dtype
 
 torch.set_num_threads(1)
 
@@ -69,10 +74,8 @@ def tiny_expert_budgets():
 
 @pytest.fixture(autouse=True)
 def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    with default_dtype(torch.float64):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -112,6 +115,23 @@ def tiny_lm_path(tmp_path_factory):
     from llm.builtin_model import BuiltinRecipe, build_builtin_model
 
     return build_builtin_model(BuiltinRecipe.tiny(), cache_dir=tmp_path_factory.mktemp("lm_cache"), progress=False)
+
+
+@pytest.fixture
+def lm(tiny_lm_path):
+    """A fresh ``(model, tokenizer)`` of the tiny built-in model (loaded per test: tests may train it)."""
+    from llm.models import load_causal_lm
+
+    return load_causal_lm(tiny_lm_path)
+
+
+def run_tiny_experiment(module: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Run the experiment ``module`` (e.g. ``"llm.experiments.smollm2_frontier"``) at its tiny scale into a fresh
+    folder: ``(folder, the record it wrote)``. For module-scoped fixtures that several tests read."""
+    experiment = importlib.import_module(module)
+    folder = tmp_path_factory.mktemp(module.rsplit(".", 1)[-1])
+    path = experiment.run("tiny", folder, progress=False)
+    return folder, json.loads(path.read_text())
 
 
 def load_benchmark(name: str) -> ModuleType:

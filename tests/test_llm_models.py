@@ -46,11 +46,6 @@ def train_adapter_one_step(model, batch) -> None:
 
 
 @pytest.fixture
-def lm(tiny_lm_path):
-    return load_causal_lm(tiny_lm_path)
-
-
-@pytest.fixture
 def sample_batch(lm):
     model, tokenizer = lm
     completions = generate_completions(model, tokenizer, PROMPTS, max_new_tokens=6, seed=3)

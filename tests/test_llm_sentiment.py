@@ -17,11 +17,6 @@ PROMPT = "i watched this movie"
 
 
 @pytest.fixture
-def lm(tiny_lm_path):
-    return load_causal_lm(tiny_lm_path)
-
-
-@pytest.fixture
 def gold(lm):
     model, tokenizer = lm
     return GoldReward(model, tokenizer, target_words=12)

@@ -37,11 +37,6 @@ PROMPTS = ["i watched this movie", "this film tells the", "i saw this film", "th
 
 
 @pytest.fixture
-def lm(tiny_lm_path):
-    return load_causal_lm(tiny_lm_path)
-
-
-@pytest.fixture
 def policy_and_tokenizer(tiny_lm_path):
     model, tokenizer = load_causal_lm(tiny_lm_path)
     return with_lora(model, seed=0), tokenizer

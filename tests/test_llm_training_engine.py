@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 from test_llm_training import PROMPTS, synthetic_pairs
 
+from classic_rl.experiments import default_dtype
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
@@ -40,10 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def float32():
     """The LM loops run in float32 (the suite's default dtype is float64)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(previous)
+    with default_dtype(torch.float32):
+        yield
 
 
 def fresh_policy(path):

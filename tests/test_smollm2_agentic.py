@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_tiny_experiment
 
 pytest.importorskip("transformers")
 pytest.importorskip("textarena")
@@ -180,11 +181,7 @@ def test_learned_scales_plan_every_frozenlake_board_and_penalise_malformed_text(
 # ---------------------------------------------------------------------- the experiment at tiny scale
 @pytest.fixture(scope="module")
 def tiny_result(tmp_path_factory):
-    from llm.experiments import smollm2_agentic
-
-    folder = tmp_path_factory.mktemp("smollm2_agentic")
-    path = smollm2_agentic.run("tiny", folder, progress=False)
-    return folder, json.loads(path.read_text())
+    return run_tiny_experiment("llm.experiments.smollm2_agentic", tmp_path_factory)
 
 
 def test_every_part_of_the_tiny_scale_is_recorded(tiny_result):

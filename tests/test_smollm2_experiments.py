@@ -8,17 +8,14 @@ import json
 
 import pytest
 import torch
+from conftest import run_tiny_experiment
 
 pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def frontier_result(tmp_path_factory):
-    from llm.experiments import smollm2_frontier
-
-    folder = tmp_path_factory.mktemp("smollm2_frontier")
-    path = smollm2_frontier.run("tiny", folder, progress=False)
-    return folder, json.loads(path.read_text())
+    return run_tiny_experiment("llm.experiments.smollm2_frontier", tmp_path_factory)
 
 
 def test_every_method_of_every_seed_is_recorded_and_summarized(frontier_result):
@@ -73,11 +70,7 @@ def test_the_figure_draws(frontier_result, tmp_path):
 
 @pytest.fixture(scope="module")
 def feedback_result(tmp_path_factory):
-    from llm.experiments import smollm2_ai_feedback
-
-    folder = tmp_path_factory.mktemp("smollm2_ai_feedback")
-    path = smollm2_ai_feedback.run("tiny", folder, progress=False)
-    return folder, json.loads(path.read_text())
+    return run_tiny_experiment("llm.experiments.smollm2_ai_feedback", tmp_path_factory)
 
 
 def test_every_evaluator_labels_every_query_and_dpo_trains_on_each_labelling(feedback_result):

@@ -12,6 +12,7 @@ Formulas and sources: ``docs/losses.md`` ("Ties, label noise and aspects").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,6 +81,16 @@ def _three_way_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return -log_probs.gather(1, index[:, None]).squeeze(1)
 
 
+def _tie_model_loss(batch: RankingBatch, beta: float, labels: Any, loss: str,
+                    log_probabilities: Callable[[torch.Tensor], torch.Tensor]) -> LossOutput:
+    """``−log P(label)`` of a tie model whose ``[B, 3]`` log-probabilities (first wins, tie, second wins) at
+    ``Δ = β (r_1 − r_2)`` are ``log_probabilities(Δ)``; ``labels [B]`` 1 / 0 / 0.5 (tie), default all 1."""
+    first, second = _pair_scores(batch, loss)
+    label = _labels(labels, loss, batch.batch_size, batch.scores)
+    losses = _three_way_nll(log_probabilities(beta * (first - second)), label)
+    return _output(losses, beta * first, beta * second, label)
+
+
 @register("rao_kupper", batch_type=RankingBatch, default_beta=1.0,
           source="Rao & Kupper 1967, 'Ties in paired-comparison experiments', JASA 62")
 def rao_kupper(batch: RankingBatch, beta: float, *, labels: Any = None, theta: float = 1.5) -> LossOutput:
@@ -92,11 +103,7 @@ def rao_kupper(batch: RankingBatch, beta: float, *, labels: Any = None, theta: f
     value = real_number(theta, "theta", "rao_kupper")
     if value <= 1:
         raise ValidationError(f"theta: expected θ > 1 for rao_kupper (θ = 1 admits no ties), got {value:g}")
-    first, second = _pair_scores(batch, "rao_kupper")
-    label = _labels(labels, "rao_kupper", batch.batch_size, batch.scores)
-    delta = beta * (first - second)
-    losses = _three_way_nll(rao_kupper_log_probabilities(delta, value), label)
-    return _output(losses, beta * first, beta * second, label)
+    return _tie_model_loss(batch, beta, labels, "rao_kupper", lambda delta: rao_kupper_log_probabilities(delta, value))
 
 
 @register("davidson", batch_type=RankingBatch, default_beta=1.0,
@@ -109,11 +116,7 @@ def davidson(batch: RankingBatch, beta: float, *, labels: Any = None, nu: float 
     1970, "On extending the Bradley-Terry model to accommodate ties in paired comparison experiments".
     """
     value = positive(nu, "nu", "davidson")
-    first, second = _pair_scores(batch, "davidson")
-    label = _labels(labels, "davidson", batch.batch_size, batch.scores)
-    delta = beta * (first - second)
-    losses = _three_way_nll(davidson_log_probabilities(delta, value), label)
-    return _output(losses, beta * first, beta * second, label)
+    return _tie_model_loss(batch, beta, labels, "davidson", lambda delta: davidson_log_probabilities(delta, value))
 
 
 @register("robust_bradley_terry", batch_type=RankingBatch, default_beta=1.0,

@@ -58,6 +58,17 @@ class EpisodeRecord:
     def solved(self) -> bool:
         return self.reached_goal and self.num_invalid == 0 and self.num_malformed == 0
 
+    def add_move(self, observation: str, action_text: str, reward: float, info: dict[str, Any]) -> None:
+        """Record one move: the observation it answered, its action text, and ``env.step``'s reward and ``info``
+        (the new state, the reward aspects ``[K]``, and the episode's running counts and goal flag)."""
+        self.observations.append(observation)
+        self.action_texts.append(action_text)
+        self.states.append(info["state"])
+        self.aspects.append(info["reward_aspects"])
+        self.total_reward += reward
+        self.reached_goal = info["success"]
+        self.steps, self.num_invalid, self.num_malformed = info["steps"], info["num_invalid"], info["num_malformed"]
+
 
 def run_episode(env: TextEnv, policy: Callable[[str], str], start: int, seed: int = 0) -> EpisodeRecord:
     """Roll ``policy`` (observation text → action text) from ``env.starts[start]`` until the episode ends."""
@@ -66,17 +77,9 @@ def run_episode(env: TextEnv, policy: Callable[[str], str], start: int, seed: in
     done = False
     while not done:
         action_text = policy(observation)
-        record.observations.append(observation)
-        observation, reward, terminated, truncated, info = env.step(action_text)
-        record.action_texts.append(action_text)
-        record.states.append(info["state"])
-        record.aspects.append(info["reward_aspects"])
-        record.total_reward += reward
-        done = terminated or truncated
-    record.reached_goal = info["success"]
-    record.steps = info["steps"]
-    record.num_invalid = info["num_invalid"]
-    record.num_malformed = info["num_malformed"]
+        next_observation, reward, terminated, truncated, info = env.step(action_text)
+        record.add_move(observation, action_text, reward, info)
+        observation, done = next_observation, terminated or truncated
     return record
 
 

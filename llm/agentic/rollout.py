@@ -72,16 +72,9 @@ def lockstep_rollout(model: Any, tokenizer: Any, env: TextEnv, starts: Sequence[
                                        batch_size=batch_size, add_special_tokens=not env.prompt_has_special_tokens)
         still = []
         for row, i in enumerate(running):
-            record = episodes[i].record
-            record.observations.append(observations[i])
+            observation = observations[i]
             observations[i], reward, terminated, truncated, info = envs[i].step(samples.texts[row])
-            record.action_texts.append(samples.texts[row])
-            record.states.append(info["state"])
-            record.aspects.append(info["reward_aspects"])
-            record.total_reward += reward
-            record.reached_goal = info["success"]
-            record.steps, record.num_invalid, record.num_malformed = (info["steps"], info["num_invalid"],
-                                                                      info["num_malformed"])
+            episodes[i].record.add_move(observation, samples.texts[row], reward, info)
             episodes[i].prompt_ids.append(samples.prompt_ids[row])
             episodes[i].completion_ids.append(samples.completion_ids[row])
             if not (terminated or truncated):

@@ -112,7 +112,8 @@ class TextArenaGame(FiniteTextEnv[State, Action]):
     :meth:`board_text`, :meth:`seed_of`), the parser and the canonical actions.
 
     Args:
-        board_seeds: the reset seeds whose boards are the start states (duplicates and already-won boards dropped).
+        board_seeds: the reset seeds whose boards are the start states (duplicates and already-won boards dropped;
+            the game's ``default_board_seeds`` when omitted).
         reward_mode, weights: as for every :class:`~llm.agentic.base.TextEnv`.
         max_steps: the move cap (the game's default when omitted).
     """
@@ -121,10 +122,13 @@ class TextArenaGame(FiniteTextEnv[State, Action]):
     env_kwargs: ClassVar[Mapping[str, Any]] = {}
     instruction: str = ""  # one line condensed from TextArena's player prompt (the observation's first line)
     default_max_steps: int = 10
+    default_board_seeds: tuple[int, ...] = (0,)  # the start boards when ``board_seeds`` is omitted
 
-    def __init__(self, board_seeds: Sequence[int] = (0,), reward_mode: str = "structured", weights=None,
+    def __init__(self, board_seeds: Sequence[int] | None = None, reward_mode: str = "structured", weights=None,
                  max_steps: int | None = None) -> None:
         super().__init__(reward_mode, weights)
+        if board_seeds is None:
+            board_seeds = self.default_board_seeds
         if len(board_seeds) == 0 or not all(isinstance(s, int) and s >= 0 for s in board_seeds):
             raise ValidationError(f"board_seeds: expected non-empty non-negative integers, got {list(board_seeds)}")
         cap = self.default_max_steps if max_steps is None else max_steps
@@ -342,10 +346,7 @@ class ArenaFrozenLake(TextArenaGame[ArenaLakeState, str]):
     instruction = "Frozen Lake . Walk from the top left to the goal G at the bottom right without falling into a " \
                   "hole H . Type [up] , [down] , [left] or [right] ."
     default_max_steps = 10
-
-    def __init__(self, board_seeds: Sequence[int] = tuple(range(8)), reward_mode: str = "structured", weights=None,
-                 max_steps: int | None = None) -> None:
-        super().__init__(board_seeds, reward_mode, weights, max_steps)
+    default_board_seeds = tuple(range(8))
 
     def write_state(self, arena: Any, state: ArenaLakeState) -> None:
         arena.state.game_state["player_pos"] = (state[1], state[2])
@@ -403,10 +404,7 @@ class ArenaLightsOut(TextArenaGame[ArenaLightsState, tuple[int, int]]):
     instruction = "Lights Out . Pressing a light toggles it and its neighbours up , down , left and right . Turn " \
                   "every light off ( O is on , . is off ) . Type [row col] ."
     default_max_steps = 10
-
-    def __init__(self, board_seeds: Sequence[int] = tuple(range(16)), reward_mode: str = "structured", weights=None,
-                 max_steps: int | None = None) -> None:
-        super().__init__(board_seeds, reward_mode, weights, max_steps)
+    default_board_seeds = tuple(range(16))
 
     def write_state(self, arena: Any, state: ArenaLightsState) -> None:
         n = self.size
