@@ -141,6 +141,17 @@ def without_log_folder(model: Any) -> Any:
     return model
 
 
+def sb3_argument_error(error: Exception, algorithm: str, env_id: str, algorithm_field: str, settings_field: str,
+                       settings: dict[str, Any]) -> ValidationError:
+    """What an SB3 constructor's refusal means for the user: its assertion that the algorithm supports the env's
+    action space names ``algorithm_field``; an unknown keyword (``TypeError``) or a value it cannot use (an
+    assertion or ``ValueError`` about a setting, e.g. ``learning_rate="fast"``) names ``settings_field``."""
+    reason = str(error).strip() or type(error).__name__
+    if isinstance(error, AssertionError) and "action space" in reason:
+        return ValidationError(f"{algorithm_field}: {algorithm} cannot act in {env_id}: {reason}")
+    return ValidationError(f"{settings_field}: {algorithm} rejects its settings {sorted(settings)}: {reason}")
+
+
 def sb3_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """Turn ``"lin_X"`` strings into SB3 linear schedules (``X · progress_remaining``)."""
     from stable_baselines3.common.utils import LinearSchedule
@@ -228,11 +239,13 @@ def expert_key(env_id: str, seed: int, total_timesteps: int, config: ExpertConfi
 
 
 def train_expert(env_id: str, seed: int = 0, cache_dir: Path | str | None = None,
-                 total_timesteps: int | None = None, config: ExpertConfig | None = None):
+                 total_timesteps: int | None = None, config: ExpertConfig | None = None, where: str = ""):
     """An SB3 expert trained on the true reward with ``EXPERT_CONFIGS[env_id]`` (or ``config``), cached.
 
     Returns the ``BaseAlgorithm`` (PPO, SAC, DQN, ...); a cache hit loads it with the algorithm's ``load``
-    without training. The first call costs the training (see the README of ``benchmarks`` for times).
+    without training. The first call costs the training (see the README of ``benchmarks`` for times). An algorithm
+    or settings SB3 refuses are a :class:`ValidationError` naming ``expert_algorithm`` or ``expert_hyperparameters``
+    after the prefix ``where`` (a command's ``"gym-irl."``).
     """
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -245,8 +258,13 @@ def train_expert(env_id: str, seed: int = 0, cache_dir: Path | str | None = None
     def train():
         env = make_vec_env(env_id, n_envs=config.n_envs, seed=seed)
         with torch.random.fork_rng(devices=[]), float32_default():
-            model = without_log_folder(cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                                           **sb3_hyperparameters(config.hyperparameters)))
+            try:
+                model = without_log_folder(cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                                               **sb3_hyperparameters(config.hyperparameters)))
+            except (AssertionError, TypeError, ValueError) as error:  # SB3's checks of its arguments
+                env.close()
+                raise sb3_argument_error(error, config.algorithm, env_id, f"{where}expert_algorithm",
+                                         f"{where}expert_hyperparameters", config.hyperparameters) from error
             model.learn(total_timesteps=budget)
         env.close()
         return model

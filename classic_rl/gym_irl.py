@@ -71,14 +71,14 @@ from classic_rl.learned_reward_env import AbsorbingAnchoredReward
 from classic_rl.sb3_inner import SB3InnerSolver, gym_env_spec
 from classic_rl.sb3_penalty import UPPER_POLICY_ALGORITHMS
 from classic_rl.true_rewards import KNOWN_ENVS, reward_epic_distance
-from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, Seed
 from irl_bilevel.hypergradients import BilevelProblem, make_hypergradient
 from irl_bilevel.objectives import SampleMaxEntObjective, concatenate_transitions, sample_rows
 from irl_bilevel.reward_io import RewardSpec, build_reward_model, save_reward_model
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.runs import begin_run, claim_run_folder, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError
 
 
 @dataclass(frozen=True)
@@ -155,11 +155,11 @@ class GymIRLConfig(Config):
     """stop once the policy's normalized return reaches this"""
     checkpoint_every: PositiveInt = 1
     """outer steps between checkpoints (a rerun on the folder resumes from the last one)"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the reward model, the inner solver and its environments"""
-    demonstration_seed: int = 1000
+    demonstration_seed: Seed = 1000
     """seed of the expert's demonstration episodes"""
-    eval_seed: int = 10_000
+    eval_seed: Seed = 10_000
     """seed of the evaluation episodes (the same for every policy)"""
 
     def validate(self) -> None:
@@ -207,25 +207,11 @@ OUTPUT_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json",
 # ---------------------------------------------------------------------- demonstrations
 def load_demonstrations(path: str | Path) -> RolloutDemonstrations:
     """Demonstrations from an ``.npz`` of ``observations [N, T, obs_dim]``, ``actions [N, T]`` (discrete) or
-    ``[N, T, act_dim]``, ``lengths [N]`` and optionally ``terminated [N]``, ``final_observations [N, obs_dim]``."""
-    path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"demonstrations_file: {path} does not exist")
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    allowed = ["observations", "actions", "lengths", "terminated", "final_observations", "returns"]
-    reject_unknown_keys(arrays, allowed, f"demonstrations_file {path}")
-    for key in ("observations", "actions", "lengths"):
-        if key not in arrays:
-            raise ValidationError(f"demonstrations_file: {path} has no {key!r} array")
-    discrete = np.issubdtype(arrays["actions"].dtype, np.integer)
-    num_actions = int(arrays["actions"].max()) + 1 if discrete else None
-    return RolloutDemonstrations(
-        torch.as_tensor(arrays["observations"], dtype=torch.float32), torch.as_tensor(arrays["actions"]),
-        torch.as_tensor(arrays["lengths"]), None, num_actions,
-        None if "terminated" not in arrays else torch.as_tensor(arrays["terminated"]),
-        None if "final_observations" not in arrays else torch.as_tensor(arrays["final_observations"]),
-        None if "returns" not in arrays else torch.as_tensor(arrays["returns"]))
+    ``[N, T, act_dim]``, ``lengths [N]`` and optionally ``terminated [N]``, ``final_observations [N, obs_dim]``,
+    ``returns [N]`` (:func:`classic_rl.npz_io.load_rollout_demonstrations_npz`, ``docs/npz_format.md``)."""
+    from classic_rl.npz_io import load_rollout_demonstrations_npz
+
+    return load_rollout_demonstrations_npz(path)
 
 
 def check_demonstrations_match(demonstrations: RolloutDemonstrations, env_id: str) -> None:
@@ -324,14 +310,7 @@ def train_configured_expert(config: GymIRLConfig) -> Any:
     (:func:`classic_rl.experts.train_expert`; the cache key holds the env id, not its code: give your env a new
     version when you change it). Settings SB3 rejects are a ValidationError naming ``expert_hyperparameters``."""
     expert = config.expert_config()
-    try:
-        return train_expert(config.env_id, config=expert)
-    except TypeError as error:  # SB3's constructor: an unknown setting
-        raise ValidationError(f"gym-irl.expert_hyperparameters: {expert.algorithm} rejects "
-                              f"{sorted(expert.hyperparameters)}: {error}") from error
-    except AssertionError as error:  # SB3 asserts the action spaces it supports
-        raise ValidationError(f"gym-irl.expert_algorithm: {expert.algorithm} cannot act in {config.env_id}: "
-                              f"{error}") from error
+    return train_expert(config.env_id, config=expert, where=f"{COMMAND}.")
 
 
 NO_EXPERT_RETURN = ("normalized returns not reported: the demonstrations file has no 'returns' array and no expert "
@@ -375,8 +354,6 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         expert_model = train_configured_expert(config)
         demonstrations = rollout_demonstrations(expert_model, config.env_id, config.num_demonstrations,
                                                 seed=config.demonstration_seed)
-    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
-    resumed = claim == "resume"
 
     def make_inner(budget: int, seed: int, tensorboard: Path | None) -> SB3InnerSolver:
         hyperparameters = {**config.hyperparameters, "gamma": config.discount}
@@ -400,13 +377,21 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
     if config.anchor_absorbing:
         trained = AbsorbingAnchoredReward.for_env(reward, inner.env)
     problem = BilevelProblem(trained, inner, objective)
+    # Everything is read and built (an SB3 setting the algorithm rejects fails above): only now is the folder written.
+    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
+    resumed = claim == "resume"
     random = random_policy_return(config.env_id, 100, seed=config.eval_seed)[0]
     expert_return: float | None = None
     if demonstrations.returns is not None:
         expert_return = float(demonstrations.returns.mean())
     elif expert_model is not None:
         expert_return = evaluate_policy_return(expert_model, config.env_id, config.eval_episodes, config.eval_seed)[0]
-    writer = SummaryWriter(str(output_dir / "tensorboard" / "outer"))
+    writers: list[SummaryWriter] = []  # opened at the first metrics row, after a resume has read the checkpoint
+
+    def writer() -> SummaryWriter:
+        if not writers:
+            writers.append(SummaryWriter(str(output_dir / "tensorboard" / "outer")))
+        return writers[0]
 
     def normalized(value: float) -> float | None:
         return None if expert_return is None else normalized_return(value, random, expert_return)
@@ -425,7 +410,7 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
         if solver.step % config.eval_every == 0 or solver.step == config.outer_steps:
             row.update(evaluate())
         for key, number in row.items():
-            writer.add_scalar(f"outer/{key}", number, int(row["env_steps"]))
+            writer().add_scalar(f"outer/{key}", number, int(row["env_steps"]))
         return row
 
     # No tolerance stop: the loss and gradient are estimates from the learner's latest samples, noisy at any θ; the
@@ -440,7 +425,8 @@ def run_gym_irl(config: GymIRLConfig, output_dir: Path | str, progress: bool = T
                            else lambda row: row.get("normalized_return", -math.inf) >= target)
     result = solver.run(resume=True)
     solved = time.perf_counter()
-    writer.close()
+    for opened in writers:
+        opened.close()
     inner.model.save(output_dir / "policy.zip")
     save_reward_model(reward, spec, output_dir)
     epic = epic_to_true_reward(config, reward, demonstrations, inner)  # before inner.close(): reads its recorded steps

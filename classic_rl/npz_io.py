@@ -2,14 +2,19 @@
 
 Archives are read with ``np.load(path, allow_pickle=False)``: only plain numeric (and string) arrays, no
 pickled objects. Unknown array names are rejected, missing required ones are named, and every array is
-validated (shapes, dtypes, NaNs, probabilities summing to one) with a :class:`ValidationError` naming it.
+validated (shapes, dtypes, NaNs, probabilities summing to one) with a :class:`ValidationError` naming the archive
+and the array. Three kinds: tabular MDPs (:func:`load_mdp_npz`), tabular demonstrations of state and action indices
+(:func:`load_demonstrations_npz`) and gymnasium demonstrations of observation vectors
+(:func:`load_rollout_demonstrations_npz`, what ``irlb gym-irl --set demonstrations_file=...`` reads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +36,10 @@ MDP_KEYS = (
     "name",
 )
 DEMONSTRATION_KEYS = ("observations", "actions", "lengths")
+ROLLOUT_KEYS = ("observations", "actions", "lengths", "terminated", "final_observations", "returns")
+
+if TYPE_CHECKING:
+    from classic_rl.experts import RolloutDemonstrations
 
 PathLike = str | os.PathLike
 
@@ -38,23 +47,38 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------- reading helpers
 def _read_npz(path: PathLike, allowed: tuple[str, ...], where: str) -> dict[str, np.ndarray]:
     """All arrays of the archive at ``path`` (read eagerly), after rejecting unknown names."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValidationError(f"{where}: cannot read it as an .npz archive of plain arrays ({error})") from error
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValidationError(f"{where}: expected an .npz archive of named arrays, got a single .npy array")
-    with loaded as archive:
-        reject_unknown_keys(archive.files, allowed, where)
-        arrays = {}
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-                raise ValidationError(f"{key}: cannot read this array without pickle ({error})") from error
+    if not os.path.exists(path):
+        raise ValidationError(f"{where}: the file does not exist")
+    if os.path.isdir(path):
+        raise ValidationError(f"{where}: is a folder; expected an .npz file")
+    with open(path, "rb") as handle:  # closed here whatever np.load raises (it leaks its own handle on errors)
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ValidationError(f"{where}: cannot read it as an .npz archive of plain arrays ({error})") from error
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValidationError(f"{where}: expected an .npz archive of named arrays, got a single .npy array")
+        with loaded as archive:
+            reject_unknown_keys(archive.files, allowed, where)
+            arrays = {}
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+                    raise ValidationError(f"{where}: {key}: cannot read this array without pickle, or it is damaged "
+                                          f"({error})") from error
     return arrays
+
+
+@contextlib.contextmanager
+def _naming(where: str) -> Iterator[None]:
+    """Prefix the :class:`ValidationError` of an array's check with the archive it came from."""
+    try:
+        yield
+    except ValidationError as error:
+        if str(error).startswith(where):
+            raise
+        raise ValidationError(f"{where}: {error}") from error
 
 
 def _numeric(arrays: dict[str, np.ndarray], key: str, integer: bool = False) -> np.ndarray:
@@ -119,7 +143,11 @@ def load_mdp_npz(path: PathLike) -> TabularMDP:
     Floating arrays become tensors of torch's default dtype, as ``TabularMDP`` does for every input.
     """
     where = f"mdp archive {os.fspath(path)!r}"
-    arrays = _read_npz(path, MDP_KEYS, where)
+    with _naming(where):
+        return _mdp_from_arrays(_read_npz(path, MDP_KEYS, where), where)
+
+
+def _mdp_from_arrays(arrays: dict[str, np.ndarray], where: str) -> TabularMDP:
     missing = [key for key in ("start", "discount") if key not in arrays]
     dense = "transitions" in arrays
     sparse = [key for key in ("successors", "successor_probabilities") if key in arrays]
@@ -184,7 +212,12 @@ def load_demonstrations_npz(
     """Read demonstrations: integer ``observations [N, T]`` (state indices), ``actions [N, T]`` and optional
     ``lengths [N]`` (all ``T`` when absent). ``num_states``/``num_actions`` bound the indices when given."""
     where = f"demonstrations archive {os.fspath(path)!r}"
-    arrays = _read_npz(path, DEMONSTRATION_KEYS, where)
+    with _naming(where):
+        return _demonstrations_from_arrays(_read_npz(path, DEMONSTRATION_KEYS, where), where, num_states, num_actions)
+
+
+def _demonstrations_from_arrays(arrays: dict[str, np.ndarray], where: str, num_states: int | None,
+                                num_actions: int | None) -> Demonstrations:
     missing = [key for key in ("observations", "actions") if key not in arrays]
     if missing:
         raise ValidationError(f"{where}: missing required array(s) {missing}")
@@ -192,6 +225,8 @@ def load_demonstrations_npz(
     actions = _numeric(arrays, "actions", integer=True)
     if observations.ndim != 2:
         raise ValidationError(f"observations: expected shape [N, T], got {list(observations.shape)}")
+    if observations.shape[0] == 0:
+        raise ValidationError("observations: the archive holds no trajectories (N = 0); expected at least one")
     if actions.shape != observations.shape:
         raise ValidationError(
             f"actions: expected shape {list(observations.shape)} (as observations), got {list(actions.shape)}"
@@ -207,3 +242,58 @@ def load_demonstrations_npz(
         num_states=num_states,
         num_actions=num_actions,
     )
+
+
+# ---------------------------------------------------------------------- gymnasium demonstrations
+def load_rollout_demonstrations_npz(path: PathLike) -> RolloutDemonstrations:
+    """Demonstrations of a gymnasium environment (``docs/npz_format.md``): ``observations [N, T, *obs]`` (numbers),
+    ``actions [N, T]`` (integers: discrete actions) or ``[N, T, *act]`` (floats: continuous), ``lengths [N]``, and
+    optionally ``terminated [N]`` (booleans; all False when absent: every episode truncated), ``final_observations
+    [N, *obs]`` and ``returns [N]`` (the true return of each episode; only the expert-return report reads it).
+    Observations and continuous actions become float32 tensors, discrete actions int64."""
+    from classic_rl.experts import RolloutDemonstrations
+
+    where = f"demonstrations archive {os.fspath(path)!r}"
+    with _naming(where):
+        arrays = _read_npz(path, ROLLOUT_KEYS, where)
+        missing = [key for key in ("observations", "actions", "lengths") if key not in arrays]
+        if missing:
+            raise ValidationError(f"missing required array(s) {missing}")
+        observations = _numeric(arrays, "observations")
+        if observations.ndim < 2:
+            raise ValidationError(f"observations: expected shape [N, T, *obs], got {list(observations.shape)}")
+        if observations.shape[0] == 0:
+            raise ValidationError("observations: the archive holds no episodes (N = 0); expected at least one")
+        actions = arrays["actions"]
+        discrete = np.issubdtype(actions.dtype, np.integer)
+        actions = _numeric(arrays, "actions", integer=discrete)
+        lengths = _numeric(arrays, "lengths", integer=True)
+        optional: dict[str, torch.Tensor | None] = {"terminated": None, "final_observations": None, "returns": None}
+        if "terminated" in arrays:
+            terminated = arrays["terminated"]
+            if not (terminated.dtype == np.bool_ or (np.issubdtype(terminated.dtype, np.integer)
+                                                    and np.isin(terminated, (0, 1)).all())):
+                raise ValidationError(f"terminated: expected booleans (or 0/1), got dtype {terminated.dtype}")
+            optional["terminated"] = torch.from_numpy(terminated.astype(np.bool_))
+        if "final_observations" in arrays:
+            optional["final_observations"] = torch.from_numpy(
+                _numeric(arrays, "final_observations").astype(np.float32))
+        if "returns" in arrays:
+            optional["returns"] = torch.from_numpy(_numeric(arrays, "returns").astype(np.float64))
+        num_actions = None
+        if discrete:  # the number of actions the demonstrations use (the env may have more; gym-irl checks)
+            if actions.shape != observations.shape[:2]:
+                raise ValidationError(f"actions: integer (discrete) actions need shape {list(observations.shape[:2])} "
+                                      f"([N, T] as observations), got {list(actions.shape)}")
+            if lengths.shape != (len(actions),) or lengths.min() < 1 or lengths.max() > actions.shape[1]:
+                raise ValidationError(f"lengths: expected {len(actions)} lengths in [1, {actions.shape[1]}], got "
+                                      f"shape {list(lengths.shape)}, range [{lengths.min()}, {lengths.max()}]")
+            used = actions[np.arange(actions.shape[1])[None, :] < lengths[:, None]]
+            if int(used.min()) < 0:
+                raise ValidationError(f"actions: expected discrete action indices >= 0, got {int(used.min())}")
+            num_actions = int(used.max()) + 1
+        return RolloutDemonstrations(
+            torch.from_numpy(observations.astype(np.float32)),
+            torch.from_numpy(actions.astype(np.int64 if discrete else np.float32)),
+            torch.from_numpy(lengths.astype(np.int64)), None, num_actions, optional["terminated"],
+            optional["final_observations"], optional["returns"])

@@ -78,7 +78,6 @@ the exploration phase's rewards.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -93,7 +92,7 @@ import torch
 from classic_rl.experts import evaluate_policy_return, normalized_return, random_policy_return, train_expert
 from classic_rl.learned_reward_env import AbsorbingAnchoredReward, LearnedRewardVecEnv
 from classic_rl.sb3_inner import SB3InnerSolver
-from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Range
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Range, Seed
 from irl_bilevel.exploration import StateEntropyReward
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient
 from irl_bilevel.objectives import absorbing_transitions
@@ -118,7 +117,7 @@ from irl_bilevel.runs import (
 )
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
 TEACHERS = tuple(t.name for t in bpref_teachers())
@@ -214,9 +213,9 @@ class PreferenceRLConfig(Config):
     """evaluate the policy on the true reward every this many outer steps (and at the last)"""
     eval_episodes: PositiveInt = 10
     """true-reward evaluation episodes of the policy"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the reward models, the inner solver, the queries and the teacher"""
-    eval_seed: int = 10_000
+    eval_seed: Seed = 10_000
     """seed of the evaluation episodes (the same for every policy)"""
 
     def validate(self) -> None:
@@ -620,19 +619,23 @@ OUTPUT_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "summary.json",
                 "reward.json", "reward_member_*.safetensors", "reward_member_*.json", "tensorboard")
 
 
-def _prepare_folder(output_dir: Path, config: PreferenceRLConfig, overwrite: bool) -> dict[str, Any] | None:
-    """The finished run's summary if ``output_dir`` holds one with this config; otherwise the folder is made ready
-    for a fresh run (:func:`irl_bilevel.runs.claim_run_folder` decides first, so nothing is changed when it
-    refuses)."""
+def _claim_folder(output_dir: Path, config: PreferenceRLConfig, overwrite: bool) -> tuple[str, dict[str, Any] | None]:
+    """:func:`irl_bilevel.runs.claim_run_folder`'s answer for ``output_dir``, and the finished run's summary if the
+    folder holds one with this config. Changes nothing."""
     claim = claim_run_folder(output_dir, COMMAND, config.to_dict(), overwrite=overwrite)
+    if claim == "resume" and (output_dir / "summary.json").exists() and (output_dir / "policy.zip").exists():
+        return claim, read_json_file(output_dir / "summary.json", "summary.json", recovery="; delete it to run again")
+    return claim, None
+
+
+def _begin_writing(output_dir: Path, config: PreferenceRLConfig, claim: str) -> None:
+    """Make the folder ready once everything is read and built: an unfinished run starts over (the labelled dataset
+    is not checkpointed), so its partial files go; a new or replaced run records its config
+    (:func:`irl_bilevel.runs.begin_run`)."""
     if claim == "resume":
-        if (output_dir / "summary.json").exists() and (output_dir / "policy.zip").exists():
-            return json.loads((output_dir / "summary.json").read_text())
-        # An unfinished run starts over (the labelled dataset is not checkpointed): its partial files go.
         remove_own_files(output_dir, [name for name in OUTPUT_FILES if name != RUN_RECORD])
-        return None
-    begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
-    return None
+    else:
+        begin_run(output_dir, COMMAND, config.to_dict(), claim, OUTPUT_FILES, config.seed)
 
 
 def reference_returns(env_id: str, eval_episodes: int, eval_seed: int) -> tuple[float, float]:
@@ -651,7 +654,7 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     ``overwrite``: replace the files of an earlier preference-rl run with another config in ``output_dir``.
     """
     output_dir = Path(output_dir)
-    finished = _prepare_folder(output_dir, config, overwrite)
+    claim, finished = _claim_folder(output_dir, config, overwrite)
     if finished is not None:
         return finished
     torch.set_num_threads(1)
@@ -675,6 +678,8 @@ def run_preference_rl(config: PreferenceRLConfig, output_dir: Path | str, progre
     if config.exploration == "state_entropy":
         solving = ExploringInnerSolver(inner, objective.has_feedback, config.exploration_neighbours)
     problem = BilevelProblem(trained, solving, objective)  # type: ignore[arg-type]
+    # Everything is read and built (an SB3 setting the algorithm rejects fails above): only now is the folder written.
+    _begin_writing(output_dir, config, claim)
     steps_done = 0
 
     def exploring_solves() -> int:

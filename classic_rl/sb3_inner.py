@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from classic_rl.experts import algorithm_class, float32_default, without_log_folder
+from classic_rl.experts import algorithm_class, float32_default, sb3_argument_error, without_log_folder
 from classic_rl.learned_reward_env import LearnedRewardVecEnv, recorded_transitions
 from classic_rl.sb3_penalty import SB3UpperPolicy
 from classic_rl.sb3_policy import SB3Policy
@@ -131,13 +131,18 @@ class SB3InnerSolver:
         hyperparameters = dict(hyperparameters or {})
         cls = algorithm_class(algorithm)
         if algorithm in ON_POLICY:
-            n_steps = int(hyperparameters.get("n_steps", 2048 if algorithm == "ppo" else 5))
+            n_steps = hyperparameters.get("n_steps", 2048 if algorithm == "ppo" else 5)
+            if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+                raise ValidationError(f"hyperparameters.n_steps: expected a positive integer, got {n_steps!r}")
         else:
             if hyperparameters.get("optimize_memory_usage"):
                 raise ValidationError("hyperparameters: optimize_memory_usage is not supported (relabelling needs "
                                       "the stored next observations)")
             n_steps = 1000
-        discount = float(hyperparameters.get("gamma", 0.99))
+        discount = hyperparameters.get("gamma", 0.99)
+        if isinstance(discount, bool) or not isinstance(discount, (int, float)) or not 0 <= discount <= 1:
+            raise ValidationError(f"hyperparameters.gamma: expected a discount in [0, 1], got {discount!r}")
+        discount = float(discount)
         record = learner_steps if learner_steps is not None else n_steps * n_envs
         if record < 1:
             raise ValidationError(f"learner_steps: expected at least 1, got {record}")
@@ -156,13 +161,10 @@ class SB3InnerSolver:
             try:
                 self.model = without_log_folder(cls("MlpPolicy", self.env, seed=seed, device="cpu", verbose=0,
                                                     **hyperparameters))
-            except AssertionError as error:  # SB3 asserts the action space it supports
+            except (AssertionError, TypeError, ValueError) as error:  # SB3's checks of its arguments
                 self.env.close()
-                raise ValidationError(f"algorithm: {algorithm} cannot act in {env_id}: {error}") from error
-            except TypeError as error:
-                self.env.close()
-                raise ValidationError(f"hyperparameters: {algorithm} rejects {sorted(hyperparameters)}: "
-                                      f"{error}") from error
+                raise sb3_argument_error(error, algorithm, env_id, "algorithm", "hyperparameters",
+                                         hyperparameters) from error
         self.discount = discount
         self.occupancy_discount = discount if occupancy_discount is None else float(occupancy_discount)
         self.restart_episodes = restart_episodes

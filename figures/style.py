@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from irl_bilevel.runs import tree_records
+from irlb.registry import FIGURE_SOFTWARE
 
 RC = {
     "font.size": 10,
@@ -64,7 +65,7 @@ def provenance_metadata(name: str, sources: list[dict[str, Any]]) -> dict[str, d
         for record in trees if record.commit))
     scales = list(dict.fromkeys(str(source["scale"]) for source in sources if source.get("scale")))
     description = f"scale {', '.join(scales) or 'unknown'}; commit {'; '.join(commits) or 'unknown'}"
-    software = f"irl-bilevel figures/{name}.py (matplotlib {matplotlib.__version__})"
+    software = f"{FIGURE_SOFTWARE} figures/{name}.py (matplotlib {matplotlib.__version__})"
     return {"png": {"Title": name, "Software": software, "Description": description,
                     "Commit": "; ".join(commits) or "unknown"},
             # No creation date: a figure redrawn from the same results is the same file.

@@ -16,13 +16,13 @@ docstring (the attribute docstrings of CleanRL's and tyro's configs)::
 
 **One validation path.** Every way of making a config ends in its ``__post_init__``: each field's value is checked
 against its annotation by :func:`check_value` (and converted: an int for a float, a JSON list for a tuple), the
-constraints in its ``Annotated[...]`` metadata (:class:`Range`, :class:`OneOf`) are applied, then the class's
-:meth:`Config.validate` hook runs the checks that involve several fields. :meth:`Config.from_dict` (what JSON files,
-``--set key=value`` and the generated command-line flags of :mod:`irl_bilevel.config_cli` go through) checks with
-the dotted key of each value and prefixes the hook's errors with it, so ``--steps 2.5``, ``--set steps=2.5`` and
-``{"steps": 2.5}`` in a ``--config`` file all fail with ``<command>.steps: expected int, got 2.5 (float)``. A
-subclass therefore never defines ``__post_init__`` (enforced): constraints live in the annotations and in
-``validate()``, whose messages start with the field's name.
+constraints in its ``Annotated[...]`` metadata (:class:`Range`, :class:`OneOf`, :class:`NonEmpty`) are applied, then
+the class's :meth:`Config.validate` hook runs the checks that involve several fields. :meth:`Config.from_dict`
+(what JSON files, ``--set key=value`` and the generated command-line flags of :mod:`irl_bilevel.config_cli` go
+through) checks with the dotted key of each value and prefixes the hook's errors with it, so ``--steps 2.5``,
+``--set steps=2.5`` and ``{"steps": 2.5}`` in a ``--config`` file all fail with ``<command>.steps: expected int, got
+2.5 (float)``. A subclass therefore never defines ``__post_init__`` (enforced): constraints live in the annotations
+and in ``validate()``, whose messages start with the field's name.
 
 **Field documentation** is the string literal after each field, read once per class from the source with
 :mod:`ast` (:meth:`Config.field_docs`). Attribute docstrings, not ``field(metadata={"help": ...})`` as
@@ -38,7 +38,7 @@ are). That is how a command config combines run configs (:class:`llm.training.Pr
 :class:`llm.models.LoraSettings`) without a second copy of their fields, while Python code reads
 ``config.training.learning_rate`` and the public (dict, file, flag) form stays flat.
 
-Supported field types: ``bool``, ``int``, ``float`` (an int is accepted and converted), ``str``, ``None``,
+Supported field types: ``bool``, ``int``, ``float`` (finite; an int is accepted and converted), ``str``, ``None``,
 ``X | Y``, ``Literal[...]``, ``list[T]``, ``tuple[T, ...]`` (a JSON list is converted; prefer it, the config is then
 immutable), ``tuple[A, B]``, ``dict[str, T]``, ``Any``, ``Annotated[T, constraint, ...]`` and nested configs.
 :meth:`Config.to_dict` gives plain JSON-ready dicts and lists back: what result files record and resumed runs
@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError, read_json_file, reject_unknown_keys
 
 C = TypeVar("C", bound="Config")
 
@@ -139,6 +139,18 @@ class OneOf(Constraint):
         return "one of " + ", ".join(self.names())
 
 
+@dataclasses.dataclass(frozen=True)
+class NonEmpty(Constraint):
+    """A list or tuple with at least one item (a sweep over nothing runs nothing)."""
+
+    def check(self, value: Any, key: str) -> None:
+        if value is not None and len(value) == 0:
+            raise ValidationError(f"{key}: expected {self.describe()}, got {list(value)!r}")
+
+    def describe(self) -> str:
+        return "a non-empty list"
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
@@ -148,6 +160,9 @@ NonNegativeInt = Annotated[int, Range(low=0)]
 PositiveFloat = Annotated[float, Range(low=0, low_open=True)]
 NonNegativeFloat = Annotated[float, Range(low=0)]
 Probability = Annotated[float, Range(low=0, high=1)]
+Discount = Annotated[float, Range(low=0, high=1, high_open=True)]
+Seed = Annotated[int, Range(low=0, high=2**32 - 1)]
+"""A random seed: numpy, gymnasium and SB3 take ``0 .. 2**32 - 1`` (torch takes more; one range for every run)."""
 
 
 # ---------------------------------------------------------------------- sections
@@ -295,18 +310,9 @@ def parse_value(raw: str) -> Any:
 
 
 def load_json_object(path: str | Path, where: str = "--config") -> dict[str, Any]:
-    """Read a JSON file holding one object; a missing file or bad JSON is a :class:`ValidationError`."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError as error:
-        raise ValidationError(f"{where}: no such file {str(path)!r}") from error
-    except IsADirectoryError as error:
-        raise ValidationError(f"{where}: {str(path)!r} is a folder; expected a JSON file") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValidationError(f"{where}: {str(path)!r} is not valid JSON ({error})") from error
-    if not isinstance(values, dict):
-        raise ValidationError(f"{where}: {str(path)!r} must hold a JSON object, got {type(values).__name__}")
-    return values
+    """Read a JSON file holding one object; a missing, unreadable or non-UTF-8 file, bad JSON or another JSON value
+    is a :class:`ValidationError` naming ``where`` and the file (:func:`~irl_bilevel.validation.read_json_file`)."""
+    return read_json_file(path, where)
 
 
 def experiment_settings(config_class: type[C], scales: Mapping[str, Mapping[str, Any]], scale: str,
@@ -336,6 +342,10 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
     if annotation is Any:
         return value
     if origin is Annotated:
+        if isinstance(value, float) and not math.isfinite(value):  # a Range says better what is expected instead
+            for constraint in annotation.__metadata__:
+                if isinstance(constraint, Range):
+                    constraint.check(value, key)
         checked = check_value(value, args[0], key)
         for constraint in annotation.__metadata__:
             if isinstance(constraint, Constraint):
@@ -388,10 +398,10 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif annotation is float:
-        if isinstance(value, float):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # JSON reads NaN and Infinity; no setting means them
+                raise ValidationError(f"{key}: expected a finite number, got {value!r}")
+            return value if isinstance(value, float) else float(value)
     elif annotation is None or annotation is type(None):
         if value is None:
             return None
@@ -401,6 +411,25 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
     else:
         raise ValidationError(f"{key}: unsupported config field type {type_name(annotation)}")
     raise ValidationError(f"{key}: expected {type_name(annotation)}, got {value!r} ({type(value).__name__})")
+
+
+def typed_fields(cls: type, values: Any) -> dict[str, Any]:
+    """``values`` (a mapping read from a file) checked against the fields of the dataclass ``cls``: no unknown field,
+    every field without a default present, each value of its annotated type (:func:`check_value`: an
+    int is no float's substitute the other way round, ``"maybe"`` is no bool). Returns the checked values, ready
+    for ``cls(**...)``. Errors name the field; the caller adds the file."""
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"expected a JSON object of fields, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValidationError(f"unknown key(s) {unknown}; expected some of {sorted(fields)}")
+    missing = [name for name, f in fields.items() if name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValidationError(f"missing field(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    return {key: check_value(value, hints[key], key) for key, value in values.items()}
 
 
 def type_name(annotation: Any) -> str:

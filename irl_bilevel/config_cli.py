@@ -142,8 +142,8 @@ def _parse_flag(raw: Any, annotation: Any) -> Any:
             single = parse_value(raw[0])
             if isinstance(single, list) or single is None:
                 return single
-            if isinstance(single, str) and "," in single and not _takes_text(item):
-                raw = [part.strip() for part in single.split(",") if part.strip()]
+        if not _takes_text(item):  # "--seeds 0,1 --seeds 2" is 0, 1, 2 too
+            raw = [part.strip() for token in raw for part in token.split(",") if part.strip()]
         return [_parse_token(token, item) for token in raw]
     return _parse_token(raw, annotation)
 

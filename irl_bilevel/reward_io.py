@@ -13,13 +13,13 @@ Supported architectures: ``linear`` (:class:`~irl_bilevel.rewards.LinearReward`)
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from irl_bilevel.config import typed_fields
 from irl_bilevel.rewards import (
     Aggregator,
     FixedWeights,
@@ -31,7 +31,7 @@ from irl_bilevel.rewards import (
     SoftMin,
 )
 from irl_bilevel.runs import write_atomic, write_json
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
 
 ARCHITECTURES = ("linear", "mlp")
 AGGREGATORS = ("fixed", "simplex", "softmin")
@@ -55,6 +55,14 @@ class RewardSpec:
     def __post_init__(self) -> None:
         if self.input_dim < 1:
             raise ValidationError(f"input_dim: expected at least 1, got {self.input_dim}")
+        for name in ("hidden_sizes", "shaping_hidden_sizes"):
+            sizes = getattr(self, name)
+            if sizes is not None and any(size < 1 for size in sizes):
+                raise ValidationError(f"{name}: expected positive layer widths, got {sizes}")
+        if self.shaping_input_dim is not None and self.shaping_input_dim < 1:
+            raise ValidationError(f"shaping_input_dim: expected at least 1, got {self.shaping_input_dim}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValidationError(f"discount: expected a discount in [0, 1], got {self.discount}")
         if self.architecture not in ARCHITECTURES:
             raise ValidationError(f"architecture: expected one of {ARCHITECTURES}, got {self.architecture!r}")
         if not self.aspect_names:
@@ -71,8 +79,8 @@ class RewardSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RewardSpec:
-        reject_unknown_keys(values, [f.name for f in fields(cls)], "reward spec")
-        return cls(**values)
+        """A spec from plain values (``reward.json``), each checked against its field's type."""
+        return cls(**typed_fields(cls, values))
 
 
 def _aggregator(spec: RewardSpec) -> Aggregator | None:
@@ -122,16 +130,22 @@ def save_reward_model(model: RewardModel, spec: RewardSpec, directory: Path | st
 
 
 def load_reward_model(directory: Path | str, stem: str = "reward") -> tuple[RewardModel, RewardSpec]:
-    """Rebuild the model from ``<stem>.json`` and load ``<stem>.safetensors`` into it (dtype as saved)."""
-    from safetensors.torch import load_file
+    """Rebuild the model from ``<stem>.json`` and load ``<stem>.safetensors`` into it (dtype as saved).
 
+    A missing or damaged file, a spec with unknown or mistyped fields, and weights of another architecture are a
+    :class:`~irl_bilevel.validation.ValidationError` naming the file."""
     directory = Path(directory)
     spec_path, weights_path = directory / f"{stem}.json", directory / f"{stem}.safetensors"
     for path in (spec_path, weights_path):
         if not path.exists():
             raise ValidationError(f"reward model: {path} does not exist")
-    spec = RewardSpec.from_dict(json.loads(spec_path.read_text()))
-    state = load_file(str(weights_path))
+    hint = "; restore it, or save the reward model again (save_reward_model writes both files)"
+    values = read_json_file(spec_path, "reward model spec", recovery=hint)
+    try:
+        spec = RewardSpec.from_dict(values)
+    except ValidationError as error:
+        raise ValidationError(f"reward model spec: {spec_path}: {error}{hint}") from error
+    state = read_safetensors(weights_path, "reward model weights", hint)
     dtypes = {tensor.dtype for tensor in state.values() if tensor.dtype.is_floating_point}
     model = build_reward_model(spec)
     if len(dtypes) == 1:

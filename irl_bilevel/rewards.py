@@ -19,6 +19,7 @@ unchanged; ``PotentialShaping`` wraps any reward model with a potential network.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -266,6 +267,9 @@ class MLPReward(RewardModel):
         activation: type[nn.Module] = nn.Tanh,
     ) -> None:
         super().__init__(aspect_names, aggregator, uses_actions)
+        if any(isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1
+               for hidden in hidden_sizes):
+            raise ValidationError(f"hidden_sizes: expected positive integer layer widths, got {list(hidden_sizes)}")
         layers: list[nn.Module] = []
         width = input_dim
         for hidden in hidden_sizes:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import platform
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -179,12 +181,7 @@ def claim_output_folder(folder: Path | str, marker: str, command: str, *, overwr
                                   f"its files (other files there are kept), or choose a new folder")
         _check_writable(folder, option)
         return True
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValidationError(f"{option}: {existing} is a file, so {folder} cannot be created (nothing was changed)")
-    _check_writable(existing, option)
+    check_creatable(folder, option)
     return False
 
 
@@ -208,24 +205,24 @@ def claim_run_folder(folder: Path | str, command: str, config: Mapping[str, Any]
     A record written before records named their command is taken as one of ``command``. ``defaults``: the config's
     default values, filled into a recorded config for the settings it predates (a folder written before a setting
     existed still resumes under a config that leaves it at its default)."""
-    from irl_bilevel.validation import ValidationError
+    from irl_bilevel.validation import ValidationError, read_json_file
 
     folder = Path(folder)
     record_path = folder / RUN_RECORD
     if not (folder.is_dir() and any(folder.iterdir())) or not record_path.is_file():
         return "replace" if claim_output_folder(folder, RUN_RECORD, command, overwrite=overwrite,
                                                 option=option) else "new"
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValidationError(f"{option}: {record_path} is not a readable {command} run record ({error}); choose a "
-                              f"new folder (nothing was changed)") from error
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or \
-            record.get("command", command) != command:
-        other = record.get("command") if isinstance(record, dict) else None
+    recovery = ("it records the settings of the run in this folder: restore it, or choose a new folder (nothing "
+                "was changed)")
+    record = read_json_file(record_path, option, expected=object, recovery=f"; {recovery}")
+    other = record.get("command", command) if isinstance(record, dict) else None
+    if other != command:
         holds = f"a {other} run" if isinstance(other, str) else f"a {RUN_RECORD} of something else"
         raise ValidationError(f"{option}: {folder} holds {holds}, not a {command} run; choose a new or empty folder "
                               f"(nothing was changed)")
+    if not isinstance(record.get("config"), dict):
+        raise ValidationError(f"{option}: {record_path} holds no run settings (a JSON object with a \"config\" "
+                              f"object); {recovery}")
     _check_writable(folder, option)
     ours = json.loads(json.dumps(dict(config), default=_jsonable))
     if defaults is not None:
@@ -295,19 +292,40 @@ def claim_output_file(path: Path | str, command: str, *, overwrite: bool = False
                                   f"{command} wrote (nothing was changed)")
         _check_writable(path.parent, option)
         return
-    existing = path.parent
-    while not existing.exists():
+    check_creatable(path, option)
+
+
+def check_creatable(path: Path | str, option: str = "--out") -> None:
+    """Check that ``path`` can be written: an existing folder this process can write into, or a path that does not
+    exist whose nearest existing ancestor is such a folder. Otherwise a
+    :class:`~irl_bilevel.validation.ValidationError` naming ``option``."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: creating it would fail, or write where the link points
+            raise ValidationError(f"{option}: {existing} is a link to {os.readlink(existing)}, which does not exist; "
+                                  f"choose another place (nothing was changed)")
         existing = existing.parent
     if not existing.is_dir():
         raise ValidationError(f"{option}: {existing} is a file, so {path} cannot be created (nothing was changed)")
-    _check_writable(existing, option)
+    _check_writable(existing, option, path)
 
 
-def _check_writable(folder: Path, option: str) -> None:
+def _check_writable(folder: Path, option: str, target: Path | None = None) -> None:
+    """Create (and remove) a temporary file in ``folder`` (where ``target`` is to be written): ``os.access`` says
+    yes to root and on read-only mounts, and some places (``/proc``) refuse every new file whatever the permission
+    bits say."""
     from irl_bilevel.validation import ValidationError
 
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValidationError(f"{option}: cannot write into {folder} (permission denied); choose another folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".irlb-write-check-"):
+            pass
+    except OSError as error:
+        where = f"{target} cannot be created: " if target is not None and target != folder else ""
+        raise ValidationError(f"{option}: {where}cannot write into {folder} ({error.strerror or error}); choose "
+                              f"another place (nothing was changed)") from error
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -345,15 +363,72 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects."""
-    return torch.load(path, weights_only=True)
+# What a damaged file of a run folder's is answered with: the run can always start over without it.
+RESTART_HINT = ("delete it to restart the run from the beginning (or restore it from a backup); the folder's other "
+                "files are kept")
+# What torch.load raises on bytes that are not a checkpoint (empty: EOFError; cut short: OSError or RuntimeError;
+# random: IndexError, UnpicklingError, ...; a pickled object: UnpicklingError under weights_only=True).
+_UNREADABLE_CHECKPOINT = (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError, IndexError, KeyError,
+                          TypeError, AttributeError, zipfile.BadZipFile)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_checkpoint(path: Path, required: tuple[str, ...] = (), recovery: str = RESTART_HINT) -> dict[str, Any]:
+    """The state dict saved by :func:`save_checkpoint` at ``path``, read with ``torch.load(weights_only=True)``: plain
+    tensors and containers only, nothing of the file is run. A missing, unreadable or damaged file, one that holds
+    no dict, or one without the ``required`` entries is a :class:`~irl_bilevel.validation.ValidationError` naming it
+    and how to recover (``recovery``; default: delete the file to restart the run)."""
+    from irl_bilevel.validation import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"checkpoint: {path} {'is a folder' if path.is_dir() else 'does not exist'}; expected a "
+                              f"checkpoint.pt file written by a run")
+    try:
+        state = torch.load(path, weights_only=True)
+    except _UNREADABLE_CHECKPOINT as error:
+        reason = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])[:200]
+        raise ValidationError(f"checkpoint: {path} is damaged or not a checkpoint of this library ({reason}); "
+                              f"{recovery}") from error
+    if not isinstance(state, dict):
+        raise ValidationError(f"checkpoint: {path} holds a {type(state).__name__}, not a checkpoint's dict of states; "
+                              f"{recovery}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ValidationError(f"checkpoint: {path} lacks {missing}; it is not a checkpoint of this run; "
+                              f"{recovery}")
+    return state
+
+
+def read_metrics(path: Path, through_step: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (none when the file is missing): one JSON object per line, each with an
+    integer ``step``. A damaged file is a :class:`~irl_bilevel.validation.ValidationError` naming the line.
+
+    ``through_step`` (a resume at the checkpoint's step): only the rows of steps ``1..through_step``, which must all
+    be there, once each and in order (the solver writes the metrics before the checkpoint, so a complete run folder
+    always has them); a file that lost rows is an error instead of a run whose history silently starts late."""
+    from irl_bilevel.validation import ValidationError, read_text_file
+
+    path = Path(path)
+    hint = "; restore it, or delete it together with checkpoint.pt to restart the run from the beginning"
+    text = read_text_file(path, "metrics", hint) if path.exists() else ""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValidationError(f"metrics: {path} line {number} is not valid JSON ({error.msg}){hint}") from error
+        if not isinstance(row, dict) or isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+            raise ValidationError(f"metrics: {path} line {number} is not a row of metrics (a JSON object with an "
+                                  f"integer step){hint}")
+        rows.append(row)
+    if through_step is not None:
+        rows = [row for row in rows if row["step"] <= through_step]
+        if [row["step"] for row in rows] != list(range(1, through_step + 1)):
+            raise ValidationError(f"metrics: {path} holds {len(rows)} row(s) for the {through_step} step(s) the "
+                                  f"checkpoint has run{hint}")
+    return rows
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irl_bilevel.hypergradients import BilevelProblem, HypergradientMethod
-from irl_bilevel.runs import load_checkpoint, read_metrics, save_checkpoint, write_json, write_metrics
+from irl_bilevel.runs import RESTART_HINT, load_checkpoint, read_metrics, save_checkpoint, write_json, write_metrics
 from irl_bilevel.validation import ValidationError
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
@@ -106,6 +106,12 @@ class BilevelResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     stop_reason: str = "steps"
+
+
+# The entries of a checkpoint that try_resume() cannot do without (save() writes these and more; the others have
+# defaults for checkpoints written before they existed).
+CHECKPOINT_ENTRIES = ("reward_model", "optimizer", "inner", "torch_rng", "hypergradient_evaluations",
+                      "last_evaluation", "step", "converged")
 
 
 class BilevelSolver:
@@ -209,14 +215,19 @@ class BilevelSolver:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        state = load_checkpoint(path)
-        self.problem.reward_model.load_state_dict(state["reward_model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.problem.inner.load_state_dict(state["inner"])
-        torch.set_rng_state(state["torch_rng"])
-        # Checkpoints written before the method declared its state held its generators under "generators".
-        self.method.load_state_dict(state.get("hypergradient", state.get("generators", {})))
-        self.problem.objective.load_state_dict(state.get("objective", {}))
+        state = load_checkpoint(path, required=CHECKPOINT_ENTRIES)
+        try:
+            self.problem.reward_model.load_state_dict(state["reward_model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.problem.inner.load_state_dict(state["inner"])
+            torch.set_rng_state(state["torch_rng"])
+            # Checkpoints written before the method declared its state held its generators under "generators".
+            self.method.load_state_dict(state.get("hypergradient", state.get("generators", {})))
+            self.problem.objective.load_state_dict(state.get("objective", {}))
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:  # the states of another model or run
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValidationError(f"checkpoint: {path} holds the state of another run ({reason}); {RESTART_HINT}") \
+                from error
         self.hypergradient_evaluations = int(state["hypergradient_evaluations"])
         last = state["last_evaluation"]
         self._last_evaluation = None if last is None else (last["parameters"], last["loss"], last["gradients"])
@@ -225,9 +236,7 @@ class BilevelSolver:
         self.stop_reason = str(state.get("stop_reason", "steps"))
         self.seconds_before = float(state.get("seconds", 0.0))
         assert self.output_dir is not None
-        self.history = [
-            row for row in read_metrics(self.output_dir / "metrics.jsonl") if row["step"] <= self.step
-        ]
+        self.history = read_metrics(self.output_dir / "metrics.jsonl", through_step=self.step)
         initial = state.get("initial_loss")
         self.initial_loss = float(initial) if initial is not None else (
             float(self.history[0]["loss"]) if self.history else None)

@@ -1,8 +1,12 @@
-"""Input checks shared by every container and solver: each error names the field and what was expected."""
+"""Input checks shared by every container, solver and loader: each error names the field (and the file) and what was
+expected."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -76,3 +80,76 @@ def reject_unknown_keys(given: Mapping[str, Any] | Iterable[str], allowed: Itera
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ValidationError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(set(allowed))}")
+
+
+def read_text_file(path: str | os.PathLike[str], field: str, recovery: str = "") -> str:
+    """The UTF-8 text of the file at ``path``. A missing path, a folder, an unreadable file or one that is not UTF-8
+    text is a :class:`ValidationError` naming ``field`` and the path; ``recovery`` (e.g. ``"; delete it to restart
+    the run"``) is appended to the messages about a file that exists."""
+    path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"{field}: {path} does not exist")
+    if path.is_dir():
+        raise ValidationError(f"{field}: {path} is a folder; expected a file{recovery}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = bytes(error.object[:error.start]).count(b"\n") + 1
+        raise ValidationError(f"{field}: {path} line {line} is not UTF-8 text (byte {error.start} cannot be "
+                              f"decoded); it is damaged or not the file expected{recovery}") from error
+    except OSError as error:
+        raise ValidationError(f"{field}: cannot read {path} ({error.strerror or error}){recovery}") from error
+
+
+def read_json_file(path: str | os.PathLike[str], field: str, expected: type | tuple[type, ...] = dict,
+                   recovery: str = "") -> Any:
+    """The JSON value in the file at ``path``, which must be an instance of ``expected`` (a JSON object by
+    default); errors as :func:`read_text_file`, and invalid JSON names the line and column."""
+    text = read_text_file(path, field, recovery)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationError(f"{field}: {path} is not valid JSON ({error.msg}: line {error.lineno} column "
+                              f"{error.colno}){recovery}") from error
+    if not isinstance(value, expected):
+        names = " or ".join(_JSON_NAMES.get(kind, kind.__name__)
+                            for kind in (expected if isinstance(expected, tuple) else (expected,)))
+        raise ValidationError(f"{field}: {path} holds a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}; "
+                              f"expected a JSON {names}{recovery}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def read_safetensors(path: str | os.PathLike[str], field: str, recovery: str = "",
+                     device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file at ``path`` (nothing is unpickled). A missing file, a folder, or bytes
+    that are not a safetensors file (empty, cut short, random) are a :class:`ValidationError` naming ``field`` and
+    the path, with ``recovery`` appended."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_safetensors(path, field, recovery)
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as error:
+        raise ValidationError(f"{field}: {path} is not a readable safetensors file ({error}){recovery}") from error
+
+
+def check_safetensors(path: str | os.PathLike[str], field: str, recovery: str = "") -> None:
+    """Check that ``path`` is a complete safetensors file (its header, and that the data it describes is all there)
+    without reading the tensors; errors as :func:`read_safetensors`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"{field}: {path} {'is a folder' if path.is_dir() else 'does not exist'}; expected a "
+                              f".safetensors file{recovery}")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise ValidationError(f"{field}: {path} is not a readable safetensors file, it is damaged or cut short "
+                              f"({error}){recovery}") from error

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from irl_bilevel.config import Config, NonNegativeInt, OneOf, PositiveInt
+from irl_bilevel.config import Config, NonNegativeInt, OneOf, PositiveInt, Seed
 from irl_bilevel.config_cli import HelpFormatter, add_config_arguments, config_from_arguments
 from irl_bilevel.validation import ValidationError
 from irlb.registry import EXPERIMENTS
@@ -85,7 +85,7 @@ class ReproduceConfig(Config):
     """run only these experiments (default: all but the extended ones)"""
     extended: bool = False
     """also run the long experiments (agentic text tasks, preference feedback studies, seed sweeps)"""
-    seed: int = 0
+    seed: Seed = 0
     """first seed of every experiment"""
 
     def validate(self) -> None:
@@ -118,7 +118,7 @@ class SweepCommandConfig(Config):
     """base settings of every trial (default quick)"""
     grid: tuple[str, ...] = ()
     """grid axes as KEY=[V1,V2] (dotted config key, JSON list of values)"""
-    seeds: tuple[int, ...] | None = None
+    seeds: tuple[Seed, ...] | None = None
     """every grid point runs once per seed: 0 1 2, 0,1,2 or [0,1,2]"""
     set: tuple[str, ...] = ()
     """fixed settings of every trial as KEY=VALUE (JSON value)"""
@@ -232,16 +232,16 @@ def _agentic_base(args: argparse.Namespace) -> Config:
 
 
 def _agentic(config: Any, args: argparse.Namespace) -> int:
-    from irl_bilevel.runs import claim_output_file, unfinished_record
+    from irl_bilevel.runs import claim_output_file, claim_output_folder, unfinished_record
     from llm.experiments.agentic_reward_learning import NAME, run
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValidationError(f"--out: {out} is a file; expected a folder for the {NAME}.json result (nothing was "
-                              f"changed)")
     result = out / f"{NAME}.json"
-    if not (result.exists() and unfinished_record(result, args.scale, config.to_dict()) is not None):
-        # not an interrupted run of these settings to resume: a new file, or (--overwrite) an earlier result
+    # A new or empty folder, or one holding an earlier result: a file, a folder of other files and an unwritable
+    # place are refused. An earlier result is resumed (an interrupted run of these settings) or, with --overwrite,
+    # replaced.
+    earlier = claim_output_folder(out, result.name, "agentic", overwrite=True)
+    if earlier and unfinished_record(result, args.scale, config.to_dict()) is None:
         claim_output_file(result, "agentic", overwrite=args.overwrite, marker_key="config", option="--out")
     apply_threads(args)
     print(run(args.scale, out, seed=args.seed, progress=not args.quiet, config=config))
@@ -253,9 +253,6 @@ def _reproduce(config: Any, args: argparse.Namespace) -> int:
 
     committed = ("results", "figures/output") if config.update_committed else (REPRODUCE_RESULTS, REPRODUCE_FIGURES)
     results, figures = Path(config.results or committed[0]), Path(config.figures or committed[1])
-    for option, folder in (("--results", results), ("--figures", figures)):
-        if folder.exists() and not folder.is_dir():
-            raise ValidationError(f"{option}: {folder} is a file; expected a folder (nothing was changed)")
     print(f"irlb reproduce: results into {results}/, figures into {figures}/", flush=True)
     reproduce(config.scale, results, figures, only=list(config.only) or None, seed=config.seed,
               config_file=args.config, overrides=args.set, extended=config.extended)
@@ -303,12 +300,10 @@ def _merge_sweeps(config: Any, args: argparse.Namespace) -> int:
 
 
 def _paper(config: Any, args: argparse.Namespace) -> int:
-    from irl_bilevel.runs import claim_output_folder
     from irlb.paper.build import generate
 
-    # The folder of generated LaTeX is regenerated in place: refused only if it holds files paper did not write.
-    claim_output_folder(args.out, "numbers.tex", "paper", overwrite=True)
-    report = generate(Path(config.results), Path(config.benchmarks), Path(args.out))
+    # The folder of generated LaTeX is regenerated in place; generate() checks it (and every input) first.
+    report = generate(Path(config.results), Path(config.benchmarks), Path(args.out), strict=True)
     print(f"{report['macros']} macros; wrote {', '.join(str(path) for path in report['written'])}")
     if report["skipped"]:
         print(f"missing (their macros are undefined): {', '.join(report['skipped'])}", file=sys.stderr)

@@ -35,6 +35,11 @@ EXTENDED = ("agentic_reward_learning", "agentic_shaping", "preference_feedback",
             "smollm2_ai_feedback", "smollm2_agentic")
 
 
+FIGURE_SOFTWARE = "irl-bilevel"
+"""The start of every figure's Software (PNG) / Creator (PDF) metadata (``figures/style.py``): how ``irlb reproduce``
+recognises the figures it drew."""
+
+
 def selected_experiments(only: list[str] | None = None, extended: bool = False) -> list[str]:
     """``only`` (checked against :data:`EXPERIMENTS`), else every experiment but :data:`EXTENDED` (all if
     ``extended``)."""

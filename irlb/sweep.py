@@ -53,12 +53,12 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from irl_bilevel.config import Config, load_json_object, parse_overrides
+from irl_bilevel.config import Config, NonEmpty, Seed, load_json_object, parse_overrides
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file
 from irlb.config import experiment_config
 from irlb.ray_processes import MARKER, Watchdog, start_watchdog
 from irlb.registry import EXPERIMENTS
@@ -80,8 +80,8 @@ class SweepSpec(Config):
 
     experiment: str  # a name of irlb.registry.EXPERIMENTS (or any name, with `module`)
     scale: str = "quick"  # base settings: the experiment's SCALES entry
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> values (Cartesian product)
-    seeds: tuple[int, ...] = (0,)  # every grid point runs once per seed
+    grid: dict[str, Annotated[list[Any], NonEmpty()]] = field(default_factory=dict)  # dotted key -> values (product)
+    seeds: Annotated[tuple[Seed, ...], NonEmpty()] = (0,)  # every grid point runs once per seed
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed dotted config key -> value, before the grid
     metric: str | None = None  # dotted path into the result file (default: DEFAULT_METRICS, else "seconds")
     extra_metrics: tuple[str, ...] = ()  # more dotted paths, summarized per grid point like the metric
@@ -115,13 +115,7 @@ def load_spec(spec_file: str | Path | None = None, **options: Any) -> SweepSpec:
     values.update({k: v for k, v in options.items() if v is not None})
     if "experiment" not in values:
         raise ValidationError("experiment: a sweep needs an experiment (--experiment or \"experiment\" in --spec)")
-    spec = SweepSpec.from_dict(values, "sweep")
-    if not spec.seeds:
-        raise ValidationError("sweep.seeds: expected at least one seed")
-    for key, grid_values in spec.grid.items():
-        if not grid_values:
-            raise ValidationError(f"sweep.grid.{key}: expected a non-empty list of values")
-    return spec
+    return SweepSpec.from_dict(values, "sweep")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -158,6 +152,38 @@ def is_done(trial_dir: Path) -> bool:
     return (trial_dir / DONE).is_file()
 
 
+def read_attempts(trial_dir: Path) -> int:
+    """How many times the trial in ``trial_dir`` has started (its ``trial.json``; 0 without one). A damaged
+    ``trial.json`` is a :class:`ValidationError` naming it."""
+    path = trial_dir / "trial.json"
+    if not path.exists():
+        return 0
+    hint = "; delete it to start that trial afresh (the sweep's other trials are kept)"
+    attempt = read_json_file(path, "trial.json", recovery=hint).get("attempt", 0)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ValidationError(f"trial.json: {path} has attempt {attempt!r}; expected a count{hint}")
+    return attempt
+
+
+def read_done(trial_dir: Path) -> dict[str, Any]:
+    """The record a finished trial left in ``done.json`` (what the summary reads: ``seconds``, ``metric``,
+    ``result_file``), checked; a damaged one is a :class:`ValidationError` naming it (deleting it reruns the
+    trial)."""
+    path = trial_dir / DONE
+    hint = "; delete it to run that trial again (the sweep's other trials are kept)"
+    record = read_json_file(path, "done.json", recovery=hint)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    checks = {"seconds": number, "metric": lambda v: v is None or number(v),
+              "result_file": lambda v: isinstance(v, str) and bool(v)}
+    for key, check in checks.items():
+        if key not in record or not check(record[key]):
+            raise ValidationError(f"done.json: {path} has no valid {key!r} ({record.get(key)!r}){hint}")
+    return record
+
+
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one trial in a Ray worker (or anywhere): ``payload`` holds the :class:`Trial` fields plus
     ``experiment``, ``module``, ``scale``, ``trial_dir``, ``metric`` and ``threads``. Raises on failure
@@ -167,7 +193,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     trial_dir = Path(payload["trial_dir"])
     trial_dir.mkdir(parents=True, exist_ok=True)
     previous = trial_dir / "trial.json"
-    attempt = json.loads(previous.read_text()).get("attempt", 0) + 1 if previous.is_file() else 1
+    attempt = read_attempts(trial_dir) + 1
     torch.set_num_threads(int(payload["threads"]))
     write_json(previous, {**{k: payload[k] for k in ("trial_id", "experiment", "scale", "point", "seed", "config")},
                           "attempt": attempt, "node": node_record(), "provenance": provenance(payload["seed"])})
@@ -291,9 +317,15 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, address: str | None = N
         raise ValidationError(f"cpus_per_trial: expected a positive integer, got {cpus_per_trial}")
     sweep_dir = Path(sweep_dir).resolve()
     trials = expand(spec)
+    pending = [t for t in trials if not is_done(sweep_dir / t.trial_id)]
+    waiting = {t.trial_id for t in pending}
+    for trial in trials:  # a damaged done.json or trial.json fails here, before anything is written
+        if trial.trial_id not in waiting:
+            read_done(sweep_dir / trial.trial_id)
+        else:
+            read_attempts(sweep_dir / trial.trial_id)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep_dir / "spec.json", spec.to_dict())
-    pending = [t for t in trials if not is_done(sweep_dir / t.trial_id)]
     ran: set[str] = {t.trial_id for t in pending}
     if verbose:
         print(f"sweep {spec.experiment} ({spec.scale}): {len(trials)} trials, {len(trials) - len(pending)} "
@@ -341,21 +373,30 @@ def summarize(spec: SweepSpec, sweep_dir: Path, trials: list[Trial], ran: set[st
         folder = sweep_dir / trial.trial_id
         row: dict[str, Any] = {"trial_id": trial.trial_id, "point": trial.point, "seed": trial.seed}
         if is_done(folder):
-            done = json.loads((folder / DONE).read_text())
+            done = read_done(folder)
             row.update(status="done" if trial.trial_id in ran else "skipped", seconds=done["seconds"],
                        metric=done["metric"], attempts=done.get("attempt"), node=done.get("node"))
             if spec.extra_metrics:
-                result = json.loads((folder / done["result_file"]).read_text())
+                result = read_json_file(folder / done["result_file"], "result file")
                 row["extra_metrics"] = {path: lookup(result, path) for path in spec.extra_metrics}
         else:
             error = folder / "error.json"
-            row.update(status="failed", seconds=None, metric=None,
-                       error=json.loads(error.read_text())["error"] if error.is_file() else "did not finish")
+            row.update(status="failed", seconds=None, metric=None, error=_failure(error))
         rows.append(row)
     return {"experiment": spec.experiment, "scale": spec.scale, "metric": spec.metric_path(),
             "extra_metrics": list(spec.extra_metrics), "spec": spec.to_dict(),
             "trials": rows, "grid_points": grid_points(rows, spec.extra_metrics),
             "complete": all(r["status"] != "failed" for r in rows), "provenance": provenance(None)}
+
+
+def _failure(error_file: Path) -> str:
+    """What a failed trial's ``error.json`` says (its worker wrote it just now), or why it cannot say."""
+    if not error_file.is_file():
+        return "did not finish"
+    try:
+        return str(read_json_file(error_file, "error.json")["error"])
+    except (ValidationError, KeyError):
+        return f"failed; {error_file} is unreadable"
 
 
 def grid_points(rows: list[dict[str, Any]], extra_metrics: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
@@ -384,6 +425,8 @@ def merge_sweeps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     A trial that appears in two parts is an error: a merge adds seeds, it never picks between two runs of one."""
     if len(summaries) < 2:
         raise ValidationError(f"summaries: expected at least two sweep summaries to merge, got {len(summaries)}")
+    for index, summary in enumerate(summaries):
+        check_summary(summary, f"summaries[{index}]")
     first = summaries[0]
     same = ("experiment", "scale", "metric", "extra_metrics")
     for index, summary in enumerate(summaries[1:], start=1):
@@ -408,6 +451,32 @@ def merge_sweeps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             "complete": all(summary["complete"] for summary in summaries),
             "merged_from": [{"spec": s["spec"], "provenance": s["provenance"]} for s in summaries],
             "provenance": provenance(None)}
+
+
+SUMMARY_KEYS = {"experiment": str, "scale": str, "metric": str, "extra_metrics": list, "spec": dict, "trials": list,
+                "complete": bool, "provenance": dict}
+TRIAL_ROW_KEYS = ("trial_id", "point", "seed", "status", "seconds", "metric")
+
+
+def check_summary(summary: Any, where: str) -> None:
+    """Check that ``summary`` has the structure of a ``sweep.json`` (what :func:`merge_sweeps` reads)."""
+    if not isinstance(summary, dict):
+        raise ValidationError(f"{where}: expected a sweep summary (a JSON object), got {type(summary).__name__}")
+    for key, kind in SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kind):
+            raise ValidationError(f"{where}.{key}: expected a {kind.__name__} in a sweep summary (sweep.json), got "
+                                  f"{summary.get(key)!r:.80}")
+    for key, kind in (("grid", dict), ("overrides", dict), ("seeds", list)):
+        if not isinstance(summary["spec"].get(key), kind):
+            raise ValidationError(f"{where}.spec.{key}: expected a {kind.__name__}, got "
+                                  f"{summary['spec'].get(key)!r:.80}")
+    for number, row in enumerate(summary["trials"]):
+        if not isinstance(row, dict) or any(key not in row for key in TRIAL_ROW_KEYS):
+            raise ValidationError(f"{where}.trials[{number}]: expected a trial row with {list(TRIAL_ROW_KEYS)}, got "
+                                  f"{row!r:.80}")
+        if row["metric"] is not None and (isinstance(row["metric"], bool)
+                                          or not isinstance(row["metric"], (int, float))):
+            raise ValidationError(f"{where}.trials[{number}].metric: expected a number or null, got {row['metric']!r}")
 
 
 def format_table(summary: dict[str, Any]) -> str:

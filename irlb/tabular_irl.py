@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 
-from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
+from irl_bilevel.config import Config, NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed
 from irl_bilevel.hypergradients import make_hypergradient
 from irl_bilevel.runs import begin_run, claim_run_folder, write_atomic, write_json
 from irl_bilevel.solver import OuterConfig
@@ -71,9 +71,9 @@ class TabularIRLConfig(Config):
     """outer learning rate"""
     steps: PositiveInt = 100
     """the most outer optimizer steps"""
-    grad_tol: float = 1e-5
+    grad_tol: NonNegativeFloat = 1e-5
     """stop once the gradient's largest entry is at most this (0: off; irl_bilevel.solver.OuterConfig)"""
-    loss_rtol: float = 2.220446049250313e-09
+    loss_rtol: NonNegativeFloat = 2.220446049250313e-09
     """stop once a step changed the loss by at most this times max(|L|, 1) (0: off)"""
     divergence_factor: NonNegativeFloat = 1e4
     """stop with an error once |L| exceeds this times max(|L_0|, 1): a runaway loss writes no reward (0: off)"""
@@ -81,7 +81,7 @@ class TabularIRLConfig(Config):
     """stop once the occupancy L1 distance to the expert falls to this (null: run every step)"""
     checkpoint_every: PositiveInt = 10
     """outer steps between checkpoints (a rerun on the folder resumes from the last one)"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the reward model's initialization and of sampled demonstrations"""
 
     def validate(self) -> None:

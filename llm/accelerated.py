@@ -361,19 +361,25 @@ class TrainingEngine:
         tensors = checkpoint.tensors
         missing = [name for name in self.names if f"model.{name}" not in tensors]
         if missing:
-            raise ValidationError(f"{checkpoint.folder}: the checkpoint has no parameter {missing[0]!r}; it belongs "
-                                  f"to another model")
+            raise ValidationError(f"checkpoint: {checkpoint.folder / 'tensors.safetensors'} has no parameter "
+                                  f"{missing[0]!r}; it belongs to another model"
+                                  f"{checkpoints.damaged_checkpoint_hint(checkpoint.folder)}")
         with torch.no_grad():
             for name, parameter in zip(self.names, self.parameters):
                 parameter.copy_(tensors[f"model.{name}"])
         objects = checkpoint.objects
-        self.raw_optimizer.load_state_dict(objects["optimizer"])
-        self.scheduler.load_state_dict(objects["scheduler"])
-        if self.accelerator.scaler is not None and "scaler" in objects:
-            self.accelerator.scaler.load_state_dict(objects["scaler"])
-        _set_rng_tensors(tensors)
-        version, internal, gauss = checkpoint.state["python_random"]
-        random.setstate((version, tuple(internal), gauss))
+        try:
+            self.raw_optimizer.load_state_dict(objects["optimizer"])
+            self.scheduler.load_state_dict(objects["scheduler"])
+            if self.accelerator.scaler is not None and "scaler" in objects:
+                self.accelerator.scaler.load_state_dict(objects["scaler"])
+            _set_rng_tensors(tensors)
+            version, internal, gauss = checkpoint.state["python_random"]
+            random.setstate((version, tuple(internal), gauss))
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
+            # a file edited or damaged inside a valid container: states that no longer fit this optimizer and schedule
+            raise ValidationError(f"checkpoint: {checkpoint.folder} does not fit this run ({type(error).__name__}: "
+                                  f"{error}){checkpoints.damaged_checkpoint_hint(checkpoint.folder)}") from error
 
     def finish(self) -> None:
         """Close the trackers (the process group stays up: the caller may still save)."""

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 
 from irl_bilevel.runs import claim_output_folder, load_checkpoint, read_metrics, save_checkpoint, write_json
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
 
 CHECKPOINTS = "checkpoints"
 RUN_RECORD = "run.json"
@@ -108,9 +108,8 @@ class RunFolder:
         return target
 
     def latest(self) -> Checkpoint | None:
-        """The last complete checkpoint, loaded (tensors with safetensors, objects with ``weights_only=True``)."""
-        from safetensors.torch import load_file
-
+        """The last complete checkpoint, loaded (tensors with safetensors, objects with ``weights_only=True``). A
+        damaged file of it is a :class:`ValidationError` naming the file and how to start over without it."""
         if not self.checkpoints.is_dir():
             return None
         steps = sorted((int(p.name[len(STEP_PREFIX):]), p) for p in self.checkpoints.iterdir()
@@ -118,12 +117,16 @@ class RunFolder:
         if not steps:
             return None
         step, folder = steps[-1]
-        try:
-            return Checkpoint(folder, step, load_file(str(folder / "tensors.safetensors")),
-                              load_checkpoint(folder / "objects.pt"), json.loads((folder / "state.json").read_text()))
-        except (OSError, ValueError, RuntimeError) as error:
-            raise ValidationError(f"{folder}: cannot read the checkpoint ({error}); remove that folder to resume from "
-                                  f"the start") from error
+        recovery = damaged_checkpoint_hint(folder)
+        tensors = read_safetensors(folder / "tensors.safetensors", "checkpoint", recovery)
+        objects = load_checkpoint(folder / "objects.pt", required=("optimizer", "scheduler"),
+                                  recovery=recovery.removeprefix("; "))
+        state = read_json_file(folder / "state.json", "checkpoint", recovery=recovery)
+        random_state = state.get("python_random")
+        if not isinstance(state.get("loop"), dict) or not (isinstance(random_state, list) and len(random_state) == 3):
+            raise ValidationError(f"checkpoint: {folder / 'state.json'} is not a checkpoint's state (a JSON object "
+                                  f"with the loop's state and python_random){recovery}")
+        return Checkpoint(folder, step, tensors, objects, state)
 
     # ---------------------------------------------------------------- metrics
     def trim_metrics(self, step: int) -> None:
@@ -149,13 +152,23 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def damaged_checkpoint_hint(folder: Path) -> str:
+    """How to go on past a damaged checkpoint ``folder``: without it the rerun starts the run over."""
+    return f"; delete {folder} to start the run over (the folder's other files are kept)"
+
+
 def read_run(folder: Path | str) -> dict[str, Any] | None:
-    """The run record of ``folder`` (``checkpoints/run.json``), or None."""
+    """The run record of ``folder`` (``checkpoints/run.json``), or None when there is none. A damaged one is a
+    :class:`ValidationError` naming it (the run's settings can no longer be checked, so it cannot resume)."""
     path = Path(folder) / CHECKPOINTS / RUN_RECORD
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    if not path.exists():
         return None
+    recovery = f"; delete {path.parent} to start the run over (the folder's other files are kept)"
+    record = read_json_file(path, "run record", recovery=recovery)
+    if not (isinstance(record.get("loop"), str) and isinstance(record.get("fingerprint"), dict)):
+        raise ValidationError(f"run record: {path} is not a training run's record (a JSON object with loop and "
+                              f"fingerprint){recovery}")
+    return record
 
 
 def remove_run_files(folder: Path | str) -> None:

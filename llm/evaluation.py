@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from irl_bilevel.rewards import RewardOutput
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_text_file
 from llm.preference_data import json_lines
 from llm.reward_models import TextPairs
 
@@ -139,9 +139,7 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
     """Pairs from a RewardBench-format file: ``.jsonl`` (one JSON object per line; blank lines skipped) or
     ``.json`` (a list of objects, an object whose ``"data"`` or ``"train"`` entry is that list, or JSON Lines)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"file: {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "file")
     records: list[tuple[str, Any]]
     whole: Any = None
     lines = path.suffix == ".jsonl"
@@ -175,8 +173,8 @@ def load_rewardbench_file(path: Path | str) -> TextPairs:
                                   f"prompt, chosen, rejected")
         for name in REQUIRED_FIELDS:
             if name not in record:
-                raise ValidationError(f"{name}: missing in {path} {where}; RewardBench's format needs prompt, "
-                                      f"chosen, rejected (and optionally subset)")
+                raise ValidationError(f"{name}: missing in {path} {where} (its keys: {sorted(record)}); "
+                                      f"RewardBench's format needs prompt, chosen, rejected (and optionally subset)")
             if not isinstance(record[name], str):
                 raise ValidationError(f"{name}: in {path} {where} is a {type(record[name]).__name__}, expected a "
                                       f"string (chat-message lists are not supported; join them into text)")
@@ -207,16 +205,14 @@ def load_scorer(model: Path | str, stem: str = "reward", backbone: str | None = 
                 with_reference: bool = True, device: str | None = None, dtype: str = "float32"):
     """A saved text reward model, or the implicit reward of a DPO adapter folder, on ``device`` (the DPO policy's
     base model in ``dtype``)."""
-    from llm.models import load_adapter, load_causal_lm
+    from llm.models import adapter_base_model, load_adapter, load_causal_lm
     from llm.reward_models import DPOImplicitReward, load_text_reward_model
 
     folder = Path(model)
     if (folder / f"{stem}.json").is_file():
         return load_text_reward_model(folder, stem, backbone_path=backbone, device=device)[0]
     if (folder / "adapter_config.json").is_file():
-        base_path = backbone or json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base_path:
-            raise ValidationError(f"--backbone: the adapter in {folder} names no base model; pass --backbone")
+        base_path = backbone or adapter_base_model(folder)
         base, tokenizer = load_causal_lm(base_path, device=device, dtype=dtype)
         return DPOImplicitReward(load_adapter(base, folder), tokenizer, beta, with_reference=with_reference)
     raise ValidationError(f"--model: {folder} holds neither {stem}.json (a saved reward model) nor "
@@ -243,3 +239,4 @@ def rewardbench_command(config: RewardBenchConfig, args: argparse.Namespace) -> 
                                     "rejected_scores": result.rejected_scores, "config": config.to_dict(),
                                     "provenance": provenance(None)})
     return 0
+

@@ -33,7 +33,7 @@ import torch
 
 from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
 from irl_bilevel.losses.batches import PreferenceBatch
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, check_safetensors, read_json_file
 from llm.completion_logprobs import (
     CompletionPositions,
     completion_logprobs,
@@ -48,14 +48,39 @@ ADAPTER_INFO_FILE = "irl_bilevel_adapter.json"
 
 # ---------------------------------------------------------------------- device and dtype
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device is not None:
-        try:
-            return torch.device(device)
-        except (RuntimeError, TypeError) as error:
-            raise ValidationError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}") \
-                from error
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given, else ``cuda`` when a GPU is visible, else ``cpu``. A device this machine does not have
+    (``cuda`` without a visible GPU, ``cuda:3`` on a machine with two) is a :class:`ValidationError` naming
+    ``--device``, not an error deep inside the first tensor move."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValidationError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {device!r}") \
+            from error
+    _check_available(resolved)
+    return resolved
+
+
+def _check_available(device: torch.device) -> None:
+    if device.type in ("cpu", "meta"):
+        return
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValidationError(f"device: --device {device} asks for a GPU, but torch sees none (torch "
+                                  f"{torch.__version__}, {built}); use --device cpu or leave --device out")
+        if device.index is not None and device.index >= count:
+            raise ValidationError(f"device: --device {device} asks for GPU {device.index}, but torch sees {count} "
+                                  f"(cuda:0 to cuda:{count - 1})")
+        return
+    backend = getattr(torch, device.type, None)
+    is_available = getattr(backend, "is_available", None) or getattr(getattr(torch.backends, device.type, None),
+                                                                     "is_available", None)
+    if callable(is_available) and not is_available():
+        raise ValidationError(f"device: --device {device} is not available on this machine; use --device cpu or "
+                              f"leave --device out")
 
 
 def select_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
@@ -94,8 +119,10 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
 
     The tokenizer gets a pad token (its EOS token when it has none, as GPT-2 needs) and left padding (what batched
     generation needs). A tokenizer with more tokens than the model's embedding table is a
-    :class:`ValidationError` (mismatched model and tokenizer). Device and dtype: :func:`select_device`,
-    :func:`select_dtype`.
+    :class:`ValidationError` (mismatched model and tokenizer), and so is a local folder that
+    :func:`check_model_folder` finds damaged (its config, tokenizer or weight files), a config.json of no causal LM,
+    and weights that do not fit the model or would leave some of its tensors random. Device and dtype:
+    :func:`select_device`, :func:`select_dtype`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -117,18 +144,66 @@ def load_causal_lm(name_or_path: str | Path, device: str | torch.device | None =
         source, local_only = text, allow_download is False
     device = select_device(device)
     dtype = select_dtype(device, dtype)
+    if local_only:
+        check_model_folder(local_path)
     model: Any  # transformers' from_pretrained is typed so that `.to(device)` does not type-check
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ValidationError(f"tokenizer: could not load the tokenizer of {text!r} ({error})") from error
+    if len(tokenizer) < 2:
+        raise ValidationError(f"tokenizer: the tokenizer of {text!r} has no vocabulary (no tokenizer files were "
+                              f"found for it); save one into the model folder with tokenizer.save_pretrained")
+    loaded: Any
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype,
+                                                      output_loading_info=True)
     except OSError as error:
         raise ValidationError(f"name_or_path: could not load {text!r} ({error}); check the name, or set "
                               f"allow_download / HF_HUB_OFFLINE as intended") from error
+    except ValueError as error:  # transformers: a config.json of an unknown model type, or of no causal LM
+        reason = " ".join(str(error).split())[:300]
+        raise ValidationError(f"name_or_path: {text!r} is not a causal language model transformers can build from "
+                              f"its config.json ({reason})") from error
+    except RuntimeError as error:
+        if "mismatched_sizes" not in str(error):
+            raise
+        files = sorted(p.name for p in local_path.glob("*.safetensors")) if local_only else []
+        raise ValidationError(f"name_or_path: the weights of {text!r} {files} do not fit the architecture its "
+                              f"config.json describes (tensors of other shapes); the folder mixes files of different "
+                              f"models") from error
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValidationError(f"name_or_path: the weights of {text!r} lack {len(missing)} tensor(s) of the model "
+                              f"(e.g. {missing[:3]}); they would start random. The weight files are incomplete or "
+                              f"belong to another model")
     model.to(device)
     model.eval()
     fuse_activations(model)
     prepare_tokenizer(tokenizer, model)
     return model, tokenizer
+
+
+# Files a Hugging Face tokenizer is saved as (at least one is in every model folder that carries a tokenizer).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model")
+_MODEL_FOLDER_HINT = "; the model folder is damaged: copy or save it again (save_pretrained)"
+
+
+def check_model_folder(folder: Path) -> None:
+    """Check what a local model folder's loading reads before transformers reads it, so that a damaged file is
+    named: ``config.json`` and the tokenizer's JSON files parse, every ``*.safetensors`` file is complete, and a
+    tokenizer is there at all (transformers would build an empty one)."""
+    read_json_file(folder / "config.json", "config.json", recovery=_MODEL_FOLDER_HINT)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).exists():
+            read_json_file(folder / name, "tokenizer", recovery=_MODEL_FOLDER_HINT)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ValidationError(f"tokenizer: no tokenizer in {folder} (none of {list(TOKENIZER_FILES)}); save the "
+                              f"model's tokenizer there with tokenizer.save_pretrained({str(folder)!r})")
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights, "model weights", _MODEL_FOLDER_HINT)
 
 
 def prepare_tokenizer(tokenizer, model) -> None:
@@ -174,6 +249,7 @@ def with_lora(model, settings: LoraSettings | None = None, seed: int | None = No
     Adapter weights are float32 (peft keeps them so on bf16/fp16 base models too), whatever torch's default dtype.
     """
     from peft import LoraConfig, get_peft_model
+    from peft.utils.error import NoMatchingPeftModuleError
     from transformers.pytorch_utils import Conv1D
 
     settings = settings or LoraSettings()
@@ -186,7 +262,20 @@ def with_lora(model, settings: LoraSettings | None = None, seed: int | None = No
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         if seed is not None:
             torch.manual_seed(seed)
-        return get_peft_model(model, config)
+        try:
+            return get_peft_model(model, config)
+        except NoMatchingPeftModuleError as error:
+            raise ValidationError(f"target_modules: {sorted(settings.target_modules or [])} match no module of the "
+                                  f"model; its adaptable modules are {adaptable_modules(model)}") from error
+
+
+def adaptable_modules(model) -> list[str]:
+    """The names (last component, deduplicated) of ``model``'s modules LoRA can adapt: linear layers, GPT-2's
+    ``Conv1D``, embeddings and convolutions; what ``target_modules`` may name."""
+    from transformers.pytorch_utils import Conv1D
+
+    kinds = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
+    return sorted({name.split(".")[-1] for name, module in model.named_modules() if name and isinstance(module, kinds)})
 
 
 @contextlib.contextmanager
@@ -532,16 +621,65 @@ def save_adapter(model, folder: Path | str, metadata: dict[str, Any] | None = No
     return folder
 
 
+_ADAPTER_HINT = "; the adapter folder is damaged: copy it again, or train the adapter again"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def read_adapter_config(folder: Path | str) -> dict[str, Any]:
+    """``adapter_config.json`` of a peft adapter folder, checked: a JSON object whose ``r`` is a positive integer,
+    ``lora_alpha`` a number and ``base_model_name_or_path`` a string or null (what peft and this library read)."""
+    folder = Path(folder)
+    path = folder / "adapter_config.json"
+    if not path.is_file():
+        raise ValidationError(f"adapter: no adapter_config.json in {folder}; expected a folder written by save_adapter "
+                              f"(or peft's save_pretrained)")
+    config = read_json_file(path, "adapter_config.json", recovery=_ADAPTER_HINT)
+    checks = {"r": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+              "lora_alpha": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "base_model_name_or_path": lambda v: v is None or isinstance(v, str),
+              "target_modules": lambda v: v is None or isinstance(v, str)
+              or (isinstance(v, list) and all(isinstance(m, str) for m in v))}
+    for key, check in checks.items():
+        if key in config and not check(config[key]):
+            raise ValidationError(f"adapter_config.json: {path} has {key} = {config[key]!r}, which peft cannot use"
+                                  f"{_ADAPTER_HINT}")
+    return config
+
+
+def adapter_base_model(folder: Path | str) -> str:
+    """The base model an adapter folder names (``base_model_name_or_path`` of its ``adapter_config.json``)."""
+    base = read_adapter_config(folder).get("base_model_name_or_path")
+    if not base:
+        raise ValidationError(f"adapter: {Path(folder) / 'adapter_config.json'} names no base model "
+                              f"(base_model_name_or_path); pass the base model explicitly (e.g. --backbone)")
+    return base
+
+
 def load_adapter(base_model, folder: Path | str, trainable: bool = False):
-    """A ``PeftModel`` of ``base_model`` with the adapter saved in ``folder`` (``PeftModel.from_pretrained``)."""
+    """A ``PeftModel`` of ``base_model`` with the adapter saved in ``folder`` (``PeftModel.from_pretrained``).
+
+    A folder without ``adapter_config.json`` or weights, damaged files and weights of another shape (an adapter of
+    another base model or rank) are a :class:`ValidationError` naming the folder."""
     from peft import PeftModel
 
     folder = Path(folder)
-    if not (folder / "adapter_config.json").is_file():
-        raise ValidationError(f"folder: no adapter_config.json in {folder}; expected a folder written by save_adapter")
+    read_adapter_config(folder)
+    weights = [folder / name for name in ADAPTER_WEIGHTS if (folder / name).is_file()]
+    if not weights:
+        raise ValidationError(f"adapter: no adapter weights in {folder} (none of {list(ADAPTER_WEIGHTS)})"
+                              f"{_ADAPTER_HINT}")
+    if weights[0].suffix == ".safetensors":
+        check_safetensors(weights[0], "adapter weights", _ADAPTER_HINT)
     with warnings.catch_warnings(), _default_dtype(torch.float32):
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        try:
+            model = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        except RuntimeError as error:
+            if "size mismatch" not in str(error):
+                raise
+            first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), "")
+            raise ValidationError(f"adapter: the weights in {weights[0]} do not fit this base model ({first}); it is "
+                                  f"an adapter of another model or rank") from error
     if not trainable:
         model.eval()
     return model
@@ -549,4 +687,4 @@ def load_adapter(base_model, folder: Path | str, trainable: bool = False):
 
 def read_adapter_info(folder: Path | str) -> dict[str, Any]:
     """The JSON written next to an adapter by :func:`save_adapter`."""
-    return json.loads((Path(folder) / ADAPTER_INFO_FILE).read_text())
+    return read_json_file(Path(folder) / ADAPTER_INFO_FILE, ADAPTER_INFO_FILE, recovery=_ADAPTER_HINT)

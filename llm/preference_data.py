@@ -7,11 +7,11 @@ Formats (TRL's, ``docs/llm_training.md``), told apart by their columns:
 
 Each is *standard* (every field a string; prompt and completion are concatenated as text, so a completion carries
 its own leading space, as in TRL) or *conversational* (every field a list of messages ``{"role": ..., "content":
-...}``; the prompt goes through the tokenizer's chat template with the generation prompt, and a completion is what
-the template renders after it). Columns named after a per-pair parameter of the loss being trained
-(``aspect_labels``, ``aspect_mask``, ``other_chosen_rewards``, ``other_rejected_rewards``; numbers or lists of
-numbers per row) go to the loss with each minibatch. Any other column is an error unless named in
-``ignore_columns`` (a misspelt ``choosen`` is caught, not silently dropped).
+...}``, the role one of :data:`CHAT_ROLES`, the content a string; the prompt goes through the tokenizer's chat
+template with the generation prompt, and a completion is what the template renders after it). Columns named after
+a per-pair parameter of the loss being trained (``aspect_labels``, ``aspect_mask``, ``other_chosen_rewards``,
+``other_rejected_rewards``; numbers or lists of numbers per row) go to the loss with each minibatch. Any other
+column is an error unless named in ``ignore_columns`` (a misspelt ``choosen`` is caught, not silently dropped).
 
 Sources (:func:`read_preference_file`): a ``.jsonl`` file (one JSON object per line; blank lines skipped), a
 ``.json`` file holding a list of objects, or a folder written by ``datasets``' ``save_to_disk`` (a ``Dataset``, or a
@@ -35,13 +35,15 @@ from typing import Any, Literal
 
 import torch
 
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, read_json_file, read_text_file
 from llm.training import PreferenceDataset, UnpairedDataset
 
 PAIRED_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED_COLUMNS = ("prompt", "completion", "label")
 PER_PAIR_PARAMETERS = ("aspect_labels", "aspect_mask", "other_chosen_rewards", "other_rejected_rewards")
 MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+# The roles Hugging Face chat templates render (and TRL's conversational datasets use).
+CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,11 @@ def read_preference_file(path: str | Path, *, split: str = "train", ignore_colum
 
 
 def _json_rows(path: Path) -> list[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValidationError(f"data: {path} is not valid JSON ({error.msg} at line {error.lineno}); expected "
-                                  f"a list of objects, or use .jsonl for one object per line") from error
-        if not isinstance(value, list):
-            raise ValidationError(f"data: {path} must hold a JSON list of objects")
+        value = read_json_file(path, "data", expected=list,
+                               recovery="; expected a list of objects, or use .jsonl for one object per line")
         return [(f"item {index}", item) for index, item in enumerate(value)]
-    return json_lines(text, path, "data", "one object per line")
+    return json_lines(read_text_file(path, "data"), path, "data", "one object per line")
 
 
 def json_lines(text: str, path: Path, field: str, expected: str) -> list[tuple[str, Any]]:
@@ -118,8 +114,9 @@ def _dataset_rows(path: Path, split: str) -> list[tuple[str, Any]]:
             from error
     try:
         loaded = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as error:
-        raise ValidationError(f"data: {path} is not a folder written by datasets' save_to_disk ({error})") from error
+    except (OSError, ValueError) as error:  # pyarrow reports a damaged .arrow file as an OSError or ArrowInvalid
+        raise ValidationError(f"data: {path} is not a readable folder written by datasets' save_to_disk "
+                              f"({str(error)[:300]})") from error
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise ValidationError(f"split: {path} has the splits {sorted(loaded)}, not {split!r}; pass --split")
@@ -197,10 +194,16 @@ def _checked_text(value: Any, name: str, conversational: bool, source: str, plac
             if unknown:
                 raise ValidationError(f"{name}: message {index} in {source} {place} has unknown key {unknown[0]!r}; "
                                       f"expected some of {list(MESSAGE_KEYS)}")
-            if not isinstance(message["role"], str) or not message["role"]:
-                raise ValidationError(f"{name}: message {index} in {source} {place} has an empty role")
-            if not isinstance(message["content"], str) or not message["content"].strip():
-                raise ValidationError(f"{name}: message {index} in {source} {place} has empty content")
+            role, content = message["role"], message["content"]
+            if role not in CHAT_ROLES:
+                raise ValidationError(f"{name}: message {index} in {source} {place} has role {role!r}; expected one "
+                                      f"of {list(CHAT_ROLES)} (the roles of chat templates)")
+            if not isinstance(content, str):
+                raise ValidationError(f"{name}: message {index} in {source} {place} has content {content!r} "
+                                      f"({type(content).__name__}); expected a string of text")
+            if not content.strip():
+                raise ValidationError(f"{name}: message {index} in {source} {place} has empty content; expected "
+                                      f"text")
         return value
     if not isinstance(value, str):
         raise ValidationError(f"{name}: in {source} {place} is a {type(value).__name__}; the first row is standard "

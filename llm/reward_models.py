@@ -28,25 +28,25 @@ Saving (:func:`save_text_reward_model`, :func:`load_text_reward_model`) follows 
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from torch import nn
 
-from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt
+from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
-from irl_bilevel.validation import ValidationError, reject_unknown_keys
+from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
 from llm.accelerated import RUN_FIELDS, LoopSettings, MinibatchSampler, TrainingEngine, fingerprint, parameter_digest
 from llm.models import (
     LoraSettings,
+    adapter_base_model,
     collate_completions,
     is_peft_model,
     load_adapter,
@@ -215,7 +215,7 @@ def _backbone_reference(path: str | Path) -> dict[str, Any]:
     reference: dict[str, Any] = {"path": str(path.resolve()) if path.exists() else str(path)}
     recipe_file = path / RECIPE_FILE
     if recipe_file.is_file():
-        info = json.loads(recipe_file.read_text())
+        info = read_json_file(recipe_file, "backbone recipe")
         recipe = BuiltinRecipe.from_dict(info["recipe"] if "recipe" in info else info)
         reference.update(recipe=recipe.as_dict(), recipe_key=recipe.key())
     return reference
@@ -462,7 +462,7 @@ class RewardModelTrainingConfig(LoopSettings):
     """AdamW weight decay"""
     max_grad_norm: PositiveFloat | None = None
     """clip the gradient norm at this (null: no clipping)"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
 
     def validate(self) -> None:
@@ -593,13 +593,14 @@ class TextRewardSpec:
             raise ValidationError(f"kind: expected one of {KINDS}, got {self.kind!r}")
         if self.format != SPEC_FORMAT:
             raise ValidationError(f"format: expected {SPEC_FORMAT!r}, got {self.format!r}")
-        if self.kind == "backbone" and not (self.backbone and self.backbone.get("path")):
-            raise ValidationError("backbone: a backbone reward model's spec needs the backbone's path")
+        if self.kind == "backbone" and not (self.backbone and isinstance(self.backbone.get("path"), str)
+                                            and self.backbone["path"]):
+            raise ValidationError("backbone: a backbone reward model's spec needs the backbone's path (a string)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TextRewardSpec:
-        reject_unknown_keys(values, [f.name for f in fields(cls)], "text reward spec")
-        return cls(**values)
+        """A spec from plain values (``reward.json``), each checked against its field's type."""
+        return cls(**typed_fields(cls, values))
 
 
 def text_reward_spec(model: TextRewardModel) -> TextRewardSpec:
@@ -667,22 +668,20 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
     folder is gone is rebuilt from the stored recipe (into the default cache). A backbone whose recipe hash
     differs from the saved one is a :class:`ValidationError`.
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     spec_path = directory / f"{stem}.json"
     if not spec_path.is_file():
         raise ValidationError(f"reward model: {spec_path} does not exist")
+    hint = "; restore it, or save the reward model again (irlb train-reward-model, save_text_reward_model)"
+    values = read_json_file(spec_path, "reward model spec", recovery=hint)
     try:
-        spec = TextRewardSpec.from_dict(json.loads(spec_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise ValidationError(f"reward model: {spec_path} is not a text reward spec ({error})") from error
+        spec = TextRewardSpec.from_dict(values)
+        lora = None if spec.lora is None else LoraSettings.from_dict(spec.lora, "lora")
+    except ValidationError as error:
+        raise ValidationError(f"reward model spec: {spec_path} is not a text reward spec: {error}{hint}") from error
     if spec.kind == "dpo":
         adapter = directory / (spec.adapter or f"{stem}_adapter")
-        if not (adapter / "adapter_config.json").is_file():
-            raise ValidationError(f"adapter: no adapter_config.json in {adapter}")
-        info = json.loads((adapter / "adapter_config.json").read_text())
-        base_path = Path(backbone_path or info.get("base_model_name_or_path") or "")
+        base_path = Path(backbone_path or adapter_base_model(adapter))
         base, tokenizer = load_causal_lm(base_path, device=device, dtype="float32")
         policy = load_adapter(base, adapter)
         assert spec.beta is not None
@@ -691,7 +690,7 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
     weights_path = directory / f"{stem}.safetensors"
     if not weights_path.is_file():
         raise ValidationError(f"reward model: {weights_path} does not exist")
-    state = load_file(str(weights_path))
+    state = read_safetensors(weights_path, "reward model weights", hint)
     model: HeadedRewardModel
     if spec.kind == "encoder":
         model = EncoderRewardModel(spec.aspect_names, spec.aggregator, spec.aggregator_options,
@@ -703,8 +702,6 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
         if "recipe_key" in spec.backbone and reference.get("recipe_key") != spec.backbone["recipe_key"]:
             raise ValidationError(f"backbone: {path} is not the backbone this reward model was trained on (recipe "
                                   f"hash {reference.get('recipe_key')} != {spec.backbone['recipe_key']})")
-        lora = None if spec.lora is None else LoraSettings(**{**spec.lora, "target_modules": (
-            tuple(spec.lora["target_modules"]) if spec.lora.get("target_modules") else None)})
         model = backbone_reward_model(path, spec.aspect_names, spec.aggregator, spec.aggregator_options, lora=lora,
                                       device=device)
     if spec.feature_dim is not None and model.heads.in_features != spec.feature_dim:
@@ -714,6 +711,12 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
     if set(state) != expected:
         raise ValidationError(f"reward model: {weights_path} does not match the spec (missing "
                               f"{sorted(expected - set(state))[:3]}, unexpected {sorted(set(state) - expected)[:3]})")
+    shapes = {name: (tuple(tensor.shape), tuple(state[name].shape)) for name, tensor in model.head_state().items()
+              if tensor.shape != state[name].shape}
+    if shapes:
+        name, (want, have) = next(iter(shapes.items()))
+        raise ValidationError(f"reward model: {weights_path} does not match the spec: {name} has shape "
+                              f"{list(have)}, the model built from {spec_path.name} expects {list(want)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and not (set(missing) & expected)
     model.eval()

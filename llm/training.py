@@ -53,6 +53,7 @@ from irl_bilevel.config import (
     PositiveFloat,
     PositiveInt,
     Range,
+    Seed,
     check_value,
 )
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch, loss_metrics
@@ -265,7 +266,7 @@ class PreferenceTrainingConfig(LoopSettings):
     """clip the gradient norm at this (null: no clipping)"""
     eval_every: NonNegativeInt = 0
     """steps between evaluation callbacks (0: only at the start and the end)"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the minibatch order (and of the LoRA initialization in irlb's commands)"""
     chunk_size: PositiveInt = 64
     """sequences per forward pass when precomputing reference log-probs"""
@@ -317,7 +318,7 @@ class RLConfig(LoopSettings):
     """REINFORCE: decay of the moving-average baseline"""
     eval_every: NonNegativeInt = 0
     """steps between evaluation callbacks (0: only at the start and the end)"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the prompt order and the sampling (and of the LoRA initialization in irlb's commands)"""
     progress: bool = field(default=True, metadata={"cli": False})
     """show a progress bar (irlb's commands: --quiet)"""

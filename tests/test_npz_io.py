@@ -140,5 +140,5 @@ def test_unreadable_archives(tmp_path):
     garbage.write_bytes(b"not a zip file")
     with pytest.raises(ValidationError):
         load_demonstrations_npz(garbage)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValidationError, match=r"missing\.npz': the file does not exist"):
         load_mdp_npz(tmp_path / "missing.npz")

@@ -197,10 +197,13 @@ def test_a_missing_result_file_leaves_its_macros_undefined(tmp_path: Path, gener
     assert "RewardRecoveryScale" in defined
     # So the paper, which uses them, has undefined macros and does not build.
     assert "LsSigmoidIqm" in used_macros(PAPER) - defined
-    # Regenerating over a folder with the table from an earlier run removes the stale table.
+    # Regenerating over a folder with the table from an earlier run removes the stale table, and only it: a file of
+    # the user's there is kept.
     shutil.copy(generated / "loss_sweep.tex", out / "loss_sweep.tex")
+    (out / "mine.tex").write_text("\\begin{tabular}{l} my table \\end{tabular}\n")
     generate(results, BENCHMARKS, out)
     assert not (out / "loss_sweep.tex").exists()
+    assert (out / "mine.tex").read_text() == "\\begin{tabular}{l} my table \\end{tabular}\n"
 
 
 def test_a_missing_benchmark_file_leaves_its_macros_undefined(tmp_path: Path) -> None:

@@ -256,17 +256,23 @@ def test_a_rerun_redoes_only_what_is_missing_and_more_seeds_add_to_the_record(ti
 
 
 def test_bad_settings_are_refused_before_anything_loads():
+    """The config checks itself when it is built (ranges, the games' search budgets, the RL solver's settings)."""
     from irl_bilevel.validation import ValidationError
     from llm.experiments import smollm2_agentic
 
-    settings = {**smollm2_agentic.SCALES["tiny"], "search_expansions": {"ta-hanoi": 5}}
-    config = smollm2_agentic.SmolLM2AgenticConfig.from_dict(settings)
-    with pytest.raises(ValidationError, match="search_expansions"):
-        smollm2_agentic.run("tiny", "/nonexistent", progress=False, config=config)
-    with pytest.raises(ValidationError, match="games"):
-        smollm2_agentic.SmolLM2AgenticConfig.from_dict({**smollm2_agentic.SCALES["tiny"], "games": ["chess"]})
+    tiny = smollm2_agentic.SCALES["tiny"]
+    for changes, field in [({"search_expansions": {"ta-hanoi": 5}}, "search_expansions: expected a positive budget"),
+                           ({"search_expansions": {**tiny["search_expansions"], "chess": 5}}, "unknown game"),
+                           ({"search_expansions": {**tiny["search_expansions"], "ta-lightsout": 0}},
+                            "search_expansions.ta-lightsout"),
+                           ({"games": ["chess"]}, "games"), ({"games": []}, "games"), ({"seeds": 0}, "seeds"),
+                           ({"rl_episodes_per_start": 1}, "rl_episodes_per_start"), ({"discount": 1.0}, "discount"),
+                           ({"zero_shot_sampled_episodes": -1}, "zero_shot_sampled_episodes"),
+                           ({"seeds": 2.5}, "seeds")]:
+        with pytest.raises(ValidationError, match=field):
+            smollm2_agentic.SmolLM2AgenticConfig.from_dict({**tiny, **changes})
     for scale in smollm2_agentic.SCALES:
-        smollm2_agentic.check_config(smollm2_agentic.SmolLM2AgenticConfig.from_dict(smollm2_agentic.SCALES[scale]))
+        smollm2_agentic.SmolLM2AgenticConfig.from_dict(smollm2_agentic.SCALES[scale])
 
 
 def test_the_figure_draws_from_the_tiny_record(tiny_result, tmp_path):

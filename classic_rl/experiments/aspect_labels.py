@@ -54,7 +54,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, NonEmpty, PositiveFloat, experiment_settings
 from irl_bilevel.feedback import Trajectories
 from irl_bilevel.losses import AspectPairBatch, RankingBatch, preference_loss
 from irl_bilevel.metrics import epic_distance, normalized_return
@@ -95,7 +95,7 @@ class AspectLabelsConfig(Config):
     """steps per behaviour episode"""
     segment_length: int
     """steps per segment (item)"""
-    temperatures: tuple[float, ...]
+    temperatures: Annotated[tuple[PositiveFloat, ...], NonEmpty()]
     """soft-optimal behaviour policies of the true reward (plus uniform)"""
     episodes_per_policy: int
     """behaviour episodes per policy"""

@@ -30,7 +30,7 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel import agreement
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, NonEmpty, PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import RankingBatch, preference_loss
 from irl_bilevel.reward_ensemble import RewardEnsemble
@@ -64,35 +64,35 @@ NAME = "feedback_consistency"
 class FeedbackConsistencyConfig(Config):
     """Settings of the feedback-consistency experiment on ObjectWorld."""
 
-    grid_size: int
+    grid_size: PositiveInt
     """ObjectWorld side"""
-    num_objects: int
+    num_objects: PositiveInt
     """objects placed at random (seeded)"""
-    num_colours: int
+    num_colours: PositiveInt
     """object colours"""
-    episode_length: int
+    episode_length: PositiveInt
     """steps per behaviour episode"""
-    segment_length: int
+    segment_length: PositiveInt
     """steps per segment (item)"""
-    temperatures: tuple[float, ...]
+    temperatures: Annotated[tuple[PositiveFloat, ...], NonEmpty()]
     """soft-optimal behaviour policies (plus the uniform policy)"""
-    concentration: float
+    concentration: PositiveFloat
     """Dirichlet concentration of the annotators' aspect weights"""
-    learning_rate: float
+    learning_rate: PositiveFloat
     """Adam step size of the AI evaluator's reward models"""
-    ai_train_steps: int
+    ai_train_steps: PositiveInt
     """full-batch steps per ensemble member"""
-    ensemble_members: int
+    ensemble_members: PositiveInt
     """reward models in the AI evaluator's ensemble"""
-    episodes_per_policy: int
+    episodes_per_policy: PositiveInt
     """behaviour episodes per policy"""
-    num_items: int
+    num_items: PositiveInt
     """segments labelled (every pair is a query)"""
-    num_annotators: int
+    num_annotators: PositiveInt
     """oracles of the disagreeing population"""
-    train_items: int
+    train_items: PositiveInt
     """segments of the AI evaluator's separate training pool"""
-    train_queries: int
+    train_queries: PositiveInt
     """oracle-labelled training pairs of the AI evaluator"""
 
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.maxent_irl import make_reward_model
 from classic_rl.testbeds import garnet
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, Discount, NonEmpty, PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.hypergradients import (
     BilevelProblem,
     FiniteDifferenceHypergradient,
@@ -69,9 +69,9 @@ NAME = "hypergradient_accuracy"
 class FiniteHorizonCase(Config):
     """The finite-horizon Garnet case (a linear reward unless named otherwise)."""
 
-    num_states: int
+    num_states: PositiveInt
     """Garnet states"""
-    horizon: int
+    horizon: PositiveInt
     """H"""
     reward_models: tuple[str, ...]
     """linear | mlp"""
@@ -81,33 +81,33 @@ class FiniteHorizonCase(Config):
 class HypergradientAccuracyConfig(Config):
     """Settings of the hypergradient accuracy / time / memory experiment on random Garnet MDPs."""
 
-    num_states: int
+    num_states: PositiveInt
     """Garnet states (discounted case)"""
-    num_actions: int
+    num_actions: PositiveInt
     """actions per state"""
-    branching: int
+    branching: PositiveInt
     """successor states per (s, a)"""
-    num_features: int
+    num_features: PositiveInt
     """state features of the linear true reward"""
-    discount: float
+    discount: Discount
     """γ of the discounted case"""
     reward_models: tuple[str, ...]
     """linear | mlp"""
-    hidden_sizes: tuple[int, ...]
+    hidden_sizes: tuple[PositiveInt, ...]
     """MLP reward widths"""
-    num_mdps: int
+    num_mdps: PositiveInt
     """random MDPs per case"""
-    ks: tuple[int, ...]
+    ks: Annotated[tuple[PositiveInt, ...], NonEmpty()]
     """inner horizons K of the unrolled / truncated methods"""
-    repeats: int
+    repeats: PositiveInt
     """timed calls per method (median reported)"""
-    fd_epsilon: float
+    fd_epsilon: PositiveFloat
     """step of central finite differences"""
-    inner_tol: float
+    inner_tol: PositiveFloat
     """convergence tolerance of the reference inner solve"""
-    sample_sizes: tuple[int, ...]
+    sample_sizes: Annotated[tuple[PositiveInt, ...], NonEmpty()]
     """learner rollouts of the sample-based MaxEnt gradient"""
-    sample_repeats: int
+    sample_repeats: PositiveInt
     """sampling seeds per rollout count"""
     finite_horizon: FiniteHorizonCase | None
     """None: skip the finite-horizon case"""

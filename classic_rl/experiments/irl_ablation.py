@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, NonNegativeInt, PositiveInt, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 
@@ -40,19 +40,19 @@ class IRLAblationConfig(Config):
     ``{"penalty": {"upper_steps": 5}, "zeroth_order": {"num_samples": 4}}``"""
     reward_structure: Literal["scalar", "multi_aspect", "shaped"]
     """scalar reward, multi-aspect heads with learned simplex weights, or potential-shaped"""
-    env_steps_per_outer_step: int
+    env_steps_per_outer_step: PositiveInt
     """inner PPO budget per outer step (= PPO's rollout length here)"""
-    num_demonstrations: int
+    num_demonstrations: PositiveInt
     """expert episodes used as demonstrations"""
-    env_step_budget: int
+    env_step_budget: PositiveInt
     """total inner env steps; outer steps = budget / inner steps − 1"""
-    hidden_sizes: tuple[int, ...]
+    hidden_sizes: tuple[PositiveInt, ...]
     """reward MLP"""
-    eval_episodes: int
+    eval_episodes: PositiveInt
     """true-reward evaluation episodes of the policy"""
-    eval_every: int
+    eval_every: PositiveInt
     """outer steps between evaluations"""
-    transfer_steps: int
+    transfer_steps: NonNegativeInt
     """fresh PPO on the frozen learned reward (0: skip)"""
     demonstrations_file: str | None = None
     """.npz demonstrations (default: roll out the cached SB3 expert)"""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -40,7 +40,16 @@ from tqdm.auto import tqdm
 
 from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
 from classic_rl.testbeds import grid_distance_to, optimal_policy, sparse_gridworld
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import (
+    Config,
+    Discount,
+    NonEmpty,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    experiment_settings,
+)
 from irl_bilevel.hypergradients import BilevelProblem, FiniteDifferenceHypergradient, UnrolledHypergradient
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights, TabularReward
 from irl_bilevel.runs import provenance, write_json
@@ -66,37 +75,37 @@ NAME = "learned_shaping"
 class LearnedShapingConfig(Config):
     """Settings of the decision-aware shaping experiment on the sparse gridworld."""
 
-    slip: float
+    slip: Probability
     """probability that the move goes in a random direction"""
-    discount: float
+    discount: Discount
     """γ"""
     step_cost: float
     """reward per step before the goal"""
-    temperature: float
+    temperature: PositiveFloat
     """τ of the inner soft value-iteration sweeps"""
     hand_potential_scale: float
     """c of the hand potential Φ(s) = −c · distance to the goal"""
     candidate_scale: float
     """scale of the candidate potential signals"""
-    bonus_l2: float
+    bonus_l2: NonNegativeFloat
     """L2 penalty weight of the free bonus"""
-    size: int
+    size: PositiveInt
     """grid side"""
-    budget: int
+    budget: PositiveInt
     """inner sweep budget K"""
-    curve_sweeps: int
+    curve_sweeps: PositiveInt
     """sweeps of the learning curves"""
-    outer_steps: int
+    outer_steps: PositiveInt
     """Adam steps of the outer loop"""
-    lr_potential: float
+    lr_potential: PositiveFloat
     """outer step size of the learned potential"""
-    lr_weights: float
+    lr_weights: PositiveFloat
     """outer step size of the learned candidate weights"""
-    lr_bonus: float
+    lr_bonus: PositiveFloat
     """outer step size of the free bonus"""
-    sample_sizes: tuple[int, ...]
+    sample_sizes: Annotated[tuple[PositiveInt, ...], NonEmpty()]
     """rollouts of the policy-gradient hypergradient"""
-    sample_repeats: int
+    sample_repeats: PositiveInt
     """sampling seeds per rollout count"""
 
 

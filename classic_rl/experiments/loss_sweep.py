@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from classic_rl.segment_preferences import (
     policy_actor,
     train_ppo,
 )
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, NonEmpty, PositiveFloat, PositiveInt, Probability, Range, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci  # re-exported: loss_sweep.iqm_with_ci stays valid
 from irl_bilevel.validation import ValidationError
@@ -59,35 +59,35 @@ class LossSweepConfig(Config):
 
     env_id: str
     """gymnasium task with discrete actions"""
-    segment_length: int
+    segment_length: PositiveInt
     """steps per preference segment (L)"""
-    held_out_fraction: float
+    held_out_fraction: Annotated[float, Range(low=0, high=1, low_open=True, high_open=True)]
     """share of segments (and pairs) kept for held-out reward accuracy"""
-    epsilons: tuple[float, ...]
+    epsilons: Annotated[tuple[Probability, ...], NonEmpty()]
     """ε of the ε-random behaviour policies around the PPO expert"""
-    learning_rate: float
+    learning_rate: PositiveFloat
     """Adam step size of CPL training and of the baseline's reward model"""
-    batch_size: int
+    batch_size: PositiveInt
     """preference pairs per gradient step"""
-    reward_model_epochs: int
+    reward_model_epochs: PositiveInt
     """epochs of the baseline's Bradley-Terry reward model"""
     losses: Literal["all"] | tuple[str, ...]
     """pairwise catalog losses to train, or ``"all"`` for every one"""
-    seeds: int
+    seeds: PositiveInt
     """number of seeds, run as seed, seed + 1, ..."""
-    expert_steps: int
+    expert_steps: PositiveInt
     """PPO env steps of the (cached) expert"""
-    episodes_per_policy: int
+    episodes_per_policy: PositiveInt
     """behaviour episodes per ε"""
-    segments_per_policy: int
+    segments_per_policy: PositiveInt
     """segments cut from each ε's episodes"""
-    pairs: int
+    pairs: PositiveInt
     """labelled pairs per seed (train + held out)"""
-    epochs: int
+    epochs: PositiveInt
     """CPL epochs over the training pairs"""
-    eval_episodes: int
+    eval_episodes: PositiveInt
     """true-reward evaluation episodes per policy"""
-    baseline_steps: int
+    baseline_steps: PositiveInt
     """PPO env steps of the reward-model baseline and of the true-reward control"""
 
 

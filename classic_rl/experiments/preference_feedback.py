@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, PositiveInt, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -69,7 +69,7 @@ class HarderTestbedConfig(Config):
     """oracle query budgets"""
     algorithm: str | None
     """inner SB3 algorithm (null: the env's INNER_DEFAULTS)"""
-    n_envs: int | None
+    n_envs: PositiveInt | None
     """parallel environments of the inner solver (null: the env's default)"""
     hyperparameters: dict[str, Any] | None
     """SB3 constructor arguments (null: the env's defaults)"""

@@ -25,9 +25,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, NonEmpty, PositiveInt, Probability, experiment_settings
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 
@@ -41,23 +41,23 @@ class PreferenceNoiseConfig(Config):
 
     env_id: str
     """gymnasium testbed"""
-    total_env_steps: int
+    total_env_steps: PositiveInt
     """inner PPO env steps per run"""
-    env_steps_per_outer_step: int
+    env_steps_per_outer_step: PositiveInt
     """inner env steps per outer (reward) step"""
-    query_budget: int
+    query_budget: PositiveInt
     """oracle queries per run"""
-    segment_length: int
+    segment_length: PositiveInt
     """steps per preference segment"""
-    mistake_rates: tuple[float, ...]
+    mistake_rates: Annotated[tuple[Probability, ...], NonEmpty()]
     """ε of the mistake teacher"""
     losses: tuple[str, ...]
     """catalog preference losses compared"""
     selection: str
     """query selection of every run (classic_rl.preference_rl.SELECTIONS)"""
-    seeds: int
+    seeds: PositiveInt
     """seeds per (loss, ε), starting at the run's seed"""
-    eval_episodes: int
+    eval_episodes: PositiveInt
     """true-reward evaluation episodes of each final policy"""
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -35,7 +35,16 @@ from classic_rl.experiments import default_dtype, quiet_torchopt
 from classic_rl.lp_irl import lp_irl
 from classic_rl.maxent_irl import make_reward_model, maxent_irl
 from classic_rl.testbeds import gridworld, objectworld, optimal_policy
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import (
+    Config,
+    Discount,
+    NonEmpty,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    experiment_settings,
+)
 from irl_bilevel.hypergradients import (
     HypergradientMethod,
     ImplicitHypergradient,
@@ -55,19 +64,19 @@ NAME = "reward_recovery"
 class GridworldRecovery(Config):
     """The 5×5 gridworld of Ng & Russell (2000)."""
 
-    size: int
+    size: PositiveInt
     """grid side"""
-    slip: float
+    slip: Probability
     """probability that the move goes in a random direction"""
-    discount: float
+    discount: Discount
     """γ"""
     reward_models: tuple[str, ...]
     """MaxEnt reward models (linear | mlp | tabular)"""
-    num_demos: tuple[int, ...]
+    num_demos: Annotated[tuple[PositiveInt, ...], NonEmpty()]
     """sampled demonstration counts (beside the exact occupancy)"""
-    demo_length: int
+    demo_length: PositiveInt
     """steps per demonstration"""
-    highlight_demos: int
+    highlight_demos: PositiveInt
     """demonstration count the figure highlights"""
 
 
@@ -75,25 +84,25 @@ class GridworldRecovery(Config):
 class ObjectworldRecovery(Config):
     """ObjectWorld of Levine et al. (2011) with binary distance features."""
 
-    size: int
+    size: PositiveInt
     """grid side"""
-    num_colours: int
+    num_colours: PositiveInt
     """object colours"""
-    num_objects: int
+    num_objects: PositiveInt
     """objects placed at random (seeded)"""
-    slip: float
+    slip: Probability
     """probability that the move goes in a random direction"""
-    discount: float
+    discount: Discount
     """γ"""
     reward_models: tuple[str, ...]
     """MaxEnt reward models (linear | mlp | tabular)"""
-    hidden_sizes: tuple[int, ...]
+    hidden_sizes: tuple[PositiveInt, ...]
     """MLP reward widths"""
-    num_demos: tuple[int, ...]
+    num_demos: Annotated[tuple[PositiveInt, ...], NonEmpty()]
     """sampled demonstration counts (beside the exact occupancy)"""
-    demo_length: int
+    demo_length: PositiveInt
     """steps per demonstration"""
-    highlight_demos: int
+    highlight_demos: PositiveInt
     """demonstration count the figure highlights"""
 
 
@@ -105,17 +114,17 @@ class RewardRecoveryConfig(Config):
     """the gridworld testbed"""
     objectworld: ObjectworldRecovery
     """the objectworld testbed"""
-    max_steps: int
+    max_steps: PositiveInt
     """L-BFGS outer steps at most"""
-    grad_tol: float
+    grad_tol: NonNegativeFloat
     """stop when the gradient norm falls below this"""
-    demo_repeats: int
+    demo_repeats: PositiveInt
     """demonstration samples (seeds) per demonstration count"""
     demo_hypergradient: Literal["implicit_direct", "maxent"]
     """hypergradient on sampled demonstrations: implicit differentiation of the likelihood, or the MaxEnt identity"""
-    demo_l2: float
+    demo_l2: NonNegativeFloat
     """L2 penalty weight of runs on sampled demonstrations"""
-    temperature: float
+    temperature: PositiveFloat
     """soft-optimality temperature of the expert"""
 
 

@@ -80,7 +80,7 @@ from classic_rl.shaping_sb3 import (
     evaluate_goal_rate,
     learned_potential,
 )
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Probability, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights
 from irl_bilevel.runs import provenance, write_json
@@ -99,13 +99,13 @@ class TestbedConfig(Config):
 
     env_id: str
     """gymnasium task with candidate potentials in classic_rl.shaping_sb3.POTENTIALS"""
-    total_steps: int
+    total_steps: PositiveInt
     """env-step budget of every method (rounded down to whole outer steps)"""
-    steps_per_outer_step: int
+    steps_per_outer_step: PositiveInt
     """env steps of each inner solve (a multiple of n_envs · n_steps)"""
-    record_steps: int
+    record_steps: PositiveInt
     """latest inner transitions the outer estimate reads (≥ one episode per env)"""
-    n_envs: int
+    n_envs: PositiveInt
     """vectorized envs of PPO"""
     ppo: dict[str, Any]
     """SB3 PPO keyword arguments (rl-zoo settings)"""
@@ -127,17 +127,17 @@ class ShapingClassicControlConfig(Config):
     """the tasks"""
     methods: tuple[str, ...]
     """shaping methods compared (some of METHODS)"""
-    seeds: int
+    seeds: PositiveInt
     """run as seed, seed + 1, ..."""
-    eval_episodes: int
+    eval_episodes: PositiveInt
     """deterministic evaluation episodes per checkpoint (fixed seeds)"""
-    lr_weights: float
+    lr_weights: PositiveFloat
     """Adam step size on the simplex logits"""
-    lr_potential: float
+    lr_potential: PositiveFloat
     """Adam step size on the potential coefficients"""
-    goal_threshold: float
+    goal_threshold: Probability
     """goal rate that counts as reaching the goal reliably"""
-    sustain_checkpoints: int
+    sustain_checkpoints: PositiveInt
     """... averaged over this many consecutive evaluations (1: the first one that reaches it)"""
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, UnpairedBatch, preference_loss
 from irl_bilevel.runs import provenance, write_json
 
@@ -43,9 +43,9 @@ NAME = "loss_gradient_weights"
 class LossGradientWeightsConfig(Config):
     """Settings of the loss / gradient-weight tabulation (deterministic: no seed-dependent setting)."""
 
-    num_margins: int
+    num_margins: PositiveInt
     """grid points of the scaled margin z = β d"""
-    scaled_margin_limit: float
+    scaled_margin_limit: PositiveFloat
     """the grid spans z ∈ [−limit, limit]"""
 
 

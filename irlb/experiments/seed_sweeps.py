@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import Config, PositiveInt, experiment_settings
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from irlb.sweep import SweepSpec, run_sweep
@@ -55,11 +55,11 @@ class SeedSweepsConfig(Config):
 
     experiments: tuple[str, ...]
     """some of METRICS"""
-    seeds: int
+    seeds: PositiveInt
     """seeds per experiment: seed, seed + 1, ..."""
     experiment_scale: Literal["tiny", "quick", "full"]
     """the scale each swept experiment runs at"""
-    max_concurrent: int
+    max_concurrent: PositiveInt
     """trials at once (one core each)"""
 
 

@@ -15,6 +15,10 @@ came from a tree with uncommitted changes (:mod:`irlb.paper.provenance`).
 Sources: one result file per experiment in ``irlb.registry.EXPERIMENTS`` (``results/<name>.json``, read from
 the registry at run time; experiments without a dedicated section below still get their scale, seed and
 run-time macros) and the benchmark files under ``benchmarks/results/``.
+
+The output folder holds only what this module writes: :func:`generate` replaces or removes a file only if it starts
+with :data:`~irlb.paper.macros.GENERATED`, and refuses a folder of other files. ``irlb paper`` also refuses a
+present result file that its handler cannot read (:func:`generate`'s ``strict``), before anything is written.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irl_bilevel.runs import claim_output_folder
+from irl_bilevel.validation import ValidationError, read_json_file
 from irlb.paper.benchmark_tables import BENCHMARK_HANDLERS, BENCHMARK_PREFIXES
 from irlb.paper.experiment_tables import EXTRA_RESULT_HANDLERS, RESULT_HANDLERS, RESULT_PREFIXES, loss_catalog
-from irlb.paper.macros import Macros, Table, escape, macro_name, tabular
+from irlb.paper.macros import GENERATED, Macros, Table, escape, macro_name, tabular
 from irlb.paper.provenance import ResultTree, result_trees
 from irlb.registry import EXPERIMENTS
 
@@ -113,6 +119,25 @@ def compute_seconds(data: dict[str, Any]) -> float:
     return max(float(top), units)
 
 
+def is_generated(path: Path) -> bool:
+    """Whether ``path`` is a file that :func:`generate` wrote (it starts with :data:`GENERATED`)."""
+    try:
+        with open(path, "rb") as file:
+            return path.is_file() and file.read(len(GENERATED.encode())) == GENERATED.encode()
+    except OSError:
+        return False
+
+
+def claim_generated_folder(out_dir: Path) -> None:
+    """Check that :func:`generate` may write into ``out_dir``: a new or empty folder, or one holding the
+    ``numbers.tex`` it wrote (regenerated in place); a file, a place that cannot be written, or a folder of other
+    files is a :class:`~irl_bilevel.validation.ValidationError` (:func:`irl_bilevel.runs.claim_output_folder`)."""
+    if claim_output_folder(out_dir, "numbers.tex", "paper", overwrite=True) and \
+            not is_generated(out_dir / "numbers.tex"):
+        raise ValidationError(f"--out: {out_dir} holds a numbers.tex that irlb paper did not write (its first line is "
+                              f"not {GENERATED!r}); choose a new or empty folder (nothing was changed)")
+
+
 def _warn(message: str) -> None:
     print(f"irlb paper: warning: {message}", file=sys.stderr)
 
@@ -145,7 +170,8 @@ def provenance_table(trees: list[ResultTree], folders: list[Path], macros: Macro
 class Collected:
     """Everything read from the result files: the macros (``name → LaTeX``, with the unformatted numbers), the
     tables, the files read (``name → (path, scale)``), the files skipped (missing or unreadable), the optional files
-    absent (:data:`~irlb.paper.experiment_tables.EXTRA_RESULT_HANDLERS`) and the provenance of every result file.
+    absent (:data:`~irlb.paper.experiment_tables.EXTRA_RESULT_HANDLERS`), the provenance of every result file and,
+    among the files skipped, those present that their handler cannot read (with the reason).
     :func:`generate` writes it as LaTeX; :mod:`irlb.paper.results_page` as Markdown."""
 
     macros: Macros
@@ -154,6 +180,7 @@ class Collected:
     skipped: list[str]
     trees: list[ResultTree]
     absent: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # the skipped files that exist: path → why
 
 
 def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] | None = None,
@@ -173,6 +200,7 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
     sources += [(benchmarks_dir / f"{name}.json", name, handler) for name, handler in BENCHMARK_HANDLERS.items()]
     read: dict[str, tuple[str, str | None]] = {}  # the files read: name → (path, scale)
     absent: list[str] = []
+    unreadable: dict[str, str] = {}
     for path, name, handler in sources:
         if not path.exists() and name in EXTRA_RESULT_HANDLERS and name not in experiments:
             absent.append(str(path))
@@ -181,18 +209,21 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
             report(f"{path} is missing: its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
             continue
-        data = json.loads(path.read_text())
+        data = read_json_file(path, "result file", recovery="; restore it (git checkout) or run its experiment again")
         macros.source = str(path)
         macros.scale = str(data.get("scale") or data.get("mode") or "") or None
         before = set(macros.values)
         try:
+            if path.parent == results_dir and "scale" not in data:  # every experiment records its scale
+                raise KeyError("scale")
             generic_macros(name, data, macros)
             if handler is not None:
                 tables.update(handler(data, macros, str(path)))
         except (KeyError, IndexError, TypeError, ValueError, StopIteration) as error:
             # A file this code cannot read: nothing of it is kept, as if it were missing.
             macros.remove(set(macros.values) - before)
-            report(f"{path} cannot be read ({type(error).__name__}: {error}); is it from another version of the "
+            unreadable[str(path)] = f"{type(error).__name__}: {error}"
+            report(f"{path} cannot be read ({unreadable[str(path)]}); is it from another version of the "
                   f"code? Its macros and tables are not written (the paper will not build)")
             skipped.append(str(path))
         else:
@@ -203,20 +234,48 @@ def collect(results_dir: Path, benchmarks_dir: Path, experiments: Iterable[str] 
     folders = [results_dir, benchmarks_dir]
     trees = result_trees(folder for folder in folders if folder.is_dir())
     tables["result_provenance"] = provenance_table(trees, folders, macros)
-    return Collected(macros, tables, read, skipped, trees, absent)
+    return Collected(macros, tables, read, skipped, trees, absent, unreadable)
 
 
 def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
-             experiments: Iterable[str] | None = None, paper: Path | None = PAPER) -> dict[str, Any]:
+             experiments: Iterable[str] | None = None, paper: Path | None = PAPER,
+             strict: bool = False) -> dict[str, Any]:
     """Write ``numbers.tex`` and one ``<table>.tex`` per table into ``out_dir``.
 
     Returns ``written`` (paths), ``skipped`` (result files missing or unreadable; their macros are not defined),
     ``placeholders`` (macros written as ``n/a``: statistics a file does not produce at its scale), ``dirty`` (result
     files written, wholly or in part, from a tree with uncommitted changes) and ``macros`` (how many).
     ``experiments`` defaults to the names in ``irlb.registry.EXPERIMENTS``; ``paper`` is the folder of the paper's
-    sources, whose used macros get placeholders where a present result file does not produce them (None: none)."""
-    collected = collect(results_dir, benchmarks_dir, experiments, paper)
+    sources, whose used macros get placeholders where a present result file does not produce them (None: none).
+
+    Everything is checked before anything is written (:class:`~irl_bilevel.validation.ValidationError`, and
+    ``out_dir`` is left as it was): both folders exist and ``results_dir`` holds at least one result file; ``out_dir``
+    is new, empty, or a folder this function wrote (its ``numbers.tex`` starts with :data:`GENERATED`). Only files
+    that start with :data:`GENERATED` are replaced, or removed when their table is no longer produced; any other
+    file there is kept, and one in the way of a file to write is an error. ``strict`` (the ``irlb paper`` command):
+    a present result file that its handler cannot read is an error naming it instead of a warning."""
+    for folder, option in ((results_dir, "--results"), (benchmarks_dir, "--benchmarks")):
+        if not folder.is_dir():
+            raise ValidationError(f"{option}: {folder} is not a folder of result files"
+                                  f"{' (it is a file)' if folder.exists() else ' (it does not exist)'}")
+    claim_generated_folder(out_dir)
+    collected = collect(results_dir, benchmarks_dir, experiments, paper, warn=not strict)
+    if strict:
+        for unreadable, reason in collected.unreadable.items():
+            raise ValidationError(f"result file: {unreadable} cannot be read by this version of the code ({reason}); "
+                                  f"run its experiment again (irlb reproduce --only {Path(unreadable).stem}) or "
+                                  f"restore it")
+        for missing in collected.skipped:
+            _warn(f"{missing} is missing: its macros and tables are not written (the paper will not build)")
+    if not any(source.startswith(str(results_dir)) for source, _ in collected.read.values()):
+        raise ValidationError(f"--results: {results_dir} holds none of the experiments' result files "
+                              f"(<experiment>.json of irlb reproduce, e.g. {next(iter(EXPERIMENTS))}.json)")
     macros, tables = collected.macros, collected.tables
+    targets = ["numbers.tex", *(f"{name}.tex" for name in tables)]
+    for target in targets:
+        if (out_dir / target).exists() and not is_generated(out_dir / target):
+            raise ValidationError(f"--out: {out_dir / target} was not written by irlb paper (its first line is not "
+                                  f"{GENERATED!r}); move it away or choose another folder (nothing was changed)")
     dirty = [str(tree.path) for tree in collected.trees if tree.dirty]
     if macros.placeholders:
         _warn(f"{len(macros.placeholders)} statistics are not produced by these result files at their scale and "
@@ -226,8 +285,8 @@ def generate(results_dir: Path, benchmarks_dir: Path, out_dir: Path,
     numbers = out_dir / "numbers.tex"
     numbers.write_text(macros.render())
     written.append(numbers)
-    for stale in out_dir.glob("*.tex"):
-        if stale.name != "numbers.tex" and stale.stem not in tables:
+    for stale in out_dir.glob("*.tex"):  # tables an earlier run wrote that these files no longer produce
+        if stale.name not in targets and is_generated(stale):
             stale.unlink()
     for name, table in tables.items():
         path = out_dir / f"{name}.tex"

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.runs import check_creatable
+from irl_bilevel.validation import ValidationError, read_text_file
 from irlb.paper.build import Collected, collect
 from irlb.paper.macros import macro_name
 from irlb.paper.markdown import Interval, compare, markdown_table, to_markdown
@@ -1040,7 +1041,7 @@ def refresh_blocks(text: str, page: Page) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(2)
         if name not in BLOCKS:
-            raise ValueError(f"unknown generated block {name!r}; expected one of {sorted(BLOCKS)}")
+            raise ValidationError(f"unknown generated block {name!r}; expected one of {sorted(BLOCKS)}")
         return match.group(1) + BLOCKS[name](page).rstrip("\n") + "\n" + match.group(4)
     return _BLOCK.sub(replace, text)
 
@@ -1060,32 +1061,38 @@ def markdown_files(paths: Iterable[Path]) -> list[Path]:
 def write(results_dir: Path, benchmarks_dir: Path, page_path: Path, block_files: Iterable[Path],
           check: bool = False) -> list[Path]:
     """Write the results page and refresh the generated blocks of ``block_files``; returns the files that changed
-    (with ``check``, writes nothing and returns the files that would change)."""
+    (with ``check``, writes nothing and returns the files that would change). Every input and every file to
+    write is read and checked before the first one is written (a :class:`ValidationError` changes nothing)."""
     for folder, what in ((results_dir, "results"), (benchmarks_dir, "benchmarks")):
         if not folder.is_dir():
             raise ValidationError(f"--{what}: {folder} is not a folder of result files")
     if page_path.is_dir():
         raise ValidationError(f"--page: {page_path} is a folder; expected the Markdown file to write")
-    if page_path.exists() and not page_path.read_text().startswith(HEADER):
+    check_creatable(page_path.parent if page_path.exists() else page_path, "--page")
+    old_page = read_text_file(page_path, "--page") if page_path.exists() else None
+    if old_page is not None and not old_page.startswith(HEADER):
         raise ValidationError(f"--page: {page_path} was not written by `irlb results` (its first line is not the "
                               f"generated header); refusing to overwrite it")
     text, page = render_page(results_dir, benchmarks_dir)
-    changed: list[Path] = []
-    if not page_path.exists() or page_path.read_text() != text:
-        changed.append(page_path)
-        if not check:
-            page_path.parent.mkdir(parents=True, exist_ok=True)
-            page_path.write_text(text)
+    if not any(path.startswith(str(results_dir)) for path, _ in page.collected.read.values()):
+        raise ValidationError(f"--results: {results_dir} holds none of the experiments' result files "
+                              f"(<experiment>.json of irlb reproduce)")
+    updates: list[tuple[Path, str]] = [] if old_page == text else [(page_path, text)]
     for path in markdown_files(block_files):
         if path.resolve() == page_path.resolve():
             continue
-        old = path.read_text()
-        new = refresh_blocks(old, page)
+        old = read_text_file(path, "--blocks")
+        try:
+            new = refresh_blocks(old, page)
+        except ValidationError as error:
+            raise ValidationError(f"--blocks: {path}: {error}") from error
         if new != old:
-            changed.append(path)
-            if not check:
-                path.write_text(new)
-    return changed
+            updates.append((path, new))
+    if not check:
+        for path, content in updates:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    return [path for path, _ in updates]
 
 
 # ---------------------------------------------------------------------------------------------------- hand-typed numbers

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, PositiveInt, experiment_settings
+from irl_bilevel.config import Config, NonNegativeFloat, PositiveInt, experiment_settings
 from irl_bilevel.preference_likelihood import PreferenceLikelihood
 from irl_bilevel.rewards import LinearReward, Transitions
 from irl_bilevel.runs import provenance, write_json
@@ -68,7 +68,7 @@ class AgenticSearchConfig(Config):
     """seeds seed, seed + 1, ...: preference episodes, labels and the sampling baseline"""
     pairs_per_task: PositiveInt
     """labelled episode pairs per task"""
-    l2: float
+    l2: NonNegativeFloat
     """on θ (Bradley-Terry on separable pairs has no finite maximizer)"""
     call_budget: PositiveInt
     """tool calls per method and task"""

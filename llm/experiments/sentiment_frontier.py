@@ -41,12 +41,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, experiment_settings
+from irl_bilevel.config import (
+    Config,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    experiment_settings,
+)
 from irl_bilevel.rewards import RewardOutput
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
@@ -85,61 +93,61 @@ class SentimentFrontierConfig(Config):
 
     model: str
     """"builtin" (default recipe), "builtin-tiny", or a local folder / hub id of a causal LM"""
-    lora_r: int
+    lora_r: PositiveInt
     """LoRA rank of the policy's adapters"""
-    lora_alpha: float
+    lora_alpha: PositiveFloat
     """LoRA scaling alpha of the policy's adapters"""
     lora_targets: tuple[str, ...] | None
     """None: peft's default for the architecture (c_attn for GPT-2)"""
-    train_prompts: int
+    train_prompts: PositiveInt
     """prompts whose reference samples form the preference pairs"""
-    test_prompts: int
+    test_prompts: PositiveInt
     """held-out prompts of the evaluations"""
-    pair_samples: int
+    pair_samples: Annotated[int, Range(low=2)]
     """reference samples per training prompt; best vs worst by the variant's gold reward"""
-    max_new_tokens: int
+    max_new_tokens: PositiveInt
     """tokens per sampled continuation"""
-    target_words: int
+    target_words: PositiveInt
     """conciseness target of the gold reward"""
     variants: tuple[Literal["scalar", "multi_aspect"], ...]
     """preference pairs labelled by the scalar gold reward, or by its aspects"""
-    dpo_betas: tuple[float, ...]
+    dpo_betas: tuple[PositiveFloat, ...]
     """β values of the DPO runs (the frontier's offline points)"""
     other_losses: dict[str, dict[str, float | None]]
     """catalog loss -> {"beta": β or None, other loss params}"""
-    steps: int
+    steps: PositiveInt
     """offline optimizer steps per method"""
-    batch_size: int
+    batch_size: PositiveInt
     """pairs per step"""
-    learning_rate: float
+    learning_rate: PositiveFloat
     """AdamW learning rate of the offline methods"""
-    eval_every: int
+    eval_every: PositiveInt
     """offline steps between evaluations"""
-    eval_samples: int
+    eval_samples: PositiveInt
     """samples per test prompt per evaluation"""
     rl_reward: str
     """a key of REWARD_SOURCES"""
-    rl_kl_coefs: tuple[float, ...]
+    rl_kl_coefs: tuple[NonNegativeFloat, ...]
     """KL coefficients β of the RLOO runs"""
-    rl_steps: int
+    rl_steps: PositiveInt
     """RLOO optimizer steps per run"""
-    rl_prompts_per_step: int
+    rl_prompts_per_step: PositiveInt
     """prompts per RLOO step"""
-    rl_samples_per_prompt: int
+    rl_samples_per_prompt: Annotated[int, Range(low=2)]
     """k of RLOO"""
-    rl_learning_rate: float
+    rl_learning_rate: PositiveFloat
     """AdamW learning rate of RLOO"""
-    rl_eval_every: int
+    rl_eval_every: PositiveInt
     """RLOO steps between evaluations"""
-    best_of_n: tuple[int, ...]
+    best_of_n: tuple[PositiveInt, ...]
     """n of the best-of-n baselines (samples of the reference, the best by the RL reward)"""
-    rm_steps: int
+    rm_steps: NonNegativeInt
     """reward-model optimizer steps (0: no RM + RLOO runs)"""
-    rm_batch_size: int
+    rm_batch_size: PositiveInt
     """pairs per reward-model step"""
-    rm_learning_rate: float
+    rm_learning_rate: PositiveFloat
     """AdamW learning rate of the reward model"""
-    rm_lora_r: int
+    rm_lora_r: NonNegativeInt
     """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
     save_adapters: bool
     """write each trained adapter to results_dir/sentiment_frontier_adapters/"""

@@ -73,13 +73,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, scale_config
+from irl_bilevel.config import (
+    Config,
+    Discount,
+    NonEmpty,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    scale_config,
+)
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -122,56 +132,70 @@ class SmolLM2AgenticConfig(Config):
     """a named model (smollm2-135m-instruct; smollm2-tiny-random for tests), a local folder or a hub id"""
     zero_shot_games: tuple[GameName, ...]
     """(1): the games of the zero-shot evaluation"""
-    zero_shot_sampled_episodes: int
+    zero_shot_sampled_episodes: NonNegativeInt
     """sampled zero-shot episodes per game (at least one per start; 0: greedy only)"""
-    games: tuple[GameName, ...]
+    games: Annotated[tuple[GameName, ...], NonEmpty()]
     """(2): the games of the plans route"""
-    search_expansions: dict[str, int]
-    """the search budget (expansions per start) of every game of `games`"""
-    move_cap: int
+    search_expansions: dict[str, PositiveInt]
+    """the search budget (expansions per start) of every game of `games` (keys: names of GAMES)"""
+    move_cap: NonNegativeInt
     """0: every game's own move cap; otherwise min(cap, the game's) (the tiny scale's speed)"""
-    seeds: int
+    seeds: PositiveInt
     """seeds seed, seed + 1, ...: adapter initialisation, distillation batches, preference queries"""
-    discount: float
+    discount: Discount
     """γ of the exported MDPs the rewards are learned on"""
-    irl_outer_steps: int
+    irl_outer_steps: PositiveInt
     """L-BFGS outer steps of both reward learners"""
-    irl_l2: float
+    irl_l2: NonNegativeFloat
     """(l2/2)‖θ‖² of both reward learners"""
-    query_budget: int
+    query_budget: PositiveInt
     """oracle preference queries per (game, seed)"""
-    queries_per_refresh: int
+    queries_per_refresh: PositiveInt
     """at most this many per outer step"""
-    lora_r: int
+    lora_r: PositiveInt
     """LoRA rank of every adapter"""
-    lora_alpha: float
+    lora_alpha: PositiveFloat
     """LoRA scaling alpha of every adapter"""
     lora_targets: tuple[str, ...]
     """modules LoRA adapts (empty: peft's default for the architecture)"""
-    distill_steps: int
+    distill_steps: PositiveInt
     """AdamW steps of plan distillation per adapter"""
-    distill_batch_size: int
+    distill_batch_size: PositiveInt
     """plan steps per distillation step"""
-    distill_learning_rate: float
+    distill_learning_rate: PositiveFloat
     """AdamW learning rate of plan distillation"""
-    max_new_tokens: int
+    max_new_tokens: PositiveInt
     """answer tokens per move (the answer's end token included)"""
     rl_game: GameName
     """(3): the game of the RL diagnostic"""
-    rl_seeds: int
+    rl_seeds: NonNegativeInt
     """0: no RL diagnostic"""
-    rl_updates: int
+    rl_updates: PositiveInt
     """RLOO updates per adapter"""
-    rl_starts_per_update: int
+    rl_starts_per_update: PositiveInt
     """starts per RLOO update"""
-    rl_episodes_per_start: int
+    rl_episodes_per_start: Annotated[int, Range(low=2)]
     """k of RLOO (>= 2)"""
-    rl_learning_rate: float
+    rl_learning_rate: PositiveFloat
     """AdamW learning rate of the RLOO updates"""
-    rl_kl_coef: float
+    rl_kl_coef: NonNegativeFloat
     """β of RLOO's KL penalty to the reference"""
-    rl_temperature: float
+    rl_temperature: PositiveFloat
     """sampling temperature of the RL rollouts"""
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.search_expansions) - set(GAMES))
+        if unknown:
+            raise ValidationError(f"search_expansions: unknown game(s) {unknown}; expected some of {list(GAMES)}")
+        missing = [game for game in self.games if game not in self.search_expansions]
+        if missing:
+            raise ValidationError(f"search_expansions: expected a positive budget for every game of games, missing "
+                                  f"for {missing}")
+        if self.rl_seeds:  # the RL diagnostic's solver settings, checked where they are defined
+            LoRAInnerConfig(updates_per_solve=self.rl_updates, starts_per_update=self.rl_starts_per_update,
+                            episodes_per_start=self.rl_episodes_per_start, kl_coef=self.rl_kl_coef,
+                            learning_rate=self.rl_learning_rate, max_new_tokens=self.max_new_tokens,
+                            temperature=self.rl_temperature, discount=self.discount)
 
 
 _LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -211,26 +235,6 @@ def make_env(name: str, move_cap: int = 0) -> FiniteTextEnv:
     if move_cap:
         env.max_steps = min(move_cap, env.max_steps)
     return env
-
-
-def check_config(config: SmolLM2AgenticConfig) -> None:
-    """Reject settings that cannot run, before anything is loaded (``ValidationError`` naming the field)."""
-    for name in ("seeds", "irl_outer_steps", "query_budget", "queries_per_refresh", "lora_r", "distill_steps",
-                 "distill_batch_size", "max_new_tokens"):
-        if getattr(config, name) < 1:
-            raise ValidationError(f"{name}: expected a positive integer, got {getattr(config, name)}")
-    for name in ("zero_shot_sampled_episodes", "rl_seeds", "move_cap"):
-        if getattr(config, name) < 0:
-            raise ValidationError(f"{name}: expected a non-negative integer, got {getattr(config, name)}")
-    missing = [game for game in config.games if config.search_expansions.get(game, 0) < 1]
-    if missing:
-        raise ValidationError(f"search_expansions: expected a positive budget for every game of games, missing or "
-                              f"not positive for {missing}")
-    if config.rl_seeds:
-        LoRAInnerConfig(updates_per_solve=max(1, config.rl_updates), starts_per_update=config.rl_starts_per_update,
-                        episodes_per_start=config.rl_episodes_per_start, kl_coef=config.rl_kl_coef,
-                        learning_rate=config.rl_learning_rate, max_new_tokens=config.max_new_tokens,
-                        temperature=config.rl_temperature, discount=config.discount)
 
 
 class Study:
@@ -504,7 +508,6 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     """Every part at ``scale`` (``seed`` offsets the seeds); writes ``results_dir/smollm2_agentic.json``, resuming an
     earlier run of the same settings (module docstring)."""
     config = config or scale_config(SmolLM2AgenticConfig, SCALES, scale, NAME)
-    check_config(config)
     settings = config.to_dict()
     path = Path(results_dir) / f"{NAME}.json"
     earlier = earlier_record(path, scale, settings, differing=("seeds", "rl_seeds"))

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ from irl_bilevel.agreement import (
     pairwise_cohen_kappa,
     preference_ratings,
 )
-from irl_bilevel.config import Config
+from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.teachers import Teacher, bpref_teachers
@@ -90,43 +90,43 @@ class SmolLM2AIFeedbackConfig(Config):
 
     model: str
     """the policy, the judge and the reward model's backbone (a named model, a folder or a hub id)"""
-    seeds: int
+    seeds: PositiveInt
     """seeds 0 .. seeds-1 (offset by the run's seed)"""
-    study_prompts: int
+    study_prompts: PositiveInt
     """prompts whose samples the evaluators label and DPO trains on"""
-    samples_per_prompt: int
+    samples_per_prompt: Annotated[int, Range(low=2)]
     """samples per study prompt (3: a triangle of queries per prompt)"""
-    rm_prompts: int
+    rm_prompts: PositiveInt
     """prompts of the reward model's own training pairs"""
-    rm_steps: int
+    rm_steps: PositiveInt
     """reward-model optimizer steps"""
-    rm_batch_size: int
+    rm_batch_size: PositiveInt
     """pairs per reward-model step"""
-    rm_learning_rate: float
+    rm_learning_rate: PositiveFloat
     """AdamW learning rate of the reward model"""
-    test_prompts: int
+    test_prompts: PositiveInt
     """held-out prompts of the DPO evaluations"""
-    eval_samples: int
+    eval_samples: PositiveInt
     """samples per test prompt per evaluation"""
-    max_new_tokens: int
+    max_new_tokens: PositiveInt
     """tokens per sampled continuation"""
-    target_words: int
+    target_words: PositiveInt
     """conciseness target of the gold reward"""
-    judge_batch_size: int
+    judge_batch_size: PositiveInt
     """judging prompts per forward pass"""
-    lora_r: int
+    lora_r: PositiveInt
     """LoRA rank of the policy's adapters"""
-    lora_alpha: float
+    lora_alpha: PositiveFloat
     """LoRA scaling alpha of the policy's adapters"""
-    dpo_beta: float
+    dpo_beta: PositiveFloat
     """β of every DPO run"""
-    steps: int
+    steps: PositiveInt
     """DPO steps per labelling"""
-    batch_size: int
+    batch_size: PositiveInt
     """pairs per DPO step"""
-    learning_rate: float
+    learning_rate: PositiveFloat
     """AdamW learning rate of the DPO runs"""
-    eval_every: int
+    eval_every: PositiveInt
     """steps between evaluations of a DPO run"""
 
 
