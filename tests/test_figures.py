@@ -68,12 +68,14 @@ def test_no_figure_script_puts_the_commit_in_its_title() -> None:
 
 @pytest.mark.slow  # ~3 min on a shared 2-core machine: draws all 18 figures (PNG and PDF) from the committed results
 def test_every_committed_figure_redraws_without_a_covering_legend(tmp_path: Path) -> None:
-    from irlb.registry import EXPERIMENTS
+    from irlb.registry import EXPERIMENTS, EXTENDED
 
     sources = {name: ROOT / "results" for name in EXPERIMENTS}
     sources |= {"irl_ablation": ROOT / "results", "irl_vs_imitation": ROOT / "benchmarks" / "results",
                 "preferences_vs_imitation": ROOT / "benchmarks" / "results"}
     for name, folder in sources.items():
+        if name in EXTENDED and not (folder / f"{name}.json").exists():
+            continue  # an extended experiment whose results are not committed yet
         with warnings.catch_warnings():
             warnings.simplefilter("error", style.LegendOverlapWarning)
             png, _ = importlib.import_module(f"figures.{name}").plot(folder, tmp_path)

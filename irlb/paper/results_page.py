@@ -163,6 +163,9 @@ def _hypergradients(p: Page) -> list[str]:
 def _seed_label(experiment: str, base: dict[str, Any], path: str) -> str:
     """A readable name for a metric path of a seed sweep (``runs.10.metrics.epic``), from the single-seed file."""
     parts = path.split(".")
+    if parts[0] in ("runs", "best_of_n") and int(parts[1]) >= len(base[parts[0]]):
+        # a sweep of another scale than the single-seed file (a tiny reproduction beside a quick sweep's paths)
+        return path.replace("_", " ").replace("reward/", "")
     if parts[0] == "runs" and experiment == "reward_recovery":
         run = base["runs"][int(parts[1])]
         data = {"exact_occupancy": "exact occupancy", "optimal_policy": "optimal policy",
