@@ -45,8 +45,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +53,7 @@ from typing import Any
 import torch
 
 from irl_bilevel.precision import default_dtype
+from irl_bilevel.runs import build_folder_atomically
 from irl_bilevel.validation import ValidationError
 
 CACHE_ENV = "IRL_BILEVEL_CACHE"
@@ -355,18 +354,7 @@ def build_builtin_model(recipe: BuiltinRecipe | None = None, cache_dir: Path | s
     path = builtin_model_path(recipe, cache_dir)
     if (path / RECIPE_FILE).is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        _build_into(recipe, temporary, progress)
-        try:
-            os.rename(temporary, path)
-        except OSError:
-            if not (path / RECIPE_FILE).is_file():  # not a concurrent build that finished first
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return path
+    return build_folder_atomically(path, RECIPE_FILE, lambda folder: _build_into(recipe, folder, progress))
 
 
 def read_build_info(path: Path | str) -> dict[str, Any]:
