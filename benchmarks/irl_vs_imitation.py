@@ -83,7 +83,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 from irl_bilevel.runs import git_state, package_versions  # noqa: E402
 from irl_bilevel.validation import ValidationError  # noqa: E402
-from irlb.worker_processes import run_worker_process, worker_or_driver  # noqa: E402
+from irlb.worker_processes import add_scale_flags, run_worker_process, worker_or_driver  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "irl_vs_imitation.json"
 # true_reward: PPO on the env's own reward, the reference every learned reward is read against (not a competitor)
@@ -665,7 +665,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def run_driver(args: argparse.Namespace) -> None:
-    scale = "smoke" if args.smoke else "full" if args.full else "quick"
+    scale = args.scale
     testbeds = args.testbeds or DEFAULT_TESTBEDS[scale]
     for name in testbeds:
         if name not in TESTBEDS:
@@ -746,10 +746,9 @@ def run_driver(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_true", help="5 seeds, quick budgets (the default)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, the full budgets of TESTBEDS")
-    scale.add_argument("--smoke", action="store_true", help="1 seed, CartPole only, a few thousand steps")
+    add_scale_flags(parser, {"quick": "5 seeds, quick budgets (the default)",
+                             "full": "5 seeds, the full budgets of TESTBEDS",
+                             "smoke": "1 seed, CartPole only, a few thousand steps"})
     parser.add_argument("--testbeds", nargs="+", help=f"subset of {list(TESTBEDS)}")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="subset of the methods (default all)")
     parser.add_argument("--seeds", type=int, help="number of seeds (0..n-1); default 1 / 3 / 5 by scale")

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from irlb.worker_processes import run_worker_process, worker_or_driver
+from irlb.worker_processes import add_scale_flags, run_worker_process, worker_or_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "preferences_vs_imitation.json"
@@ -329,7 +329,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 def run_driver(args: argparse.Namespace) -> None:
     from irl_bilevel.runs import git_state, package_versions
 
-    scale = "smoke" if args.smoke else "full" if args.full else "quick"
+    scale = args.scale
     cells = cells_of(scale, args.teachers, args.seeds, args.envs, args.budgets, args.methods)
     work = Path(args.work) / scale
     started = time.perf_counter()
@@ -365,10 +365,8 @@ def run_driver(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--smoke", action="store_true", help="1 seed, tiny budgets (about a minute)")
-    scale.add_argument("--quick", action="store_true", help="5 seeds (the default scale)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, larger budgets")
+    add_scale_flags(parser, {"smoke": "1 seed, tiny budgets (about a minute)", "quick": "5 seeds (the default scale)",
+                             "full": "5 seeds, larger budgets"})
     parser.add_argument("--teachers", nargs="+", default=["oracle"],
                         help="B-Pref teachers for our side (oracle, stochastic, mistake, skip, equal, myopic)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the scale's seeds")

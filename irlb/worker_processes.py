@@ -17,6 +17,15 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent  # the repository (the workers import its packages from there)
 
 
+def add_scale_flags(parser: argparse.ArgumentParser, helps: Mapping[str, str], default: str = "quick") -> None:
+    """Mutually exclusive flags ``--NAME`` (one per key of ``helps``, in its order, with its help text) that set
+    ``args.scale`` to ``NAME``; ``default`` when none is given."""
+    scale = parser.add_mutually_exclusive_group()
+    for name, text in helps.items():
+        scale.add_argument(f"--{name}", dest="scale", action="store_const", const=name, help=text)
+    parser.set_defaults(scale=default)
+
+
 def worker_or_driver(parser: argparse.ArgumentParser, argv: list[str] | None, roles: tuple[str, ...],
                      worker_options: tuple[str, ...], run_worker: Callable[[argparse.Namespace], None],
                      run_driver: Callable[[argparse.Namespace], None]) -> None:
