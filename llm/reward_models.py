@@ -467,11 +467,7 @@ class RewardModelTrainingConfig(LoopSettings):
 
     def validate(self) -> None:
         super().validate()
-        entry = PREFERENCE_LOSSES[self.loss]
-        unknown = sorted(set(self.loss_params) - set(entry.defaults))
-        if unknown:
-            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
-                                  f"{sorted(entry.defaults)}")
+        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
 
 
 def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, config: RewardModelTrainingConfig | None = None,
