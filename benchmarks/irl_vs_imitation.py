@@ -68,7 +68,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -84,6 +83,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 from irl_bilevel.runs import git_state, package_versions  # noqa: E402
 from irl_bilevel.validation import ValidationError  # noqa: E402
+from irlb.worker_processes import add_scale_flags, run_worker_process, worker_or_driver  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "irl_vs_imitation.json"
 # true_reward: PPO on the env's own reward, the reference every learned reward is read against (not a competitor)
@@ -514,16 +514,12 @@ def _spawn(role: str, task: dict[str, Any], work: Path) -> dict[str, Any]:
     name = f"{task['testbed']}-{role}-{task.get('seed', 'x')}"
     task_path, result_path = work / f"{name}.task.json", work / f"{name}.result.json"
     task_path.write_text(json.dumps(task))
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--task", str(task_path),
-               "--result", str(result_path)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "TQDM_DISABLE": "1", "TMPDIR": str(work),
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    completed = subprocess.run(command, env=environment, cwd=ROOT)
-    if completed.returncode != 0:
+    returncode = run_worker_process(__file__, role, {"task": str(task_path), "result": str(result_path)},
+                                    environment={"TQDM_DISABLE": "1", "TMPDIR": str(work)})
+    if returncode != 0:
         raise SystemExit(f"worker {role} on {task['testbed']} (seed {task.get('seed')}) failed with exit code "
-                         f"{completed.returncode}")
+                         f"{returncode}")
     result = json.loads(result_path.read_text())
     result["process_wall_s"] = time.perf_counter() - start
     return result
@@ -669,7 +665,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def run_driver(args: argparse.Namespace) -> None:
-    scale = "smoke" if args.smoke else "full" if args.full else "quick"
+    scale = args.scale
     testbeds = args.testbeds or DEFAULT_TESTBEDS[scale]
     for name in testbeds:
         if name not in TESTBEDS:
@@ -750,24 +746,16 @@ def run_driver(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_true", help="5 seeds, quick budgets (the default)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, the full budgets of TESTBEDS")
-    scale.add_argument("--smoke", action="store_true", help="1 seed, CartPole only, a few thousand steps")
+    add_scale_flags(parser, {"quick": "5 seeds, quick budgets (the default)",
+                             "full": "5 seeds, the full budgets of TESTBEDS",
+                             "smoke": "1 seed, CartPole only, a few thousand steps"})
     parser.add_argument("--testbeds", nargs="+", help=f"subset of {list(TESTBEDS)}")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="subset of the methods (default all)")
     parser.add_argument("--seeds", type=int, help="number of seeds (0..n-1); default 1 / 3 / 5 by scale")
     parser.add_argument("--demonstrations", type=int, default=10, help="expert episodes given to every method")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument("--fresh", action="store_true", help="ignore (overwrite) an existing output file")
-    parser.add_argument("--worker", choices=("prepare", *METHODS), help=argparse.SUPPRESS)
-    parser.add_argument("--task", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        run_worker(args)
-    else:
-        run_driver(args)
+    worker_or_driver(parser, argv, ("prepare", *METHODS), ("task", "result"), run_worker, run_driver)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ import os
 import platform
 import re
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from irlb.worker_processes import run_worker_process, worker_or_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "mce_irl_vs_imitation.json"
@@ -402,13 +402,10 @@ def run_worker(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------- the driver
 def _spawn(role: str, spec: dict[str, Any], seed: int, expert: Path, work: Path) -> dict[str, Any]:
     result_path = work / f"{spec['name']}-{role}.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--spec", json.dumps(spec),
-               "--seed", str(seed), "--expert", str(expert), "--result", str(result_path)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run(command, env=environment, cwd=ROOT)
-    if completed.returncode != 0:
-        raise SystemExit(f"worker {role} on {spec['name']} failed with exit code {completed.returncode}")
+    returncode = run_worker_process(__file__, role, {"spec": json.dumps(spec), "seed": str(seed),
+                                                     "expert": str(expert), "result": str(result_path)})
+    if returncode != 0:
+        raise SystemExit(f"worker {role} on {spec['name']} failed with exit code {returncode}")
     return json.loads(result_path.read_text())
 
 
@@ -560,15 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imitation-cap-4096-s", type=float, default=120.0,
                         help="wall-time cap on imitation's training at S >= 4096")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
-    parser.add_argument("--worker", choices=("check", *SIDES), help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--expert", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        run_worker(args)
-    else:
-        run_driver(args)
+    worker_or_driver(parser, argv, ("check", *SIDES), ("spec", "expert", "result"), run_worker, run_driver)
 
 
 if __name__ == "__main__":

@@ -42,13 +42,13 @@ import datetime
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from irlb.worker_processes import add_scale_flags, run_worker_process, worker_or_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "preferences_vs_imitation.json"
@@ -264,15 +264,12 @@ def _spawn(role: str, cell: dict[str, Any], result_path: Path, references: dict[
         return json.loads(result_path.read_text())
     result_path.parent.mkdir(parents=True, exist_ok=True)
     partial = result_path.with_name(result_path.name + ".partial")
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--cell", json.dumps(cell),
-               "--result", str(partial), "--references", json.dumps(references or {})]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log = result_path.with_name(result_path.name.removesuffix(".json") + ".log")
     with log.open("w") as handle:  # imitation logs every iteration to stdout: keep it out of the table
-        completed = subprocess.run(command, env=environment, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-    if completed.returncode != 0:
-        raise SystemExit(f"worker {role} on {cell} failed with exit code {completed.returncode}; see {log}")
+        returncode = run_worker_process(__file__, role, {"cell": json.dumps(cell), "result": str(partial),
+                                                         "references": json.dumps(references or {})}, stdout=handle)
+    if returncode != 0:
+        raise SystemExit(f"worker {role} on {cell} failed with exit code {returncode}; see {log}")
     record = {**json.loads(partial.read_text()), "load_average_after": os.getloadavg()[0]}
     result_path.write_text(json.dumps(record))
     partial.unlink()
@@ -332,7 +329,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 def run_driver(args: argparse.Namespace) -> None:
     from irl_bilevel.runs import git_state, package_versions
 
-    scale = "smoke" if args.smoke else "full" if args.full else "quick"
+    scale = args.scale
     cells = cells_of(scale, args.teachers, args.seeds, args.envs, args.budgets, args.methods)
     work = Path(args.work) / scale
     started = time.perf_counter()
@@ -368,10 +365,8 @@ def run_driver(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--smoke", action="store_true", help="1 seed, tiny budgets (about a minute)")
-    scale.add_argument("--quick", action="store_true", help="5 seeds (the default scale)")
-    scale.add_argument("--full", action="store_true", help="5 seeds, larger budgets")
+    add_scale_flags(parser, {"smoke": "1 seed, tiny budgets (about a minute)", "quick": "5 seeds (the default scale)",
+                             "full": "5 seeds, larger budgets"})
     parser.add_argument("--teachers", nargs="+", default=["oracle"],
                         help="B-Pref teachers for our side (oracle, stochastic, mistake, skip, equal, myopic)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the scale's seeds")
@@ -381,15 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument("--work", default=str(DEFAULT_WORK),
                         help="folder of finished cells (skipped on a rerun), their logs and run folders")
-    parser.add_argument("--worker", choices=("references", *METHODS), help=argparse.SUPPRESS)
-    parser.add_argument("--cell", help=argparse.SUPPRESS)
-    parser.add_argument("--references", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        run_worker(args)
-    else:
-        run_driver(args)
+    worker_or_driver(parser, argv, ("references", *METHODS), ("cell", "references", "result"), run_worker,
+                     run_driver)
 
 
 if __name__ == "__main__":

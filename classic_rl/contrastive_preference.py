@@ -28,9 +28,9 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from classic_rl.experiments import default_dtype
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, RankingBatch, loss_metrics, preference_loss
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.rewards import MLPReward, RewardModel, RewardOutput, Transitions
 from irl_bilevel.validation import ValidationError
 

@@ -30,8 +30,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from irl_bilevel.feedback import Demonstrations
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.validation import ValidationError, as_tensor, check_shape
 
 CACHE_ENV = "IRL_BILEVEL_CACHE"
@@ -215,15 +216,9 @@ def cached_model(prefix: str, key: dict[str, Any], load: Callable[[Path], Any], 
     return model
 
 
-@contextmanager
-def float32_default() -> Iterator[None]:
+def float32_default() -> AbstractContextManager[None]:
     """SB3 builds its networks in the default dtype and feeds them float32: keep a float64 default away."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+    return default_dtype(torch.float32)
 
 
 def _check_env_id(env_id: str) -> ExpertConfig:

@@ -117,7 +117,7 @@ from irl_bilevel.runs import (
 )
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.teachers import Teacher, bpref_teachers
-from irl_bilevel.validation import ValidationError, read_json_file
+from irl_bilevel.validation import ValidationError, build_named, read_json_file
 
 SELECTIONS = ("uniform", "disagreement", "entropy", "diversity")
 TEACHERS = tuple(t.name for t in bpref_teachers())
@@ -253,12 +253,7 @@ def make_teacher(name: str, **options: Any) -> Teacher:
     """One of B-Pref's six teachers by name (``options`` override its parameters, e.g. ``mistake=0.2``)."""
     builders = {"oracle": Teacher.oracle, "stochastic": Teacher.stochastic, "mistake": Teacher.mistaken,
                 "skip": Teacher.skipping, "equal": Teacher.equal_teacher, "myopic": Teacher.myopic}
-    if name not in builders:
-        raise ValidationError(f"teacher: expected one of {sorted(builders)}, got {name!r}")
-    try:
-        return builders[name](**options)
-    except TypeError as error:
-        raise ValidationError(f"teacher_options: {sorted(options)} rejected by {name}: {error}") from error
+    return build_named(builders, name, options, field="teacher", kind="teacher", options_field="teacher_options")
 
 
 # ---------------------------------------------------------------------- segments from learner transitions

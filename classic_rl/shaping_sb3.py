@@ -220,18 +220,13 @@ def learned_potential(potentials: StatePotentials, discount: float, scale: float
 
 # ---------------------------------------------------------------------- the outer objective and its hypergradient
 class SB3TaskReturnObjective(OuterObjective):
-    """``loss = −J``: minus the learner's mean true (environment) return over its recent training episodes."""
-
-    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
-        raise ValidationError("objective: the SB3 task return is estimated from rollouts, not from log π")
+    """``loss = −J``: minus the learner's mean true (environment) return over its recent training episodes. Estimated
+    from rollouts: no loss of a log-policy table and no expert data (:class:`OuterObjective`'s defaults refuse them)."""
 
     def evaluate(self, inner: object) -> torch.Tensor:
         if not isinstance(inner, SB3InnerSolver):
             raise ValidationError(f"inner: expected an SB3InnerSolver, got {type(inner).__name__}")
         return torch.tensor(-inner.recent_true_return())
-
-    def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
-        raise ValidationError("hypergradient: the task-return objective has no expert data")
 
 
 def complete_episodes(data: dict[str, np.ndarray], num_envs: int) -> list[np.ndarray]:

@@ -153,10 +153,10 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     for row in (1, 2, 4):  # the same series in every column: one legend per row, right of the last panel
         style.shared_legend(list(axes[row]), fontsize=7)
     config = results["config"]
-    fig.suptitle(f"LoRA policy LM on agentic text tasks: fresh adapters, {config['transfer_updates']} RLOO updates "
-                 f"on each frozen reward (DPO: as many steps)\n({style.scale_and_seed(results)})", fontsize=10)
-    return style.save(fig, figures_dir, NAME, results)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=10, title=(
+        f"LoRA policy LM on agentic text tasks: fresh adapters, {config['transfer_updates']} RLOO updates "
+        f"on each frozen reward (DPO: as many steps)\n({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

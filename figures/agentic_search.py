@@ -62,9 +62,9 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     ax.set_ylabel("weight")
     ax.set_title("(c) reward weights learned from preferences")
     style.legend_outside(ax, fontsize=7)
-    fig.suptitle(f"Tool use: reward-guided A* against plain sampling ({style.scale_and_seed(results)})", fontsize=9)
-    return style.save(fig, figures_dir, NAME, results)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
+        f"Tool use: reward-guided A* against plain sampling ({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -86,10 +86,10 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         # The methods' legend beside (b), for (a) and (b); the candidates' beside (d), for (c) and (d).
         style.shared_legend([axes[row, 0], axes[row, 1]], fontsize=6)
         style.shared_legend([axes[row, 2], axes[row, 3]], fontsize=7)
-    fig.suptitle(f"Learned reward shaping with a LoRA policy LM, {results['config']['total_updates']} RLOO updates "
-                 f"per method ({style.scale_and_seed(results)})", fontsize=9)
-    return style.save(fig, figures_dir, NAME, results)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
+        f"Learned reward shaping with a LoRA policy LM, {results['config']['total_updates']} RLOO updates "
+        f"per method ({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -63,10 +63,10 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     weights = ", ".join(f"{a} {w:g}" for a, w in zip(results["setting"]["aspects"],
                                                        results["config"]["aspect_weights"], strict=True))
     seeds = results["config"]["seeds"]
-    fig.suptitle(f"Scalar vs per-aspect labels on ObjectWorld (true reward = {weights}); IQM and 95% CI over "
-                 f"{seeds} seeds\n{style.scale_and_seed(results)}", fontsize=9)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
+        f"Scalar vs per-aspect labels on ObjectWorld (true reward = {weights}); IQM and 95% CI over "
+        f"{seeds} seeds\n{style.scale_and_seed(results)}"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__ or NAME)
+    style.main(plot, __doc__)

@@ -65,11 +65,11 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     parts = [f"{group}: Fleiss κ {g['fleiss_kappa']:.2f}, α nominal {g['krippendorff_alpha_nominal']:.2f}, "
              f"α ordinal {g['krippendorff_alpha_ordinal']:.2f}" for group, g in groups.items()]
     setting = results["setting"]
-    fig.suptitle(f"Feedback consistency on {setting['testbed']}: {setting['num_queries']} queries "
-                 f"(truth ties {setting['truth_tie_rate']:.0%}), {style.scale_and_seed(results)}\n"
-                 + "; ".join(parts), fontsize=9)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
+        f"Feedback consistency on {setting['testbed']}: {setting['num_queries']} queries "
+        f"(truth ties {setting['truth_tie_rate']:.0%}), {style.scale_and_seed(results)}\n"
+        + "; ".join(parts)))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__ or NAME)
+    style.main(plot, __doc__)

@@ -169,11 +169,11 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         subfig.suptitle(_case_title(case), fontsize=10, fontweight="bold")
     subfigs[-1].legend(handles=_legend_handles(labels), loc="center", ncol=5, fontsize=9)
     cfg = results["config"]
-    fig.suptitle(f"Hypergradient accuracy, float64 ({style.scale_and_seed(results)}; times: median of "
-                 f"{cfg['repeats']} calls; bands: min–max over MDPs). Errors against implicit differentiation "
-                 f"with a direct solve; all methods share one converged, warm-started inner solve.", fontsize=10)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
+        f"Hypergradient accuracy, float64 ({style.scale_and_seed(results)}; times: median of "
+        f"{cfg['repeats']} calls; bands: min–max over MDPs). Errors against implicit differentiation "
+        f"with a direct solve; all methods share one converged, warm-started inner solve."))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

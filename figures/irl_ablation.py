@@ -90,4 +90,4 @@ def json_key(point: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

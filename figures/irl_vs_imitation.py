@@ -12,7 +12,6 @@ CI as error bars and the seeds as dots.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -135,20 +134,10 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         _epic(fig.add_subplot(grid[1, split:]), results, testbeds)
     seeds = len(results["protocol"]["seeds"])
     demonstrations = results["protocol"]["demonstrations"]
-    fig.suptitle(f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}, scale "
-                 f"{results.get('scale', '?')}", fontsize=10)
-    return style.save(fig, figures_dir, NAME, results)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"),
-                        help="folder holding irl_vs_imitation.json")
-    parser.add_argument("--out", type=Path, default=Path("figures/output"), help="folder for the PNG and PDF")
-    args = parser.parse_args()
-    for path in plot(args.results, args.out):
-        print(path)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=10, title=(
+        f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}, scale "
+        f"{results.get('scale', '?')}"))
 
 
 if __name__ == "__main__":
-    main()
+    style.main(plot, __doc__, results_dir=Path("benchmarks/results"))

@@ -144,12 +144,12 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
                + "\n\nReturn gap: J of the soft-optimal policy (τ) of the task\nreward minus that of the shaped "
                "reward (< 0: the\nshaped soft-optimal policy earns more task return).\nCurves in (a) converge to the "
                "soft-optimal return,\nbelow the greedy optimum (dashed).", va="top", fontsize=8, family="monospace")
-    fig.suptitle(f"Learned shaping on {mdp['name']} ({mdp['num_states']} states incl. absorbing end, "
-                 f"γ={mdp['discount']}, slip {cfg['slip']}, step cost {cfg['step_cost']}); inner learner: "
-                 f"K={cfg['budget']} soft-VI sweeps (τ={cfg['temperature']}) from Q=0; outer loss −J(π_K). "
-                 f"{style.scale_and_seed(results)}", fontsize=10)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
+        f"Learned shaping on {mdp['name']} ({mdp['num_states']} states incl. absorbing end, "
+        f"γ={mdp['discount']}, slip {cfg['slip']}, step cost {cfg['step_cost']}); inner learner: "
+        f"K={cfg['budget']} soft-VI sweeps (τ={cfg['temperature']}) from Q=0; outer loss −J(π_K). "
+        f"{style.scale_and_seed(results)}"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -88,15 +88,14 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     axes[0, 0].set_ylabel("per-pair loss ℓ")
     axes[1, 0].set_ylabel("gradient weight  −∂ℓ/∂(β·d)")
     config = results["config"]
-    fig.suptitle(
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
         f"Preference losses and the gradient weight each pair receives ({style.scale_and_seed(results)}). One pair "
         f"per point, each loss at its default β (0.1 unless marked; ORPO has none: β·d = d); with a reference "
         f"s_w = d/2, s_l = −d/2, unit lengths;\nreference-free: the better sequence at log-prob "
         f"−{config['reference_free_anchor']:g}, the other |d| lower (CPO's NLL term grows as |d| and leaves the "
         f"panel); KTO: one desirable at d/2 plus one undesirable at −d/2, z0 = 0. Weight < 0: the loss pulls the "
-        f"margin back. Symmetric-log axes for the squared losses.", fontsize=9)
-    return style.save(fig, out_dir, NAME, results)
+        f"margin back. Symmetric-log axes for the squared losses."))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

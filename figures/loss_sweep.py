@@ -72,14 +72,14 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     seeds = cfg["seeds"]
     ref = results["reference_returns"]
     pairs = results["data"][str(results["provenance"]["seed"])]["train_pairs"]
-    fig.suptitle(f"Loss sweep on {cfg['env_id']}: CPL (catalog loss on segment log-probs, reference = initial "
-                 f"policy) vs. Bradley-Terry reward model → PPO ({cfg['baseline_steps']:,} steps)\n"
-                 f"{seeds} seed{'s' if seeds > 1 else ''}, IQM with bootstrap 95% CI; "
-                 f"segments of {cfg['segment_length']} steps, {pairs} "
-                 f"train pairs/seed; R_random {ref['random']:.1f}, R_expert {ref['expert']:.1f} "
-                 f"({style.scale_and_seed(results)})", fontsize=9)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
+        f"Loss sweep on {cfg['env_id']}: CPL (catalog loss on segment log-probs, reference = initial "
+        f"policy) vs. Bradley-Terry reward model → PPO ({cfg['baseline_steps']:,} steps)\n"
+        f"{seeds} seed{'s' if seeds > 1 else ''}, IQM with bootstrap 95% CI; "
+        f"segments of {cfg['segment_length']} steps, {pairs} "
+        f"train pairs/seed; R_random {ref['random']:.1f}, R_expert {ref['expert']:.1f} "
+        f"({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

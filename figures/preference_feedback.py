@@ -113,11 +113,10 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
 
     for ax in axes:
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
-    fig.suptitle(f"RL from preferences (PPO inner loop): {cfg['total_env_steps']} env steps, {cfg['seeds']} seeds "
-                 f"(harder testbed {harder['seeds']}); {style.scale_and_seed(results)}", fontsize=9)
-    fig.tight_layout()
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, tight_layout=True, title=(
+        f"RL from preferences (PPO inner loop): {cfg['total_env_steps']} env steps, {cfg['seeds']} seeds "
+        f"(harder testbed {harder['seeds']}); {style.scale_and_seed(results)}"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -44,4 +44,4 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -69,10 +69,9 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False)
     seeds = results.get("seeds", [])
-    fig.suptitle(f"RL from preferences vs imitation — scale {results.get('scale', '?')}, {len(seeds)} seed(s)",
-                 fontsize=9)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
+        f"RL from preferences vs imitation — scale {results.get('scale', '?')}, {len(seeds)} seed(s)"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

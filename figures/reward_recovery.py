@@ -127,12 +127,12 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     for subfig, testbed in zip(np.atleast_1d(subfigs), testbeds):
         _row(subfig, results, testbed)
     cfg = results["config"]
-    fig.suptitle(f"Reward recovery ({style.scale_and_seed(results)}). MaxEnt IRL: L-BFGS; on sampled "
-                 f"demonstrations, implicit-differentiation gradient of the likelihood + L2 {cfg['demo_l2']:g}. "
-                 f"Titles: EPIC to the true reward, L1 of the soft-optimal occupancy to the expert's, normalized "
-                 f"return.", fontsize=10)
-    return style.save(fig, out_dir, NAME, results)
+    return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
+        f"Reward recovery ({style.scale_and_seed(results)}). MaxEnt IRL: L-BFGS; on sampled "
+        f"demonstrations, implicit-differentiation gradient of the likelihood + L2 {cfg['demo_l2']:g}. "
+        f"Titles: EPIC to the true reward, L1 of the soft-optimal occupancy to the expert's, normalized "
+        f"return."))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

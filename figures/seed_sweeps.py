@@ -69,9 +69,9 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         lowest = min(min(by_path[path]["values"]) for path, _ in rows)
         ax.set_ylim(min(0.0, lowest) - 0.05, 1.05)
         ax.set_title(f"{TITLES[experiment]}: {point['n']} seeds (dots), IQM and 95% CI (bars)")
-    fig.suptitle(f"Single-seed experiments over seeds ({style.scale_and_seed(record)})", fontsize=10)
-    return style.save(fig, out_dir, NAME, [record, *sweeps])
+    return style.finish(fig, out_dir, NAME, [record, *sweeps], fontsize=10, title=(
+        f"Single-seed experiments over seeds ({style.scale_and_seed(record)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

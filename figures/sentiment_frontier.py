@@ -95,11 +95,10 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     variant_handles = [Line2D([], [], color="0.3", marker=MARKERS[v], linestyle="none", label=VARIANT_LABELS[v])
                        for v in variants]
     fig.legend(handles=method_handles + variant_handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(f"Controlled sentiment: gold reward vs KL, one point per evaluation "
-                 f"({style.scale_and_seed(results)})", fontsize=9)
-    fig.tight_layout()
-    return style.save(fig, figures_dir, NAME, results)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=9, tight_layout=True, title=(
+        f"Controlled sentiment: gold reward vs KL, one point per evaluation "
+        f"({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

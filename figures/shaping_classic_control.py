@@ -76,9 +76,9 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         style.shared_legend([axes[row, 0], axes[row, 1]], fontsize=7)  # the methods, for both panels
         _weights(axes[row, 2], testbed)
         axes[row, 2].set_title(f"({chr(99 + 3 * row)}) {env_id}: learned candidate\nweights (per seed)")
-    fig.suptitle(f"Learned reward shaping with a PPO inner loop ({style.scale_and_seed(results)})", fontsize=9)
-    return style.save(fig, figures_dir, NAME, results)
+    return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
+        f"Learned reward shaping with a PPO inner loop ({style.scale_and_seed(results)})"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__.splitlines()[0])
+    style.main(plot, __doc__)

@@ -98,9 +98,9 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     _zero_shot_panel(fig.add_subplot(grid[1, :half]), record)
     if record["rl"]:
         _rl_panel(fig.add_subplot(grid[1, half:]), record)
-    fig.suptitle("SmolLM2-135M-Instruct in TextArena's games: plans of each reward imitated", fontsize=9)
-    return style.save(fig, out_dir, NAME, record)
+    return style.finish(fig, out_dir, NAME, record, fontsize=9, title=(
+        "SmolLM2-135M-Instruct in TextArena's games: plans of each reward imitated"))
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__ or "")
+    style.main(plot, __doc__)

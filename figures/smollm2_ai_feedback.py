@@ -74,4 +74,4 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__ or "")
+    style.main(plot, __doc__)

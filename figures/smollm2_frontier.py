@@ -85,4 +85,4 @@ def _final_points(record, method: str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    style.main(plot, __doc__ or "")
+    style.main(plot, __doc__)

@@ -153,10 +153,22 @@ def save(fig: Figure, out_dir: Path, name: str, sources: dict[str, Any] | list[d
     return paths
 
 
-def main(plot: Callable[[Path, Path], list[Path]], description: str) -> None:
-    """The command line every figure script shares: ``--results DIR --out DIR``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--results", type=Path, default=Path("results"), help="folder holding the results JSON")
+def finish(fig: Figure, out_dir: Path, name: str, sources: dict[str, Any] | list[dict[str, Any]], title: str,
+           fontsize: float, tight_layout: bool = False) -> list[Path]:
+    """Give ``fig`` its overall ``title`` (``suptitle`` at ``fontsize``), lay it out tightly if asked, and
+    :func:`save` it: the last step of every figure script."""
+    fig.suptitle(title, fontsize=fontsize)
+    if tight_layout:
+        fig.tight_layout()
+    return save(fig, out_dir, name, sources)
+
+
+def main(plot: Callable[[Path, Path], list[Path]], docstring: str | None,
+         results_dir: Path = Path("results")) -> None:
+    """The command line every figure script shares: ``--results DIR --out DIR``, described by the first line of the
+    script's ``docstring``; ``results_dir``: the default of ``--results``."""
+    parser = argparse.ArgumentParser(description=docstring.splitlines()[0] if docstring else None)
+    parser.add_argument("--results", type=Path, default=results_dir, help="folder holding the results JSON")
     parser.add_argument("--out", type=Path, default=Path("figures/output"), help="folder for the PNG and PDF")
     args = parser.parse_args()
     for path in plot(args.results, args.out):

@@ -43,7 +43,7 @@ from irl_bilevel.inner import FixedPointInnerSolver, InnerSolver, SoftValueItera
 from irl_bilevel.objectives import OuterObjective
 from irl_bilevel.rewards import RewardModel
 from irl_bilevel.tabular import state_action_occupancy
-from irl_bilevel.validation import ValidationError
+from irl_bilevel.validation import ValidationError, build_named
 
 
 @dataclass
@@ -700,9 +700,5 @@ def make_hypergradient(name: str, **options: object) -> HypergradientMethod:
     """Build a method of :data:`HYPERGRADIENTS` by name: ``maxent``, ``implicit``, ``unrolled_torchopt``,
     ``unrolled_higher``, ``penalty``, ``zeroth_order``, ``finite_differences``, ``direct`` (losses on fixed data,
     e.g. preferences)."""
-    if name not in HYPERGRADIENTS:
-        raise ValidationError(f"hypergradient: unknown method {name!r}; expected one of {sorted(HYPERGRADIENTS)}")
-    try:
-        return HYPERGRADIENTS[name](**options)
-    except TypeError as error:
-        raise ValidationError(f"hypergradient {name!r}: bad options {sorted(options)}: {error}") from error
+    return build_named(HYPERGRADIENTS, name, options, field="hypergradient", kind="method",
+                       options_field="hypergradient")

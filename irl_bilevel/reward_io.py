@@ -13,9 +13,10 @@ Supported architectures: ``linear`` (:class:`~irl_bilevel.rewards.LinearReward`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -129,6 +130,21 @@ def save_reward_model(model: RewardModel, spec: RewardSpec, directory: Path | st
     write_json(directory / f"{stem}.json", asdict(spec))
 
 
+Spec = TypeVar("Spec")
+
+
+def read_reward_spec(spec_path: Path, parse: Callable[[dict[str, Any]], Spec], recovery: str,
+                     expected: str = "") -> Spec:
+    """``parse`` of the reward-model spec (a JSON object) at ``spec_path``. A missing or damaged file, or one that
+    ``parse`` rejects, is a :class:`ValidationError` naming the file (and ``expected``, e.g. ``" is not a text reward
+    spec"``), followed by ``recovery``."""
+    values = read_json_file(spec_path, "reward model spec", recovery=recovery)
+    try:
+        return parse(values)
+    except ValidationError as error:
+        raise ValidationError(f"reward model spec: {spec_path}{expected}: {error}{recovery}") from error
+
+
 def load_reward_model(directory: Path | str, stem: str = "reward") -> tuple[RewardModel, RewardSpec]:
     """Rebuild the model from ``<stem>.json`` and load ``<stem>.safetensors`` into it (dtype as saved).
 
@@ -140,11 +156,7 @@ def load_reward_model(directory: Path | str, stem: str = "reward") -> tuple[Rewa
         if not path.exists():
             raise ValidationError(f"reward model: {path} does not exist")
     hint = "; restore it, or save the reward model again (save_reward_model writes both files)"
-    values = read_json_file(spec_path, "reward model spec", recovery=hint)
-    try:
-        spec = RewardSpec.from_dict(values)
-    except ValidationError as error:
-        raise ValidationError(f"reward model spec: {spec_path}: {error}{hint}") from error
+    spec = read_reward_spec(spec_path, RewardSpec.from_dict, hint)
     state = read_safetensors(weights_path, "reward model weights", hint)
     dtypes = {tensor.dtype for tensor in state.values() if tensor.dtype.is_floating_point}
     model = build_reward_model(spec)

@@ -13,11 +13,12 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -339,6 +340,26 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def build_folder_atomically(folder: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """Build ``folder`` (a cache entry) atomically: ``build`` writes into a fresh temporary folder beside it, which then
+    gets the usual permissions and is renamed to ``folder``, so a killed build never leaves a half-built ``folder``.
+    When the rename fails because a concurrent build finished first (``folder / marker`` exists), that one is kept.
+    The temporary folder is removed in every case. Returns ``folder``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        build(temporary)
+        os.chmod(temporary, 0o777 & ~_UMASK)  # mkdtemp creates 0700; give the folder the usual permissions
+        try:
+            os.rename(temporary, folder)
+        except OSError:
+            if not (folder / marker).is_file():  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return folder
 
 
 def write_json(path: Path, value: Any) -> None:

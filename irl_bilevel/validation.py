@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -80,6 +80,22 @@ def reject_unknown_keys(given: Mapping[str, Any] | Iterable[str], allowed: Itera
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ValidationError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(set(allowed))}")
+
+
+Built = TypeVar("Built")
+
+
+def build_named(builders: Mapping[str, Callable[..., Built]], name: str, options: Mapping[str, Any], *, field: str,
+                kind: str, options_field: str) -> Built:
+    """``builders[name](**options)``: a registry entry built by name. An unknown ``name`` is a :class:`ValidationError`
+    on ``field`` naming the known ones (``kind``: what an entry is, e.g. ``"method"``); options its builder does not
+    take (a ``TypeError``) are one on ``options_field``."""
+    if name not in builders:
+        raise ValidationError(f"{field}: unknown {kind} {name!r}; expected one of {sorted(builders)}")
+    try:
+        return builders[name](**options)
+    except TypeError as error:
+        raise ValidationError(f"{options_field}: bad options {sorted(options)} for {name!r}: {error}") from error
 
 
 def read_text_file(path: str | os.PathLike[str], field: str, recovery: str = "") -> str:

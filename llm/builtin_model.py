@@ -39,23 +39,21 @@ re-encodes to the same tokens.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from irl_bilevel.precision import default_dtype
+from irl_bilevel.runs import build_folder_atomically
 from irl_bilevel.validation import ValidationError
 
 CACHE_ENV = "IRL_BILEVEL_CACHE"
@@ -356,18 +354,7 @@ def build_builtin_model(recipe: BuiltinRecipe | None = None, cache_dir: Path | s
     path = builtin_model_path(recipe, cache_dir)
     if (path / RECIPE_FILE).is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        _build_into(recipe, temporary, progress)
-        try:
-            os.rename(temporary, path)
-        except OSError:
-            if not (path / RECIPE_FILE).is_file():  # not a concurrent build that finished first
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return path
+    return build_folder_atomically(path, RECIPE_FILE, lambda folder: _build_into(recipe, folder, progress))
 
 
 def read_build_info(path: Path | str) -> dict[str, Any]:
@@ -376,14 +363,6 @@ def read_build_info(path: Path | str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- building
-@contextlib.contextmanager
-def _float32_default() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def train_tokenizer(recipe: BuiltinRecipe, texts: list[str]):
@@ -449,7 +428,7 @@ def _build_into(recipe: BuiltinRecipe, folder: Path, progress: bool) -> None:
                         n_layer=recipe.n_layer, n_head=recipe.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    with _float32_default(), torch.random.fork_rng(devices=[]):
+    with default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)  # GPT-2's initialisation draws from the global generator (forked: restored)
         model = GPT2LMHeadModel(config).float()
         model.train()

@@ -33,6 +33,7 @@ import torch
 
 from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
 from irl_bilevel.losses.batches import PreferenceBatch
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.validation import ValidationError, check_safetensors, read_json_file
 from llm.completion_logprobs import (
     CompletionPositions,
@@ -257,7 +258,8 @@ def with_lora(model, settings: LoraSettings | None = None, seed: int | None = No
                                "target_modules": list(settings.target_modules) if settings.target_modules else None}
     config = LoraConfig(**options, task_type="CAUSAL_LM")  # lora_alpha is a float (peft annotates it int)
     config = _with_fan_in_fan_out(model, config, Conv1D)
-    with warnings.catch_warnings(), _default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
+    # peft builds the LoRA layers in the default dtype (a float64 default would make float64 adapters)
+    with warnings.catch_warnings(), default_dtype(torch.float32), torch.random.fork_rng(devices=[]):
         # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` property (a FutureWarning).
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         if seed is not None:
@@ -278,15 +280,6 @@ def adaptable_modules(model) -> list[str]:
     return sorted({name.split(".")[-1] for name, module in model.named_modules() if name and isinstance(module, kinds)})
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Modules created inside get ``dtype`` parameters (peft builds LoRA layers with the default dtype)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _with_fan_in_fan_out(model, config, conv1d_type):
@@ -670,7 +663,7 @@ def load_adapter(base_model, folder: Path | str, trainable: bool = False):
                               f"{_ADAPTER_HINT}")
     if weights[0].suffix == ".safetensors":
         check_safetensors(weights[0], "adapter weights", _ADAPTER_HINT)
-    with warnings.catch_warnings(), _default_dtype(torch.float32):
+    with warnings.catch_warnings(), default_dtype(torch.float32):
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         try:
             model = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)

@@ -36,15 +36,14 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from irl_bilevel.runs import build_folder_atomically
 from irl_bilevel.validation import ValidationError
 
 PROVISION_FILE = "provision.json"
@@ -149,18 +148,7 @@ def provision(name: str, cache_dir: Path | str | None = None, progress: bool = T
     if progress:
         print(f"irlb: building {name} once from {gguf} into {folder} (about a minute)", flush=True,
               file=sys.stderr)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        _build_into(name, gguf, temporary)
-        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp creates 0700; give the folder the usual permissions
-        try:
-            os.rename(temporary, folder)
-        except OSError:
-            if not (folder / PROVISION_FILE).is_file():  # not a concurrent build that finished first
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return folder
+    return build_folder_atomically(folder, PROVISION_FILE, lambda temporary: _build_into(name, gguf, temporary))
 
 
 def provision_tiny(name: str, cache_dir: Path | str | None = None) -> Path:
@@ -186,9 +174,8 @@ def provision_tiny(name: str, cache_dir: Path | str | None = None) -> Path:
                          num_key_value_heads=variant.kv_heads, max_position_embeddings=2048, rms_norm_eps=1e-5,
                          tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+
+    def build(temporary: Path) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(variant.seed)
             model = LlamaForCausalLM(config)
@@ -198,15 +185,8 @@ def provision_tiny(name: str, cache_dir: Path | str | None = None) -> Path:
         record = {"name": name, "description": f"random weights, {variant.base}'s tokenizer and chat template",
                   "variant": {**variant.__dict__}, "parameters": sum(p.numel() for p in model.parameters())}
         (temporary / PROVISION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.chmod(temporary, 0o777 & ~_umask())
-        try:
-            os.rename(temporary, folder)
-        except OSError:
-            if not (folder / PROVISION_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return folder
+
+    return build_folder_atomically(folder, PROVISION_FILE, build)
 
 
 def read_provision_info(folder: Path | str) -> dict[str, Any]:
@@ -253,12 +233,6 @@ def _build_into(name: str, gguf: Path, folder: Path) -> None:
         "build_seconds": time.perf_counter() - started,
     }
     (folder / PROVISION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _sha256(path: Path) -> str:

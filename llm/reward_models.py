@@ -40,6 +40,7 @@ from torch import nn
 
 from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
+from irl_bilevel.reward_io import read_reward_spec
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
 from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
@@ -467,11 +468,7 @@ class RewardModelTrainingConfig(LoopSettings):
 
     def validate(self) -> None:
         super().validate()
-        entry = PREFERENCE_LOSSES[self.loss]
-        unknown = sorted(set(self.loss_params) - set(entry.defaults))
-        if unknown:
-            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
-                                  f"{sorted(entry.defaults)}")
+        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
 
 
 def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, config: RewardModelTrainingConfig | None = None,
@@ -660,6 +657,11 @@ def save_text_reward_model(model: TextRewardModel, directory: Path | str, stem: 
     return spec
 
 
+def _text_spec_and_lora(values: dict[str, Any]) -> tuple[TextRewardSpec, LoraSettings | None]:
+    spec = TextRewardSpec.from_dict(values)
+    return spec, None if spec.lora is None else LoraSettings.from_dict(spec.lora, "lora")
+
+
 def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backbone_path: str | Path | None = None,
                            device: str | None = None) -> tuple[TextRewardModel, TextRewardSpec]:
     """Rebuild a text reward model saved by :func:`save_text_reward_model`.
@@ -673,12 +675,7 @@ def load_text_reward_model(directory: Path | str, stem: str = "reward", *, backb
     if not spec_path.is_file():
         raise ValidationError(f"reward model: {spec_path} does not exist")
     hint = "; restore it, or save the reward model again (irlb train-reward-model, save_text_reward_model)"
-    values = read_json_file(spec_path, "reward model spec", recovery=hint)
-    try:
-        spec = TextRewardSpec.from_dict(values)
-        lora = None if spec.lora is None else LoraSettings.from_dict(spec.lora, "lora")
-    except ValidationError as error:
-        raise ValidationError(f"reward model spec: {spec_path} is not a text reward spec: {error}{hint}") from error
+    spec, lora = read_reward_spec(spec_path, _text_spec_and_lora, hint, " is not a text reward spec")
     if spec.kind == "dpo":
         adapter = directory / (spec.adapter or f"{stem}_adapter")
         base_path = Path(backbone_path or adapter_base_model(adapter))

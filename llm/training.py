@@ -275,11 +275,7 @@ class PreferenceTrainingConfig(LoopSettings):
 
     def validate(self) -> None:
         super().validate()
-        entry = PREFERENCE_LOSSES[self.loss]
-        unknown = sorted(set(self.loss_params) - set(entry.defaults))
-        if unknown:
-            raise ValidationError(f"loss_params: unknown parameter {unknown[0]!r} of {self.loss}; expected some of "
-                                  f"{sorted(entry.defaults)}")
+        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
 
 
 @dataclass(frozen=True)

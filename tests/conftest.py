@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import torch
 
-from classic_rl.experiments import default_dtype
+from irl_bilevel.precision import default_dtype
 
 torch.set_num_threads(1)
 

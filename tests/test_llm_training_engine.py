@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 from test_llm_training import PROMPTS, synthetic_pairs
 
-from classic_rl.experiments import default_dtype
 from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
 from llm.accelerated import process_shares

@@ -28,15 +28,6 @@ def scale_config(scales: Mapping[str, dict[str, Any]], scale: str, experiment: s
     return scales[scale]
 
 
-@contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Set torch's default floating dtype for the block and restore the previous one afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:

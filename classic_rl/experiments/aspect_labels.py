@@ -60,13 +60,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel.config import Config, NonEmpty, PositiveFloat, experiment_settings
 from irl_bilevel.feedback import Trajectories
 from irl_bilevel.losses import AspectPairBatch, RankingBatch, preference_loss
 from irl_bilevel.metrics import epic_distance, normalized_return
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.rewards import FixedWeights, LinearReward, Transitions
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci

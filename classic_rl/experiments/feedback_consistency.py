@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype
 from classic_rl.segment_pools import behaviour_episodes, random_pairs, random_segments
 from classic_rl.testbeds import objectworld
 from irl_bilevel import agreement
 from irl_bilevel.config import Config, NonEmpty, PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.feedback import Preferences, Trajectories
 from irl_bilevel.losses import RankingBatch, preference_loss
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.reward_ensemble import RewardEnsemble
 from irl_bilevel.rewards import LinearReward
 from irl_bilevel.runs import provenance, write_json

@@ -43,7 +43,7 @@ from typing import Annotated, Any
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
+from classic_rl.experiments import quiet_torchopt, relative_error
 from classic_rl.maxent_irl import make_reward_model
 from classic_rl.testbeds import garnet
 from irl_bilevel.config import Config, Discount, NonEmpty, PositiveFloat, PositiveInt, experiment_settings
@@ -58,6 +58,7 @@ from irl_bilevel.hypergradients import (
 )
 from irl_bilevel.inner import SoftValueIterationSolver, effective_horizon
 from irl_bilevel.objectives import MaxEntDemonstrationLoss
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.rewards import RewardModel
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.tabular import TabularMDP, soft_value_iteration, state_action_occupancy

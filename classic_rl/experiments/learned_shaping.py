@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt, relative_error
+from classic_rl.experiments import quiet_torchopt, relative_error
 from classic_rl.testbeds import grid_distance_to, optimal_policy, sparse_gridworld
 from irl_bilevel.config import (
     Config,
@@ -51,6 +51,7 @@ from irl_bilevel.config import (
     experiment_settings,
 )
 from irl_bilevel.hypergradients import BilevelProblem, FiniteDifferenceHypergradient, UnrolledHypergradient
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.rewards import FixedWeights, PotentialShaping, RewardModel, SimplexWeights, TabularReward
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.shaping import (

@@ -35,7 +35,6 @@ from classic_rl.contrastive_preference import (
     train_cpl,
     train_reward_model,
 )
-from classic_rl.experiments import default_dtype
 from classic_rl.segment_preferences import (
     behaviour_segments,
     discrete_task,
@@ -46,6 +45,7 @@ from classic_rl.segment_preferences import (
     train_ppo,
 )
 from irl_bilevel.config import Config, NonEmpty, PositiveFloat, PositiveInt, Probability, Range, experiment_settings
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci  # re-exported: loss_sweep.iqm_with_ci stays valid
 from irl_bilevel.validation import ValidationError

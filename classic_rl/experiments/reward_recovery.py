@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from classic_rl.experiments import default_dtype, quiet_torchopt
+from classic_rl.experiments import quiet_torchopt
 from classic_rl.lp_irl import lp_irl
 from classic_rl.maxent_irl import make_reward_model, maxent_irl
 from classic_rl.testbeds import gridworld, objectworld, optimal_policy
@@ -51,6 +51,7 @@ from irl_bilevel.hypergradients import (
     MaxEntHypergradient,
 )
 from irl_bilevel.metrics import epic_distance, normalized_return, occupancy_l1
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.sampling import empirical_occupancy, sample_trajectories
 from irl_bilevel.solver import OuterConfig

@@ -9,7 +9,7 @@ where the loss needs them, ``beta > 0``, no unknown parameters) before the funct
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,10 +54,7 @@ class PreferenceLoss:
             if self.needs_lengths and not batch.has_lengths:
                 raise ValidationError(f"chosen_lengths: {self.name} needs the completion lengths; pass "
                                       f"chosen_lengths and rejected_lengths (token counts >= 1)")
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ValidationError(f"{unknown[0]}: unknown parameter of {self.name}; expected some of "
-                                  f"{sorted(self.defaults)} (and beta)")
+        self.check_params(params)
         temperature = self._beta(beta)
         arguments = {**self.defaults, **params}
         output = self.function(batch, temperature, **arguments)
@@ -65,6 +62,14 @@ class PreferenceLoss:
             weights = compute_gradient_weights(lambda b: self.function(b, temperature, **arguments).losses, batch)
             output = replace(output, gradient_weights=weights)
         return output
+
+    def check_params(self, names: Iterable[str], field: str | None = None) -> None:
+        """Reject parameter ``names`` the loss does not take (beyond ``beta``): a :class:`ValidationError` on ``field``
+        (default: the unknown name itself) naming the parameters it has."""
+        unknown = sorted(set(names) - set(self.defaults))
+        if unknown:
+            raise ValidationError(f"{field or unknown[0]}: unknown parameter {unknown[0]!r} of {self.name}; expected "
+                                  f"some of {sorted(self.defaults)} (and beta)")
 
     def _beta(self, beta: float | None) -> float | None:
         if self.default_beta is None:

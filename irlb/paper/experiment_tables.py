@@ -273,8 +273,7 @@ def learned_shaping(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     macros.number(["sh temperature"], float(config["temperature"]), digits=1)
     macros.number(["sh slip"], float(config["slip"]), digits=1)
     macros.number(["sh step cost"], float(config["step_cost"]), digits=1)
-    macros.number(["sh outer steps"], int(config["outer_steps"]))
-    macros.number(["sh curve sweeps"], int(config["curve_sweeps"]))
+    macros.settings("sh", config, ("outer_steps", "curve_sweeps"))
     macros.fixed(["sh optimal return"], float(mdp["optimal_return"]), 3)
     rows = []
     for method in data["methods"]:
@@ -453,13 +452,11 @@ def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dic
     config, reference = data["config"], data["reference"]
     if "num_parameters" in data.get("model", {}):
         macros.number(["sf model parameters"], int(data["model"]["num_parameters"]))
-    for key in ("train_prompts", "test_prompts", "pair_samples", "max_new_tokens", "eval_samples", "steps",
-                "batch_size", "rl_steps", "rl_prompts_per_step", "rl_samples_per_prompt", "lora_r", "rm_steps",
-                "rm_batch_size", "rm_lora_r", "target_words", "eval_every", "rl_eval_every"):
-        macros.number(["sf", key], int(config[key]))
-    macros.number(["sf learning rate"], float(config["learning_rate"]))
-    macros.number(["sf rl learning rate"], float(config["rl_learning_rate"]))
-    macros.number(["sf rm learning rate"], float(config["rm_learning_rate"]))
+    macros.settings("sf", config, ("train_prompts", "test_prompts", "pair_samples", "max_new_tokens", "eval_samples",
+                                   "steps", "batch_size", "rl_steps", "rl_prompts_per_step", "rl_samples_per_prompt",
+                                   "lora_r", "rm_steps", "rm_batch_size", "rm_lora_r", "target_words", "eval_every",
+                                   "rl_eval_every"))
+    macros.settings("sf", config, ("learning_rate", "rl_learning_rate", "rm_learning_rate"), float)
     macros.text(["sf dpo betas"], _listing(config["dpo_betas"]))
     macros.number(["sf num dpo betas"], len(config["dpo_betas"]))
     macros.text(["sf kl coefs"], _listing(config["rl_kl_coefs"]))
@@ -536,8 +533,7 @@ def preference_noise(data: dict[str, Any], macros: Macros, source: str) -> dict[
     macros.number(["pn queries"], int(config["query_budget"]))
     macros.text(["pn selection"], str(config.get("selection", "disagreement")))
     macros.number(["pn env steps"], int(config["total_env_steps"]))
-    macros.number(["pn segment length"], int(config["segment_length"]))
-    macros.number(["pn eval episodes"], int(config["eval_episodes"]))
+    macros.settings("pn", config, ("segment_length", "eval_episodes"))
     macros.number(["pn num losses"], len(config["losses"]))
     rates = [float(rate) for rate in config["mistake_rates"]]
     named = {"clean": rates[0], "highlight": min(rates, key=lambda r: abs(r - _PN_HIGHLIGHT)), "max": max(rates)}
@@ -686,13 +682,9 @@ def agentic_reward_learning(data: dict[str, Any], macros: Macros, source: str) -
     success per reward (table ``agentic_reward_search``); macros for the text."""
     config = data["config"]
     macros.number(["arl updates"], int(config["transfer_updates"]))
-    macros.number(["arl outer steps"], int(config["outer_steps"]))
-    macros.number(["arl irl updates per solve"], int(config["irl_updates_per_solve"]))
-    macros.number(["arl eval min episodes"], int(config["eval_min_episodes"]))
+    macros.settings("arl", config, ("outer_steps", "irl_updates_per_solve", "eval_min_episodes"))
     macros.number(["arl queries"], int(config["query_budget"]))
-    macros.number(["arl queries per refresh"], int(config["queries_per_refresh"]))
-    macros.number(["arl search expansions"], int(config["search_expansions"]))
-    macros.number(["arl distill steps"], int(config["distill_steps"]))
+    macros.settings("arl", config, ("queries_per_refresh", "search_expansions", "distill_steps"))
     macros.number(["arl documents"], int(config["agentic_documents"]))
     macros.text(["arl dpo beta"], f"{float(config['dpo_beta']):g}")
     macros.text(["arl dpo lr"], f"{float(config['dpo_learning_rate']):g}")
@@ -769,9 +761,7 @@ def agentic_search(data: dict[str, Any], macros: Macros, source: str) -> dict[st
     """Tool-use search: per method the tasks solved (IQM [CI]), expansions and tool calls per task (stratified IQM
     [CI]) (table ``agentic_tool_search``); macros for the text."""
     config = data["config"]
-    macros.number(["ts call budget"], int(config["call_budget"]))
-    macros.number(["ts max expansions"], int(config["max_expansions"]))
-    macros.number(["ts pairs per task"], int(config["pairs_per_task"]))
+    macros.settings("ts", config, ("call_budget", "max_expansions", "pairs_per_task"))
     macros.number(["ts num tasks"], len(data["tasks"]))
     rows = []
     for method, label in _TS_METHODS.items():
@@ -805,8 +795,7 @@ def aspect_labels(data: dict[str, Any], macros: Macros, source: str) -> dict[str
     and ``aspect_labels_epic`` (rows teacher × method, columns budgets)."""
     config, setting, summary = data["config"], data["setting"], data["summary"]
     budgets = [int(b) for b in config["budgets"]]
-    macros.number(["al seeds"], int(config["seeds"]))
-    macros.number(["al grid size"], int(config["grid_size"]))
+    macros.settings("al", config, ("seeds", "grid_size"))
     macros.number(["al mistake rate"], float(config["mistake_rate"]))
     macros.text(["al aspects"], ", ".join(a.replace("_", " ") for a in setting["aspects"]))
     macros.text(["al aspect weights"], " / ".join(f"{float(w):g}" for w in config["aspect_weights"]))
@@ -845,9 +834,7 @@ def preference_feedback(data: dict[str, Any], macros: Macros, source: str) -> di
     harder = config["harder"]
     macros.text(["pf env"], config["env_id"])
     macros.number(["pf env steps"], int(config["total_env_steps"]))
-    macros.number(["pf segment length"], int(config["segment_length"]))
-    macros.number(["pf seeds"], int(config["seeds"]))
-    macros.number(["pf selection budget"], int(config["selection_budget"]))
+    macros.settings("pf", config, ("segment_length", "seeds", "selection_budget"))
     macros.text(["pf harder env"], harder["env_id"])
     macros.number(["pf harder env steps"], int(harder["total_env_steps"]))
     macros.text(["pf harder exploration"], str(harder["exploration"]).replace("_", " "))
@@ -1006,10 +993,7 @@ def smollm2_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[
     config, summary = data["config"], data["summary"]
     macros.text(["sm model"], str(data["model"]["name"]))
     macros.number(["sm parameters"], int(data["model"]["parameters"]))
-    macros.number(["sm seeds"], int(config["seeds"]))
-    macros.number(["sm steps"], int(config["steps"]))
-    macros.number(["sm train prompts"], int(config["train_prompts"]))
-    macros.number(["sm test prompts"], int(config["test_prompts"]))
+    macros.settings("sm", config, ("seeds", "steps", "train_prompts", "test_prompts"))
     macros.text(["sm dpo betas"], ", ".join(f"{float(b):g}" for b in config["dpo_betas"]))
     macros.text(["sm accepted"], "met" if summary["acceptance"]["passed"] else "not met")
     rows = []

@@ -157,6 +157,12 @@ class Macros:
             if not isinstance(value, bool):
                 self.numbers[name] = float(value)
 
+    def settings(self, prefix: str, settings: Mapping[str, Any], keys: Iterable[str], kind: type = int) -> None:
+        """A number macro ``<prefix> <key>`` (:func:`macro_name`) of ``kind(settings[key])`` for each of ``keys``, in
+        order: the settings of a result file's config that the text quotes."""
+        for key in keys:
+            self.number([prefix, key], kind(settings[key]))
+
     def fixed(self, parts: Iterable[Any], value: float | None, decimals: int = 2) -> None:
         if value is None or math.isnan(value):
             self.missing(parts)

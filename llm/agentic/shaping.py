@@ -193,10 +193,9 @@ class ShapedTaskReward(RewardModel):
 
 
 class LoRATaskReturnObjective(OuterObjective):
-    """``loss = −J``: minus the mean undiscounted task return (goal reached) of the inner loop's recorded episodes."""
-
-    def loss(self, log_policy: torch.Tensor) -> torch.Tensor:
-        raise ValidationError("objective: the LoRA task return is estimated from rollouts, not from log π")
+    """``loss = −J``: minus the mean undiscounted task return (goal reached) of the inner loop's recorded episodes.
+    Estimated from rollouts: no loss of a log-policy table and no expert data (:class:`OuterObjective`'s defaults
+    refuse them)."""
 
     def evaluate(self, inner: object) -> torch.Tensor:
         if not isinstance(inner, LoRAInnerSolver):
@@ -205,9 +204,6 @@ class LoRATaskReturnObjective(OuterObjective):
         if not episodes:
             raise RuntimeError("solve() must be called before the task return is read")
         return torch.tensor(-sum(e.record.reached_goal for e in episodes) / len(episodes))
-
-    def expert_reward_expectation(self, inner: object, reward_model: RewardModel) -> torch.Tensor:
-        raise ValidationError("hypergradient: the task-return objective has no expert data")
 
 
 def shaping_weights(model: ShapedTaskReward) -> list[float] | None:
