@@ -20,6 +20,7 @@ config             :class:`ConfigCommandConfig` (``--config``/``--set`` change t
 sweep              :class:`SweepCommandConfig` (over the spec file, :mod:`irlb.sweep`)
 merge-sweeps       :class:`MergeSweepsConfig`
 paper              :class:`PaperConfig`
+results            :class:`ResultsConfig`
 testbeds           :class:`TestbedsConfig`
 ================== ==============================================================================================
 
