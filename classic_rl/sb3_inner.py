@@ -30,7 +30,8 @@ from classic_rl.experts import algorithm_class, float32_default, sb3_argument_er
 from classic_rl.learned_reward_env import LearnedRewardVecEnv, recorded_transitions
 from classic_rl.sb3_penalty import SB3UpperPolicy
 from classic_rl.sb3_policy import SB3Policy
-from irl_bilevel.objectives import sample_rows, weighted_reward_mean
+from irl_bilevel.inner import WeightedTransitionsExpectation, weighted_reward_mean
+from irl_bilevel.objectives import sample_rows
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
 
@@ -65,7 +66,7 @@ def check_occupancy_discount(value: float | None) -> None:
                               f"discount), got {value}")
 
 
-class SB3InnerSolver:
+class SB3InnerSolver(WeightedTransitionsExpectation):
     """``irl_bilevel.inner.InnerSolver`` backed by SB3 PPO, A2C (on-policy) or SAC, DQN (off-policy, relabelled).
 
     ``solve(reward_model)`` continues training the same SB3 model for ``env_steps_per_outer_step`` more env
@@ -239,15 +240,6 @@ class SB3InnerSolver:
         rows = sample_rows(len(data["time"]), num_samples, generator).numpy()
         return recorded_transitions(self.env, {key: value[rows] for key, value in data.items()},
                                     self.occupancy_discount)
-
-    def learner_reward_expectation(
-        self,
-        reward_model: RewardModel,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        batch, weights = self.learner_transitions(num_samples, generator)
-        return weighted_reward_mean(reward_model, batch, weights)
 
     def learner_soft_value(self, reward_model: RewardModel, entropy: float = 0.0) -> float:
         """``V̂_θ(π*) = Σ w (r_θ − α log π*) / Σ w`` on the recorded learner transitions (raw ``r_θ``, weights of

@@ -6,16 +6,19 @@ call) and ``learner_reward_expectation(reward_model)`` returns the learner's exp
 hypergradient needs. ``FixedPointInnerSolver`` adds what implicit and unrolled differentiation need: the
 inner solution as the fixed point ``x* = T_θ(x*)`` of a differentiable map.
 
-``SoftValueIterationSolver`` is the exact, differentiable backend on tabular MDPs.
+``SoftValueIterationSolver`` is the exact, differentiable backend on tabular MDPs. Solvers that learn from their
+own rollouts (SB3, the LoRA learner) derive from ``WeightedTransitionsExpectation``, which estimates the expectation
+from the weighted learner transitions they record.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from irl_bilevel.rewards import RewardModel
+from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.sampling import empirical_occupancy, sample_trajectories
 from irl_bilevel.tabular import (
     SoftQSolution,
@@ -116,6 +119,40 @@ class FixedPointInnerSolver(InnerSolver, Protocol):
     def log_policy(self, x: torch.Tensor) -> torch.Tensor:
         """The policy's log-probabilities given the inner variable ``x``."""
         ...
+
+
+def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_i w_i r_θ(x_i) / Σ_i w_i``, differentiable in ``θ``; inputs cast to the model's dtype."""
+    dtype = next(iter(reward_model.parameters()), torch.empty(0)).dtype
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+
+    total = reward_model(batch.to(dtype)).total
+    weights = weights.to(total.dtype)
+    return (weights * total).sum() / weights.sum()
+
+
+class WeightedTransitionsExpectation(ABC):
+    """Base of the inner solvers that estimate ``E_{d_π}[r_θ]`` from their own recorded learner transitions:
+    ``Σ_i w_i r_θ(x_i) / Σ_i w_i`` over the rows ``x_i`` and weights ``w_i [M]`` of :meth:`learner_transitions`
+    (discounted-occupancy weights, e.g. ``γ^t``), differentiable in ``θ``."""
+
+    @abstractmethod
+    def learner_transitions(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Transitions, torch.Tensor]:
+        """The recorded learner transitions and their weights ``[M]``: all rows if ``num_samples`` is None, else
+        at most ``num_samples`` rows drawn without replacement with ``generator``."""
+
+    def learner_reward_expectation(
+        self,
+        reward_model: RewardModel,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``E_{d_π}[r_θ]`` as the weighted mean of ``r_θ`` over :meth:`learner_transitions`."""
+        batch, weights = self.learner_transitions(num_samples, generator)
+        return weighted_reward_mean(reward_model, batch, weights)
 
 
 class SoftValueIterationSolver:

@@ -13,7 +13,13 @@ from typing import Any
 import torch
 
 from irl_bilevel.feedback import Trajectories
-from irl_bilevel.inner import InnerSolver, LogProbPolicy, PolicyInnerSolver, SoftValueIterationSolver
+from irl_bilevel.inner import (  # weighted_reward_mean: re-exported, its home before the inner solvers shared it
+    InnerSolver,
+    LogProbPolicy,
+    PolicyInnerSolver,
+    SoftValueIterationSolver,
+    weighted_reward_mean,
+)
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.sampling import empirical_occupancy
 from irl_bilevel.tabular import TabularMDP, state_action_occupancy
@@ -248,17 +254,6 @@ def sample_rows(count: int, num_samples: int | None, generator: torch.Generator 
     if num_samples < 1:
         raise ValidationError(f"num_samples: expected at least 1, got {num_samples}")
     return torch.randperm(count, generator=generator)[:num_samples].sort().values
-
-
-def weighted_reward_mean(reward_model: RewardModel, batch: Transitions, weights: torch.Tensor) -> torch.Tensor:
-    """``Σ_i w_i r_θ(x_i) / Σ_i w_i``, differentiable in ``θ``; inputs cast to the model's dtype."""
-    dtype = next(iter(reward_model.parameters()), torch.empty(0)).dtype
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-
-    total = reward_model(batch.to(dtype)).total
-    weights = weights.to(total.dtype)
-    return (weights * total).sum() / weights.sum()
 
 
 class SampleMaxEntObjective(OuterObjective):

@@ -46,12 +46,12 @@ from typing import Any
 
 import torch
 
+from irl_bilevel.inner import WeightedTransitionsExpectation
 from irl_bilevel.objectives import (
     SampleMaxEntObjective,
     absorbing_transitions,
     concatenate_transitions,
     sample_rows,
-    weighted_reward_mean,
 )
 from irl_bilevel.rewards import RewardModel, Transitions
 from irl_bilevel.validation import ValidationError
@@ -156,7 +156,7 @@ class LoRAPolicy:
         return torch.tensor([action_column(solver.env, solver.export, text) for text in samples.texts])
 
 
-class LoRAInnerSolver:
+class LoRAInnerSolver(WeightedTransitionsExpectation):
     """``InnerSolver`` over a LoRA-adapted causal LM acting in a ``FiniteTextEnv`` (module docstring).
 
     Args:
@@ -312,12 +312,10 @@ class LoRAInnerSolver:
     def policy(self) -> LoRAPolicy:
         return LoRAPolicy(self)
 
-    def learner_reward_expectation(
-        self,
-        reward_model: RewardModel,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def learner_transitions(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Transitions, torch.Tensor]:
+        """The recorded episodes' rows and weights (:meth:`episode_transitions`), ``num_samples`` of them if set."""
         episodes = self.episodes
         if not episodes:
             raise RuntimeError("solve() must be called before the learner's reward expectation is read")
@@ -325,7 +323,7 @@ class LoRAInnerSolver:
         if num_samples is not None:
             rows = sample_rows(len(batch), num_samples, generator)
             batch, weights = batch.select(rows), weights[rows]
-        return weighted_reward_mean(reward_model, batch, weights)
+        return batch, weights
 
     def log_partition(self) -> float | None:
         return None

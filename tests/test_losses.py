@@ -508,15 +508,18 @@ def pairs(draw, size_max=4):
             "rl": np.array(vectors[3]), "lw": np.array(lengths[0], float), "ll": np.array(lengths[1], float)}
 
 
+def each_paired_loss_on_drawn_pairs(test):
+    """``test(name, data)`` for every paired loss ``name`` on hypothesis-drawn pairs ``data`` (FAST settings)."""
+    return pytest.mark.parametrize("name", PAIRED)(FAST(given(data=pairs())(test)))
+
+
 def _for(name, data):
     if name in REFERENCE_FREE:  # log-probs < 0 (ORPO needs probabilities < 1)
         data = {**data, "pw": -np.abs(data["pw"]) - 1e-6, "pl": -np.abs(data["pl"]) - 1e-6}
     return data
 
 
-@pytest.mark.parametrize("name", PAIRED)
-@FAST
-@given(data=pairs())
+@each_paired_loss_on_drawn_pairs
 def test_property_finite_loss_and_gradients(name, data):
     data = _for(name, data)
     beta, params = example_params(name, len(data["pw"]))
@@ -537,9 +540,7 @@ def _swapped_params(name, params):
     return params
 
 
-@pytest.mark.parametrize("name", PAIRED)
-@FAST
-@given(data=pairs())
+@each_paired_loss_on_drawn_pairs
 def test_property_swapping_chosen_and_rejected_negates_the_margin(name, data):
     data = _for(name, data)
     beta, params = example_params(name, len(data["pw"]))

@@ -160,17 +160,19 @@ def test_cliffworld_matches_seals():
     assert optimal_policy(mdp).shape == (8, 28)
 
 
-def test_make_testbed_rejects_unknown_names_and_options():
-    with pytest.raises(ValidationError, match="mazeworld"):
-        make_testbed("mazeworld")
-    with pytest.raises(ValidationError, match="wind"):
-        make_testbed("gridworld", wind=0.3)
-    with pytest.raises(ValidationError, match="num_states"):
-        make_testbed("garnet")
-    with pytest.raises(ValidationError, match="slip"):
-        make_testbed("gridworld", slip=1.5)
-    with pytest.raises(ValidationError, match="discount"):
-        gridworld(discount=1.0)
+@pytest.mark.parametrize("build, match", [
+    (lambda: make_testbed("mazeworld"), "mazeworld"),
+    (lambda: make_testbed("gridworld", wind=0.3), "wind"),
+    (lambda: make_testbed("garnet"), "num_states"),
+    (lambda: make_testbed("gridworld", slip=1.5), "slip"),
+    (lambda: gridworld(discount=1.0), "discount"),
+], ids=["unknown_name", "unknown_option", "missing_option", "bad_slip", "bad_discount"])
+def test_make_testbed_rejects_unknown_names_and_options(build, match):
+    with pytest.raises(ValidationError, match=match):
+        build()
+
+
+def test_make_testbed_passes_options():
     assert make_testbed("gridworld", size=3).num_states == 9
 
 

@@ -102,7 +102,7 @@ from llm.agentic.distill import distill_plans, search_plans
 from llm.agentic.export import AspectTableReward, build_tabular_mdp
 from llm.agentic.preferences import EpisodePreferenceObjective
 from llm.builtin_model import AGENTIC_ENVS, BuiltinRecipe, build_builtin_model, read_build_info
-from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, demonstration_objective
+from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver, TextEpisode, demonstration_objective
 from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.training import PreferenceTrainingConfig, train_preferences
 
@@ -287,12 +287,8 @@ class _Run:
                                _inner_config(self.settings, updates, seed), export=self.export)
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
-        """:func:`evaluation_episodes_per_start` sampled episodes from every start, sampling seeded by ``seed``."""
-        k = evaluation_episodes_per_start(self.settings.eval_episodes_per_start, self.settings.eval_min_episodes,
-                                          len(self.env.starts))
-        starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
-        with torch.no_grad():
-            episodes = solver.rollout(starts, seed)
+        """:func:`evaluation_rollouts` (``k`` sampled episodes from every start), sampling seeded by ``seed``."""
+        k, episodes = evaluation_rollouts(solver, self.settings, seed)
         records = [episode.record for episode in episodes]
         summary = {key: _finite_or_none(value) for key, value in summarize(records).items()}
         per_start = [sum(r.solved for r in records[i * k:(i + 1) * k]) / k for i in range(len(self.env.starts))]
@@ -319,6 +315,17 @@ def evaluation_episodes_per_start(per_start: int, min_episodes: int, num_starts:
     """``max(per_start, ⌈min_episodes / num_starts⌉)``: every start ``per_start`` times, ``min_episodes`` in all at
     least."""
     return max(per_start, -(-min_episodes // num_starts))
+
+
+def evaluation_rollouts(solver: LoRAInnerSolver, settings: AgenticPolicyConfig,
+                        seed: int) -> tuple[int, list[TextEpisode]]:
+    """``(k, episodes)``: ``k`` (:func:`evaluation_episodes_per_start`) sampled episodes from every start of the
+    solver's env, start by start (episodes ``i·k .. (i+1)·k − 1`` begin at start ``i``), sampling seeded by
+    ``seed``; no gradients."""
+    num_starts = len(solver.env.starts)
+    k = evaluation_episodes_per_start(settings.eval_episodes_per_start, settings.eval_min_episodes, num_starts)
+    with torch.no_grad():
+        return k, solver.rollout([start for start in range(num_starts) for _ in range(k)], seed)
 
 
 def _train_on(run: _Run, reward: RewardModel, seed: int, eval_seed: int) -> dict[str, Any]:

@@ -76,6 +76,7 @@ from llm.experiments.agentic_reward_learning import (
     AgenticPolicyConfig,
     agentic_model,
     evaluation_episodes_per_start,
+    evaluation_rollouts,
 )
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
@@ -186,11 +187,7 @@ class _Env:
 
     def evaluate(self, solver: LoRAInnerSolver, seed: int) -> dict[str, Any]:
         """Goal rate (sparse task return) and success (no invalid / malformed move) over every start."""
-        k = evaluation_episodes_per_start(self.settings.eval_episodes_per_start, self.settings.eval_min_episodes,
-                                          len(self.env.starts))
-        starts = [s for s in range(len(self.env.starts)) for _ in range(k)]
-        with torch.no_grad():
-            episodes = solver.rollout(starts, seed)
+        _, episodes = evaluation_rollouts(solver, self.settings, seed)
         summary = summarize([e.record for e in episodes])
         return {"updates": solver.updates, "goal_rate": summary["goal_rate"], "success_rate": summary["success_rate"],
                 "invalid_action_rate": summary["invalid_action_rate"], "malformed_rate": summary["malformed_rate"]}

@@ -105,6 +105,7 @@ from llm.agentic.tabular_learning import (
     learn_from_preferences,
 )
 from llm.agentic.textarena_games import TEXTARENA_GAMES
+from llm.experiments.smollm2_frontier import _model_record  # the named model's provision record, as the frontier's
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
@@ -565,11 +566,3 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     record["complete"] = True
     save()
     return path
-
-
-def _model_record(name: str) -> dict[str, Any]:
-    from llm.pretrained import is_named_model, provision_named, read_provision_info
-
-    if not is_named_model(name):
-        return {"name": name}
-    return {"name": name, **read_provision_info(provision_named(name))}
