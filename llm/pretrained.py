@@ -194,6 +194,14 @@ def read_provision_info(folder: Path | str) -> dict[str, Any]:
     return json.loads((Path(folder) / PROVISION_FILE).read_text())
 
 
+def model_record(name: str) -> dict[str, Any]:
+    """What a result file records of its model: the name, and for a named model its provision record (the
+    package's GGUF file and its SHA-256, the written weights' SHA-256)."""
+    if not is_named_model(name):
+        return {"name": name}
+    return {"name": name, **read_provision_info(provision_named(name))}
+
+
 def _source(name: str) -> PackagedGGUF:
     if name not in NAMED_MODELS:
         raise ValidationError(f"model: unknown model name {name!r}; expected one of {sorted(NAMED_MODELS)}, a local "

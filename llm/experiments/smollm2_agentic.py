@@ -105,9 +105,9 @@ from llm.agentic.tabular_learning import (
     learn_from_preferences,
 )
 from llm.agentic.textarena_games import TEXTARENA_GAMES
-from llm.experiments.smollm2_frontier import _model_record  # the named model's provision record, as the frontier's
 from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
+from llm.pretrained import model_record
 
 NAME = "smollm2_agentic"
 GAMES = ("ta-hanoi", "ta-frozenlake", "ta-lightsout", "ta-frozenlake-5x5", "hanoi-3")
@@ -529,7 +529,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         write_json(path, record)
 
     study = Study(config, record, save, progress)
-    record["model"] = _model_record(config.model)
+    record["model"] = model_record(config.model)
     seeds = [seed + i for i in range(config.seeds)]
     rl_seeds = [seed + i for i in range(config.rl_seeds)]
     work = len(config.zero_shot_games) + len(config.games) * len(seeds) + len(rl_seeds)

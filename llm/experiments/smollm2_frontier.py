@@ -51,6 +51,7 @@ from irl_bilevel.validation import ValidationError
 from llm.experiments.sentiment_frontier import fit_reward_model
 from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
+from llm.pretrained import model_record
 from llm.sentiment import GoldReward, PreferencePairs, chat_review_prompts, label_pairs, sentiment_prompts
 from llm.training import PreferenceDataset, PreferenceTrainingConfig, RLConfig, train_preferences, train_rl
 
@@ -205,7 +206,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         write_json(path, record)
 
     model, tokenizer = load_causal_lm(config.model)
-    record["model"] = _model_record(config.model)
+    record["model"] = model_record(config.model)
     gold = GoldReward(model, tokenizer, target_words=config.target_words, score_prompt=False)
     for offset in range(config.seeds):
         run_seed(config, seed + offset, model, tokenizer, gold, plan, record, save, progress)
@@ -213,14 +214,6 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     record["complete"] = True
     save()
     return path
-
-
-def _model_record(name: str) -> dict[str, Any]:
-    from llm.pretrained import is_named_model, provision_named, read_provision_info
-
-    if not is_named_model(name):
-        return {"name": name}
-    return {"name": name, **read_provision_info(provision_named(name))}
 
 
 def _offline_config(config: SmolLM2FrontierConfig, method: Method, seed: int, progress: bool
