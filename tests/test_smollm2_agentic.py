@@ -24,14 +24,18 @@ def tiny_lm():
 
 
 @pytest.fixture(scope="module")
-def varied_lm(tiny_lm):
-    """The tiny model with its weights perturbed (seeded), so that greedy answers differ between prompts."""
-    model, tokenizer = tiny_lm
-    model = copy.deepcopy(model)
+def varied_lm():
+    """A fresh tiny model (not the module's shared one, which other tests use) with its weights perturbed (seeded),
+    so that greedy answers differ between prompts; the noise is drawn in float32 whatever the default dtype."""
+    from llm.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm("smollm2-tiny-random")
+    model.eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in model.parameters():
-            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator).to(parameter.dtype))
+            noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
+            parameter.add_(0.3 * noise.to(parameter.dtype))
     return model, tokenizer
 
 
