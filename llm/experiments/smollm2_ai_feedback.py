@@ -64,6 +64,7 @@ from irl_bilevel.validation import ValidationError
 from llm.frontier import evaluate_policy
 from llm.judges import LanguageModelJudge
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
+from llm.pretrained import model_record
 from llm.reward_models import RewardModelTrainingConfig, TextPairs, backbone_reward_model, train_reward_model
 from llm.sentiment import GoldReward, chat_review_prompts, sentiment_prompts
 from llm.training import PreferenceDataset, PreferenceTrainingConfig, train_preferences
@@ -190,7 +191,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0
     record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
                               "provenance": provenance(seed), "complete": False, "questions": QUESTIONS,
-                              "judge_template": JUDGE_TEMPLATE, "seeds": dict(earlier["seeds"]) if earlier else {}}
+                              "judge_template": JUDGE_TEMPLATE, "model": model_record(config.model),
+                              "seeds": dict(earlier["seeds"]) if earlier else {}}
 
     def save() -> None:
         record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
