@@ -96,7 +96,9 @@ def test_greedy_lockstep_episodes_equal_one_at_a_time_episodes(varied_lm):
     starts = [0, 1, 2, 3, 4, 5, 6, 7, 0]
     together = lockstep_rollout(model, tokenizer, env, starts, max_new_tokens=4, temperature=0.0, seed=0)
     alone = one_at_a_time_rollout(model, tokenizer, env, starts, max_new_tokens=4, temperature=0.0, seed=5)
-    assert len({str(e.completion_ids) for e in together}) > 1  # the answers differ between boards
+    # the episodes differ: eight boards, eight first prompts (the model's answers may or may not differ: in one CI
+    # worker the perturbed tiny model gave the same answer to every board, so the test does not depend on them)
+    assert len({str(e.prompt_ids[0]) for e in together}) == len(set(starts))
     for a, b in zip(together, alone):
         assert a.completion_ids == b.completion_ids and a.record.states == b.record.states
         assert a.record.action_texts == b.record.action_texts and len(a.prompt_ids) == a.record.steps
