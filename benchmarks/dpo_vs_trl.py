@@ -23,7 +23,9 @@ Random models use the built-in grammar's word-level tokenizer (``llm.builtin_mod
 rows), saved with the model; SmolLM2 its own. Pairs (``make_pairs``): a prompt of ``--prompt-words`` words of a
 review from the built-in grammar and a positive and a negative continuation of ``--completion-words`` words (default
 5 and 11–18: with the word-level tokenizer, prompts of 6 tokens with BOS, completions of 12–19 tokens with EOS);
-``--pairs`` of them (default 16) are the batch of every step. Sigmoid loss, β = 0.1, AdamW (lr 1e-3, no weight
+``--pairs`` of them (default 16) are the batch of every step. ``--prompt-format chat`` (instruct models) puts the
+prefix into the model's chat template as a user turn asking to continue it (``chat_pairs``): prompts of tens of
+tokens, shared by both answers, as in conversational preference data. Sigmoid loss, β = 0.1, AdamW (lr 1e-3, no weight
 decay, constant schedule, no gradient clipping).
 
 Sides, each run in a fresh Python process with ``torch.set_num_threads(t)`` (and ``OMP/MKL_NUM_THREADS=t``,
@@ -225,6 +227,22 @@ def make_pairs(count: int, prompt_words: int = 5, completion_words: tuple[int, i
     return pairs
 
 
+def chat_pairs(tokenizer, pairs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The pairs as an instruct model is used: the prompt is the model's chat template (its default system message
+    included) around a user turn asking to continue the review prefix, ending with the assistant header
+    (``add_generation_prompt``); completions lose their leading space. TRL's text path then tokenizes ``prompt``
+    and ``prompt + completion + EOS`` (SmolLM2's EOS is ``<|im_end|>``), the same tokens its conversational path
+    gives."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise SystemExit("--prompt-format chat: the model's tokenizer has no chat template")
+    chat = []
+    for pair in pairs:
+        messages = [{"role": "user", "content": f"Continue this movie review: {pair['prompt']}"}]
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        chat.append({"prompt": prompt, "chosen": pair["chosen"].lstrip(), "rejected": pair["rejected"].lstrip()})
+    return chat
+
+
 def token_ids(tokenizer, pairs: list[dict[str, str]]) -> list[dict[str, list[int]]]:
     """TRL 1.16's tokenization of a text preference dataset: ``prompt`` alone and ``prompt + completion + EOS``."""
     rows = []
@@ -394,6 +412,8 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
     policy = with_lora(model, lora, seed=SEED)
     save_adapter(policy, workdir / "initial_adapter", metadata={"benchmark": "dpo_vs_trl"})
     pairs = make_pairs(args.pairs, args.prompt_words, args.completion_words)
+    if args.prompt_format == "chat":
+        pairs = chat_pairs(tokenizer, pairs)
     rows = token_ids(tokenizer, pairs)
     (workdir / "pairs.json").write_text(json.dumps(pairs))
     (workdir / "token_ids.json").write_text(json.dumps(rows))
@@ -480,6 +500,9 @@ def main() -> None:
     parser.add_argument("--prompt-words", dest="prompt_words", type=int, default=5)
     parser.add_argument("--completion-words", dest="completion_words", type=parse_range, default=(11, 18),
                         help="min,max words of a completion (default 11,18)")
+    parser.add_argument("--prompt-format", dest="prompt_format", choices=["plain", "chat"], default="plain",
+                        help="plain: the review prefix is the prompt; chat: the model's chat template around a user "
+                        "turn asking to continue it (instruct models; prompts share more tokens with both answers)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="the base model's dtype on both sides (bfloat16 on a GPU)")
@@ -557,7 +580,7 @@ def main() -> None:
         "protocol": {"timed_steps": protocols[models[0]]["steps"], "warmup_steps": protocols[models[0]]["warmup"],
                      "repeats": protocols[models[0]]["repeats"], "per_model": protocols,
                      "parity_steps": args.parity_steps, "threads": threads, "sides": sides, "models": models,
-                     "pairs": args.pairs, "prompt_words": args.prompt_words,
+                     "pairs": args.pairs, "prompt_words": args.prompt_words, "prompt_format": args.prompt_format,
                      "completion_words": list(args.completion_words), "device": args.device, "dtype": args.dtype,
                      "omp_wait_policy": args.omp_wait_policy,
                      "ours": "llm.training.train_preferences (the library's training path)",
