@@ -56,11 +56,12 @@ from irl_bilevel.agreement import (
     pairwise_cohen_kappa,
     preference_ratings,
 )
-from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
+from irl_bilevel.config import PositiveFloat, PositiveInt, Range
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.teachers import Teacher, bpref_teachers
 from irl_bilevel.validation import ValidationError
+from llm.experiments import SentimentStudySettings
 from llm.frontier import evaluate_policy
 from llm.judges import LanguageModelJudge
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
@@ -86,7 +87,7 @@ LABEL_SOURCES = ("gold", "judge", "reward_model", "mistake_at_judge_rate")
 
 
 @dataclass(frozen=True)
-class SmolLM2AIFeedbackConfig(Config):
+class SmolLM2AIFeedbackConfig(SentimentStudySettings):
     """Settings of the AI-feedback study (protocol: the module docstring)."""
 
     model: str
@@ -101,34 +102,10 @@ class SmolLM2AIFeedbackConfig(Config):
     """prompts of the reward model's own training pairs"""
     rm_steps: PositiveInt
     """reward-model optimizer steps"""
-    rm_batch_size: PositiveInt
-    """pairs per reward-model step"""
-    rm_learning_rate: PositiveFloat
-    """AdamW learning rate of the reward model"""
-    test_prompts: PositiveInt
-    """held-out prompts of the DPO evaluations"""
-    eval_samples: PositiveInt
-    """samples per test prompt per evaluation"""
-    max_new_tokens: PositiveInt
-    """tokens per sampled continuation"""
-    target_words: PositiveInt
-    """conciseness target of the gold reward"""
     judge_batch_size: PositiveInt
     """judging prompts per forward pass"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
     dpo_beta: PositiveFloat
     """β of every DPO run"""
-    steps: PositiveInt
-    """DPO steps per labelling"""
-    batch_size: PositiveInt
-    """pairs per DPO step"""
-    learning_rate: PositiveFloat
-    """AdamW learning rate of the DPO runs"""
-    eval_every: PositiveInt
-    """steps between evaluations of a DPO run"""
 
 
 SCALES: dict[str, dict[str, Any]] = {

@@ -39,15 +39,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from irl_bilevel.config import NonNegativeFloat, PositiveInt
 from irl_bilevel.runs import earlier_record, provenance, write_json
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
+from llm.experiments import FrontierSettings
 from llm.experiments.sentiment_frontier import fit_reward_model
 from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
@@ -59,63 +60,15 @@ NAME = "smollm2_frontier"
 
 
 @dataclass(frozen=True)
-class SmolLM2FrontierConfig(Config):
+class SmolLM2FrontierConfig(FrontierSettings):
     """Settings of the real-model sentiment frontier (protocol: the module docstring)."""
 
     model: str
     """a named model (smollm2-135m-instruct; smollm2-tiny-random for tests), a local folder or a hub id"""
     seeds: PositiveInt
     """seeds 0 .. seeds-1"""
-    train_prompts: PositiveInt
-    """review prefixes whose reference samples form the pairs"""
-    test_prompts: PositiveInt
-    """held-out prefixes of the evaluations"""
-    pair_samples: Annotated[int, Range(low=2)]
-    """reference samples per training prompt; most vs least positive"""
-    max_new_tokens: PositiveInt
-    """tokens per sampled continuation"""
-    target_words: PositiveInt
-    """conciseness target of the gold reward"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
-    dpo_betas: tuple[PositiveFloat, ...]
-    """β of each DPO run"""
-    other_losses: dict[str, dict[str, float | None]]
-    """catalog loss -> {"beta": β or None, other parameters}"""
-    steps: PositiveInt
-    """offline optimizer steps per method"""
-    batch_size: PositiveInt
-    """pairs per step"""
-    learning_rate: PositiveFloat
-    """AdamW learning rate of the offline runs"""
-    eval_every: PositiveInt
-    """steps between frontier points of an offline run"""
-    eval_samples: PositiveInt
-    """samples per test prompt per evaluation"""
     rl_kl_coef: NonNegativeFloat
     """β of RLOO's KL penalty (gold and reward-model RLOO alike)"""
-    rl_steps: PositiveInt
-    """RLOO updates per run"""
-    rl_prompts_per_step: PositiveInt
-    """prompts per RLOO update"""
-    rl_samples_per_prompt: Annotated[int, Range(low=2)]
-    """k of RLOO"""
-    rl_learning_rate: PositiveFloat
-    """AdamW learning rate of the RLOO runs"""
-    rl_eval_every: PositiveInt
-    """updates between frontier points of an RLOO run"""
-    rm_steps: NonNegativeInt
-    """reward-model optimizer steps (0: no RM + RLOO)"""
-    rm_batch_size: PositiveInt
-    """pairs per reward-model step"""
-    rm_learning_rate: PositiveFloat
-    """AdamW learning rate of the reward model"""
-    rm_lora_r: NonNegativeInt
-    """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
-    best_of_n: tuple[PositiveInt, ...]
-    """n of each best-of-n point (reference samples ranked by gold sentiment)"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
