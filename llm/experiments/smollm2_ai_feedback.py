@@ -57,7 +57,7 @@ from irl_bilevel.agreement import (
     preference_ratings,
 )
 from irl_bilevel.config import PositiveFloat, PositiveInt, Range
-from irl_bilevel.runs import earlier_record, provenance, write_json
+from irl_bilevel.runs import seed_entry, seeded_record
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.teachers import Teacher, bpref_teachers
 from irl_bilevel.validation import ValidationError
@@ -160,23 +160,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     config = config or SmolLM2AIFeedbackConfig.from_dict(SCALES[scale], NAME)
     settings = config.to_dict()
     path = Path(results_dir) / f"{NAME}.json"
-    earlier = earlier_record(path, scale, settings, differing=("seeds",))
-    if earlier is not None and earlier.get("seed_offset") != seed:
-        earlier = None
-    started, cpu_started = time.perf_counter(), time.process_time()
-    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
-    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
-                              "provenance": provenance(seed), "complete": False, "questions": QUESTIONS,
-                              "judge_template": JUDGE_TEMPLATE, "model": model_record(config.model),
-                              "seeds": dict(earlier["seeds"]) if earlier else {}}
-
-    def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
-        # this process's CPU time over the segments: the cost of the run on a machine it shares with other jobs
-        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
-        record["torch_threads"] = torch.get_num_threads()
-        write_json(path, record)
+    record, earlier, save = seeded_record(path, NAME, scale, settings, seed, questions=QUESTIONS,
+                                          judge_template=JUDGE_TEMPLATE, model=model_record(config.model))
+    record["seeds"] = dict(earlier["seeds"]) if earlier else {}
 
     model, tokenizer = load_causal_lm(config.model)
     gold = GoldReward(model, tokenizer, target_words=config.target_words, score_prompt=False)
@@ -219,13 +205,8 @@ def run_seed(config: SmolLM2AIFeedbackConfig, seed: int, model, tokenizer, gold:
         return
     torch.manual_seed(seed)
     study = build_study(config, seed, model, tokenizer, gold)
-    key, digest = str(seed), study_hash(study)
-    entry: dict[str, Any] = record["seeds"].get(key, {})
-    if entry.get("study_hash") != digest:
-        if entry:
-            print(f"{NAME}: seed {seed}: the study's samples differ from the recorded ones; the seed starts over")
-        entry = {"study_hash": digest, "dpo": {}, "seconds": 0.0}
-    record["seeds"][key] = entry
+    entry = seed_entry(record, seed, "study_hash", study_hash(study), {"dpo": {}, "seconds": 0.0},
+                       "the study's samples")
     phase = time.perf_counter()
     labels = label_everything(config, seed, study, model, tokenizer, gold)
     entry["agreement"] = agreement(study, labels)

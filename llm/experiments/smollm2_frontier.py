@@ -45,7 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irl_bilevel.config import NonNegativeFloat, PositiveInt
-from irl_bilevel.runs import earlier_record, provenance, write_json
+from irl_bilevel.runs import seed_entry, seeded_record
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from llm.experiments import FrontierSettings
@@ -141,22 +141,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         if method.kind == "offline":
             _offline_config(config, method, seed, progress)
     path = Path(results_dir) / f"{NAME}.json"
-    earlier = earlier_record(path, scale, settings, differing=("seeds",))
-    if earlier is not None and earlier.get("seed_offset") != seed:
-        earlier = None
-    started, cpu_started = time.perf_counter(), time.process_time()
-    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
-    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0  # earlier segments of an interrupted run
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
-                              "provenance": provenance(seed), "complete": False,
-                              "seeds": dict(earlier["seeds"]) if earlier else {}}
-
-    def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
-        # this process's CPU time over the segments: the cost of the run on a machine it shares with other jobs
-        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
-        record["torch_threads"] = torch.get_num_threads()
-        write_json(path, record)
+    record, earlier, save = seeded_record(path, NAME, scale, settings, seed)
+    record["seeds"] = dict(earlier["seeds"]) if earlier else {}
 
     model, tokenizer = load_causal_lm(config.model)
     record["model"] = model_record(config.model)
@@ -181,7 +167,6 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
              record: dict[str, Any], save: Callable[[], None], progress: bool) -> None:
     """All methods of one seed into ``record["seeds"][str(seed)]``, saved as soon as each finishes."""
     started = time.perf_counter()
-    key = str(seed)
     torch.manual_seed(seed)
     train_prompts = chat_review_prompts(tokenizer, sentiment_prompts(config.train_prompts, "train", seed=seed))
     test_prompts = chat_review_prompts(tokenizer, sentiment_prompts(config.test_prompts, "test", seed=seed))
@@ -190,13 +175,8 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
     pairs = label_pairs(samples, _sentiment_only(gold(samples)))
     if len(pairs) == 0:
         raise ValidationError(f"train_prompts: seed {seed}: no pair of reference samples differs in sentiment")
-    digest = pairs_hash(pairs)
-    entry: dict[str, Any] = record["seeds"].get(key, {})
-    if entry.get("pairs_hash") != digest:
-        if entry:
-            print(f"{NAME}: seed {seed}: the training pairs differ from the recorded ones; its runs start over")
-        entry = {"pairs_hash": digest, "runs": {}, "seconds": 0.0}
-    record["seeds"][key] = entry
+    entry = seed_entry(record, seed, "pairs_hash", pairs_hash(pairs), {"runs": {}, "seconds": 0.0},
+                       "the training pairs")
     entry["data"] = {"pairs": len(pairs), "chosen_sentiment": float(pairs.chosen_aspects[:, 0].mean()),
                      "rejected_sentiment": float(pairs.rejected_aspects[:, 0].mean())}
     eval_seed = seed + 7_919
