@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -110,8 +110,8 @@ from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.pretrained import model_record
 
 NAME = "smollm2_agentic"
-GAMES = ("ta-hanoi", "ta-frozenlake", "ta-lightsout", "ta-frozenlake-5x5", "hanoi-3")
 GameName = Literal["ta-hanoi", "ta-frozenlake", "ta-lightsout", "ta-frozenlake-5x5", "hanoi-3"]
+GAMES: tuple[GameName, ...] = get_args(GameName)
 PLAN_CONDITIONS = ("true", "learned", "pref", "sparse")
 """The rewards whose search plans are imitated, in the order they run (an identical plan set reuses the earlier
 condition's adapter)."""
