@@ -19,11 +19,13 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 import torch
 
+from irl_bilevel.config import Config, Discount, PositiveInt, Probability
 from irl_bilevel.tabular import TabularMDP
 from irl_bilevel.validation import ValidationError, reject_unknown_keys
 
@@ -129,6 +131,19 @@ def _sparse_mdp(name: str, successors: np.ndarray, probabilities: np.ndarray, fe
 
 
 # ---------------------------------------------------------------------- Ng & Russell gridworld
+@dataclass(frozen=True)
+class GridSettings(Config):
+    """The settings of a slippery grid testbed (:func:`gridworld`, :func:`objectworld`, :func:`sparse_gridworld`):
+    the base of the experiment configs that build one."""
+
+    size: PositiveInt
+    """grid side"""
+    slip: Probability
+    """probability that the move goes in a random direction"""
+    discount: Discount
+    """γ"""
+
+
 def gridworld(size: int = 5, slip: float = 0.3, discount: float = 0.9) -> TabularMDP:
     """The gridworld of Ng & Russell (2000, section 3): a ``size × size`` grid, reward 1 in the upper-right
     corner and 0 elsewhere.

@@ -155,7 +155,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     config = results["config"]
     return style.finish(fig, figures_dir, NAME, results, fontsize=10, title=(
         f"LoRA policy LM on agentic text tasks: fresh adapters, {config['transfer_updates']} RLOO updates "
-        f"on each frozen reward (DPO: as many steps)\n({style.scale_and_seed(results)})"))
+        f"on each frozen reward (DPO: as many steps)"))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     ax.set_title("(c) reward weights learned from preferences")
     style.legend_outside(ax, fontsize=7)
     return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
-        f"Tool use: reward-guided A* against plain sampling ({style.scale_and_seed(results)})"))
+        "Tool use: reward-guided A* against plain sampling"))
 
 
 if __name__ == "__main__":

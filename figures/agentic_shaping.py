@@ -88,7 +88,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         style.shared_legend([axes[row, 2], axes[row, 3]], fontsize=7)
     return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
         f"Learned reward shaping with a LoRA policy LM, {results['config']['total_updates']} RLOO updates "
-        f"per method ({style.scale_and_seed(results)})"))
+        "per method"))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     seeds = results["config"]["seeds"]
     return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
         f"Scalar vs per-aspect labels on ObjectWorld (true reward = {weights}); IQM and 95% CI over "
-        f"{seeds} seeds\n{style.scale_and_seed(results)}"))
+        f"{seeds} seeds"))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     setting = results["setting"]
     return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
         f"Feedback consistency on {setting['testbed']}: {setting['num_queries']} queries "
-        f"(truth ties {setting['truth_tie_rate']:.0%}), {style.scale_and_seed(results)}\n"
+        f"(truth ties {setting['truth_tie_rate']:.0%})\n"
         + "; ".join(parts)))
 
 

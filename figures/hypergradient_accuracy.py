@@ -170,7 +170,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     subfigs[-1].legend(handles=_legend_handles(labels), loc="center", ncol=5, fontsize=9)
     cfg = results["config"]
     return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
-        f"Hypergradient accuracy, float64 ({style.scale_and_seed(results)}; times: median of "
+        f"Hypergradient accuracy, float64 (times: median of "
         f"{cfg['repeats']} calls; bands: min–max over MDPs). Errors against implicit differentiation "
         f"with a direct solve; all methods share one converged, warm-started inner solve."))
 

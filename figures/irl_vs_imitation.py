@@ -135,8 +135,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     seeds = len(results["protocol"]["seeds"])
     demonstrations = results["protocol"]["demonstrations"]
     return style.finish(fig, figures_dir, NAME, results, fontsize=10, title=(
-        f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}, scale "
-        f"{results.get('scale', '?')}"))
+        f"IRL vs imitation: {demonstrations} demonstrations, {seeds} seed{'s' * (seeds > 1)}"))
 
 
 if __name__ == "__main__":

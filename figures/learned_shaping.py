@@ -147,8 +147,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
         f"Learned shaping on {mdp['name']} ({mdp['num_states']} states incl. absorbing end, "
         f"γ={mdp['discount']}, slip {cfg['slip']}, step cost {cfg['step_cost']}); inner learner: "
-        f"K={cfg['budget']} soft-VI sweeps (τ={cfg['temperature']}) from Q=0; outer loss −J(π_K). "
-        f"{style.scale_and_seed(results)}"))
+        f"K={cfg['budget']} soft-VI sweeps (τ={cfg['temperature']}) from Q=0; outer loss −J(π_K)."))
 
 
 if __name__ == "__main__":

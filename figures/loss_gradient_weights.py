@@ -89,7 +89,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     axes[1, 0].set_ylabel("gradient weight  −∂ℓ/∂(β·d)")
     config = results["config"]
     return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
-        f"Preference losses and the gradient weight each pair receives ({style.scale_and_seed(results)}). One pair "
+        "Preference losses and the gradient weight each pair receives. One pair "
         f"per point, each loss at its default β (0.1 unless marked; ORPO has none: β·d = d); with a reference "
         f"s_w = d/2, s_l = −d/2, unit lengths;\nreference-free: the better sequence at log-prob "
         f"−{config['reference_free_anchor']:g}, the other |d| lower (CPO's NLL term grows as |d| and leaves the "

@@ -77,8 +77,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         f"policy) vs. Bradley-Terry reward model → PPO ({cfg['baseline_steps']:,} steps)\n"
         f"{seeds} seed{'s' if seeds > 1 else ''}, IQM with bootstrap 95% CI; "
         f"segments of {cfg['segment_length']} steps, {pairs} "
-        f"train pairs/seed; R_random {ref['random']:.1f}, R_expert {ref['expert']:.1f} "
-        f"({style.scale_and_seed(results)})"))
+        f"train pairs/seed; R_random {ref['random']:.1f}, R_expert {ref['expert']:.1f}"))
 
 
 if __name__ == "__main__":

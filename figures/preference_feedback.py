@@ -115,7 +115,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     return style.finish(fig, out_dir, NAME, results, fontsize=9, tight_layout=True, title=(
         f"RL from preferences (PPO inner loop): {cfg['total_env_steps']} env steps, {cfg['seeds']} seeds "
-        f"(harder testbed {harder['seeds']}); {style.scale_and_seed(results)}"))
+        f"(harder testbed {harder['seeds']})"))
 
 
 if __name__ == "__main__":

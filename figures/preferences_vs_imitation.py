@@ -70,7 +70,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False)
     seeds = results.get("seeds", [])
     return style.finish(fig, out_dir, NAME, results, fontsize=9, title=(
-        f"RL from preferences vs imitation — scale {results.get('scale', '?')}, {len(seeds)} seed(s)"))
+        f"RL from preferences vs imitation — {len(seeds)} seed(s)"))
 
 
 if __name__ == "__main__":

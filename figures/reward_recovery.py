@@ -128,7 +128,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         _row(subfig, results, testbed)
     cfg = results["config"]
     return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(
-        f"Reward recovery ({style.scale_and_seed(results)}). MaxEnt IRL: L-BFGS; on sampled "
+        f"Reward recovery. MaxEnt IRL: L-BFGS; on sampled "
         f"demonstrations, implicit-differentiation gradient of the likelihood + L2 {cfg['demo_l2']:g}. "
         f"Titles: EPIC to the true reward, L1 of the soft-optimal occupancy to the expert's, normalized "
         f"return."))

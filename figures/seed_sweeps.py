@@ -70,7 +70,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
         ax.set_ylim(min(0.0, lowest) - 0.05, 1.05)
         ax.set_title(f"{TITLES[experiment]}: {point['n']} seeds (dots), IQM and 95% CI (bars)")
     return style.finish(fig, out_dir, NAME, [record, *sweeps], fontsize=10, title=(
-        f"Single-seed experiments over seeds ({style.scale_and_seed(record)})"))
+        "Single-seed experiments over seeds"))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
                        for v in variants]
     fig.legend(handles=method_handles + variant_handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     return style.finish(fig, figures_dir, NAME, results, fontsize=9, tight_layout=True, title=(
-        f"Controlled sentiment: gold reward vs KL, one point per evaluation "
-        f"({style.scale_and_seed(results)})"))
+        "Controlled sentiment: gold reward vs KL, one point per evaluation"))
 
 
 if __name__ == "__main__":

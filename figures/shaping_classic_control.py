@@ -77,7 +77,7 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
         _weights(axes[row, 2], testbed)
         axes[row, 2].set_title(f"({chr(99 + 3 * row)}) {env_id}: learned candidate\nweights (per seed)")
     return style.finish(fig, figures_dir, NAME, results, fontsize=9, title=(
-        f"Learned reward shaping with a PPO inner loop ({style.scale_and_seed(results)})"))
+        "Learned reward shaping with a PPO inner loop"))
 
 
 if __name__ == "__main__":

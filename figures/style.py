@@ -50,9 +50,10 @@ def read_results(results_dir: Path, name: str) -> dict[str, Any]:
 
 
 def scale_and_seed(results: dict[str, Any]) -> str:
-    """``scale …, seed …`` from a results file, for titles (the commit goes into the file's metadata: :func:`save`)."""
-    prov = results.get("provenance", {})
-    return f"scale {results.get('scale', '?')}, seed {prov.get('seed', '?')}"
+    """``scale …, seed …`` from a results file (``scale …`` where its provenance names no single seed), for titles
+    (:func:`finish` ends every title with it; the commit goes into the file's metadata: :func:`save`)."""
+    seed = results.get("provenance", {}).get("seed")
+    return f"scale {results.get('scale', '?')}" + ("" if seed is None else f", seed {seed}")
 
 
 def provenance_metadata(name: str, sources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -155,9 +156,11 @@ def save(fig: Figure, out_dir: Path, name: str, sources: dict[str, Any] | list[d
 
 def finish(fig: Figure, out_dir: Path, name: str, sources: dict[str, Any] | list[dict[str, Any]], title: str,
            fontsize: float, tight_layout: bool = False) -> list[Path]:
-    """Give ``fig`` its overall ``title`` (``suptitle`` at ``fontsize``), lay it out tightly if asked, and
-    :func:`save` it: the last step of every figure script."""
-    fig.suptitle(title, fontsize=fontsize)
+    """Give ``fig`` its overall ``title`` (``suptitle`` at ``fontsize``), ended by the scale and seed of the (first)
+    record drawn (:func:`scale_and_seed`), lay it out tightly if asked, and :func:`save` it: the last step of every
+    figure script."""
+    first = sources[0] if isinstance(sources, list) else sources
+    fig.suptitle(f"{title} ({scale_and_seed(first)})", fontsize=fontsize)
     if tight_layout:
         fig.tight_layout()
     return save(fig, out_dir, name, sources)

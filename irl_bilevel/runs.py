@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -474,6 +475,49 @@ def earlier_record(path: Path, scale: str, config: dict[str, Any], *,
             {k: v for k, v in ours.items() if k not in differing}:
         return None
     return record
+
+
+def seeded_record(path: Path, name: str, scale: str, config: dict[str, Any], seed: int, *,
+                  differing: tuple[str, ...] = ("seeds",),
+                  **fields: Any) -> tuple[dict[str, Any], dict[str, Any] | None, Callable[[], None]]:
+    """The record of a run over seeds ``seed, seed + 1, ...`` that resumes an earlier one, and its ``save``.
+
+    ``earlier``: the record at ``path`` with the same ``scale``, the same ``config`` except ``differing`` and the
+    same ``seed_offset`` (:func:`earlier_record`), or ``None``; the caller carries over what it keeps of it. The new
+    record holds ``name``, ``scale``, ``config``, ``seed_offset``, ``provenance``, ``complete: False`` and
+    ``fields``. ``save()`` writes it to ``path`` with ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU
+    time, what a run costs on a machine it shares), each summed over the resumed segments, and ``torch_threads``.
+    Returns ``(record, earlier, save)``."""
+    earlier = earlier_record(path, scale, config, differing=differing)
+    if earlier is not None and earlier.get("seed_offset") != seed:
+        earlier = None
+    started, cpu_started = time.perf_counter(), time.process_time()
+    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
+    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0
+    record: dict[str, Any] = {"name": name, "scale": scale, "config": config, "seed_offset": seed,
+                              "provenance": provenance(seed), "complete": False, **fields}
+
+    def save() -> None:
+        record["seconds"] = before + time.perf_counter() - started
+        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
+        record["torch_threads"] = torch.get_num_threads()
+        write_json(path, record)
+
+    return record, earlier, save
+
+
+def seed_entry(record: dict[str, Any], seed: int, hash_key: str, digest: str, fresh: dict[str, Any],
+               data: str) -> dict[str, Any]:
+    """``record["seeds"][str(seed)]`` of a :func:`seeded_record` run, kept when it was computed from the same data
+    (its ``hash_key`` equals ``digest``) and replaced by ``{hash_key: digest, **fresh}`` otherwise, saying so
+    when there was one (``data`` names what differs, e.g. ``"the training pairs"``)."""
+    entry: dict[str, Any] = record["seeds"].get(str(seed), {})
+    if entry.get(hash_key) != digest:
+        if entry:
+            print(f"{record['name']}: seed {seed}: {data} differ from the recorded ones; the seed starts over")
+        entry = {hash_key: digest, **fresh}
+    record["seeds"][str(seed)] = entry
+    return entry
 
 
 def unfinished_record(path: Path, scale: str, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -39,15 +39,12 @@ import torch
 from tqdm.auto import tqdm
 
 from classic_rl.experiments import quiet_torchopt, relative_error
-from classic_rl.testbeds import grid_distance_to, optimal_policy, sparse_gridworld
+from classic_rl.testbeds import GridSettings, grid_distance_to, optimal_policy, sparse_gridworld
 from irl_bilevel.config import (
-    Config,
-    Discount,
     NonEmpty,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
-    Probability,
     experiment_settings,
 )
 from irl_bilevel.hypergradients import BilevelProblem, FiniteDifferenceHypergradient, UnrolledHypergradient
@@ -73,13 +70,9 @@ NAME = "learned_shaping"
 
 
 @dataclass(frozen=True)
-class LearnedShapingConfig(Config):
+class LearnedShapingConfig(GridSettings):
     """Settings of the decision-aware shaping experiment on the sparse gridworld."""
 
-    slip: Probability
-    """probability that the move goes in a random direction"""
-    discount: Discount
-    """γ"""
     step_cost: float
     """reward per step before the goal"""
     temperature: PositiveFloat
@@ -90,8 +83,6 @@ class LearnedShapingConfig(Config):
     """scale of the candidate potential signals"""
     bonus_l2: NonNegativeFloat
     """L2 penalty weight of the free bonus"""
-    size: PositiveInt
-    """grid side"""
     budget: PositiveInt
     """inner sweep budget K"""
     curve_sweeps: PositiveInt

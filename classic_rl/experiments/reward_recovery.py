@@ -34,15 +34,13 @@ from tqdm.auto import tqdm
 from classic_rl.experiments import quiet_torchopt
 from classic_rl.lp_irl import lp_irl
 from classic_rl.maxent_irl import make_reward_model, maxent_irl
-from classic_rl.testbeds import gridworld, objectworld, optimal_policy
+from classic_rl.testbeds import GridSettings, gridworld, objectworld, optimal_policy
 from irl_bilevel.config import (
     Config,
-    Discount,
     NonEmpty,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
-    Probability,
     experiment_settings,
 )
 from irl_bilevel.hypergradients import (
@@ -62,15 +60,9 @@ NAME = "reward_recovery"
 
 
 @dataclass(frozen=True)
-class GridworldRecovery(Config):
-    """The 5×5 gridworld of Ng & Russell (2000)."""
+class RecoveryTestbed(GridSettings):
+    """The settings both testbeds of the experiment have."""
 
-    size: PositiveInt
-    """grid side"""
-    slip: Probability
-    """probability that the move goes in a random direction"""
-    discount: Discount
-    """γ"""
     reward_models: tuple[str, ...]
     """MaxEnt reward models (linear | mlp | tabular)"""
     num_demos: Annotated[tuple[PositiveInt, ...], NonEmpty()]
@@ -82,29 +74,20 @@ class GridworldRecovery(Config):
 
 
 @dataclass(frozen=True)
-class ObjectworldRecovery(Config):
+class GridworldRecovery(RecoveryTestbed):
+    """The 5×5 gridworld of Ng & Russell (2000)."""
+
+
+@dataclass(frozen=True)
+class ObjectworldRecovery(RecoveryTestbed):
     """ObjectWorld of Levine et al. (2011) with binary distance features."""
 
-    size: PositiveInt
-    """grid side"""
     num_colours: PositiveInt
     """object colours"""
     num_objects: PositiveInt
     """objects placed at random (seeded)"""
-    slip: Probability
-    """probability that the move goes in a random direction"""
-    discount: Discount
-    """γ"""
-    reward_models: tuple[str, ...]
-    """MaxEnt reward models (linear | mlp | tabular)"""
     hidden_sizes: tuple[PositiveInt, ...]
     """MLP reward widths"""
-    num_demos: Annotated[tuple[PositiveInt, ...], NonEmpty()]
-    """sampled demonstration counts (beside the exact occupancy)"""
-    demo_length: PositiveInt
-    """steps per demonstration"""
-    highlight_demos: PositiveInt
-    """demonstration count the figure highlights"""
 
 
 @dataclass(frozen=True)
@@ -257,7 +240,7 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     started = time.perf_counter()
     with default_dtype(torch.float64), quiet_torchopt():
         grid_cfg, world_cfg = settings.gridworld, settings.objectworld
-        testbeds: list[tuple[_Testbed, GridworldRecovery | ObjectworldRecovery]] = [
+        testbeds: list[tuple[_Testbed, RecoveryTestbed]] = [
             (_Testbed("gridworld", gridworld(grid_cfg.size, grid_cfg.slip, grid_cfg.discount),
                       grid_cfg.size, settings.temperature), grid_cfg),
             (_Testbed("objectworld",

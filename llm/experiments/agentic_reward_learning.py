@@ -76,7 +76,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -107,8 +107,8 @@ from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.training import PreferenceTrainingConfig, train_preferences
 
 NAME = "agentic_reward_learning"
-ENVS = ("hanoi-3", "steppath", "ta-hanoi", "ta-frozenlake", "ta-lightsout")
 EnvName = Literal["hanoi-3", "steppath", "ta-hanoi", "ta-frozenlake", "ta-lightsout"]
+ENVS: tuple[EnvName, ...] = get_args(EnvName)
 CONDITIONS = ("untrained", "irl_inner", "learned", "sparse", "true", "pref_learned", "pref_scalar", "dpo",
               "learned_plans", "pref_plans", "sparse_plans", "true_plans")
 TRAINED = ("learned", "sparse", "true")  # fresh adapters fine-tuned on a frozen reward, same budget

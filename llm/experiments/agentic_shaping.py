@@ -46,7 +46,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -82,9 +82,9 @@ from llm.lora_inner import LoRAInnerConfig, LoRAInnerSolver
 from llm.models import LoraSettings, load_causal_lm, with_lora
 
 NAME = "agentic_shaping"
-METHODS = ("none", "hand_potential", "fixed_candidates", "learned_weights", "learned_from_none")
 LEARNED_METHODS = ("learned_weights", "learned_from_none")
 Method = Literal["none", "hand_potential", "fixed_candidates", "learned_weights", "learned_from_none"]
+METHODS: tuple[Method, ...] = get_args(Method)
 Candidate = Literal["progress_potential", "invalid", "malformed", "stall"]
 
 

@@ -41,18 +41,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
 from irl_bilevel.config import (
-    Config,
     NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Range,
     experiment_settings,
 )
 from irl_bilevel.rewards import RewardOutput
@@ -60,6 +55,7 @@ from irl_bilevel.runs import provenance, write_json
 from irl_bilevel.validation import ValidationError
 from llm.builtin_model import BuiltinRecipe, build_builtin_model, read_build_info
 from llm.evaluation import accuracy_from_scores
+from llm.experiments import FrontierSettings
 from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
 from llm.reward_models import (
@@ -88,67 +84,19 @@ RL_METHODS = ("rloo", "rm_rloo")  # RLOO against the rl_reward source, and again
 
 
 @dataclass(frozen=True)
-class SentimentFrontierConfig(Config):
+class SentimentFrontierConfig(FrontierSettings):
     """Settings of the sentiment frontier (protocol: the module docstring)."""
 
     model: str
     """"builtin" (default recipe), "builtin-tiny", or a local folder / hub id of a causal LM"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
     lora_targets: tuple[str, ...] | None
     """None: peft's default for the architecture (c_attn for GPT-2)"""
-    train_prompts: PositiveInt
-    """prompts whose reference samples form the preference pairs"""
-    test_prompts: PositiveInt
-    """held-out prompts of the evaluations"""
-    pair_samples: Annotated[int, Range(low=2)]
-    """reference samples per training prompt; best vs worst by the variant's gold reward"""
-    max_new_tokens: PositiveInt
-    """tokens per sampled continuation"""
-    target_words: PositiveInt
-    """conciseness target of the gold reward"""
     variants: tuple[Literal["scalar", "multi_aspect"], ...]
     """preference pairs labelled by the scalar gold reward, or by its aspects"""
-    dpo_betas: tuple[PositiveFloat, ...]
-    """β values of the DPO runs (the frontier's offline points)"""
-    other_losses: dict[str, dict[str, float | None]]
-    """catalog loss -> {"beta": β or None, other loss params}"""
-    steps: PositiveInt
-    """offline optimizer steps per method"""
-    batch_size: PositiveInt
-    """pairs per step"""
-    learning_rate: PositiveFloat
-    """AdamW learning rate of the offline methods"""
-    eval_every: PositiveInt
-    """offline steps between evaluations"""
-    eval_samples: PositiveInt
-    """samples per test prompt per evaluation"""
     rl_reward: str
     """a key of REWARD_SOURCES"""
     rl_kl_coefs: tuple[NonNegativeFloat, ...]
     """KL coefficients β of the RLOO runs"""
-    rl_steps: PositiveInt
-    """RLOO optimizer steps per run"""
-    rl_prompts_per_step: PositiveInt
-    """prompts per RLOO step"""
-    rl_samples_per_prompt: Annotated[int, Range(low=2)]
-    """k of RLOO"""
-    rl_learning_rate: PositiveFloat
-    """AdamW learning rate of RLOO"""
-    rl_eval_every: PositiveInt
-    """RLOO steps between evaluations"""
-    best_of_n: tuple[PositiveInt, ...]
-    """n of the best-of-n baselines (samples of the reference, the best by the RL reward)"""
-    rm_steps: NonNegativeInt
-    """reward-model optimizer steps (0: no RM + RLOO runs)"""
-    rm_batch_size: PositiveInt
-    """pairs per reward-model step"""
-    rm_learning_rate: PositiveFloat
-    """AdamW learning rate of the reward model"""
-    rm_lora_r: NonNegativeInt
-    """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
     save_adapters: bool
     """write each trained adapter to results_dir/sentiment_frontier_adapters/"""
 
@@ -243,19 +191,6 @@ REWARD_SOURCES: dict[str, Callable[[FrontierContext, str], RewardFunction]] = {
 :func:`train_frontier_reward_model`)."""
 
 
-class RewardModelSettings(Protocol):
-    """The reward-model settings :func:`fit_reward_model` reads (any experiment config that has them)."""
-
-    @property
-    def rm_steps(self) -> int: ...
-    @property
-    def rm_batch_size(self) -> int: ...
-    @property
-    def rm_learning_rate(self) -> float: ...
-    @property
-    def rm_lora_r(self) -> int: ...
-
-
 def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple[BackboneRewardModel,
                                                                                    dict[str, Any]]:
     """The variant's text reward model (:func:`fit_reward_model`) on the context's pairs and held-out pairs."""
@@ -266,7 +201,7 @@ def train_frontier_reward_model(context: FrontierContext, variant: str) -> tuple
 
 
 def fit_reward_model(model_path: Path | str, pairs: PreferencePairs, held_out: PreferencePairs, gold: GoldReward,
-                     variant: str, settings: RewardModelSettings, seed: int) -> tuple[BackboneRewardModel,
+                     variant: str, settings: FrontierSettings, seed: int) -> tuple[BackboneRewardModel,
                                                                                        dict[str, Any]]:
     """Train the variant's text reward model on its preference pairs and measure it on the held-out pairs.
 

@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ from irl_bilevel.config import (
     Range,
     scale_config,
 )
-from irl_bilevel.runs import earlier_record, provenance, write_json
+from irl_bilevel.runs import seeded_record
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
 from llm.agentic import SPARSE_WEIGHTS, FiniteTextEnv, HanoiEnv
@@ -110,8 +110,8 @@ from llm.models import LoraSettings, load_causal_lm, with_lora
 from llm.pretrained import model_record
 
 NAME = "smollm2_agentic"
-GAMES = ("ta-hanoi", "ta-frozenlake", "ta-lightsout", "ta-frozenlake-5x5", "hanoi-3")
 GameName = Literal["ta-hanoi", "ta-frozenlake", "ta-lightsout", "ta-frozenlake-5x5", "hanoi-3"]
+GAMES: tuple[GameName, ...] = get_args(GameName)
 PLAN_CONDITIONS = ("true", "learned", "pref", "sparse")
 """The rewards whose search plans are imitated, in the order they run (an identical plan set reuses the earlier
 condition's adapter)."""
@@ -511,22 +511,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     config = config or scale_config(SmolLM2AgenticConfig, SCALES, scale, NAME)
     settings = config.to_dict()
     path = Path(results_dir) / f"{NAME}.json"
-    earlier = earlier_record(path, scale, settings, differing=("seeds", "rl_seeds"))
-    if earlier is not None and earlier.get("seed_offset") != seed:
-        earlier = None
-    started = time.perf_counter()
-    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0  # earlier segments of an interrupted run
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
-                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads(),
-                              "complete": False, "zero_shot": dict(earlier["zero_shot"]) if earlier else {},
-                              "plans": dict(earlier["plans"]) if earlier else {},
-                              "rl": dict(earlier["rl"]) if earlier else {}}
+    record, earlier, save = seeded_record(path, NAME, scale, settings, seed, differing=("seeds", "rl_seeds"))
+    for part in ("zero_shot", "plans", "rl"):
+        record[part] = dict(earlier[part]) if earlier else {}
     if earlier is not None:
         record["resumed_from"] = earlier["provenance"]
-
-    def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started
-        write_json(path, record)
 
     study = Study(config, record, save, progress)
     record["model"] = model_record(config.model)

@@ -56,11 +56,12 @@ from irl_bilevel.agreement import (
     pairwise_cohen_kappa,
     preference_ratings,
 )
-from irl_bilevel.config import Config, PositiveFloat, PositiveInt, Range
-from irl_bilevel.runs import earlier_record, provenance, write_json
+from irl_bilevel.config import PositiveFloat, PositiveInt, Range
+from irl_bilevel.runs import seed_entry, seeded_record
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.teachers import Teacher, bpref_teachers
 from irl_bilevel.validation import ValidationError
+from llm.experiments import SentimentStudySettings
 from llm.frontier import evaluate_policy
 from llm.judges import LanguageModelJudge
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
@@ -86,7 +87,7 @@ LABEL_SOURCES = ("gold", "judge", "reward_model", "mistake_at_judge_rate")
 
 
 @dataclass(frozen=True)
-class SmolLM2AIFeedbackConfig(Config):
+class SmolLM2AIFeedbackConfig(SentimentStudySettings):
     """Settings of the AI-feedback study (protocol: the module docstring)."""
 
     model: str
@@ -101,34 +102,10 @@ class SmolLM2AIFeedbackConfig(Config):
     """prompts of the reward model's own training pairs"""
     rm_steps: PositiveInt
     """reward-model optimizer steps"""
-    rm_batch_size: PositiveInt
-    """pairs per reward-model step"""
-    rm_learning_rate: PositiveFloat
-    """AdamW learning rate of the reward model"""
-    test_prompts: PositiveInt
-    """held-out prompts of the DPO evaluations"""
-    eval_samples: PositiveInt
-    """samples per test prompt per evaluation"""
-    max_new_tokens: PositiveInt
-    """tokens per sampled continuation"""
-    target_words: PositiveInt
-    """conciseness target of the gold reward"""
     judge_batch_size: PositiveInt
     """judging prompts per forward pass"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
     dpo_beta: PositiveFloat
     """β of every DPO run"""
-    steps: PositiveInt
-    """DPO steps per labelling"""
-    batch_size: PositiveInt
-    """pairs per DPO step"""
-    learning_rate: PositiveFloat
-    """AdamW learning rate of the DPO runs"""
-    eval_every: PositiveInt
-    """steps between evaluations of a DPO run"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -183,23 +160,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     config = config or SmolLM2AIFeedbackConfig.from_dict(SCALES[scale], NAME)
     settings = config.to_dict()
     path = Path(results_dir) / f"{NAME}.json"
-    earlier = earlier_record(path, scale, settings, differing=("seeds",))
-    if earlier is not None and earlier.get("seed_offset") != seed:
-        earlier = None
-    started, cpu_started = time.perf_counter(), time.process_time()
-    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
-    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
-                              "provenance": provenance(seed), "complete": False, "questions": QUESTIONS,
-                              "judge_template": JUDGE_TEMPLATE, "model": model_record(config.model),
-                              "seeds": dict(earlier["seeds"]) if earlier else {}}
-
-    def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
-        # this process's CPU time over the segments: the cost of the run on a machine it shares with other jobs
-        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
-        record["torch_threads"] = torch.get_num_threads()
-        write_json(path, record)
+    record, earlier, save = seeded_record(path, NAME, scale, settings, seed, questions=QUESTIONS,
+                                          judge_template=JUDGE_TEMPLATE, model=model_record(config.model))
+    record["seeds"] = dict(earlier["seeds"]) if earlier else {}
 
     model, tokenizer = load_causal_lm(config.model)
     gold = GoldReward(model, tokenizer, target_words=config.target_words, score_prompt=False)
@@ -242,13 +205,8 @@ def run_seed(config: SmolLM2AIFeedbackConfig, seed: int, model, tokenizer, gold:
         return
     torch.manual_seed(seed)
     study = build_study(config, seed, model, tokenizer, gold)
-    key, digest = str(seed), study_hash(study)
-    entry: dict[str, Any] = record["seeds"].get(key, {})
-    if entry.get("study_hash") != digest:
-        if entry:
-            print(f"{NAME}: seed {seed}: the study's samples differ from the recorded ones; the seed starts over")
-        entry = {"study_hash": digest, "dpo": {}, "seconds": 0.0}
-    record["seeds"][key] = entry
+    entry = seed_entry(record, seed, "study_hash", study_hash(study), {"dpo": {}, "seconds": 0.0},
+                       "the study's samples")
     phase = time.perf_counter()
     labels = label_everything(config, seed, study, model, tokenizer, gold)
     entry["agreement"] = agreement(study, labels)

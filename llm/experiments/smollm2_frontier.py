@@ -39,15 +39,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
-from irl_bilevel.runs import earlier_record, provenance, write_json
+from irl_bilevel.config import NonNegativeFloat, PositiveInt
+from irl_bilevel.runs import seed_entry, seeded_record
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
+from llm.experiments import FrontierSettings
 from llm.experiments.sentiment_frontier import fit_reward_model
 from llm.frontier import best_of_n_points, evaluate_policy, gold_text_reward
 from llm.models import LoraSettings, generate_completions, load_causal_lm, with_lora
@@ -59,63 +60,15 @@ NAME = "smollm2_frontier"
 
 
 @dataclass(frozen=True)
-class SmolLM2FrontierConfig(Config):
+class SmolLM2FrontierConfig(FrontierSettings):
     """Settings of the real-model sentiment frontier (protocol: the module docstring)."""
 
     model: str
     """a named model (smollm2-135m-instruct; smollm2-tiny-random for tests), a local folder or a hub id"""
     seeds: PositiveInt
     """seeds 0 .. seeds-1"""
-    train_prompts: PositiveInt
-    """review prefixes whose reference samples form the pairs"""
-    test_prompts: PositiveInt
-    """held-out prefixes of the evaluations"""
-    pair_samples: Annotated[int, Range(low=2)]
-    """reference samples per training prompt; most vs least positive"""
-    max_new_tokens: PositiveInt
-    """tokens per sampled continuation"""
-    target_words: PositiveInt
-    """conciseness target of the gold reward"""
-    lora_r: PositiveInt
-    """LoRA rank of the policy's adapters"""
-    lora_alpha: PositiveFloat
-    """LoRA scaling alpha of the policy's adapters"""
-    dpo_betas: tuple[PositiveFloat, ...]
-    """β of each DPO run"""
-    other_losses: dict[str, dict[str, float | None]]
-    """catalog loss -> {"beta": β or None, other parameters}"""
-    steps: PositiveInt
-    """offline optimizer steps per method"""
-    batch_size: PositiveInt
-    """pairs per step"""
-    learning_rate: PositiveFloat
-    """AdamW learning rate of the offline runs"""
-    eval_every: PositiveInt
-    """steps between frontier points of an offline run"""
-    eval_samples: PositiveInt
-    """samples per test prompt per evaluation"""
     rl_kl_coef: NonNegativeFloat
     """β of RLOO's KL penalty (gold and reward-model RLOO alike)"""
-    rl_steps: PositiveInt
-    """RLOO updates per run"""
-    rl_prompts_per_step: PositiveInt
-    """prompts per RLOO update"""
-    rl_samples_per_prompt: Annotated[int, Range(low=2)]
-    """k of RLOO"""
-    rl_learning_rate: PositiveFloat
-    """AdamW learning rate of the RLOO runs"""
-    rl_eval_every: PositiveInt
-    """updates between frontier points of an RLOO run"""
-    rm_steps: NonNegativeInt
-    """reward-model optimizer steps (0: no RM + RLOO)"""
-    rm_batch_size: PositiveInt
-    """pairs per reward-model step"""
-    rm_learning_rate: PositiveFloat
-    """AdamW learning rate of the reward model"""
-    rm_lora_r: NonNegativeInt
-    """LoRA rank of the reward model's backbone (0: frozen backbone, a linear probe)"""
-    best_of_n: tuple[PositiveInt, ...]
-    """n of each best-of-n point (reference samples ranked by gold sentiment)"""
 
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -188,22 +141,8 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
         if method.kind == "offline":
             _offline_config(config, method, seed, progress)
     path = Path(results_dir) / f"{NAME}.json"
-    earlier = earlier_record(path, scale, settings, differing=("seeds",))
-    if earlier is not None and earlier.get("seed_offset") != seed:
-        earlier = None
-    started, cpu_started = time.perf_counter(), time.process_time()
-    before = float(earlier.get("seconds", 0.0)) if earlier else 0.0
-    cpu_before = float(earlier.get("cpu_seconds", 0.0)) if earlier else 0.0  # earlier segments of an interrupted run
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings, "seed_offset": seed,
-                              "provenance": provenance(seed), "complete": False,
-                              "seeds": dict(earlier["seeds"]) if earlier else {}}
-
-    def save() -> None:
-        record["seconds"] = before + time.perf_counter() - started  # wall time, summed over resumed segments
-        # this process's CPU time over the segments: the cost of the run on a machine it shares with other jobs
-        record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
-        record["torch_threads"] = torch.get_num_threads()
-        write_json(path, record)
+    record, earlier, save = seeded_record(path, NAME, scale, settings, seed)
+    record["seeds"] = dict(earlier["seeds"]) if earlier else {}
 
     model, tokenizer = load_causal_lm(config.model)
     record["model"] = model_record(config.model)
@@ -228,7 +167,6 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
              record: dict[str, Any], save: Callable[[], None], progress: bool) -> None:
     """All methods of one seed into ``record["seeds"][str(seed)]``, saved as soon as each finishes."""
     started = time.perf_counter()
-    key = str(seed)
     torch.manual_seed(seed)
     train_prompts = chat_review_prompts(tokenizer, sentiment_prompts(config.train_prompts, "train", seed=seed))
     test_prompts = chat_review_prompts(tokenizer, sentiment_prompts(config.test_prompts, "test", seed=seed))
@@ -237,13 +175,8 @@ def run_seed(config: SmolLM2FrontierConfig, seed: int, model, tokenizer, gold: G
     pairs = label_pairs(samples, _sentiment_only(gold(samples)))
     if len(pairs) == 0:
         raise ValidationError(f"train_prompts: seed {seed}: no pair of reference samples differs in sentiment")
-    digest = pairs_hash(pairs)
-    entry: dict[str, Any] = record["seeds"].get(key, {})
-    if entry.get("pairs_hash") != digest:
-        if entry:
-            print(f"{NAME}: seed {seed}: the training pairs differ from the recorded ones; its runs start over")
-        entry = {"pairs_hash": digest, "runs": {}, "seconds": 0.0}
-    record["seeds"][key] = entry
+    entry = seed_entry(record, seed, "pairs_hash", pairs_hash(pairs), {"runs": {}, "seconds": 0.0},
+                       "the training pairs")
     entry["data"] = {"pairs": len(pairs), "chosen_sentiment": float(pairs.chosen_aspects[:, 0].mean()),
                      "rejected_sentiment": float(pairs.rejected_aspects[:, 0].mean())}
     eval_seed = seed + 7_919
