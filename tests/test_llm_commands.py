@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import ARCHITECTURES
 
+from irl_bilevel.precision import default_dtype
 from irl_bilevel.validation import ValidationError
 from irlb.main import main
 from llm.preference_data import read_preference_file, tokenize_preferences
@@ -74,11 +75,12 @@ def test_acceptance_one_command_writes_an_adapter_that_prefers_the_chosen_answer
     assert code == 0
     base = AutoModelForCausalLM.from_pretrained(hf_model_paths["llama"], dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(hf_model_paths["llama"])
-    torch.set_default_dtype(torch.float32)  # peft builds the LoRA layers in the default dtype (the suite's is float64)
-    with warnings.catch_warnings():  # peft 0.21 reads transformers 5's deprecated is_gradient_checkpointing
+    # peft builds the LoRA layers in the default dtype (the suite's is float64)
+    with default_dtype(torch.float32), warnings.catch_warnings():
+        # peft 0.21 reads transformers 5's deprecated is_gradient_checkpointing
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model = PeftModel.from_pretrained(base, str(out))
-    margins = plain_margins(model, tokenizer, rows)
+        margins = plain_margins(model, tokenizer, rows)
     assert bool((margins > 0).all()), margins
     info = json.loads((out / "irl_bilevel_adapter.json").read_text())
     assert info["metadata"]["summary"]["training_pairs"]["accuracy"] == 1.0
