@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_library_side_trains_the_benchmark_pairs_and_clocks_every_step(tmp_path):
     benchmark = load_benchmark("dpo_vs_trl")
-    args = argparse.Namespace(pairs=4, prompt_words=5, completion_words=(3, 6), device="cpu", dtype="float32")
+    args = argparse.Namespace(pairs=4, prompt_words=5, completion_words=(3, 6), prompt_format="plain", device="cpu",
+                              dtype="float32")
     setup = benchmark.prepare(tmp_path, "llama_tiny", args)
     assert setup["pairs"] == 4 and setup["lora"]["target_modules"] == ["q_proj", "v_proj"]
     rows = json.loads((tmp_path / "token_ids.json").read_text())
@@ -38,6 +39,23 @@ def test_the_library_side_trains_the_benchmark_pairs_and_clocks_every_step(tmp_p
     runs["ours"]["runs"][0]["peak_rss_bytes"] = 1100  # more than TRL's default side
     summary = benchmark.summarize({(side, 1): record for side, record in runs.items()}, parity_steps=2)
     assert benchmark.goal_checks(summary, 2.0)["memory"] is False
+
+
+def test_chat_pairs_wrap_the_prefix_in_the_chat_template_and_keep_the_prompt_a_token_prefix():
+    benchmark = load_benchmark("dpo_vs_trl")
+    tokenizer = benchmark.builtin_tokenizer()
+    pairs = benchmark.make_pairs(3, 5, (3, 6))
+    with pytest.raises(SystemExit, match="no chat template"):
+        benchmark.chat_pairs(tokenizer, pairs)
+    tokenizer.chat_template = ("{% for m in messages %}<bos> {{ m['content'] }} <eos>{% endfor %}"
+                               "{% if add_generation_prompt %} <bos>{% endif %}")
+    chat = benchmark.chat_pairs(tokenizer, pairs)
+    for plain, wrapped in zip(pairs, chat):
+        assert plain["prompt"] in wrapped["prompt"] and wrapped["prompt"].endswith("<bos>")
+        assert wrapped["chosen"] == plain["chosen"].lstrip() and wrapped["rejected"] == plain["rejected"].lstrip()
+    rows = benchmark.token_ids(tokenizer, chat)  # raises if the prompt's tokens were not a prefix of the full text
+    assert all(len(row["prompt_ids"]) > len(tokenizer(plain["prompt"])["input_ids"])
+               for row, plain in zip(rows, pairs))
 
 
 @pytest.mark.slow  # 50-80 s on a shared 2-core machine: benchmarks/gpu_check.sh end to end, a subprocess per side

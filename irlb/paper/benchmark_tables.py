@@ -106,22 +106,24 @@ _DPO_MODELS = {"builtin": "builtin", "llama_20m": "llama", "gpt2_v2000": "wide v
 _DPO_SIDES = ("ours", "trl", "trl_precompute")
 
 
-def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = "dpo") -> dict[str, Table]:
+    """Macros of a ``dpo_vs_trl`` file, their names starting with ``prefix`` (``DpoSmollmOursOverTrlPrecompute``);
+    the chat-prompt run of SmolLM2 (``dpo_vs_trl_smollm2_chat.json``) is read by the same code under ``dpochat``."""
     protocol = data["protocol"]
-    macros.text(["dpo trl version"], data["trl_version"])
-    macros.number(["dpo repeats"], int(protocol["repeats"]))
-    macros.number(["dpo timed steps"], int(protocol["timed_steps"]))
-    macros.number(["dpo warmup steps"], int(protocol["warmup_steps"]))
-    macros.number(["dpo parity steps"], int(protocol["parity_steps"]))
+    macros.text([prefix, "trl version"], data["trl_version"])
+    macros.number([prefix, "repeats"], int(protocol["repeats"]))
+    macros.number([prefix, "timed steps"], int(protocol["timed_steps"]))
+    macros.number([prefix, "warmup steps"], int(protocol["warmup_steps"]))
+    macros.number([prefix, "parity steps"], int(protocol["parity_steps"]))
     threads = [int(t) for t in protocol["threads"]]
-    macros.number(["dpo threads"], threads[0])
-    macros.number(["dpo max threads"], threads[-1])
-    macros.number(["dpo cpus"], int(data["provenance"]["machine"]["cpus"]))
+    macros.number([prefix, "threads"], threads[0])
+    macros.number([prefix, "max threads"], threads[-1])
+    macros.number([prefix, "cpus"], int(data["provenance"]["machine"]["cpus"]))
     match = re.search(r">=\s*([0-9.]+)", data.get("goal", ""))
     if match:
-        macros.number(["dpo goal ratio"], float(match.group(1)))
+        macros.number([prefix, "goal ratio"], float(match.group(1)))
     loads = [max(float(row["load_1min_before"]), float(row["load_1min_after"])) for row in data["load_average"]]
-    macros.number(["dpo max load"], max(loads))
+    macros.number([prefix, "max load"], max(loads))
     ratios: dict[str, list[float]] = {}
     diffs: list[float] = []
     identical = True
@@ -134,45 +136,47 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str) -> dict[str, T
         own = protocol.get("per_model", {}).get(model, {"repeats": protocol["repeats"],
                                                         "steps": protocol["timed_steps"],
                                                         "warmup": protocol["warmup_steps"]})
-        macros.number(["dpo", key, "repeats"], int(own["repeats"]))
-        macros.number(["dpo", key, "timed steps"], int(own["steps"]))
-        macros.number(["dpo", key, "warmup steps"], int(own["warmup"]))
+        macros.number([prefix, key, "repeats"], int(own["repeats"]))
+        macros.number([prefix, key, "timed steps"], int(own["steps"]))
+        macros.number([prefix, key, "warmup steps"], int(own["warmup"]))
         if model in data.get("goal_met", {}):
-            macros.text(["dpo", key, "goal met"], "met" if data["goal_met"][model] else "not met")
-        macros.number(["dpo", key, "vocab"], int(setup["embedding_rows"]))
-        macros.number(["dpo", key, "trainable"], int(setup["trainable_parameters"]))
+            macros.text([prefix, key, "goal met"], "met" if data["goal_met"][model] else "not met")
+        macros.number([prefix, key, "vocab"], int(setup["embedding_rows"]))
+        macros.number([prefix, key, "prompt tokens min"], int(setup["prompt_tokens_min_max"][0]))
+        macros.number([prefix, key, "prompt tokens max"], int(setup["prompt_tokens_min_max"][1]))
+        macros.number([prefix, key, "trainable"], int(setup["trainable_parameters"]))
         if "parameters" in setup:
-            macros.number(["dpo", key, "parameters"], int(setup["parameters"]))
+            macros.number([prefix, key, "parameters"], int(setup["parameters"]))
         for side in (s for s in _DPO_SIDES if s in result):
-            macros.number(["dpo", key, side, "steps per second"], float(result[side]["steps_per_second_median"]))
+            macros.number([prefix, key, side, "steps per second"], float(result[side]["steps_per_second_median"]))
             identical = identical and bool(result[side]["runs_identical_losses"])
             if side != "trl":
                 diffs.append(float(result[side]["max_abs_loss_diff_vs_trl"]))
         for pair, ratio in result["ratios"].items():
             ours, theirs = pair.split("/")
-            macros.number(["dpo", key, ours, "over", theirs], float(ratio))
+            macros.number([prefix, key, ours, "over", theirs], float(ratio))
             ratios.setdefault(pair, []).append(float(ratio))
         for pair, ratio in result.get("cpu_time_ratios", {}).items():
             ours, theirs = pair.split("/")
-            macros.number(["dpo", key, ours, "over", theirs, "cpu time"], float(ratio))
+            macros.number([prefix, key, ours, "over", theirs, "cpu time"], float(ratio))
         for pair, ratio in result.get("peak_rss_ratios", {}).items():
             ours, theirs = pair.split("/")
-            macros.number(["dpo", key, ours, "over", theirs, "peak rss"], float(ratio))
+            macros.number([prefix, key, ours, "over", theirs, "peak rss"], float(ratio))
         for count in threads[1:]:
             for pair, ratio in data["results"][model][f"threads_{count}"]["ratios"].items():
                 ours, theirs = pair.split("/")
-                macros.number(["dpo", key, ours, "over", theirs, "threads", count], float(ratio))
+                macros.number([prefix, key, ours, "over", theirs, "threads", count], float(ratio))
     first = data["setup"][next(iter(data["setup"]))]
-    macros.number(["dpo pairs"], int(first["pairs"]))
-    macros.number(["dpo beta"], float(first["beta"]))
-    macros.number(["dpo lora rank"], int(first["lora"]["r"]))
-    macros.number(["dpo learning rate"], float(first["learning_rate"]))
+    macros.number([prefix, "pairs"], int(first["pairs"]))
+    macros.number([prefix, "beta"], float(first["beta"]))
+    macros.number([prefix, "lora rank"], int(first["lora"]["r"]))
+    macros.number([prefix, "learning rate"], float(first["learning_rate"]))
     for pair, values in ratios.items():
         ours, theirs = pair.split("/")
-        macros.number(["dpo", ours, "over", theirs, "min"], min(values))
-        macros.number(["dpo", ours, "over", theirs, "max"], max(values))
-    macros.number(["dpo max loss diff"], max(diffs))
-    macros.text(["dpo runs identical"], "yes" if identical else "no")
+        macros.number([prefix, ours, "over", theirs, "min"], min(values))
+        macros.number([prefix, ours, "over", theirs, "max"], max(values))
+    macros.number([prefix, "max loss diff"], max(diffs))
+    macros.text([prefix, "runs identical"], "yes" if identical else "no")
     return {}
 
 
@@ -366,6 +370,7 @@ BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
     "trl_loss_parity": trl_loss_parity,
     "dpo_vs_trl": dpo_vs_trl,
+    "dpo_vs_trl_smollm2_chat": functools.partial(dpo_vs_trl, prefix="dpo chat"),
     "irl_vs_imitation": irl_vs_imitation,
     "preferences_vs_imitation": preferences_vs_imitation,
     "irl_vs_imitation_full_cartpole": functools.partial(irl_vs_imitation, prefix="ivif",
@@ -380,6 +385,7 @@ BENCHMARK_PREFIXES: dict[str, str] = {
     "mce_irl_vs_imitation": "mce",
     "trl_loss_parity": "trl",
     "dpo_vs_trl": "dpo",
+    "dpo_vs_trl_smollm2_chat": "dpochat",
     "irl_vs_imitation": "ivi",
     "preferences_vs_imitation": "pvi",
     "irl_vs_imitation_full_cartpole": "ivif",

@@ -262,6 +262,21 @@ def _dpo_vs_trl(p: Page) -> list[str]:
             f"{p(f'Dpo{key}TimedSteps')} timed steps): {p(f'Dpo{key}OursStepsPerSecond')} against "
             f"{p(f'Dpo{key}TrlPrecomputeStepsPerSecond')} steps/s, {p(pre)} times as fast ({p(pre + 'CpuTime')} in CPU "
             f"time{more}), {p(default)} times TRL's default; peak memory {p(pre + 'PeakRss')} times TRL's; {verdict}.")
+    chat_data = p.data("dpo_vs_trl_smollm2_chat")
+    chat_threads = [int(t) for t in chat_data["protocol"]["threads"]]
+    chat_more = "".join(f"; with {count} threads {p('DpoChatSmollmOursOverTrlPrecompute' + m('threads', count))}"
+                        for count in chat_threads[1:])
+    lines.append(
+        f"- the same model on chat-template prompts ({_source(p, 'dpo_vs_trl_smollm2_chat')}: the review prefix as a "
+        f"user turn in SmolLM2's chat template, {p('DpoChatSmollmPromptTokensMin')}-token prompts that the chosen and "
+        "rejected answers share, as in conversational preference data; "
+        f"{p('DpoChatSmollmRepeats')} run(s) of {p('DpoChatSmollmTimedSteps')} timed steps): "
+        f"{p('DpoChatSmollmOursStepsPerSecond')} against {p('DpoChatSmollmTrlPrecomputeStepsPerSecond')} steps/s, "
+        f"{p('DpoChatSmollmOursOverTrlPrecompute')} times as fast ({p('DpoChatSmollmOursOverTrlPrecomputeCpuTime')} "
+        f"in CPU time, {p('DpoChatThreads')} thread{chat_more}), {p('DpoChatSmollmOursOverTrl')} times TRL's default; "
+        "peak memory "
+        f"{p('DpoChatSmollmOursOverTrlPrecomputePeakRss')} times TRL's; losses within {p('DpoChatMaxLossDiff')} of "
+        f"TRL's; goal on these pairs: **{p('DpoChatSmollmGoalMet')}**.")
     lines += [
         "",
         f"The goal: ours at least {goal} times as fast as TRL with precomputed reference log-probs at every thread "
@@ -808,7 +823,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("Reward recovery", ("reward_recovery",), "irlb reproduce --only reward_recovery", _reward_recovery),
     Section("Alignment losses against TRL", ("trl_loss_parity",), "python benchmarks/trl_loss_parity.py",
             _trl_parity),
-    Section("A DPO training step against TRL's DPOTrainer", ("dpo_vs_trl",), "python benchmarks/dpo_vs_trl.py",
+    Section("A DPO training step against TRL's DPOTrainer", ("dpo_vs_trl", "dpo_vs_trl_smollm2_chat"), "python benchmarks/dpo_vs_trl.py",
             _dpo_vs_trl),
     Section("The built-in language model", ("llm_foundation",), "python benchmarks/llm_foundation.py",
             _llm_foundation),
