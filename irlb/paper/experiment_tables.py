@@ -992,7 +992,12 @@ def smollm2_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[
     reference, intervals apart)."""
     config, summary = data["config"], data["summary"]
     macros.text(["sm model"], str(data["model"]["name"]))
-    macros.number(["sm parameters"], int(data["model"]["parameters"]))
+    # a provisioned model's record holds its weights' count (``weights.parameters``), a tiny variant's its own
+    # (``parameters``), a local folder or hub id none
+    model = data["model"]
+    parameters = model.get("weights", {}).get("parameters", model.get("parameters"))
+    if parameters is not None:
+        macros.number(["sm parameters"], int(parameters))
     macros.settings("sm", config, ("seeds", "steps", "train_prompts", "test_prompts"))
     macros.text(["sm dpo betas"], ", ".join(f"{float(b):g}" for b in config["dpo_betas"]))
     macros.text(["sm accepted"], "met" if summary["acceptance"]["passed"] else "not met")
