@@ -68,12 +68,8 @@ class InnerSolver(Protocol):
 
     def solve(self, reward_model: RewardModel) -> None: ...
 
-    def learner_reward_expectation(
-        self,
-        reward_model: RewardModel,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None,
+                                   generator: torch.Generator | None = None) -> torch.Tensor:
         """``E_{d_π}[r_θ]`` of the current policy, differentiable in ``θ`` (exact if ``num_samples`` is None)."""
         ...
 
@@ -144,12 +140,8 @@ class WeightedTransitionsExpectation(ABC):
         """The recorded learner transitions and their weights ``[M]``: all rows if ``num_samples`` is None, else
         at most ``num_samples`` rows drawn without replacement with ``generator``."""
 
-    def learner_reward_expectation(
-        self,
-        reward_model: RewardModel,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None,
+                                   generator: torch.Generator | None = None) -> torch.Tensor:
         """``E_{d_π}[r_θ]`` as the weighted mean of ``r_θ`` over :meth:`learner_transitions`."""
         batch, weights = self.learner_transitions(num_samples, generator)
         return weighted_reward_mean(reward_model, batch, weights)
@@ -219,12 +211,8 @@ class SoftValueIterationSolver:
             self._occupancy = (self.solution, state_action_occupancy(self.mdp, self.current_log_policy))
         return self._occupancy[1]
 
-    def learner_reward_expectation(
-        self,
-        reward_model: RewardModel,
-        num_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def learner_reward_expectation(self, reward_model: RewardModel, num_samples: int | None = None,
+                                   generator: torch.Generator | None = None) -> torch.Tensor:
         if num_samples is None:
             occupancy = self.occupancy()
         else:

@@ -28,6 +28,9 @@ from torch import nn
 
 from irl_bilevel.validation import ValidationError, check_shape
 
+ExpectedNext = Callable[[torch.Tensor], torch.Tensor]
+"""A tabular MDP's expectation over next states: a state function ``f [S]`` to ``Σ_s' P[s, a, s'] f(s')`` ``[S, A]``."""
+
 
 @dataclass
 class Transitions:
@@ -216,12 +219,7 @@ class RewardModel(nn.Module):
         check_shape(aspects, "aspect rewards", [len(batch), self.num_aspects])
         return RewardOutput(aspects, self.aggregator(aspects, batch), self.aspect_names)
 
-    def reward_table(
-        self,
-        state_inputs: torch.Tensor,
-        num_actions: int,
-        expected_next: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         """The total reward over every state (``[S]``) or state-action pair (``[S, A]``) of a tabular MDP.
 
         ``state_inputs [S, Ds]`` are the reward inputs of each state; ``expected_next`` maps a state
@@ -303,12 +301,7 @@ class TabularReward(RewardModel):
         assert batch.actions is not None
         return self.table[state_index, batch.actions.argmax(-1)].unsqueeze(-1)
 
-    def reward_table(
-        self,
-        state_inputs: torch.Tensor,
-        num_actions: int,
-        expected_next: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         if self.table.shape[0] != state_inputs.shape[0]:
             raise ValidationError(
                 f"table: the reward has {self.table.shape[0]} states, the MDP {state_inputs.shape[0]}"
@@ -342,12 +335,7 @@ class PotentialShaping(RewardModel):
         aspects = torch.cat([base.aspects, shaping.unsqueeze(-1)], dim=-1)
         return RewardOutput(aspects, base.total + shaping, self.aspect_names)
 
-    def reward_table(
-        self,
-        state_inputs: torch.Tensor,
-        num_actions: int,
-        expected_next: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         """``E_{s'}[r'] = r(s, a) + γ Σ_s' P[s, a, s'] Φ(s') − Φ(s)``, shape ``[S, A]``."""
         base = self.base.reward_table(state_inputs, num_actions, expected_next)
         if base.dim() == 1:

@@ -51,7 +51,7 @@ rewards of the same steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -70,7 +70,15 @@ from irl_bilevel.hypergradients import (
 )
 from irl_bilevel.inner import SoftValueIterationSolver, effective_horizon
 from irl_bilevel.objectives import OuterObjective
-from irl_bilevel.rewards import Aggregator, RewardModel, RewardOutput, SimplexWeights, TabularReward, Transitions
+from irl_bilevel.rewards import (
+    Aggregator,
+    ExpectedNext,
+    RewardModel,
+    RewardOutput,
+    SimplexWeights,
+    TabularReward,
+    Transitions,
+)
 from irl_bilevel.sampling import sample_trajectories
 from irl_bilevel.tabular import (
     TabularMDP,
@@ -399,9 +407,7 @@ class CandidateSignals(RewardModel):
         assert batch.actions is not None
         return self.tables[:, state_index, batch.actions.argmax(-1)].T
 
-    def reward_table(
-        self, state_inputs: torch.Tensor, num_actions: int, expected_next: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         if self.tables.shape[1] != state_inputs.shape[0]:
             raise ValidationError(
                 f"tables: the candidates have {self.tables.shape[1]} states, the MDP {state_inputs.shape[0]}"
@@ -433,9 +439,7 @@ class AdditiveShaping(RewardModel):
         aspects = torch.cat([base.aspects, shaping.aspects], dim=-1)
         return RewardOutput(aspects, base.total + self.scale * shaping.total, self.aspect_names)
 
-    def reward_table(
-        self, state_inputs: torch.Tensor, num_actions: int, expected_next: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         base = self.base.reward_table(state_inputs, num_actions, expected_next)
         shaping = self.shaping.reward_table(state_inputs, num_actions, expected_next)
         if base.dim() != shaping.dim():

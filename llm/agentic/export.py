@@ -25,7 +25,7 @@ actions) the extra columns never occur.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from irl_bilevel.feedback import Demonstrations
-from irl_bilevel.rewards import Aggregator, RewardModel, Transitions
+from irl_bilevel.rewards import Aggregator, ExpectedNext, RewardModel, Transitions
 from irl_bilevel.tabular import TabularMDP
 from irl_bilevel.validation import ValidationError
 from llm.agentic.base import FiniteTextEnv, TextEnv
@@ -278,12 +278,7 @@ class AspectTableReward(RewardModel):
                                   f"{batch.states.shape[-1]}")
         return table[batch.states.argmax(-1), batch.actions.argmax(-1)] * self.scales
 
-    def reward_table(
-        self,
-        state_inputs: torch.Tensor,
-        num_actions: int,
-        expected_next: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+    def reward_table(self, state_inputs: torch.Tensor, num_actions: int, expected_next: ExpectedNext) -> torch.Tensor:
         num_states = self.table.shape[0]
         if state_inputs.shape[0] != num_states or num_actions != self.table.shape[1]:
             raise ValidationError(
