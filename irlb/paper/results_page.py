@@ -236,6 +236,21 @@ _DPO_LABELS = {"builtin": ("Builtin", "the built-in model"), "llama_20m": ("Llam
                "smollm2_135m": ("Smollm", "the pretrained SmolLM2-135M-Instruct")}
 
 
+def _dpo_bullet(p: Page, key: str, threads: list[int], opening: str, losses: str = "",
+                goal: str | None = "goal") -> str:
+    """One bullet of the DPO-step section: the timings under the macro prefix ``key`` (``Dpo<Model>`` or
+    ``DpoChat<Model>``) at ``threads``, after ``opening``; then ``losses`` and the verdict headed ``goal`` (``None``:
+    the model has no goal)."""
+    pre = f"{key}OursOverTrlPrecompute"
+    more = "".join(f"; with {count} threads {p(pre + m('threads', count))}" for count in threads[1:])
+    verdict = "no goal for this model" if goal is None else f"{goal}: **{p(f'{key}GoalMet')}**"
+    return (f"- {opening}{p(f'{key}Repeats')} run(s) of {p(f'{key}TimedSteps')} timed steps): "
+            f"{p(f'{key}OursStepsPerSecond')} against {p(f'{key}TrlPrecomputeStepsPerSecond')} steps/s, {p(pre)} times "
+            f"as fast ({p(pre + 'CpuTime')} in CPU time at {threads[0]} thread{'s' if threads[0] > 1 else ''}{more}), "
+            f"{p(f'{key}OursOverTrl')} times TRL's default; peak memory {p(pre + 'PeakRss')} times TRL's; "
+            f"{losses}{verdict}.")
+
+
 def _dpo_vs_trl(p: Page) -> list[str]:
     data = p.data("dpo_vs_trl")
     threads = [int(t) for t in data["protocol"]["threads"]]
@@ -251,32 +266,15 @@ def _dpo_vs_trl(p: Page) -> list[str]:
     ]
     for model in (name for name in _DPO_LABELS if name in data["results"]):
         key, label = _DPO_LABELS[model]
-        pre, default = f"Dpo{key}OursOverTrlPrecompute", f"Dpo{key}OursOverTrl"
-        more = "".join(f"; with {count} threads {p(pre + m('threads', count))}" for count in threads[1:])
-        if model in data.get("goal_met", {}):
-            verdict = f"goal: **{p(f'Dpo{key}GoalMet')}**"
-        else:
-            verdict = "no goal for this model"
-        lines.append(
-            f"- {label} ({p(f'Dpo{key}Parameters')} parameters; {p(f'Dpo{key}Repeats')} run(s) of "
-            f"{p(f'Dpo{key}TimedSteps')} timed steps): {p(f'Dpo{key}OursStepsPerSecond')} against "
-            f"{p(f'Dpo{key}TrlPrecomputeStepsPerSecond')} steps/s, {p(pre)} times as fast ({p(pre + 'CpuTime')} in CPU "
-            f"time{more}), {p(default)} times TRL's default; peak memory {p(pre + 'PeakRss')} times TRL's; {verdict}.")
-    chat_data = p.data("dpo_vs_trl_smollm2_chat")
-    chat_threads = [int(t) for t in chat_data["protocol"]["threads"]]
-    chat_more = "".join(f"; with {count} threads {p('DpoChatSmollmOursOverTrlPrecompute' + m('threads', count))}"
-                        for count in chat_threads[1:])
-    lines.append(
-        f"- the same model on chat-template prompts ({_source(p, 'dpo_vs_trl_smollm2_chat')}: the review prefix as a "
+        lines.append(_dpo_bullet(p, f"Dpo{key}", threads, f"{label} ({p(f'Dpo{key}Parameters')} parameters; ",
+                                 goal="goal" if model in data.get("goal_met", {}) else None))
+    chat_threads = [int(t) for t in p.data("dpo_vs_trl_smollm2_chat")["protocol"]["threads"]]
+    lines.append(_dpo_bullet(
+        p, "DpoChatSmollm", chat_threads,
+        f"the same model on chat-template prompts ({_source(p, 'dpo_vs_trl_smollm2_chat')}: the review prefix as a "
         f"user turn in SmolLM2's chat template, {p('DpoChatSmollmPromptTokensMin')}-token prompts that the chosen and "
-        "rejected answers share, as in conversational preference data; "
-        f"{p('DpoChatSmollmRepeats')} run(s) of {p('DpoChatSmollmTimedSteps')} timed steps): "
-        f"{p('DpoChatSmollmOursStepsPerSecond')} against {p('DpoChatSmollmTrlPrecomputeStepsPerSecond')} steps/s, "
-        f"{p('DpoChatSmollmOursOverTrlPrecompute')} times as fast ({p('DpoChatSmollmOursOverTrlPrecomputeCpuTime')} "
-        f"in CPU time, {p('DpoChatThreads')} thread{chat_more}), {p('DpoChatSmollmOursOverTrl')} times TRL's default; "
-        "peak memory "
-        f"{p('DpoChatSmollmOursOverTrlPrecomputePeakRss')} times TRL's; losses within {p('DpoChatMaxLossDiff')} of "
-        f"TRL's; goal on these pairs: **{p('DpoChatSmollmGoalMet')}**.")
+        "rejected answers share, as in conversational preference data; ",
+        losses=f"losses within {p('DpoChatMaxLossDiff')} of TRL's; ", goal="goal on these pairs"))
     lines += [
         "",
         f"The goal: ours at least {goal} times as fast as TRL with precomputed reference log-probs at every thread "
