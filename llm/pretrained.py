@@ -183,7 +183,9 @@ def provision_tiny(name: str, cache_dir: Path | str | None = None) -> Path:
         model.save_pretrained(temporary)
         tokenizer.save_pretrained(temporary)
         record = {"name": name, "description": f"random weights, {variant.base}'s tokenizer and chat template",
-                  "variant": {**variant.__dict__}, "parameters": sum(p.numel() for p in model.parameters())}
+                  "variant": {**variant.__dict__},
+                  "weights": {"file": "model.safetensors", "dtype": "float32",
+                              "parameters": sum(p.numel() for p in model.parameters())}}
         (temporary / PROVISION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     return build_folder_atomically(folder, PROVISION_FILE, build)

@@ -992,10 +992,7 @@ def smollm2_frontier(data: dict[str, Any], macros: Macros, source: str) -> dict[
     reference, intervals apart)."""
     config, summary = data["config"], data["summary"]
     macros.text(["sm model"], str(data["model"]["name"]))
-    # a provisioned model's record holds its weights' count (``weights.parameters``), a tiny variant's its own
-    # (``parameters``), a local folder or hub id none
-    model = data["model"]
-    parameters = model.get("weights", {}).get("parameters", model.get("parameters"))
+    parameters = data["model"].get("weights", {}).get("parameters")  # a local folder or hub id: none recorded
     if parameters is not None:
         macros.number(["sm parameters"], int(parameters))
     macros.settings("sm", config, ("seeds", "steps", "train_prompts", "test_prompts"))
