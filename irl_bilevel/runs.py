@@ -526,3 +526,19 @@ def unfinished_record(path: Path, scale: str, config: dict[str, Any]) -> dict[st
     finished run, other settings or an unreadable file: the run then starts afresh and overwrites it)."""
     record = earlier_record(path, scale, config)
     return None if record is None or record.get("complete", True) else record
+
+
+def resumable_record(path: Path, name: str, scale: str, config: dict[str, Any], seed: int,
+                     **fields: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The new record of a run that resumes the one an interruption left at ``path``, and that one.
+
+    ``previous``: :func:`unfinished_record` (``complete`` false, the same ``scale`` and ``config``), or ``None``; the
+    caller carries over what it keeps of it. The record holds ``name``, ``scale``, ``config``, ``provenance`` (of
+    ``seed``), ``torch_threads`` and ``fields``, then ``resumed_from`` (the previous run's provenance) when there is a
+    previous run. Returns ``(record, previous)``."""
+    previous = unfinished_record(path, scale, config)
+    record: dict[str, Any] = {"name": name, "scale": scale, "config": config, "provenance": provenance(seed),
+                              "torch_threads": torch.get_num_threads(), **fields}
+    if previous is not None:
+        record["resumed_from"] = previous["provenance"]
+    return record, previous

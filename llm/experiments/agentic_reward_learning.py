@@ -93,7 +93,7 @@ from irl_bilevel.config import (
 from irl_bilevel.hypergradients import BilevelProblem, DirectHypergradient, MaxEntHypergradient
 from irl_bilevel.metrics import epic_distance
 from irl_bilevel.rewards import RewardModel, TabularReward
-from irl_bilevel.runs import provenance, unfinished_record, write_json
+from irl_bilevel.runs import resumable_record, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.statistics import iqm_with_ci, stratified_iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -593,14 +593,9 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_reward_learning.json``, resuming
     an interrupted run of the same settings (module docstring)."""
     settings = experiment_settings(AgenticRewardLearningConfig, SCALES, scale, NAME, config)
-    results_dir = Path(results_dir)
-    path = results_dir / f"{NAME}.json"
+    path = Path(results_dir) / f"{NAME}.json"
     started = time.perf_counter()
-    previous = unfinished_record(path, scale, settings.to_dict())
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
-                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads()}
-    if previous is not None:
-        record["resumed_from"] = previous["provenance"]
+    record, previous = resumable_record(path, NAME, scale, settings.to_dict(), seed)
     model_path, record["model"] = agentic_model(settings.model, settings.agentic_documents, started)
     seeds = [seed + i for i in range(settings.seeds)]
     bar = tqdm(total=len(settings.envs) * len(seeds), desc=NAME, disable=not progress)

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from irl_bilevel.config import PositiveFloat, PositiveInt, experiment_settings
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import FixedWeights, LearnedWeights, SimplexWeights
-from irl_bilevel.runs import provenance, unfinished_record, write_json
+from irl_bilevel.runs import resumable_record, write_json
 from irl_bilevel.solver import BilevelSolver, OuterConfig
 from irl_bilevel.statistics import iqm_with_ci
 from irl_bilevel.validation import ValidationError
@@ -305,16 +305,11 @@ def run(scale: str, results_dir: Path, seed: int = 0, progress: bool = True,
     """Run at ``scale`` (``tiny``, ``quick``, ``full``); writes ``results_dir/agentic_shaping.json``, resuming an
     interrupted run of the same settings (its finished environments and seeds are kept)."""
     settings = experiment_settings(AgenticShapingConfig, SCALES, scale, NAME, config)
-    results_dir = Path(results_dir)
-    path = results_dir / f"{NAME}.json"
+    path = Path(results_dir) / f"{NAME}.json"
     started = time.perf_counter()
-    previous = unfinished_record(path, scale, settings.to_dict())
-    record: dict[str, Any] = {"name": NAME, "scale": scale, "config": settings.to_dict(),
-                              "provenance": provenance(seed), "torch_threads": torch.get_num_threads(),
-                              "candidates": list(settings.candidates),
-                              "harmful_candidate": HARMFUL, "task_reward": "success aspect (sparse)"}
-    if previous is not None:
-        record["resumed_from"] = previous["provenance"]
+    record, previous = resumable_record(path, NAME, scale, settings.to_dict(), seed,
+                                        candidates=list(settings.candidates), harmful_candidate=HARMFUL,
+                                        task_reward="success aspect (sparse)")
     model_path, record["model"] = agentic_model(settings.model, settings.agentic_documents, started)
     seeds = [seed + i for i in range(settings.seeds)]
     record["envs"] = {}
