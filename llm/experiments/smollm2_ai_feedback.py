@@ -208,7 +208,7 @@ def run_seed(config: SmolLM2AIFeedbackConfig, seed: int, model, tokenizer, gold:
     entry = seed_entry(record, seed, "study_hash", study_hash(study), {"dpo": {}, "seconds": 0.0},
                        "the study's samples")
     phase = time.perf_counter()
-    labels = label_everything(config, seed, study, model, tokenizer, gold)
+    labels = label_everything(config, seed, study, model, tokenizer, gold, progress)
     entry["agreement"] = agreement(study, labels)
     entry["labelling_seconds"] = time.perf_counter() - phase
     save()
@@ -252,7 +252,7 @@ def run_seed(config: SmolLM2AIFeedbackConfig, seed: int, model, tokenizer, gold:
 
 
 def label_everything(config: SmolLM2AIFeedbackConfig, seed: int, study: Study, model, tokenizer,
-                     gold: GoldReward) -> dict[str, dict[str, Any]]:
+                     gold: GoldReward, progress: bool = False) -> dict[str, dict[str, Any]]:
     """``labels[question][evaluator]``: labels ``[N]`` (NaN: skipped) of every query; the judge also leaves its
     per-order verdicts under ``judge_first_order`` / ``judge_second_order``."""
     samples = study.samples
@@ -260,7 +260,8 @@ def label_everything(config: SmolLM2AIFeedbackConfig, seed: int, study: Study, m
     first = [samples.texts[i] for i in study.first]
     second = [samples.texts[i] for i in study.second]
     labels: dict[str, dict[str, Any]] = {}
-    for question, text in QUESTIONS.items():
+    # the judge's passes are most of a seed's labelling time (minutes each on the real model): show them
+    for question, text in tqdm(QUESTIONS.items(), desc=f"{NAME} seed {seed}: judging", disable=not progress):
         judge = LanguageModelJudge(model, tokenizer, JUDGE_TEMPLATE.replace("{question}", text), verdicts=("A", "B"),
                                    batch_size=config.judge_batch_size, chat=True, name="judge")
         forward = judge.verdict_scores(prefixes + prefixes, first + second, second + first)
