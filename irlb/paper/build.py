@@ -79,7 +79,7 @@ def _owner(name: str, prefixes: dict[str, str]) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Generic macros every experiment in the registry gets: scale, seed(s), wall-clock seconds.
+# Generic macros every experiment in the registry gets: scale, seed(s), wall-clock seconds, CPU time where recorded.
 
 
 def generic_macros(name: str, data: dict[str, Any], macros: Macros) -> None:
@@ -98,6 +98,8 @@ def generic_macros(name: str, data: dict[str, Any], macros: Macros) -> None:
     seconds = compute_seconds(data)
     if seconds:
         macros.number([prefix, "compute minutes"], seconds / 60)
+    if isinstance(data.get("cpu_seconds"), (int, float)):  # the process's CPU time: what a run on a shared machine costs
+        macros.number([prefix, "cpu minutes"], float(data["cpu_seconds"]) / 60)
 
 
 def compute_seconds(data: dict[str, Any]) -> float:

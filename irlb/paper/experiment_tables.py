@@ -1025,27 +1025,35 @@ def smollm2_ai_feedback(data: dict[str, Any], macros: Macros, source: str) -> di
     for bound in ("iqm", "low", "high"):
         macros.number(["aif matched kl", bound], float(summary["matched_kl"][bound]))
     agreement = []
+    with_judge = summary["judge_kappa_with"]
     for name, measures in summary["overall"].items():
         macros.fixed_interval(["aif", name, "accuracy"], measures["accuracy"])
         macros.fixed_interval(["aif", name, "kappa"], measures["cohen_kappa"])
-        agreement.append([escape(name.replace("_", " ")), *(iqm_ci(measures[key]) for key in
-                                                            ("accuracy", "cohen_kappa", "flip_rate", "tie_rate",
-                                                             "intransitive_rate"))])
+        macros.fixed_interval(["aif", name, "intransitive"], measures["intransitive_rate"])
+        if name in with_judge:
+            macros.fixed_interval(["aif judge kappa with", name], with_judge[name])
+        agreement.append([escape(name.replace("_", " ")),
+                          *(iqm_ci(measures[key]) for key in ("accuracy", "cohen_kappa", "flip_rate", "tie_rate",
+                                                               "intransitive_rate")),
+                          iqm_ci(with_judge[name]) if name in with_judge else "--"])
     questions = []
     for question, measures in summary["judge_per_question"].items():
         macros.fixed_interval(["aif question", question, "accuracy"], measures["accuracy"])
+        macros.fixed_interval(["aif question", question, "position bias"], measures["position_bias"])
         questions.append([escape(question), *(iqm_ci(measures[key]) for key in
                                               ("accuracy", "cohen_kappa", "position_bias"))])
     dpo = []
     for label_source, outcome in summary["dpo"].items():
         macros.fixed_interval(["aif dpo", label_source, "matched"], outcome["matched_sentiment"])
+        macros.fixed_interval(["aif dpo", label_source, "final"], outcome["final_sentiment"])
+        macros.fixed_interval(["aif dpo", label_source, "final kl"], outcome["final_kl"])
         dpo.append([escape(label_source.replace("_", " ")), iqm_ci(outcome["matched_sentiment"]),
                     iqm_ci(outcome["final_sentiment"]), _interval_cell(outcome["final_kl"]),
                     _interval_cell(outcome["pairs"], 3)])
     return {
         "smollm2_ai_feedback_agreement": tabular(
-            "lccccc", ["evaluator", "accuracy", r"Cohen's $\kappa$", "flip", "ties", "intransitive"], agreement,
-            source),
+            "lcccccc", ["evaluator", "accuracy", r"Cohen's $\kappa$", "flip", "ties", "intransitive",
+                        r"$\kappa$ with the judge"], agreement, source),
         "smollm2_ai_feedback_questions": tabular(
             "lccc", ["question", "judge accuracy", r"$\kappa$", "position bias"], questions, source),
         "smollm2_ai_feedback_dpo": tabular(
