@@ -463,7 +463,6 @@ def sentiment_frontier(data: dict[str, Any], macros: Macros, source: str) -> dic
     macros.text(["sf best of n"], _listing(int(n) for n in config["best_of_n"]))
     macros.text(["sf other losses"], ", ".join(_SF_LOSS_NAMES.get(n, n) for n in config["other_losses"]))
     macros.number(["sf wall minutes"], float(data["wall_seconds"]) / 60)
-    macros.number(["sf cpu minutes"], float(data["cpu_seconds"]) / 60)
     if "same_pair_fraction" in data["data"]:
         macros.fixed(["sf same pair fraction"], float(data["data"]["same_pair_fraction"]), 2)
     for name in ("sentiment", "total"):
