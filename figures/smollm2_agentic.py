@@ -58,11 +58,12 @@ def _zero_shot_panel(ax: plt.Axes, record: dict[str, Any]) -> None:
             offset = (2 * m + d - 2.5) * width
             ax.bar(np.arange(len(games)) + offset, values, width, color=f"C{m + 3}", alpha=1.0 if d == 0 else 0.45,
                    label=f"{label} ({decoding})")
-    ax.set_xticks(range(len(games)), games, rotation=20, fontsize=8)
+    ax.set_xticks(range(len(games)), games, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("rate")
     ax.set_title("zero-shot\n(greedy: one episode per start)", fontsize=9)
-    ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    # below the axes: where the base model answers nothing parseable, the malformed bars fill them
+    ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
 
 
 def _rl_panel(ax: plt.Axes, record: dict[str, Any]) -> None:
@@ -76,7 +77,7 @@ def _rl_panel(ax: plt.Axes, record: dict[str, Any]) -> None:
     ax.set_xlabel("RLOO update")
     ax.set_ylabel("true return of the rollouts")
     ax.set_title(f"RL diagnostic\n{record['config']['rl_game']}, {len(record['rl'])} seed(s)", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
 
 
 def plot(results_dir: Path, out_dir: Path) -> list[Path]:

@@ -296,3 +296,35 @@ def test_the_rollout_benchmark_runs_on_the_tiny_model(tmp_path):
         ["--model", "smollm2-tiny-random", "--episodes", "4", "--moves", "2", "--output", str(tmp_path / "b.json")])
     assert result["identical_episodes"] == 4 and result["moves"] == 8 and result["speedup"] > 0
     assert np.isfinite(json.loads((tmp_path / "b.json").read_text())["speedup"])
+
+
+def test_the_paper_tables_and_the_results_page_read_the_tiny_record(tiny_result, tmp_path):
+    """The paper's handler and the results page's section: one row per game, reward and RL condition, every number
+    the section prints produced from the record, and the goal count equal to the record's."""
+    import shutil
+    from pathlib import Path
+
+    from irlb.paper.experiment_tables import smollm2_agentic as handler
+    from irlb.paper.macros import Macros
+    from irlb.paper.results_page import render_page
+    from llm.experiments.smollm2_agentic import PLAN_CONDITIONS, RL_CONDITIONS
+
+    folder, record = tiny_result
+    macros = Macros()
+    tables = handler(record, macros, "results/smollm2_agentic.json")
+    games = record["config"]["games"]
+    assert len(tables["smollm2_agentic_zero_shot"].rows) == len(record["zero_shot"])
+    assert len(tables["smollm2_agentic"].rows) == len(PLAN_CONDITIONS) + 2  # and two goal rows
+    assert len(tables["smollm2_agentic_diagnostics"].rows) == len(games) * len(PLAN_CONDITIONS)
+    assert len(tables["smollm2_agentic_rl"].rows) == len(RL_CONDITIONS)
+    assert macros.values["SagGamesMet"] == str(len(record["goal"]["textarena_games_met"]))
+    assert macros.values["SagGoal"] == ("met" if record["goal"]["met"] else "not met")
+
+    results, benchmarks = tmp_path / "results", tmp_path / "benchmarks"
+    results.mkdir(), benchmarks.mkdir()
+    shutil.copy(Path(folder) / "smollm2_agentic.json", results)
+    shutil.copy(Path(__file__).parents[1] / "benchmarks" / "results" / "smollm2_agentic_rollout.json", benchmarks)
+    text, page = render_page(results, benchmarks)
+    section = text.split("## SmolLM2 in the TextArena games")[1].split("\n## ")[0]
+    assert not [name for name in page.missing if name.startswith(("Sag", "Sar", "table smollm2_agentic"))]
+    assert "*n/a" not in section and "| TA LightsOut | sparse success reward |" in section

@@ -366,6 +366,18 @@ def llm_foundation(data: dict[str, Any], macros: Macros, source: str) -> dict[st
     return {}
 
 
+def smollm2_agentic_rollout(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """Batched lockstep rollouts against one episode at a time: the speed-up, both wall times, the episodes
+    identical both ways, and the setting (game, episodes, moves, threads)."""
+    macros.fixed(["sar speedup"], float(data["speedup"]), 2)
+    for way in ("batched", "one_at_a_time"):
+        macros.number(["sar", way, "seconds"], float(data[f"{way}_seconds"]))
+    for key in ("episodes", "identical_episodes", "moves", "threads"):
+        macros.number(["sar", key], int(data[key]))
+    macros.text(["sar game"], str(data["game"]))
+    return {}
+
+
 BENCHMARK_HANDLERS: dict[str, Handler] = {
     "mce_irl_vs_imitation": mce_irl_vs_imitation,
     "trl_loss_parity": trl_loss_parity,
@@ -378,6 +390,7 @@ BENCHMARK_HANDLERS: dict[str, Handler] = {
     "irl_vs_imitation_full_cartpole_reference": functools.partial(irl_vs_imitation, prefix="ivir",
                                                                   table="irl_vs_imitation_full_cartpole_reference"),
     "llm_foundation": llm_foundation,
+    "smollm2_agentic_rollout": smollm2_agentic_rollout,
 }
 
 # The first key of every macro each handler writes (see ``irlb.paper.experiment_tables.RESULT_PREFIXES``).
@@ -391,4 +404,5 @@ BENCHMARK_PREFIXES: dict[str, str] = {
     "irl_vs_imitation_full_cartpole": "ivif",
     "irl_vs_imitation_full_cartpole_reference": "ivir",
     "llm_foundation": "lf",
+    "smollm2_agentic_rollout": "sar",
 }

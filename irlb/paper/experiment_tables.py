@@ -970,7 +970,7 @@ def irl_ablation_sweep(data: dict[str, Any], macros: Macros, source: str) -> dic
 
 
 # --------------------------------------------------------------------------------------------------------------
-# results/smollm2_frontier.json and results/smollm2_ai_feedback.json (the real pretrained model)
+# results/smollm2_frontier.json, smollm2_ai_feedback.json and smollm2_agentic.json (the real pretrained model)
 
 
 def _interval_cell(stats: dict[str, Any] | None, digits: int = 2) -> str:
@@ -1060,6 +1060,92 @@ def smollm2_ai_feedback(data: dict[str, Any], macros: Macros, source: str) -> di
     }
 
 
+_SAG_CONDITIONS = {"true": "true structured reward", "learned": "structured, from demonstrations",
+                   "pref": "structured, from preferences", "sparse": "sparse success reward"}
+_SAG_GAMES = {"ta-hanoi": "TA Hanoi", "ta-frozenlake": "TA FrozenLake", "ta-lightsout": "TA LightsOut",
+              "ta-frozenlake-5x5": "TA FrozenLake 5x5", "hanoi-3": "Hanoi-3"}
+
+
+def smollm2_agentic(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """SmolLM2 acting in the text games: zero-shot success and malformed/invalid rates per game (table
+    ``smollm2_agentic_zero_shot``); the plans route, success per game and reward (IQM [CI] over seeds) and the goal
+    checks (``smollm2_agentic``), with per (game, reward) the search's success and the adapters' final imitation
+    loss, malformed and invalid rates (``smollm2_agentic_diagnostics``); the RL diagnostic (``smollm2_agentic_rl``);
+    the goal count and each part's recorded time."""
+    config = data["config"]
+    macros.text(["sag model"], str(config["model"]))
+    macros.settings("sag", config, ("seeds", "rl_seeds", "rl_updates", "distill_steps", "distill_batch_size",
+                                    "query_budget", "zero_shot_sampled_episodes"))
+    macros.text(["sag rl game"], _SAG_GAMES.get(config["rl_game"], config["rl_game"]))
+    for game, expansions in config["search_expansions"].items():
+        macros.number(["sag", game, "expansions"], int(expansions))
+    zero_rows = []
+    for game, entry in data["zero_shot"].items():
+        macros.number(["sag", game, "starts"], int(entry["starts"]))
+        cells = [escape(_SAG_GAMES.get(game, game)), str(entry["starts"])]
+        for decoding in ("greedy", "sampled"):
+            result = entry[decoding]
+            for key in ("success_rate", "malformed_rate", "invalid_action_rate"):
+                macros.fixed(["sag zero", game, decoding, key], float(result[key]))
+                cells.append(format_fixed(float(result[key])))
+        zero_rows.append(cells)
+    games = list(data["summary"])
+    rows, diagnostic_rows, goal_rows = [], [], []
+    for condition, label in _SAG_CONDITIONS.items():
+        cells = [escape(label)]
+        for game in games:
+            stats = data["summary"][game].get(condition)
+            cells.append("--" if stats is None else iqm_ci(stats["success_iqm"]))
+        rows.append(cells)
+    diagnostics = ("search_success_mean", "final_loss_mean", "malformed_rate_mean", "invalid_action_rate_mean")
+    for game in games:
+        for condition, stats in data["summary"][game].items():
+            macros.fixed_interval(["sag", game, condition], stats["success_iqm"])
+            for key in diagnostics:
+                macros.fixed(["sag", game, condition, key.removesuffix("_mean")], stats[key])
+            lengths = [row["search"][condition]["plan_length_ratio"] for row in data["plans"][game]["seeds"].values()
+                       if condition in row.get("search", {})]
+            finite = [float(v) for v in lengths if v is not None]  # None: the search planned no start
+            macros.fixed(["sag", game, condition, "search length"], sum(finite) / len(finite) if finite else None)
+            diagnostic_rows.append([escape(_SAG_GAMES.get(game, game)), escape(_SAG_CONDITIONS[condition]),
+                                    *(format_fixed(stats[key]) for key in diagnostics),
+                                    iqm_ci(stats["success_iqm"])])
+    for name, other in (("learned", "sparse"), ("pref", "sparse")):
+        cells = [escape(f"goal met? {_SAG_CONDITIONS[name]} above sparse")]
+        for game in games:
+            check = data["goals"][game].get(f"{name}_beats_{other}")
+            cells.append("--" if check is None else ("yes" if check["met"] else "no"))
+        goal_rows.append(cells)
+    goal = data["goal"]
+    macros.number(["sag games met"], len(goal["textarena_games_met"]))
+    macros.number(["sag games required"], int(goal["required"]))
+    macros.text(["sag goal"], "met" if goal["met"] else "not met")
+    rl_rows = []
+    for condition, stats in data["rl_summary"].items():
+        macros.fixed_interval(["sag rl", condition], stats["success_iqm"])
+        for key in ("first_true_return_mean", "final_true_return_mean", "final_malformed_rate_mean"):
+            macros.fixed(["sag rl", condition, key.removesuffix("_mean")], stats[key])
+        rl_rows.append([escape(_SAG_CONDITIONS.get(condition, condition)), iqm_ci(stats["success_iqm"]),
+                        format_fixed(stats["first_true_return_mean"]), format_fixed(stats["final_true_return_mean"]),
+                        format_fixed(stats["final_malformed_rate_mean"])])
+    timing = data["timing"]
+    for part in ("zero_shot", "distillation", "plan_evaluation", "rl"):
+        macros.number(["sag", part, "minutes"], round(float(timing[part]) / 60))
+    macros.number(["sag adapters"], int(timing["adapters_trained"]))
+    header = ["reward", *(escape(_SAG_GAMES.get(game, game)) for game in games)]
+    return {
+        "smollm2_agentic_zero_shot": tabular(
+            "lccccccc", ["game", "starts", "greedy success", "malformed", "invalid", "sampled success", "malformed",
+                         "invalid"], zero_rows, source),
+        "smollm2_agentic": tabular("l" + "c" * len(games), header, rows + goal_rows, source, [len(rows)]),
+        "smollm2_agentic_diagnostics": tabular(
+            "llccccc", ["game", "reward", "search success", "imitation loss", "malformed", "invalid", "success"],
+            diagnostic_rows, source),
+        "smollm2_agentic_rl": tabular("lcccc", ["RL reward", "greedy success", "first return", "final return",
+                                                "final malformed"], rl_rows, source),
+    }
+
+
 # --------------------------------------------------------------------------------------------------------------
 # results/seeds_<experiment>.json: `irlb sweep --spec sweeps/seeds_<experiment>.json`, a single-seed experiment
 # over 5 seeds (no grid)
@@ -1105,6 +1191,7 @@ EXTRA_RESULT_HANDLERS: dict[str, Handler] = {
     "irl_ablation_sweep": irl_ablation_sweep,
     "smollm2_frontier": smollm2_frontier,
     "smollm2_ai_feedback": smollm2_ai_feedback,
+    "smollm2_agentic": smollm2_agentic,
 }
 
 # The first key of every macro each handler writes (``macro_name(prefix, ...)``): a macro the paper uses that starts
@@ -1127,4 +1214,5 @@ RESULT_PREFIXES: dict[str, str] = {
     "irl_ablation_sweep": "ab",
     "smollm2_frontier": "sm",
     "smollm2_ai_feedback": "aif",
+    "smollm2_agentic": "sag",
 }

@@ -814,6 +814,62 @@ def _smollm2_ai_feedback(p: Page) -> list[str]:
     ]
 
 
+_SAG_GOALS = {"learned_beats_sparse": "from demonstrations", "pref_beats_sparse": "from preferences"}
+
+
+def _smollm2_agentic(p: Page) -> list[str]:
+    data = p.data("smollm2_agentic")
+    games = list(data["summary"])
+    words = []
+    for game in games:
+        comparisons = "; ".join(f"{name} against sparse {p.vs(m('sag', game, key), m('sag', game, 'sparse'))}"
+                                for key, name in (("learned", "from demonstrations"), ("pref", "from preferences")))
+        reasons = [f"{_SAG_GOALS.get(key, key)}: {'; '.join(why)}"
+                   for key, why in data["diagnostics"][game]["why_not_met"].items()]
+        words.append(f"- {game}: {comparisons}." + (f" Why not met ({_source(p, 'smollm2_agentic')}, "
+                                                    f"`diagnostics`): {'. '.join(reasons)}." if reasons else ""))
+    rl = [f"{condition} {p.ci(m('sag rl', condition))}" for condition in data["rl_summary"]]
+    return [
+        f"{_source(p, 'smollm2_agentic')}: `{p('SagModel')}` with a LoRA adapter acts in TextArena's games through "
+        "its chat template ([agentic.md](agentic.md)); the project's parsers count malformed and invalid answers. "
+        "Zero-shot, the base model decoding greedily (one episode per start) and sampling at temperature 1 "
+        f"({p('SagZeroShotSampledEpisodes')} episodes per game); success, and the malformed and invalid fractions of "
+        "all moves:",
+        "",
+        p.table("smollm2_agentic_zero_shot"),
+        "",
+        "The plans route: a reward-guided best-first search plans with each reward, and a fresh adapter imitates the "
+        f"plans ({p('SagDistillSteps')} steps of {p('SagDistillBatchSize')} plan steps), then plays greedily from "
+        f"every start. Structured rewards are learned on the game's exported MDP by MaxEnt IRL from the solver's "
+        f"demonstrations and from {p('SagQueryBudget')} oracle preferences. Success rate, IQM [95% CI] over "
+        f"{p('SagSeeds')} seeds; a goal is met on a game when a learned structured reward's CI lies wholly above the "
+        "sparse reward's (the file's `goals`; FrozenLake's two maps count as one game):",
+        "",
+        p.table("smollm2_agentic"),
+        "",
+        *words,
+        "",
+        f"The goal (a learned structured reward above the sparse one on {p('SagGamesRequired')} TextArena games) is "
+        f"**{p('SagGoal')}**: met on {p('SagGamesMet')}. Per game and reward, the search's success (the fraction of "
+        "the starts it plans), and the adapters' final imitation loss (nats per move), malformed and invalid "
+        "fractions of their moves (means over seeds), beside their success:",
+        "",
+        p.table("smollm2_agentic_diagnostics"),
+        "",
+        f"The RL route on {p('SagRlGame')} (diagnostic, {p('SagRlSeeds')} seeds, {p('SagRlUpdates')} RLOO updates "
+        f"per reward), greedy success after training: {'; '.join(rl) if rl else 'not run'}:",
+        "",
+        p.table("smollm2_agentic_rl"),
+        "",
+        f"Recorded time: zero-shot {p('SagZeroShotMinutes')} min, distillation {p('SagDistillationMinutes')} min "
+        f"({p('SagAdapters')} adapters), plan evaluation {p('SagPlanEvaluationMinutes')} min, RL "
+        f"{p('SagRlMinutes')} min. Batched lockstep evaluation against one episode at a time "
+        f"({_source(p, 'smollm2_agentic_rollout')}): {p('SarEpisodes')} episodes of {p('SarGame')}, "
+        f"{p('SarThreads')} thread(s), speed-up {p('SarSpeedup')}×, {p('SarIdenticalEpisodes')} of "
+        f"{p('SarEpisodes')} episodes identical both ways.",
+    ]
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("MCE IRL against imitation", ("mce_irl_vs_imitation",), "make benchmark", _mce),
     Section("Hypergradients against finite differences", ("hypergradient_accuracy",),
@@ -860,6 +916,8 @@ SECTIONS: tuple[Section, ...] = (
             _smollm2_frontier),
     Section("AI feedback on SmolLM2: an LM judge, a reward model and simulated teachers", ("smollm2_ai_feedback",),
             "irlb reproduce --only smollm2_ai_feedback", _smollm2_ai_feedback),
+    Section("SmolLM2 in the TextArena games: reward structure for an acting language model",
+            ("smollm2_agentic", "smollm2_agentic_rollout"), "irlb reproduce --only smollm2_agentic", _smollm2_agentic),
 )
 
 
@@ -1041,8 +1099,39 @@ def _block_trl_parity(page: Page) -> str:
         "Not run yet: `python benchmarks/trl_loss_parity.py`."
 
 
+def _study_time(page: Page, experiment: str) -> str:
+    """``<wall> wall`` from the file's recorded seconds, with ``, <cpu> CPU`` where it records its CPU time."""
+    prefix = macro_name(experiment)
+    text = f"{_format_minutes(page.number(prefix + 'ComputeMinutes'))} wall"
+    cpu = page.collected.macros.numbers.get(prefix + "CpuMinutes")
+    return text if cpu is None else f"{text}, {_format_minutes(cpu)} CPU"
+
+
+def _block_real_model(page: Page) -> str:
+    """The pretrained-model studies in one paragraph (the README's), each part only where its file exists."""
+    p, read = page, page.collected.read
+    parts = []
+    if "smollm2_frontier" in read:
+        parts.append(f"the sentiment frontier's check (every DPO β above the reference, intervals apart) is "
+                     f"**{p('SmAccepted')}** ({p('SmSeeds')} seeds, "
+                     f"{_study_time(p, 'smollm2_frontier')})")
+    if "smollm2_ai_feedback" in read:
+        parts.append(f"as a judge of its own reviews it agrees with gold at accuracy {p.ci('AifJudgeAccuracy')}, "
+                     f"its verdict following the answer slot in {p('AifQuestionOverallPositionBiasIqm')} of the "
+                     f"queries ({p('AifSeeds')} seeds, {_study_time(p, 'smollm2_ai_feedback')})")
+    if "smollm2_agentic" in read:
+        parts.append(f"acting in TextArena's games, a learned structured reward beats the sparse one on "
+                     f"{p('SagGamesMet')} of the {p('SagGamesRequired')} games the goal asks for "
+                     f"({p('SagSeeds')} seeds, {_study_time(p, 'smollm2_agentic')})")
+    if not parts:
+        return "Not run yet: `make figures-extended`."
+    return (f"On the pretrained SmolLM2-135M-Instruct at quick scale (in brackets: seeds, and the time "
+            f"recorded on a shared 2-core machine): {'; '.join(parts)}. Details and intervals: [docs/results.md](docs/results.md).")
+
+
 BLOCKS: dict[str, Callable[[Page], str]] = {
     "costs": _block_costs,
+    "real-model": _block_real_model,
     "trl-parity": _block_trl_parity,
     "feedback-table": _block_feedback_table,
     "builtin-model": _block_builtin_model,
