@@ -1120,9 +1120,13 @@ def _block_real_model(page: Page) -> str:
                      f"its verdict following the answer slot in {p('AifQuestionOverallPositionBiasIqm')} of the "
                      f"queries ({p('AifSeeds')} seeds, {_study_time(p, 'smollm2_ai_feedback')})")
     if "smollm2_agentic" in read:
+        diagnostics = p.data("smollm2_agentic")["diagnostics"]
+        why = [f"{game}: {'; '.join(entry['why_not_met']['learned_beats_sparse'][:2])}"
+               for game, entry in diagnostics.items() if entry["why_not_met"].get("learned_beats_sparse")]
         parts.append(f"acting in TextArena's games, a learned structured reward beats the sparse one on "
                      f"{p('SagGamesMet')} of the {p('SagGamesRequired')} games the goal asks for "
-                     f"({p('SagSeeds')} seeds, {_study_time(p, 'smollm2_agentic')})")
+                     f"({p('SagSeeds')} seeds, {_study_time(p, 'smollm2_agentic')})"
+                     + (f"; why not elsewhere, from the file's diagnostic rows: {' / '.join(why)}" if why else ""))
     if not parts:
         return "Not run yet: `make figures-extended`."
     return (f"On the pretrained SmolLM2-135M-Instruct at quick scale (in brackets: seeds, and the time "
