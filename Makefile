@@ -24,7 +24,7 @@ lint: install
 
 # Every package, the benchmark scripts included (0 errors is the bar: a new error fails `make test`).
 typecheck: install
-	$(VENV)/bin/mypy irl_bilevel classic_rl llm irlb benchmarks
+	$(VENV)/bin/mypy irl_bilevel classic_rl llm irlb benchmarks figures
 
 # The default suite: lint, types, then every test not marked slow, on one worker per core (pytest-xdist).
 test: lint typecheck

@@ -53,12 +53,12 @@ def plot(results_dir: Path, figures_dir: Path) -> list[Path]:
     ax = axes[2]
     names = results["aspect_names"]
     thetas = np.asarray([row["theta"] for row in results["seeds"]])
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, np.median(thetas, 0), 0.4, color="C0", alpha=0.8, label="learned (median)")
+    positions = np.arange(len(names))
+    ax.bar(positions - 0.2, np.median(thetas, 0), 0.4, color="C0", alpha=0.8, label="learned (median)")
     for row in thetas:
-        ax.scatter(x - 0.2, row, s=8, color="k", zorder=3)
-    ax.bar(x + 0.2, results["true_weights"], 0.4, color="C2", alpha=0.8, label="true")
-    ax.set_xticks(x, names, fontsize=8)
+        ax.scatter(positions - 0.2, row, s=8, color="k", zorder=3)
+    ax.bar(positions + 0.2, results["true_weights"], 0.4, color="C2", alpha=0.8, label="true")
+    ax.set_xticks(positions, names, fontsize=8)
     ax.set_ylabel("weight")
     ax.set_title("(c) reward weights learned from preferences")
     style.legend_outside(ax, fontsize=7)

@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 
 from figures import style
 
@@ -22,7 +23,7 @@ NAME = "hypergradient_accuracy"
 _LOG_FLOOR = 1e-17
 
 # name -> (colour, line style, marker)
-K_STYLES = {
+K_STYLES: dict[str, tuple[str, LineStyleType, str]] = {
     "unrolled_torchopt_warm": ("C0", "-", "o"),
     "unrolled_higher_warm": ("C0", ":", "x"),
     "unrolled_torchopt_cold": ("C1", "-", "o"),
@@ -163,7 +164,7 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     labels = dict(results["methods"])
     fig = plt.figure(figsize=(24, 4.6 * len(cases) + 1.2), layout="constrained")
     # One row of panels per case, then a strip of its own for the methods' legend (below every axes).
-    subfigs = fig.subfigures(len(cases) + 1, 1, height_ratios=[4.6] * len(cases) + [1.0])
+    subfigs = fig.subfigures(len(cases) + 1, 1, squeeze=False, height_ratios=[4.6] * len(cases) + [1.0])[:, 0]
     for subfig, case in zip(subfigs, cases):
         _row(subfig.subplots(1, 4), case, labels)
         subfig.suptitle(_case_title(case), fontsize=10, fontweight="bold")

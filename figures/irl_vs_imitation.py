@@ -94,7 +94,7 @@ def _transfer(ax: plt.Axes, results: dict[str, Any], testbeds: list[str]) -> Non
         reference = results.get("summary", {}).get(testbed, {}).get("true_reward_at_transfer_budget")
         if reference and reference["n"]:
             ax.hlines(reference["iqm"], j - 0.45, j + 0.45, color=COLOURS["true_reward"], linestyle="--",
-                      linewidth=1.0, label=f"{LABELS['true_reward']}, same steps" if j == 0 else None)
+                      linewidth=1.0, label=f"{LABELS['true_reward']}, same steps" if j == 0 else "_nolegend_")
     ax.axhline(results["protocol"]["target"], color="k", linewidth=0.6, linestyle=":")
     budgets = [results["protocol"]["testbeds"][t]["transfer_budget"] for t in testbeds]
     ax.set_xticks(range(len(testbeds)), [f"{t}\n({b // 1000}k steps)" for t, b in zip(testbeds, budgets,

@@ -123,8 +123,8 @@ def plot(results_dir: Path, out_dir: Path) -> list[Path]:
     results = style.read_results(results_dir, NAME)
     testbeds = list(results["testbeds"])
     fig = plt.figure(figsize=(19, 4.3 * len(testbeds)), layout="constrained")
-    subfigs = fig.subfigures(len(testbeds), 1)
-    for subfig, testbed in zip(np.atleast_1d(subfigs), testbeds):
+    subfigs = fig.subfigures(len(testbeds), 1, squeeze=False)[:, 0]
+    for subfig, testbed in zip(subfigs, testbeds):
         _row(subfig, results, testbed)
     cfg = results["config"]
     return style.finish(fig, out_dir, NAME, results, fontsize=10, title=(

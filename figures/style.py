@@ -39,7 +39,7 @@ RC = {
 
 def apply() -> None:
     """Use the shared style for every figure drawn afterwards."""
-    plt.rcParams.update(RC)
+    plt.style.use(RC)
 
 
 def read_results(results_dir: Path, name: str) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class LegendOverlapWarning(UserWarning):
 def _axes_parts(ax: plt.Axes, renderer: Any) -> list[Bbox]:
     """The boxes a legend must not cover: the plotting area, the title, and each axis's strip of drawn tick labels
     and label."""
-    boxes = [ax.get_window_extent(renderer)]
+    boxes: list[Bbox | None] = [ax.get_window_extent(renderer)]
     boxes += [axis.get_tightbbox(renderer) for axis in (ax.xaxis, ax.yaxis)]
     boxes += [title.get_window_extent(renderer) for title in (ax.title,) if title.get_visible() and title.get_text()]
     return [box for box in boxes if box is not None]
