@@ -592,7 +592,7 @@ def loss_catalog(macros: Macros) -> dict[str, Table]:
 _ENV_KEYS = {"hanoi-3": "hanoi", "steppath": "steppath", "ta-hanoi": "ta hanoi", "ta-frozenlake": "ta frozenlake",
              "ta-lightsout": "ta lightsout"}
 _ENV_LABELS = {"hanoi-3": "Hanoi-3", "steppath": "steppath", "ta-hanoi": "TA Hanoi", "ta-frozenlake": "TA FrozenLake",
-               "ta-lightsout": "TA LightsOut"}
+               "ta-lightsout": "TA LightsOut", "ta-frozenlake-5x5": "TA FrozenLake 5x5"}
 
 
 def _env_key(env: str) -> str:
@@ -1062,8 +1062,6 @@ def smollm2_ai_feedback(data: dict[str, Any], macros: Macros, source: str) -> di
 
 _SAG_CONDITIONS = {"true": "true structured reward", "learned": "structured, from demonstrations",
                    "pref": "structured, from preferences", "sparse": "sparse success reward"}
-_SAG_GAMES = {"ta-hanoi": "TA Hanoi", "ta-frozenlake": "TA FrozenLake", "ta-lightsout": "TA LightsOut",
-              "ta-frozenlake-5x5": "TA FrozenLake 5x5", "hanoi-3": "Hanoi-3"}
 
 
 def smollm2_agentic(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
@@ -1076,13 +1074,13 @@ def smollm2_agentic(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     macros.text(["sag model"], str(config["model"]))
     macros.settings("sag", config, ("seeds", "rl_seeds", "rl_updates", "distill_steps", "distill_batch_size",
                                     "query_budget", "zero_shot_sampled_episodes"))
-    macros.text(["sag rl game"], _SAG_GAMES.get(config["rl_game"], config["rl_game"]))
+    macros.text(["sag rl game"], _ENV_LABELS.get(config["rl_game"], config["rl_game"]))
     for game, expansions in config["search_expansions"].items():
         macros.number(["sag", game, "expansions"], int(expansions))
     zero_rows = []
     for game, entry in data["zero_shot"].items():
         macros.number(["sag", game, "starts"], int(entry["starts"]))
-        cells = [escape(_SAG_GAMES.get(game, game)), str(entry["starts"])]
+        cells = [escape(_ENV_LABELS.get(game, game)), str(entry["starts"])]
         for decoding in ("greedy", "sampled"):
             result = entry[decoding]
             for key in ("success_rate", "malformed_rate", "invalid_action_rate"):
@@ -1107,13 +1105,14 @@ def smollm2_agentic(data: dict[str, Any], macros: Macros, source: str) -> dict[s
                        if condition in row.get("search", {})]
             finite = [float(v) for v in lengths if v is not None]  # None: the search planned no start
             macros.fixed(["sag", game, condition, "search length"], sum(finite) / len(finite) if finite else None)
-            diagnostic_rows.append([escape(_SAG_GAMES.get(game, game)), escape(_SAG_CONDITIONS[condition]),
+            diagnostic_rows.append([escape(_ENV_LABELS.get(game, game)), escape(_SAG_CONDITIONS[condition]),
                                     *(format_fixed(stats[key]) for key in diagnostics),
                                     iqm_ci(stats["success_iqm"])])
-    for name, other in (("learned", "sparse"), ("pref", "sparse")):
-        cells = [escape(f"goal met? {_SAG_CONDITIONS[name]} above sparse")]
+    for key in dict.fromkeys(key for game in games for key in data["goals"][game]):  # "<learned>_beats_<sparse>"
+        name, other = key.split("_beats_")
+        cells = [escape(f"goal met? {_SAG_CONDITIONS[name]} above {other}")]
         for game in games:
-            check = data["goals"][game].get(f"{name}_beats_{other}")
+            check = data["goals"][game].get(key)
             cells.append("--" if check is None else ("yes" if check["met"] else "no"))
         goal_rows.append(cells)
     goal = data["goal"]
@@ -1132,7 +1131,7 @@ def smollm2_agentic(data: dict[str, Any], macros: Macros, source: str) -> dict[s
     for part in ("zero_shot", "distillation", "plan_evaluation", "rl"):
         macros.number(["sag", part, "minutes"], round(float(timing[part]) / 60))
     macros.number(["sag adapters"], int(timing["adapters_trained"]))
-    header = ["reward", *(escape(_SAG_GAMES.get(game, game)) for game in games)]
+    header = ["reward", *(escape(_ENV_LABELS.get(game, game)) for game in games)]
     return {
         "smollm2_agentic_zero_shot": tabular(
             "lccccccc", ["game", "starts", "greedy success", "malformed", "invalid", "sampled success", "malformed",
