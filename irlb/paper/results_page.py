@@ -1100,9 +1100,10 @@ def _block_trl_parity(page: Page) -> str:
 
 
 def _study_time(page: Page, experiment: str) -> str:
-    """``<wall> wall`` from the file's recorded seconds, with ``, <cpu> CPU`` where it records its CPU time."""
+    """``<scale> scale, <wall> wall`` from the file's scale and recorded seconds, with ``, <cpu> CPU`` where it
+    records its CPU time."""
     prefix = macro_name(experiment)
-    text = f"{_format_minutes(page.number(prefix + 'ComputeMinutes'))} wall"
+    text = f"{page(prefix + 'Scale')} scale, {_format_minutes(page.number(prefix + 'ComputeMinutes'))} wall"
     cpu = page.collected.macros.numbers.get(prefix + "CpuMinutes")
     return text if cpu is None else f"{text}, {_format_minutes(cpu)} CPU"
 
@@ -1123,14 +1124,14 @@ def _block_real_model(page: Page) -> str:
         diagnostics = p.data("smollm2_agentic")["diagnostics"]
         why = [f"{game}: {'; '.join(entry['why_not_met']['learned_beats_sparse'][:2])}"
                for game, entry in diagnostics.items() if entry["why_not_met"].get("learned_beats_sparse")]
-        parts.append(f"acting in TextArena's games, a learned structured reward beats the sparse one on "
-                     f"{p('SagGamesMet')} of the {p('SagGamesRequired')} games the goal asks for "
+        parts.append(f"acting in TextArena's games, a learned structured reward beats the sparse one with "
+                     f"intervals apart on {p('SagGamesMet')} game(s), where the goal asks for {p('SagGamesRequired')} "
                      f"({p('SagSeeds')} seeds, {_study_time(p, 'smollm2_agentic')})"
                      + (f"; why not elsewhere, from the file's diagnostic rows: {' / '.join(why)}" if why else ""))
     if not parts:
         return "Not run yet: `make figures-extended`."
-    return (f"On the pretrained SmolLM2-135M-Instruct at quick scale (in brackets: seeds, and the time "
-            f"recorded on a shared 2-core machine): {'; '.join(parts)}. Details and intervals: [docs/results.md](docs/results.md).")
+    return (f"On the pretrained SmolLM2-135M-Instruct (in brackets: seeds, scale, and the time recorded on a "
+            f"shared 2-core machine): {'; '.join(parts)}. Details and intervals: [docs/results.md](docs/results.md).")
 
 
 BLOCKS: dict[str, Callable[[Page], str]] = {
