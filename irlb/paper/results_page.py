@@ -856,7 +856,7 @@ def _smollm2_agentic(p: Page) -> list[str]:
         "",
         p.table("smollm2_agentic_diagnostics"),
         "",
-        f"The RL route on {p('SagRlGame')} (diagnostic, {p('SagRlSeeds')} seeds, {p('SagRlUpdates')} RLOO updates "
+        f"The RL route on {p('SagRlGame')} (diagnostic, seeds: {p('SagRlSeeds')}, {p('SagRlUpdates')} RLOO updates "
         f"per reward), greedy success after training: {'; '.join(rl) if rl else 'not run'}:",
         "",
         p.table("smollm2_agentic_rl"),
