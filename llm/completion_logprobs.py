@@ -13,8 +13,15 @@ fast, each piece exact (equal to the plain full-logits computation to float32 ro
   ``x``, as in a row of its own, while the prompt's tokens go through the model once instead of once per
   completion (prefix sharing; Wang et al. 2024, "Accelerating Direct Preference Optimization with Prefix
   Sharing"). Rows hold at most ``completions_per_row`` completions (default 2: the extra attention of longer rows
-  grows with their square). Used with SDPA and eager attention (the mask's two formats); other attention
-  implementations get one completion per row.
+  grows with their square).
+* **Rows without padding** (:func:`row_layout`): these groups (a prompt and its completions) are then packed
+  several to a row, first-fit decreasing, where that removes at least a tenth of the padded positions; each group
+  keeps its own position ids and the mask keeps groups apart, so every completion still sees only its prompt
+  (padding-free packing, as TRL's ``padding_free``, here without a varlen attention kernel). Prompt sharing and
+  packing are used with SDPA and eager attention (the mask's two formats); other attention implementations get
+  one completion per row.
+* **No input that nothing reads**: a completion's last token is predicted, but its own hidden state predicts
+  nothing and no other token attends to it, so it is left out of the rows (one position per completion).
 * **No padding mask for rows of one sequence**: causal attention never lets a real token see the right padding
   that follows it, and such rows' position ids are ``0..T−1`` anyway, so the body runs with an all-ones mask
   (transformers then builds no ``[B, 1, T, T]`` mask and SDPA takes its causal fast path).
@@ -51,6 +58,10 @@ TANH_GELU_CLASSES = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUAct
 # Attention implementations that take a custom 4D mask (prompt sharing needs one).
 MASKED_ATTENTION = ("sdpa", "eager")
 COMPLETIONS_PER_ROW = 2
+# Rows of several groups are filled up to this many tokens (or the longest group's), and only when that removes at
+# least this share of the padded positions.
+ROW_TOKENS = 128
+PACKING_MIN_SAVING = 0.1
 
 
 # ---------------------------------------------------------------------- where the completion tokens are
@@ -97,33 +108,37 @@ class CompletionPositions:
 # ---------------------------------------------------------------------- packing with shared prompts
 @dataclass(frozen=True)
 class PackedCompletions:
-    """``N`` completions in ``R`` right-padded rows of width ``W`` (see the module docstring).
+    """``N`` completions in ``R`` right-padded rows of width ``W`` (see the module docstring), each completion
+    without its last token, which is a target only.
 
-    ``input_ids [R, W]``; ``position_ids [R, W]``; ``segments [R, W]``: 0 on the prompt, ``j >= 1`` on the row's
-    ``j``-th completion, −1 on padding; ``positions``: the completion tokens, ``sequences`` indexing the ``N``
-    completions in the caller's order; ``shared``: some row holds more than one completion (the rows then need
-    the mask of :meth:`attention_mask`, otherwise none).
+    ``input_ids [R, W]``; ``position_ids [R, W]``; ``segments [R, W]``: a number per prompt and per completion,
+    unique within its row, −1 on padding; ``prompt_segments [R, W]``: the segment of the prompt each token is
+    read with (a prompt token's own, a completion token's prompt's), −1 on padding; ``positions``: the
+    completion tokens, ``sequences`` indexing the ``N`` completions in the caller's order; ``shared``: some row
+    holds more than one completion (the rows then need the mask of :meth:`attention_mask`, otherwise none).
     """
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     segments: torch.Tensor
+    prompt_segments: torch.Tensor
     positions: CompletionPositions
     shared: bool
 
     @classmethod
     def of(cls, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_token_id: int,
-           completions_per_row: int = COMPLETIONS_PER_ROW) -> PackedCompletions:
-        """Pack completion ``i`` of prompt ``i``; completions with equal prompts (token for token) share rows,
-        ``completions_per_row`` at most, in order of first appearance. Empty prompts or completions are a
-        :class:`ValidationError`."""
+           completions_per_row: int = COMPLETIONS_PER_ROW, pack_rows: bool = True) -> PackedCompletions:
+        """Pack completion ``i`` of prompt ``i``; completions with equal prompts (token for token) form groups of
+        one prompt and ``completions_per_row`` completions at most, in order of first appearance. With
+        ``pack_rows``, groups then share rows as well where that removes padding (:func:`row_layout`). Empty
+        prompts or completions are a :class:`ValidationError`."""
         if len(prompt_ids) != len(completion_ids) or not prompt_ids:
             raise ValidationError(f"completion_ids: expected one completion per prompt (at least one), got "
                                   f"{len(prompt_ids)} prompts and {len(completion_ids)} completions")
         if completions_per_row < 1:
             raise ValidationError(f"completions_per_row: expected a positive integer, got {completions_per_row}")
-        layout: list[tuple[Sequence[int], list[int]]] = []  # (prompt, completion indices) per row
-        open_row: dict[tuple[int, ...], int] = {}
+        groups: list[tuple[Sequence[int], list[int]]] = []  # (prompt, completion indices)
+        open_group: dict[tuple[int, ...], int] = {}
         for index, (prompt, completion) in enumerate(zip(prompt_ids, completion_ids)):
             if len(prompt) == 0:
                 raise ValidationError(f"prompt_ids: prompt {index} is empty; a causal LM needs at least one token "
@@ -131,58 +146,71 @@ class PackedCompletions:
             if len(completion) == 0:
                 raise ValidationError(f"completion_ids: completion {index} is empty; expected at least one token")
             key = tuple(prompt)
-            row = open_row.get(key)
-            if row is None or len(layout[row][1]) >= completions_per_row:
-                open_row[key] = len(layout)
-                layout.append((prompt, [index]))
+            group = open_group.get(key)
+            if group is None or len(groups[group][1]) >= completions_per_row:
+                open_group[key] = len(groups)
+                groups.append((prompt, [index]))
             else:
-                layout[row][1].append(index)
-        widths = [len(p) + sum(len(completion_ids[i]) for i in members) for p, members in layout]
-        width = max(widths)
+                groups[group][1].append(index)
+        # a completion's last token is a target only: nothing reads its hidden state, so it is not an input
+        lengths = [len(p) + sum(len(completion_ids[i]) - 1 for i in members) for p, members in groups]
+        layout = row_layout(lengths) if pack_rows else [[g] for g in range(len(groups))]
+        width = max(sum(lengths[g] for g in row) for row in layout)
         ids: list[int] = []
         position_ids: list[int] = []
         segments: list[int] = []
+        prompt_segments: list[int] = []
         rows: list[int] = []
         columns: list[int] = []
         targets: list[int] = []
         sequences: list[int] = []
-        for row, ((prompt, members), used) in enumerate(zip(layout, widths)):
-            size = len(prompt)
-            ids += prompt
-            position_ids += range(size)
-            segments += [0] * size
-            start = size
-            for j, index in enumerate(members, 1):
-                completion = completion_ids[index]
-                length = len(completion)
-                ids += completion
-                position_ids += range(size, size + length)
-                segments += [j] * length
-                # token 0 is predicted by the prompt's last position, token k > 0 by the completion's token k − 1
-                rows += [row] * length
-                columns += [size - 1, *range(start, start + length - 1)]
-                targets += completion
-                sequences += [index] * length
-                start += length
-            padding = width - used
+        for row, members_of_row in enumerate(layout):
+            start = 0
+            segment = 0
+            for prompt, members in (groups[g] for g in members_of_row):
+                size, prompt_segment = len(prompt), segment
+                ids += prompt
+                position_ids += range(size)
+                segments += [segment] * size
+                prompt_segments += [segment] * size
+                last_prompt_column = start + size - 1
+                start += size
+                for index in members:
+                    segment += 1
+                    completion = completion_ids[index]
+                    length = len(completion)
+                    ids += completion[:-1]
+                    position_ids += range(size, size + length - 1)
+                    segments += [segment] * (length - 1)
+                    prompt_segments += [prompt_segment] * (length - 1)
+                    # token 0 is predicted by the prompt's last position, token k > 0 by the completion's token k − 1
+                    rows += [row] * length
+                    columns += [last_prompt_column, *range(start, start + length - 1)]
+                    targets += completion
+                    sequences += [index] * length
+                    start += length - 1
+                segment += 1
+            padding = width - start
             ids += [pad_token_id] * padding
             position_ids += [0] * padding  # padding is never read; 0 stays inside any position table
             segments += [-1] * padding
+            prompt_segments += [-1] * padding
         shape = (len(layout), width)
         return cls(torch.tensor(ids).reshape(shape), torch.tensor(position_ids).reshape(shape),
-                   torch.tensor(segments).reshape(shape),
+                   torch.tensor(segments).reshape(shape), torch.tensor(prompt_segments).reshape(shape),
                    CompletionPositions(torch.tensor(rows), torch.tensor(columns), torch.tensor(targets),
                                        torch.tensor(sequences), len(prompt_ids)),
-                   any(len(members) > 1 for _, members in layout))
+                   any(len(row) > 1 or len(groups[row[0]][1]) > 1 for row in layout))
 
     def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor:
-        """``[R, 1, W, W]``: query ``q`` may attend to key ``k <= q`` of the prompt or of its own segment (padding
-        queries attend to the prompt and to padding, so that no row of the softmax is empty). SDPA takes it as
+        """``[R, 1, W, W]``: query ``q`` may attend to key ``k <= q`` of its own segment or of the prompt it is read
+        with (padding queries attend to padding, so that no row of the softmax is empty). SDPA takes it as
         booleans (True: attend), eager attention as an additive float mask (0 or the dtype's minimum)."""
         width = self.segments.shape[1]
         causal = torch.ones(width, width, dtype=torch.bool, device=self.segments.device).tril()
         same = self.segments[:, :, None] == self.segments[:, None, :]
-        allowed = (causal & (same | (self.segments == 0)[:, None, :]))[:, None]
+        own_prompt = self.prompt_segments[:, :, None] == self.segments[:, None, :]
+        allowed = (causal & (same | own_prompt))[:, None]
         if implementation == "sdpa":
             return allowed
         blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
@@ -190,7 +218,40 @@ class PackedCompletions:
 
     def to(self, device: torch.device | str) -> PackedCompletions:
         return PackedCompletions(self.input_ids.to(device), self.position_ids.to(device), self.segments.to(device),
-                                 self.positions.to(device), self.shared)
+                                 self.prompt_segments.to(device), self.positions.to(device), self.shared)
+
+
+def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS,
+               min_saving: float = PACKING_MIN_SAVING) -> list[list[int]]:
+    """Groups (of ``lengths`` tokens each, never split) to rows, as lists of group indices in increasing order.
+
+    First-fit decreasing into rows of capacity ``c``, for every ``c`` from the longest group to
+    ``max(row_tokens, longest)``; the layout with the fewest positions ``R × W`` wins (ties: the narrower), and is
+    kept where it removes at least ``min_saving`` of the ``R × W`` of one group per row. Otherwise one group per
+    row: such rows need no mask, and SDPA's causal path is faster than a masked one. A packed row's attention costs
+    ``O(W²)``, small beside its linear layers' ``O(W · parameters)`` while ``W`` stays near ``row_tokens``.
+    """
+    longest = max(lengths)
+    order = sorted(range(len(lengths)), key=lambda g: (-lengths[g], g))
+    best: tuple[int, int, list[list[int]]] | None = None  # (positions, width, rows)
+    for capacity in range(longest, max(row_tokens, longest) + 1):
+        rows: list[list[int]] = []
+        filled: list[int] = []
+        for group in order:
+            row = next((r for r, used in enumerate(filled) if used + lengths[group] <= capacity), None)
+            if row is None:
+                rows.append([group])
+                filled.append(lengths[group])
+            else:
+                rows[row].append(group)
+                filled[row] += lengths[group]
+        width = max(filled)
+        if best is None or (len(rows) * width, width) < best[:2]:
+            best = (len(rows) * width, width, rows)
+    assert best is not None
+    if best[0] > (1.0 - min_saving) * len(lengths) * longest:
+        return [[g] for g in range(len(lengths))]
+    return [sorted(row) for row in best[2]]
 
 
 # ---------------------------------------------------------------------- the model's parts
@@ -293,14 +354,15 @@ def completion_logprobs(model, prompt_ids: Sequence[Sequence[int]], completion_i
     :func:`llm.models.reference_mode`).
     """
     prompts, completions = list(prompt_ids), list(completion_ids)
-    per_row = completions_per_row if attention_implementation(model) in MASKED_ATTENTION else 1
+    masked = attention_implementation(model) in MASKED_ATTENTION
+    per_row = completions_per_row if masked else 1
     size = len(prompts)
     step = chunk_size or max(size, 1)
     device = module_device(model)
     sums, counts = [], []
     for start in range(0, size, step):
         packed = PackedCompletions.of(prompts[start:start + step], completions[start:start + step], pad_token_id,
-                                      per_row).to(device)
+                                      per_row, pack_rows=masked).to(device)
         tokens = token_logprobs_at(model, packed_inputs(model, packed), packed.positions)
         sums.append(packed.positions.per_sequence(tokens))
         counts.append(packed.positions.counts())

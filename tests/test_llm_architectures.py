@@ -9,7 +9,7 @@ import torch
 from conftest import ARCHITECTURES
 
 from irl_bilevel.losses import preference_loss
-from llm.completion_logprobs import PackedCompletions, body_and_head, completion_logprobs
+from llm.completion_logprobs import PackedCompletions, body_and_head, completion_logprobs, row_layout
 from llm.models import (
     LoraSettings,
     collate_completions,
@@ -63,7 +63,8 @@ def test_fast_logprobs_equal_full_logits_bare_and_through_peft(hf_model_paths, a
         shared, counts = completion_logprobs(model, prompt_ids, completion_ids, tokenizer.pad_token_id)
         unshared, _ = completion_logprobs(model, prompt_ids, completion_ids, tokenizer.pad_token_id,
                                           completions_per_row=1)
-    assert PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id).shared  # prompts 0 and 3 share
+    packed = PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id)
+    assert packed.shared and packed.input_ids.shape[0] < 3  # prompts 0 and 3 share; the 3 groups share rows
     torch.testing.assert_close(shared, expected, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(unshared, expected, rtol=1e-6, atol=1e-5)
     assert counts.tolist() == [float(len(c)) for c in completion_ids]
@@ -143,18 +144,30 @@ def test_sequence_logprobs_take_left_padding_with_the_mask(hf_model_paths):
 
 
 def test_packing_restarts_positions_and_masks_the_other_completion():
+    # group 0: prompt [5, 6] with completions 0 and 2; group 1: prompt [7] with completion 1; both in one row
     packed = PackedCompletions.of([[5, 6], [7], [5, 6]], [[1, 2, 3], [4], [8, 9]], pad_token_id=0)
-    assert packed.shared and packed.input_ids.tolist() == [[5, 6, 1, 2, 3, 8, 9], [7, 4, 0, 0, 0, 0, 0]]
-    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 4, 2, 3]  # the second completion restarts at |x|
+    assert packed.shared and packed.input_ids.tolist() == [[5, 6, 1, 2, 8, 7]]  # last tokens are targets only
+    assert packed.position_ids[0].tolist() == [0, 1, 2, 3, 2, 0]  # the second completion restarts at |x|
     positions = packed.positions
-    assert positions.rows.tolist() == [0, 0, 0, 0, 0, 1]
-    assert positions.columns.tolist() == [1, 2, 3, 1, 5, 0]  # 8 is predicted by the prompt's last token
+    assert positions.rows.tolist() == [0, 0, 0, 0, 0, 0]
+    assert positions.columns.tolist() == [1, 2, 3, 1, 4, 5]  # 8 is predicted by the prompt's last token
     assert positions.targets.tolist() == [1, 2, 3, 8, 9, 4]
     assert positions.sequences.tolist() == [0, 0, 0, 2, 2, 1]
     mask = packed.attention_mask("sdpa", torch.float32)[0, 0]
-    assert mask[5].tolist() == [True, True, False, False, False, True, False]  # 8 sees the prompt and itself
-    assert mask[6].tolist() == [True, True, False, False, False, True, True]
+    assert mask[4].tolist() == [True, True, False, False, True, False]  # 8 sees its prompt and itself
+    assert mask[5].tolist() == [False, False, False, False, False, True]  # the other group's prompt sees itself
     additive = packed.attention_mask("eager", torch.float32)[0, 0]
-    assert additive[5, 0] == 0 and additive[5, 2] == torch.finfo(torch.float32).min
+    assert additive[4, 0] == 0 and additive[4, 2] == torch.finfo(torch.float32).min
+    unpacked = PackedCompletions.of([[5, 6], [7], [5, 6]], [[1, 2, 3], [4], [8, 9]], pad_token_id=0, pack_rows=False)
+    assert unpacked.input_ids.tolist() == [[5, 6, 1, 2, 8], [7, 0, 0, 0, 0]]
     unshared = PackedCompletions.of([[5], [7]], [[1], [2]], pad_token_id=0)
-    assert not unshared.shared
+    assert not unshared.shared  # packing [5] and [7] into one row would save no position
+
+
+def test_rows_are_packed_only_where_that_removes_padding():
+    assert row_layout([10, 3, 3, 10]) == [[0, 1], [2, 3]]  # 2 rows of 13 positions instead of 4 of 10
+    # first-fit decreasing at capacity 20 fills 4 rows exactly (80 positions, not 6 × 20); a single row of 80 would
+    # tie, and the narrower layout wins
+    assert row_layout([20, 12, 8, 20, 15, 5]) == [[0], [3], [4, 5], [1, 2]]
+    assert row_layout([40, 44, 42]) == [[0], [1], [2]]  # one row of 126 is within a tenth of 3 × 44
+    assert row_layout([5, 5], min_saving=0.0) == [[0], [1]]  # one row of 10 saves nothing either
