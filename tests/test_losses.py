@@ -188,30 +188,20 @@ def example_params(name, size, seed=0):
     rng = np.random.default_rng(seed + 1)
     fixed = {
         "sigmoid": (0.1, {"label_smoothing": 0.1}),
-        "hinge": (0.1, {}),
-        "ipo": (0.1, {}),
         "exo_pair": (0.1, {"label_smoothing": 0.01}),
-        "nca_pair": (0.1, {}),
         "robust": (0.1, {"label_smoothing": 0.2}),
         "bco_pair": (0.1, {"reward_shift": 0.25}),
-        "sppo_hard": (0.1, {}),
         "aot": (0.1, {"label_smoothing": 0.1}),
         "aot_unpaired": (0.1, {"label_smoothing": 0.1}),
-        "apo_zero": (0.1, {}),
-        "apo_down": (0.1, {}),
         "discopop": (0.1, {"tau": 0.05}),
-        "sigmoid_norm": (0.1, {}),
         "simpo": (2.0, {"gamma": 0.7}),
         "cpo": (0.1, {"nll_weight": 0.8}),
         "orpo": (None, {"odds_ratio_weight": 0.3}),
         "slic": (1.0, {"calibration_margin": 1.5, "regularization": 0.2}),
         "lexicographic_dpo": (0.1, {"margin_step": 0.7}),
     }
-    if name in fixed:
-        beta, params = fixed[name]
-        params = dict(params)
-    else:
-        beta, params = 0.1, {}
+    beta, params = fixed.get(name, (0.1, {}))  # any other loss: β = 0.1 and its default parameters
+    params = dict(params)
     if name == "modpo":
         params = {"other_chosen_rewards": rng.normal(size=(size, 2)),
                   "other_rejected_rewards": rng.normal(size=(size, 2)), "weights": np.array([0.6, 0.3, 0.1])}

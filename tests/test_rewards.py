@@ -2,19 +2,7 @@ import pytest
 import torch
 from conftest import random_mdp
 
-from irl_bilevel.rewards import (
-    FixedWeights,
-    Gated,
-    Lexicographic,
-    LinearReward,
-    MLPReward,
-    PotentialShaping,
-    SimplexWeights,
-    SoftMin,
-    TabularReward,
-    Transitions,
-    make_aggregator,
-)
+from irl_bilevel import rewards
 from irl_bilevel.tabular import soft_value_iteration
 from irl_bilevel.validation import ValidationError
 
@@ -22,12 +10,12 @@ from irl_bilevel.validation import ValidationError
 def batch(n=5, state_dim=3, num_actions=2):
     g = torch.Generator().manual_seed(0)
     actions = torch.nn.functional.one_hot(torch.randint(0, num_actions, (n,), generator=g), num_actions)
-    return Transitions(torch.randn(n, state_dim, generator=g), actions, torch.randn(n, state_dim, generator=g),
-                       torch.tensor([0, 0, 1, 0, 1]))
+    return rewards.Transitions(torch.randn(n, state_dim, generator=g), actions,
+                               torch.randn(n, state_dim, generator=g), torch.tensor([0, 0, 1, 0, 1]))
 
 
 def test_scalar_reward_is_the_one_aspect_case():
-    model = LinearReward(3)
+    model = rewards.LinearReward(3)
     with torch.no_grad():
         model.linear.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
     out = model(batch())
@@ -39,21 +27,22 @@ def test_scalar_reward_is_the_one_aspect_case():
 @pytest.mark.parametrize(
     "aggregator, expected",
     [
-        (FixedWeights([0.5, 2.0]), lambda a: a @ torch.tensor([0.5, 2.0])),
-        (SimplexWeights(2), lambda a: a.mean(-1)),  # zero logits: uniform weights
-        (SoftMin(0.01), lambda a: a.min(-1).values),
-        (Lexicographic([1, 0], epsilon=1e-3), lambda a: a[:, 1] + 1e-3 * a[:, 0]),
+        (rewards.FixedWeights([0.5, 2.0]), lambda a: a @ torch.tensor([0.5, 2.0])),
+        (rewards.SimplexWeights(2), lambda a: a.mean(-1)),  # zero logits: uniform weights
+        (rewards.SoftMin(0.01), lambda a: a.min(-1).values),
+        (rewards.Lexicographic([1, 0], epsilon=1e-3), lambda a: a[:, 1] + 1e-3 * a[:, 0]),
     ],
 )
 def test_aggregators_follow_their_formulas(aggregator, expected):
-    model = MLPReward(3 + 2, (8,), aspect_names=("helpful", "safe"), aggregator=aggregator, uses_actions=True)
+    model = rewards.MLPReward(3 + 2, (8,), aspect_names=("helpful", "safe"), aggregator=aggregator, uses_actions=True)
     out = model(batch())
     assert out.aspects.shape == (5, 2)
-    assert torch.allclose(out.total, expected(out.aspects), atol=0.02 if isinstance(aggregator, SoftMin) else 1e-12)
+    atol = 0.02 if isinstance(aggregator, rewards.SoftMin) else 1e-12
+    assert torch.allclose(out.total, expected(out.aspects), atol=atol)
 
 
 def test_gated_aggregator_weights_are_a_softmax_of_the_state():
-    model = LinearReward(3, aspect_names=("a", "b", "c"), aggregator=Gated(3, 3))
+    model = rewards.LinearReward(3, aspect_names=("a", "b", "c"), aggregator=rewards.Gated(3, 3))
     torch.nn.init.normal_(model.linear.weight)
     b = batch()
     out = model(b)
@@ -65,15 +54,15 @@ def test_gated_aggregator_weights_are_a_softmax_of_the_state():
 
 
 def test_make_aggregator_rejects_unknown_names():
-    assert isinstance(make_aggregator("softmin", 2, 3), SoftMin)
+    assert isinstance(rewards.make_aggregator("softmin", 2, 3), rewards.SoftMin)
     with pytest.raises(ValidationError, match="aggregator"):
-        make_aggregator("median", 2, 3)
+        rewards.make_aggregator("median", 2, 3)
 
 
 def test_potential_shaping_adds_gamma_phi_next_minus_phi():
-    base = LinearReward(3, uses_actions=False)
+    base = rewards.LinearReward(3, uses_actions=False)
     potential = torch.nn.Linear(3, 1)
-    shaped = PotentialShaping(base, potential, discount=0.9)
+    shaped = rewards.PotentialShaping(base, potential, discount=0.9)
     b = batch()
     out = shaped(b)
     phi, phi_next = potential(b.states).squeeze(-1), potential(b.next_states).squeeze(-1)
@@ -82,16 +71,16 @@ def test_potential_shaping_adds_gamma_phi_next_minus_phi():
     assert torch.allclose(out.aspects[:, 1], expected_shaping)
     assert torch.allclose(out.total, base(b).total + expected_shaping)
     with pytest.raises(ValidationError, match="next_states"):
-        shaped(Transitions(b.states))
+        shaped(rewards.Transitions(b.states))
 
 
 def test_shaping_leaves_the_optimal_policy_unchanged_on_a_tabular_mdp():
     mdp = random_mdp(num_states=6, num_actions=3)
-    base = TabularReward(6)
+    base = rewards.TabularReward(6)
     with torch.no_grad():
         base.table.copy_(mdp.true_reward)
     potential = torch.nn.Linear(4, 1)
-    shaped = PotentialShaping(base, potential, discount=mdp.discount)
+    shaped = rewards.PotentialShaping(base, potential, discount=mdp.discount)
     plain = base.reward_table(mdp.features, 3, mdp.expected_next)
     with torch.no_grad():
         shaped_table = shaped.reward_table(mdp.features, 3, mdp.expected_next)
@@ -106,6 +95,6 @@ def test_shaping_leaves_the_optimal_policy_unchanged_on_a_tabular_mdp():
 
 
 def test_state_action_model_needs_actions():
-    model = LinearReward(5, uses_actions=True)
+    model = rewards.LinearReward(5, uses_actions=True)
     with pytest.raises(ValidationError, match="actions"):
-        model(Transitions(torch.zeros(2, 3)))
+        model(rewards.Transitions(torch.zeros(2, 3)))

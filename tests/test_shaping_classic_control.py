@@ -12,17 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from classic_rl import shaping_sb3
 from classic_rl.experiments import shaping_classic_control
 from classic_rl.sb3_inner import SB3InnerSolver
-from classic_rl.shaping_sb3 import (
-    OneStepPolicyGradientHypergradient,
-    PotentialSignals,
-    SB3TaskReturnObjective,
-    ScaledObservation,
-    StatePotentials,
-    ZeroReward,
-    complete_episodes,
-)
 from irl_bilevel.hypergradients import BilevelProblem
 from irl_bilevel.rewards import PotentialShaping, RewardModel, SimplexWeights, Transitions
 from irl_bilevel.solver import BilevelSolver, OuterConfig
@@ -48,7 +40,7 @@ def test_wrapper_adds_potential_shaping_to_the_env_reward():
     under a constant action); every non-terminal step keeps ``γΦ(s')``."""
     potential = torch.nn.Linear(4, 1)
     torch.nn.init.normal_(potential.weight)
-    model = PotentialShaping(ZeroReward(), potential, GAMMA)
+    model = PotentialShaping(shaping_sb3.ZeroReward(), potential, GAMMA)
     inner = _inner()
     env = inner.env
     env.set_reward_model(model)
@@ -80,13 +72,14 @@ def test_add_env_reward_is_on_policy_only():
 
 def test_potential_signals_and_scaled_observations():
     """The candidate potentials read scaled observations back in task units; the signals telescope."""
-    scaled, plain = StatePotentials("MountainCar-v0", scaled=True), StatePotentials("MountainCar-v0")
+    scaled = shaping_sb3.StatePotentials("MountainCar-v0", scaled=True)
+    plain = shaping_sb3.StatePotentials("MountainCar-v0")
     states = torch.tensor([[-0.5, 0.0], [0.5, 0.07], [-1.2, -0.07]], dtype=torch.float64)
     low, high = torch.tensor([-1.2, -0.07], dtype=torch.float64), torch.tensor([0.6, 0.07], dtype=torch.float64)
     z = 2 * (states - low) / (high - low) - 1
     assert torch.allclose(scaled(z), plain(states))
     assert plain(states).min() >= -1e-9 and plain(states).max() <= 1 + 1e-9
-    signals = PotentialSignals(plain, GAMMA, scale=2.0)
+    signals = shaping_sb3.PotentialSignals(plain, GAMMA, scale=2.0)
     dones = torch.tensor([False, True, False])
     aspects = signals(Transitions(states, None, states.roll(1, 0), dones)).aspects
     psi, psi_next = plain(states), plain(states.roll(1, 0))
@@ -95,17 +88,17 @@ def test_potential_signals_and_scaled_observations():
     assert torch.allclose(aspects[:, :2], potential_terms[:, :2])
     assert torch.allclose(aspects[:, 2], 2.0 * (1 - GAMMA) * psi_next[:, 2])  # the wrong-goal bonus
     assert psi[:, 2].tolist() == pytest.approx([0.0, 0.0, 1.0])  # only the left wall is the wrong goal
-    env = ScaledObservation(__import__("gymnasium").make("MountainCar-v0"))
+    env = shaping_sb3.ScaledObservation(__import__("gymnasium").make("MountainCar-v0"))
     observation, _ = env.reset(seed=0)
     assert np.all(np.abs(observation) <= 1.0)
     with pytest.raises(ValidationError, match="env_id"):
-        StatePotentials("CartPole-v1")
+        shaping_sb3.StatePotentials("CartPole-v1")
 
 
 def test_complete_episodes_need_start_and_end_in_the_window():
     data = {"time": np.array([3, 0, 4, 1, 0, 2, 1, 0]), "ended": np.array([0, 0, 1, 0, 0, 1, 1, 0], dtype=bool)}
     # step-major, 2 envs: env 0 rows 0,2,4,6 (times 3,4,0,1 / ended at rows 2 and 6), env 1 rows 1,3,5,7.
-    episodes = complete_episodes(data, 2)
+    episodes = shaping_sb3.complete_episodes(data, 2)
     assert [e.tolist() for e in episodes] == [[4, 6], [1, 3, 5]]
 
 
@@ -125,8 +118,8 @@ def test_outer_loop_drives_a_harmful_candidate_weight_down():
     whatever the samples: the outer loop must lower the harmful weight at every step."""
     model = _AlignedAndHarmful()
     inner = _inner()
-    hypergradient = OneStepPolicyGradientHypergradient()
-    problem = BilevelProblem(model, inner, SB3TaskReturnObjective())  # type: ignore[arg-type]
+    hypergradient = shaping_sb3.OneStepPolicyGradientHypergradient()
+    problem = BilevelProblem(model, inner, shaping_sb3.SB3TaskReturnObjective())  # type: ignore[arg-type]
     weights = []
     solver = BilevelSolver(problem, hypergradient, OuterConfig(steps=3, optimizer="adam", lr=0.5, grad_tol=-1.0),
                            metrics=lambda: {"w": model.aggregator.weights.detach().tolist()}, progress=False)
@@ -143,13 +136,13 @@ def test_no_success_gives_an_exactly_zero_hypergradient():
     """MountainCar's random policy never reaches the flag: every episode returns −200, the task gradient carries no
     information, and Adam (which normalizes steps) must see exact zeros, not rounding residues, or it would move the
     weights by a full step size on noise."""
-    potentials = StatePotentials("MountainCar-v0", offset=1.0)
-    model = PotentialSignals(potentials, GAMMA, scale=1.0)
+    potentials = shaping_sb3.StatePotentials("MountainCar-v0", offset=1.0)
+    model = shaping_sb3.PotentialSignals(potentials, GAMMA, scale=1.0)
     inner = SB3InnerSolver("MountainCar-v0", "ppo", 1536, 3, {"n_steps": 256, "batch_size": 64, "n_epochs": 1,
                            "gamma": GAMMA}, seed=0, termination="none", learner_steps=1536, add_env_reward=True)
-    hypergradient = OneStepPolicyGradientHypergradient()
+    hypergradient = shaping_sb3.OneStepPolicyGradientHypergradient()
     start = model.aggregator.weights.detach().clone()
-    solver = BilevelSolver(BilevelProblem(model, inner, SB3TaskReturnObjective()),  # type: ignore[arg-type]
+    solver = BilevelSolver(BilevelProblem(model, inner, shaping_sb3.SB3TaskReturnObjective()),  # type: ignore[arg-type]
                            hypergradient, OuterConfig(steps=2, optimizer="adam", lr=0.5, grad_tol=-1.0),
                            progress=False)
     solver.run(resume=False)

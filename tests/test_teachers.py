@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from irl_bilevel import teachers
 from irl_bilevel.feedback import TIE, Trajectories
 from irl_bilevel.rewards import TabularReward
-from irl_bilevel.teachers import (
-    RewardModelEvaluator,
-    Teacher,
-    TeacherPopulation,
-    bpref_teachers,
-    tabular_aspect_function,
-    tabular_reward_function,
-    tabular_transitions,
-    threshold_margin,
-)
+from irl_bilevel.teachers import Teacher
 from irl_bilevel.validation import ValidationError
 
 N, T = 20_000, 5
@@ -43,11 +35,11 @@ def binomial_ok(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
 
 
 def test_bpref_parameters_are_the_published_ones():
-    table = {t.name: (t.beta, t.gamma, t.mistake, t.skip, t.equal) for t in bpref_teachers()}
+    table = {t.name: (t.beta, t.gamma, t.mistake, t.skip, t.equal) for t in teachers.bpref_teachers()}
     assert table == {"oracle": (math.inf, 1.0, 0.0, 0.0, 0.0), "stochastic": (1.0, 1.0, 0.0, 0.0, 0.0),
                      "mistake": (math.inf, 1.0, 0.1, 0.0, 0.0), "skip": (math.inf, 1.0, 0.0, 0.1, 0.0),
                      "equal": (math.inf, 1.0, 0.0, 0.0, 0.1), "myopic": (math.inf, 0.9, 0.0, 0.0, 0.0)}
-    assert threshold_margin(200.0, 50, 1000) == pytest.approx(10.0)
+    assert teachers.threshold_margin(200.0, 50, 1000) == pytest.approx(10.0)
 
 
 def test_oracle_prefers_the_larger_return_and_ties_exact_equality():
@@ -143,7 +135,7 @@ def test_myopic_teacher_weights_recent_steps():
 def test_labels_are_deterministic_given_the_generator():
     rng = np.random.default_rng(5)
     r1, r2 = torch.tensor(rng.normal(size=(500, T))), torch.tensor(rng.normal(size=(500, T)))
-    for teacher in bpref_teachers():
+    for teacher in teachers.bpref_teachers():
         a = teacher.label(r1, r2, margin=1.0, generator=gen(7))
         b = teacher.label(r1, r2, margin=1.0, generator=gen(7))
         assert torch.equal(a.labels, b.labels) and torch.equal(a.skipped, b.skipped), teacher.name
@@ -158,10 +150,10 @@ def test_per_aspect_labels_and_aggregate_weights():
     assert prefs.aspect_labels.tolist() == [[1.0, 0.0]] and prefs.labels.tolist() == [0.0]
     task_only = Teacher("t", aspect_weights=(1.0, 0.0)).label(r1, r2)
     assert task_only.labels.tolist() == [1.0] and task_only.aspect_labels is None
-    population = TeacherPopulation.from_weights([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    population = teachers.TeacherPopulation.from_weights([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
     assert [p.labels.item() for p in population.label(r1, r2)] == [1.0, 0.0, 1.0]
-    drawn = TeacherPopulation.dirichlet(4, 3, 0.5, generator=gen(3))
-    again = TeacherPopulation.dirichlet(4, 3, 0.5, generator=gen(3))
+    drawn = teachers.TeacherPopulation.dirichlet(4, 3, 0.5, generator=gen(3))
+    again = teachers.TeacherPopulation.dirichlet(4, 3, 0.5, generator=gen(3))
     assert drawn == again and len(drawn) == 4
     weights = np.array([t.aspect_weights for t in drawn.teachers])
     np.testing.assert_allclose(weights.sum(1), 1.0)
@@ -178,13 +170,14 @@ def test_reward_model_evaluator_with_the_true_table_agrees_with_the_oracle():
     zeros = torch.zeros(50, 4, dtype=torch.long)
     first = Trajectories(obs1, zeros, torch.full((50,), 4), num_states)
     second = Trajectories(obs2, zeros, torch.full((50,), 4), num_states)
-    evaluator = RewardModelEvaluator(model, tabular_transitions(torch.eye(num_states, dtype=torch.float64)))
-    reward_fn = tabular_reward_function(table)
+    transitions = teachers.tabular_transitions(torch.eye(num_states, dtype=torch.float64))
+    evaluator = teachers.RewardModelEvaluator(model, transitions)
+    reward_fn = teachers.tabular_reward_function(table)
     truth = Teacher.oracle().label_segments(first, second, reward_fn)
     judged = evaluator.label_segments(first, second)
     assert torch.equal(truth.labels, judged.labels)
     assert judged.first is first
-    aspects = tabular_aspect_function(torch.stack([table, -table], dim=1))(first)
+    aspects = teachers.tabular_aspect_function(torch.stack([table, -table], dim=1))(first)
     assert list(aspects.shape) == [50, 4, 2]
 
 
@@ -219,10 +212,10 @@ def test_bad_segment_pairs():
     first = Trajectories(zeros, zeros, torch.full((3,), 4))
     shorter = Trajectories(zeros[:, :3], zeros[:, :3], torch.full((3,), 3))
     fewer = Trajectories(zeros[:2], zeros[:2], torch.full((2,), 4))
-    reward_fn = tabular_reward_function(torch.zeros(1))
+    reward_fn = teachers.tabular_reward_function(torch.zeros(1))
     with pytest.raises(ValidationError, match=r"^second"):
         Teacher.oracle().label_segments(first, shorter, reward_fn)
     with pytest.raises(ValidationError, match=r"^second"):
         Teacher.oracle().label_segments(first, fewer, reward_fn)
     with pytest.raises(ValidationError, match=r"^weights"):
-        TeacherPopulation.from_weights(torch.zeros(0, 2))
+        teachers.TeacherPopulation.from_weights(torch.zeros(0, 2))
