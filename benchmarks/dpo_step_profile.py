@@ -4,7 +4,7 @@ settings; plus the positions each side computes.
 
 Per side: the self CPU time of the ``--top`` operators over steps 2–3 (after one warm-up step; the profiler adds
 overhead, so read shares, not totals). Positions: the pairs' real tokens (each prompt once), the body positions of
-our packed rows (a pair's chosen and rejected behind its prompt, rows padded to the longest), the LM-head positions
+our packed rows (as ``llm.completion_logprobs.PackedCompletions`` builds them for a step), the LM-head positions
 of ours (those that predict completion tokens), and TRL's body-and-head positions (2 × pairs sequences padded to the
 longest prompt + completion).
 
@@ -47,9 +47,16 @@ def shares(profile, top: int) -> dict[str, Any]:
 
 
 def positions(rows: list[dict[str, list[int]]]) -> dict[str, int]:
+    """Positions each side computes; ours from the rows the library's log-prob pass builds for a step."""
+    from llm.completion_logprobs import PackedCompletions
+
     lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
     longest = max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)
-    return {"real_tokens": sum(lengths), "ours_body": len(rows) * max(lengths),
+    packed = PackedCompletions.of([r["prompt_ids"] for r in rows for _ in range(2)],
+                                  [c for r in rows for c in (r["chosen_ids"], r["rejected_ids"])],
+                                  pad_token_id=0)  # the pad id does not change the shape
+    return {"real_tokens": sum(lengths), "ours_body": int(packed.input_ids.numel()),
+            "ours_rows": list(packed.input_ids.shape),
             "ours_head": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows),
             "trl_body_and_head": 2 * len(rows) * longest}
 
