@@ -139,8 +139,8 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dpo-profile-") as folder:
         workdir = Path(folder)
-        setup = argparse.Namespace(pairs=16, prompt_words=5, completion_words=(11, 18), device="cpu",
-                                   dtype="float32")
+        setup = argparse.Namespace(pairs=16, prompt_words=5, completion_words=(11, 18), prompt_format="plain",
+                                   device="cpu", dtype="float32")
         record["setup"] = benchmark.prepare(workdir, args.model, setup)
         record["positions"] = positions(json.loads((workdir / "token_ids.json").read_text()))
         record["ours"] = shares(profile_ours(workdir, benchmark), args.top)
