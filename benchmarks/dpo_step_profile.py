@@ -46,7 +46,7 @@ def shares(profile, top: int) -> dict[str, Any]:
                     for e in rows]}
 
 
-def positions(rows: list[dict[str, list[int]]]) -> dict[str, int]:
+def positions(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
     """Positions each side computes; ours from the rows the library's log-prob pass builds for a step."""
     from llm.completion_logprobs import PackedCompletions
 

@@ -280,8 +280,8 @@ def _dpo_vs_trl(p: Page) -> list[str]:
         f"The goal: ours at least {goal} times as fast as TRL with precomputed reference log-probs at every thread "
         f"count, with no more peak memory and the same losses. The losses agree with TRL's to "
         f"{p('DpoMaxLossDiff')} over the first {p('DpoParitySteps')} steps. The 1-minute load average reached "
-        f"{p('DpoMaxLoad')} during the runs, so the timings are noisy. The GPU check (`benchmarks/gpu_check.sh`) "
-        "writes its own file when run on a GPU.",
+        f"{p('DpoMaxLoad')} during the runs on {p('DpoCpus')} cores, the benchmark's own threads included. The GPU "
+        "check (`benchmarks/gpu_check.sh`) writes its own file when run on a GPU.",
     ]
     return lines
 
