@@ -12,8 +12,8 @@ fast, each piece exact (equal to the plain full-logits computation to float32 ro
   completion token attend to the prompt and to its own earlier tokens only, so ``y_j`` sees exactly the context
   ``x``, as in a row of its own, while the prompt's tokens go through the model once instead of once per
   completion (prefix sharing; Wang et al. 2024, "Accelerating Direct Preference Optimization with Prefix
-  Sharing"). Rows hold at most ``completions_per_row`` completions (default 2: the extra attention of longer rows
-  grows with their square).
+  Sharing"). A prompt's group holds at most ``completions_per_row`` completions (default 2: a wider group makes
+  wider rows, whose attention grows with their square).
 * **Rows without padding** (:func:`row_layout`): these groups (a prompt and its completions) are then packed
   several to a row, first-fit decreasing, where that removes at least a tenth of the padded positions; each group
   keeps its own position ids and the mask keeps groups apart, so every completion still sees only its prompt
