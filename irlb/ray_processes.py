@@ -9,12 +9,13 @@ group of their own.
 
 What finds them instead is the environment, which every process inherits through fork and exec: the driver sets
 :data:`MARKER` ``=<token>`` while it starts Ray, so every Ray process of that start, and every process those spawn,
-carries it in ``/proc/<pid>/environ``. A watchdog (this module run as ``python -m irlb.ray_processes TOKEN
-[TEMP_DIR]``, started before Ray) blocks on a pipe whose only writer is the driver. When the pipe closes (the
-driver called :meth:`Watchdog.close` or died in any way, ``kill -9`` included), the watchdog sends SIGKILL to every
-process that carries the token, until none is left, and removes the driver's Ray temp folder if it was given one.
-The watchdog ignores SIGINT, SIGTERM and SIGHUP, so Ctrl-C or a ``kill`` of the whole process group, which end the
-driver, do not end it before it has cleaned up.
+carries it in ``/proc/<pid>/environ``, provided ``SPT_NOENV`` is set too: otherwise the processes that rename
+themselves ``ray::...`` write the title over that memory and the marker no longer shows. A watchdog (this module
+run as ``python -m irlb.ray_processes TOKEN [TEMP_DIR]``, started before Ray) blocks on a pipe whose only writer
+is the driver. When the pipe closes (the driver called :meth:`Watchdog.close` or died in any way, ``kill -9``
+included), the watchdog sends SIGKILL to every process that carries the token, until none is left, and removes
+the driver's Ray temp folder if it was given one. The watchdog ignores SIGINT, SIGTERM and SIGHUP, so Ctrl-C or a
+``kill`` of the whole process group, which end the driver, do not end it before it has cleaned up.
 
 Linux only (``/proc``); elsewhere :func:`start_watchdog` returns None and Ray's own fate sharing is all there is.
 This module imports nothing heavy: the watchdog starts in a fraction of a second.

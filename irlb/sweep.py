@@ -264,8 +264,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     temp_dir = short_ray_temp_dir()
     token = f"{os.getpid()}-{secrets.token_hex(6)}"
     _LOCAL_RAYS.append((start_watchdog(token, temp_dir), temp_dir))  # started first: it must not carry the token
-    previous = os.environ.get(MARKER)
-    os.environ[MARKER] = token  # inherited by every process ray.init starts, and by every process those start
+    # Inherited by every process ray.init starts, and by every process those start. SPT_NOENV keeps Ray's
+    # setproctitle (agents and workers rename themselves "ray::...") from writing the title over the memory that
+    # /proc/<pid>/environ shows, which would hide the marker from the watchdog.
+    tags = {MARKER: token, "SPT_NOENV": "1"}
+    previous = {name: os.environ.get(name) for name in tags}
+    os.environ.update(tags)
     try:
         # address="local": a new Ray even where RAY_ADDRESS or a `ray start` on this machine names a cluster
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
@@ -274,10 +278,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         stop_ray()
         raise
     finally:
-        if previous is None:
-            del os.environ[MARKER]
-        else:
-            os.environ[MARKER] = previous
+        for name, value in previous.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
     return True
 
 

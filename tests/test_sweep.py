@@ -244,12 +244,17 @@ def test_a_killed_sweep_leaves_no_ray_process_and_resumes_with_only_the_missing_
             time.sleep(0.5)
         started = marked_processes(token, "IRLB_TEST_SWEEP")
         assert len(started) >= 6  # the driver's watchdog, GCS server, raylet, its two agents, the trial's worker...
+        # Every process of that Ray shows both markers, the ones that renamed themselves "ray::..." too (their
+        # title must not overwrite /proc/<pid>/environ); only the driver and the watchdog lack the watchdog's.
+        described = list(map(_describe, started))
+        assert {"ray::DashboardA", "ray::RuntimeEnv"} <= {line.split()[1] for line in described}, described
+        assert len([line for line in described if "marker False" in line]) == 2, described
         process.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` of `irlb sweep` does
         process.wait()
         deadline = time.monotonic() + 10
         while (left := marked_processes(token, "IRLB_TEST_SWEEP")) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert left == []
+        assert left == [], [_describe(pid) for pid in left]
     finally:
         if process.poll() is None:
             process.kill()
@@ -264,6 +269,19 @@ def test_a_killed_sweep_leaves_no_ray_process_and_resumes_with_only_the_missing_
     runs = [int((sweep_dir / t.trial_id / "runs.txt").read_text()) for t in (fast, slow)]
     assert runs == [1, 2] and summary["complete"]
     assert [r["metric"] for r in summary["trials"]] == [10.0, 40.0]
+
+
+def _describe(pid: int) -> str:
+    """What a process is, for failure messages: its name, state and parent, and whether the watchdog could
+    see it (its environment carries the watchdog's marker)."""
+    try:
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        owner = b"IRLB_RAY_OWNER=" in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return f"{pid}: gone"
+    return (f"{pid}: {status.get('Name', '?').strip()} state {status.get('State', '?').strip()} "
+            f"parent {status.get('PPid', '?').strip()} watchdog marker {owner}")
 
 
 def test_a_deep_ray_temp_dir_is_replaced_by_a_short_one(monkeypatch, tmp_path):

@@ -81,6 +81,7 @@ class TwoNodeCluster:
     def env(self, role: str) -> dict[str, str]:
         return {**os.environ, NODE_MARKER: f"{self.token}-{role}", "PYTHONPATH": self.python_path,
                 "RAY_TMPDIR": str(self.root), "RAY_AUTH_MODE": "disabled",
+                "SPT_NOENV": "1",  # Ray's process titles must not hide NODE_MARKER (as irlb.sweep.start_ray does)
                 # the GCS declares a silent node dead after 3 missed health checks 0.5 s apart (default 5 x 3 s)
                 "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3"}
 
