@@ -77,7 +77,7 @@ benchmark: baselines
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# Regenerates docs/results.md and the generated blocks of README.md and docs/ from the result files (`irlb results`;
+# Regenerates docs/results.md and the generated blocks of README.md, docs/ and benchmarks/README.md from the result files (`irlb results`;
 # tests/test_results_page.py fails while they differ).
 .PHONY: results
 results: install

@@ -165,7 +165,7 @@ class ResultsConfig(Config):
     """folder of the benchmark result files"""
     page: str = "docs/results.md"
     """the results page to write (regenerated in place; a file `irlb results` did not write is refused)"""
-    blocks: tuple[str, ...] = ("README.md", "docs")
+    blocks: tuple[str, ...] = ("README.md", "docs", "benchmarks/README.md")
     """Markdown files, or folders of them, whose generated blocks (<!-- generated:NAME -->) to refresh"""
     check: bool = False
     """write nothing; list the files that differ from their result files and exit with status 1 if any"""
@@ -509,10 +509,11 @@ COMMANDS = [
             "write numbers.tex (one \\newcommand per number) and the generated LaTeX tables into --out. A missing "
             "result file is skipped with a warning: its macros stay undefined, so the paper does not build.",
             lambda: PaperConfig, _paper, _paper_options, sources=False),
-    Command("results", "write the results page (docs/results.md) and the README's generated blocks",
+    Command("results", "write the results page (docs/results.md) and the READMEs' generated blocks",
             "Read the result files as `irlb paper` does and write the results page (every number from a file, "
             "comparison words from the 95% intervals) and the generated blocks (<!-- generated:NAME -->) of the "
-            "README and docs/. With --check, write nothing and fail if any of them differs from the files.",
+            "README, docs/ and benchmarks/README.md. With --check, write nothing and fail if any of them differs "
+            "from the files.",
             lambda: ResultsConfig, _results, sources=False),
     Command("testbeds", "list the tabular testbeds", "List the tabular testbeds that tabular-irl accepts.",
             lambda: TestbedsConfig, _testbeds, sources=False),

@@ -1,4 +1,4 @@
-"""The results page and the generated blocks of the README and docs/: every number comes from a result file.
+"""The results page and the generated blocks of the READMEs and docs/: every number comes from a result file.
 
 ``docs/results.md`` and every ``<!-- generated:NAME -->`` block are regenerated from the committed result files and
 compared byte for byte, so a number that drifts from its file fails here; the prose of README.md and docs/*.md
@@ -62,6 +62,12 @@ def _documents() -> list[Path]:
     return [path for path in markdown_files([ROOT / "README.md", ROOT / "docs"]) if path != PAGE]
 
 
+def _block_documents() -> list[Path]:
+    """The documents above and benchmarks/README.md, whose result tables are generated blocks too (its other
+    sections describe protocols and runs in prose)."""
+    return [*_documents(), ROOT / "benchmarks" / "README.md"]
+
+
 def test_the_results_page_is_generated_from_the_committed_result_files(committed) -> None:
     text, page = committed
     assert PAGE.read_text() == text, "docs/results.md differs from its result files: run `irlb results`"
@@ -75,7 +81,7 @@ def test_the_results_page_is_generated_from_the_committed_result_files(committed
 def test_every_generated_block_matches_its_files(committed) -> None:
     _, page = committed
     seen = set()
-    for path in _documents():
+    for path in _block_documents():
         text = path.read_text()
         seen |= set(block_names(text))
         assert refresh_blocks(text, page) == text, f"{path.relative_to(ROOT)}: a generated block is stale: " \

@@ -1,5 +1,5 @@
-"""`irlb results`: the results page (``docs/results.md``) and the generated blocks of the README and docs/, written
-from the result files by the code that writes the paper's macros.
+"""`irlb results`: the results page (``docs/results.md``) and the generated blocks of the README, docs/ and
+benchmarks/README.md, written from the result files by the code that writes the paper's macros.
 
 Every number on the page is a macro of :func:`irlb.paper.build.collect` (the same value, with the same digits, as in
 the paper's ``numbers.tex``) or a cell of one of its tables, rendered as Markdown by :mod:`irlb.paper.markdown`; the
@@ -1134,12 +1134,122 @@ def _block_real_model(page: Page) -> str:
             f"shared 2-core machine): {'; '.join(parts)}. Details and intervals: [docs/results.md](docs/results.md).")
 
 
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _loss_diff_text(value: float) -> str:
+    return "0" if value == 0 else f"{value:.1e}".replace("e-0", "e-")
+
+
+def _dpo_run_table(data: dict[str, Any]) -> list[str]:
+    """benchmarks/README.md's table of every (model, threads, side) of a ``dpo_vs_trl`` file: median steps/s (and
+    each run's, where there are several), CPU time per step, peak RSS, loss difference, reference precompute."""
+    lines = ["| model | threads | side | steps/s (median; runs) | CPU per step | peak RSS | max \\|loss − TRL's\\| "
+             "over 20 steps | reference precompute |", "|---|---|---|---|---|---|---|---|"]
+    for model, per_threads in data["results"].items():
+        for threads_key, sides in per_threads.items():
+            threads = threads_key.removeprefix("threads_")
+            for side in ("ours", "trl", "trl_precompute"):
+                run = sides[side]
+                median = f"{run['steps_per_second_median']:#.3g}"
+                runs = run["steps_per_second_runs"]
+                speed = (f"**{median}**" if side == "ours" else median) + (
+                    f" ({', '.join(f'{x:#.3g}' for x in runs)})" if len(runs) > 1 else "")
+                loss = "—" if side == "trl" else _loss_diff_text(run["max_abs_loss_diff_vs_trl"])
+                reference = run.get("reference_seconds_median", run.get("precompute_seconds_median"))
+                lines.append(f"| {model} | {threads} | {side} | {speed} | "
+                             f"{_seconds_text(run['cpu_seconds_per_step_median'])} | "
+                             f"{run['peak_rss_bytes_median'] / 2 ** 20:.0f} MiB | {loss} | "
+                             f"{'—' if reference is None else f'{reference:.2f} s'} |")
+    return lines
+
+
+def _dpo_ratio_table(data: dict[str, Any]) -> list[str]:
+    """Ours against TRL with precomputed reference log-probs per model: wall (CPU) ratios per thread count, peak RSS
+    ratios, and the goal checks of the models that have a goal."""
+    results = data["results"]
+    thread_keys = list(next(iter(results.values())))
+    header = " | ".join(f"{key.removeprefix('threads_')} thread{'s' if key != 'threads_1' else ''}"
+                        for key in thread_keys)
+    lines = [f"| model | {header} | peak RSS ours / TRL-precompute | goals (speed, memory, losses) |",
+             "|---|" + "---|" * (len(thread_keys) + 2)]
+    for model in sorted(results, key=lambda name: name not in data["goal_met"]):
+        per_threads = results[model]
+        cells = [f"**{per_threads[k]['ratios']['ours/trl_precompute']:.2f}** "
+                 f"({per_threads[k]['cpu_time_ratios']['ours/trl_precompute']:.2f})" for k in thread_keys]
+        rss = ", ".join(f"{per_threads[k]['peak_rss_ratios']['ours/trl_precompute']:.2f}" for k in thread_keys)
+        if model in data["goal_met"]:
+            checks = data["goal_checks"][model]
+            goals = ", ".join("met" if checks[name] else "**not met**" for name in ("speed", "memory", "losses"))
+            label = f"`{model}`"
+        else:
+            goals, label = "—", f"`{model}` (goal retired)"
+        lines.append(f"| {label} | {' | '.join(cells)} | {rss} | {goals} |")
+    return lines
+
+
+def _block_dpo_vs_trl_tables(page: Page) -> str:
+    """benchmarks/README.md's results of ``dpo_vs_trl.json`` and ``dpo_vs_trl_smollm2_chat.json``."""
+    read = page.collected.read
+    if "dpo_vs_trl" not in read:
+        return "Not run yet: `python benchmarks/dpo_vs_trl.py`."
+    data = page.data("dpo_vs_trl")
+    provenance = data["provenance"]
+    loads = [entry[key] for entry in data["load_average"] for key in ("load_1min_before", "load_1min_after")]
+    threads = " and ".join(key.removeprefix("threads_") for key in next(iter(data["results"].values())))
+    lines = [f"Measured {provenance['started'][:10]} at {threads} threads on a {provenance['machine']['cpus']}-core "
+             f"machine, 1-minute load average {min(loads):.1f}–{max(loads):.1f} (the benchmark's own threads "
+             f"included), {data['seconds'] / 60:.0f} min, from commit {provenance['git_commit'][:7]}"
+             + (" with uncommitted changes" if provenance["git_commit"].endswith("-dirty") else "") + ".", ""]
+    lines += _dpo_run_table(data) + ["", "Ratios of medians, ours / TRL-with-precompute (goal ≥ "
+                                     f"{data['goal'].split('>=')[1].split()[0]}), wall clock (CPU time) and peak RSS:",
+                                     ""]
+    lines += _dpo_ratio_table(data) + [""]
+    default = [" and ".join(f"{ratios['ratios']['ours/trl']:.2f}" for ratios in per.values()) + f" on `{model}`"
+               for model, per in data["results"].items()]
+    lines.append(f"Against `DPOTrainer`'s default: {', '.join(default)}.")
+    runs = [(model, side, run) for model, per in data["results"].items() for sides in per.values()
+            for side, run in sides.items() if side in ("ours", "trl", "trl_precompute")]
+    below = all(ratio < 1 for per in data["results"].values() for sides in per.values()
+                for ratio in sides["peak_rss_ratios"].values())
+    worst = {model: max(run["max_abs_loss_diff_vs_trl"] for m, side, run in runs if m == model and side == "ours")
+             for model in data["results"]}
+    lines += ["", f"Peak resident memory is {'below both' if below else 'not below every one of'} TRL sides' on every "
+                  f"model. The loss curves agree with TRL's to at most "
+                  + ", ".join(f"{_loss_diff_text(value)} (`{model}`)" for model, value in worst.items())
+                  + f" over {data['protocol']['parity_steps']} steps; every side's runs give "
+                  + ("bit-identical" if all(run["runs_identical_losses"] for _, _, run in runs) else "differing")
+                  + " losses, and TRL's tokenization "
+                  + ("equals" if all(run.get("same_token_ids_as_ours", True) for _, _, run in runs)
+                     else "differs from") + " ours."]
+    if "dpo_vs_trl_smollm2_chat" in read:
+        chat = page.data("dpo_vs_trl_smollm2_chat")
+        per = chat["results"]["smollm2_135m"]
+        keys = list(per)
+        met = all(chat["goal_checks"]["smollm2_135m"].values())
+        lines += ["", f"On chat-template prompts (`dpo_vs_trl_smollm2_chat.json`: prompts of "
+                      f"{chat['setup']['smollm2_135m']['prompt_tokens_min_max'][0]} tokens or more, shared by both "
+                      f"answers) SmolLM2 {'meets' if met else 'does not meet'} every goal: "
+                      + " and ".join(f"**{per[k]['ratios']['ours/trl_precompute']:.2f}** at "
+                                     f"{k.removeprefix('threads_')} thread{'s' if k != 'threads_1' else ''}"
+                                     for k in keys)
+                      + " against TRL with precompute (CPU time "
+                      + " and ".join(f"{per[k]['cpu_time_ratios']['ours/trl_precompute']:.2f}" for k in keys)
+                      + "), peak RSS "
+                      + " and ".join(f"{per[k]['peak_rss_ratios']['ours/trl_precompute']:.2f}" for k in keys)
+                      + " of TRL's, losses within "
+                      + _loss_diff_text(max(per[k]["ours"]["max_abs_loss_diff_vs_trl"] for k in keys)) + "."]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Page], str]] = {
     "costs": _block_costs,
     "real-model": _block_real_model,
     "trl-parity": _block_trl_parity,
     "feedback-table": _block_feedback_table,
     "builtin-model": _block_builtin_model,
+    "dpo-vs-trl-tables": _block_dpo_vs_trl_tables,
 }
 """The generated blocks a Markdown file may hold (``<!-- generated:NAME -->``)."""
 
