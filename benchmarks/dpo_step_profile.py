@@ -3,10 +3,12 @@
 settings; plus the positions each side computes.
 
 Per side: the self CPU time of the ``--top`` operators over steps 2–3 (after one warm-up step; the profiler adds
-overhead, so read shares, not totals). Positions: the pairs' real tokens (each prompt once), the body positions of
-our packed rows (as ``llm.completion_logprobs.PackedCompletions`` builds them for a step), the LM-head positions
-of ours (those that predict completion tokens), and TRL's body-and-head positions (2 × pairs sequences padded to the
-longest prompt + completion).
+overhead, so read shares, not totals), and of all matrix products. Ours also: the matrix-product work of a step
+(:func:`matmul_gflop`), the rate it ran at, and a plain product's rate on the step's widest body shape.
+Positions: the pairs' real tokens (each prompt once), the body positions of our packed rows (as
+``llm.completion_logprobs.PackedCompletions`` builds them for a step), the LM-head positions of ours (those that
+predict completion tokens), and TRL's body-and-head positions (2 × pairs sequences padded to the longest prompt +
+completion).
 
 Run (after ``make baselines``): ``.venv/bin/python benchmarks/dpo_step_profile.py --model smollm2_135m`` (about 3
 minutes at 1 thread) → ``benchmarks/results/dpo_step_profile.json``.
@@ -37,13 +39,58 @@ def _benchmark():
     return module
 
 
+MATMUL_OPERATORS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
+PROFILED_STEPS = 2
+
+
 def shares(profile, top: int) -> dict[str, Any]:
     events = profile.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
-    return {"self_cpu_seconds": total / 1e6,
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPERATORS)
+    return {"self_cpu_seconds": total / 1e6, "matmul_self_cpu_seconds": matmul / 1e6,
             "top": [{"operator": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count}
                     for e in rows]}
+
+
+def matmul_gflop(config: dict[str, Any], body: int, head: int) -> dict[str, float]:
+    """The matrix-product work of our step in GFLOP (2 per multiply-add), from a Llama-style ``config``: every
+    body position through every layer's projections (q, k, v, o; gate, up, down) forward and again backward (the
+    frozen weights need only the gradient of their input), the LM head at ``head`` positions forward and backward.
+    LoRA's rank-r products are left out (under 1%)."""
+    width, heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or width // heads
+    per_layer = (2 * width * heads * head_dim + 2 * width * config["num_key_value_heads"] * head_dim
+                 + 3 * width * config["intermediate_size"])
+    body_gflop = 2 * 2 * body * config["num_hidden_layers"] * per_layer / 1e9
+    head_gflop = 2 * 2 * head * width * config["vocab_size"] / 1e9
+    return {"body": body_gflop, "head": head_gflop, "total": body_gflop + head_gflop}
+
+
+def plain_matmul_gflops(rows: int, inner: int, columns: int, repeats: int = 5) -> float:
+    """GFLOP/s of one plain float32 ``[rows, inner] @ [inner, columns]`` product on this thread count (best of
+    ``repeats``, after two warm-ups): what the machine's matrix-product kernel reaches on a shape of the step."""
+    left, right = torch.randn(rows, inner), torch.randn(inner, columns)
+    for _ in range(2):
+        left @ right
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        left @ right
+        best = min(best, time.perf_counter() - started)
+    return 2 * rows * inner * columns / best / 1e9
+
+
+def matmul_rates(config: dict[str, Any], positions: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """Our step's matrix-product work, the rate its products ran at in the profile, and a plain product's rate on
+    the body's widest shape: how close the step's arithmetic is to what this core does."""
+    work = matmul_gflop(config, positions["ours_body"], positions["ours_head"])
+    seconds = ours["matmul_self_cpu_seconds"] / PROFILED_STEPS
+    return {"ours_gflop_per_step": work, "ours_matmul_seconds_per_step": seconds,
+            "ours_gflops": work["total"] / seconds,
+            "plain_gflops": plain_matmul_gflops(positions["ours_body"], config["hidden_size"],
+                                                config["intermediate_size"]),
+            "plain_shape": [positions["ours_body"], config["hidden_size"], config["intermediate_size"]]}
 
 
 def positions(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
@@ -145,11 +192,15 @@ def main() -> None:
         record["positions"] = positions(json.loads((workdir / "token_ids.json").read_text()))
         record["ours"] = shares(profile_ours(workdir, benchmark), args.top)
         record["trl_precompute"] = shares(profile_trl(workdir, benchmark), args.top)
+    config = record["setup"].get("config", {})
+    if "intermediate_size" in config:  # a Llama-style model (SmolLM2, the random Llamas)
+        record["matmul"] = matmul_rates(config, record["positions"], record["ours"])
     record["seconds"] = time.perf_counter() - started
     write_json(args.out, record)
     for side in ("ours", "trl_precompute"):
         print(side, ", ".join(f"{row['operator']} {row['self_cpu_share']:.1%}" for row in record[side]["top"][:6]))
     print(record["positions"])
+    print(record.get("matmul"))
     print(args.out)
 
 

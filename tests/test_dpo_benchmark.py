@@ -71,3 +71,33 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert set(block["ratios"]) == {"ours/trl", "ours/trl_precompute"}
     assert block["ours"]["max_abs_loss_diff_vs_trl"] < 1e-5  # float32: the same losses as TRL's
     assert block["trl_precompute"]["same_token_ids_as_ours"]
+
+
+def test_the_profiles_matmul_count_equals_torchs_flop_counter_on_a_llama():
+    """``dpo_step_profile.matmul_gflop`` against ``torch.utils.flop_counter`` on a forward pass of a small random
+    Llama (grouped-query attention, untied head): the body's and the head's matrix products, half of each being
+    the forward pass (the backward computes the same products for the inputs' gradients)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    profile = load_benchmark("dpo_step_profile")
+    config = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
+                         num_hidden_layers=3, vocab_size=101, attn_implementation="sdpa")
+    model = LlamaForCausalLM(config).eval()
+    body_positions, head_positions = 13, 5
+    ids = torch.randint(0, config.vocab_size, (1, body_positions))
+    products = {torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm}
+
+    def matmul_flops(run):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            output = run()
+        counted = sum(flops for op, flops in counter.get_flop_counts()["Global"].items() if op in products)
+        return output, counted
+
+    hidden, body = matmul_flops(lambda: model.model(input_ids=ids).last_hidden_state)
+    _, head = matmul_flops(lambda: model.lm_head(hidden[0, :head_positions]))
+    expected = profile.matmul_gflop(config.to_dict(), body_positions, head_positions)
+    assert body > 0 and math.isclose(expected["body"] * 1e9 / 2, body, rel_tol=1e-12)
+    assert head > 0 and math.isclose(expected["head"] * 1e9 / 2, head, rel_tol=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from irlb.paper.macros import (
@@ -177,6 +178,59 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = 
         macros.number([prefix, ours, "over", theirs, "max"], max(values))
     macros.number([prefix, "max loss diff"], max(diffs))
     macros.text([prefix, "runs identical"], "yes" if identical else "no")
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# benchmarks/results/dpo_step_profile.json
+
+_ELEMENTWISE = ("aten::mul", "aten::sub", "aten::copy_", "aten::exp")
+_MATMUL = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")  # as dpo_step_profile.py
+
+
+def dpo_step_profile(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
+    """Macros ``Dpoprof…`` of the DPO step's profile: per side the self-CPU shares (in %) of matrix products,
+    attention, the log-softmax, TRL's LM-head kernel and its element-wise operators; the positions each side
+    computes; our step's matrix-product work (GFLOP), its rate and a plain product's rate on this core."""
+    def share(side: str, match: Callable[[str], bool]) -> float:
+        return 100 * sum(row["self_cpu_share"] for row in data[side]["top"] if match(row["operator"]))
+
+    for side, key in (("ours", "ours"), ("trl_precompute", "trl")):
+        record = data[side]
+        # files before the matrix-product total: the products among the top operators
+        matmul = (100 * record["matmul_self_cpu_seconds"] / record["self_cpu_seconds"]
+                  if "matmul_self_cpu_seconds" in record else share(side, lambda name: name in _MATMUL))
+        macros.number(["dpoprof", key, "matmul share"], matmul, digits=3)
+        macros.number(["dpoprof", key, "mm share"], share(side, lambda name: name == "aten::mm"), digits=3)
+    macros.number(["dpoprof ours attention share"], share("ours", lambda name: "scaled_dot_product" in name),
+                  digits=2)
+    macros.number(["dpoprof ours log softmax share"], share("ours", lambda name: "log_softmax" in name), digits=2)
+    macros.number(["dpoprof trl head share"], share("trl_precompute", lambda name: name == "aten::addmm_"),
+                  digits=2)
+    macros.number(["dpoprof trl elementwise share"], share("trl_precompute", lambda name: name in _ELEMENTWISE),
+                  digits=3)
+    positions, pairs = data["positions"], int(data["setup"]["pairs"])
+    rows, width = positions["ours_rows"]
+    inputs = positions["real_tokens"] - 2 * pairs  # each completion's last token is a target, not an input
+    for name, value in (("pairs", pairs), ("real tokens", positions["real_tokens"]), ("ours rows", rows),
+                        ("ours width", width), ("ours body", positions["ours_body"]),
+                        ("ours padding", positions["ours_body"] - inputs), ("ours head", positions["ours_head"]),
+                        ("trl positions", positions["trl_body_and_head"]),
+                        ("trl sequences", 2 * pairs), ("trl width", positions["trl_body_and_head"] // (2 * pairs))):
+        macros.number(["dpoprof", name], int(value))
+    macros.number(["dpoprof body ratio"], positions["trl_body_and_head"] / positions["ours_body"], digits=3)
+    macros.number(["dpoprof head ratio"], positions["trl_body_and_head"] / positions["ours_head"], digits=3)
+    macros.number(["dpoprof parameters"], int(data["setup"]["parameters"]))
+    matmul = data.get("matmul")
+    if matmul is not None:
+        work = matmul["ours_gflop_per_step"]
+        macros.number(["dpoprof gflop"], float(work["total"]), digits=3)
+        macros.number(["dpoprof gflop body"], float(work["body"]), digits=3)
+        macros.number(["dpoprof gflop head"], float(work["head"]), digits=3)
+        macros.number(["dpoprof gflops"], float(matmul["ours_gflops"]))
+        macros.number(["dpoprof plain gflops"], float(matmul["plain_gflops"]))
+        macros.number(["dpoprof rate share"], 100 * matmul["ours_gflops"] / matmul["plain_gflops"])
+        macros.text(["dpoprof plain shape"], " × ".join(str(n) for n in matmul["plain_shape"]))
     return {}
 
 
@@ -383,6 +437,7 @@ BENCHMARK_HANDLERS: dict[str, Handler] = {
     "trl_loss_parity": trl_loss_parity,
     "dpo_vs_trl": dpo_vs_trl,
     "dpo_vs_trl_smollm2_chat": functools.partial(dpo_vs_trl, prefix="dpo chat"),
+    "dpo_step_profile": dpo_step_profile,
     "irl_vs_imitation": irl_vs_imitation,
     "preferences_vs_imitation": preferences_vs_imitation,
     "irl_vs_imitation_full_cartpole": functools.partial(irl_vs_imitation, prefix="ivif",
@@ -399,6 +454,7 @@ BENCHMARK_PREFIXES: dict[str, str] = {
     "trl_loss_parity": "trl",
     "dpo_vs_trl": "dpo",
     "dpo_vs_trl_smollm2_chat": "dpochat",
+    "dpo_step_profile": "dpoprof",
     "irl_vs_imitation": "ivi",
     "preferences_vs_imitation": "pvi",
     "irl_vs_imitation_full_cartpole": "ivif",

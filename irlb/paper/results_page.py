@@ -23,7 +23,7 @@ from typing import Any
 from irl_bilevel.runs import check_creatable
 from irl_bilevel.validation import ValidationError, read_text_file
 from irlb.paper.build import Collected, collect
-from irlb.paper.macros import macro_name
+from irlb.paper.macros import format_number, macro_name
 from irlb.paper.markdown import Interval, compare, markdown_table, to_markdown
 from irlb.registry import EXPERIMENTS, EXTENDED
 
@@ -283,7 +283,48 @@ def _dpo_vs_trl(p: Page) -> list[str]:
         f"{p('DpoMaxLoad')} during the runs on {p('DpoCpus')} cores, the benchmark's own threads included. The GPU "
         "check (`benchmarks/gpu_check.sh`) writes its own file when run on a GPU.",
     ]
+    if "dpo_step_profile" in p.collected.read:
+        lines += ["", f"Where SmolLM2's step goes: {_dpo_step_profile(p)}"]
     return lines
+
+
+def _dpo_step_profile(p: Page) -> str:
+    """Why SmolLM2's plain-prompt ratio stays where it is: the step profile's shares, the positions each side
+    computes, our matrix products' rate against a plain product's, and what 2× would ask of the rest of the step
+    (from ``dpo_vs_trl.json``'s CPU time per step at 1 thread)."""
+    sides = p.data("dpo_vs_trl")["results"]["smollm2_135m"]["threads_1"]
+    ours, trl = (sides[side]["cpu_seconds_per_step_median"] for side in ("ours", "trl_precompute"))
+    target = trl / p.number("DpoGoalRatio")
+    rest = ours * (1 - p.number("DpoprofOursMatmulShare") / 100)
+
+    def number(value: float) -> str:
+        return to_markdown(format_number(value, digits=3))
+
+    text = (
+        f"{_source(p, 'dpo_step_profile')} (`torch.profiler` over two steps of SmolLM2 on the plain prompts, at 1 "
+        f"thread, after one warm-up): matrix products are {p('DpoprofOursMatmulShare')}% of our step's self CPU "
+        f"time, attention {p('DpoprofOursAttentionShare')}%, the log-softmax over the vocabulary "
+        f"{p('DpoprofOursLogSoftmaxShare')}%; TRL with precomputed references spends {p('DpoprofTrlMmShare')}% in "
+        f"`aten::mm`, {p('DpoprofTrlHeadShare')}% in its chunked LM-head kernel (`addmm_`) and "
+        f"{p('DpoprofTrlElementwiseShare')}% in element-wise `mul`, `sub`, `copy_` and `exp`. The "
+        f"{p('DpoprofPairs')} pairs are {p('DpoprofRealTokens')} real tokens (each prompt once). Ours runs the "
+        f"model's body on {p('DpoprofOursRows')} rows of {p('DpoprofOursWidth')} = {p('DpoprofOursBody')} positions "
+        f"(a pair's chosen and rejected behind its prompt, such groups packed into rows, each completion's last "
+        f"token left out as a target only; {p('DpoprofOursPadding')} of the positions are padding) and the LM head "
+        f"on the {p('DpoprofOursHead')} positions that predict completion tokens; TRL runs body and head on "
+        f"{p('DpoprofTrlSequences')} sequences padded to {p('DpoprofTrlWidth')} = {p('DpoprofTrlPositions')} "
+        f"positions, {p('DpoprofBodyRatio')} times our body positions and {p('DpoprofHeadRatio')} times our head "
+        f"positions.")
+    if "DpoprofGflops" in p.collected.macros.numbers:
+        text += (
+            f" Our step's matrix products are {p('DpoprofGflop')} GFLOP ({p('DpoprofGflopBody')} in the body, "
+            f"{p('DpoprofGflopHead')} in the LM head, forward and backward), done at {p('DpoprofGflops')} GFLOP/s: "
+            f"{p('DpoprofRateShare')}% of one plain {p('DpoprofPlainShape')} product's rate on the same core "
+            f"({p('DpoprofPlainGflops')} GFLOP/s).")
+    return text + (
+        f" {p('DpoGoalRatio')}× needs our step at {number(target)} s of CPU time instead of {number(ours)} s "
+        f"(1 thread, `dpo_vs_trl.json`), {number(100 * (1 - target / ours))}% shorter: at these positions, a cut of "
+        f"{number(100 * (ours - target) / rest)}% of all that is not a matrix product.")
 
 
 def _sentiment(p: Page) -> list[str]:
@@ -1250,6 +1291,8 @@ BLOCKS: dict[str, Callable[[Page], str]] = {
     "feedback-table": _block_feedback_table,
     "builtin-model": _block_builtin_model,
     "dpo-vs-trl-tables": _block_dpo_vs_trl_tables,
+    "dpo-step-profile": lambda page: _dpo_step_profile(page) if "dpo_step_profile" in page.collected.read
+    else "Not run yet: `python benchmarks/dpo_step_profile.py`.",
 }
 """The generated blocks a Markdown file may hold (``<!-- generated:NAME -->``)."""
 
