@@ -67,11 +67,12 @@ def matmul_gflop(config: dict[str, Any], body: int, head: int) -> dict[str, floa
     return {"body": body_gflop, "head": head_gflop, "total": body_gflop + head_gflop}
 
 
-def plain_matmul_gflops(rows: int, inner: int, columns: int, repeats: int = 5) -> float:
+def plain_matmul_gflops(rows: int, inner: int, columns: int, repeats: int = 20) -> float:
     """GFLOP/s of one plain float32 ``[rows, inner] @ [inner, columns]`` product on this thread count (best of
-    ``repeats``, after two warm-ups): what the machine's matrix-product kernel reaches on a shape of the step."""
+    ``repeats``, after three warm-ups; a product of this size takes about 10 ms, and the best of 5 varied by a fifth
+    here): what the machine's matrix-product kernel reaches on a shape of the step."""
     left, right = torch.randn(rows, inner), torch.randn(inner, columns)
-    for _ in range(2):
+    for _ in range(3):
         left @ right
     best = float("inf")
     for _ in range(repeats):
