@@ -40,7 +40,7 @@ def _benchmark():
 
 
 MATMUL_OPERATORS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
-PROFILED_STEPS = 2
+PROFILED_STEPS = 2  # after one warm-up step
 
 
 def shares(profile, top: int) -> dict[str, Any]:
@@ -125,13 +125,13 @@ def profile_ours(workdir: Path, benchmark) -> Any:
     def window(_policy, step: int) -> dict[str, Any]:
         if step == 1:
             profiler.start()
-        elif step == 3:
+        elif step == 1 + PROFILED_STEPS:
             profiler.stop()
         return {}
 
-    config = PreferenceTrainingConfig(loss="sigmoid", beta=benchmark.BETA, steps=3, batch_size=len(rows),
-                                      learning_rate=benchmark.LEARNING_RATE, max_grad_norm=None, eval_every=1,
-                                      progress=False)
+    config = PreferenceTrainingConfig(loss="sigmoid", beta=benchmark.BETA, steps=1 + PROFILED_STEPS,
+                                      batch_size=len(rows), learning_rate=benchmark.LEARNING_RATE,
+                                      max_grad_norm=None, eval_every=1, progress=False)
     train_preferences(policy, data, tokenizer.pad_token_id, config, evaluate=window)
     return profiler
 
@@ -150,7 +150,7 @@ def profile_trl(workdir: Path, benchmark) -> Any:
     policy = PeftModel.from_pretrained(model, str(workdir / "initial_adapter"), is_trainable=True)
     pairs = json.loads((workdir / "pairs.json").read_text())
     config = DPOConfig(
-        output_dir=str(workdir / "trl"), per_device_train_batch_size=len(pairs), max_steps=3,
+        output_dir=str(workdir / "trl"), per_device_train_batch_size=len(pairs), max_steps=1 + PROFILED_STEPS,
         learning_rate=benchmark.LEARNING_RATE, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=0.0, optim="adamw_torch", beta=benchmark.BETA, loss_type=["sigmoid"], bf16=False, fp16=False,
         gradient_checkpointing=False, use_cpu=True, precompute_ref_log_probs=True,
@@ -162,7 +162,7 @@ def profile_trl(workdir: Path, benchmark) -> Any:
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 1:
                 profiler.start()
-            elif state.global_step == 3:
+            elif state.global_step == 1 + PROFILED_STEPS:
                 profiler.stop()
 
     trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=datasets.Dataset.from_list(pairs),

@@ -185,7 +185,6 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = 
 # benchmarks/results/dpo_step_profile.json
 
 _ELEMENTWISE = ("aten::mul", "aten::sub", "aten::copy_", "aten::exp")
-_MATMUL = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")  # as dpo_step_profile.py
 
 
 def dpo_step_profile(data: dict[str, Any], macros: Macros, source: str) -> dict[str, Table]:
@@ -197,10 +196,8 @@ def dpo_step_profile(data: dict[str, Any], macros: Macros, source: str) -> dict[
 
     for side, key in (("ours", "ours"), ("trl_precompute", "trl")):
         record = data[side]
-        # files before the matrix-product total: the products among the top operators
-        matmul = (100 * record["matmul_self_cpu_seconds"] / record["self_cpu_seconds"]
-                  if "matmul_self_cpu_seconds" in record else share(side, lambda name: name in _MATMUL))
-        macros.number(["dpoprof", key, "matmul share"], matmul, digits=3)
+        macros.number(["dpoprof", key, "matmul share"],
+                      100 * record["matmul_self_cpu_seconds"] / record["self_cpu_seconds"], digits=3)
         macros.number(["dpoprof", key, "mm share"], share(side, lambda name: name == "aten::mm"), digits=3)
     macros.number(["dpoprof ours attention share"], share("ours", lambda name: "scaled_dot_product" in name),
                   digits=2)
@@ -220,7 +217,6 @@ def dpo_step_profile(data: dict[str, Any], macros: Macros, source: str) -> dict[
         macros.number(["dpoprof", name], int(value))
     macros.number(["dpoprof body ratio"], positions["trl_body_and_head"] / positions["ours_body"], digits=3)
     macros.number(["dpoprof head ratio"], positions["trl_body_and_head"] / positions["ours_head"], digits=3)
-    macros.number(["dpoprof parameters"], int(data["setup"]["parameters"]))
     matmul = data.get("matmul")
     if matmul is not None:
         work = matmul["ours_gflop_per_step"]
