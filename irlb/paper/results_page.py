@@ -1183,11 +1183,18 @@ def _loss_diff_text(value: float) -> str:
     return "0" if value == 0 else f"{value:.1e}".replace("e-0", "e-")
 
 
+def _threads_label(key: str) -> str:
+    """``threads_2`` → ``2 threads``."""
+    count = key.removeprefix("threads_")
+    return f"{count} thread{'' if count == '1' else 's'}"
+
+
 def _dpo_run_table(data: dict[str, Any]) -> list[str]:
     """benchmarks/README.md's table of every (model, threads, side) of a ``dpo_vs_trl`` file: median steps/s (and
     each run's, where there are several), CPU time per step, peak RSS, loss difference, reference precompute."""
     lines = ["| model | threads | side | steps/s (median; runs) | CPU per step | peak RSS | max \\|loss − TRL's\\| "
-             "over 20 steps | reference precompute |", "|---|---|---|---|---|---|---|---|"]
+             f"over {data['protocol']['parity_steps']} steps | reference precompute |",
+             "|---|---|---|---|---|---|---|---|"]
     for model, per_threads in data["results"].items():
         for threads_key, sides in per_threads.items():
             threads = threads_key.removeprefix("threads_")
@@ -1211,8 +1218,7 @@ def _dpo_ratio_table(data: dict[str, Any]) -> list[str]:
     ratios, and the goal checks of the models that have a goal."""
     results = data["results"]
     thread_keys = list(next(iter(results.values())))
-    header = " | ".join(f"{key.removeprefix('threads_')} thread{'s' if key != 'threads_1' else ''}"
-                        for key in thread_keys)
+    header = " | ".join(map(_threads_label, thread_keys))
     lines = [f"| model | {header} | peak RSS ours / TRL-precompute | goals (speed, memory, losses) |",
              "|---|" + "---|" * (len(thread_keys) + 2)]
     for model in sorted(results, key=lambda name: name not in data["goal_met"]):
@@ -1243,9 +1249,8 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
              f"machine, 1-minute load average {min(loads):.1f}–{max(loads):.1f} (the benchmark's own threads "
              f"included), {data['seconds'] / 60:.0f} min, from commit {provenance['git_commit'][:7]}"
              + (" with uncommitted changes" if provenance["git_commit"].endswith("-dirty") else "") + ".", ""]
-    lines += _dpo_run_table(data) + ["", "Ratios of medians, ours / TRL-with-precompute (goal ≥ "
-                                     f"{data['goal'].split('>=')[1].split()[0]}), wall clock (CPU time) and peak RSS:",
-                                     ""]
+    lines += _dpo_run_table(data) + ["", f"Ratios of medians, ours / TRL-with-precompute (goal ≥ "
+                                     f"{page('DpoGoalRatio')}), wall clock (CPU time) and peak RSS:", ""]
     lines += _dpo_ratio_table(data) + [""]
     default = [" and ".join(f"{ratios['ratios']['ours/trl']:.2f}" for ratios in per.values()) + f" on `{model}`"
                for model, per in data["results"].items()]
@@ -1272,8 +1277,7 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
         lines += ["", f"On chat-template prompts (`dpo_vs_trl_smollm2_chat.json`: prompts of "
                       f"{chat['setup']['smollm2_135m']['prompt_tokens_min_max'][0]} tokens or more, shared by both "
                       f"answers) SmolLM2 {'meets' if met else 'does not meet'} every goal: "
-                      + " and ".join(f"**{per[k]['ratios']['ours/trl_precompute']:.2f}** at "
-                                     f"{k.removeprefix('threads_')} thread{'s' if k != 'threads_1' else ''}"
+                      + " and ".join(f"**{per[k]['ratios']['ours/trl_precompute']:.2f}** at {_threads_label(k)}"
                                      for k in keys)
                       + " against TRL with precompute (CPU time "
                       + " and ".join(f"{per[k]['cpu_time_ratios']['ours/trl_precompute']:.2f}" for k in keys)
