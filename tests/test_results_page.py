@@ -1,9 +1,9 @@
 """The results page and the generated blocks of the READMEs and docs/: every number comes from a result file.
 
 ``docs/results.md`` and every ``<!-- generated:NAME -->`` block are regenerated from the committed result files and
-compared byte for byte, so a number that drifts from its file fails here; the prose of README.md and docs/*.md
-holds no number that looks like a result (decimals, percentages, durations, ratios) outside those blocks and code,
-except the settings, versions and published values listed in :data:`ALLOWED`.
+compared byte for byte, so a number that drifts from its file fails here; the prose of README.md, docs/*.md and
+benchmarks/README.md holds no number that looks like a result (decimals, percentages, durations, ratios) outside
+those blocks and code, except the settings, versions and published values listed in :data:`ALLOWED`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,14 @@ ALLOWED: dict[str, set[str]] = {
                        "2.5",  # SimPO paper's β range
                        "4.7",  # an equation number
                        "1e4"},  # an input the tests use
+    # The benchmarks' protocols: versions, hyperparameters, tolerances, caps, goals, model sizes.
+    "benchmarks/README.md": {"1.0", "1.4", "2.9", "1.16",  # imitation, gymnasium, SB3, TRL versions
+                             "1e-9", "1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "3e-4", "2e-3",  # tolerances, rates
+                             "0.01", "0.1", "0.5", "0.9", "0.95", "0.97", "0.99",  # coefficients, γ, targets
+                             "900 s", "120 s",  # imitation's wall-time caps
+                             "2×",  # the DPO step's goal
+                             "95%",  # the confidence level of the intervals
+                             "19.5", "134.5"},  # parameter counts (millions) of the models the DPO step runs
 }
 
 
@@ -63,8 +71,8 @@ def _documents() -> list[Path]:
 
 
 def _block_documents() -> list[Path]:
-    """The documents above and benchmarks/README.md, whose result tables are generated blocks too (its other
-    sections describe protocols and runs in prose)."""
+    """The documents above and benchmarks/README.md, whose results are generated blocks too (its other sections
+    describe protocols in prose)."""
     return [*_documents(), ROOT / "benchmarks" / "README.md"]
 
 
@@ -89,8 +97,8 @@ def test_every_generated_block_matches_its_files(committed) -> None:
     assert seen == set(BLOCKS), f"blocks no document uses: {set(BLOCKS) - seen}"
 
 
-def test_no_hand_typed_result_number_in_the_readme_or_docs() -> None:
-    for path in _documents():
+def test_no_hand_typed_result_number_in_the_readme_docs_or_benchmarks_readme() -> None:
+    for path in _block_documents():
         name = str(path.relative_to(ROOT))
         typed = sorted(set(result_like_numbers(path.read_text())) - ALLOWED.get(name, set()))
         assert not typed, (f"{name}: {typed} look like result numbers typed by hand; put them in a generated block "
@@ -180,3 +188,23 @@ def test_latex_values_and_tables_render_as_markdown() -> None:
         text = markdown_table(table)
         assert not set(text) & set("\\{}$"), table.source
         assert len({line.count(" | ") for line in text.splitlines() if not line.startswith("|--")}) == 1
+
+
+def test_the_mce_block_renders_a_quick_file_and_says_a_failed_conversion_check(tmp_path: Path) -> None:
+    """A quick run has the S = 64 problem only: the table has its rows, the goal is not evaluated, and no reading
+    needs a problem the file lacks; a failed conversion check is said, not hidden."""
+    results, benchmarks = tmp_path / "results", tmp_path / "benchmarks"
+    shutil.copytree(RESULTS, results)
+    shutil.copytree(BENCHMARKS, benchmarks)
+    path = benchmarks / "mce_irl_vs_imitation.json"
+    data = json.loads(path.read_text())
+    data["mode"], data["problems"] = "quick", data["problems"][:1]
+    data["problems"][0]["conversion_check"]["passed"] = False
+    data["summary"] = {"goal": data["summary"]["goal"]}
+    path.write_text(json.dumps(data))
+    text = BLOCKS["mce-vs-imitation"](render_page(results, benchmarks)[1])
+    assert "quick mode" in text and "The conversion check FAILED" in text
+    assert [line.split("|")[2].strip() for line in text.splitlines() if line.startswith("| ")][1:] == \
+        ["imitation", "ours dense", "ours sparse"]
+    assert "not evaluated, the file has no S = 1024 problem" in text
+    assert "CliffWorld" not in text and "S = 4096" not in text

@@ -553,6 +553,35 @@ def _ablation(p: Page) -> list[str]:
 
 
 def _pvi(p: Page) -> list[str]:
+    return [
+        f"{_source(p, 'preferences_vs_imitation')}: RL from preferences (ours) against imitation "
+        f"{p('PviImitationVersion')}'s `PreferenceComparisons`, {p('PviSeeds')} seeds, a noise-free oracle on true "
+        "returns, the same query and env-step budgets for both sides, one process at a time, "
+        f"{p('PviWallMinutes')} min; protocol in [benchmarks/README.md](../benchmarks/README.md). Expert-normalized "
+        "return, IQM [95% CI]:",
+        "",
+        *_pvi_results(p),
+    ]
+
+
+def _block_pvi(page: Page) -> str:
+    """benchmarks/README.md's results of ``preferences_vs_imitation.json``: provenance, then the page's results."""
+    if "preferences_vs_imitation" not in page.collected.read:
+        return "Not run yet: `python benchmarks/preferences_vs_imitation.py --quick`."
+    data = page.data("preferences_vs_imitation")
+    git = data["git"]
+    return "\n".join([
+        f"From `results/preferences_vs_imitation.json`: {data['date'][:16]}Z, {data['scale']} scale, "
+        f"{page('PviSeeds')} seeds, {page('PviWallMinutes')} min, commit `{git['commit'][:7]}`"
+        + (" (working tree with uncommitted changes)" if git.get("dirty") else "")
+        + ". Expert-normalized return, IQM [95% CI] over seeds:",
+        "",
+        *_pvi_results(page),
+    ])
+
+
+def _pvi_results(p: Page) -> list[str]:
+    """The table, ours against imitation per (testbed, query budget), and the goals."""
     data = p.data("preferences_vs_imitation")
     rows = []
     for env, spec in data["settings"]["envs"].items():
@@ -562,12 +591,6 @@ def _pvi(p: Page) -> list[str]:
             rows.append(f"- {env}, {budget} queries: ours {p.ci(ours)}, imitation {p.ci(theirs)}: "
                         f"{p.vs(ours, theirs)}.")
     return [
-        f"{_source(p, 'preferences_vs_imitation')}: RL from preferences (ours) against imitation "
-        f"{p('PviImitationVersion')}'s `PreferenceComparisons`, {p('PviSeeds')} seeds, a noise-free oracle on true "
-        "returns, the same query and env-step budgets for both sides, one process at a time, "
-        f"{p('PviWallMinutes')} min; protocol in [benchmarks/README.md](../benchmarks/README.md). Expert-normalized "
-        "return, IQM [95% CI]:",
-        "",
         p.table("preferences_vs_imitation"),
         "",
         *rows,
@@ -1288,6 +1311,178 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
     return "\n".join(lines)
 
 
+def _e(value: float, digits: int = 2) -> str:
+    """``value`` in scientific notation with ``digits`` decimals and a short exponent (``9.96e-4``, ``1.35e1``)."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _times(ratio: float, lower_bound: bool = False) -> str:
+    """A speed-up: ``68×``, ``9.7×``; ``≥ ...`` where the baseline's time is a lower bound."""
+    text = f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
+    return f"≥ {text}" if lower_bound else f"**{text}**"
+
+
+def _duration(seconds: float) -> str:
+    """``0.8 ms``, ``53 ms``, ``3.14 s``: two significant digits or more."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else _seconds_text(seconds)
+
+
+_MCE_SIDES = {"imitation": "imitation", "ours_dense": "ours dense", "ours_sparse": "ours sparse"}
+
+
+def _mce_problem_label(problem: dict[str, Any]) -> str:
+    if problem["spec"]["kind"] == "random":
+        return f"random S={problem['num_states']}"
+    return f"{problem['name'].replace('_', ' ')} (S={problem['num_states']})"
+
+
+def _block_mce_details(page: Page) -> str:
+    """benchmarks/README.md's results of ``mce_irl_vs_imitation.json``: provenance, every (problem, side) with time,
+    steps, evaluations, errors, memory and stop reason, the goal, and the readings each problem supports (a quick
+    file has only some of the problems; a reading whose problem is missing is left out)."""
+    if "mce_irl_vs_imitation" not in page.collected.read:
+        return "Not run yet: `make benchmark`."
+    data = page.data("mce_irl_vs_imitation")
+    machine, versions, git = data["machine"], data["versions"], data["git"]
+    problems = {problem["name"]: problem for problem in data["problems"]}
+    conversion = max(value for problem in data["problems"] for key, value in problem["conversion_check"].items()
+                     if key.endswith("_max_abs_diff"))
+    passed = all(problem["conversion_check"]["passed"] for problem in data["problems"])
+    lines = [f"From `results/mce_irl_vs_imitation.json`: {data['date'][:16]}Z, {data['mode']} mode, "
+             f"{data['wall_seconds']:.0f} s in all; commit `{git['commit'][:7]}`"
+             + (" (working tree with uncommitted changes)" if git["dirty"] else "")
+             + f"; {machine['cpu_count']} CPUs, {machine['torch_threads_per_worker']} torch thread per worker; "
+             + ", ".join(f"{name} {version}" for name, version in versions.items() if name != "python")
+             + f". The conversion check {'passed on every problem' if passed else 'FAILED'}: the occupancies "
+             f"agree to at most {_e(conversion, 0)}"
+             f" (tolerance {_e(data['problems'][0]['conversion_check']['tolerance'], 0)}). L∞ / L1: state-visit "
+             "error of the learned reward's soft-optimal policy (`evaluate_reward`); steps: outer steps (imitation: "
+             "Adam iterations; ours: L-BFGS `step()` calls); evals: hypergradient (gradient) evaluations.", "",
+             "| problem | side | time (s) | steps | evals | L∞ visits | L1 visits | peak / +MiB | imitation / ours "
+             "| stopped by |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for problem in data["problems"]:
+        bound = bool(problem["imitation_time_is_lower_bound"])
+        for side, name in _MCE_SIDES.items():
+            run = problem[side]
+            memory = run["memory_mib"]
+            ratio = "" if side == "imitation" else _times(problem["time_ratio_imitation_over"][side], bound)
+            lines.append(f"| {_mce_problem_label(problem) if side == 'imitation' else ''} | "
+                         f"{name + (' (capped)' if side == 'imitation' and run['capped'] else '')} | "
+                         f"{run['seconds']:.3f} | {run['outer_steps']} | {run['hypergradient_evaluations']} | "
+                         f"{_e(run['error']['state_visitation_linf'])} | {_e(run['error']['state_visitation_l1'])} | "
+                         f"{memory['peak_rss_during_training']:.0f} / {memory['peak_increase_during_training']:.0f} | "
+                         f"{ratio} | {run['stopped_by']} |")
+    summary = data["summary"]
+    # The benchmark evaluates its goal at S = 1024 (benchmarks/mce_irl_vs_imitation.py's summary).
+    reference = problems.get("random_S1024") if "ours_dense" in summary else None
+    if reference is None:
+        lines += ["", f"Goal ({summary['goal']}): not evaluated, the file has no S = 1024 problem."]
+    else:
+        theirs, ours = reference["imitation"]["error"], reference["ours_dense"]["error"]
+        met = summary["ours_dense"]["met"] or summary["ours_sparse"]["met"]
+        lines += ["", f"**Goal ({summary['goal']}): {'met' if met else 'not met'}**: "
+                      f"{_times(summary['ours_dense']['time_ratio'])} with dense transitions and "
+                      f"{_times(summary['ours_sparse']['time_ratio'])} with sparse ones at "
+                      f"{_mce_problem_label(reference)}, at L∞ {_e(ours['state_visitation_linf'], 1)} against "
+                      f"imitation's {_e(theirs['state_visitation_linf'], 1)} (L1 {_e(ours['state_visitation_l1'], 1)}"
+                      f" against {_e(theirs['state_visitation_l1'], 1)}"
+                      + (f"; EPIC distance to the true reward {_e(ours['epic'], 1)} against {_e(theirs['epic'], 1)}"
+                         if ours["epic"] is not None and theirs["epic"] is not None else "")
+                      + f"; normalized return {ours['normalized_return']:.4f} against "
+                        f"{theirs['normalized_return']:.4f})."]
+    lines += ["", "Readings:", ""]
+    for problem in data["problems"]:
+        projection = problem.get("imitation_projection")
+        if not problem["imitation_time_is_lower_bound"] or problem["spec"]["kind"] != "random":
+            continue
+        imitation, dense, sparse = problem["imitation"], problem["ours_dense"], problem["ours_sparse"]
+        increases = [problem[side]["memory_mib"]["peak_increase_during_training"] for side in ("ours_dense",
+                                                                                              "ours_sparse")]
+        text = (f"* **S = {problem['num_states']}.** imitation ran {imitation['outer_steps']} iterations in its "
+                f"{imitation['caps']['wall_s']:.0f} s cap ({imitation['seconds_per_iteration']:.1f} s per iteration) "
+                f"and stopped at L∞ {imitation['error']['state_visitation_linf']:.2f} (normalized return "
+                f"{imitation['error']['normalized_return']:.2f}); its time is only a lower bound, so the ratios "
+                "are \"≥\".")
+        if projection is not None:
+            assumed = problems[projection["assumes_iterations_as_at"]]
+            text += (f" Had it needed the {projection['iterations']} iterations it needed at S = "
+                     f"{assumed['num_states']}, it would have taken about {projection['seconds']:.0f} s: an "
+                     f"*estimate* (`imitation_projection` in the JSON), "
+                     f"{projection['time_ratio_over']['ours_dense']:.0f}× our dense and "
+                     f"{projection['time_ratio_over']['ours_sparse']:.0f}× our sparse time.")
+        text += (f" imitation's training adds {imitation['memory_mib']['peak_increase_during_training']:.0f} MiB "
+                 "(numpy upcasts the float32 `[S, A, S]` transition matrix to float64 in every product); ours adds "
+                 f"{min(increases):.0f}–{max(increases):.0f} MiB, but our dense form holds a float64 copy of P before "
+                 f"training starts, so its total peak is {dense['memory_mib']['peak_rss_during_training']:.0f} MiB "
+                 f"against imitation's {imitation['memory_mib']['peak_rss_during_training']:.0f}; the sparse form "
+                 f"peaks at {sparse['memory_mib']['peak_rss_during_training']:.0f} MiB.")
+        lines.append(text)
+    finished = [problem for problem in data["problems"] if not problem["imitation_time_is_lower_bound"]]
+    if finished:
+        random = [problem for problem in finished if problem["spec"]["kind"] == "random"]
+        evaluations = [problem["ours_dense"]["hypergradient_evaluations"] for problem in data["problems"]]
+        theirs = [problem["imitation"]["hypergradient_evaluations"] for problem in random]
+        text = ("* **Evaluations.** L-BFGS on the concave MaxEnt likelihood needs "
+                f"{min(evaluations)}–{max(evaluations)} hypergradient evaluations on every problem, whatever S"
+                + (f"; imitation's Adam needs {min(theirs)}–{max(theirs)} on the random MDPs it finished"
+                   if theirs else "")
+                + "".join(f", {problem['imitation']['hypergradient_evaluations']} on {problem['name']}"
+                          for problem in finished if problem["spec"]["kind"] != "random")
+                + ". That is where most of the speed-up comes from. Per evaluation:")
+        random_all = [problem for problem in data["problems"] if problem["spec"]["kind"] == "random"]
+        per_evaluation = [f"{_duration(problem['ours_dense']['seconds'] / problem['ours_dense']['hypergradient_evaluations'])}"
+                          f" (ours, dense) against {_duration(problem['imitation']['seconds_per_iteration'])} "
+                          f"(imitation) at S = {problem['num_states']}" for problem in random_all]
+        sparse = [f"{_times(problem['ours_dense']['seconds'] / problem['ours_sparse']['seconds']).strip('*')} at "
+                  f"S = {problem['num_states']}" for problem in random_all]
+        lines.append(text + " " + "; ".join(per_evaluation) + ". Sparse transitions against dense ones: "
+                     + ", ".join(sparse) + ".")
+    if "cliffworld_xy" in problems:
+        problem = problems["cliffworld_xy"]
+        theirs, ours = problem["imitation"]["error"], problem["ours_dense"]["error"]
+        lines.append(f"* **CliffWorld (x, y)** is unrealizable for a linear reward, so the two sides converge to "
+                     "different points: ours to the maximum-likelihood reward (its gradient vanishes), imitation's "
+                     "Adam to where its step cap left it (its gradient also counts the visits at t = H, so its fixed "
+                     "point is not the likelihood's). Ours stops on "
+                     f"`{problem['ours_dense']['stopped_by']}` after {problem['ours_dense']['hypergradient_evaluations']}"
+                     f" evaluations, imitation on `{problem['imitation']['stopped_by']}` after "
+                     f"{problem['imitation']['outer_steps']} steps. L∞ {theirs['state_visitation_linf']:.2f} "
+                     f"(imitation) against {ours['state_visitation_linf']:.2f} (ours), L1 "
+                     f"{theirs['state_visitation_l1']:.2f} against {ours['state_visitation_l1']:.2f}, normalized "
+                     f"return {theirs['normalized_return']:.2f} against {ours['normalized_return']:.2f}, EPIC "
+                     f"{theirs['epic']:.2f} against {ours['epic']:.2f}.")
+    if "cliffworld" in problems:
+        problem = problems["cliffworld"]
+        theirs, ours = problem["imitation"]["error"], problem["ours_dense"]["error"]
+        lines.append(f"* **CliffWorld one-hot**: a tabular reward is identifiable only up to the states the expert "
+                     f"reaches, so EPIC ({ours['epic']:.2f} ours, {theirs['epic']:.2f} imitation) measures reward "
+                     f"recovery, not the fit; normalized return {ours['normalized_return']:.4f} against "
+                     f"{theirs['normalized_return']:.4f}.")
+    return "\n".join(lines)
+
+
+_IVI_FILES = ("irl_vs_imitation", "irl_vs_imitation_full_cartpole", "irl_vs_imitation_full_cartpole_reference")
+
+
+def _block_ivi_runs(page: Page) -> str:
+    """benchmarks/README.md's list of the committed ``irl_vs_imitation`` runs: scale, testbeds, methods, seeds, date,
+    wall time and commit of each file."""
+    lines = []
+    for name in _IVI_FILES:
+        if name not in page.collected.read:
+            continue
+        data = page.data(name)
+        cells, git = data["cells"].values(), data["git"]
+        testbeds = sorted({cell["testbed"] for cell in cells})
+        methods = [method for method in data["protocol"]["methods"] if any(cell["method"] == method for cell in cells)]
+        seeds = {cell["seed"] for cell in cells}
+        lines.append(f"- `{_relative(page.files[name])}`: {data['scale']} scale, {', '.join(testbeds)}; "
+                     f"{', '.join(methods)}; {len(seeds)} seeds, {len(cells)} cells; {data['date'][:10]}, "
+                     f"{data['wall_seconds'] / 60:.0f} min, commit `{git['commit'][:7]}`"
+                     + (" with uncommitted changes" if git.get("dirty") else "") + ".")
+    return "\n".join(lines) or "Not run yet: `python benchmarks/irl_vs_imitation.py --quick`."
+
 BLOCKS: dict[str, Callable[[Page], str]] = {
     "costs": _block_costs,
     "real-model": _block_real_model,
@@ -1295,6 +1490,9 @@ BLOCKS: dict[str, Callable[[Page], str]] = {
     "feedback-table": _block_feedback_table,
     "builtin-model": _block_builtin_model,
     "dpo-vs-trl-tables": _block_dpo_vs_trl_tables,
+    "mce-vs-imitation": _block_mce_details,
+    "preferences-vs-imitation": _block_pvi,
+    "irl-vs-imitation-runs": _block_ivi_runs,
     "dpo-step-profile": lambda page: _dpo_step_profile(page) if "dpo_step_profile" in page.collected.read
     else "Not run yet: `python benchmarks/dpo_step_profile.py`.",
 }
