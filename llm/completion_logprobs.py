@@ -41,6 +41,7 @@ in one fused kernel (``nn.GELU(approximate="tanh")``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -230,7 +231,15 @@ def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS,
     kept where it removes at least ``min_saving`` of the ``R × W`` of one group per row. Otherwise one group per
     row: such rows need no mask, and SDPA's causal path is faster than a masked one. A packed row's attention costs
     ``O(W²)``, small beside its linear layers' ``O(W · parameters)`` while ``W`` stays near ``row_tokens``.
+
+    The layout is remembered per ``lengths`` (a training set's batches repeat; the search tries every capacity).
     """
+    return [list(row) for row in _row_layout(tuple(lengths), row_tokens, min_saving)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_layout(lengths: tuple[int, ...], row_tokens: int, min_saving: float) -> tuple[tuple[int, ...], ...]:
+    """The search of :func:`row_layout`, cached; it returns tuples, so no caller can change a remembered layout."""
     longest = max(lengths)
     order = sorted(range(len(lengths)), key=lambda g: (-lengths[g], g))
     best: tuple[int, int, list[list[int]]] | None = None  # (positions, width, rows)
@@ -250,8 +259,8 @@ def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS,
             best = (len(rows) * width, width, rows)
     assert best is not None
     if best[0] > (1.0 - min_saving) * len(lengths) * longest:
-        return [[g] for g in range(len(lengths))]
-    return [sorted(row) for row in best[2]]
+        return tuple((g,) for g in range(len(lengths)))
+    return tuple(tuple(sorted(row)) for row in best[2])
 
 
 # ---------------------------------------------------------------------- the model's parts

@@ -171,3 +171,11 @@ def test_rows_are_packed_only_where_that_removes_padding():
     assert row_layout([20, 12, 8, 20, 15, 5]) == [[0], [3], [4, 5], [1, 2]]
     assert row_layout([40, 44, 42]) == [[0], [1], [2]]  # one row of 126 is within a tenth of 3 × 44
     assert row_layout([5, 5], min_saving=0.0) == [[0], [1]]  # one row of 10 saves nothing either
+
+
+def test_a_remembered_row_layout_is_a_fresh_list_each_time():
+    layout = row_layout([10, 3, 3, 10])
+    layout[0].append(99)
+    layout.append([7])
+    assert row_layout([10, 3, 3, 10]) == [[0, 1], [2, 3]]
+    assert row_layout((10, 3, 3, 10), row_tokens=10) == [[0], [3], [1, 2]]  # the capacity is part of the key
