@@ -17,9 +17,13 @@ fast, each piece exact (equal to the plain full-logits computation to float32 ro
 * **Rows without padding** (:func:`row_layout`): these groups (a prompt and its completions) are then packed
   several to a row, first-fit decreasing, where that removes at least a tenth of the padded positions; each group
   keeps its own position ids and the mask keeps groups apart, so every completion still sees only its prompt
-  (padding-free packing, as TRL's ``padding_free``, here without a varlen attention kernel). Prompt sharing and
-  packing are used with SDPA and eager attention (the mask's two formats); other attention implementations get
-  one completion per row.
+  (padding-free packing, as TRL's ``padding_free``, here without a varlen attention kernel).
+* **A row's prompts as a prefix tree**: prompts that begin alike (a chat template's system message and user
+  header) share their common prefix within a row. The row holds the tree of its prompts depth first, each run of
+  prompt tokens once, and a token reads its own run and the runs on its path from the root, so every prompt is
+  still read whole and alone; a group costs the row only what it adds to the tree, which the layout counts.
+  Prompt sharing, packing and trees are used with SDPA and eager attention (the mask's two formats); other
+  attention implementations get one completion per row.
 * **No input that nothing reads**: a completion's last token is predicted, but its own hidden state predicts
   nothing and no other token attends to it, so it is left out of the rows (one position per completion).
 * **No padding mask for rows of one sequence**: causal attention never lets a real token see the right padding
@@ -112,9 +116,10 @@ class PackedCompletions:
     """``N`` completions in ``R`` right-padded rows of width ``W`` (see the module docstring), each completion
     without its last token, which is a target only.
 
-    ``input_ids [R, W]``; ``position_ids [R, W]``; ``segments [R, W]``: a number per prompt and per completion,
-    unique within its row, −1 on padding; ``prompt_segments [R, W]``: the segment of the prompt each token is
-    read with (a prompt token's own, a completion token's prompt's), −1 on padding; ``positions``: the
+    ``input_ids [R, W]``; ``position_ids [R, W]``; ``segments [R, W]``: a number per piece of a row (a run of prompt
+    tokens of the row's prefix tree, or a completion), −1 on padding; ``visible [R, S + 1, S + 1]``:
+    ``visible[r, a, b]``: segment ``a`` of row ``r`` reads segment ``b`` (``b`` is ``a`` or on its path from the
+    root of the row's prefix tree; index ``S`` stands for padding, which reads only padding); ``positions``: the
     completion tokens, ``sequences`` indexing the ``N`` completions in the caller's order; ``shared``: some row
     holds more than one completion (the rows then need the mask of :meth:`attention_mask`, otherwise none).
     """
@@ -122,7 +127,7 @@ class PackedCompletions:
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     segments: torch.Tensor
-    prompt_segments: torch.Tensor
+    visible: torch.Tensor
     positions: CompletionPositions
     shared: bool
 
@@ -131,8 +136,9 @@ class PackedCompletions:
            completions_per_row: int = COMPLETIONS_PER_ROW, pack_rows: bool = True) -> PackedCompletions:
         """Pack completion ``i`` of prompt ``i``; completions with equal prompts (token for token) form groups of
         one prompt and ``completions_per_row`` completions at most, in order of first appearance. With
-        ``pack_rows``, groups then share rows as well where that removes padding (:func:`row_layout`). Empty
-        prompts or completions are a :class:`ValidationError`."""
+        ``pack_rows``, groups then share rows as well where that removes padding (:func:`row_layout`), and the
+        prompts of a row's groups share their common prefixes (a prefix tree: a chat template's system message is
+        computed once per row). Empty prompts or completions are a :class:`ValidationError`."""
         if len(prompt_ids) != len(completion_ids) or not prompt_ids:
             raise ValidationError(f"completion_ids: expected one completion per prompt (at least one), got "
                                   f"{len(prompt_ids)} prompts and {len(completion_ids)} completions")
@@ -155,63 +161,41 @@ class PackedCompletions:
                 groups[group][1].append(index)
         # a completion's last token is a target only: nothing reads its hidden state, so it is not an input
         lengths = [len(p) + sum(len(completion_ids[i]) - 1 for i in members) for p, members in groups]
-        layout = row_layout(lengths) if pack_rows else [[g] for g in range(len(groups))]
-        width = max(sum(lengths[g] for g in row) for row in layout)
-        ids: list[int] = []
-        position_ids: list[int] = []
-        segments: list[int] = []
-        prompt_segments: list[int] = []
-        rows: list[int] = []
-        columns: list[int] = []
-        targets: list[int] = []
-        sequences: list[int] = []
-        for row, members_of_row in enumerate(layout):
-            start = 0
-            segment = 0
-            for prompt, members in (groups[g] for g in members_of_row):
-                size, prompt_segment = len(prompt), segment
-                ids += prompt
-                position_ids += range(size)
-                segments += [segment] * size
-                prompt_segments += [segment] * size
-                last_prompt_column = start + size - 1
-                start += size
-                for index in members:
-                    segment += 1
-                    completion = completion_ids[index]
-                    length = len(completion)
-                    ids += completion[:-1]
-                    position_ids += range(size, size + length - 1)
-                    segments += [segment] * (length - 1)
-                    prompt_segments += [prompt_segment] * (length - 1)
-                    # token 0 is predicted by the prompt's last position, token k > 0 by the completion's token k − 1
-                    rows += [row] * length
-                    columns += [last_prompt_column, *range(start, start + length - 1)]
-                    targets += completion
-                    sequences += [index] * length
-                    start += length - 1
-                segment += 1
-            padding = width - start
-            ids += [pad_token_id] * padding
-            position_ids += [0] * padding  # padding is never read; 0 stays inside any position table
-            segments += [-1] * padding
-            prompt_segments += [-1] * padding
-        shape = (len(layout), width)
-        return cls(torch.tensor(ids).reshape(shape), torch.tensor(position_ids).reshape(shape),
-                   torch.tensor(segments).reshape(shape), torch.tensor(prompt_segments).reshape(shape),
-                   CompletionPositions(torch.tensor(rows), torch.tensor(columns), torch.tensor(targets),
-                                       torch.tensor(sequences), len(prompt_ids)),
-                   any(len(row) > 1 or len(groups[row[0]][1]) > 1 for row in layout))
+        prompts = [prompt for prompt, _ in groups]
+        if pack_rows:
+            layout = row_layout(lengths, shared=common_prefix_lengths(prompts) if len(groups) > 1 else None)
+        else:
+            layout = [[g] for g in range(len(groups))]
+        rows = [_Row.of(prompts, [(g, groups[g][1]) for g in members], completion_ids) for members in layout]
+        width = max(len(row.ids) for row in rows)
+        most = max(len(row.paths) for row in rows)
+        visible = torch.zeros(len(rows), most + 1, most + 1, dtype=torch.bool)
+        visible[:, most, most] = True  # padding reads padding, so that no row of the softmax is empty
+        for r, row in enumerate(rows):
+            for segment, path in enumerate(row.paths):
+                visible[r, segment, path] = True
+        padding = [width - len(row.ids) for row in rows]
+        return cls(torch.tensor([row.ids + [pad_token_id] * pad for row, pad in zip(rows, padding)]),
+                   # padding is never read; position 0 stays inside any position table
+                   torch.tensor([row.position_ids + [0] * pad for row, pad in zip(rows, padding)]),
+                   torch.tensor([row.segments + [-1] * pad for row, pad in zip(rows, padding)]),
+                   visible,
+                   CompletionPositions(torch.tensor([r for r, row in enumerate(rows) for _ in row.columns]),
+                                       torch.tensor([c for row in rows for c in row.columns]),
+                                       torch.tensor([t for row in rows for t in row.targets]),
+                                       torch.tensor([s for row in rows for s in row.sequences]), len(prompt_ids)),
+                   any(len(row.sequence_ids) > 1 for row in rows))
 
     def attention_mask(self, implementation: str, dtype: torch.dtype) -> torch.Tensor:
-        """``[R, 1, W, W]``: query ``q`` may attend to key ``k <= q`` of its own segment or of the prompt it is read
-        with (padding queries attend to padding, so that no row of the softmax is empty). SDPA takes it as
-        booleans (True: attend), eager attention as an additive float mask (0 or the dtype's minimum)."""
+        """``[R, 1, W, W]``: query ``q`` may attend to key ``k <= q`` of a segment it reads (:attr:`visible`: its
+        own, and the prompt pieces on its path in the row's prefix tree). SDPA takes it as booleans (True: attend),
+        eager attention as an additive float mask (0 or the dtype's minimum)."""
         width = self.segments.shape[1]
+        padding = self.visible.shape[1] - 1
+        segments = self.segments.masked_fill(self.segments < 0, padding)
         causal = torch.ones(width, width, dtype=torch.bool, device=self.segments.device).tril()
-        same = self.segments[:, :, None] == self.segments[:, None, :]
-        own_prompt = self.prompt_segments[:, :, None] == self.segments[:, None, :]
-        allowed = (causal & (same | own_prompt))[:, None]
+        rows = torch.arange(segments.shape[0], device=segments.device)[:, None, None]
+        allowed = (causal & self.visible[rows, segments[:, :, None], segments[:, None, :]])[:, None]
         if implementation == "sdpa":
             return allowed
         blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
@@ -219,11 +203,103 @@ class PackedCompletions:
 
     def to(self, device: torch.device | str) -> PackedCompletions:
         return PackedCompletions(self.input_ids.to(device), self.position_ids.to(device), self.segments.to(device),
-                                 self.prompt_segments.to(device), self.positions.to(device), self.shared)
+                                 self.visible.to(device), self.positions.to(device), self.shared)
 
 
-def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS,
-               min_saving: float = PACKING_MIN_SAVING) -> list[list[int]]:
+@dataclass
+class _TrieNode:
+    """A run of prompt tokens in a row's prefix tree; ``groups``: the groups whose prompt ends with it."""
+
+    tokens: list[int]
+    children: list[_TrieNode]
+    groups: list[tuple[int, list[int]]]
+
+
+@dataclass
+class _Row:
+    """One row's token lists; ``paths[s]``: the segments segment ``s`` reads (itself and its ancestors)."""
+
+    ids: list[int]
+    position_ids: list[int]
+    segments: list[int]
+    paths: list[list[int]]
+    columns: list[int]
+    targets: list[int]
+    sequences: list[int]
+    sequence_ids: set[int]
+
+    @classmethod
+    def of(cls, prompts: Sequence[Sequence[int]], groups: list[tuple[int, list[int]]],
+           completion_ids: Sequence[Sequence[int]]) -> _Row:
+        """The prefix tree of the groups' prompts, laid out depth first: each run of prompt tokens once, then the
+        completions of the prompts that end there, then its branches."""
+        root = _TrieNode([], [], [])
+        for group, members in groups:
+            prompt, node, depth = list(prompts[group]), root, 0
+            while True:
+                if depth == len(prompt):
+                    node.groups.append((group, members))
+                    break
+                child = next((c for c in node.children if c.tokens[0] == prompt[depth]), None)
+                if child is None:
+                    node.children.append(_TrieNode(prompt[depth:], [], [(group, members)]))
+                    break
+                common = 0
+                while common < len(child.tokens) and depth + common < len(prompt) and \
+                        child.tokens[common] == prompt[depth + common]:
+                    common += 1
+                if common < len(child.tokens):  # the prompts part inside this run: split it there
+                    child.children = [_TrieNode(child.tokens[common:], child.children, child.groups)]
+                    child.tokens, child.groups = child.tokens[:common], []
+                node, depth = child, depth + common
+        row = cls([], [], [], [], [], [], [], set())
+        for child in root.children:
+            row._lay_out(child, [], 0, completion_ids)
+        return row
+
+    def _lay_out(self, node: _TrieNode, path: list[int], depth: int,
+                 completion_ids: Sequence[Sequence[int]]) -> None:
+        segment = len(self.paths)
+        path = [*path, segment]
+        self.paths.append(path)
+        self.ids += node.tokens
+        self.position_ids += range(depth, depth + len(node.tokens))
+        self.segments += [segment] * len(node.tokens)
+        last_prompt_column, size = len(self.ids) - 1, depth + len(node.tokens)
+        for _, members in node.groups:
+            for index in members:
+                completion = completion_ids[index]
+                own = len(self.paths)
+                self.paths.append([*path, own])
+                # token 0 is predicted by the prompt's last position, token k > 0 by the completion's token k − 1
+                self.columns += [last_prompt_column, *range(len(self.ids), len(self.ids) + len(completion) - 1)]
+                self.ids += completion[:-1]
+                self.position_ids += range(size, size + len(completion) - 1)
+                self.segments += [own] * (len(completion) - 1)
+                self.targets += completion
+                self.sequences += [index] * len(completion)
+                self.sequence_ids.add(index)
+        for child in node.children:
+            self._lay_out(child, path, size, completion_ids)
+
+
+def common_prefix_lengths(prompts: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...] | None:
+    """``[G][G]``: how many leading tokens prompts ``g`` and ``h`` have in common (a prompt with itself: its
+    length); None where no two prompts share a first token (nothing to share)."""
+    width = max(len(prompt) for prompt in prompts)
+    ids = torch.full((len(prompts), width), -1, dtype=torch.long)
+    for g, prompt in enumerate(prompts):
+        ids[g, :len(prompt)] = torch.as_tensor(list(prompt), dtype=torch.long)
+    real = ids >= 0
+    equal = (ids[:, None, :] == ids[None, :, :]) & real[:, None, :] & real[None, :, :]
+    if not equal[:, :, 0].fill_diagonal_(False).any():
+        return None
+    lengths = equal.long().cumprod(dim=2).sum(dim=2)
+    return tuple(tuple(row) for row in lengths.tolist())
+
+
+def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS, min_saving: float = PACKING_MIN_SAVING,
+               shared: tuple[tuple[int, ...], ...] | None = None) -> list[list[int]]:
     """Groups (of ``lengths`` tokens each, never split) to rows, as lists of group indices in increasing order.
 
     First-fit decreasing into rows of capacity ``c``, for every ``c`` from the longest group to
@@ -232,13 +308,19 @@ def row_layout(lengths: Sequence[int], row_tokens: int = ROW_TOKENS,
     row: such rows need no mask, and SDPA's causal path is faster than a masked one. A packed row's attention costs
     ``O(W²)``, small beside its linear layers' ``O(W · parameters)`` while ``W`` stays near ``row_tokens``.
 
-    The layout is remembered per ``lengths`` (a training set's batches repeat; the search tries every capacity).
+    ``shared[g][h]``: the tokens groups ``g`` and ``h`` have in common when they share a row (their prompts'
+    common prefix, :func:`common_prefix_lengths`). A group then takes ``lengths[g] − max_h shared[g][h]`` over the
+    row's groups ``h`` (exactly what it adds to the row's prefix tree), and goes to the row where it takes least,
+    the first among equals.
+
+    The layout is remembered per argument (a training set's batches repeat; the search tries every capacity).
     """
-    return [list(row) for row in _row_layout(tuple(lengths), row_tokens, min_saving)]
+    return [list(row) for row in _row_layout(tuple(lengths), row_tokens, min_saving, shared)]
 
 
 @functools.lru_cache(maxsize=1024)
-def _row_layout(lengths: tuple[int, ...], row_tokens: int, min_saving: float) -> tuple[tuple[int, ...], ...]:
+def _row_layout(lengths: tuple[int, ...], row_tokens: int, min_saving: float,
+                shared: tuple[tuple[int, ...], ...] | None) -> tuple[tuple[int, ...], ...]:
     """The search of :func:`row_layout`, cached; it returns tuples, so no caller can change a remembered layout."""
     longest = max(lengths)
     order = sorted(range(len(lengths)), key=lambda g: (-lengths[g], g))
@@ -247,13 +329,19 @@ def _row_layout(lengths: tuple[int, ...], row_tokens: int, min_saving: float) ->
         rows: list[list[int]] = []
         filled: list[int] = []
         for group in order:
-            row = next((r for r, used in enumerate(filled) if used + lengths[group] <= capacity), None)
+            row, size = None, lengths[group]
+            for r, members in enumerate(rows):
+                cost = lengths[group] - max(shared[group][h] for h in members) if shared else lengths[group]
+                if filled[r] + cost <= capacity and (row is None or cost < size):
+                    row, size = r, cost
+                    if not shared:
+                        break  # nothing is shared: first fit
             if row is None:
                 rows.append([group])
                 filled.append(lengths[group])
             else:
                 rows[row].append(group)
-                filled[row] += lengths[group]
+                filled[row] += size
         width = max(filled)
         if best is None or (len(rows) * width, width) < best[:2]:
             best = (len(rows) * width, width, rows)

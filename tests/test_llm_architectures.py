@@ -179,3 +179,50 @@ def test_a_remembered_row_layout_is_a_fresh_list_each_time():
     layout.append([7])
     assert row_layout([10, 3, 3, 10]) == [[0, 1], [2, 3]]
     assert row_layout((10, 3, 3, 10), row_tokens=10) == [[0], [3], [1, 2]]  # the capacity is part of the key
+
+
+def test_prompts_in_one_row_share_their_common_prefix_as_a_tree():
+    # [5] is a prefix of the other two prompts, which share [5, 6]: one row holds the tree 5 → 6 → {7, 8 9}
+    packed = PackedCompletions.of([[5, 6, 7], [5, 6, 8, 9], [5]], [[1, 2], [3], [4, 4]], pad_token_id=0)
+    assert packed.shared and packed.input_ids.tolist() == [[5, 4, 6, 7, 1, 8, 9]]  # 7 positions instead of 12
+    assert packed.position_ids[0].tolist() == [0, 1, 1, 2, 3, 2, 3]  # each token at its place in its sequence
+    positions = packed.positions
+    assert positions.columns.tolist() == [0, 1, 3, 4, 6]  # [4, 4] after 5; [1, 2] after 7; [3] after 9
+    assert positions.targets.tolist() == [4, 4, 1, 2, 3]
+    assert positions.sequences.tolist() == [2, 2, 0, 0, 1]
+    mask = packed.attention_mask("sdpa", torch.float32)[0, 0]
+    assert mask[1].tolist() == [True, True, False, False, False, False, False]  # 4 reads 5 only
+    assert mask[4].tolist() == [True, False, True, True, True, False, False]  # 1 reads 5 6 7, not the other 4
+    assert mask[6].tolist() == [True, False, True, False, False, True, True]  # 9 reads 5 6 8, not 7 or 1
+    assert packed.attention_mask("sdpa", torch.float32).shape == (1, 1, 7, 7)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_shared_prefix_tree_gives_the_plain_logprobs_and_gradients(hf_model_paths, architecture):
+    """Chat-like prompts (one long common opening), one prompt a prefix of another, and one prompt with three
+    completions (two groups, which then share the whole prompt): values and LoRA gradients as one sequence at a
+    time."""
+    model, tokenizer = load_causal_lm(hf_model_paths[architecture], device="cpu", dtype="float32")
+    opening = "system : you are a helpful assistant . user : continue this movie review :"
+    prompts = [f"{opening} the film was", f"{opening} the film was long", f"{opening} i watched",
+               f"{opening} the film was", f"{opening} the film was", opening]
+    completions = [" great .", " and dull .", " it twice .", " a mess .", " fine , i guess .", " the plot ."]
+    prompt_ids, completion_ids = token_lists(tokenizer, prompts, completions)
+    packed = PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id)
+    one_group_per_row = PackedCompletions.of(prompt_ids, completion_ids, tokenizer.pad_token_id, pack_rows=False)
+    assert packed.input_ids.numel() < one_group_per_row.input_ids.numel()
+    assert packed.input_ids.shape[0] == 1  # every prompt in one tree
+    policy = trained_lora(model, seed=2)
+    gradients, values = [], []
+    for fast in (True, False):
+        policy.zero_grad(set_to_none=True)
+        if fast:
+            logps, _ = completion_logprobs(policy, prompt_ids, completion_ids, tokenizer.pad_token_id)
+        else:
+            logps = plain_logprobs(policy, prompt_ids, completion_ids)
+        (logps * torch.linspace(-1.0, 1.0, len(logps))).sum().backward()
+        values.append(logps.detach())
+        gradients.append(torch.cat([p.grad.flatten() for p in policy.parameters() if p.requires_grad]))
+    torch.testing.assert_close(values[0], values[1], rtol=1e-6, atol=1e-5)
+    assert gradients[1].abs().max() > 1e-4
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
