@@ -94,21 +94,6 @@ def matmul_rates(config: dict[str, Any], positions: dict[str, Any], ours: dict[s
             "plain_shape": [positions["ours_body"], config["hidden_size"], config["intermediate_size"]]}
 
 
-def positions(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-    """Positions each side computes; ours from the rows the library's log-prob pass builds for a step."""
-    from llm.completion_logprobs import PackedCompletions
-
-    lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
-    longest = max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)
-    packed = PackedCompletions.of([r["prompt_ids"] for r in rows for _ in range(2)],
-                                  [c for r in rows for c in (r["chosen_ids"], r["rejected_ids"])],
-                                  pad_token_id=0)  # the pad id does not change the shape
-    return {"real_tokens": sum(lengths), "ours_body": int(packed.input_ids.numel()),
-            "ours_rows": list(packed.input_ids.shape),
-            "ours_head": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows),
-            "trl_body_and_head": 2 * len(rows) * longest}
-
-
 def profile_ours(workdir: Path, benchmark) -> Any:
     from torch.profiler import ProfilerActivity, profile
 
@@ -190,7 +175,7 @@ def main() -> None:
         setup = argparse.Namespace(pairs=16, prompt_words=5, completion_words=(11, 18), prompt_format="plain",
                                    device="cpu", dtype="float32")
         record["setup"] = benchmark.prepare(workdir, args.model, setup)
-        record["positions"] = positions(json.loads((workdir / "token_ids.json").read_text()))
+        record["positions"] = record["setup"]["positions"]
         record["ours"] = shares(profile_ours(workdir, benchmark), args.top)
         record["trl_precompute"] = shares(profile_trl(workdir, benchmark), args.top)
     config = record["setup"].get("config", {})

@@ -258,6 +258,24 @@ def token_ids(tokenizer, pairs: list[dict[str, str]]) -> list[dict[str, list[int
     return rows
 
 
+def positions(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Positions each side computes: ``real_tokens`` (each prompt once), ours from the rows the library's log-prob
+    pass builds for a step (``ours_body`` = ``ours_rows`` R × W, of which ``ours_tokens`` are not padding, fewer than
+    ``real_tokens`` where prompts share a prefix; ``ours_head``: the positions that predict completion tokens), and
+    TRL's body-and-head positions (2 × pairs sequences padded to the longest)."""
+    from llm.completion_logprobs import PackedCompletions
+
+    lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
+    longest = max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)
+    packed = PackedCompletions.of([r["prompt_ids"] for r in rows for _ in range(2)],
+                                  [c for r in rows for c in (r["chosen_ids"], r["rejected_ids"])],
+                                  pad_token_id=0)  # the pad id does not change the shape
+    return {"real_tokens": sum(lengths), "ours_body": int(packed.input_ids.numel()),
+            "ours_rows": list(packed.input_ids.shape), "ours_tokens": int((packed.segments >= 0).sum()),
+            "ours_head": sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows),
+            "trl_body_and_head": 2 * len(rows) * longest}
+
+
 def settings(workdir: Path) -> dict[str, Any]:
     return json.loads((workdir / "settings.json").read_text())
 
@@ -424,6 +442,7 @@ def prepare(workdir: Path, model_name: str, args: argparse.Namespace) -> dict[st
             "embedding_rows": model.get_input_embeddings().num_embeddings, "tokenizer_size": len(tokenizer),
             "pairs": len(pairs), "prompt_tokens_min_max": [min(prompt_tokens), max(prompt_tokens)],
             "completion_tokens_min_max": [min(completion_tokens), max(completion_tokens)],
+            "positions": positions(rows),
             "lora": {**lora.to_dict(), "target_modules": list(spec.lora_targets)}, "beta": BETA,
             "learning_rate": LEARNING_RATE, "loss": "sigmoid", "device": args.device, "dtype": args.dtype,
             "trainable_parameters": sum(p.numel() for p in policy.parameters() if p.requires_grad)}

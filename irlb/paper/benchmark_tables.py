@@ -145,6 +145,14 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = 
         macros.number([prefix, key, "vocab"], int(setup["embedding_rows"]))
         macros.number([prefix, key, "prompt tokens min"], int(setup["prompt_tokens_min_max"][0]))
         macros.number([prefix, key, "prompt tokens max"], int(setup["prompt_tokens_min_max"][1]))
+        if "positions" in setup:  # files from before the benchmark recorded them lack it
+            counts = setup["positions"]
+            macros.number([prefix, key, "ours body positions"], int(counts["ours_body"]))
+            macros.number([prefix, key, "ours rows"], int(counts["ours_rows"][0]))
+            macros.number([prefix, key, "ours row width"], int(counts["ours_rows"][1]))
+            macros.number([prefix, key, "ours tokens"], int(counts["ours_tokens"]))
+            macros.number([prefix, key, "real tokens"], int(counts["real_tokens"]))
+            macros.number([prefix, key, "trl positions"], int(counts["trl_body_and_head"]))
         macros.number([prefix, key, "trainable"], int(setup["trainable_parameters"]))
         if "parameters" in setup:
             macros.number([prefix, key, "parameters"], int(setup["parameters"]))

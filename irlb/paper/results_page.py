@@ -1297,9 +1297,16 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
         per = chat["results"]["smollm2_135m"]
         keys = list(per)
         met = all(chat["goal_checks"]["smollm2_135m"].values())
+        setup = chat["setup"]["smollm2_135m"]
+        counts = setup.get("positions")
+        layout = "" if counts is None else (
+            f"; ours runs the body on {counts['ours_rows'][0]} rows of {counts['ours_rows'][1]} = "
+            f"{counts['ours_body']} positions, {counts['ours_tokens']} of them tokens where the pairs have "
+            f"{counts['real_tokens']} with each prompt once, since a row's prompts share the chat template's opening; "
+            f"TRL runs {counts['trl_body_and_head']}")
         lines += ["", f"On chat-template prompts (`dpo_vs_trl_smollm2_chat.json`: prompts of "
-                      f"{chat['setup']['smollm2_135m']['prompt_tokens_min_max'][0]} tokens or more, shared by both "
-                      f"answers) SmolLM2 {'meets' if met else 'does not meet'} every goal: "
+                      f"{setup['prompt_tokens_min_max'][0]} tokens or more, shared by both answers{layout}) SmolLM2 "
+                      f"{'meets' if met else 'does not meet'} every goal: "
                       + " and ".join(f"**{per[k]['ratios']['ours/trl_precompute']:.2f}** at {_threads_label(k)}"
                                      for k in keys)
                       + " against TRL with precompute (CPU time "
