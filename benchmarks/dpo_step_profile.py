@@ -5,10 +5,9 @@ settings; plus the positions each side computes.
 Per side: the self CPU time of the ``--top`` operators over steps 2–3 (after one warm-up step; the profiler adds
 overhead, so read shares, not totals), and of all matrix products. Ours also: the matrix-product work of a step
 (:func:`matmul_gflop`), the rate it ran at, and a plain product's rate on the step's widest body shape.
-Positions: the pairs' real tokens (each prompt once), the body positions of our packed rows (as
-``llm.completion_logprobs.PackedCompletions`` builds them for a step), the LM-head positions of ours (those that
-predict completion tokens), and TRL's body-and-head positions (2 × pairs sequences padded to the longest prompt +
-completion).
+Positions: those ``dpo_vs_trl.positions`` records in the setup (the pairs' real tokens, the body positions of our
+packed rows as ``llm.completion_logprobs.PackedCompletions`` builds them for a step and how many are tokens, the
+LM-head positions of ours, and TRL's body-and-head positions).
 
 Run (after ``make baselines``): ``.venv/bin/python benchmarks/dpo_step_profile.py --model smollm2_135m`` (about 3
 minutes at 1 thread) → ``benchmarks/results/dpo_step_profile.json``.
@@ -174,18 +173,17 @@ def main() -> None:
         workdir = Path(folder)
         setup = argparse.Namespace(pairs=16, prompt_words=5, completion_words=(11, 18), prompt_format="plain",
                                    device="cpu", dtype="float32")
-        record["setup"] = benchmark.prepare(workdir, args.model, setup)
-        record["positions"] = record["setup"]["positions"]
+        record["setup"] = benchmark.prepare(workdir, args.model, setup)  # its "positions": what each side computes
         record["ours"] = shares(profile_ours(workdir, benchmark), args.top)
         record["trl_precompute"] = shares(profile_trl(workdir, benchmark), args.top)
     config = record["setup"].get("config", {})
     if "intermediate_size" in config:  # a Llama-style model (SmolLM2, the random Llamas)
-        record["matmul"] = matmul_rates(config, record["positions"], record["ours"])
+        record["matmul"] = matmul_rates(config, record["setup"]["positions"], record["ours"])
     record["seconds"] = time.perf_counter() - started
     write_json(args.out, record)
     for side in ("ours", "trl_precompute"):
         print(side, ", ".join(f"{row['operator']} {row['self_cpu_share']:.1%}" for row in record[side]["top"][:6]))
-    print(record["positions"])
+    print(record["setup"]["positions"])
     print(record.get("matmul"))
     print(args.out)
 

@@ -146,13 +146,7 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = 
         macros.number([prefix, key, "prompt tokens min"], int(setup["prompt_tokens_min_max"][0]))
         macros.number([prefix, key, "prompt tokens max"], int(setup["prompt_tokens_min_max"][1]))
         if "positions" in setup:  # files from before the benchmark recorded them lack it
-            counts = setup["positions"]
-            macros.number([prefix, key, "ours body positions"], int(counts["ours_body"]))
-            macros.number([prefix, key, "ours rows"], int(counts["ours_rows"][0]))
-            macros.number([prefix, key, "ours row width"], int(counts["ours_rows"][1]))
-            macros.number([prefix, key, "ours tokens"], int(counts["ours_tokens"]))
-            macros.number([prefix, key, "real tokens"], int(counts["real_tokens"]))
-            macros.number([prefix, key, "trl positions"], int(counts["trl_body_and_head"]))
+            _position_macros(macros, [prefix, key], setup["positions"])
         macros.number([prefix, key, "trainable"], int(setup["trainable_parameters"]))
         if "parameters" in setup:
             macros.number([prefix, key, "parameters"], int(setup["parameters"]))
@@ -189,6 +183,17 @@ def dpo_vs_trl(data: dict[str, Any], macros: Macros, source: str, prefix: str = 
     return {}
 
 
+def _position_macros(macros: Macros, keys: list[str], positions: dict[str, Any]) -> None:
+    """``<keys> real tokens``, ``ours rows``, ``ours width``, ``ours body``, ``ours tokens``, ``ours padding``,
+    ``ours head`` and ``trl positions`` from the positions ``benchmarks/dpo_vs_trl.py`` records (its ``positions``)."""
+    rows, width = positions["ours_rows"]
+    for name, value in (("real tokens", positions["real_tokens"]), ("ours rows", rows), ("ours width", width),
+                        ("ours body", positions["ours_body"]), ("ours tokens", positions["ours_tokens"]),
+                        ("ours padding", positions["ours_body"] - positions["ours_tokens"]),
+                        ("ours head", positions["ours_head"]), ("trl positions", positions["trl_body_and_head"])):
+        macros.number([*keys, name], int(value))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # benchmarks/results/dpo_step_profile.json
 
@@ -214,14 +219,10 @@ def dpo_step_profile(data: dict[str, Any], macros: Macros, source: str) -> dict[
                   digits=2)
     macros.number(["dpoprof trl elementwise share"], share("trl_precompute", lambda name: name in _ELEMENTWISE),
                   digits=3)
-    positions, pairs = data["positions"], int(data["setup"]["pairs"])
-    rows, width = positions["ours_rows"]
-    inputs = positions["real_tokens"] - 2 * pairs  # each completion's last token is a target, not an input
-    for name, value in (("pairs", pairs), ("real tokens", positions["real_tokens"]), ("ours rows", rows),
-                        ("ours width", width), ("ours body", positions["ours_body"]),
-                        ("ours padding", positions["ours_body"] - inputs), ("ours head", positions["ours_head"]),
-                        ("trl positions", positions["trl_body_and_head"]),
-                        ("trl sequences", 2 * pairs), ("trl width", positions["trl_body_and_head"] // (2 * pairs))):
+    positions, pairs = data["setup"]["positions"], int(data["setup"]["pairs"])
+    _position_macros(macros, ["dpoprof"], positions)
+    for name, value in (("pairs", pairs), ("trl sequences", 2 * pairs),
+                        ("trl width", positions["trl_body_and_head"] // (2 * pairs))):
         macros.number(["dpoprof", name], int(value))
     macros.number(["dpoprof body ratio"], positions["trl_body_and_head"] / positions["ours_body"], digits=3)
     macros.number(["dpoprof head ratio"], positions["trl_body_and_head"] / positions["ours_head"], digits=3)
