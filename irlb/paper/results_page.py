@@ -117,9 +117,14 @@ def _source(page: Page, *names: str) -> str:
 # ---------------------------------------------------------------------------------------------------- sections
 
 
+def _mce_goal_met(data: dict[str, Any]) -> bool:
+    """The benchmark's own verdict on its goal at S = 1024 (``summary`` of ``mce_irl_vs_imitation.json``: met with
+    dense or with sparse transitions)."""
+    return any(data["summary"][side]["met"] for side in ("ours_dense", "ours_sparse") if side in data["summary"])
+
+
 def _mce(p: Page) -> list[str]:
-    goal = p.number("MceSpeedupDenseSOneZeroTwoFour") >= 10 and p.number("MceLinfDenseSOneZeroTwoFour") <= p.number(
-        "MceLinfImitationSOneZeroTwoFour")
+    goal = _mce_goal_met(p.data("mce_irl_vs_imitation"))
     return [
         f"Our MCE IRL against imitation {p('MceImitationVersion')} ({_source(p, 'mce_irl_vs_imitation')}): the same "
         f"seals MDPs (random MDPs with A = {p('MceActions')}, branching {p('MceBranching')}, horizon "
@@ -573,9 +578,8 @@ def _block_pvi(page: Page) -> str:
     git = data["git"]
     return "\n".join([
         f"From `results/preferences_vs_imitation.json`: {data['date'][:16]}Z, {data['scale']} scale, "
-        f"{page('PviSeeds')} seeds, {page('PviWallMinutes')} min, commit `{git['commit'][:7]}`"
-        + (" (working tree with uncommitted changes)" if git.get("dirty") else "")
-        + ". Expert-normalized return, IQM [95% CI] over seeds:",
+        f"{page('PviSeeds')} seeds, {page('PviWallMinutes')} min, {_commit_text(git['commit'], git['dirty'])}"
+        ". Expert-normalized return, IQM [95% CI] over seeds:",
         "",
         *_pvi_results(page),
     ])
@@ -1204,7 +1208,7 @@ def _seconds_text(seconds: float) -> str:
 
 
 def _loss_diff_text(value: float) -> str:
-    return "0" if value == 0 else f"{value:.1e}".replace("e-0", "e-")
+    return "0" if value == 0 else _e(value, 1)
 
 
 def _threads_label(key: str) -> str:
@@ -1271,8 +1275,8 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
     threads = " and ".join(key.removeprefix("threads_") for key in next(iter(data["results"].values())))
     lines = [f"Measured {provenance['started'][:10]} at {threads} threads on a {provenance['machine']['cpus']}-core "
              f"machine, 1-minute load average {min(loads):.1f}–{max(loads):.1f} (the benchmark's own threads "
-             f"included), {data['seconds'] / 60:.0f} min, from commit {provenance['git_commit'][:7]}"
-             + (" with uncommitted changes" if provenance["git_commit"].endswith("-dirty") else "") + ".", ""]
+             f"included), {data['seconds'] / 60:.0f} min, from "
+             f"{_commit_text(provenance['git_commit'], provenance['git_commit'].endswith('-dirty'))}.", ""]
     lines += _dpo_run_table(data) + ["", f"Ratios of medians, ours / TRL-with-precompute (goal ≥ "
                                      f"{page('DpoGoalRatio')}), wall clock (CPU time) and peak RSS:", ""]
     lines += _dpo_ratio_table(data) + [""]
@@ -1319,6 +1323,11 @@ def _block_dpo_vs_trl_tables(page: Page) -> str:
     return "\n".join(lines)
 
 
+def _commit_text(commit: str, dirty: bool) -> str:
+    """``commit `abc1234``` and, where the run's tree had uncommitted changes, says so."""
+    return f"commit `{commit.removesuffix('-dirty')[:7]}`" + (" with uncommitted changes" if dirty else "")
+
+
 def _e(value: float, digits: int = 2) -> str:
     """``value`` in scientific notation with ``digits`` decimals and a short exponent (``9.96e-4``, ``1.35e1``)."""
     mantissa, exponent = f"{value:.{digits}e}".split("e")
@@ -1358,8 +1367,7 @@ def _block_mce_details(page: Page) -> str:
                      if key.endswith("_max_abs_diff"))
     passed = all(problem["conversion_check"]["passed"] for problem in data["problems"])
     lines = [f"From `results/mce_irl_vs_imitation.json`: {data['date'][:16]}Z, {data['mode']} mode, "
-             f"{data['wall_seconds']:.0f} s in all; commit `{git['commit'][:7]}`"
-             + (" (working tree with uncommitted changes)" if git["dirty"] else "")
+             f"{data['wall_seconds']:.0f} s in all; {_commit_text(git['commit'], git['dirty'])}"
              + f"; {machine['cpu_count']} CPUs, {machine['torch_threads_per_worker']} torch thread per worker; "
              + ", ".join(f"{name} {version}" for name, version in versions.items() if name != "python")
              + f". The conversion check {'passed on every problem' if passed else 'FAILED'}: the occupancies "
@@ -1388,8 +1396,7 @@ def _block_mce_details(page: Page) -> str:
         lines += ["", f"Goal ({summary['goal']}): not evaluated, the file has no S = 1024 problem."]
     else:
         theirs, ours = reference["imitation"]["error"], reference["ours_dense"]["error"]
-        met = summary["ours_dense"]["met"] or summary["ours_sparse"]["met"]
-        lines += ["", f"**Goal ({summary['goal']}): {'met' if met else 'not met'}**: "
+        lines += ["", f"**Goal ({summary['goal']}): {'met' if _mce_goal_met(data) else 'not met'}**: "
                       f"{_times(summary['ours_dense']['time_ratio'])} with dense transitions and "
                       f"{_times(summary['ours_sparse']['time_ratio'])} with sparse ones at "
                       f"{_mce_problem_label(reference)}, at L∞ {_e(ours['state_visitation_linf'], 1)} against "
@@ -1401,9 +1408,9 @@ def _block_mce_details(page: Page) -> str:
                         f"{theirs['normalized_return']:.4f})."]
     lines += ["", "Readings:", ""]
     for problem in data["problems"]:
-        projection = problem.get("imitation_projection")
         if not problem["imitation_time_is_lower_bound"] or problem["spec"]["kind"] != "random":
             continue
+        projection = problem.get("imitation_projection")
         imitation, dense, sparse = problem["imitation"], problem["ours_dense"], problem["ours_sparse"]
         increases = [problem[side]["memory_mib"]["peak_increase_during_training"] for side in ("ours_dense",
                                                                                               "ours_sparse")]
@@ -1487,8 +1494,7 @@ def _block_ivi_runs(page: Page) -> str:
         seeds = {cell["seed"] for cell in cells}
         lines.append(f"- `{_relative(page.files[name])}`: {data['scale']} scale, {', '.join(testbeds)}; "
                      f"{', '.join(methods)}; {len(seeds)} seeds, {len(cells)} cells; {data['date'][:10]}, "
-                     f"{data['wall_seconds'] / 60:.0f} min, commit `{git['commit'][:7]}`"
-                     + (" with uncommitted changes" if git.get("dirty") else "") + ".")
+                     f"{data['wall_seconds'] / 60:.0f} min, {_commit_text(git['commit'], git['dirty'])}.")
     return "\n".join(lines) or "Not run yet: `python benchmarks/irl_vs_imitation.py --quick`."
 
 BLOCKS: dict[str, Callable[[Page], str]] = {
