@@ -292,7 +292,7 @@ def common_prefix_lengths(prompts: Sequence[Sequence[int]]) -> tuple[tuple[int, 
         ids[g, :len(prompt)] = torch.as_tensor(list(prompt), dtype=torch.long)
     real = ids >= 0
     equal = (ids[:, None, :] == ids[None, :, :]) & real[:, None, :] & real[None, :, :]
-    if not equal[:, :, 0].fill_diagonal_(False).any():
+    if not (equal[:, :, 0] & ~torch.eye(len(prompts), dtype=torch.bool)).any():
         return None
     lengths = equal.long().cumprod(dim=2).sum(dim=2)
     return tuple(tuple(row) for row in lengths.tolist())

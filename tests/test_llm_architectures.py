@@ -9,7 +9,13 @@ import torch
 from conftest import ARCHITECTURES
 
 from irl_bilevel.losses import preference_loss
-from llm.completion_logprobs import PackedCompletions, body_and_head, completion_logprobs, row_layout
+from llm.completion_logprobs import (
+    PackedCompletions,
+    body_and_head,
+    common_prefix_lengths,
+    completion_logprobs,
+    row_layout,
+)
 from llm.models import (
     LoraSettings,
     collate_completions,
@@ -183,6 +189,8 @@ def test_a_remembered_row_layout_is_a_fresh_list_each_time():
 
 def test_prompts_in_one_row_share_their_common_prefix_as_a_tree():
     # [5] is a prefix of the other two prompts, which share [5, 6]: one row holds the tree 5 → 6 → {7, 8 9}
+    assert common_prefix_lengths([[5, 6, 7], [5, 6, 8, 9], [5]]) == ((3, 2, 1), (2, 4, 1), (1, 1, 1))
+    assert common_prefix_lengths([[5, 6], [7]]) is None  # no two prompts begin alike
     packed = PackedCompletions.of([[5, 6, 7], [5, 6, 8, 9], [5]], [[1, 2], [3], [4, 4]], pad_token_id=0)
     assert packed.shared and packed.input_ids.tolist() == [[5, 4, 6, 7, 1, 8, 9]]  # 7 positions instead of 12
     assert packed.position_ids[0].tolist() == [0, 1, 1, 2, 3, 2, 3]  # each token at its place in its sequence
